@@ -1,0 +1,119 @@
+"""The one worker abstraction. A job is a function or a generator function run on Qt's thread
+pool (superqt's thread workers underneath). A generator job yields ``Progress`` between steps,
+which is also where it can be cancelled; its ``return`` value is the result. Everything comes
+back to the UI thread as signals: progress, result, error (a message for a person), cancelled,
+finished (always last)."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+from superqt.utils import create_worker
+
+from healthfm_desktop.core.errors import UserFacingError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A step of a job: ``fraction`` in [0, 1] (None when unknown) and a short message."""
+
+    fraction: float | None = None
+    message: str = ""
+
+
+def describe_error(exc: BaseException) -> str:
+    """A message for the user. Unexpected errors say so, and the log keeps only their type
+    (the text of an arbitrary exception can carry patient data)."""
+    if isinstance(exc, UserFacingError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return "Not enough memory for this operation."
+    log.error("unexpected %s in a background job", type(exc).__name__)
+    return f"Unexpected error ({type(exc).__name__}): {exc}"
+
+
+class Job(QObject):
+    progress = Signal(object)  # Progress
+    result = Signal(object)
+    error = Signal(str)
+    cancelled = Signal()
+    finished = Signal()
+
+    def __init__(self, func: Callable[..., Any], *args: Any, parent: QObject | None = None, **kwargs: Any):
+        super().__init__(parent)
+        self.is_generator = inspect.isgeneratorfunction(func)
+        self._cancel_requested = False
+        self._done = False
+        self._worker = create_worker(func, *args, _start_thread=False, **kwargs)
+        self._worker.returned.connect(self._on_returned)
+        self._worker.errored.connect(self._on_errored)
+        self._worker.finished.connect(self._on_finished)
+        if self.is_generator:
+            self._worker.yielded.connect(self._on_yielded)
+            self._worker.aborted.connect(self._on_aborted)
+
+    def start(self) -> "Job":
+        self._worker.start()
+        return self
+
+    def cancel(self) -> None:
+        """Stop at the job's next yield (generator jobs); a plain function's result is dropped."""
+        self._cancel_requested = True
+        if self.is_generator:
+            self._worker.quit()
+
+    @property
+    def is_running(self) -> bool:
+        return not self._done
+
+    def _on_yielded(self, value: Any) -> None:
+        if isinstance(value, Progress):
+            self.progress.emit(value)
+        elif isinstance(value, (int, float)):
+            self.progress.emit(Progress(float(value)))
+
+    def _on_returned(self, value: Any) -> None:
+        if self._cancel_requested:
+            self.cancelled.emit()
+        else:
+            self.result.emit(value)
+
+    def _on_errored(self, exc: BaseException) -> None:
+        self.error.emit(describe_error(exc))
+
+    def _on_aborted(self) -> None:
+        self.cancelled.emit()
+
+    def _on_finished(self) -> None:
+        self._done = True
+        self.finished.emit()
+
+
+def run_job(
+    func: Callable[..., Any],
+    *args: Any,
+    on_result: Callable[[Any], None] | None = None,
+    on_error: Callable[[str], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_finished: Callable[[], None] | None = None,
+    parent: QObject | None = None,
+    **kwargs: Any,
+) -> Job:
+    """Create, connect and start a job. Keep the returned Job referenced while it runs."""
+    job = Job(func, *args, parent=parent, **kwargs)
+    if on_result:
+        job.result.connect(on_result)
+    if on_error:
+        job.error.connect(on_error)
+    if on_progress:
+        job.progress.connect(on_progress)
+    if on_finished:
+        job.finished.connect(on_finished)
+    return job.start()

@@ -1,0 +1,1 @@
+"""Plain-Python core: algorithms, parsers, file formats, model calls. Never imports Qt."""

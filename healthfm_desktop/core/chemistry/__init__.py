@@ -1,0 +1,1 @@
+"""Molecule I/O, properties, filters and alerts, fingerprints, search, analogue generation."""

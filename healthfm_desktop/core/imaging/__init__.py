@@ -1,0 +1,1 @@
+"""DICOM reading, decoding, series grouping, display LUTs, measurements, MPR, export, PACS."""

@@ -1,0 +1,60 @@
+"""Where the shipped models, resources and the user's own data live, in a checkout, an
+installed wheel and a PyInstaller bundle alike."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _first_existing(candidates: list[Path]) -> Path:
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    return candidates[0]
+
+
+def _data_candidates(name: str) -> list[Path]:
+    candidates = []
+    bundle = getattr(sys, "_MEIPASS", None)
+    if bundle:
+        # The bundle keeps the app's data under healthfm_data/ so that medspaCy's top-level
+        # resources/ folder (copied to resources/en) cannot collide with ours.
+        candidates.append(Path(bundle) / "healthfm_data" / name)
+    candidates.append(_PACKAGE_DIR / "data" / name)  # installed wheel
+    candidates.append(_PACKAGE_DIR.parent / name)  # source checkout or editable install
+    return candidates
+
+
+def models_dir() -> Path:
+    override = os.environ.get("HEALTHFM_MODELS_DIR")
+    if override:
+        return Path(override)
+    return _first_existing(_data_candidates("models"))
+
+
+def resources_dir() -> Path:
+    return _first_existing(_data_candidates("resources"))
+
+
+def samples_dir() -> Path:
+    return resources_dir() / "samples"
+
+
+def user_data_dir() -> Path:
+    """Per-user writable folder for settings, autosaves and the local study database."""
+    override = os.environ.get("HEALTHFM_HOME")
+    if override:
+        path = Path(override)
+    else:
+        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        path = Path(base) / "healthfm-desktop"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def settings_path() -> Path:
+    return user_data_dir() / "settings.ini"

@@ -1,0 +1,1 @@
+"""Patient timelines (labs, vitals), cleaning rules and risk features."""

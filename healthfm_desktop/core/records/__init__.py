@@ -1,0 +1,1 @@
+"""Clinical notes: spaCy/medspaCy pipeline, entities, assertion context, sections, PHI, export."""

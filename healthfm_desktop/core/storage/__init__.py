@@ -1,0 +1,1 @@
+"""SQLite stores (studies, annotations) and atomic autosave."""

@@ -1,0 +1,1 @@
+"""The image_viewer workspace's widgets."""

@@ -1,0 +1,1 @@
+"""The molecule_panel workspace's widgets."""

@@ -1,0 +1,1 @@
+"""The patient_view workspace's widgets."""

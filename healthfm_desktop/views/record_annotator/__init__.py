@@ -1,0 +1,1 @@
+"""The record_annotator workspace's widgets."""

@@ -1,0 +1,33 @@
+"""Shared fixtures. Every test runs headless (offscreen Qt) with a private HEALTHFM_HOME so no
+settings, autosaves or databases leak between tests or onto the developer's machine."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_DATA = REPO / "tests" / "data"
+TRAINING_DATA = REPO / "models" / "training" / "data"
+SAMPLES = REPO / "resources" / "samples"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("healthfm_home")
+    os.environ["HEALTHFM_HOME"] = str(home)
+    yield home
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture
+def test_data() -> Path:
+    return TEST_DATA
