@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     gui = sub.add_parser("gui", help="start the GUI, opening the given files, folders, zips or DICOMDIRs")
     gui.add_argument("paths", nargs="*", metavar="PATH")
+    gui.add_argument("--demo", action="store_true", help="also open the bundled sample data")
     gui.set_defaults(handler="app:run_gui")
 
     selftest = sub.add_parser("self-test", help="offline self-check of models, workspaces and bundle")

@@ -114,7 +114,7 @@ def _check_main_window() -> str:
     return "main window with workspaces " + ", ".join(names)
 
 
-def collect_checks() -> list[Check]:
+def collect_checks(include_gui: bool = True) -> list[Check]:
     from healthfm_desktop.core.inference.registry import load_registry
 
     checks: list[Check] = [
@@ -142,7 +142,8 @@ def collect_checks() -> list[Check]:
         if label not in covered:
             checks.append((label, check))
     checks.extend(domain_checks)
-    checks.append(("main window", _check_main_window))
+    if include_gui:
+        checks.append(("main window", _check_main_window))
     return checks
 
 

@@ -1,0 +1,137 @@
+"""Build the QApplication and the main window, and wire controllers to views."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from PySide6.QtWidgets import QApplication
+
+from healthfm_desktop import __version__
+from healthfm_desktop.controllers.app import AppController, LogRelay, open_settings
+from healthfm_desktop.controllers.images import ImagesController
+from healthfm_desktop.controllers.molecules import MoleculesController
+from healthfm_desktop.controllers.notes import NotesController
+from healthfm_desktop.controllers.patients import PatientsController
+from healthfm_desktop.core.paths import resources_dir, samples_dir
+from healthfm_desktop.views.dialogs import DocumentsDialog, SelfTestDialog, SettingsDialog
+from healthfm_desktop.views.image_viewer.workspace import ImagesWorkspace
+from healthfm_desktop.views.main_window import MainWindow
+from healthfm_desktop.views.molecule_panel.workspace import MoleculesWorkspace
+from healthfm_desktop.views.patient_view.workspace import PatientsWorkspace
+from healthfm_desktop.views.record_annotator.workspace import NotesWorkspace
+
+# (controller class, view class), in the order of the workspace switcher
+WORKSPACES = [
+    (ImagesController, ImagesWorkspace),
+    (NotesController, NotesWorkspace),
+    (MoleculesController, MoleculesWorkspace),
+    (PatientsController, PatientsWorkspace),
+]
+SETTING_KEYS = ("inference/provider", "inference/quantized", "dicom/ae_title", "dicom/storage_port")
+
+
+def build_application(argv: list[str] | None = None) -> QApplication:
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(argv if argv is not None else sys.argv)
+        app.setApplicationName("HealthFM Desktop")
+        app.setOrganizationName("HealthFM")
+        app.setApplicationVersion(__version__)
+    return app
+
+
+def _license_documents() -> list[tuple[str, str]]:
+    folder = resources_dir() / "licenses"
+    documents = []
+    for path in sorted(folder.glob("*.md")):
+        title = path.stem.replace("_", " ").title()
+        documents.append((title, path.read_text(encoding="utf-8")))
+    return documents
+
+
+def build_main_window() -> MainWindow:
+    """The whole application: main window, controllers, wiring. Tests use this too."""
+    window = MainWindow()
+    controllers = []
+    for controller_class, view_class in WORKSPACES:
+        controller = controller_class(parent=window)
+        view = view_class(controller)
+        window.add_workspace(controller.name, controller.title, view)
+        controller.message.connect(window.show_message)
+        controller.progress.connect(lambda p, w=window: w.show_progress(p.fraction, p.message, busy=True))
+        controller.busy_changed.connect(lambda busy, w=window: w.show_progress(None, busy=busy))
+        controllers.append(controller)
+
+    app_controller = AppController(controllers, open_settings(), parent=window)
+    window.app_controller = app_controller
+    window.controllers = app_controller.workspaces
+
+    window.paths_requested.connect(app_controller.open_paths)
+    app_controller.workspace_requested.connect(window.show_workspace)
+    app_controller.message.connect(window.show_message)
+    app_controller.provider_status.connect(window.set_provider)
+    app_controller.recent_changed.connect(window.set_recent)
+    window.set_recent(app_controller.recent_paths())
+
+    relay = LogRelay(window)
+    relay.record.connect(window.append_log)
+    relay.install()
+    window.log_relay = relay
+
+    def edit_settings() -> None:
+        dialog = SettingsDialog({key: app_controller.setting(key) for key in SETTING_KEYS}, window)
+        window.settings_dialog = dialog
+        dialog.accepted.connect(lambda: [app_controller.set_setting(k, v) for k, v in dialog.values().items()])
+        dialog.open()
+
+    def run_self_test() -> None:
+        dialog = SelfTestDialog(window)
+        window.self_test_dialog = dialog
+        job = app_controller.run_self_test()
+        job.result.connect(dialog.show_results)
+        dialog.open()
+
+    def show_documents(title: str, documents) -> None:
+        dialog = DocumentsDialog(title, documents, window)
+        window.documents_dialog = dialog
+        dialog.open()
+
+    window.settings_requested.connect(edit_settings)
+    window.self_test_requested.connect(run_self_test)
+    window.model_cards_requested.connect(lambda: show_documents("Model cards", app_controller.model_cards()))
+    window.licenses_requested.connect(
+        lambda: show_documents("Third-party licenses and data attributions", _license_documents())
+    )
+
+    def on_close() -> None:
+        window.save_geometry(app_controller.settings)
+        app_controller.settings.sync()
+        relay.uninstall()
+
+    window.closing.connect(on_close)
+    window.restore_geometry(app_controller.settings)
+    app_controller.refresh_provider()
+    return window
+
+
+def run_gui(args) -> int:
+    """`healthfm gui [PATH...]`; with --demo (or HEALTHFM_DEMO=1) opens the bundled samples."""
+    logging.basicConfig(level=logging.WARNING)
+    app = build_application(sys.argv[:1])
+    window = build_main_window()
+    window.show()
+    paths = [Path(p) for p in getattr(args, "paths", []) or []]
+    if getattr(args, "demo", False):
+        paths += sorted(p for p in samples_dir().iterdir() if p.name != "README.md")
+    if paths:
+        window.app_controller.open_paths(paths)
+    return app.exec()
+
+
+def main() -> int:
+    """Entry point of the `healthfm-gui` launcher."""
+    from healthfm_desktop.cli import main as cli_main
+
+    return cli_main(["gui", *sys.argv[1:]])

@@ -1,0 +1,89 @@
+"""Fetal head biometry from a segmentation mask: the largest connected region's outline, an
+ellipse fitted to it (OpenCV fitEllipse, least squares) in millimetres, and its circumference by
+Ramanujan's second approximation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class HeadEllipse:
+    """An ellipse in pixel coordinates of the mask (x = column, y = row)."""
+
+    centre_xy: tuple[float, float]
+    axes_px: tuple[float, float]  # full axis lengths along the ellipse's own axes, in pixels
+    angle_deg: float
+    contour_xy: np.ndarray  # (N, 2) outline of the region the ellipse was fitted to
+    area_px: float
+
+    def polygon(self, points: int = 72) -> np.ndarray:
+        """(points, 2) x/y points on the ellipse, for drawing."""
+        theta = np.linspace(0, 2 * np.pi, points, endpoint=False)
+        a, b = self.axes_px[0] / 2, self.axes_px[1] / 2
+        angle = math.radians(self.angle_deg)
+        x = a * np.cos(theta)
+        y = b * np.sin(theta)
+        cx, cy = self.centre_xy
+        return np.stack([cx + x * math.cos(angle) - y * math.sin(angle), cy + x * math.sin(angle) + y * math.cos(angle)], axis=1)
+
+
+def ramanujan_circumference(semi_a: float, semi_b: float) -> float:
+    """Ramanujan's second approximation of an ellipse's perimeter (error < 1e-9 for heads)."""
+    a, b = max(semi_a, semi_b), min(semi_a, semi_b)
+    if a <= 0:
+        return 0.0
+    h = ((a - b) / (a + b)) ** 2
+    return math.pi * (a + b) * (1 + 3 * h / (10 + math.sqrt(4 - 3 * h)))
+
+
+def largest_region(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected foreground region of a binary mask, holes filled (a head is one
+    closed region; specks elsewhere are segmentation noise)."""
+    binary = (np.asarray(mask) > 0).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    if count <= 1:
+        return np.zeros_like(binary)
+    biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    region = (labels == biggest).astype(np.uint8)
+    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    filled = np.zeros_like(region)
+    cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
+    return filled
+
+
+def fit_head_ellipse(mask: np.ndarray) -> HeadEllipse | None:
+    """Fit an ellipse to the outline of the mask's largest region; None when there is no head
+    (fewer than 5 outline points, or a region too small to be one)."""
+    region = largest_region(mask)
+    area = float(region.sum())
+    if area < 20:
+        return None
+    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    contour = max(contours, key=cv2.contourArea)
+    if len(contour) < 5:
+        return None
+    (cx, cy), (width, height), angle = cv2.fitEllipse(contour.astype(np.float32))
+    return HeadEllipse((cx, cy), (width, height), angle, contour[:, 0, :].astype(np.float32), area)
+
+
+def head_circumference_mm(ellipse: HeadEllipse, spacing_mm: tuple[float, float]) -> float:
+    """Circumference of the fitted ellipse in mm; ``spacing_mm`` is (row, column) as in DICOM
+    PixelSpacing. Anisotropic pixels are handled by fitting again in millimetre space."""
+    row_mm, col_mm = float(spacing_mm[0]), float(spacing_mm[1])
+    if abs(row_mm - col_mm) <= 1e-6 * max(row_mm, col_mm):
+        return ramanujan_circumference(ellipse.axes_px[0] / 2 * col_mm, ellipse.axes_px[1] / 2 * row_mm)
+    points = ellipse.contour_xy * np.array([col_mm, row_mm], dtype=np.float32)
+    _, (width, height), _ = cv2.fitEllipse(points.reshape(-1, 1, 2))
+    return ramanujan_circumference(width / 2, height / 2)
+
+
+def ellipse_axes_mm(ellipse: HeadEllipse, spacing_mm: tuple[float, float]) -> tuple[float, float]:
+    """(major, minor) full axis lengths in mm (isotropic pixels; the mean spacing otherwise)."""
+    mean = (float(spacing_mm[0]) + float(spacing_mm[1])) / 2
+    a, b = sorted(ellipse.axes_px, reverse=True)
+    return a * mean, b * mean

@@ -1,0 +1,130 @@
+"""Application dialogs: settings, self-test results, model cards, documents (licenses)."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QListWidget,
+    QSpinBox,
+    QTabWidget,
+    QTextBrowser,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+PROVIDER_CHOICES = [
+    ("Automatic (CUDA, then DirectML, then CPU)", "auto"),
+    ("CPU", "CPUExecutionProvider"),
+    ("CUDA (NVIDIA GPU)", "CUDAExecutionProvider"),
+    ("DirectML (Windows GPU)", "DmlExecutionProvider"),
+]
+
+
+class SettingsDialog(QDialog):
+    """Edits a dict of setting key -> string value. Extra pages can be added with add_page."""
+
+    def __init__(self, values: dict[str, str], parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Settings")
+        self.tabs = QTabWidget()
+
+        general = QWidget()
+        form = QFormLayout(general)
+        self.provider = QComboBox()
+        for text, key in PROVIDER_CHOICES:
+            self.provider.addItem(text, key)
+        index = self.provider.findData(values.get("inference/provider", "auto"))
+        self.provider.setCurrentIndex(max(index, 0))
+        form.addRow("Execution provider:", self.provider)
+        self.quantized = QCheckBox("Use INT8-quantised models where shipped")
+        self.quantized.setChecked(values.get("inference/quantized", "false") == "true")
+        form.addRow("", self.quantized)
+        self.ae_title = QLineEdit(values.get("dicom/ae_title", "HEALTHFM"))
+        self.ae_title.setMaxLength(16)
+        form.addRow("Own DICOM AE title:", self.ae_title)
+        self.storage_port = QSpinBox()
+        self.storage_port.setRange(1, 65535)
+        self.storage_port.setValue(int(values.get("dicom/storage_port", "11112") or 11112))
+        form.addRow("Own storage port:", self.storage_port)
+        self.tabs.addTab(general, "General")
+
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.tabs)
+        layout.addWidget(buttons)
+
+    def add_page(self, title: str, widget: QWidget) -> None:
+        self.tabs.addTab(widget, title)
+
+    def values(self) -> dict[str, str]:
+        return {
+            "inference/provider": self.provider.currentData(),
+            "inference/quantized": "true" if self.quantized.isChecked() else "false",
+            "dicom/ae_title": self.ae_title.text().strip() or "HEALTHFM",
+            "dicom/storage_port": str(self.storage_port.value()),
+        }
+
+
+class SelfTestDialog(QDialog):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Self-test")
+        self.resize(720, 420)
+        self.tree = QTreeWidget()
+        self.tree.setHeaderLabels(["Result", "Check", "Detail"])
+        self.tree.setRootIsDecorated(False)
+        self.tree.addTopLevelItem(QTreeWidgetItem(["…", "running", "checks run on a worker"]))
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.tree)
+        layout.addWidget(buttons)
+
+    def show_results(self, results: list[tuple[bool, str, str]]) -> None:
+        self.tree.clear()
+        for ok, label, detail in results:
+            self.tree.addTopLevelItem(QTreeWidgetItem(["ok" if ok else "FAIL", label, detail]))
+        for column in range(2):
+            self.tree.resizeColumnToContents(column)
+
+
+class DocumentsDialog(QDialog):
+    """A list of markdown documents (model cards, licenses) with the selected one shown."""
+
+    def __init__(self, title: str, documents: list[tuple[str, str]], parent=None):
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        self.resize(900, 600)
+        self.documents = documents
+        self.names = QListWidget()
+        self.browser = QTextBrowser()
+        self.browser.setOpenExternalLinks(False)
+        for name, _ in documents:
+            self.names.addItem(name)
+        self.names.currentRowChanged.connect(self._show)
+        row = QHBoxLayout()
+        row.addWidget(self.names, 1)
+        row.addWidget(self.browser, 3)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(row)
+        layout.addWidget(buttons)
+        if documents:
+            self.names.setCurrentRow(0)
+        else:
+            self.browser.setMarkdown("Nothing to show.")
+
+    def _show(self, row: int) -> None:
+        if 0 <= row < len(self.documents):
+            self.browser.setMarkdown(self.documents[row][1])
