@@ -57,10 +57,10 @@ class _RelayHandler(logging.Handler):
 
 
 def _run_checks() -> list[tuple[bool, str, str]]:
-    from healthfm_desktop.selftest import collect_checks
+    from healthfm_desktop.checks import collect_checks
 
     results = []
-    for label, check in collect_checks(include_gui=False):
+    for label, check in collect_checks():
         try:
             results.append((True, label, check()))
         except Exception as exc:  # the self-test reports every failure and goes on
