@@ -51,7 +51,7 @@ class Job(QObject):
         self.is_generator = inspect.isgeneratorfunction(func)
         self._cancel_requested = False
         self._done = False
-        self._worker = create_worker(func, *args, _start_thread=False, **kwargs)
+        self._worker = create_worker(func, *args, _start_thread=False, _ignore_errors=True, **kwargs)
         self._worker.returned.connect(self._on_returned)
         self._worker.errored.connect(self._on_errored)
         self._worker.finished.connect(self._on_finished)

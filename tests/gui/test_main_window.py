@@ -1,0 +1,127 @@
+"""The main window as a user meets it: four workspaces, menus, drag and drop routed by content,
+settings and geometry that survive a restart, the provider in the status bar."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+
+from healthfm_desktop.app import build_main_window
+from healthfm_desktop.core.config import read_setting
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _find(pattern: str) -> Path:
+    hits = sorted((REPO / "tests" / "data").rglob(pattern)) + sorted((REPO / "resources" / "samples").rglob(pattern))
+    assert hits, f"no {pattern} in tests/data or resources/samples"
+    return hits[0]
+
+
+@pytest.fixture
+def window(qtbot):
+    window = build_main_window()
+    qtbot.addWidget(window)
+    window.show()
+    yield window
+    window.close()
+
+
+def drop(window, paths: list[Path]) -> None:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    event = QDropEvent(QPointF(QPoint(200, 200)), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+
+
+def test_four_workspaces_and_menus(window, qtbot):
+    assert window.workspace_names() == ["images", "notes", "molecules", "patients"]
+    menus = [action.text() for action in window.menuBar().actions()]
+    assert menus == ["&File", "&View", "&Tools", "&Help"]
+    qtbot.waitUntil(lambda: "CPUExecutionProvider" in window.provider_label.text(), timeout=10_000)
+
+
+def test_dropping_a_dicom_file_opens_the_images_workspace(window, qtbot):
+    dicom = _find("CT_small.dcm")
+    window.show_workspace("patients")
+    drop(window, [dicom])
+    qtbot.waitUntil(lambda: window.current_workspace() == "images", timeout=20_000)
+    controller = window.controllers["images"]
+    qtbot.waitUntil(lambda: not controller.busy, timeout=30_000)
+
+
+def test_dicom_without_preamble_goes_to_images_too(window, qtbot, tmp_path):
+    raw = _find("CT_small.dcm").read_bytes()
+    assert raw[128:132] == b"DICM"
+    # strip preamble and file meta: a bare dataset, as some old systems write
+    import struct
+
+    meta_length = struct.unpack("<I", raw[140:144])[0]
+    bare = tmp_path / "IMG0001"
+    bare.write_bytes(raw[144 + meta_length:])
+    window.show_workspace("notes")
+    drop(window, [bare])
+    qtbot.waitUntil(lambda: window.current_workspace() == "images", timeout=20_000)
+
+
+def test_dropping_a_note_opens_the_notes_workspace(window, qtbot, tmp_path):
+    note = _find("discharge_summary.txt")
+    drop(window, [note])
+    qtbot.waitUntil(lambda: window.current_workspace() == "notes", timeout=20_000)
+
+
+def test_dropping_an_unknown_file_gives_a_clear_message(window, qtbot, tmp_path):
+    junk = tmp_path / "archive.bin"
+    junk.write_bytes(bytes(range(256)) * 4)
+    window.show_workspace("molecules")
+    drop(window, [junk])
+    qtbot.waitUntil(lambda: window.last_message is not None, timeout=10_000)
+    level, text = window.last_message
+    assert level == "warning"
+    assert "archive.bin" in text and "not a DICOM" in text
+    assert window.current_workspace() == "molecules"
+
+
+def test_settings_are_shared_with_the_command_line(window):
+    window.app_controller.set_setting("inference/provider", "CPUExecutionProvider")
+    window.app_controller.set_setting("dicom/ae_title", "READING_ROOM_3")
+    assert read_setting("inference/provider") == "CPUExecutionProvider"
+    assert read_setting("dicom/ae_title") == "READING_ROOM_3"
+    window.app_controller.set_setting("inference/provider", "auto")
+
+
+def test_geometry_and_workspace_survive_a_restart(qtbot):
+    first = build_main_window()
+    qtbot.addWidget(first)
+    first.show()
+    first.resize(1000, 700)
+    first.show_workspace("molecules")
+    first.close()
+    second = build_main_window()
+    qtbot.addWidget(second)
+    second.show()
+    assert second.current_workspace() == "molecules"
+    assert (second.width(), second.height()) == (1000, 700)
+    second.close()
+
+
+def test_help_dialogs_open(window, qtbot):
+    window.licenses_requested.emit()
+    dialog = window.documents_dialog
+    assert dialog.isVisible()
+    assert dialog.names.count() >= 1
+    dialog.close()
+    window.model_cards_requested.emit()
+    assert window.documents_dialog.isVisible()
+    window.documents_dialog.close()
+
+
+def test_recent_files_menu_lists_what_was_opened(window, qtbot):
+    dicom = _find("CT_small.dcm")
+    drop(window, [dicom])
+    qtbot.waitUntil(lambda: str(dicom) in [a.text() for a in window.recent_menu.actions()], timeout=20_000)
