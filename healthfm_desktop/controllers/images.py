@@ -1,38 +1,637 @@
-"""Images workspace controller: DICOM import and the state of the open studies."""
+"""Images workspace controller: imports DICOM on workers (index, then first image, thumbnails
+and the rest of the series in the background), holds the open series, the current image and
+the measurements (saved per study next to the user data), and runs MPR, tag reading and
+exports on workers. Views get plain values and signals; the DICOM work is in core.imaging."""
 
 from __future__ import annotations
 
+import json
+import logging
+import threading
+import uuid
+from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
-from PySide6.QtCore import Signal
+import numpy as np
+from PySide6.QtCore import QBuffer, QIODevice, Signal
+from PySide6.QtGui import QImage
 
 from healthfm_desktop.controllers.base import WorkspaceController
-from healthfm_desktop.core.routing import IMAGES, route_paths
+from healthfm_desktop.controllers.workers import Progress
+from healthfm_desktop.core.errors import UserFacingError
+from healthfm_desktop.core.imaging.scanning import scan_paths
+from healthfm_desktop.core.imaging.series import Series
+from healthfm_desktop.core.paths import user_data_dir
+from healthfm_desktop.core.routing import IMAGES
+from healthfm_desktop.core.storage.atomic import atomic_write_bytes, atomic_write_text
+
+try:  # the core's display module lands in parallel
+    from healthfm_desktop.core.imaging.display import apply_window_uint8
+except ImportError:  # pragma: no cover
+
+    def apply_window_uint8(frame: np.ndarray, center: float, width: float) -> np.ndarray:
+        width = max(float(width), 1.0)
+        low = float(center) - 0.5 - (width - 1.0) / 2.0
+        scaled = (frame.astype(np.float32) - np.float32(low)) * np.float32(255.0 / max(width - 1.0, 1.0))
+        return np.clip(scaled, 0, 255, out=scaled).astype(np.uint8)
+
+log = logging.getLogger(__name__)
+
+# W/L presets per modality (centre, width), as radiology viewers ship them (RadiAnt, Weasis)
+WINDOW_PRESETS: dict[str, list[tuple[str, float, float]]] = {
+    "CT": [
+        ("Brain", 40.0, 80.0),
+        ("Subdural", 75.0, 215.0),
+        ("Lung", -600.0, 1500.0),
+        ("Mediastinum", 50.0, 350.0),
+        ("Abdomen", 40.0, 400.0),
+        ("Liver", 60.0, 160.0),
+        ("Bone", 400.0, 1800.0),
+    ],
+}
+THUMBNAIL_PIXELS = 128
+FRAME_CACHE_BYTES = 1536 * 1024**2
 
 
-def _accept_dicom(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    routing = route_paths(paths)
-    return routing.by_workspace.get(IMAGES, []), routing.rejected
+class _FrameCache:
+    """Decoded frames by (series key, index), least recently used out first."""
+
+    def __init__(self, max_bytes: int = FRAME_CACHE_BYTES):
+        self._items: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._max = max_bytes
+        self._lock = threading.Lock()
+
+    def get(self, key: str, index: int) -> np.ndarray | None:
+        with self._lock:
+            item = self._items.get((key, index))
+            if item is not None:
+                self._items.move_to_end((key, index))
+            return item
+
+    def put(self, key: str, index: int, pixels: np.ndarray) -> None:
+        with self._lock:
+            if (key, index) in self._items:
+                return
+            self._items[(key, index)] = pixels
+            self._bytes += pixels.nbytes
+            while self._bytes > self._max and len(self._items) > 1:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= old.nbytes
+
+    def count(self, key: str) -> int:
+        with self._lock:
+            return sum(1 for k, _ in self._items if k == key)
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            for item_key in [k for k in self._items if k[0] == key]:
+                self._bytes -= self._items.pop(item_key).nbytes
+
+
+def default_window(series: Series, index: int, pixels: np.ndarray | None) -> tuple[float, float] | None:
+    """The file's first window (centre, width), else the frame's min/max; None for colour."""
+    frame = series.frames[index]
+    if frame.window_centers and frame.window_widths and frame.window_widths[0] > 0:
+        return float(frame.window_centers[0]), float(frame.window_widths[0])
+    if pixels is None or (pixels.ndim == 3 and pixels.dtype == np.uint8):
+        return None
+    low, high = float(np.min(pixels)), float(np.max(pixels))
+    return (low + high + 1.0) / 2.0, max(high - low + 1.0, 1.0)
+
+
+def _fmt_date(value: str) -> str:
+    return f"{value[0:4]}-{value[4:6]}-{value[6:8]}" if len(value) == 8 and value.isdigit() else value
+
+
+def thumbnail_pixels(pixels: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:
+    """A small uint8 picture of a frame with its default window (for the series browser)."""
+    step = max(1, int(np.ceil(max(pixels.shape[:2]) / THUMBNAIL_PIXELS)))
+    small = pixels[::step, ::step]
+    if small.ndim == 3 and small.dtype == np.uint8:
+        return np.ascontiguousarray(small)
+    center, width = window or (float(np.mean(small)), float(np.ptp(small)) + 1.0)
+    return np.ascontiguousarray(apply_window_uint8(small, center, width))
 
 
 class ImagesController(WorkspaceController):
     name = IMAGES
     title = "Images"
 
-    files_opened = Signal(list)  # [Path]
-    files_rejected = Signal(list)  # [(Path, reason)]
+    series_changed = Signal()
+    frame_ready = Signal(str, int)  # series key, index: decoded and cached
+    thumbnail_ready = Signal(str, object)  # series key, uint8 HxW or HxWx3
+    unreadable_changed = Signal(list)  # [(path, reason)] of every import so far
+    notes_changed = Signal(list)  # [str]
+    measurements_changed = Signal()
+    mpr_ready = Signal(object, dict)  # volume for the MPR view, {description, units, window, invert, notes}
+    tags_ready = Signal(str, list)  # title, elements
+    #: the image the user looks at changed: series key, index (for the AI panel and others)
+    current_image_changed = Signal(str, int)
+    status = Signal(str)
+    import_finished = Signal(dict)  # {series, frames, rejected, cancelled, seconds}
+    series_loaded = Signal(str)  # every frame of the series is decoded
+
+    # emitted from worker threads (queued to the UI thread by Qt)
+    _decoded = Signal(str, int)
+    _scan_step = Signal(int, int)
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.paths: list[Path] = []
+        self.series: list[Series] = []
+        self.unreadable: list[tuple[str, str]] = []
+        self.notes: list[str] = []
+        self._by_key: dict[str, Series] = {}
+        self._cache = _FrameCache()
+        self._pending: set[tuple[str, int]] = set()
+        self._prefetching: set[str] = set()
+        self._loaded: set[str] = set()
+        self._cancel = threading.Event()
+        self._current: tuple[str, int] | None = None
+        self._measurements: dict[str, dict] = {}  # id -> record
+        self._studies_loaded: set[str] = set()
+        self._mpr_cache: dict[str, Any] = {}
+        self._decoded.connect(self._on_decoded)
+        self._scan_step.connect(lambda done, total: self.progress.emit(
+            Progress(done / max(total, 1), f"Indexing {done}/{total} files")))
 
+    # ------------------------------------------------------------------ import
     def open_paths(self, paths: list[Path]) -> None:
-        self.start_job(_accept_dicom, [Path(p) for p in paths], on_result=self._on_routed)
+        """Index the paths on a worker; the first series' first image is requested as soon as
+        the index is ready, the rest decodes in the background."""
+        self._cancel.clear()
+        self.status.emit(f"Reading {len(paths)} item(s)…")
+        import time
 
-    def _on_routed(self, result) -> None:
-        accepted, rejected = result
-        self.paths.extend(accepted)
-        if accepted:
-            self.files_opened.emit(accepted)
-        if rejected:
-            self.files_rejected.emit(rejected)
+        started = time.perf_counter()
+        self.start_job(self._scan, [Path(p) for p in paths],
+                       on_result=lambda result: self._on_scanned(result, started))
+
+    def _scan(self, paths: list[Path]):
+        return scan_paths(paths, progress=lambda done, total: self._scan_step.emit(done, total),
+                          cancel=self._cancel.is_set)
+
+    def cancel_jobs(self) -> None:
+        self._cancel.set()
+        super().cancel_jobs()
+
+    def _on_scanned(self, result, started: float) -> None:
+        import time
+
+        known = {s.key for s in self.series}
+        added = [s for s in result.series if s.key not in known]
+        for series in added:
+            self.series.append(series)
+            self._by_key[series.key] = series
+            self._load_study_measurements(series)
+        self.unreadable.extend(result.rejected)
+        self.notes.extend(result.notes)
+        self.unreadable_changed.emit(list(self.unreadable))
+        self.notes_changed.emit(list(self.notes))
+        frames = sum(s.frame_count for s in added)
+        summary = {"series": len(added), "frames": frames, "rejected": len(result.rejected),
+                   "cancelled": result.cancelled, "seconds": time.perf_counter() - started}
+        text = f"{len(added)} series, {frames} image(s) opened"
+        if result.rejected:
+            text += f"; {len(result.rejected)} file(s) could not be read (see Unreadable files)"
+        if result.cancelled:
+            text += "; import cancelled"
+        self.status.emit(text)
+        if result.rejected and not added:
+            self.message.emit("warning", f"No image could be read: {len(result.rejected)} file(s) rejected "
+                                         "(see the Unreadable files panel).")
+        if added:
+            # the first image first: the view asks for it when it sees the new series
+            self.series_changed.emit()
+            self.start_job(self._make_thumbnails, added)
+            self._prefetch(added[0].key)
+        self.measurements_changed.emit()
+        self.import_finished.emit(summary)
+
+    def _make_thumbnails(self, series_list: list[Series]):
+        for series in series_list:
+            if self._cancel.is_set():
+                return
+            index = series.frame_count // 2
+            try:
+                pixels = self._load(series, index)
+            except UserFacingError:
+                continue
+            self.thumbnail_ready.emit(series.key, thumbnail_pixels(pixels, default_window(series, index, pixels)))
+            yield Progress(None, "Making thumbnails")
+
+    # ------------------------------------------------------------------ frames
+    def series_entries(self) -> list[dict]:
+        entries = []
+        for series in self.series:
+            note = ""
+            if series.stack_count > 1:
+                note = f"stack {series.stack_number} of {series.stack_count} (series split: mixed sizes/orientations)"
+            elif series.notes:
+                note = series.notes[0]
+            entries.append({
+                "key": series.key,
+                "modality": series.modality,
+                "description": series.description or (f"Series {series.series_number}" if series.series_number else ""),
+                "frames": series.frame_count,
+                "patient": series.patient_name.replace("^", " ").strip(),
+                "note": note,
+            })
+        return entries
+
+    def series_by_key(self, key: str) -> Series:
+        return self._by_key[key]
+
+    def frame_count(self, key: str) -> int:
+        series = self._by_key.get(key)
+        return 0 if series is None else series.frame_count
+
+    def cached_frame(self, key: str, index: int) -> np.ndarray | None:
+        return self._cache.get(key, index)
+
+    def _load(self, series: Series, index: int) -> np.ndarray:
+        pixels = self._cache.get(series.key, index)
+        if pixels is None:
+            pixels = series.load_frame(index)
+            self._cache.put(series.key, index, pixels)
+        return pixels
+
+    def request_frame(self, key: str, index: int) -> None:
+        """Decode one frame on a worker (the view shows it on ``frame_ready``)."""
+        if (key, index) in self._pending or key not in self._by_key:
+            return
+        self._pending.add((key, index))
+        series = self._by_key[key]
+
+        def decode() -> tuple[str, int]:
+            self._load(series, index)
+            return key, index
+
+        def failed(text: str, key=key, index=index) -> None:
+            self._pending.discard((key, index))
+            self.message.emit("error", f"Image {index + 1} of {series.description or 'the series'} cannot be shown: {text}")
+
+        self.start_job(decode, on_result=lambda r: self._on_decoded(*r), on_error=failed)
+        self._prefetch(key)
+
+    def _prefetch(self, key: str) -> None:
+        """Decode the whole series in the background (both cores), so scrolling is instant."""
+        if key in self._prefetching or key in self._loaded:
+            return
+        self._prefetching.add(key)
+        series = self._by_key[key]
+        cancel = self._cancel
+
+        def decode_all():
+            total = series.frame_count
+            failures = 0
+            missing = [i for i in range(total) if self._cache.get(key, i) is None]
+            done = total - len(missing)
+            iterator = series.iter_frames(missing, cancel=cancel.is_set)
+            while True:
+                try:
+                    index, pixels = next(iterator)
+                except StopIteration:
+                    break
+                except UserFacingError:
+                    failures += 1
+                    break
+                self._cache.put(key, index, pixels)
+                self._decoded.emit(key, index)
+                done += 1
+                yield Progress(done / total, f"Loading {series.description or 'series'} {done}/{total}")
+            return key, failures
+
+        def finished(result) -> None:
+            self._prefetching.discard(key)
+            if result and not result[1]:
+                self._loaded.add(key)
+                self.series_loaded.emit(key)
+
+        def failed(text: str) -> None:
+            self._prefetching.discard(key)
+            self.message.emit("error", text)
+
+        self.start_job(decode_all, on_result=finished, on_error=failed)
+
+    def _on_decoded(self, key: str, index: int) -> None:
+        self._pending.discard((key, index))
+        self.frame_ready.emit(key, index)
+        if self._current == (key, index):
+            self.current_image_changed.emit(key, index)
+
+    def is_series_loaded(self, key: str) -> bool:
+        return key in self._loaded or self._cache.count(key) == self.frame_count(key)
+
+    def frame_info(self, key: str, index: int) -> dict:
+        """What the viewport shows beside the pixels: spacing, window, inversion, units, corners."""
+        series = self._by_key[key]
+        frame = series.frames[index]
+        pixels = self._cache.get(key, index)
+        spacing = frame.pixel_spacing
+        location = series.slice_location(index)
+        patient = series.patient_name.replace("^", " ").strip() or "(no name)"
+        birth = _fmt_date(series.patient_birth_date)
+        top_left = [patient, f"ID {series.patient_id}" if series.patient_id else "",
+                    " ".join(x for x in (birth, series.patient_sex) if x)]
+        top_right = [series.institution, series.study_description, _fmt_date(series.study_date),
+                     f"{series.modality} {series.description}".strip(),
+                     f"Series {series.series_number}" if series.series_number else ""]
+        bottom_left = [f"Image {index + 1} / {series.frame_count}"]
+        if location is not None:
+            bottom_left.append(f"Position {location:.1f} mm")
+        if frame.slice_thickness:
+            bottom_left.append(f"Thickness {frame.slice_thickness:g} mm")
+        if spacing:
+            bottom_left.append(f"Pixel {spacing[1]:.3g} x {spacing[0]:.3g} mm ({frame.spacing_source})")
+        else:
+            bottom_left.append("No pixel spacing: lengths in pixels")
+        return {
+            "pixel_spacing": spacing,
+            "spacing_source": frame.spacing_source,
+            "invert": series.photometric == "MONOCHROME1",
+            "units": "HU" if series.modality == "CT" and not series.is_colour else "",
+            "window": default_window(series, index, pixels),
+            "top_left": [line for line in top_left if line],
+            "top_right": [line for line in top_right if line],
+            "bottom_left": bottom_left,
+        }
+
+    def window_presets(self, key: str) -> list[tuple[str, float, float]]:
+        series = self._by_key.get(key)
+        if series is None or series.is_colour:
+            return []
+        presets = []
+        frame = series.frames[0]
+        for i, (center, width) in enumerate(zip(frame.window_centers, frame.window_widths)):
+            name = frame.window_explanations[i] if i < len(frame.window_explanations) else f"File window {i + 1}"
+            presets.append((name or f"File window {i + 1}", float(center), float(width)))
+        return presets + list(WINDOW_PRESETS.get(series.modality, []))
+
+    def matching_index(self, source_key: str, source_index: int, target_key: str) -> int | None:
+        """The slice of ``target_key`` nearest in space to ``source_index`` of ``source_key``
+        when both share a frame of reference and are parallel; None otherwise."""
+        source, target = self._by_key.get(source_key), self._by_key.get(target_key)
+        if source is None or target is None:
+            return None
+        if not source.frame_of_reference_uid or source.frame_of_reference_uid != target.frame_of_reference_uid:
+            return None
+        src = source.frames[source_index]
+        normal = target.frames[0].normal
+        if src.position is None or normal is None or src.normal is None or abs(float(np.dot(normal, src.normal))) < 0.99:
+            return None
+        wanted = float(np.dot(np.array(src.position), normal))
+        positions = [float(np.dot(np.array(f.position), normal)) if f.position else np.inf for f in target.frames]
+        return int(np.argmin(np.abs(np.array(positions) - wanted)))
+
+    # ---------------------------------------------------------- current image
+    def set_current(self, key: str, index: int) -> None:
+        if self._current == (key, index):
+            return
+        self._current = (key, index)
+        if self._cache.get(key, index) is not None:
+            self.current_image_changed.emit(key, index)
+        # else: emitted by _on_decoded when the pixels are there
+
+    def current_series(self) -> Series | None:
+        return None if self._current is None else self._by_key.get(self._current[0])
+
+    def current_index(self) -> int:
+        return -1 if self._current is None else self._current[1]
+
+    def current_frame(self) -> np.ndarray | None:
+        """Pixels of the current image (modality units, or uint8 RGB), decoding if needed."""
+        series = self.current_series()
+        if series is None:
+            return None
+        return self._load(series, self._current[1])
+
+    # ----------------------------------------------------------- measurements
+    def _measurement_file(self, study_uid: str) -> Path:
+        safe = "".join(ch if ch.isalnum() or ch in ".-" else "_" for ch in study_uid)[:120]
+        return user_data_dir() / "measurements" / f"{safe}.json"
+
+    def _load_study_measurements(self, series: Series) -> None:
+        if series.study_uid in self._studies_loaded:
+            return
+        self._studies_loaded.add(series.study_uid)
+        path = self._measurement_file(series.study_uid)
+        if not path.exists():
+            return
+        try:
+            records = json.loads(path.read_text(encoding="utf-8")).get("measurements", [])
+        except (OSError, ValueError, AttributeError):
+            self.message.emit("warning", f"Saved measurements for this study could not be read ({path.name}); starting empty.")
+            return
+        for record in records:
+            if isinstance(record, dict) and {"id", "kind", "points", "sop_instance_uid"} <= record.keys():
+                self._measurements[record["id"]] = record
+
+    def _save_study(self, study_uid: str) -> None:
+        records = [m for m in self._measurements.values() if m.get("study_uid") == study_uid]
+        payload = {"format": "healthfm-measurements", "version": 1, "study_uid": study_uid, "measurements": records}
+        try:
+            atomic_write_text(self._measurement_file(study_uid), json.dumps(payload, indent=1))
+        except OSError as exc:
+            self.message.emit("error", f"Measurements could not be saved: {exc.strerror or exc}")
+
+    def _locate(self, record: dict) -> tuple[str, int] | None:
+        for series in self.series:
+            if series.series_uid != record.get("series_uid"):
+                continue
+            for index, frame in enumerate(series.frames):
+                if frame.instance.sop_instance_uid == record["sop_instance_uid"] and frame.frame_index == record.get("frame_index", 0):
+                    return series.key, index
+        return None
+
+    def measurement_location(self, measurement_id: str) -> tuple[str, int] | None:
+        record = self._measurements.get(measurement_id)
+        return None if record is None else self._locate(record)
+
+    def _compute(self, series: Series, index: int, kind: str, points: list) -> tuple[dict, str]:
+        from healthfm_desktop.core.imaging import measure
+
+        frame = series.frames[index]
+        pixels = self._load(series, index)
+        return measure.describe_measurement(kind, points, pixels, frame.pixel_spacing, frame.spacing_source,
+                                            "HU" if series.modality == "CT" else "")
+
+    def add_measurement(self, key: str, index: int, kind: str, points: list) -> str | None:
+        series = self._by_key[key]
+        try:
+            values, text = self._compute(series, index, kind, points)
+        except UserFacingError as exc:
+            self.message.emit("warning", str(exc))
+            return None
+        frame = series.frames[index]
+        number = 1 + sum(1 for m in self._measurements.values() if m["kind"] == kind)
+        record = {
+            "id": uuid.uuid4().hex[:12],
+            "kind": kind,
+            "label": f"{kind.title()} {number}",
+            "points": [[float(x), float(y)] for x, y in points],
+            "values": values,
+            "text": text,
+            "study_uid": series.study_uid,
+            "series_uid": series.series_uid,
+            "sop_instance_uid": frame.instance.sop_instance_uid,
+            "frame_index": frame.frame_index,
+        }
+        self._measurements[record["id"]] = record
+        self._save_study(series.study_uid)
+        self.measurements_changed.emit()
+        return record["id"]
+
+    def move_measurement(self, measurement_id: str, points: list) -> None:
+        record = self._measurements.get(measurement_id)
+        where = None if record is None else self._locate(record)
+        if where is None:
+            return
+        series = self._by_key[where[0]]
+        try:
+            values, text = self._compute(series, where[1], record["kind"], points)
+        except UserFacingError as exc:
+            self.message.emit("warning", str(exc))
+            return
+        record.update(points=[[float(x), float(y)] for x, y in points], values=values, text=text)
+        self._save_study(record["study_uid"])
+        self.measurements_changed.emit()
+
+    def rename_measurement(self, measurement_id: str, label: str) -> None:
+        record = self._measurements.get(measurement_id)
+        if record is not None and record["label"] != label:
+            record["label"] = label.strip() or record["label"]
+            self._save_study(record["study_uid"])
+            self.measurements_changed.emit()
+
+    def delete_measurements(self, ids: list[str]) -> None:
+        studies = {self._measurements[i]["study_uid"] for i in ids if i in self._measurements}
+        for measurement_id in ids:
+            self._measurements.pop(measurement_id, None)
+        for study in studies:
+            self._save_study(study)
+        self.measurements_changed.emit()
+
+    def measurements_for(self, key: str, index: int) -> list[dict]:
+        series = self._by_key.get(key)
+        if series is None:
+            return []
+        frame = series.frames[index]
+        return [
+            {"id": m["id"], "kind": m["kind"], "points": m["points"], "text": f"{m['label']}\n{m['text']}"}
+            for m in self._measurements.values()
+            if m["sop_instance_uid"] == frame.instance.sop_instance_uid and m.get("frame_index", 0) == frame.frame_index
+            and m["series_uid"] == series.series_uid
+        ]
+
+    def measurement_rows(self) -> list[dict]:
+        rows = []
+        for record in self._measurements.values():
+            where = self._locate(record)
+            image = "not open" if where is None else f"{self._by_key[where[0]].description or 'series'} #{where[1] + 1}"
+            rows.append({"id": record["id"], "label": record["label"], "kind": record["kind"],
+                         "value": record["text"].replace("\n", "; "), "image": image})
+        return rows
+
+    def measurement_records(self) -> list[dict]:
+        return [dict(m) for m in self._measurements.values()]
+
+    # -------------------------------------------------------------------- MPR
+    def request_mpr(self, key: str) -> None:
+        series = self._by_key.get(key)
+        if series is None:
+            return
+        if key in self._mpr_cache:
+            volume, meta = self._mpr_cache[key]
+            self.mpr_ready.emit(volume, meta)
+            return
+        cancel = self._cancel
+
+        def build():
+            from healthfm_desktop.core.imaging import mpr
+
+            total = series.frame_count
+            slices: list[np.ndarray | None] = [None] * total
+            missing = []
+            for i in range(total):
+                cached = self._cache.get(key, i)
+                if cached is None:
+                    missing.append(i)
+                else:
+                    slices[i] = cached
+            done = total - len(missing)
+            for index, pixels in series.iter_frames(missing, cancel=cancel.is_set):
+                slices[index] = pixels
+                self._cache.put(key, index, pixels)
+                done += 1
+                yield Progress(0.9 * done / total, f"MPR: reading {done}/{total}")
+            if any(s is None for s in slices):
+                return None
+            yield Progress(0.95, "MPR: building the volume")
+            return mpr.build_volume(series, slices)
+
+        def ready(volume) -> None:
+            if volume is None:
+                return
+            meta = {"description": f"{series.modality} {series.description}".strip(),
+                    "units": "HU" if series.modality == "CT" else "",
+                    "window": default_window(series, series.frame_count // 2, self._cache.get(key, series.frame_count // 2)),
+                    "invert": series.photometric == "MONOCHROME1",
+                    "notes": list(getattr(volume, "notes", []))}
+            self._mpr_cache.clear()  # one volume at a time keeps memory bounded
+            self._mpr_cache[key] = (volume, meta)
+            self.mpr_ready.emit(volume, meta)
+
+        self.start_job(build, on_result=ready)
+
+    # ------------------------------------------------------------------- tags
+    def request_tags(self, key: str, index: int) -> None:
+        series = self._by_key.get(key)
+        if series is None:
+            return
+        instance = series.frames[index].instance
+
+        def read():
+            from healthfm_desktop.core.imaging import tags
+
+            return tags.element_tree(instance.header)
+
+        title = f"{instance.source.path.name if not instance.source.member else instance.source.member} — image {index + 1}"
+        self.start_job(read, on_result=lambda elements: self.tags_ready.emit(title, elements))
+
+    # ----------------------------------------------------------------- export
+    def save_png(self, image: QImage, path: Path) -> None:
+        buffer = QBuffer()
+        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+        if not image.save(buffer, "PNG"):
+            self.message.emit("error", "The view could not be encoded as PNG.")
+            return
+        try:
+            atomic_write_bytes(path, bytes(buffer.data()))
+        except OSError as exc:
+            self.message.emit("error", f"Could not save {path.name}: {exc.strerror or exc}")
+            return
+        self.status.emit(f"Saved {path}")
+
+    def export_deidentified(self, key: str, folder: Path):
+        series = self._by_key.get(key)
+        if series is None:
+            return None
+
+        def export():
+            from healthfm_desktop.core.imaging import anonymise
+
+            return anonymise.anonymise_series(series, folder)
+
+        def done(report) -> None:
+            written = getattr(report, "written", report)
+            count = len(written) if isinstance(written, (list, tuple)) else written
+            self.status.emit(f"De-identified copy written to {folder} ({count} file(s))")
+            warnings = list(getattr(report, "warnings", []) or [])
+            if warnings:
+                self.message.emit("warning", "\n".join(warnings))
+            else:
+                self.message.emit("info", f"De-identified copy written to {folder}")
+
+        return self.start_job(export, on_result=done)

@@ -1,30 +1,600 @@
-"""Images workspace (minimal foundation version: lists the DICOM files it received)."""
+"""The Images workspace: series browser, a 1x1 / 1x2 / 2x2 grid of viewports (or the MPR view),
+the toolbar (tools, W/L presets, view operations, cine, export) and the side panels
+(measurements, tags, files that could not be read, and panels other features add).
+
+It draws and forwards intents to the ImagesController it is given; it never reads files.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QLabel, QListWidget, QVBoxLayout, QWidget
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QActionGroup, QImage, QKeySequence
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QStackedWidget,
+    QTabWidget,
+    QToolBar,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from healthfm_desktop.views.image_viewer.measurement_list import MeasurementList
+from healthfm_desktop.views.image_viewer.mpr_view import MprView
+from healthfm_desktop.views.image_viewer.series_browser import SeriesBrowser
+from healthfm_desktop.views.image_viewer.tag_browser import TagBrowser
+from healthfm_desktop.views.image_viewer.unreadable_panel import UnreadableFilesPanel
+from healthfm_desktop.views.image_viewer.viewport import DrawnMeasurement, FrameInfo, ImageViewport
+
+#: layout name -> (rows, columns)
+LAYOUTS = {"1x1": (1, 1), "1x2": (1, 2), "2x2": (2, 2)}
+_TOOL_LABELS = [("pan", "Pan"), ("zoom", "Zoom"), ("window", "W/L"), ("distance", "Distance"),
+                ("angle", "Angle"), ("rectangle", "Rectangle ROI"), ("ellipse", "Ellipse ROI")]
+
+
+@dataclass
+class ViewportSlot:
+    """A viewport of the grid and what it shows."""
+
+    viewport: ImageViewport
+    series_key: str | None = None
+    index: int = 0
+
+
+def frame_info_from(description: dict) -> FrameInfo:
+    """The controller describes a frame with plain values; the viewport wants a FrameInfo."""
+    spacing = description.get("pixel_spacing")
+    window = description.get("window")
+    return FrameInfo(
+        pixel_spacing=tuple(spacing) if spacing else None,
+        invert=bool(description.get("invert")),
+        units=description.get("units") or "",
+        default_window=tuple(window) if window else None,
+        corners={key: list(description.get(key) or []) for key in ("top_left", "top_right", "bottom_left")},
+    )
 
 
 class ImagesWorkspace(QWidget):
-    def __init__(self, controller, parent=None):
+    side_panel_added = Signal(str)
+
+    def __init__(self, controller, parent: QWidget | None = None):
         super().__init__(parent)
+        self.setObjectName("imagesWorkspace")
         self.controller = controller
-        self.summary = QLabel("Drop DICOM files, folders, zip archives or a DICOMDIR here.")
-        self.file_list = QListWidget()
-        self.rejected_list = QListWidget()
+        self.slots: list[ViewportSlot] = []
+        self._active = 0
+        self._layout_name = "1x1"
+
+        self.series_browser = SeriesBrowser()
+        self.measurement_list = MeasurementList()
+        self.tag_browser = TagBrowser()
+        self.unreadable_panel = UnreadableFilesPanel()
+        self.mpr_view = MprView()
+        self.grid_host = QWidget()
+        self.grid = QGridLayout(self.grid_host)
+        self.grid.setContentsMargins(0, 0, 0, 0)
+        self.grid.setSpacing(2)
+        self.center = QStackedWidget()
+        self.center.addWidget(self.grid_host)
+        self.center.addWidget(self.mpr_view)
+        self.side_tabs = QTabWidget()
+        self.side_tabs.setObjectName("imagesSidePanels")
+        self.side_tabs.addTab(self.measurement_list, "Measurements")
+        self.side_tabs.addTab(self.tag_browser, "Tags")
+        self.side_tabs.addTab(self.unreadable_panel, "Unreadable files")
+        self.side_tabs.setMinimumWidth(300)
+
+        self.toolbar = QToolBar("Image tools")
+        self.toolbar.setObjectName("imageToolbar")
+        self._build_toolbar()
+
+        self.status_label = QLabel("Drop DICOM files, folders, zip archives or a DICOMDIR on the window, or use File > Open.")
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setMaximumWidth(260)
+        self.progress_bar.hide()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.hide()
+        self.cancel_button.clicked.connect(self.controller.cancel_jobs)
+        status_row = QHBoxLayout()
+        status_row.addWidget(self.status_label, 1)
+        status_row.addWidget(self.progress_bar)
+        status_row.addWidget(self.cancel_button)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.series_browser)
+        splitter.addWidget(self.center)
+        splitter.addWidget(self.side_tabs)
+        splitter.setStretchFactor(0, 0)
+        splitter.setStretchFactor(1, 1)
+        splitter.setStretchFactor(2, 0)
+        splitter.setSizes([240, 800, 320])
+        self.splitter = splitter
+
         layout = QVBoxLayout(self)
-        layout.addWidget(self.summary)
-        layout.addWidget(self.file_list, 3)
-        layout.addWidget(QLabel("Files that could not be read:"))
-        layout.addWidget(self.rejected_list, 1)
-        controller.files_opened.connect(self._show_files)
-        controller.files_rejected.connect(self._show_rejected)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.toolbar)
+        layout.addWidget(splitter, 1)
+        layout.addLayout(status_row)
 
-    def _show_files(self, paths) -> None:
-        for path in paths:
-            self.file_list.addItem(path.name)
-        self.summary.setText(f"{self.file_list.count()} item(s) opened")
+        self.cine_timer = QTimer(self)
+        self.cine_timer.timeout.connect(self._cine_tick)
+        self._tags_timer = QTimer(self, singleShot=True, interval=120)
+        self._tags_timer.timeout.connect(self._request_tags)
 
-    def _show_rejected(self, rejected) -> None:
-        for path, reason in rejected:
-            self.rejected_list.addItem(f"{path.name}: {reason}")
+        self.set_layout("1x1")
+        self._connect_controller()
+        self.series_browser.series_activated.connect(self.show_series)
+        self.measurement_list.label_edited.connect(self.controller.rename_measurement)
+        self.measurement_list.delete_requested.connect(self.controller.delete_measurements)
+        self.measurement_list.measurement_chosen.connect(self._go_to_measurement)
+        self.side_tabs.currentChanged.connect(lambda _i: self._schedule_tags())
+
+    # ------------------------------------------------------------ construction
+    def _build_toolbar(self) -> None:
+        bar = self.toolbar
+        self.tool_actions: dict[str, QAction] = {}
+        group = QActionGroup(self)
+        for tool, label in _TOOL_LABELS:
+            action = QAction(label, self, checkable=True)
+            action.setToolTip(f"Left-drag: {label}. Right-drag is always window/level, middle-drag pans, "
+                              "wheel scrolls slices, Ctrl+wheel zooms.")
+            action.triggered.connect(lambda checked=False, t=tool: self.set_tool(t))
+            group.addAction(action)
+            bar.addAction(action)
+            self.tool_actions[tool] = action
+        self.tool_actions["pan"].setChecked(True)
+        bar.addSeparator()
+
+        self.preset_combo = QComboBox()
+        self.preset_combo.setObjectName("windowPresets")
+        self.preset_combo.setToolTip("Window/level presets for the modality")
+        self.preset_combo.activated.connect(self._apply_preset)
+        bar.addWidget(self.preset_combo)
+
+        self.fit_action = bar.addAction("Fit", lambda: self.active_viewport().fit())
+        self.actual_size_action = bar.addAction("1:1", lambda: self.active_viewport().actual_size())
+        self.flip_h_action = bar.addAction("Flip H", lambda: self.active_viewport().flip_horizontal())
+        self.flip_v_action = bar.addAction("Flip V", lambda: self.active_viewport().flip_vertical())
+        self.rotate_action = bar.addAction("Rotate", lambda: self.active_viewport().rotate(90))
+        self.reset_action = bar.addAction("Reset", self._reset_view)
+        bar.addSeparator()
+
+        self.layout_combo = QComboBox()
+        self.layout_combo.setObjectName("layoutCombo")
+        self.layout_combo.addItems(list(LAYOUTS))
+        self.layout_combo.setToolTip("Hanging layout")
+        self.layout_combo.currentTextChanged.connect(self.set_layout)
+        bar.addWidget(self.layout_combo)
+        self.sync_check = QCheckBox("Sync")
+        self.sync_check.setToolTip("Scroll series of the same frame of reference together")
+        self.sync_check.setChecked(True)
+        bar.addWidget(self.sync_check)
+        bar.addSeparator()
+
+        self.cine_action = QAction("Play", self, checkable=True)
+        self.cine_action.setToolTip("Cine playback of the active viewport")
+        self.cine_action.toggled.connect(self.set_cine)
+        bar.addAction(self.cine_action)
+        self.fps_spin = QSpinBox()
+        self.fps_spin.setRange(1, 60)
+        self.fps_spin.setValue(10)
+        self.fps_spin.setSuffix(" fps")
+        self.fps_spin.valueChanged.connect(lambda fps: self.cine_timer.setInterval(int(1000 / fps)))
+        bar.addWidget(self.fps_spin)
+        bar.addSeparator()
+
+        self.overlay_action = QAction("Overlays", self, checkable=True, checked=True)
+        self.overlay_action.setShortcut(QKeySequence("Ctrl+I"))
+        self.overlay_action.setToolTip("Show or hide annotations, measurements and overlays")
+        self.overlay_action.toggled.connect(self.set_overlays_visible)
+        bar.addAction(self.overlay_action)
+        self.mpr_action = QAction("MPR", self, checkable=True)
+        self.mpr_action.setToolTip("Axial, coronal and sagittal reformats of the active series")
+        self.mpr_action.toggled.connect(self.set_mpr_mode)
+        bar.addAction(self.mpr_action)
+
+        export_button = QToolButton()
+        export_button.setText("Export")
+        export_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(export_button)
+        menu.addAction("View as PNG (with overlays)…", lambda: self._ask_export_png(True))
+        menu.addAction("View as PNG (image only)…", lambda: self._ask_export_png(False))
+        menu.addAction("Series as de-identified DICOM…", self._ask_export_dicom)
+        export_button.setMenu(menu)
+        self.export_menu = menu
+        bar.addWidget(export_button)
+
+    def _connect_controller(self) -> None:
+        c = self.controller
+        c.series_changed.connect(self._on_series_changed)
+        c.frame_ready.connect(self._on_frame_ready)
+        c.thumbnail_ready.connect(self.series_browser.set_thumbnail)
+        c.unreadable_changed.connect(self._on_unreadable)
+        c.notes_changed.connect(self.unreadable_panel.set_notes)
+        c.measurements_changed.connect(self._refresh_measurements)
+        c.mpr_ready.connect(self._on_mpr_ready)
+        c.tags_ready.connect(self.tag_browser.set_elements)
+        c.progress.connect(self._on_progress)
+        c.busy_changed.connect(self._on_busy)
+        c.status.connect(self.status_label.setText)
+
+    # ------------------------------------------------------------ hooks for others
+    def add_side_panel(self, title: str, widget: QWidget) -> None:
+        """Add a tab to the side panels (e.g. the AI analysis panel, the PACS browser)."""
+        self.side_tabs.addTab(widget, title)
+        self.side_panel_added.emit(title)
+
+    def show_side_panel(self, title: str) -> None:
+        for i in range(self.side_tabs.count()):
+            if self.side_tabs.tabText(i) == title:
+                self.side_tabs.setCurrentIndex(i)
+
+    def active_viewport(self) -> ImageViewport:
+        return self.slots[self._active].viewport
+
+    def active_slot(self) -> ViewportSlot:
+        return self.slots[self._active]
+
+    def viewports(self) -> list[ImageViewport]:
+        return [slot.viewport for slot in self.slots]
+
+    # ------------------------------------------------------------------ layout
+    def set_layout(self, name: str) -> None:
+        rows, columns = LAYOUTS[name]
+        self._layout_name = name
+        if self.layout_combo.currentText() != name:
+            self.layout_combo.setCurrentText(name)
+        wanted = rows * columns
+        while len(self.slots) < wanted:
+            self._add_slot()
+        for i, slot in enumerate(self.slots):
+            self.grid.removeWidget(slot.viewport)
+            slot.viewport.setVisible(i < wanted)
+            if i < wanted:
+                self.grid.addWidget(slot.viewport, i // columns, i % columns)
+        if self._active >= wanted:
+            self._activate(0)
+        # fill empty viewports with the next series not shown yet
+        keys = [entry["key"] for entry in self.controller.series_entries()]
+        shown = {slot.series_key for slot in self.slots[:wanted] if slot.series_key}
+        for slot in self.slots[:wanted]:
+            if slot.series_key is None:
+                free = [k for k in keys if k not in shown]
+                if free:
+                    shown.add(free[0])
+                    self._assign(slot, free[0], 0)
+        self._mark_active()
+
+    def layout_name(self) -> str:
+        return self._layout_name
+
+    def _add_slot(self) -> None:
+        viewport = ImageViewport()
+        slot = ViewportSlot(viewport)
+        self.slots.append(slot)
+        index = len(self.slots) - 1
+        viewport.set_tool(self._current_tool())
+        viewport.set_overlays_visible(self.overlay_action.isChecked())
+        viewport.activated.connect(lambda i=index: self._activate(i))
+        viewport.slice_step_requested.connect(lambda step, s=slot: self.scroll(s, step))
+        viewport.slice_jump_requested.connect(lambda where, s=slot: self._jump(s, where))
+        viewport.measurement_drawn.connect(lambda kind, points, s=slot: self._on_measurement_drawn(s, kind, points))
+        viewport.measurement_edited.connect(self.controller.move_measurement)
+        viewport.measurement_selected.connect(self.measurement_list.select_id)
+        viewport.window_changed.connect(lambda c, w, s=slot: self._on_window_changed(s, c, w))
+
+    def _activate(self, index: int) -> None:
+        if index == self._active:
+            return
+        self._active = index
+        self._mark_active()
+        slot = self.active_slot()
+        self._fill_presets()
+        if slot.series_key is not None:
+            self.controller.set_current(slot.series_key, slot.index)
+            self.series_browser.select(slot.series_key)
+            self._schedule_tags()
+
+    def _mark_active(self) -> None:
+        multiple = LAYOUTS[self._layout_name] != (1, 1)
+        for i, slot in enumerate(self.slots):
+            slot.viewport.set_active(multiple and i == self._active)
+
+    # ----------------------------------------------------------------- series
+    def show_series(self, key: str, index: int = 0) -> None:
+        """Show series ``key`` in the active viewport (or the MPR view when it is open)."""
+        slot = self.active_slot()
+        self._assign(slot, key, index)
+        self.controller.set_current(key, slot.index)
+        self.series_browser.select(key)
+        self._fill_presets()
+        self._schedule_tags()
+        if self.mpr_action.isChecked():
+            self.controller.request_mpr(key)
+
+    def _assign(self, slot: ViewportSlot, key: str, index: int) -> None:
+        new_series = slot.series_key != key
+        slot.series_key = key
+        count = self.controller.frame_count(key)
+        slot.index = min(max(index, 0), max(count - 1, 0))
+        if new_series:
+            for name in slot.viewport.overlay_names():
+                slot.viewport.set_overlay(name, None)
+        self._show(slot, reset=new_series)
+
+    def _show(self, slot: ViewportSlot, reset: bool = False) -> None:
+        if slot.series_key is None:
+            return
+        frame = self.controller.cached_frame(slot.series_key, slot.index)
+        if frame is None:
+            slot.viewport.set_message("Loading…")
+            self.controller.request_frame(slot.series_key, slot.index)
+            return
+        info = frame_info_from(self.controller.frame_info(slot.series_key, slot.index))
+        keep_window = slot.viewport.frame() is not None and not reset
+        window = slot.viewport.window()
+        slot.viewport.set_frame(frame, info, keep_view=not reset)
+        if keep_window:
+            slot.viewport.set_window(*window)
+        slot.viewport.set_measurements(self._drawn_measurements(slot))
+
+    def _on_series_changed(self) -> None:
+        entries = self.controller.series_entries()
+        self.series_browser.set_series(entries)
+        keys = {entry["key"] for entry in entries}
+        for slot in self.slots:
+            if slot.series_key is not None and slot.series_key not in keys:
+                slot.series_key = None
+                slot.viewport.set_frame(None)
+        if entries and self.active_slot().series_key is None:
+            self.show_series(entries[0]["key"])
+        self.set_layout(self._layout_name)  # fills the other viewports
+
+    def _on_frame_ready(self, key: str, index: int) -> None:
+        for slot in self.slots:
+            if slot.series_key == key and slot.index == index:
+                self._show(slot, reset=slot.viewport.frame() is None)
+
+    # ----------------------------------------------------------------- scrolling
+    def scroll(self, slot: ViewportSlot | None = None, step: int = 1, wrap: bool = False) -> None:
+        slot = slot or self.active_slot()
+        if slot.series_key is None:
+            return
+        count = self.controller.frame_count(slot.series_key)
+        if count <= 0:
+            return
+        new = (slot.index + step) % count if wrap else min(max(slot.index + step, 0), count - 1)
+        self._move_to(slot, new)
+
+    def _jump(self, slot: ViewportSlot, where: int) -> None:
+        if slot.series_key is None:
+            return
+        count = self.controller.frame_count(slot.series_key)
+        self._move_to(slot, count - 1 if where < 0 else 0)
+
+    def _move_to(self, slot: ViewportSlot, index: int) -> None:
+        if index == slot.index:
+            return
+        slot.index = index
+        self._show(slot)
+        if slot is self.active_slot():
+            self.controller.set_current(slot.series_key, index)
+            self._schedule_tags()
+        if self.sync_check.isChecked():
+            self._sync_from(slot)
+
+    def _sync_from(self, source: ViewportSlot) -> None:
+        """Move viewports showing another series of the same frame of reference to the slice
+        nearest in space (same series: the same slice)."""
+        visible = self.slots[: LAYOUTS[self._layout_name][0] * LAYOUTS[self._layout_name][1]]
+        for slot in visible:
+            if slot is source or slot.series_key is None:
+                continue
+            if slot.series_key == source.series_key:
+                target = source.index
+            else:
+                target = self.controller.matching_index(source.series_key, source.index, slot.series_key)
+            if target is not None and target != slot.index:
+                slot.index = target
+                self._show(slot)
+
+    # ------------------------------------------------------------------- tools
+    def _current_tool(self) -> str:
+        for tool, action in getattr(self, "tool_actions", {}).items():
+            if action.isChecked():
+                return tool
+        return "pan"
+
+    def set_tool(self, tool: str) -> None:
+        self.tool_actions[tool].setChecked(True)
+        for slot in self.slots:
+            slot.viewport.set_tool(tool)
+
+    def set_overlays_visible(self, visible: bool) -> None:
+        if self.overlay_action.isChecked() != visible:
+            self.overlay_action.setChecked(visible)
+        for viewport in self.viewports() + list(self.mpr_view.viewports.values()):
+            viewport.set_overlays_visible(visible)
+
+    def _reset_view(self) -> None:
+        viewport = self.active_viewport()
+        viewport.reset_view()
+        slot = self.active_slot()
+        if slot.series_key is not None:
+            window = self.controller.frame_info(slot.series_key, slot.index).get("window")
+            if window:
+                viewport.set_window(*window)
+
+    def _fill_presets(self) -> None:
+        slot = self.active_slot()
+        self.preset_combo.clear()
+        self.preset_combo.addItem("W/L presets")
+        if slot.series_key is None:
+            return
+        for name, center, width in self.controller.window_presets(slot.series_key):
+            self.preset_combo.addItem(f"{name} ({width:g}/{center:g})", (center, width))
+
+    def _apply_preset(self, row: int) -> None:
+        data = self.preset_combo.itemData(row)
+        if data:
+            self.active_viewport().set_window(*data)
+        self.preset_combo.setCurrentIndex(0)
+
+    def apply_preset(self, name: str) -> None:
+        """Apply the preset whose name starts with ``name`` (e.g. "Lung")."""
+        for row in range(self.preset_combo.count()):
+            if self.preset_combo.itemText(row).startswith(name):
+                self._apply_preset(row)
+                return
+        raise KeyError(name)
+
+    def _on_window_changed(self, slot: ViewportSlot, center: float, width: float) -> None:
+        # viewports on the same series share a window, as in every radiology viewer
+        for other in self.slots:
+            if other is not slot and other.series_key == slot.series_key and other.viewport.frame() is not None:
+                if other.viewport.window() != (center, width):
+                    other.viewport.set_window(center, width)
+
+    # -------------------------------------------------------------------- cine
+    def set_cine(self, playing: bool) -> None:
+        if self.cine_action.isChecked() != playing:
+            self.cine_action.setChecked(playing)
+            return
+        if playing:
+            self.cine_timer.start(int(1000 / self.fps_spin.value()))
+            self.cine_action.setText("Stop")
+        else:
+            self.cine_timer.stop()
+            self.cine_action.setText("Play")
+
+    def _cine_tick(self) -> None:
+        slot = self.active_slot()
+        if slot.series_key is None:
+            return
+        next_index = (slot.index + 1) % max(self.controller.frame_count(slot.series_key), 1)
+        if self.controller.cached_frame(slot.series_key, next_index) is None:
+            self.controller.request_frame(slot.series_key, next_index)
+            return  # wait for the decode rather than showing "Loading…" mid-loop
+        self._move_to(slot, next_index)
+
+    # ------------------------------------------------------------ measurements
+    def _on_measurement_drawn(self, slot: ViewportSlot, kind: str, points: list) -> None:
+        if slot.series_key is not None:
+            self.controller.add_measurement(slot.series_key, slot.index, kind, points)
+
+    def _drawn_measurements(self, slot: ViewportSlot) -> list[DrawnMeasurement]:
+        if slot.series_key is None:
+            return []
+        return [DrawnMeasurement(m["id"], m["kind"], [tuple(p) for p in m["points"]], m["text"])
+                for m in self.controller.measurements_for(slot.series_key, slot.index)]
+
+    def _refresh_measurements(self) -> None:
+        self.measurement_list.set_measurements(self.controller.measurement_rows())
+        for slot in self.slots:
+            slot.viewport.set_measurements(self._drawn_measurements(slot))
+
+    def _go_to_measurement(self, measurement_id: str) -> None:
+        where = self.controller.measurement_location(measurement_id)
+        if where is None:
+            return
+        key, index = where
+        slot = self.active_slot()
+        if slot.series_key != key:
+            self.show_series(key, index)
+        else:
+            self._move_to(slot, index)
+        slot.viewport.set_measurements(self._drawn_measurements(slot), selected=measurement_id)
+
+    # --------------------------------------------------------------------- MPR
+    def set_mpr_mode(self, on: bool) -> None:
+        if self.mpr_action.isChecked() != on:
+            self.mpr_action.setChecked(on)
+            return
+        self.center.setCurrentWidget(self.mpr_view if on else self.grid_host)
+        slot = self.active_slot()
+        if on and slot.series_key is not None:
+            self.controller.request_mpr(slot.series_key)
+
+    def _on_mpr_ready(self, volume, meta: dict) -> None:
+        self.mpr_view.set_volume(volume, meta.get("description", ""), meta.get("units", ""),
+                                 tuple(meta["window"]) if meta.get("window") else None,
+                                 bool(meta.get("invert")), meta.get("notes"))
+
+    # -------------------------------------------------------------------- tags
+    def _schedule_tags(self) -> None:
+        if self.side_tabs.currentWidget() is self.tag_browser:
+            self._tags_timer.start()
+
+    def _request_tags(self) -> None:
+        slot = self.active_slot()
+        if slot.series_key is not None:
+            self.controller.request_tags(slot.series_key, slot.index)
+
+    # ------------------------------------------------------------------ export
+    def view_image(self, with_overlays: bool) -> QImage:
+        """The active view (a viewport, or the whole MPR view) as an image."""
+        if self.center.currentWidget() is self.mpr_view:
+            if not with_overlays:
+                self.set_overlays_visible(False)
+                image = self.mpr_view.grab().toImage()
+                self.set_overlays_visible(True)
+                return image
+            return self.mpr_view.grab().toImage()
+        return self.active_viewport().grab_view(with_overlays)
+
+    def export_view_png(self, path: Path | str, with_overlays: bool = True) -> None:
+        self.controller.save_png(self.view_image(with_overlays), Path(path))
+
+    def _ask_export_png(self, with_overlays: bool) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export view as PNG", "view.png", "PNG images (*.png)")
+        if path:
+            if not path.lower().endswith(".png"):
+                path += ".png"
+            self.export_view_png(path, with_overlays)
+
+    def _ask_export_dicom(self) -> None:
+        slot = self.active_slot()
+        if slot.series_key is None:
+            self.controller.message.emit("warning", "Open a series first.")
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Export de-identified DICOM to folder")
+        if folder:
+            self.controller.export_deidentified(slot.series_key, Path(folder))
+
+    # ---------------------------------------------------------------- feedback
+    def _on_unreadable(self, rows: list) -> None:
+        self.unreadable_panel.set_files([(str(path), reason) for path, reason in rows])
+        index = self.side_tabs.indexOf(self.unreadable_panel)
+        self.side_tabs.setTabText(index, f"Unreadable files ({len(rows)})" if rows else "Unreadable files")
+
+    def _on_progress(self, progress) -> None:
+        if progress.fraction is None and not progress.message:
+            self.progress_bar.hide()
+            return
+        self.progress_bar.show()
+        if progress.fraction is None:
+            self.progress_bar.setRange(0, 0)
+        else:
+            self.progress_bar.setRange(0, 1000)
+            self.progress_bar.setValue(int(1000 * max(0.0, min(1.0, progress.fraction))))
+        if progress.message:
+            self.progress_bar.setFormat(progress.message)
+            self.progress_bar.setTextVisible(True)
+
+    def _on_busy(self, busy: bool) -> None:
+        self.cancel_button.setVisible(busy)
+        if not busy:
+            self.progress_bar.hide()

@@ -1,0 +1,88 @@
+"""The series browser: one tile per series (thumbnail, modality, description, slice count);
+clicking a tile shows that series in the active viewport."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
+from PySide6.QtWidgets import QListView, QListWidget, QListWidgetItem, QWidget
+
+THUMBNAIL_SIZE = 96
+_SERIES_ROLE = Qt.ItemDataRole.UserRole
+
+
+def thumbnail_pixmap(pixels: np.ndarray) -> QPixmap:
+    """A uint8 greyscale (HxW) or RGB (HxWx3) thumbnail as a pixmap."""
+    pixels = np.ascontiguousarray(pixels)
+    height, width = pixels.shape[:2]
+    fmt = QImage.Format.Format_Grayscale8 if pixels.ndim == 2 else QImage.Format.Format_RGB888
+    image = QImage(pixels.data, width, height, pixels.strides[0], fmt).copy()
+    return QPixmap.fromImage(image.scaled(THUMBNAIL_SIZE, THUMBNAIL_SIZE, Qt.AspectRatioMode.KeepAspectRatio,
+                                          Qt.TransformationMode.SmoothTransformation))
+
+
+def _placeholder() -> QPixmap:
+    pixmap = QPixmap(THUMBNAIL_SIZE, THUMBNAIL_SIZE)
+    pixmap.fill(QColor(40, 40, 40))
+    return pixmap
+
+
+class SeriesBrowser(QListWidget):
+    series_activated = Signal(str)  # series key
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("seriesBrowser")
+        self.setViewMode(QListView.ViewMode.ListMode)
+        self.setIconSize(QSize(THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+        self.setWordWrap(True)
+        self.setSpacing(2)
+        self.setMinimumWidth(230)
+        self.itemClicked.connect(self._emit)
+        self.itemActivated.connect(self._emit)
+
+    def set_series(self, entries: list[dict]) -> None:
+        """``entries``: dicts with key, modality, description, frames, patient, and optional note."""
+        selected = self.current_key()
+        icons = {self.item(i).data(_SERIES_ROLE): self.item(i).icon() for i in range(self.count())}
+        self.clear()
+        for entry in entries:
+            text = f"{entry.get('modality') or '?'}  {entry.get('description') or '(no description)'}\n{entry['frames']} image(s)"
+            if entry.get("patient"):
+                text += f"\n{entry['patient']}"
+            if entry.get("note"):
+                text += f"\n⚠ {entry['note']}"
+            item = QListWidgetItem(icons.get(entry["key"]) or QIcon(_placeholder()), text)
+            item.setData(_SERIES_ROLE, entry["key"])
+            item.setToolTip(text)
+            self.addItem(item)
+            if entry["key"] == selected:
+                self.setCurrentItem(item)
+
+    def set_thumbnail(self, key: str, pixels: np.ndarray) -> None:
+        for i in range(self.count()):
+            if self.item(i).data(_SERIES_ROLE) == key:
+                self.item(i).setIcon(QIcon(thumbnail_pixmap(pixels)))
+
+    def has_thumbnail(self, key: str) -> bool:
+        for i in range(self.count()):
+            item = self.item(i)
+            if item.data(_SERIES_ROLE) == key:
+                return item.icon().pixmap(8, 8).toImage().pixelColor(4, 4) != QColor(40, 40, 40)
+        return False
+
+    def keys(self) -> list[str]:
+        return [self.item(i).data(_SERIES_ROLE) for i in range(self.count())]
+
+    def current_key(self) -> str | None:
+        item = self.currentItem()
+        return None if item is None else item.data(_SERIES_ROLE)
+
+    def select(self, key: str) -> None:
+        for i in range(self.count()):
+            if self.item(i).data(_SERIES_ROLE) == key:
+                self.setCurrentRow(i)
+
+    def _emit(self, item: QListWidgetItem) -> None:
+        self.series_activated.emit(item.data(_SERIES_ROLE))

@@ -1,0 +1,673 @@
+"""One image viewport: draws a frame with its window/level, zoom, pan, flip and rotation, the
+corner annotations, measurements, AI overlays and an MPR cross-hair, and turns mouse and keys
+into intents (scroll a slice, change W/L, draw a measurement). It computes nothing clinical:
+measurement values come back from the controller."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QFont,
+    QFontMetrics,
+    QImage,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPainterPath,
+    QPen,
+    QPolygonF,
+    QTransform,
+    QWheelEvent,
+)
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+from healthfm_desktop.views.image_viewer.rendering import RenderedImage, render_frame, rgba_to_qimage
+
+#: tools a left-drag can use; right-drag is always window/level, middle-drag always pan
+TOOLS = ("pan", "zoom", "window", "distance", "angle", "rectangle", "ellipse", "crosshair")
+MEASUREMENT_TOOLS = ("distance", "angle", "rectangle", "ellipse")
+_HANDLE_RADIUS_PX = 6.0
+_MEASUREMENT_COLOR = QColor(255, 210, 0)
+_SELECTED_COLOR = QColor(0, 230, 255)
+_SHAPE_COLOR = QColor(0, 255, 120)
+_CROSSHAIR_COLOR = QColor(255, 80, 80, 200)
+
+
+@dataclass
+class FrameInfo:
+    """What the viewport needs to know about a frame besides its pixels."""
+
+    #: (row spacing, column spacing) in mm between pixel centres, or None when unknown
+    pixel_spacing: tuple[float, float] | None = None
+    #: MONOCHROME1: low values are bright
+    invert: bool = False
+    #: unit of the pixel values, e.g. "HU" for CT; "" when the values have no unit
+    units: str = ""
+    #: greyscale frames: the window to start with (centre, width)
+    default_window: tuple[float, float] | None = None
+    #: corner texts, each a list of lines: "top_left", "top_right", "bottom_left"
+    corners: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class DrawnMeasurement:
+    """A measurement as the viewport draws it: points in image (column, row) coordinates."""
+
+    id: str
+    kind: str
+    points: list[tuple[float, float]]
+    label: str
+
+
+class ImageViewport(QWidget):
+    #: +1 / -1 slices (wheel, arrow keys, cine); the owner decides what a slice is
+    slice_step_requested = Signal(int)
+    #: jump to the first (0) or last (-1) slice
+    slice_jump_requested = Signal(int)
+    window_changed = Signal(float, float)  # centre, width
+    #: column, row (image coordinates, floats) under the cursor, or -1, -1 when outside
+    cursor_moved = Signal(float, float)
+    #: kind, [(col, row), ...] in image coordinates, after the user finished drawing
+    measurement_drawn = Signal(str, list)
+    #: id, new points, after the user dragged a handle
+    measurement_edited = Signal(str, list)
+    measurement_selected = Signal(str)
+    #: column, row where the user put the MPR cross-hair
+    crosshair_moved = Signal(float, float)
+    view_changed = Signal()
+    activated = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setMinimumSize(120, 120)
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+        self._frame: np.ndarray | None = None
+        self._rendered: RenderedImage | None = None
+        self._info = FrameInfo()
+        self._center = 0.0
+        self._width = 1.0
+        self._data_range = 1.0
+        self._zoom = 1.0
+        self._fit = True
+        self._pan = QPointF(0.0, 0.0)
+        self._flip_h = False
+        self._flip_v = False
+        self._rotation = 0
+        self._tool = "pan"
+        self._overlays_visible = True
+        self._overlays: dict[str, tuple[RenderedImage, float]] = {}
+        self._shapes: dict[str, tuple[list[tuple[float, float]], str]] = {}
+        self._measurements: list[DrawnMeasurement] = []
+        self._selected_measurement: str | None = None
+        self._crosshair: tuple[float, float] | None = None
+        self._active = False
+        self._message = "Drop DICOM files, folders, zips or a DICOMDIR here"
+        self._cursor_text = ""
+        # interaction state
+        self._drag_button: Qt.MouseButton | None = None
+        self._drag_start = QPointF()
+        self._drag_last = QPointF()
+        self._drag_window = (0.0, 1.0)
+        self._draft: list[tuple[float, float]] = []
+        self._draft_kind = ""
+        self._editing: tuple[str, int] | None = None
+        self._font = QFont(self.font())
+        self._font.setPointSizeF(max(8.0, self._font.pointSizeF() * 0.9))
+
+    # ----------------------------------------------------------------- content
+    def set_frame(self, frame: np.ndarray | None, info: FrameInfo | None = None, keep_view: bool = True) -> None:
+        """Show ``frame`` (modality units). ``keep_view`` keeps zoom/pan/window (scrolling a
+        series); otherwise the view resets to fit and the frame's default window."""
+        previous_shape = None if self._frame is None else self._frame.shape[:2]
+        self._frame = frame
+        self._info = info or FrameInfo()
+        if frame is None:
+            self._rendered = None
+            self.update()
+            return
+        if not keep_view or previous_shape != frame.shape[:2]:
+            self._fit = True
+            self._pan = QPointF(0.0, 0.0)
+        if not keep_view or previous_shape is None:
+            self._data_range, default = self._default_window(frame)
+            self._center, self._width = self._info.default_window or default
+        self._render()
+        self.update()
+
+    def frame(self) -> np.ndarray | None:
+        return self._frame
+
+    def frame_info(self) -> FrameInfo:
+        return self._info
+
+    def set_message(self, text: str) -> None:
+        """Text shown in the middle when there is no frame (e.g. "Loading…")."""
+        self._message = text
+        self.update()
+
+    def set_corner_text(self, corners: dict[str, list[str]]) -> None:
+        self._info.corners = corners
+        self.update()
+
+    @staticmethod
+    def _default_window(frame: np.ndarray) -> tuple[float, tuple[float, float]]:
+        if frame.ndim == 3 and frame.dtype == np.uint8:
+            return 255.0, (127.5, 256.0)
+        low, high = float(np.min(frame)), float(np.max(frame))
+        span = max(high - low, 1.0)
+        return span, ((low + high + 1.0) / 2.0, span + 1.0)
+
+    # ------------------------------------------------------------ window/level
+    def window(self) -> tuple[float, float]:
+        return self._center, self._width
+
+    def set_window(self, center: float, width: float) -> None:
+        width = max(float(width), 1.0)
+        if (center, width) == (self._center, self._width):
+            return
+        self._center, self._width = float(center), width
+        self._render()
+        self.update()
+        self.window_changed.emit(self._center, self._width)
+
+    def _render(self) -> None:
+        if self._frame is not None:
+            self._rendered = render_frame(self._frame, self._center, self._width, self._info.invert)
+
+    def rendered_image(self) -> QImage | None:
+        return None if self._rendered is None else self._rendered.image
+
+    # ----------------------------------------------------------------- geometry
+    def image_size(self) -> tuple[int, int]:
+        """(width, height) in pixels of the current frame, (0, 0) without one."""
+        if self._frame is None:
+            return 0, 0
+        return int(self._frame.shape[1]), int(self._frame.shape[0])
+
+    def pixel_aspect(self) -> float:
+        """Height of a pixel on screen relative to its width (row spacing / column spacing)."""
+        spacing = self._info.pixel_spacing
+        if not spacing or spacing[0] <= 0 or spacing[1] <= 0:
+            return 1.0
+        return float(spacing[0]) / float(spacing[1])
+
+    def zoom(self) -> float:
+        """Screen pixels per image column; after fit it is the fitted zoom."""
+        if self._fit:
+            return self._fit_zoom()
+        return self._zoom
+
+    def _fit_zoom(self) -> float:
+        width, height = self.image_size()
+        if not width or not height:
+            return 1.0
+        shown_w, shown_h = float(width), float(height) * self.pixel_aspect()
+        if self._rotation in (90, 270):
+            shown_w, shown_h = shown_h, shown_w
+        return max(min(self.width() / shown_w, self.height() / shown_h), 1e-3)
+
+    def image_to_widget(self) -> QTransform:
+        width, height = self.image_size()
+        zoom = self.zoom()
+        transform = QTransform()
+        transform.translate(self.width() / 2.0 + self._pan.x(), self.height() / 2.0 + self._pan.y())
+        transform.rotate(self._rotation)
+        transform.scale(-zoom if self._flip_h else zoom, (-zoom if self._flip_v else zoom) * self.pixel_aspect())
+        transform.translate(-width / 2.0, -height / 2.0)
+        return transform
+
+    def widget_to_image(self, point: QPointF) -> QPointF:
+        inverse, ok = self.image_to_widget().inverted()
+        return inverse.map(point) if ok else QPointF(-1, -1)
+
+    def fit(self) -> None:
+        self._fit = True
+        self._pan = QPointF(0.0, 0.0)
+        self._view_changed()
+
+    def actual_size(self) -> None:
+        """1:1 - one image pixel per screen pixel."""
+        self._fit = False
+        self._zoom = 1.0
+        self._view_changed()
+
+    def set_zoom(self, zoom: float, anchor: QPointF | None = None) -> None:
+        zoom = min(max(zoom, 0.02), 64.0)
+        if anchor is not None:
+            fixed = self.widget_to_image(anchor)
+        self._fit = False
+        self._zoom = zoom
+        if anchor is not None:
+            moved = self.image_to_widget().map(fixed)
+            self._pan += anchor - moved
+        self._view_changed()
+
+    def flip_horizontal(self) -> None:
+        self._flip_h = not self._flip_h
+        self._view_changed()
+
+    def flip_vertical(self) -> None:
+        self._flip_v = not self._flip_v
+        self._view_changed()
+
+    def rotate(self, degrees: int = 90) -> None:
+        self._rotation = (self._rotation + degrees) % 360
+        self._view_changed()
+
+    def reset_view(self) -> None:
+        self._flip_h = self._flip_v = False
+        self._rotation = 0
+        self.fit()
+
+    def view_state(self) -> dict:
+        return {"zoom": self.zoom(), "fit": self._fit, "flip_h": self._flip_h, "flip_v": self._flip_v,
+                "rotation": self._rotation, "pan": (self._pan.x(), self._pan.y())}
+
+    def _view_changed(self) -> None:
+        self.update()
+        self.view_changed.emit()
+
+    # ------------------------------------------------------------------- tools
+    def set_tool(self, tool: str) -> None:
+        if tool not in TOOLS:
+            raise ValueError(f"unknown tool {tool!r}")
+        self._tool = tool
+        self._draft = []
+        self.setCursor(Qt.CursorShape.CrossCursor if tool in MEASUREMENT_TOOLS + ("crosshair",) else Qt.CursorShape.ArrowCursor)
+        self.update()
+
+    def tool(self) -> str:
+        return self._tool
+
+    def set_overlays_visible(self, visible: bool) -> None:
+        """Corner texts, measurements and AI overlays on or off (the image stays)."""
+        self._overlays_visible = visible
+        self.update()
+
+    def overlays_visible(self) -> bool:
+        return self._overlays_visible
+
+    def set_active(self, active: bool) -> None:
+        self._active = active
+        self.update()
+
+    # ------------------------------------------------------- overlays for others
+    def set_overlay(self, name: str, rgba: np.ndarray | None, opacity: float = 0.5) -> None:
+        """Draw an RGBA image (uint8 HxWx4, same size as the frame) over the image in image
+        coordinates, or remove it with ``None``. ``opacity`` multiplies the overlay's alpha."""
+        if rgba is None:
+            self._overlays.pop(name, None)
+        else:
+            width, height = self.image_size()
+            if width and rgba.shape[:2] != (height, width):
+                raise ValueError(f"overlay {name!r} is {rgba.shape[1]}x{rgba.shape[0]}, the image is {width}x{height}")
+            self._overlays[name] = (rgba_to_qimage(np.ascontiguousarray(rgba)), float(opacity))
+        self.update()
+
+    def set_overlay_opacity(self, name: str, opacity: float) -> None:
+        if name in self._overlays:
+            image, _ = self._overlays[name]
+            self._overlays[name] = (image, float(min(max(opacity, 0.0), 1.0)))
+            self.update()
+
+    def overlay_names(self) -> list[str]:
+        return list(self._overlays)
+
+    def add_shape_overlay(self, name: str, polygon_points, label: str = "") -> None:
+        """A closed outline (e.g. a segmented contour) in image (column, row) coordinates with a
+        label drawn beside it like a measurement. Same name replaces; empty points remove."""
+        points = [(float(x), float(y)) for x, y in polygon_points]
+        if not points:
+            self._shapes.pop(name, None)
+        else:
+            self._shapes[name] = (points, label)
+        self.update()
+
+    def remove_shape_overlay(self, name: str) -> None:
+        self._shapes.pop(name, None)
+        self.update()
+
+    def shape_overlay_names(self) -> list[str]:
+        return list(self._shapes)
+
+    def set_measurements(self, measurements: list[DrawnMeasurement], selected: str | None = None) -> None:
+        self._measurements = list(measurements)
+        self._selected_measurement = selected
+        self.update()
+
+    def set_crosshair(self, point: tuple[float, float] | None) -> None:
+        self._crosshair = point
+        self.update()
+
+    def crosshair(self) -> tuple[float, float] | None:
+        return self._crosshair
+
+    # ---------------------------------------------------------------- readout
+    def value_at(self, col: float, row: float) -> str:
+        """The pixel value under (col, row) as the user reads it, or "" outside the image."""
+        if self._frame is None:
+            return ""
+        c, r = int(math.floor(col)), int(math.floor(row))
+        height, width = self._frame.shape[:2]
+        if not (0 <= c < width and 0 <= r < height):
+            return ""
+        value = self._frame[r, c]
+        if np.ndim(value):
+            return "RGB " + " ".join(str(int(v)) for v in value)
+        number = float(value)
+        text = f"{int(number)}" if number.is_integer() else f"{number:.2f}"
+        return f"{text} {self._info.units}".strip()
+
+    def cursor_text(self) -> str:
+        return self._cursor_text
+
+    # ------------------------------------------------------------------ paint
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt API
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), Qt.GlobalColor.black)
+        self.paint_content(painter, self._overlays_visible)
+        if self._active:
+            painter.resetTransform()
+            painter.setPen(QPen(QColor(70, 140, 255), 2))
+            painter.drawRect(self.rect().adjusted(1, 1, -1, -1))
+        painter.end()
+
+    def paint_content(self, painter: QPainter, with_overlays: bool) -> None:
+        """Draw the image and (optionally) everything on top; also used for PNG export."""
+        if self._rendered is None:
+            painter.setPen(QColor(160, 160, 160))
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._message)
+            return
+        transform = self.image_to_widget()
+        width, height = self.image_size()
+        painter.save()
+        painter.setTransform(transform)
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom() < 1.0)
+        painter.drawImage(QPointF(0, 0), self._rendered.image)
+        if with_overlays:
+            for image, opacity in self._overlays.values():
+                painter.setOpacity(opacity)
+                painter.drawImage(QRectF(0, 0, width, height), image.image)
+            painter.setOpacity(1.0)
+        painter.restore()
+        if not with_overlays:
+            return
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        painter.setFont(self._font)
+        for points, label in self._shapes.values():
+            self._draw_polyline(painter, transform, points, closed=True, color=_SHAPE_COLOR)
+            if label:
+                self._draw_label(painter, transform.map(QPointF(*max(points, key=lambda p: p[0]))), label, _SHAPE_COLOR)
+        for measurement in self._measurements:
+            color = _SELECTED_COLOR if measurement.id == self._selected_measurement else _MEASUREMENT_COLOR
+            self._draw_measurement(painter, transform, measurement.kind, measurement.points, color)
+            anchor = transform.map(QPointF(*measurement.points[-1]))
+            self._draw_label(painter, anchor, measurement.label, color)
+        if self._draft:
+            self._draw_measurement(painter, transform, self._draft_kind, self._draft, _SELECTED_COLOR)
+        if self._crosshair is not None:
+            self._draw_crosshair(painter, transform)
+        self._draw_corners(painter)
+
+    def _draw_polyline(self, painter, transform, points, closed, color) -> None:
+        pen = QPen(color, 1.5)
+        pen.setCosmetic(True)
+        painter.setPen(pen)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        polygon = QPolygonF([transform.map(QPointF(x, y)) for x, y in points])
+        if closed:
+            painter.drawPolygon(polygon)
+        else:
+            painter.drawPolyline(polygon)
+
+    def _draw_measurement(self, painter, transform, kind, points, color) -> None:
+        if kind in ("distance", "angle"):
+            self._draw_polyline(painter, transform, points, closed=False, color=color)
+        elif kind in ("rectangle", "ellipse") and len(points) == 2:
+            (x0, y0), (x1, y1) = points
+            rect = QRectF(QPointF(min(x0, x1), min(y0, y1)), QPointF(max(x0, x1), max(y0, y1)))
+            path = QPainterPath()
+            if kind == "rectangle":
+                path.addRect(rect)
+            else:
+                path.addEllipse(rect)
+            pen = QPen(color, 1.5)
+            pen.setCosmetic(True)
+            painter.setPen(pen)
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawPath(transform.map(path))
+        painter.setBrush(QBrush(color))
+        painter.setPen(Qt.PenStyle.NoPen)
+        for x, y in points:
+            painter.drawEllipse(transform.map(QPointF(x, y)), 3.0, 3.0)
+
+    def _draw_label(self, painter: QPainter, anchor: QPointF, text: str, color: QColor) -> None:
+        if not text:
+            return
+        metrics = QFontMetrics(self._font)
+        lines = text.split("\n")
+        box = QRectF(anchor.x() + 8, anchor.y() - 4, max(metrics.horizontalAdvance(line) for line in lines) + 8,
+                     metrics.height() * len(lines) + 4)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(0, 0, 0, 150))
+        painter.drawRect(box)
+        painter.setPen(color)
+        for i, line in enumerate(lines):
+            painter.drawText(QPointF(box.left() + 4, box.top() + 2 + metrics.ascent() + i * metrics.height()), line)
+
+    def _draw_crosshair(self, painter: QPainter, transform: QTransform) -> None:
+        width, height = self.image_size()
+        x, y = self._crosshair
+        pen = QPen(_CROSSHAIR_COLOR, 1.0)
+        pen.setCosmetic(True)
+        painter.setPen(pen)
+        painter.drawLine(transform.map(QPointF(x, 0)), transform.map(QPointF(x, height)))
+        painter.drawLine(transform.map(QPointF(0, y)), transform.map(QPointF(width, y)))
+
+    def corner_lines(self) -> dict[str, list[str]]:
+        """Everything the corners show now (also what tests read)."""
+        corners = {key: list(lines) for key, lines in self._info.corners.items()}
+        bottom_left = corners.setdefault("bottom_left", [])
+        if self._frame is not None and not (self._frame.ndim == 3 and self._frame.dtype == np.uint8):
+            bottom_left.append(f"W {self._width:.0f}  L {self._center:.0f}")
+        bottom_left.append(f"Zoom {self.zoom() * 100:.0f}%")
+        corners["bottom_right"] = [self._cursor_text] if self._cursor_text else []
+        return corners
+
+    def _draw_corners(self, painter: QPainter) -> None:
+        metrics = QFontMetrics(self._font)
+        line_height = metrics.height()
+        margin = 6
+        for corner, lines in self.corner_lines().items():
+            right = corner.endswith("right")
+            bottom = corner.startswith("bottom")
+            for i, line in enumerate(lines):
+                row = (len(lines) - 1 - i) if bottom else i
+                y = (self.height() - margin - row * line_height - metrics.descent()) if bottom else (margin + row * line_height + metrics.ascent())
+                x = (self.width() - margin - metrics.horizontalAdvance(line)) if right else margin
+                painter.setPen(QColor(0, 0, 0))
+                painter.drawText(QPointF(x + 1, y + 1), line)
+                painter.setPen(QColor(235, 235, 235))
+                painter.drawText(QPointF(x, y), line)
+
+    # ------------------------------------------------------------------ input
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        self.activated.emit()
+        self.setFocus()
+        position = event.position()
+        button = event.button()
+        if self._frame is None:
+            return
+        image_point = self.widget_to_image(position)
+        if button == Qt.MouseButton.LeftButton:
+            handle = self._handle_at(position)
+            if handle is not None and self._tool not in ("crosshair",):
+                self._editing = handle
+                self._selected_measurement = handle[0]
+                self.measurement_selected.emit(handle[0])
+                self._drag_button = button
+                return
+            if self._tool in ("distance", "rectangle", "ellipse"):
+                self._draft_kind = self._tool
+                self._draft = [(image_point.x(), image_point.y()), (image_point.x(), image_point.y())]
+            elif self._tool == "angle":
+                if not self._draft:
+                    self._draft_kind = "angle"
+                    self._draft = [(image_point.x(), image_point.y()), (image_point.x(), image_point.y())]
+                else:  # third click: the second arm
+                    self._draft[-1] = (image_point.x(), image_point.y())
+                    points, self._draft = self._draft, []
+                    self.measurement_drawn.emit("angle", points)
+                    self.update()
+                    return
+            elif self._tool == "crosshair":
+                self._set_crosshair_from_user(image_point)
+        self._drag_button = button
+        self._drag_start = self._drag_last = position
+        self._drag_window = (self._center, self._width)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        position = event.position()
+        image_point = self.widget_to_image(position)
+        self._update_readout(image_point)
+        if self._tool == "angle" and len(self._draft) == 3 and self._drag_button is None:
+            self._draft[-1] = (image_point.x(), image_point.y())
+            self.update()
+        if self._drag_button is None or self._frame is None:
+            return
+        delta = position - self._drag_last
+        self._drag_last = position
+        button = self._drag_button
+        if self._editing is not None:
+            measurement_id, index = self._editing
+            for measurement in self._measurements:
+                if measurement.id == measurement_id:
+                    measurement.points[index] = (image_point.x(), image_point.y())
+            self.update()
+        elif button == Qt.MouseButton.RightButton or (button == Qt.MouseButton.LeftButton and self._tool == "window"):
+            self._drag_window_level(position)
+        elif button == Qt.MouseButton.MiddleButton or (button == Qt.MouseButton.LeftButton and self._tool == "pan"):
+            self._pan += delta
+            self._view_changed()
+        elif button == Qt.MouseButton.LeftButton and self._tool == "zoom":
+            self.set_zoom(self.zoom() * math.exp(-delta.y() / 150.0), self._drag_start)
+        elif button == Qt.MouseButton.LeftButton and self._draft:
+            self._draft[-1] = (image_point.x(), image_point.y())
+            self.update()
+        elif button == Qt.MouseButton.LeftButton and self._tool == "crosshair":
+            self._set_crosshair_from_user(image_point)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if self._editing is not None:
+            measurement_id, _ = self._editing
+            self._editing = None
+            self._drag_button = None
+            for measurement in self._measurements:
+                if measurement.id == measurement_id:
+                    self.measurement_edited.emit(measurement_id, list(measurement.points))
+            return
+        if self._drag_button == Qt.MouseButton.LeftButton and self._draft and self._draft_kind != "angle":
+            points, self._draft = self._draft, []
+            start, end = self.image_to_widget().map(QPointF(*points[0])), self.image_to_widget().map(QPointF(*points[1]))
+            if (end - start).manhattanLength() >= 3:  # a click is not a measurement
+                self.measurement_drawn.emit(self._draft_kind, points)
+            self.update()
+        elif self._drag_button == Qt.MouseButton.LeftButton and self._draft_kind == "angle" and len(self._draft) == 2:
+            # first arm done; the next click places the end of the second arm
+            self._draft.append(self._draft[-1])
+            self.update()
+        self._drag_button = None
+
+    def leaveEvent(self, event) -> None:  # noqa: N802
+        self._cursor_text = ""
+        self.cursor_moved.emit(-1.0, -1.0)
+        self.update()
+
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
+        steps = event.angleDelta().y() / 120.0
+        if not steps:
+            return
+        if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            self.set_zoom(self.zoom() * (1.15 ** steps), event.position())
+        else:
+            self.slice_step_requested.emit(-1 if steps > 0 else 1)
+        event.accept()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        key = event.key()
+        if key in (Qt.Key.Key_Up, Qt.Key.Key_Left):
+            self.slice_step_requested.emit(-1)
+        elif key in (Qt.Key.Key_Down, Qt.Key.Key_Right):
+            self.slice_step_requested.emit(1)
+        elif key == Qt.Key.Key_PageUp:
+            self.slice_step_requested.emit(-10)
+        elif key == Qt.Key.Key_PageDown:
+            self.slice_step_requested.emit(10)
+        elif key == Qt.Key.Key_Home:
+            self.slice_jump_requested.emit(0)
+        elif key == Qt.Key.Key_End:
+            self.slice_jump_requested.emit(-1)
+        elif key == Qt.Key.Key_Escape:
+            self._draft = []
+            self.update()
+        else:
+            super().keyPressEvent(event)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self.view_changed.emit()
+
+    def _drag_window_level(self, position: QPointF) -> None:
+        # a full drag across the viewport spans the data's range: fine enough for 8 bits,
+        # fast enough for 16
+        total = position - self._drag_start
+        sensitivity = self._data_range / max(self.width(), 1)
+        center0, width0 = self._drag_window
+        self.set_window(center0 + total.y() * sensitivity, max(1.0, width0 + total.x() * sensitivity))
+
+    def _update_readout(self, image_point: QPointF) -> None:
+        if self._frame is None:
+            return
+        value = self.value_at(image_point.x(), image_point.y())
+        if value:
+            self._cursor_text = f"({int(math.floor(image_point.x()))}, {int(math.floor(image_point.y()))})  {value}"
+            self.cursor_moved.emit(image_point.x(), image_point.y())
+        else:
+            self._cursor_text = ""
+            self.cursor_moved.emit(-1.0, -1.0)
+        self.update()
+
+    def _set_crosshair_from_user(self, image_point: QPointF) -> None:
+        width, height = self.image_size()
+        x = min(max(image_point.x(), 0.0), width - 1.0)
+        y = min(max(image_point.y(), 0.0), height - 1.0)
+        self._crosshair = (x, y)
+        self.update()
+        self.crosshair_moved.emit(x, y)
+
+    def _handle_at(self, position: QPointF) -> tuple[str, int] | None:
+        transform = self.image_to_widget()
+        for measurement in reversed(self._measurements):
+            for index, (x, y) in enumerate(measurement.points):
+                if (transform.map(QPointF(x, y)) - position).manhattanLength() <= _HANDLE_RADIUS_PX * 1.5:
+                    return measurement.id, index
+        return None
+
+    # ------------------------------------------------------------------ export
+    def grab_view(self, with_overlays: bool) -> QImage:
+        """The viewport as the user sees it, with or without the annotations."""
+        image = QImage(self.size(), QImage.Format.Format_RGB32)
+        image.fill(Qt.GlobalColor.black)
+        painter = QPainter(image)
+        self.paint_content(painter, with_overlays)
+        painter.end()
+        return image
