@@ -1,0 +1,159 @@
+"""Open an association with a peer and turn every way it can fail into a clear PacsError:
+peer down, rejected (usually a wrong AE title), timed out, aborted."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from pynetdicom import AE, _config, evt
+from pynetdicom.association import Association
+
+from healthfm_desktop.core.imaging.pacs.errors import (
+    AssociationRejectedError,
+    InvalidPeerError,
+    PeerAbortedError,
+    PeerTimeoutError,
+    PeerUnreachableError,
+)
+from healthfm_desktop.core.imaging.pacs.peers import DicomPeer, validate_ae_title
+
+# identifiers carry patient names and ids: keep them out of the log
+_config.LOG_REQUEST_IDENTIFIERS = False
+_config.LOG_RESPONSE_IDENTIFIERS = False
+logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+
+# A-ASSOCIATE-RJ reasons (PS3.8 9.3.4) as advice for the user
+_REJECT_ADVICE = {
+    (1, 2): "the peer does not support this application context",
+    (1, 3): "the peer does not know our calling AE title {calling!r} (register it on the peer)",
+    (1, 7): "the peer's AE title is not {called!r} (check the called AE title)",
+    (2, 2): "the peer does not support the DICOM protocol version",
+    (3, 1): "the peer is temporarily congested",
+    (3, 2): "the peer's connection limit is reached",
+}
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds: TCP connect, association negotiation, each DIMSE message, idle network."""
+
+    connect: float = 10.0
+    acse: float = 15.0
+    dimse: float = 60.0
+    network: float = 60.0
+
+
+def tls_context(peer: DicomPeer) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=peer.tls_ca_file or None)
+    context.check_hostname = bool(peer.tls_verify_hostname)
+    if peer.tls_cert_file:
+        try:
+            context.load_cert_chain(peer.tls_cert_file, peer.tls_key_file or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise InvalidPeerError(f"cannot load the TLS client certificate: {exc}") from None
+    return context
+
+
+def _diagnose_connection(peer: DicomPeer, timeout: float) -> str:
+    """Why no TCP connection could be made (pynetdicom only logs it)."""
+    try:
+        with socket.create_connection((peer.host, peer.port), timeout=timeout):
+            return "the connection was closed before the association could be negotiated"
+    except socket.gaierror:
+        return f"host {peer.host!r} not found"
+    except socket.timeout:
+        return f"no answer from {peer.host}:{peer.port} within {timeout:g} s"
+    except ConnectionRefusedError:
+        return f"connection refused by {peer.host}:{peer.port} (is the peer running and is the port right?)"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+
+
+def make_ae(calling_aet: str, timeouts: Timeouts) -> AE:
+    ae = AE(ae_title=validate_ae_title(calling_aet, "calling AE title"))
+    ae.connection_timeout = timeouts.connect
+    ae.acse_timeout = timeouts.acse
+    ae.dimse_timeout = timeouts.dimse
+    ae.network_timeout = timeouts.network
+    # bigger PDUs: fewer round trips through pynetdicom's reactor for large objects
+    ae.maximum_pdu_size = 0
+    return ae
+
+
+@contextmanager
+def open_association(
+    peer: DicomPeer,
+    calling_aet: str,
+    contexts: list,
+    ext_neg: list | None = None,
+    evt_handlers: list | None = None,
+    timeouts: Timeouts | None = None,
+) -> Iterator[Association]:
+    """An established association, released on exit (aborted if the body raised)."""
+    timeouts = timeouts or Timeouts()
+    ae = make_ae(calling_aet, timeouts)
+    ae.requested_contexts = contexts
+    connected = []
+    handlers = list(evt_handlers or []) + [(evt.EVT_CONN_OPEN, lambda event: connected.append(True))]
+    tls_args = (tls_context(peer), peer.host) if peer.tls else None
+    assoc = ae.associate(
+        peer.host, peer.port, ae_title=peer.ae_title, ext_neg=ext_neg or None,
+        evt_handlers=handlers, tls_args=tls_args,
+    )
+    try:
+        if not assoc.is_established:
+            raise _association_failure(assoc, peer, calling_aet, bool(connected), timeouts)
+        yield assoc
+    except BaseException:
+        if assoc.is_established:
+            assoc.abort()
+        raise
+    else:
+        if assoc.is_established:
+            assoc.release()
+    finally:
+        ae.shutdown()
+
+
+def _association_failure(assoc, peer: DicomPeer, calling_aet: str, connected: bool, timeouts: Timeouts):
+    name = peer.label()
+    if assoc.is_rejected:
+        primitive = getattr(assoc.acceptor, "primitive", None)
+        source = getattr(primitive, "result_source", None)
+        reason = getattr(primitive, "diagnostic", None)
+        advice = _REJECT_ADVICE.get((source, reason))
+        if advice is None:
+            advice = (getattr(primitive, "reason_str", "") or "no reason given").lower()
+        return AssociationRejectedError(
+            f"{name} rejected the association: {advice.format(called=peer.ae_title, calling=calling_aet)}"
+        )
+    if not connected:
+        if peer.tls:
+            reason = _diagnose_connection(peer, timeouts.connect)
+            if reason.startswith("the connection was closed"):
+                reason = "the TLS handshake failed (check the peer's certificate and the CA file)"
+            return PeerUnreachableError(f"cannot connect to {name}: {reason}")
+        return PeerUnreachableError(f"cannot connect to {name}: {_diagnose_connection(peer, timeouts.connect)}")
+    if assoc.acceptor.primitive is None:
+        return PeerTimeoutError(f"{name} accepted the connection but did not answer within {timeouts.acse:g} s")
+    if not assoc.accepted_contexts:
+        return AssociationRejectedError(f"{name} accepted none of the proposed services")
+    return PeerAbortedError(f"{name} aborted the association")
+
+
+def no_response_error(assoc, peer: DicomPeer, calling_aet: str, started: float, timeouts: Timeouts, during: str):
+    """The error for a DIMSE exchange that ended without a status: the peer aborted (often
+    because it refuses our calling AE title for this service) or it went silent."""
+    waited = time.monotonic() - started
+    if assoc.is_aborted or waited < timeouts.dimse * 0.9:
+        return PeerAbortedError(
+            f"{peer.label()} aborted the association during {during} "
+            f"(check that the peer allows calling AE title {calling_aet!r} to do this)"
+        )
+    return PeerTimeoutError(f"{peer.label()} did not answer {during} within {timeouts.dimse:g} s")

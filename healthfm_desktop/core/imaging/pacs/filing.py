@@ -1,0 +1,70 @@
+"""Write objects received over the network to disk, exactly as sent, under
+``<root>/<Study UID>/<Series UID>/<SOP Instance UID>.dcm``. Each file appears whole or not
+at all (written beside its place, then renamed)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+
+from healthfm_desktop.core.errors import UnreadableFileError
+from healthfm_desktop.core.storage.studies import InstanceRecord
+
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+def safe_uid_name(uid: str) -> str:
+    """A UID as a file name; anything that is not a plain UID (a hostile peer could send
+    ``../``) becomes a hash of itself."""
+    uid = (uid or "").strip()
+    if _UID.match(uid) and len(uid) <= 64:
+        return uid
+    return "x" + hashlib.sha256(uid.encode("utf-8", "replace")).hexdigest()[:40]
+
+
+@dataclass
+class FiledObject:
+    path: Path
+    record: InstanceRecord
+    size: int
+
+
+def file_encoded_object(encoded: bytes, root: Path) -> FiledObject:
+    """``encoded``: a DICOM file (preamble, meta, dataset) as pynetdicom's encoded_dataset()
+    gives it."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(BytesIO(encoded), stop_before_pixels=True)
+    except Exception as exc:  # a peer can send anything; pydicom raises many types on bad data
+        raise UnreadableFileError(f"received object cannot be read ({type(exc).__name__})") from None
+    study = safe_uid_name(str(ds.get("StudyInstanceUID", "")))
+    series = safe_uid_name(str(ds.get("SeriesInstanceUID", "")))
+    sop = safe_uid_name(str(ds.get("SOPInstanceUID", "")))
+    folder = Path(root) / study / series
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{sop}.dcm"
+    # No fsync per object: a crash can lose the newest file but never leave a partial one,
+    # and per-file fsync would cost more than the network transfer itself.
+    fd, tmp = tempfile.mkstemp(prefix=f".{sop[:20]}.", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(encoded)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:
+        record = InstanceRecord.from_dataset(ds, path)
+    except (UnreadableFileError, ValueError, TypeError) as exc:
+        path.unlink(missing_ok=True)
+        raise UnreadableFileError(f"received object is incomplete: {exc}") from None
+    return FiledObject(path, record, len(encoded))

@@ -1,0 +1,293 @@
+"""Retrieve a study or series by C-GET, or by C-MOVE to our own C-STORE SCP, as a generator
+that yields progress after every instance (and can be closed to cancel) and returns a
+RetrieveResult. Objects are filed as the peer stored them: no transcoding on either side."""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections import Counter
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+from pynetdicom import evt
+from pynetdicom.sop_class import (
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+)
+from pynetdicom.status import code_to_category
+
+from healthfm_desktop.core.errors import UnreadableFileError
+from healthfm_desktop.core.imaging.pacs.association import Timeouts, no_response_error, open_association
+from healthfm_desktop.core.imaging.pacs.contexts import COMMON_STORAGE_CLASSES, retrieve_contexts
+from healthfm_desktop.core.imaging.pacs.errors import OperationFailedError, PacsError
+from healthfm_desktop.core.imaging.pacs.filing import FiledObject, file_encoded_object
+from healthfm_desktop.core.imaging.pacs.peers import DicomPeer, validate_ae_title
+from healthfm_desktop.core.imaging.pacs.query import find_sop_classes
+from healthfm_desktop.core.imaging.pacs.storage_scp import (
+    STATUS_CANNOT_UNDERSTAND,
+    STATUS_OUT_OF_RESOURCES,
+    STATUS_SUCCESS,
+    StorageSCP,
+)
+
+_FAILURE_ADVICE = {
+    0xA701: "the peer ran out of resources to find the matches",
+    0xA702: "the peer ran out of resources for the transfers",
+    0xA801: "the peer does not know the move destination {dest!r} (register it on the peer with this host and port)",
+    0xA900: "the peer did not understand the request",
+    0xC000: "the peer could not process the request",
+}
+
+
+@dataclass(frozen=True)
+class RetrieveProgress:
+    received: int
+    expected: int | None
+    failed: int
+    bytes: int
+
+    @property
+    def fraction(self) -> float | None:
+        if not self.expected:
+            return None
+        return min(1.0, (self.received + self.failed) / self.expected)
+
+    @property
+    def message(self) -> str:
+        total = f" of {self.expected}" if self.expected else ""
+        return f"{self.received}{total} instances received ({self.bytes / 1048576:.1f} MiB)"
+
+
+@dataclass
+class RetrieveResult:
+    study_uid: str
+    series_uid: str
+    method: str  # "C-GET" or "C-MOVE"
+    out_dir: Path
+    filed: list[FiledObject] = field(default_factory=list)
+    expected: int | None = None
+    failed: int = 0  # sub-operations the peer reports as failed
+    refused: list[str] = field(default_factory=list)  # objects we could not file, with why
+    seconds: float = 0.0
+    problem: str = ""  # why the retrieval stopped early, if it did
+
+    @property
+    def received(self) -> int:
+        return len(self.filed)
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.size for f in self.filed)
+
+    @property
+    def paths(self) -> list[Path]:
+        return [f.path for f in self.filed]
+
+    @property
+    def transfer_syntaxes(self) -> dict[str, int]:
+        return dict(Counter(f.record.transfer_syntax for f in self.filed))
+
+    @property
+    def complete(self) -> bool:
+        return (not self.problem and not self.failed and not self.refused
+                and (self.expected is None or self.received >= self.expected))
+
+    def summary(self) -> str:
+        what = f"series {self.series_uid}" if self.series_uid else f"study {self.study_uid}"
+        total = f" of {self.expected}" if self.expected is not None and self.expected != self.received else ""
+        rate = self.bytes / 1048576 / self.seconds if self.seconds > 0 else 0.0
+        line = (f"{self.method} {what}: {self.received}{total} instances, {self.bytes / 1048576:.1f} MiB "
+                f"in {self.seconds:.2f} s ({rate:.1f} MiB/s) into {self.out_dir}")
+        if self.failed:
+            line += f"; {self.failed} failed at the peer"
+        if self.refused:
+            line += f"; {len(self.refused)} refused here ({self.refused[0]})"
+        if self.problem:
+            line += f"; stopped: {self.problem}"
+        return line
+
+
+class IncompleteRetrievalError(PacsError):
+    """Some or all instances did not arrive; ``result`` holds what did (already on disk)."""
+
+    def __init__(self, message: str, result: RetrieveResult):
+        super().__init__(message)
+        self.result = result
+
+
+def _identifier(study_uid: str, series_uid: str) -> Dataset:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "SERIES" if series_uid else "STUDY"
+    ds.StudyInstanceUID = study_uid
+    if series_uid:
+        ds.SeriesInstanceUID = series_uid
+    return ds
+
+
+def _counts(status: Dataset) -> tuple[int, int, int, int]:
+    return tuple(int(status.get(k) or 0) for k in (  # type: ignore[return-value]
+        "NumberOfRemainingSuboperations", "NumberOfCompletedSuboperations",
+        "NumberOfFailedSuboperations", "NumberOfWarningSuboperations"))
+
+
+def _validate_uid(uid: str, what: str) -> str:
+    uid = (uid or "").strip()
+    if not uid or len(uid) > 64 or any(c not in "0123456789." for c in uid):
+        raise OperationFailedError(f"{what} {uid!r} is not a DICOM UID (digits and dots, at most 64)")
+    return uid
+
+
+def retrieve(
+    peer: DicomPeer,
+    calling_aet: str,
+    study_uid: str,
+    out_dir: Path,
+    *,
+    series_uid: str = "",
+    move_destination: str = "",
+    listen_port: int | None = None,
+    listen_address: str | None = None,
+    sop_classes: list[str] | None = None,
+    timeouts: Timeouts | None = None,
+    on_filed: Callable[[FiledObject], None] | None = None,
+) -> Generator[RetrieveProgress, None, RetrieveResult]:
+    """C-GET (default) or, with ``move_destination``, C-MOVE while our SCP listens on
+    ``listen_port`` as ``calling_aet``. Raises IncompleteRetrievalError when not everything
+    arrived (its ``result`` lists what did). Closing the generator cancels (aborts)."""
+    timeouts = timeouts or Timeouts()
+    study_uid = _validate_uid(study_uid, "study UID")
+    series_uid = _validate_uid(series_uid, "series UID") if series_uid else ""
+    calling_aet = validate_ae_title(calling_aet, "calling AE title")
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PacsError(f"cannot create {out_dir}: {exc.strerror or exc}") from None
+    method = "C-MOVE" if move_destination else "C-GET"
+    result = RetrieveResult(study_uid, series_uid, method, out_dir)
+    started = time.monotonic()
+    try:
+        if move_destination:
+            yield from _move(peer, calling_aet, result, validate_ae_title(move_destination, "move destination"),
+                             listen_port, listen_address, timeouts, on_filed)
+        else:
+            if sop_classes is None:
+                sop_classes = find_sop_classes(peer, calling_aet, study_uid, series_uid, timeouts)
+            yield from _get(peer, calling_aet, result, sop_classes or COMMON_STORAGE_CLASSES, timeouts, on_filed)
+    finally:
+        result.seconds = time.monotonic() - started
+    if result.expected == 0 and not result.filed and not result.problem:
+        what = f"series {series_uid}" if series_uid else f"study {study_uid}"
+        raise IncompleteRetrievalError(f"{peer.label()} has no {what}", result)
+    if not result.complete:
+        raise IncompleteRetrievalError(f"incomplete retrieval from {peer.label()}: {result.summary()}", result)
+    return result
+
+
+def _final_status(result: RetrieveResult, status: Dataset, move_destination: str = "") -> None:
+    code = int(status.Status)
+    category = code_to_category(code)
+    remaining, completed, failed, warning = _counts(status)
+    if completed + failed + warning or result.expected is None:
+        result.expected = completed + failed + warning + remaining
+    result.failed = max(result.failed, failed)
+    if category == "Cancel":
+        result.problem = "cancelled by the peer"
+    elif category == "Failure":
+        advice = _FAILURE_ADVICE.get(code, f"the peer answered with failure status 0x{code:04X}")
+        comment = str(status.get("ErrorComment", "") or "").strip()
+        result.problem = advice.format(dest=move_destination) + (f" ({comment})" if comment else "")
+
+
+def _get(peer, calling_aet, result: RetrieveResult, sop_classes, timeouts, on_filed):
+    def handle_store(event) -> int:
+        try:
+            filed = file_encoded_object(event.encoded_dataset(), result.out_dir)
+        except UnreadableFileError as exc:
+            result.refused.append(str(exc))
+            return STATUS_CANNOT_UNDERSTAND
+        except OSError as exc:
+            result.refused.append(f"cannot write: {exc.strerror or exc}")
+            return STATUS_OUT_OF_RESOURCES
+        result.filed.append(filed)
+        if on_filed is not None:
+            on_filed(filed)
+        return STATUS_SUCCESS
+
+    contexts, roles = retrieve_contexts(sop_classes)
+    with open_association(peer, calling_aet, contexts, ext_neg=roles,
+                          evt_handlers=[(evt.EVT_C_STORE, handle_store)], timeouts=timeouts) as assoc:
+        last = time.monotonic()
+        for status, _identifier_answer in assoc.send_c_get(
+            _identifier(result.study_uid, result.series_uid), StudyRootQueryRetrieveInformationModelGet
+        ):
+            if "Status" not in status:
+                result.problem = str(no_response_error(assoc, peer, calling_aet, last, timeouts, "the retrieval"))
+                break
+            last = time.monotonic()
+            if code_to_category(status.Status) == "Pending":
+                remaining, completed, failed, warning = _counts(status)
+                result.expected = remaining + completed + failed + warning
+                result.failed = failed
+                yield RetrieveProgress(result.received, result.expected, result.failed, result.bytes)
+            else:
+                _final_status(result, status)
+    yield RetrieveProgress(result.received, result.expected, result.failed, result.bytes)
+
+
+def _move(peer, calling_aet, result: RetrieveResult, destination, listen_port, listen_address, timeouts, on_filed):
+    arrived: queue.SimpleQueue = queue.SimpleQueue()
+
+    def filed_elsewhere(filed: FiledObject) -> None:  # on the SCP's thread
+        arrived.put(filed)
+
+    def drain() -> None:
+        while True:
+            try:
+                filed = arrived.get_nowait()
+            except queue.Empty:
+                return
+            result.filed.append(filed)
+            if on_filed is not None:
+                on_filed(filed)
+
+    if listen_port is None:
+        raise PacsError("C-MOVE needs a port to receive on (--listen-port or the storage port in Settings)")
+    bind = listen_address if listen_address is not None else ("127.0.0.1" if peer.is_loopback else "")
+    scp = StorageSCP(calling_aet, listen_port, result.out_dir, bind_address=bind,
+                     on_filed=filed_elsewhere, on_rejected=result.refused.append)
+    contexts, _ = retrieve_contexts([], move=True)
+    with scp:
+        with open_association(peer, calling_aet, contexts, timeouts=timeouts) as assoc:
+            last = time.monotonic()
+            for status, _identifier_answer in assoc.send_c_move(
+                _identifier(result.study_uid, result.series_uid), destination, StudyRootQueryRetrieveInformationModelMove
+            ):
+                drain()
+                if "Status" not in status:
+                    result.problem = str(no_response_error(assoc, peer, calling_aet, last, timeouts, "the retrieval"))
+                    break
+                last = time.monotonic()
+                if code_to_category(status.Status) == "Pending":
+                    remaining, completed, failed, warning = _counts(status)
+                    result.expected = remaining + completed + failed + warning
+                    result.failed = failed
+                    yield RetrieveProgress(result.received, result.expected, result.failed, result.bytes)
+                else:
+                    _final_status(result, status, destination)
+        # the last sub-operation's C-STORE is acknowledged before the final C-MOVE response,
+        # so everything is on disk by now
+        drain()
+    yield RetrieveProgress(result.received, result.expected, result.failed, result.bytes)
+
+
+def run_to_end(steps: Generator):
+    """Drive a step generator to its return value (for the command line and tests)."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
