@@ -1,0 +1,186 @@
+"""`healthfm images classify|segment` (CLI.md): run the shipped image models over DICOM, PNG and
+JPEG files (or folders of them), JSON Lines on stdout, ``path: reason`` on stderr for files that
+cannot be processed, exit 1 at the end if any could not."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cv2
+
+from healthfm_desktop.batch.output import emit_json, progress, report_bad_input
+from healthfm_desktop.core.errors import ModelError, UserFacingError
+
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom"}
+
+
+def _expand(paths: list[str]) -> list[Path]:
+    """Files as given; folders recursively (image suffixes, or DICOM files without one)."""
+    from healthfm_desktop.core.imaging.ai.preprocessing import _looks_like_dicom
+
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for child in sorted(p for p in path.rglob("*") if p.is_file()):
+                if child.suffix.lower() in _IMAGE_SUFFIXES or (not child.suffix and _looks_like_dicom(child)):
+                    files.append(child)
+        else:
+            files.append(path)
+    return files
+
+
+def _write_png(path: Path, pixels) -> None:
+    from healthfm_desktop.core.storage.atomic import atomic_write_bytes
+
+    ok, encoded = cv2.imencode(".png", pixels)
+    if not ok:
+        raise UserFacingError(f"cannot encode {path.name}")
+    atomic_write_bytes(path, encoded.tobytes())
+
+
+def _output_name(folder: Path, source: Path, suffix: str, used: set[str]) -> Path:
+    """``<stem><suffix>.png`` in ``folder``, numbered when two inputs share a stem."""
+    stem = source.stem or source.name
+    name = f"{stem}{suffix}.png"
+    counter = 2
+    while name in used:
+        name = f"{stem}_{counter}{suffix}.png"
+        counter += 1
+    used.add(name)
+    return folder / name
+
+
+def _prepare_folder(value: str | None) -> Path | None:
+    if value is None:
+        return None
+    folder = Path(value)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserFacingError(f"cannot create the output folder {folder}: {exc.strerror or exc}") from exc
+    if not folder.is_dir():
+        raise UserFacingError(f"{folder} is not a folder")
+    return folder
+
+
+def classify(args) -> int:
+    from healthfm_desktop.core.imaging.ai.classification import classify as run_classifier
+    from healthfm_desktop.core.imaging.ai.classification import saliency_overlay
+    from healthfm_desktop.core.imaging.ai.models import CLASSIFIER, load_model
+    from healthfm_desktop.core.imaging.ai.preprocessing import read_image
+
+    saliency_dir = _prepare_folder(args.saliency)
+    model = load_model(CLASSIFIER)  # a missing or tampered model stops the run (exit 1)
+    failed = 0
+    used: set[str] = set()
+    files = _expand(args.paths)
+    for path in progress(files, label="classify"):
+        try:
+            image = read_image(path)
+            result = run_classifier(image, model)
+            record = result.to_json(str(path))
+            if saliency_dir is not None:
+                out = _output_name(saliency_dir, path, "_saliency", used)
+                _write_png(out, cv2.cvtColor(saliency_overlay(image, result.saliency), cv2.COLOR_RGB2BGR))
+                record["saliency_path"] = str(out)
+            if result.intended_use_notes:
+                record["outside_intended_use"] = result.intended_use_notes
+            if args.json:
+                emit_json(record)
+            else:
+                probability = result.probabilities[result.label]
+                print(f"{path}: {result.label} (p={probability:.3f}, {result.model})")
+            for note in result.intended_use_notes:
+                print(f"{path}: note: outside intended use: {note}", file=sys.stderr)
+        except ModelError:
+            raise
+        except UserFacingError as exc:
+            failed += 1
+            report_bad_input(path, exc)
+    if not files:
+        report_bad_input("images classify", "no image files found")
+        return 1
+    return 1 if failed else 0
+
+
+def segment(args) -> int:
+    from healthfm_desktop.core.imaging.ai.models import SEGMENTER, load_model
+    from healthfm_desktop.core.imaging.ai.preprocessing import read_image
+    from healthfm_desktop.core.imaging.ai.segmentation import parse_spacing
+    from healthfm_desktop.core.imaging.ai.segmentation import segment as run_segmenter
+
+    parse_spacing(args.pixel_spacing)  # a bad --pixel-spacing is a usage problem, before any work
+    out_dir = _prepare_folder(args.out)
+    model = load_model(SEGMENTER)
+    failed = 0
+    used: set[str] = set()
+    files = _expand(args.paths)
+    for path in progress(files, label="segment"):
+        try:
+            image = read_image(path)
+            result = run_segmenter(image, args.pixel_spacing, model)
+            mask_path = _output_name(out_dir, path, "_mask", used)
+            _write_png(mask_path, (result.mask > 0).astype("uint8") * 255)
+            record = {"path": str(path), "model": result.model, "mask_path": str(mask_path), "measurements": result.measurements}
+            if result.spacing_mm is not None:
+                record["pixel_spacing_mm"] = list(result.spacing_mm)
+                record["pixel_spacing_source"] = result.spacing_source
+            if result.intended_use_notes:
+                record["outside_intended_use"] = result.intended_use_notes
+            if args.json:
+                emit_json(record)
+            else:
+                hc = result.measurements.get("head_circumference_mm")
+                print(f"{path}: mask {mask_path}" + (f", head circumference {hc:.1f} mm" if hc is not None else ""))
+            if result.ellipse is None:
+                print(f"{path}: note: no fetal head found, so nothing was measured", file=sys.stderr)
+            elif result.spacing_mm is None:
+                print(
+                    f"{path}: note: no pixel spacing (not in the file and no --pixel-spacing given), "
+                    "so no measurement in mm",
+                    file=sys.stderr,
+                )
+            for note in result.intended_use_notes:
+                print(f"{path}: note: outside intended use: {note}", file=sys.stderr)
+        except ModelError:
+            raise
+        except UserFacingError as exc:
+            failed += 1
+            report_bad_input(path, exc)
+    if not files:
+        report_bad_input("images segment", "no image files found")
+        return 1
+    return 1 if failed else 0
+
+
+def self_test_checks():
+    """One check per shipped image model: verify and run it on a bundled sample image."""
+    from healthfm_desktop.core.paths import samples_dir
+
+    folder = samples_dir() / "images"
+
+    def classifier_check() -> str:
+        from healthfm_desktop.core.imaging.ai.classification import classify as run_classifier
+        from healthfm_desktop.core.imaging.ai.models import CLASSIFIER, load_model
+        from healthfm_desktop.core.imaging.ai.preprocessing import read_image
+
+        sample = folder / "chest_xray_pneumonia.png"
+        result = run_classifier(read_image(sample), load_model(CLASSIFIER))
+        return f"{result.model} says {result.label} (p={result.probability:.2f}) on {sample.name} in {result.latency_ms:.1f} ms on {result.provider}"
+
+    def segmenter_check() -> str:
+        from healthfm_desktop.core.imaging.ai.models import SEGMENTER, load_model
+        from healthfm_desktop.core.imaging.ai.preprocessing import read_image
+        from healthfm_desktop.core.imaging.ai.segmentation import segment as run_segmenter
+
+        sample = folder / "fetal_head_ultrasound.dcm"
+        result = run_segmenter(read_image(sample), None, load_model(SEGMENTER))
+        if result.head_circumference_mm is None:
+            raise RuntimeError(f"no head measured on {sample.name}")
+        return f"{result.model}: head circumference {result.head_circumference_mm:.1f} mm on {sample.name} in {result.latency_ms:.1f} ms on {result.provider}"
+
+    from healthfm_desktop.core.imaging.ai.models import CLASSIFIER, SEGMENTER
+
+    return [(f"model {CLASSIFIER}", classifier_check), (f"model {SEGMENTER}", segmenter_check)]

@@ -1,0 +1,85 @@
+"""Pneumonia classification of a chest X-ray with its saliency map: one ONNX run gives the
+temperature-calibrated probabilities and the class activation map (CAM) of every class."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from healthfm_desktop.core.errors import ModelError
+from healthfm_desktop.core.imaging.ai import preprocessing as prep
+from healthfm_desktop.core.imaging.ai.intended_use import intended_use_notes
+from healthfm_desktop.core.imaging.ai.models import CLASSIFIER, LoadedModel, load_model
+
+
+@dataclass
+class ClassificationResult:
+    label: str
+    probabilities: dict[str, float]
+    model: str  # manifest name
+    model_version: str
+    provider: str
+    latency_ms: float  # preprocessing + inference + saliency
+    saliency: np.ndarray  # float32 (H, W) in 0..1 at the source image's size, for the label
+    intended_use_notes: list[str] = field(default_factory=list)
+
+    @property
+    def probability(self) -> float:
+        return self.probabilities[self.label]
+
+    def to_json(self, path: str) -> dict:
+        return {"path": path, "label": self.label, "probabilities": self.probabilities, "model": self.model}
+
+
+def saliency_at_source(cam: np.ndarray, source_shape: tuple[int, int]) -> np.ndarray:
+    """A 28x28 activation map -> 0..1 map over the source image. Negative evidence is dropped
+    (as Grad-CAM's ReLU does); the map covers the centre square the classifier saw."""
+    cam = np.maximum(np.asarray(cam, dtype=np.float32), 0.0)
+    peak = float(cam.max())
+    cam = cam / peak if peak > 0 else np.zeros_like(cam)
+    height, width = source_shape
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    out = np.zeros((height, width), dtype=np.float32)
+    out[top : top + side, left : left + side] = cv2.resize(cam, (side, side), interpolation=cv2.INTER_LINEAR)
+    return out
+
+
+def classify(image: prep.SourceImage, model: LoadedModel | None = None) -> ClassificationResult:
+    """Run the shipped classifier (float or INT8 per Settings) on one image."""
+    model = model or load_model(CLASSIFIER)
+    started = time.perf_counter()
+    small = prep.resize_for_classifier(image.pixels)
+    tensor = prep.normalise_classifier_batch(small[None])
+    try:
+        probabilities, cams = model.session.run(["probabilities", "class_activation"], {"image": tensor})
+    except Exception as exc:  # onnxruntime errors have no common base class
+        raise ModelError(f"the classifier failed to run: {type(exc).__name__}") from exc
+    labels = list(model.manifest.labels)
+    probs = probabilities[0].astype(np.float64)
+    index = int(np.argmax(probs))
+    saliency = saliency_at_source(cams[0, index], image.shape)
+    latency = (time.perf_counter() - started) * 1000
+    profile = model.manifest.extra.get("intended_use_profile", {})
+    return ClassificationResult(
+        label=labels[index],
+        probabilities={label: round(float(p), 6) for label, p in zip(labels, probs)},
+        model=model.manifest.name,
+        model_version=model.manifest.version,
+        provider=model.provider.active,
+        latency_ms=latency,
+        saliency=saliency,
+        intended_use_notes=intended_use_notes(image, profile, small),
+    )
+
+
+def saliency_overlay(image: prep.SourceImage, saliency: np.ndarray, opacity: float = 0.45) -> np.ndarray:
+    """RGB uint8 picture: the image in grey with the saliency as a JET heat map over it."""
+    grey = cv2.cvtColor(image.pixels, cv2.COLOR_GRAY2RGB)
+    heat = cv2.applyColorMap(np.clip(saliency * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
+    heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
+    alpha = (opacity * saliency)[..., None]
+    return np.clip(grey * (1 - alpha) + heat * alpha, 0, 255).astype(np.uint8)
