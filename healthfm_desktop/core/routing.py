@@ -90,6 +90,8 @@ def _text_kind(path: Path, head: bytes) -> str | None:
             return PATIENTS
         return None
     if base in (".txt", ".text", ".note", ".ann", "") or not base:
+        if text.lstrip().lower().startswith("time,parameter,value"):
+            return PATIENTS  # a PhysioNet 2012 ICU record file
         if "$$$$" in text or "M  END" in text:
             return MOLECULES
         if base == ".ann":
