@@ -26,30 +26,10 @@ from healthfm_desktop.core.paths import user_data_dir
 from healthfm_desktop.core.routing import IMAGES
 from healthfm_desktop.core.storage.atomic import atomic_write_bytes, atomic_write_text
 
-try:  # the core's display module lands in parallel
-    from healthfm_desktop.core.imaging.display import apply_window_uint8
-except ImportError:  # pragma: no cover
-
-    def apply_window_uint8(frame: np.ndarray, center: float, width: float) -> np.ndarray:
-        width = max(float(width), 1.0)
-        low = float(center) - 0.5 - (width - 1.0) / 2.0
-        scaled = (frame.astype(np.float32) - np.float32(low)) * np.float32(255.0 / max(width - 1.0, 1.0))
-        return np.clip(scaled, 0, 255, out=scaled).astype(np.uint8)
+from healthfm_desktop.core.imaging import display
 
 log = logging.getLogger(__name__)
 
-# W/L presets per modality (centre, width), as radiology viewers ship them (RadiAnt, Weasis)
-WINDOW_PRESETS: dict[str, list[tuple[str, float, float]]] = {
-    "CT": [
-        ("Brain", 40.0, 80.0),
-        ("Subdural", 75.0, 215.0),
-        ("Lung", -600.0, 1500.0),
-        ("Mediastinum", 50.0, 350.0),
-        ("Abdomen", 40.0, 400.0),
-        ("Liver", 60.0, 160.0),
-        ("Bone", 400.0, 1800.0),
-    ],
-}
 THUMBNAIL_PIXELS = 128
 FRAME_CACHE_BYTES = 1536 * 1024**2
 
@@ -91,14 +71,12 @@ class _FrameCache:
 
 
 def default_window(series: Series, index: int, pixels: np.ndarray | None) -> tuple[float, float] | None:
-    """The file's first window (centre, width), else the frame's min/max; None for colour."""
-    frame = series.frames[index]
-    if frame.window_centers and frame.window_widths and frame.window_widths[0] > 0:
-        return float(frame.window_centers[0]), float(frame.window_widths[0])
+    """The core's default window (the file's first, else min/max) as (centre, width); None for
+    colour frames and before the pixels are decoded."""
     if pixels is None or (pixels.ndim == 3 and pixels.dtype == np.uint8):
         return None
-    low, high = float(np.min(pixels)), float(np.max(pixels))
-    return (low + high + 1.0) / 2.0, max(high - low + 1.0, 1.0)
+    window = display.default_window(series.frames[index], pixels)
+    return float(window.center), float(window.width)
 
 
 def _fmt_date(value: str) -> str:
@@ -111,8 +89,7 @@ def thumbnail_pixels(pixels: np.ndarray, window: tuple[float, float] | None) -> 
     small = pixels[::step, ::step]
     if small.ndim == 3 and small.dtype == np.uint8:
         return np.ascontiguousarray(small)
-    center, width = window or (float(np.mean(small)), float(np.ptp(small)) + 1.0)
-    return np.ascontiguousarray(apply_window_uint8(small, center, width))
+    return np.ascontiguousarray(display.render_uint8(small, display.Window(*window) if window else None))
 
 
 class ImagesController(WorkspaceController):
@@ -353,21 +330,39 @@ class ImagesController(WorkspaceController):
             "invert": series.photometric == "MONOCHROME1",
             "units": "HU" if series.modality == "CT" and not series.is_colour else "",
             "window": default_window(series, index, pixels),
+            "voi_lut": self._file_voi_lut(series, index),
             "top_left": [line for line in top_left if line],
             "top_right": [line for line in top_right if line],
             "bottom_left": bottom_left,
         }
 
+    @staticmethod
+    def _file_voi_lut(series: Series, index: int):
+        """The frame's VOI LUT Sequence as a pixels -> uint8 function, when it has one and no
+        window (the file's LUT is then the default display)."""
+        frame = series.frames[index]
+        if frame.voi_lut_dataset is None or frame.window_centers:
+            return None
+        invert = series.photometric == "MONOCHROME1"
+
+        def apply(pixels: np.ndarray) -> np.ndarray:
+            out = np.floor(display.apply_voi_lut_sequence(pixels, frame.voi_lut_dataset) + 0.5).astype(np.uint8)
+            return 255 - out if invert else out
+
+        return apply
+
     def window_presets(self, key: str) -> list[tuple[str, float, float]]:
+        """The file's own windows, then the modality's presets: (name, centre, width)."""
         series = self._by_key.get(key)
         if series is None or series.is_colour:
             return []
-        presets = []
-        frame = series.frames[0]
-        for i, (center, width) in enumerate(zip(frame.window_centers, frame.window_widths)):
-            name = frame.window_explanations[i] if i < len(frame.window_explanations) else f"File window {i + 1}"
-            presets.append((name or f"File window {i + 1}", float(center), float(width)))
-        return presets + list(WINDOW_PRESETS.get(series.modality, []))
+        windows = display.windows_from_file(series.frames[0]) + list(display.presets_for(series.modality).values())
+        return [(w.label, float(w.center), float(w.width)) for w in windows]
+
+    @staticmethod
+    def render_window(pixels: np.ndarray, center: float, width: float, invert: bool) -> np.ndarray:
+        """The viewports' W/L: the core's VOI function (PS3.3 C.11.2.1.2) to uint8."""
+        return display.render_uint8(pixels, display.Window(float(center), max(float(width), 1.0)), invert=invert)
 
     def matching_index(self, source_key: str, source_index: int, target_key: str) -> int | None:
         """The slice of ``target_key`` nearest in space to ``source_index`` of ``source_key``
@@ -454,8 +449,12 @@ class ImagesController(WorkspaceController):
 
         frame = series.frames[index]
         pixels = self._load(series, index)
-        return measure.describe_measurement(kind, points, pixels, frame.pixel_spacing, frame.spacing_source,
-                                            "HU" if series.modality == "CT" else "")
+        values, text = measure.describe_measurement(kind, points, pixels, frame.pixel_spacing, frame.spacing_source,
+                                                    "HU" if series.modality == "CT" else "")
+        source = values.get("spacing_source")
+        if kind == "distance" and source and source not in text:
+            text += f" ({source})"  # the user must know which spacing a length rests on
+        return values, text
 
     def add_measurement(self, key: str, index: int, kind: str, points: list) -> str | None:
         series = self._by_key[key]

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QGridLayout, QLabel, QWidget
 
+from healthfm_desktop.views.image_viewer.rendering import WindowRenderer
 from healthfm_desktop.views.image_viewer.viewport import FrameInfo, ImageViewport
 
 PLANES = ("axial", "coronal", "sagittal")
 
 
 class MprView(QWidget):
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, renderer: WindowRenderer, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("mprView")
-        self.viewports = {plane: ImageViewport() for plane in PLANES}
+        self.viewports = {plane: ImageViewport(renderer) for plane in PLANES}
         self.info = QLabel("Open a volume series and press MPR.")
         self.info.setWordWrap(True)
         self.info.setStyleSheet("color: #ddd; background: #111; padding: 8px;")

@@ -6,6 +6,7 @@ measurement values come back from the controller."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +28,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from healthfm_desktop.views.image_viewer.rendering import RenderedImage, render_frame, rgba_to_qimage
+from healthfm_desktop.views.image_viewer.rendering import RenderedImage, WindowRenderer, qimage_from_uint8, rgba_to_qimage
 
 #: tools a left-drag can use; right-drag is always window/level, middle-drag always pan
 TOOLS = ("pan", "zoom", "window", "distance", "angle", "rectangle", "ellipse", "crosshair")
@@ -53,6 +54,8 @@ class FrameInfo:
     default_window: tuple[float, float] | None = None
     #: corner texts, each a list of lines: "top_left", "top_right", "bottom_left"
     corners: dict[str, list[str]] = field(default_factory=dict)
+    #: the file's own VOI LUT (pixels -> uint8), used until the user changes the window
+    voi_lut: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 @dataclass
@@ -83,8 +86,9 @@ class ImageViewport(QWidget):
     view_changed = Signal()
     activated = Signal()
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, renderer: WindowRenderer, parent: QWidget | None = None):
         super().__init__(parent)
+        self._renderer = renderer
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(120, 120)
         self.setMouseTracking(True)
@@ -95,6 +99,7 @@ class ImageViewport(QWidget):
         self._info = FrameInfo()
         self._center = 0.0
         self._width = 1.0
+        self._file_lut_active = False
         self._data_range = 1.0
         self._zoom = 1.0
         self._fit = True
@@ -140,6 +145,7 @@ class ImageViewport(QWidget):
         if not keep_view or previous_shape is None:
             self._data_range, default = self._default_window(frame)
             self._center, self._width = self._info.default_window or default
+            self._file_lut_active = self._info.voi_lut is not None
         self._render()
         self.update()
 
@@ -175,13 +181,21 @@ class ImageViewport(QWidget):
         if (center, width) == (self._center, self._width):
             return
         self._center, self._width = float(center), width
+        self._file_lut_active = False
         self._render()
         self.update()
         self.window_changed.emit(self._center, self._width)
 
     def _render(self) -> None:
-        if self._frame is not None:
-            self._rendered = render_frame(self._frame, self._center, self._width, self._info.invert)
+        if self._frame is None:
+            return
+        if self._frame.ndim == 3 and self._frame.dtype == np.uint8:
+            pixels = self._frame  # colour: display values already
+        elif self._file_lut_active and self._info.voi_lut is not None:
+            pixels = self._info.voi_lut(self._frame)
+        else:
+            pixels = self._renderer(self._frame, self._center, self._width, self._info.invert)
+        self._rendered = qimage_from_uint8(pixels)
 
     def rendered_image(self) -> QImage | None:
         return None if self._rendered is None else self._rendered.image
@@ -478,7 +492,7 @@ class ImageViewport(QWidget):
         corners = {key: list(lines) for key, lines in self._info.corners.items()}
         bottom_left = corners.setdefault("bottom_left", [])
         if self._frame is not None and not (self._frame.ndim == 3 and self._frame.dtype == np.uint8):
-            bottom_left.append(f"W {self._width:.0f}  L {self._center:.0f}")
+            bottom_left.append("VOI LUT (file)" if self._file_lut_active else f"W {self._width:.0f}  L {self._center:.0f}")
         bottom_left.append(f"Zoom {self.zoom() * 100:.0f}%")
         corners["bottom_right"] = [self._cursor_text] if self._cursor_text else []
         return corners

@@ -63,6 +63,7 @@ def frame_info_from(description: dict) -> FrameInfo:
         invert=bool(description.get("invert")),
         units=description.get("units") or "",
         default_window=tuple(window) if window else None,
+        voi_lut=description.get("voi_lut"),
         corners={key: list(description.get(key) or []) for key in ("top_left", "top_right", "bottom_left")},
     )
 
@@ -82,7 +83,7 @@ class ImagesWorkspace(QWidget):
         self.measurement_list = MeasurementList()
         self.tag_browser = TagBrowser()
         self.unreadable_panel = UnreadableFilesPanel()
-        self.mpr_view = MprView()
+        self.mpr_view = MprView(controller.render_window)
         self.grid_host = QWidget()
         self.grid = QGridLayout(self.grid_host)
         self.grid.setContentsMargins(0, 0, 0, 0)
@@ -161,6 +162,8 @@ class ImagesWorkspace(QWidget):
         self.preset_combo = QComboBox()
         self.preset_combo.setObjectName("windowPresets")
         self.preset_combo.setToolTip("Window/level presets for the modality")
+        self.preset_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.preset_combo.setMinimumContentsLength(14)
         self.preset_combo.activated.connect(self._apply_preset)
         bar.addWidget(self.preset_combo)
 
@@ -282,7 +285,7 @@ class ImagesWorkspace(QWidget):
         return self._layout_name
 
     def _add_slot(self) -> None:
-        viewport = ImageViewport()
+        viewport = ImageViewport(self.controller.render_window)
         slot = ViewportSlot(viewport)
         self.slots.append(slot)
         index = len(self.slots) - 1

@@ -1,0 +1,298 @@
+"""The Images workspace as a radiologist uses it, on real DICOM files: drop a series, see the
+first image and the slice count, read a pixel value under the mouse, window/level, scroll,
+measure in mm, see unreadable files listed, switch layouts, export, and the hooks other
+features build on."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent, QImage
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QLabel
+
+from healthfm_desktop.app import build_main_window
+
+REPO = Path(__file__).resolve().parents[2]
+DICOM = Path(os.environ.get("HEALTHFM_TEST_DICOM", REPO / "tests" / "data" / "dicom"))
+MR_SERIES = DICOM / "series" / "MR_T1_3D_MPRAGE_sag_philips_1mm_170sl"
+CT_SMALL = DICOM / "single" / "CT_small.dcm"
+BAD = DICOM / "bad"
+SCREENSHOTS = Path(os.environ.get("HEALTHFM_SCREENSHOTS", "/tmp"))
+
+
+@pytest.fixture
+def window(qtbot):
+    window = build_main_window()
+    qtbot.addWidget(window)
+    window.resize(1400, 900)
+    window.show()
+    yield window
+    window.close()
+
+
+def drop(window, paths: list[Path]) -> None:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    event = QDropEvent(QPointF(QPoint(300, 300)), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+
+
+def open_and_wait(window, qtbot, paths: list[Path], full_load: bool = True):
+    """Drop ``paths`` and wait until the import is done and (optionally) nothing is running."""
+    controller = window.controllers["images"]
+    workspace = window.workspace_widget("images")
+    with qtbot.waitSignal(controller.import_finished, timeout=60_000) as finished:
+        drop(window, paths)
+    if full_load:
+        qtbot.waitUntil(lambda: not controller.busy, timeout=60_000)
+    qtbot.waitUntil(lambda: workspace.active_viewport().frame() is not None or not controller.series, timeout=30_000)
+    return controller, workspace, finished.args[0]
+
+
+def widget_point(viewport, col: float, row: float) -> QPoint:
+    point = viewport.image_to_widget().map(QPointF(col, row))
+    return QPoint(round(point.x()), round(point.y()))
+
+
+def pixel_under(viewport, position: QPoint) -> tuple[int, int]:
+    image_point = viewport.widget_to_image(QPointF(position))
+    return int(math.floor(image_point.x())), int(math.floor(image_point.y()))
+
+
+def test_dropping_a_series_shows_its_first_image_and_slice_count(window, qtbot):
+    controller, workspace, summary = open_and_wait(window, qtbot, [MR_SERIES])
+    assert window.current_workspace() == "images"
+    assert summary["series"] == 1 and summary["frames"] == 170
+    assert workspace.series_browser.count() == 1
+    assert "170 image(s)" in workspace.series_browser.item(0).text()
+    viewport = workspace.active_viewport()
+    assert viewport.frame().shape == (256, 256)
+    corners = viewport.corner_lines()
+    assert corners["bottom_left"][0] == "Image 1 / 170"
+    assert any("PixelSpacing" in line for line in corners["bottom_left"])
+    assert controller.is_series_loaded(controller.series[0].key)
+    qtbot.waitUntil(lambda: workspace.series_browser.has_thumbnail(controller.series[0].key), timeout=10_000)
+    workspace.grab().save(str(SCREENSHOTS / "image_viewer_workspace.png"))
+
+
+def test_pixel_value_under_the_cursor_matches_the_file(window, qtbot):
+    controller, workspace, _ = open_and_wait(window, qtbot, [MR_SERIES])
+    viewport = workspace.active_viewport()
+    # scroll with the wheel-equivalent keys to slice 86 (the middle of the head)
+    viewport.setFocus()
+    for _ in range(85):
+        QTest.keyClick(viewport, Qt.Key.Key_Down)
+    slot = workspace.active_slot()
+    assert slot.index == 85
+    qtbot.waitUntil(lambda: viewport.corner_lines()["bottom_left"][0] == "Image 86 / 170", timeout=5000)
+    position = widget_point(viewport, 128.5, 100.5)
+    QTest.mouseMove(viewport, position)
+    col, row = pixel_under(viewport, position)
+    source = controller.series_by_key(slot.series_key).frames[85].instance.source.path
+    ds = pydicom.dcmread(source)
+    expected = float(ds.pixel_array[row, col]) * float(ds.get("RescaleSlope", 1)) + float(ds.get("RescaleIntercept", 0))
+    text = viewport.cursor_text()
+    assert text.startswith(f"({col}, {row})")
+    assert float(text.split(")")[1].split()[0]) == pytest.approx(expected, abs=0.01)
+    assert controller.current_index() == 85
+
+
+def test_ct_pixel_value_is_in_hounsfield_units(window, qtbot):
+    controller, workspace, _ = open_and_wait(window, qtbot, [CT_SMALL])
+    viewport = workspace.active_viewport()
+    ds = pydicom.dcmread(CT_SMALL)
+    hu = ds.pixel_array.astype(float) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    position = widget_point(viewport, 64.5, 64.5)
+    QTest.mouseMove(viewport, position)
+    col, row = pixel_under(viewport, position)
+    assert viewport.cursor_text() == f"({col}, {row})  {int(hu[row, col])} HU"
+
+
+def test_right_drag_and_presets_change_the_window(window, qtbot):
+    controller, workspace, _ = open_and_wait(window, qtbot, [CT_SMALL])
+    viewport = workspace.active_viewport()
+    before_window = viewport.window()
+    before = viewport.rendered_image().copy()
+    start = QPoint(200, 200)
+    QTest.mousePress(viewport, Qt.MouseButton.RightButton, Qt.KeyboardModifier.NoModifier, start)
+    QTest.mouseMove(viewport, QPoint(260, 240))
+    QTest.mouseRelease(viewport, Qt.MouseButton.RightButton, Qt.KeyboardModifier.NoModifier, QPoint(260, 240))
+    center, width = viewport.window()
+    assert width > before_window[1] and center > before_window[0]
+    assert viewport.rendered_image() != before
+    assert any(line == f"W {width:.0f}  L {center:.0f}" for line in viewport.corner_lines()["bottom_left"])
+    workspace.apply_preset("Lung")
+    assert viewport.window() == (-600.0, 1500.0)
+    # the window is the PS3.3 linear function: -600 HU is mid grey, below -1350 HU black
+    frame = viewport.frame()
+    rendered = controller.render_window(frame, -600.0, 1500.0, False)
+    assert rendered[frame <= -1350].max(initial=0) == 0
+    assert rendered[frame >= 150].min(initial=255) == 255
+
+
+def test_distance_measurement_in_mm_matches_hand_computation(window, qtbot):
+    controller, workspace, _ = open_and_wait(window, qtbot, [MR_SERIES])
+    viewport = workspace.active_viewport()
+    workspace.set_tool("distance")
+    start, end = widget_point(viewport, 40.0, 60.0), widget_point(viewport, 200.0, 180.0)
+    QTest.mousePress(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, start)
+    QTest.mouseMove(viewport, end)
+    QTest.mouseRelease(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, end)
+    assert workspace.measurement_list.row_count() == 1
+    p0, p1 = viewport.widget_to_image(QPointF(start)), viewport.widget_to_image(QPointF(end))
+    ds = pydicom.dcmread(controller.series[0].frames[0].instance.source.path, stop_before_pixels=True)
+    row_mm, col_mm = (float(v) for v in ds.PixelSpacing)
+    expected = math.hypot((p1.x() - p0.x()) * col_mm, (p1.y() - p0.y()) * row_mm)
+    row = workspace.measurement_list.row_text(0)
+    assert row["kind"] == "distance"
+    assert row["value"].startswith(f"{expected:.1f} mm")
+    assert "PixelSpacing" in row["value"]
+    # saved with the study, atomically, as JSON next to the user data
+    saved = list((Path(os.environ["HEALTHFM_HOME"]) / "measurements").glob("*.json"))
+    records = [m for path in saved for m in json.loads(path.read_text())["measurements"]]
+    assert any(abs(m["values"]["length"] - expected) < 1e-6 for m in records)
+    # rename in the list, then delete
+    workspace.measurement_list.table.item(0, 0).setText("Skull width")
+    assert controller.measurement_records()[0]["label"] == "Skull width"
+    workspace.measurement_list.table.selectRow(0)
+    workspace.measurement_list.delete_button.click()
+    assert workspace.measurement_list.row_count() == 0
+
+
+def test_roi_statistics_in_hounsfield_units(window, qtbot):
+    controller, workspace, _ = open_and_wait(window, qtbot, [CT_SMALL])
+    viewport = workspace.active_viewport()
+    workspace.set_tool("rectangle")
+    start, end = widget_point(viewport, 40.0, 40.0), widget_point(viewport, 80.0, 70.0)
+    QTest.mousePress(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, start)
+    QTest.mouseMove(viewport, end)
+    QTest.mouseRelease(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, end)
+    record = controller.measurement_records()[-1]
+    p0, p1 = viewport.widget_to_image(QPointF(start)), viewport.widget_to_image(QPointF(end))
+    ds = pydicom.dcmread(CT_SMALL)
+    hu = ds.pixel_array.astype(float) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    rows = np.arange(hu.shape[0])[:, None] + 0.5
+    cols = np.arange(hu.shape[1])[None, :] + 0.5
+    inside = hu[(rows >= p0.y()) & (rows <= p1.y()) & (cols >= p0.x()) & (cols <= p1.x())]
+    assert record["values"]["mean"] == pytest.approx(inside.mean(), abs=1e-3)
+    assert record["values"]["unit"] == "HU"
+    spacing = [float(v) for v in ds.PixelSpacing]
+    assert record["values"]["area"] == pytest.approx((p1.x() - p0.x()) * spacing[1] * (p1.y() - p0.y()) * spacing[0], rel=1e-6)
+    assert "HU" in workspace.measurement_list.row_text(0)["value"]
+
+
+def test_unreadable_files_are_listed_with_the_reason_and_do_not_stop_the_folder(window, qtbot, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "good.dcm").write_bytes(CT_SMALL.read_bytes())
+    (folder / "truncated.dcm").write_bytes((BAD / "MR_truncated_pixeldata.dcm").read_bytes())
+    (folder / "report.dcm").write_bytes((BAD / "SR_no_pixel_data.dcm").read_bytes())
+    controller, workspace, summary = open_and_wait(window, qtbot, [folder])
+    assert summary["series"] == 1
+    rows = dict((Path(path).name, reason) for path, reason in workspace.unreadable_panel.files())
+    assert set(rows) == {"truncated.dcm", "report.dcm"}
+    assert "truncated" in rows["truncated.dcm"]
+    assert "no pixel data" in rows["report.dcm"]
+    assert workspace.side_tabs.tabText(workspace.side_tabs.indexOf(workspace.unreadable_panel)) == "Unreadable files (2)"
+
+
+def test_bad_folder_and_hostile_zips_never_crash(window, qtbot):
+    controller, workspace, summary = open_and_wait(window, qtbot, [BAD])
+    reasons = {Path(path).name: reason for path, reason in workspace.unreadable_panel.files()}
+    assert "zip bomb" in reasons["zip_bomb.zip"]
+    assert "path traversal" in reasons["zip_slip.zip"]
+    assert summary["rejected"] >= 8
+
+
+def test_layouts_scroll_in_sync_for_the_same_frame_of_reference(window, qtbot):
+    controller, workspace, _ = open_and_wait(window, qtbot, [MR_SERIES])
+    workspace.set_layout("1x2")
+    left, right = workspace.slots[0], workspace.slots[1]
+    workspace.show_series(controller.series[0].key)  # active (left) viewport
+    workspace._activate(1)
+    workspace.show_series(controller.series[0].key)
+    workspace._activate(0)
+    workspace.scroll(left, 30)
+    assert left.index == 30 and right.index == 30
+    workspace.sync_check.setChecked(False)
+    workspace.scroll(left, 5)
+    assert left.index == 35 and right.index == 30
+    workspace.set_layout("2x2")
+    assert sum(v.isVisible() for v in workspace.viewports()) == 4
+
+
+def test_view_operations_and_overlay_toggle(window, qtbot):
+    controller, workspace, _ = open_and_wait(window, qtbot, [CT_SMALL])
+    viewport = workspace.active_viewport()
+    fitted = viewport.zoom()
+    workspace.actual_size_action.trigger()
+    assert viewport.zoom() == 1.0
+    workspace.fit_action.trigger()
+    assert viewport.zoom() == pytest.approx(fitted)
+    workspace.flip_h_action.trigger()
+    workspace.rotate_action.trigger()
+    assert viewport.view_state()["flip_h"] and viewport.view_state()["rotation"] == 90
+    # the top-left image pixel is now drawn elsewhere: flipped then rotated
+    corner = viewport.image_to_widget().map(QPointF(0, 0))
+    assert corner.x() > viewport.width() / 2
+    with_text = viewport.grab_view(True)
+    workspace.overlay_action.trigger()
+    assert not viewport.overlays_visible()
+    without_text = viewport.grab_view(False)
+    assert with_text != without_text
+
+
+def test_export_view_png_with_and_without_overlays(window, qtbot, tmp_path):
+    controller, workspace, _ = open_and_wait(window, qtbot, [CT_SMALL])
+    workspace.export_view_png(tmp_path / "with.png", with_overlays=True)
+    workspace.export_view_png(tmp_path / "without.png", with_overlays=False)
+    with_image, without_image = QImage(str(tmp_path / "with.png")), QImage(str(tmp_path / "without.png"))
+    assert with_image.size() == workspace.active_viewport().size()
+    assert with_image != without_image
+
+
+def test_cine_plays_through_the_frames(window, qtbot):
+    controller, workspace, _ = open_and_wait(window, qtbot, [MR_SERIES])
+    workspace.fps_spin.setValue(60)
+    workspace.set_cine(True)
+    qtbot.waitUntil(lambda: workspace.active_slot().index >= 5, timeout=5000)
+    workspace.set_cine(False)
+    assert not workspace.cine_timer.isActive()
+
+
+def test_hooks_for_the_ai_and_pacs_panels(window, qtbot):
+    controller, workspace, _ = open_and_wait(window, qtbot, [MR_SERIES])
+    panel = QLabel("AI panel")
+    workspace.add_side_panel("Analyse", panel)
+    assert workspace.side_tabs.tabText(workspace.side_tabs.indexOf(panel)) == "Analyse"
+    viewport = workspace.active_viewport()
+    with qtbot.waitSignal(controller.current_image_changed, timeout=5000) as changed:
+        workspace.scroll(None, 3)
+    assert changed.args == [controller.series[0].key, 3]
+    assert controller.current_index() == 3
+    assert controller.current_series() is controller.series[0]
+    assert controller.current_frame().shape == (256, 256)
+    heat = np.zeros((256, 256, 4), np.uint8)
+    heat[100:150, 100:150] = (255, 0, 0, 255)
+    before = viewport.grab_view(True)
+    viewport.set_overlay("saliency", heat, opacity=0.5)
+    viewport.add_shape_overlay("head", [(60, 60), (190, 60), (190, 200), (60, 200)], "HC 512.0 mm")
+    after = viewport.grab_view(True)
+    assert after != before
+    # the overlay is drawn in image coordinates: the red square's centre is reddish on screen
+    centre = viewport.image_to_widget().map(QPointF(125, 125))
+    colour = after.pixelColor(int(centre.x()), int(centre.y()))
+    assert colour.red() > colour.green() + 40
+    with pytest.raises(ValueError):
+        viewport.set_overlay("wrong", np.zeros((10, 10, 4), np.uint8))
+    viewport.set_overlay("saliency", None)
+    assert viewport.overlay_names() == []
