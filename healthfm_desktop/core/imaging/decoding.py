@@ -175,8 +175,13 @@ def _decode_with_plugins(src, transfer_syntax: UID, index: int | None) -> np.nda
             errors.append(f"{plugin or 'native'}: {type(exc).__name__}: {exc}")
             if hasattr(src, "seek"):
                 src.seek(0)
-    detail = errors[0] if errors else "no decoder"
-    raise DecodeError(f"pixel data could not be decoded ({detail.splitlines()[0][:300]})")
+    details = []
+    for error in errors:
+        # pydicom's message lists each plugin's failure on its own line: keep them on one line
+        lines = [line.strip(" :") for line in error.splitlines() if line.strip(" :")]
+        details.append(" ".join(lines))
+    detail = "; ".join(dict.fromkeys(details)) if details else "no decoder"
+    raise DecodeError(f"corrupt or undecodable {transfer_syntax.name} pixel data ({detail[:400]})")
 
 
 def decode_stored(instance: "Instance", index: int | None = None) -> np.ndarray:

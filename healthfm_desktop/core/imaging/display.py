@@ -166,3 +166,15 @@ def render_frame(series: Series, index: int, window: Window | None = None, *, us
     if window is None:
         window = default_window(frame, pixels)
     return _to_uint8(apply_window(pixels, window), invert)
+
+
+def apply_window_uint8(pixels: np.ndarray, center: float, width: float, invert: bool = False, function: str = "LINEAR") -> np.ndarray:
+    """Grey modality values -> uint8 through the window (PS3.3 C.11.2.1.2), optionally inverted
+    (MONOCHROME1). Colour (H x W x 3) passes through. Integer input uses a lookup table."""
+    if pixels.ndim == 3:
+        return render_uint8(pixels)
+    window = Window(float(center), max(float(width), 1.0), function)
+    if pixels.dtype in (np.uint16, np.int16, np.uint8, np.int8):
+        lut = window_lut_for_stored(pixels.dtype.itemsize * 8, pixels.dtype.kind == "i", ModalityTransform(), window, invert)
+        return render_stored(pixels, lut)
+    return _to_uint8(apply_window(pixels, window), invert)

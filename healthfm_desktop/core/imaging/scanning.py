@@ -650,3 +650,11 @@ def scan_paths(
     result.series = series
     result.notes.extend(notes)
     return result
+
+
+def expand_paths(paths: Iterable[str | os.PathLike]) -> tuple[list[SourceRef], list[tuple[str, str]], list[str]]:
+    """Candidate objects under files, folders, zips and DICOMDIRs (no header read):
+    ``(sources, rejected, notes)``; unsafe archives and missing paths are in ``rejected``."""
+    result = ScanResult()
+    sources = _expand(paths, result)
+    return sources, result.rejected, result.notes
