@@ -1,0 +1,272 @@
+"""The clinical-note pipeline: spaCy ``blank("en")`` + our sentence splitter, entities (user
+terms > PHI rules > attribute/lab-value rules > bundled vocabularies > the trained ONNX tagger),
+medspaCy's sectionizer (its rules + ours) and medspaCy's ConText (its rules + ours), then
+medication attributes linked to their drug and lab values to their test.
+
+Build it once per process (``build_pipeline``) and feed it many notes (``annotate_many``, which
+batches through ``nlp.pipe``); it needs no network and no download."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+
+import spacy
+from loguru import logger
+from spacy.language import Language
+from spacy.matcher import PhraseMatcher
+from spacy.tokens import Doc, Span
+from spacy.util import filter_spans
+
+from healthfm_desktop.core.records import sentences as _sentences  # noqa: F401  (registers the component)
+from healthfm_desktop.core.records.annotation import AnnotatedNote, Entity, Section, Trigger
+from healthfm_desktop.core.records.context import CATEGORY_TO_ASSERTION, build_context
+from healthfm_desktop.core.records.labels import MEDICATION_ATTRIBUTES
+from healthfm_desktop.core.records.phi import find_phi
+from healthfm_desktop.core.records.rules import find_rule_spans
+from healthfm_desktop.core.records.sections import extra_section_rules
+from healthfm_desktop.core.records.terminology import load_bundled_terms
+
+logger.disable("PyRuSH")  # medspaCy's sentence splitter logs DEBUG lines through loguru
+
+PRIORITY = {"user_terms": 0, "phi_rule": 1, "rule": 2, "vocabulary": 3, "model": 4}
+# section categories whose entities are historical / about family members by position alone
+SECTION_ASSERTIONS = {
+    "past_medical_history": {"is_historical": True},
+    "allergy": {"is_historical": True},
+    "social_history": {"is_historical": True},
+    "sexual_and_social_history": {"is_historical": True},
+    "family_history": {"is_family": True},
+}
+
+if not Span.has_extension("hf_source"):
+    Span.set_extension("hf_source", default="")
+
+_COMPONENTS: dict[int, "EntityFinder"] = {}
+_COMPONENT_IDS = itertools.count()
+
+
+class EntityFinder:
+    """Finds candidate spans from every source and keeps the best non-overlapping set as
+    ``doc.ents`` (lower PRIORITY wins, then the longer span)."""
+
+    def __init__(self, nlp: Language, user_terms: Sequence[tuple[str, str]], bundled_terms: Sequence[tuple[str, str]], tagger=None):
+        self.user_matcher = self._matcher(nlp, user_terms)
+        self.vocabulary_matcher = self._matcher(nlp, bundled_terms)
+        self.tagger = tagger
+
+    @staticmethod
+    def _matcher(nlp: Language, terms: Sequence[tuple[str, str]]) -> PhraseMatcher | None:
+        if not terms:
+            return None
+        matcher = PhraseMatcher(nlp.vocab, attr="LOWER")
+        by_label: dict[str, list[str]] = {}
+        seen = set()
+        for term, label in terms:
+            key = term.lower()
+            if key in seen:
+                continue  # the first list that names a term decides its label
+            seen.add(key)
+            by_label.setdefault(label, []).append(term)
+        for label, label_terms in by_label.items():
+            matcher.add(label, list(nlp.tokenizer.pipe(label_terms)))
+        return matcher
+
+    def candidates(self, doc: Doc) -> list[tuple[int, int, str, str]]:
+        found: list[tuple[int, int, str, str]] = []
+        strings = doc.vocab.strings
+        if self.user_matcher is not None:
+            found += [(s, e, strings[m], "user_terms") for m, s, e in self.user_matcher(doc)]
+        for source, spans in (("phi_rule", find_phi(doc.text)), ("rule", find_rule_spans(doc.text))):
+            for start, end, label in spans:
+                span = doc.char_span(start, end, alignment_mode="expand")
+                if span is not None and len(span):
+                    found.append((span.start, span.end, label, source))
+        if self.vocabulary_matcher is not None:
+            found += [(s, e, strings[m], "vocabulary") for m, s, e in self.vocabulary_matcher(doc)]
+        if self.tagger is not None:
+            found += [(s, e, label, "model") for s, e, label in self.tagger.spans(doc)]
+        return found
+
+    def __call__(self, doc: Doc) -> Doc:
+        chosen: list[Span] = []
+        taken = bytearray(len(doc))
+        ranked = sorted(self.candidates(doc), key=lambda c: (PRIORITY[c[3]], -(c[1] - c[0]), c[0]))
+        for start, end, label, source in ranked:
+            if any(taken[start:end]):
+                continue
+            # a span never starts or ends on whitespace or bare punctuation
+            while start < end and (doc[start].is_space or doc[start].is_punct and doc[start].text not in "([<>"):
+                start += 1
+            while end > start and (doc[end - 1].is_space or doc[end - 1].is_punct and doc[end - 1].text not in ")%]"):
+                end -= 1
+            if start >= end:
+                continue
+            span = Span(doc, start, end, label=label)
+            span._.hf_source = source
+            chosen.append(span)
+            taken[start:end] = b"\x01" * (end - start)
+        doc.ents = sorted(chosen, key=lambda s: s.start)
+        return doc
+
+
+@Language.factory("healthfm_entities", default_config={"component_id": 0})
+def make_entity_finder(nlp, name, component_id):  # untyped: confection cannot resolve postponed annotations
+    return _COMPONENTS[component_id]
+
+
+class ClinicalPipeline:
+    """A built pipeline. ``annotate`` / ``annotate_many`` return AnnotatedNote objects."""
+
+    def __init__(self, user_terms: Sequence[tuple[str, str]] = (), use_model: bool = True, use_vocabulary: bool = True, registry=None):
+        self.nlp = spacy.blank("en")
+        self.nlp.max_length = 1_100_000
+        self.nlp.add_pipe("healthfm_sentences")
+        tagger = None
+        if use_model:
+            from healthfm_desktop.core.records.ner_model import NerTagger
+
+            tagger = NerTagger(registry)
+        self.tagger = tagger
+        component_id = next(_COMPONENT_IDS)
+        _COMPONENTS[component_id] = EntityFinder(self.nlp, list(user_terms), load_bundled_terms() if use_vocabulary else [], tagger)
+        self.nlp.add_pipe("healthfm_entities", config={"component_id": component_id})
+        sectionizer = self.nlp.add_pipe(
+            "medspacy_sectionizer", config={"rules": "default", "span_attrs": SECTION_ASSERTIONS, "require_start_line": True}
+        )
+        sectionizer.add(extra_section_rules())
+        build_context(self.nlp)
+        self._lock = threading.Lock()  # spaCy pipelines are not safe to share between threads
+
+    # --- running -----------------------------------------------------------------------
+    def annotate(self, text: str, note_id: str = "note", source: str = "") -> AnnotatedNote:
+        with self._lock:
+            return doc_to_note(self.nlp(text), note_id, source)
+
+    def annotate_many(self, notes: Iterable[tuple[str, str]], batch_size: int = 16) -> Iterator[AnnotatedNote]:
+        """(id, text) pairs in, AnnotatedNote out, in order; batched through nlp.pipe."""
+        with self._lock:
+            for doc, note_id in self.nlp.pipe(((text, note_id) for note_id, text in notes), as_tuples=True, batch_size=batch_size):
+                yield doc_to_note(doc, note_id)
+
+    def assert_spans(self, text: str, spans: Sequence[tuple[int, int, str]]) -> list[Entity]:
+        """Run sentences, sections and ConText for spans the caller already has (a user's new
+        span in the annotator, the NegEx kit's targets) and return them as entities."""
+        with self._lock:
+            doc = self.nlp.make_doc(text)
+            doc = self.nlp.get_pipe("healthfm_sentences")(doc)
+            ents = []
+            for start, end, label in spans:
+                span = doc.char_span(start, end, label=label, alignment_mode="expand")
+                if span is not None:
+                    ents.append(span)
+            doc.ents = filter_spans(ents)
+            for name in ("medspacy_sectionizer", "medspacy_context"):
+                doc = self.nlp.get_pipe(name)(doc)
+            return doc_to_note(doc, "spans").entities
+
+
+def _trigger_from_modifier(doc: Doc, modifier) -> Trigger | None:
+    attribute = CATEGORY_TO_ASSERTION.get(modifier.category)
+    if attribute is None:
+        return None
+    t_start, t_end = modifier.modifier_span
+    s_start, s_end = modifier.scope_span
+    trigger = doc[t_start:t_end]
+    scope = doc[s_start:s_end]
+    return Trigger(attribute, trigger.start_char, trigger.end_char, trigger.text, scope.start_char, scope.end_char, modifier.category)
+
+
+def doc_to_note(doc: Doc, note_id: str, source: str = "") -> AnnotatedNote:
+    note = AnnotatedNote(id=str(note_id), text=doc.text, source=source)
+    for section in getattr(doc._, "sections", []) or []:
+        body = section.body_span
+        header = section.title_span
+        start = doc[header[0]].idx if header[1] > header[0] else (doc[body[0]].idx if body[0] < len(doc) else len(doc.text))
+        end_token = body[1]
+        end = doc[end_token - 1].idx + len(doc[end_token - 1]) if end_token > 0 else 0
+        if section.category is not None:
+            note.sections.append(Section(start, end, section.category, doc[header[1] - 1].idx + len(doc[header[1] - 1]) if header[1] > header[0] else None))
+    for ent in doc.ents:
+        entity = Entity(
+            start=ent.start_char,
+            end=ent.end_char,
+            label=ent.label_,
+            text=ent.text,
+            source=ent._.hf_source or "annotator",
+        )
+        entity.section = note.section_at(ent.start_char)
+        if not ent.label_.startswith("PHI_"):
+            triggers = [t for t in (_trigger_from_modifier(doc, m) for m in ent._.modifiers) if t]
+            entity.negated = bool(ent._.is_negated)
+            entity.uncertain = bool(ent._.is_uncertain or ent._.is_hypothetical)
+            entity.historical = bool(ent._.is_historical)
+            entity.family = bool(ent._.is_family)
+            for attribute in ("historical", "family"):
+                if getattr(entity, attribute) and not any(t.attribute == attribute for t in triggers):
+                    # set by the section the entity is in: the header is the trigger
+                    for section in note.sections:
+                        if section.start <= entity.start < section.end and section.header_end:
+                            triggers.append(Trigger(attribute, section.start, section.header_end, doc.text[section.start : section.header_end], section.start, section.end, "SECTION"))
+                            break
+            entity.triggers = triggers
+        note.entities.append(entity)
+    note.assign_ids()
+    link_attributes(note, doc)
+    return note
+
+
+def link_attributes(note: AnnotatedNote, doc: Doc | None = None) -> None:
+    """Medication attributes -> the nearest drug in the same sentence (the one before them,
+    else the one after); LAB_VALUE -> the nearest TEST before it in the sentence, else after."""
+    if doc is not None:
+        sentence_of = {}
+        for k, sentence in enumerate(doc.sents):
+            sentence_of[k] = (sentence.start_char, sentence.end_char)
+        bounds = sorted(sentence_of.values())
+    else:
+        bounds = [(0, len(note.text))]
+
+    def sentence_index(offset: int) -> int:
+        lo, hi = 0, len(bounds) - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if bounds[mid][0] <= offset:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    by_sentence: dict[int, list[Entity]] = {}
+    for entity in note.entities:
+        by_sentence.setdefault(sentence_index(entity.start), []).append(entity)
+    for entities in by_sentence.values():
+        for entity in entities:
+            if entity.label in MEDICATION_ATTRIBUTES:
+                target_label = "MEDICATION"
+            elif entity.label == "LAB_VALUE":
+                target_label = "TEST"
+            else:
+                continue
+            before = [e for e in entities if e.label == target_label and e.end <= entity.start]
+            after = [e for e in entities if e.label == target_label and e.start >= entity.end]
+            if before:
+                entity.linked_to = max(before, key=lambda e: e.end).id
+            elif after:
+                entity.linked_to = min(after, key=lambda e: e.start).id
+
+
+_PIPELINES: dict[tuple, ClinicalPipeline] = {}
+_PIPELINES_LOCK = threading.Lock()
+
+
+def build_pipeline(user_terms: Sequence[tuple[str, str]] = (), use_model: bool = True, use_vocabulary: bool = True) -> ClinicalPipeline:
+    """A pipeline for these settings, built once per process (building takes seconds)."""
+    key = (tuple(user_terms), use_model, use_vocabulary)
+    with _PIPELINES_LOCK:
+        if key not in _PIPELINES:
+            if len(_PIPELINES) > 4:
+                _PIPELINES.pop(next(iter(_PIPELINES)))
+            _PIPELINES[key] = ClinicalPipeline(user_terms, use_model=use_model, use_vocabulary=use_vocabulary)
+        return _PIPELINES[key]
