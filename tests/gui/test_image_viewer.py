@@ -19,6 +19,8 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QLabel
 
 from healthfm_desktop.app import build_main_window
+from healthfm_desktop.controllers.images import ImagesController
+from healthfm_desktop.views.image_viewer.workspace import ImagesWorkspace
 
 REPO = Path(__file__).resolve().parents[2]
 DICOM = Path(os.environ.get("HEALTHFM_TEST_DICOM", REPO / "tests" / "data" / "dicom"))
@@ -28,8 +30,34 @@ BAD = DICOM / "bad"
 SCREENSHOTS = Path(os.environ.get("HEALTHFM_SCREENSHOTS", "/tmp"))
 
 
+class ImagesHarness:
+    """The Images workspace and its controller as the app wires them, without the other
+    workspaces (their state is not this file's business); ``messages`` collects what the
+    user is told."""
+
+    def __init__(self):
+        self.controllers = {"images": ImagesController()}
+        self.workspace = ImagesWorkspace(self.controllers["images"])
+        self.workspace.resize(1400, 900)
+        self.messages: list[tuple[str, str]] = []
+        self.controllers["images"].message.connect(lambda level, text: self.messages.append((level, text)))
+
+    def workspace_widget(self, name: str):
+        return self.workspace
+
+
 @pytest.fixture
 def window(qtbot):
+    harness = ImagesHarness()
+    qtbot.addWidget(harness.workspace)
+    harness.workspace.show()
+    yield harness
+    harness.controllers["images"].cancel_jobs()
+    qtbot.waitUntil(lambda: not harness.controllers["images"].busy, timeout=30_000)
+
+
+@pytest.fixture
+def main_window(qtbot):
     window = build_main_window()
     qtbot.addWidget(window)
     window.resize(1400, 900)
@@ -39,6 +67,10 @@ def window(qtbot):
 
 
 def drop(window, paths: list[Path]) -> None:
+    """What a drop on the main window ends in: the Images controller's ``open_paths``."""
+    if isinstance(window, ImagesHarness):
+        window.controllers["images"].open_paths(paths)
+        return
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
     event = QDropEvent(QPointF(QPoint(300, 300)), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
@@ -68,9 +100,18 @@ def pixel_under(viewport, position: QPoint) -> tuple[int, int]:
     return int(math.floor(image_point.x())), int(math.floor(image_point.y()))
 
 
+def test_dropping_a_series_on_the_main_window_opens_it_in_images(main_window, qtbot):
+    main_window.show_workspace("notes")
+    controller, workspace, summary = open_and_wait(main_window, qtbot, [MR_SERIES], full_load=False)
+    assert main_window.current_workspace() == "images"
+    assert summary["series"] == 1 and summary["frames"] == 170
+    # the first image is on screen while the rest of the series still decodes
+    assert workspace.active_viewport().frame() is not None
+    qtbot.waitUntil(lambda: not controller.busy, timeout=60_000)
+
+
 def test_dropping_a_series_shows_its_first_image_and_slice_count(window, qtbot):
     controller, workspace, summary = open_and_wait(window, qtbot, [MR_SERIES])
-    assert window.current_workspace() == "images"
     assert summary["series"] == 1 and summary["frames"] == 170
     assert workspace.series_browser.count() == 1
     assert "170 image(s)" in workspace.series_browser.item(0).text()
@@ -296,3 +337,77 @@ def test_hooks_for_the_ai_and_pacs_panels(window, qtbot):
         viewport.set_overlay("wrong", np.zeros((10, 10, 4), np.uint8))
     viewport.set_overlay("saliency", None)
     assert viewport.overlay_names() == []
+
+
+def test_mpr_view_has_three_planes_with_physical_aspect(window, qtbot):
+    controller, workspace, _ = open_and_wait(window, qtbot, [MR_SERIES])
+    with qtbot.waitSignal(controller.mpr_ready, timeout=60_000):
+        workspace.mpr_action.trigger()
+    mpr = workspace.mpr_view
+    volume = mpr.volume()
+    assert volume.shape == (170, 256, 256)
+    shapes = {plane: viewport.frame().shape for plane, viewport in mpr.viewports.items()}
+    # a sagittal 3D acquisition: 170 slices left-right, 256 rows head-foot, 256 columns front-back
+    assert sorted(shapes["axial"]) == [170, 256] and sorted(shapes["coronal"]) == [170, 256]
+    assert shapes["sagittal"] == (256, 256)
+    for plane, viewport in mpr.viewports.items():
+        row_mm, col_mm = viewport.frame_info().pixel_spacing
+        assert viewport.pixel_aspect() == pytest.approx(row_mm / col_mm)
+    # the cross-hair links the planes: a click in the axial plane moves the sagittal one
+    axial = mpr.viewports["axial"]
+    before = mpr.plane_index("sagittal")
+    target = widget_point(axial, axial.image_size()[0] * 0.25, axial.image_size()[1] * 0.5)
+    QTest.mouseClick(axial, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, target)
+    assert mpr.plane_index("sagittal") != before
+    assert mpr.viewports["coronal"].crosshair() is not None
+    # the sagittal plane of the volume is the original slice at that index
+    sagittal_index = mpr.plane_index("sagittal")
+    original_slice = round(mpr.voxel()[0])
+    assert np.array_equal(mpr.viewports["sagittal"].frame(), controller.cached_frame(controller.series[0].key, original_slice)) \
+        or np.array_equal(mpr.viewports["sagittal"].frame(), controller.cached_frame(controller.series[0].key, original_slice)[:, ::-1])
+    assert 0 <= sagittal_index < 170
+    mpr.grab().save(str(SCREENSHOTS / "image_viewer_mpr.png"))
+
+
+def test_mpr_of_a_single_image_says_why_not(window, qtbot):
+    controller, workspace, _ = open_and_wait(window, qtbot, [CT_SMALL])
+    with qtbot.waitSignal(controller.mpr_failed, timeout=30_000) as failed:
+        workspace.mpr_action.trigger()
+    assert "at least 3 slices" in failed.args[0]
+    assert "at least 3 slices" in workspace.mpr_view.info.text()
+
+
+def test_tag_browser_shows_sequences_and_filters(window, qtbot):
+    controller, workspace, _ = open_and_wait(window, qtbot, [DICOM / "single" / "MR_enhanced_siemens_xa10.dcm"])
+    with qtbot.waitSignal(controller.tags_ready, timeout=30_000):
+        workspace.side_tabs.setCurrentWidget(workspace.tag_browser)
+    browser = workspace.tag_browser
+    all_rows = browser.visible_top_level_rows()
+    assert len(all_rows) > 30
+    shared = [row for row in all_rows if row[0] == "(5200,9229)"]
+    assert shared and shared[0][2] == "SQ"
+    shared_index = browser.proxy.index([row[0] for row in all_rows].index("(5200,9229)"), 0)
+    assert browser.proxy.rowCount(shared_index) == 1  # one item, expandable
+    assert browser.proxy.rowCount(browser.proxy.index(0, 0, shared_index)) > 3
+    browser.filter_box.setText("PatientName")
+    rows = browser.visible_top_level_rows()
+    assert [row[0] for row in rows] == ["(0010,0010)", "(0010,1001)"]  # PatientName, OtherPatientNames
+    # a match inside a sequence keeps its parent sequence visible
+    browser.filter_box.setText("PixelSpacing")  # only inside the functional group sequences here
+    visible = [row[0] for row in browser.visible_top_level_rows()]
+    assert visible and set(visible) <= {"(5200,9229)", "(5200,9230)"}
+    browser.filter_box.setText("")
+    workspace.grab().save(str(SCREENSHOTS / "image_viewer_tags.png"))
+
+
+def test_export_deidentified_dicom_warns_about_burned_in_text(window, qtbot, tmp_path):
+    controller, workspace, _ = open_and_wait(window, qtbot, [DICOM / "single" / "US_RGB_explicit_LE_cropped.dcm"])
+    with qtbot.waitSignal(controller.status, timeout=30_000, check_params_cb=lambda text: "De-identified" in text):
+        job = controller.export_deidentified(controller.series[0].key, tmp_path / "out")
+    written = list((tmp_path / "out").glob("*.dcm"))
+    assert len(written) == 1
+    ds = pydicom.dcmread(written[0])
+    original = pydicom.dcmread(DICOM / "single" / "US_RGB_explicit_LE_cropped.dcm")
+    assert ds.SOPInstanceUID != original.SOPInstanceUID
+    assert str(ds.get("PatientName", "")) != str(original.get("PatientName", "")) or not str(original.get("PatientName", ""))
+    assert any("burned" in text.lower() for level, text in window.messages if level == "warning")

@@ -63,6 +63,11 @@ class MprView(QWidget):
         self.info.setText("\n".join(line for line in lines if line))
         self._refresh(reset=True)
 
+    def show_problem(self, text: str) -> None:
+        """Why there is no reformat (too few slices, colour, no geometry), or that one is coming."""
+        self.clear()
+        self.info.setText(text)
+
     def clear(self) -> None:
         self._volume = None
         for viewport in self.viewports.values():

@@ -8,7 +8,7 @@ from PySide6.QtCore import QSortFilterProxyModel, Qt
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QHeaderView, QLabel, QLineEdit, QTreeView, QVBoxLayout, QWidget
 
-COLUMNS = ("Tag", "Name", "VR", "Value")
+COLUMNS = ("Tag", "Name", "VR", "Value", "Keyword")
 
 
 class TagBrowser(QWidget):
@@ -31,10 +31,13 @@ class TagBrowser(QWidget):
         self.tree.setObjectName("tagTree")
         self.tree.setModel(self.proxy)
         self.tree.setUniformRowHeights(True)
-        self.tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        self.tree.header().setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
-        self.tree.header().resizeSection(1, 200)
-        self.tree.header().setStretchLastSection(True)
+        self.tree.header().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.tree.header().resizeSection(0, 112)
+        self.tree.header().resizeSection(1, 150)
+        self.tree.header().resizeSection(2, 34)
+        self.tree.header().setStretchLastSection(False)
+        self.tree.header().setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        self.tree.setColumnHidden(4, True)  # the keyword: matched by the filter, not shown
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.title)
@@ -53,13 +56,15 @@ class TagBrowser(QWidget):
         self._filter(self.filter_box.text())
 
     def _append(self, parent: QStandardItem, element: dict) -> None:
-        row = [QStandardItem(str(element.get(key, ""))) for key in ("tag", "keyword", "vr", "value")]
+        name = element.get("name") or element.get("keyword") or ""
+        row = [QStandardItem(str(value)) for value in
+               (element.get("tag", ""), name, element.get("vr", ""), element.get("value", ""), element.get("keyword", ""))]
         for item in row:
             item.setEditable(False)
             item.setToolTip(str(element.get("value", "")))
         for number, item_elements in enumerate(element.get("items") or [], start=1):
             item_row = [QStandardItem(f"Item {number}"), QStandardItem(""), QStandardItem(""),
-                        QStandardItem(f"{len(item_elements)} element(s)")]
+                        QStandardItem(f"{len(item_elements)} element(s)"), QStandardItem("")]
             for cell in item_row:
                 cell.setEditable(False)
             for child in item_elements:
@@ -75,5 +80,5 @@ class TagBrowser(QWidget):
     def visible_top_level_rows(self) -> list[list[str]]:
         rows = []
         for row in range(self.proxy.rowCount()):
-            rows.append([self.proxy.index(row, column).data() or "" for column in range(len(COLUMNS))])
+            rows.append([self.proxy.index(row, column).data() or "" for column in range(len(COLUMNS) - 1)])
         return rows

@@ -109,6 +109,7 @@ class ImageViewport(QWidget):
         self._rotation = 0
         self._tool = "pan"
         self._overlays_visible = True
+        self._smooth = True
         self._overlays: dict[str, tuple[RenderedImage, float]] = {}
         self._shapes: dict[str, tuple[list[tuple[float, float]], str]] = {}
         self._measurements: list[DrawnMeasurement] = []
@@ -302,6 +303,11 @@ class ImageViewport(QWidget):
     def tool(self) -> str:
         return self._tool
 
+    def set_smooth(self, smooth: bool) -> None:
+        """Bilinear (True) or nearest-neighbour (False) magnification."""
+        self._smooth = smooth
+        self.update()
+
     def set_overlays_visible(self, visible: bool) -> None:
         """Corner texts, measurements and AI overlays on or off (the image stays)."""
         self._overlays_visible = visible
@@ -405,7 +411,8 @@ class ImageViewport(QWidget):
         width, height = self.image_size()
         painter.save()
         painter.setTransform(transform)
-        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom() < 1.0)
+        # bilinear, as radiology viewers show by default; the readout still reads true pixels
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self._smooth)
         painter.drawImage(QPointF(0, 0), self._rendered.image)
         if with_overlays:
             for image, opacity in self._overlays.values():

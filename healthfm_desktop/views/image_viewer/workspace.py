@@ -96,7 +96,7 @@ class ImagesWorkspace(QWidget):
         self.side_tabs.addTab(self.measurement_list, "Measurements")
         self.side_tabs.addTab(self.tag_browser, "Tags")
         self.side_tabs.addTab(self.unreadable_panel, "Unreadable files")
-        self.side_tabs.setMinimumWidth(300)
+        self.side_tabs.setMinimumWidth(320)
 
         self.toolbar = QToolBar("Image tools")
         self.toolbar.setObjectName("imageToolbar")
@@ -121,7 +121,7 @@ class ImagesWorkspace(QWidget):
         splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 1)
         splitter.setStretchFactor(2, 0)
-        splitter.setSizes([240, 800, 320])
+        splitter.setSizes([240, 760, 400])
         self.splitter = splitter
 
         layout = QVBoxLayout(self)
@@ -229,6 +229,7 @@ class ImagesWorkspace(QWidget):
         c.notes_changed.connect(self.unreadable_panel.set_notes)
         c.measurements_changed.connect(self._refresh_measurements)
         c.mpr_ready.connect(self._on_mpr_ready)
+        c.mpr_failed.connect(self.mpr_view.show_problem)
         c.tags_ready.connect(self.tag_browser.set_elements)
         c.progress.connect(self._on_progress)
         c.busy_changed.connect(self._on_busy)
@@ -529,6 +530,7 @@ class ImagesWorkspace(QWidget):
         self.center.setCurrentWidget(self.mpr_view if on else self.grid_host)
         slot = self.active_slot()
         if on and slot.series_key is not None:
+            self.mpr_view.show_problem("Building the volume…")
             self.controller.request_mpr(slot.series_key)
 
     def _on_mpr_ready(self, volume, meta: dict) -> None:
