@@ -336,6 +336,8 @@ def read_patient_file(path: str | Path) -> PatientCohort:
         return read_fhir_bundle(path)
     if not path.exists():
         raise UnreadableFileError(f"{path.name} does not exist")
+    if path.is_file() and path.stat().st_size == 0:
+        raise UnreadableFileError(f"{path.name} is empty")
     raise UnreadableFileError(
         f"{path.name} is not a patient file (expected a CSV patient_id,time,variable,value[,unit], "
         "a PhysioNet record file Time,Parameter,Value, or a FHIR Bundle of Observations)"
