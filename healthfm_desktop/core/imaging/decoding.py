@@ -37,6 +37,10 @@ _PLUGIN_ORDER_JPEGLS = ("pyjpegls", "pylibjpeg", "gdcm")
 _PLUGIN_ORDER_DEFAULT = ("pylibjpeg", "pillow", "pyjpegls", "gdcm")
 
 
+# one decode call never allocates more than this (a corrupt header can claim any size)
+MAX_DECODED_BYTES = 4 * 1024**3
+
+
 class UnsupportedCodecError(UnreadableFileError):
     """No installed decoder handles the file's transfer syntax."""
 
@@ -193,6 +197,13 @@ def decode_stored(instance: "Instance", index: int | None = None) -> np.ndarray:
     frames = instance.number_of_frames
     if index is not None and not 0 <= index < frames:
         raise IndexError(f"frame {index} out of range (object has {frames})")
+    frame_bytes = instance.rows * instance.columns * max(instance.samples_per_pixel, 1) * max(instance.bits_allocated // 8, 1)
+    wanted = frame_bytes * (1 if index is not None else frames)
+    if wanted > MAX_DECODED_BYTES:
+        raise UnreadableFileError(
+            f"image too large to decode: {instance.rows} x {instance.columns} x {frames} frame(s) "
+            f"would need {wanted / 1024**3:.1f} GiB"
+        )
     direct = (
         not instance.forced
         and not instance.source.in_archive

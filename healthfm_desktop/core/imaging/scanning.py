@@ -441,8 +441,10 @@ def sort_frames(frames: list[Frame]) -> tuple[list[Frame], str | None]:
     return [frames[i] for i in order], None
 
 
-def build_series(instances: Iterable[Instance]) -> tuple[list[Series], list[str]]:
-    """Group instances by study/series UID, split into consistent stacks, sort frames."""
+def build_series(instances: Iterable[Instance], frames_by_instance: dict[int, list[Frame]] | None = None) -> tuple[list[Series], list[str]]:
+    """Group instances by study/series UID, split into consistent stacks, sort frames.
+    ``frames_by_instance`` (keyed by ``id(instance)``) reuses frames already split."""
+    frames_by_instance = frames_by_instance or {}
     by_series: OrderedDict[tuple[str, str], list[Instance]] = OrderedDict()
     seen_sops: set[str] = set()
     notes: list[str] = []
@@ -456,7 +458,7 @@ def build_series(instances: Iterable[Instance]) -> tuple[list[Series], list[str]
         notes.append(f"{shared_uid} file(s) repeat the SOP Instance UID of another file (copies of one image?)")
     result: list[Series] = []
     for (study_uid, series_uid), members in by_series.items():
-        frames = [f for inst in members for f in frames_of(inst)]
+        frames = [f for inst in members for f in (frames_by_instance.get(id(inst)) or frames_of(inst))]
         stacks: OrderedDict[tuple, list[Frame]] = OrderedDict()
         for f in frames:
             stacks.setdefault(_stack_key(f), []).append(f)
@@ -616,6 +618,7 @@ def scan_paths(
     result = ScanResult()
     sources = _expand(paths, result)
     instances: list[Instance] = []
+    frames_by_instance: dict[int, list[Frame]] = {}
     total = len(sources)
     for done, source in enumerate(sources, start=1):
         if cancel is not None and cancel():
@@ -623,7 +626,9 @@ def scan_paths(
             result.notes.append(f"import cancelled after {done - 1} of {total} files")
             break
         try:
-            instances.append(index_object(source))
+            instance = index_object(source)
+            frames_by_instance[id(instance)] = frames_of(instance)
+            instances.append(instance)
         except _IsDicomDir:
             if not source.in_archive:
                 try:
@@ -646,7 +651,7 @@ def scan_paths(
             result.rejected.append((str(source), f"unreadable file ({type(exc).__name__}: {exc})"))
         if progress is not None:
             progress(done, total)
-    series, notes = build_series(instances)
+    series, notes = build_series(instances, frames_by_instance)
     result.series = series
     result.notes.extend(notes)
     return result

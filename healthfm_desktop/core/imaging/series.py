@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydicom.dataset import Dataset
 
+from healthfm_desktop.core.errors import UnreadableFileError, UserFacingError
 from healthfm_desktop.core.imaging.decoding import (
     ModalityTransform,
     colour_to_rgb8,
@@ -242,7 +243,7 @@ class Series:
             if cached is not None:
                 self._cache.move_to_end(index)
                 return cached
-        pixels = self.to_modality(index, self.load_stored(index))
+        pixels = _user_facing(lambda: self.to_modality(index, self.load_stored(index)))
         pixels.setflags(write=False)
         with self._cache_lock:
             self._cache[index] = pixels
@@ -288,12 +289,15 @@ class Series:
                 return out
             return [(i, self.to_modality(i, arr)) for i, arr in out]
 
+        def decode_group_safely(group: list[int]) -> list[tuple[int, np.ndarray]]:
+            return _user_facing(lambda: decode_group(group))
+
         workers = workers or default_decode_workers()
         if workers <= 1 or len(groups) <= 1:
             for group in groups:
                 if cancel is not None and cancel():
                     return
-                yield from decode_group(group)
+                yield from decode_group_safely(group)
             return
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dicom-decode") as pool:
             # bounded look-ahead keeps memory flat on a long series
@@ -303,12 +307,12 @@ class Series:
                 group = next(group_iter, None)
                 if group is None:
                     break
-                pending.append(pool.submit(decode_group, group))
+                pending.append(pool.submit(decode_group_safely, group))
             while pending:
                 future = pending.pop(0)
                 group = next(group_iter, None)
                 if group is not None:
-                    pending.append(pool.submit(decode_group, group))
+                    pending.append(pool.submit(decode_group_safely, group))
                 results = future.result()
                 if cancel is not None and cancel():
                     for f in pending:
@@ -332,6 +336,18 @@ class Series:
         if n is None or frame.position is None:
             return None
         return float(np.dot(np.array(frame.position), n))
+
+
+def _user_facing(work):
+    """Run ``work``; any failure on a corrupt file becomes an ``UnreadableFileError``."""
+    try:
+        return work()
+    except UserFacingError:
+        raise
+    except MemoryError as exc:
+        raise UnreadableFileError("the image is too large to decode in the memory available") from exc
+    except Exception as exc:  # corrupt headers make numpy/pydicom fail in many ways
+        raise UnreadableFileError(f"pixel data could not be decoded ({type(exc).__name__}: {exc})") from exc
 
 
 def default_decode_workers() -> int:

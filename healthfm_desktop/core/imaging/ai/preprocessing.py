@@ -103,19 +103,30 @@ def read_raster(path: Path) -> SourceImage:
 
 
 def read_dicom(path: Path) -> SourceImage:
-    """A single-frame (or the first frame of a multi-frame) DICOM image, with its modality LUT
+    """A single-frame (or the first frame of a multi-frame) DICOM file as display values."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise UnreadableFileError(f"cannot read the file ({exc.strerror or type(exc).__name__})") from exc
+    return read_dicom_bytes(data, frame=0, path=Path(path))
+
+
+def read_dicom_bytes(data: bytes, frame: int = 0, path: Path | None = None) -> SourceImage:
+    """One frame of a DICOM object (file bytes, or a zip member's bytes) with its modality LUT
     and default VOI window applied, MONOCHROME1 inverted, as 0..255 display values.
 
-    Read with pydicom here because the shared DICOM reader in core/imaging was not available
-    when this was written; the transforms are pydicom's own (apply_modality_lut, apply_voi_lut).
-    """
+    Read with pydicom here (the shared DICOM reader in core/imaging indexes and decodes series
+    for the viewer; the models need one frame with the file's own window, which pydicom's
+    apply_modality_lut / apply_voi_lut give directly). The viewer hands us the bytes of the
+    object it shows, so the app and the command line read pixels the same way."""
+    import io
+
     import pydicom
     from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     try:
-        dataset = pydicom.dcmread(path)
-    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError, KeyError) as exc:
+        dataset = pydicom.dcmread(io.BytesIO(data), force=True)
+    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
         raise UnreadableFileError(f"not a readable DICOM file ({type(exc).__name__})") from exc
     if "PixelData" not in dataset and "FloatPixelData" not in dataset:
         raise UnreadableFileError("the DICOM file has no image (no Pixel Data)")
@@ -124,7 +135,12 @@ def read_dicom(path: Path) -> SourceImage:
         if rows * cols > MAX_PIXELS:
             raise UnreadableFileError(f"the image is too large ({cols}x{rows})")
         frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
-        pixels = dataset.pixel_array if frames == 1 else dataset.pixel_array[0]
+        if not 0 <= frame < frames:
+            raise UnreadableFileError(f"the file has no frame {frame + 1}")
+        if "TransferSyntaxUID" not in getattr(dataset, "file_meta", {}):
+            dataset.file_meta = getattr(dataset, "file_meta", pydicom.dataset.FileMetaDataset())
+            dataset.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+        pixels = dataset.pixel_array if frames == 1 else dataset.pixel_array[frame]
     except UnreadableFileError:
         raise
     except Exception as exc:  # pydicom raises many types for broken or undecodable pixel data
@@ -134,15 +150,12 @@ def read_dicom(path: Path) -> SourceImage:
     if pixels.ndim == 3:  # colour (RGB, YBR converted by pydicom)
         grey, was_colour = _colour_to_grey(pixels if pixels.dtype == np.uint8 else _to_uint8(pixels))
         display = grey
-    else:
-        try:
-            values = apply_modality_lut(pixels, dataset)
-            windowed = apply_voi_lut(values, dataset) if "WindowCenter" in dataset or "VOILUTSequence" in dataset else values
-        except Exception:  # a broken LUT should not stop us: fall back to the stored values
-            windowed = pixels
-        display = _to_uint8(windowed)
+    elif pixels.ndim == 2:
+        display = _dicom_display_values(dataset, pixels)
         if photometric == "MONOCHROME1":
             display = 255 - display
+    else:
+        raise UnreadableFileError("the DICOM pixel data has an unexpected shape")
     spacing = None
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
         value = getattr(dataset, keyword, None)
@@ -155,7 +168,30 @@ def read_dicom(path: Path) -> SourceImage:
     if spacing is None:
         spacing = _ultrasound_region_spacing(dataset)
     modality = str(getattr(dataset, "Modality", "") or "") or None
-    return SourceImage(np.ascontiguousarray(display), Path(path), "dicom", modality, spacing, was_colour, dataset)
+    return SourceImage(np.ascontiguousarray(display), path, "dicom", modality, spacing, was_colour, dataset)
+
+
+def _dicom_display_values(dataset, pixels: np.ndarray) -> np.ndarray:
+    """Stored values -> 0..255 as a viewer shows them: 8-bit images without LUTs are used as
+    they are (so a DICOM-wrapped training image gives the training tensor exactly); with a VOI
+    window, the window maps onto 0..255; otherwise the modality values are min-max stretched."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    has_voi = "WindowCenter" in dataset or "VOILUTSequence" in dataset
+    has_modality_lut = "RescaleSlope" in dataset or "RescaleIntercept" in dataset or "ModalityLUTSequence" in dataset
+    if pixels.dtype == np.uint8 and not has_voi and not has_modality_lut:
+        return np.ascontiguousarray(pixels)
+    try:
+        values = apply_modality_lut(pixels, dataset)
+        if has_voi:
+            windowed = apply_voi_lut(values, dataset, prefer_lut=True)
+            top = float(2 ** int(getattr(dataset, "BitsStored", 8)) - 1)
+            if "VOILUTSequence" not in dataset and top > 0:
+                return np.clip(np.rint(np.asarray(windowed, dtype=np.float64) * (255.0 / top)), 0, 255).astype(np.uint8)
+            return _to_uint8(windowed)
+        return _to_uint8(values)
+    except Exception:  # a broken LUT should not stop us: fall back to the stored values
+        return _to_uint8(pixels)
 
 
 def _ultrasound_region_spacing(dataset) -> tuple[float, float] | None:

@@ -36,10 +36,11 @@ from healthfm_desktop.core.imaging.pacs.retrieve import (
     retrieve,
     run_to_end,
 )
+from healthfm_desktop.core.imaging.pacs.send import IncompleteSendError, SendProgress, SendResult, send
 from healthfm_desktop.core.imaging.pacs.storage_scp import StorageSCP
 
 __all__ = [
-    "AssociationRejectedError", "DicomPeer", "EchoResult", "IncompleteRetrievalError", "InvalidPeerError",
+    "AssociationRejectedError", "IncompleteSendError", "SendProgress", "SendResult", "send", "DicomPeer", "EchoResult", "IncompleteRetrievalError", "InvalidPeerError",
     "InvalidQueryError", "OperationFailedError", "PacsError", "PeerAbortedError", "PeerTimeoutError",
     "PeerUnreachableError", "RetrieveProgress", "RetrieveResult", "SeriesMatch", "StorageSCP", "StudyMatch",
     "StudyQuery", "Timeouts", "echo", "find_series", "find_studies", "load_peers", "own_ae_title",

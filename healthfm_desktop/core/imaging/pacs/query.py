@@ -222,13 +222,14 @@ def find_series(
 
 
 def find_sop_classes(
-    peer: DicomPeer, calling_aet: str, study_uid: str, series_uid: str = "", timeouts: Timeouts | None = None
+    peer: DicomPeer, calling_aet: str, study_uid: str, series_uid: str = "", timeouts: Timeouts | None = None,
+    image_level: bool = False,
 ) -> list[str]:
     """The storage SOP classes of a study (or one series), to propose exactly those on C-GET.
 
     Study level asks for SOP Classes in Study; a peer that does not fill it in is asked at
     image level instead."""
-    if not series_uid:
+    if not series_uid and not image_level:
         matches = find_studies(peer, calling_aet, StudyQuery(study_uid=study_uid), timeouts)
         classes = sorted({c for m in matches for c in m.sop_classes})
         if classes:

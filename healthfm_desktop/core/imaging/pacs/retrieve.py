@@ -25,7 +25,7 @@ from healthfm_desktop.core.imaging.pacs.contexts import COMMON_STORAGE_CLASSES, 
 from healthfm_desktop.core.imaging.pacs.errors import OperationFailedError, PacsError
 from healthfm_desktop.core.imaging.pacs.filing import FiledObject, file_encoded_object
 from healthfm_desktop.core.imaging.pacs.peers import DicomPeer, validate_ae_title
-from healthfm_desktop.core.imaging.pacs.query import find_sop_classes
+from healthfm_desktop.core.imaging.pacs.query import StudyQuery, find_sop_classes, find_studies
 from healthfm_desktop.core.imaging.pacs.storage_scp import (
     STATUS_CANNOT_UNDERSTAND,
     STATUS_OUT_OF_RESOURCES,
@@ -99,7 +99,7 @@ class RetrieveResult:
         what = f"series {self.series_uid}" if self.series_uid else f"study {self.study_uid}"
         total = f" of {self.expected}" if self.expected is not None and self.expected != self.received else ""
         rate = self.bytes / 1048576 / self.seconds if self.seconds > 0 else 0.0
-        line = (f"{self.method} {what}: {self.received}{total} instances, {self.bytes / 1048576:.1f} MiB "
+        line = (f"{self.method} {what}: {self.received}{total} instances, {_size(self.bytes)} "
                 f"in {self.seconds:.2f} s ({rate:.1f} MiB/s) into {self.out_dir}")
         if self.failed:
             line += f"; {self.failed} failed at the peer"
@@ -108,6 +108,10 @@ class RetrieveResult:
         if self.problem:
             line += f"; stopped: {self.problem}"
         return line
+
+
+def _size(count: int) -> str:
+    return f"{count / 1048576:.1f} MiB" if count >= 1048576 else f"{count / 1024:.0f} KiB"
 
 
 class IncompleteRetrievalError(PacsError):
@@ -169,21 +173,43 @@ def retrieve(
     method = "C-MOVE" if move_destination else "C-GET"
     result = RetrieveResult(study_uid, series_uid, method, out_dir)
     started = time.monotonic()
+    what = f"series {series_uid}" if series_uid else f"study {study_uid}"
     try:
+        # one short query first: a study the peer does not have is said plainly, and C-GET
+        # learns which SOP classes to propose
+        matches = find_studies(peer, calling_aet, StudyQuery(study_uid=study_uid), timeouts)
+        if not matches:
+            raise IncompleteRetrievalError(f"{peer.label()} has no study {study_uid}", result)
+        result.expected = matches[0].instances if not series_uid else None
         if move_destination:
             yield from _move(peer, calling_aet, result, validate_ae_title(move_destination, "move destination"),
                              listen_port, listen_address, timeouts, on_filed)
         else:
             if sop_classes is None:
-                sop_classes = find_sop_classes(peer, calling_aet, study_uid, series_uid, timeouts)
+                sop_classes = sorted({c for m in matches for c in m.sop_classes}) if not series_uid else []
+                if not sop_classes:
+                    sop_classes = find_sop_classes(peer, calling_aet, study_uid, series_uid or "", timeouts,
+                                                   image_level=True)
             yield from _get(peer, calling_aet, result, sop_classes or COMMON_STORAGE_CLASSES, timeouts, on_filed)
     finally:
         result.seconds = time.monotonic() - started
     if result.expected == 0 and not result.filed and not result.problem:
-        what = f"series {series_uid}" if series_uid else f"study {study_uid}"
         raise IncompleteRetrievalError(f"{peer.label()} has no {what}", result)
     if not result.complete:
-        raise IncompleteRetrievalError(f"incomplete retrieval from {peer.label()}: {result.summary()}", result)
+        reasons = []
+        if result.problem:
+            reasons.append(result.problem)
+        if result.failed:
+            reasons.append(f"{result.failed} sub-operations failed at the peer")
+        if result.refused:
+            reasons.append(f"{len(result.refused)} objects refused here ({result.refused[0]})")
+        if not reasons and result.expected is not None:
+            reasons.append(f"{result.expected - result.received} instances did not arrive")
+        raise IncompleteRetrievalError(
+            f"incomplete retrieval of {what} from {peer.label()}: {result.received} of "
+            f"{result.expected if result.expected is not None else '?'} instances received; " + "; ".join(reasons),
+            result,
+        )
     return result
 
 
@@ -199,6 +225,8 @@ def _final_status(result: RetrieveResult, status: Dataset, move_destination: str
     elif category == "Failure":
         advice = _FAILURE_ADVICE.get(code, f"the peer answered with failure status 0x{code:04X}")
         comment = str(status.get("ErrorComment", "") or "").strip()
+        if move_destination and code == 0xC000:
+            advice += f" (is the move destination {move_destination!r} registered on the peer?)"
         result.problem = advice.format(dest=move_destination) + (f" ({comment})" if comment else "")
 
 

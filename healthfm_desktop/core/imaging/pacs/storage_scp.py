@@ -12,6 +12,7 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 
 from healthfm_desktop.core.errors import UnreadableFileError
+from healthfm_desktop.core.imaging.pacs.association import set_no_delay
 from healthfm_desktop.core.imaging.pacs.contexts import storage_scp_contexts
 from healthfm_desktop.core.imaging.pacs.errors import PacsError
 from healthfm_desktop.core.imaging.pacs.filing import FiledObject, file_encoded_object
@@ -22,6 +23,18 @@ log = logging.getLogger(__name__)
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_CANNOT_UNDERSTAND = 0xC000
+
+
+def _accept_with_no_delay(server) -> None:
+    """Accepted sockets get TCP_NODELAY (see association.set_no_delay)."""
+    accept = server.get_request
+
+    def get_request():
+        client, address = accept()
+        set_no_delay(client)
+        return client, address
+
+    server.get_request = get_request
 
 
 class StorageSCP:
@@ -70,6 +83,7 @@ class StorageSCP:
             where = f"{self.bind_address or 'all interfaces'} port {self.port}"
             reason = "already in use" if getattr(exc, "errno", None) in (98, 48, 10048) else (exc.strerror or str(exc))
             raise PacsError(f"cannot receive DICOM on {where}: {reason}") from None
+        _accept_with_no_delay(self._server)
         log.info("storage SCP listening on port %s", self.port)
         return self
 

@@ -1,0 +1,141 @@
+"""One "Analyse" of the image on screen, as the viewer needs it: pick the model for the image
+(by modality, or the user's choice), run it, and return plain values to draw: the label and
+calibrated probability, the saliency heat map or the head mask as RGBA overlays, the fitted
+ellipse outline with its circumference, the latency and the intended-use notes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from healthfm_desktop.core.errors import UserFacingError
+from healthfm_desktop.core.imaging.ai.classification import ClassificationResult, classify
+from healthfm_desktop.core.imaging.ai.models import CLASSIFIER, SEGMENTER, load_model
+from healthfm_desktop.core.imaging.ai.preprocessing import SourceImage, read_dicom_bytes
+from healthfm_desktop.core.imaging.ai.segmentation import SegmentationResult, segment
+
+AUTOMATIC, CLASSIFY, SEGMENT = "auto", "classify", "segment"
+ULTRASOUND_MODALITIES = {"US", "IVUS"}
+
+
+@dataclass
+class AnalysisOutcome:
+    task: str  # CLASSIFY or SEGMENT
+    image: SourceImage
+    model: str
+    model_version: str
+    provider: str
+    provider_notes: list[str]
+    latency_ms: float
+    headline: str  # "pneumonia 0.93" / "head circumference 175.2 mm"
+    overlay_rgba: np.ndarray  # uint8 (H, W, 4) at the image's size
+    overlay_name: str
+    contour_xy: list[tuple[float, float]] = field(default_factory=list)
+    contour_label: str = ""
+    details: dict = field(default_factory=dict)
+    intended_use_notes: list[str] = field(default_factory=list)
+    classification: ClassificationResult | None = None
+    segmentation: SegmentationResult | None = None
+
+
+def task_for(image: SourceImage, choice: str) -> str:
+    if choice in (CLASSIFY, SEGMENT):
+        return choice
+    return SEGMENT if (image.modality or "").upper() in ULTRASOUND_MODALITIES else CLASSIFY
+
+
+def saliency_rgba(saliency: np.ndarray) -> np.ndarray:
+    """JET colours, alpha following the saliency so weak evidence stays transparent."""
+    heat = cv2.applyColorMap(np.clip(saliency * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
+    rgba = np.empty(saliency.shape + (4,), dtype=np.uint8)
+    rgba[..., :3] = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
+    rgba[..., 3] = np.clip(saliency * 255, 0, 255).astype(np.uint8)
+    return rgba
+
+
+def mask_rgba(mask: np.ndarray, colour=(0, 200, 255)) -> np.ndarray:
+    rgba = np.zeros(mask.shape + (4,), dtype=np.uint8)
+    rgba[mask > 0] = (*colour, 255)
+    return rgba
+
+
+def image_from_dicom_object(data: bytes, frame: int = 0, name: str | None = None) -> SourceImage:
+    """The viewer's current image (a DICOM object's bytes and frame) read the way the command
+    line reads files, so both give the same answer."""
+    from pathlib import Path
+
+    return read_dicom_bytes(data, frame=frame, path=Path(name) if name else None)
+
+
+def analyse(
+    image: SourceImage, choice: str = AUTOMATIC, pixel_spacing_mm: float | None = None
+) -> Iterator[tuple[float, str]] :
+    """A generator: yields (fraction, step) between steps (where a job can be cancelled) and
+    returns an AnalysisOutcome."""
+    task = task_for(image, choice)
+    yield 0.2, "loading the model"
+    model = load_model(CLASSIFIER if task == CLASSIFY else SEGMENTER)
+    yield 0.4, f"running {model.label}"
+    if task == CLASSIFY:
+        result = classify(image, model)
+        yield 0.9, "drawing the saliency map"
+        probability = result.probability
+        return AnalysisOutcome(
+            task=task, image=image, model=result.model, model_version=result.model_version,
+            provider=result.provider, provider_notes=list(model.provider.notes), latency_ms=result.latency_ms,
+            headline=f"{result.label} (p = {probability:.2f})",
+            overlay_rgba=saliency_rgba(result.saliency), overlay_name="ai-saliency",
+            details={"probabilities": result.probabilities, "calibration": "temperature-scaled on the validation split"},
+            intended_use_notes=result.intended_use_notes, classification=result,
+        )
+    result = segment(image, pixel_spacing_mm, model)
+    yield 0.9, "fitting the head ellipse"
+    hc = result.head_circumference_mm
+    if result.ellipse is None:
+        headline, contour, contour_label = "no fetal head found", [], ""
+    elif hc is None:
+        headline = "head outlined; no pixel spacing, so no circumference in mm"
+        contour = [tuple(map(float, p)) for p in result.ellipse.polygon()]
+        contour_label = f"HC {result.measurements['head_circumference_px']:.0f} px"
+    else:
+        headline = f"head circumference {hc:.1f} mm"
+        contour = [tuple(map(float, p)) for p in result.ellipse.polygon()]
+        contour_label = f"HC {hc:.1f} mm"
+    return AnalysisOutcome(
+        task=task, image=image, model=result.model, model_version=result.model_version,
+        provider=result.provider, provider_notes=list(model.provider.notes), latency_ms=result.latency_ms,
+        headline=headline, overlay_rgba=mask_rgba(result.mask), overlay_name="ai-segmentation",
+        contour_xy=contour, contour_label=contour_label,
+        details={"measurements": result.measurements, "pixel_spacing_source": result.spacing_source},
+        intended_use_notes=result.intended_use_notes, segmentation=result,
+    )
+
+
+def export_results(outcome: AnalysisOutcome, folder) -> list:
+    """Write the result next to nothing else: DICOM SEG + SR for DICOM sources, JSON otherwise.
+    Returns the paths written."""
+    from pathlib import Path
+
+    from healthfm_desktop.core.imaging.ai import dicom_export
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserFacingError(f"cannot create {folder}: {exc.strerror or exc}") from exc
+    written = []
+    if outcome.image.dicom is not None:
+        uid = str(outcome.image.dicom.SOPInstanceUID)[-12:]
+        if outcome.segmentation is not None and outcome.segmentation.ellipse is not None:
+            seg = dicom_export.segmentation_to_dicom_seg(outcome.image, outcome.segmentation)
+            written.append(dicom_export.save_dataset(seg, folder / f"SEG_{uid}.dcm"))
+        if outcome.classification is not None or outcome.segmentation is not None and outcome.segmentation.head_circumference_mm:
+            sr = dicom_export.results_to_sr(outcome.image, outcome.classification, outcome.segmentation)
+            written.append(dicom_export.save_dataset(sr, folder / f"SR_{uid}.dcm"))
+    else:
+        record = dicom_export.results_to_json(str(outcome.image.path or "image"), outcome.classification, outcome.segmentation)
+        written.append(dicom_export.save_json(record, folder / "analysis.json"))
+    return written

@@ -1,0 +1,118 @@
+"""Decoding every transfer syntax and photometric interpretation in the manifest, checked against
+pydicom's own pixel_array (+ Modality LUT / colour conversion) file by file."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.pixels import apply_color_lut, apply_modality_lut
+
+from healthfm_desktop.core.errors import UnreadableFileError
+from healthfm_desktop.core.imaging.scanning import scan_paths
+from tests.core.dicom_manifest import DICOM, MR_SERIES, rows_where
+
+LOSSY_JPEG = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"}
+DECODABLE = [r for r in rows_where("single/") + rows_where("dicomdir/") + rows_where("bad/") if r["decodes"] == "yes"]
+
+
+def _reference_frames(path, forced=False):
+    ds = pydicom.dcmread(path, force=forced)
+    arr = ds.pixel_array
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames == 1:
+        arr = arr[np.newaxis]
+    return ds, arr
+
+
+@pytest.mark.parametrize("row", DECODABLE, ids=lambda r: r["path"])
+def test_every_decodable_file_matches_pydicom(row):
+    path = DICOM / row["path"]
+    result = scan_paths([path])
+    assert len(result.series) == 1 and not result.rejected
+    series = result.series[0]
+    ds, reference = _reference_frames(path)
+    expected_shape = tuple(int(x) for x in row["pixel_shape"].split("x"))
+    for index, pixels in series.iter_frames():
+        frame = series.frames[index]
+        ref = reference[frame.frame_index]
+        if row["photometric"] == "PALETTE COLOR":
+            rgb = apply_color_lut(ref, ds)
+            rgb = (rgb >> 8) if rgb.max() > 255 else rgb
+            assert pixels.dtype == np.uint8 and pixels.shape == ref.shape + (3,)
+            np.testing.assert_array_equal(pixels, rgb.astype(np.uint8))
+        elif int(row["samples_per_pixel"] or 1) == 3:
+            assert pixels.dtype == np.uint8 and pixels.shape[-1] == 3
+            assert pixels.shape == expected_shape[-3:]
+            # lossy JPEG: libjpeg (ours) and the reference's decoder may differ by IDCT rounding
+            tolerance = 3 if row["transfer_syntax_uid"] in LOSSY_JPEG else 0
+            np.testing.assert_allclose(pixels.astype(int), ref.astype(int), atol=tolerance)
+        else:
+            assert pixels.dtype == np.float32 and pixels.shape == expected_shape[-2:]
+            if "PerFrameFunctionalGroupsSequence" in ds:
+                expected = ref * frame.modality_transform.slope + frame.modality_transform.intercept
+            else:
+                expected = apply_modality_lut(ref, ds)
+            tolerance = 3 if row["transfer_syntax_uid"] in LOSSY_JPEG else 1e-3
+            np.testing.assert_allclose(pixels, expected, rtol=1e-6, atol=tolerance)
+
+
+def test_mr_series_slices_decode_like_pydicom():
+    series = scan_paths([MR_SERIES]).series[0]
+    for index in (0, 85, 169):
+        path = series.frames[index].instance.source.path
+        ds = pydicom.dcmread(path)
+        np.testing.assert_allclose(series.load_frame(index), apply_modality_lut(ds.pixel_array, ds), rtol=1e-6)
+
+
+def test_file_without_file_meta_is_decoded_with_the_guessed_transfer_syntax():
+    path = DICOM / "bad" / "OT_palette_no_meta_implicit.dcm"
+    series = scan_paths([path]).series[0]
+    assert series.first.forced and series.first.transfer_syntax_guessed
+    pixels = series.load_frame(0)
+    ds = pydicom.dcmread(path, force=True)
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    rgb = apply_color_lut(ds.pixel_array, ds)
+    rgb = (rgb >> 8) if rgb.max() > 255 else rgb
+    np.testing.assert_array_equal(pixels, rgb.astype(np.uint8))
+
+
+def test_stray_leading_byte_before_a_bare_dataset():
+    path = DICOM / "bad" / "CT_no_preamble_no_meta.dcm"
+    series = scan_paths([path]).series[0]
+    assert series.first.byte_offset == 1
+    reference = scan_paths([DICOM / "single" / "CT_small.dcm"]).series[0]
+    np.testing.assert_array_equal(series.load_frame(0), reference.load_frame(0))  # the same CT body
+
+
+@pytest.mark.parametrize("name", ["NM_jpeg2000_corrupt_codestream.dcm", "NM_jpeg_extended_bad_SOS.dcm"])
+def test_corrupt_codestreams_raise_a_clear_error(name):
+    series = scan_paths([DICOM / "bad" / name]).series[0]
+    with pytest.raises(UnreadableFileError, match="corrupt or undecodable"):
+        series.load_frame(0)
+    with pytest.raises(UnreadableFileError):
+        list(series.iter_frames())
+
+
+def test_decode_in_parallel_gives_the_same_frames_as_one_by_one():
+    series = scan_paths([MR_SERIES]).series[0]
+    indices = list(range(40, 60))
+    parallel = dict(series.iter_frames(indices, workers=2))
+    serial = dict(series.iter_frames(indices, workers=1))
+    assert list(parallel) == indices
+    for i in indices:
+        np.testing.assert_array_equal(parallel[i], serial[i])
+
+
+def test_multiframe_frames_and_zip_members_decode_lazily():
+    cine = scan_paths([DICOM / "single" / "US_YBR_FULL_422_jpeg_cine_30f.dcm"]).series[0]
+    assert cine.frame_count == 30
+    ds = pydicom.dcmread(DICOM / "single" / "US_YBR_FULL_422_jpeg_cine_30f.dcm")
+    np.testing.assert_allclose(cine.load_frame(17).astype(int), ds.pixel_array[17].astype(int), atol=3)
+    zipped = scan_paths([DICOM / "zip" / "series_MR700_7files.zip"]).series[0]
+    member = zipped.frames[0].instance.source
+    ref = pydicom.dcmread(io.BytesIO(member.read_bytes()))
+    np.testing.assert_allclose(zipped.load_frame(0), apply_modality_lut(ref.pixel_array, ref))
