@@ -48,11 +48,12 @@ def task_for(image: SourceImage, choice: str) -> str:
 
 
 def saliency_rgba(saliency: np.ndarray) -> np.ndarray:
-    """JET colours, alpha following the saliency so weak evidence stays transparent."""
+    """JET colours, alpha following the saliency so weak evidence stays transparent (and strong
+    evidence never hides the anatomy completely)."""
     heat = cv2.applyColorMap(np.clip(saliency * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
     rgba = np.empty(saliency.shape + (4,), dtype=np.uint8)
     rgba[..., :3] = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
-    rgba[..., 3] = np.clip(saliency * 255, 0, 255).astype(np.uint8)
+    rgba[..., 3] = np.clip(saliency * 200, 0, 200).astype(np.uint8)
     return rgba
 
 

@@ -1,0 +1,111 @@
+"""Image AI in the Images workspace: "Analyse" runs the shipped classifier or segmenter on the
+image on screen, on a worker (cancellable, with progress), and hands the outcome to the
+analysis panel; "Export" writes DICOM SEG/SR (or JSON) on a worker."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from healthfm_desktop.controllers.workers import Job, Progress, run_job
+
+
+class ImageAnalysisController(QObject):
+    started = Signal(str)  # what is being done
+    progress = Signal(object)  # Progress
+    result = Signal(object)  # core.imaging.ai.analysis.AnalysisOutcome
+    failed = Signal(str)  # message for the user
+    cancelled = Signal()
+    finished = Signal()
+    exported = Signal(list)  # paths written
+
+    def __init__(self, images_controller, parent: QObject | None = None):
+        super().__init__(parent)
+        self.images = images_controller
+        self._job: Job | None = None
+        self.last_outcome = None
+        self.last_wall_ms: float | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._job is not None and self._job.is_running
+
+    def current_object(self) -> tuple[object, int, str] | None:
+        """(source ref, frame number inside the object, display name) of the image on screen."""
+        series = self.images.current_series()
+        index = self.images.current_index()
+        if series is None or index < 0:
+            return None
+        frame = series.frames[index]
+        source = frame.instance.source
+        name = source.member or str(source.path)
+        return source, frame.frame_index, name
+
+    def analyse(self, choice: str = "auto", pixel_spacing_mm: float | None = None) -> Job | None:
+        """Run on the current image; a running analysis is cancelled first."""
+        current = self.current_object()
+        if current is None:
+            self.failed.emit("Open an image first: there is nothing on screen to analyse.")
+            return None
+        self.cancel()
+        source, frame, name = current
+
+        def work():
+            from healthfm_desktop.core.imaging.ai.analysis import analyse, image_from_dicom_object
+
+            yield Progress(0.05, "reading the image")
+            image = image_from_dicom_object(source.read_bytes(), frame, name)
+            steps = analyse(image, choice, pixel_spacing_mm)
+            while True:
+                try:
+                    fraction, message = next(steps)
+                except StopIteration as stop:
+                    return stop.value
+                yield Progress(fraction, message)
+
+        started = time.perf_counter()
+        self.started.emit(f"Analysing {Path(name).name}")
+        job = Job(work, parent=self)
+        job.progress.connect(self.progress.emit)
+        job.result.connect(lambda outcome: self._on_result(outcome, started))
+        job.error.connect(self.failed.emit)
+        job.cancelled.connect(self.cancelled.emit)
+        job.finished.connect(self._on_finished)
+        self._job = job
+        job.start()
+        return job
+
+    def _on_result(self, outcome, started: float) -> None:
+        self.last_outcome = outcome
+        self.last_wall_ms = (time.perf_counter() - started) * 1000
+        self.result.emit(outcome)
+
+    def _on_finished(self) -> None:
+        self._job = None
+        self.finished.emit()
+
+    def cancel(self) -> None:
+        if self._job is not None and self._job.is_running:
+            self._job.cancel()
+
+    def export(self, folder: Path) -> Job | None:
+        outcome = self.last_outcome
+        if outcome is None:
+            self.failed.emit("Nothing to export yet: run Analyse first.")
+            return None
+
+        def work():
+            from healthfm_desktop.core.imaging.ai.analysis import export_results
+
+            return export_results(outcome, folder)
+
+        def done(paths) -> None:
+            if not paths:
+                self.failed.emit("There was nothing to export (no head found and no classification).")
+            else:
+                self.exported.emit([str(p) for p in paths])
+
+        return run_job(work, on_result=done, on_error=self.failed.emit, parent=self)
+

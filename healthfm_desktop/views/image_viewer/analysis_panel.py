@@ -1,0 +1,227 @@
+"""The "AI analysis" side panel of the Images workspace: choose a model (or let the modality
+choose), Analyse / Cancel with progress, and the result: label and calibrated probability or
+head circumference, model name and version, execution provider, measured latency, the
+outside-intended-use note, the saliency / segmentation overlay with an opacity slider, and
+export of the result as DICOM SEG/SR."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+PANEL_TITLE = "AI analysis"
+OVERLAY_NAMES = ("ai-saliency", "ai-segmentation")
+SHAPE_NAME = "ai-head"
+CHOICES = [("Automatic (by modality)", "auto"), ("Pneumonia classifier (chest X-ray)", "classify"),
+           ("Fetal head segmenter (ultrasound)", "segment")]
+
+
+class AnalysisPanel(QWidget):
+    analyse_requested = Signal(str, object)  # choice, pixel spacing in mm or None
+    cancel_requested = Signal()
+    export_requested = Signal(str)  # folder
+    opacity_changed = Signal(float)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        self.model_choice = QComboBox()
+        for text, value in CHOICES:
+            self.model_choice.addItem(text, value)
+        form.addRow("Model", self.model_choice)
+        self.spacing = QDoubleSpinBox()
+        self.spacing.setRange(0.0, 10.0)
+        self.spacing.setDecimals(4)
+        self.spacing.setSingleStep(0.01)
+        self.spacing.setSpecialValueText("from the file")
+        self.spacing.setSuffix(" mm")
+        self.spacing.setToolTip("Pixel spacing to use when the file has none (0 = use the file's own)")
+        form.addRow("Pixel spacing", self.spacing)
+        layout.addLayout(form)
+
+        buttons = QHBoxLayout()
+        self.analyse_button = QPushButton("Analyse")
+        self.analyse_button.setToolTip("Run the model on the image on screen")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        buttons.addWidget(self.analyse_button)
+        buttons.addWidget(self.cancel_button)
+        layout.addLayout(buttons)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.setTextVisible(True)
+        self.progress.hide()
+        layout.addWidget(self.progress)
+
+        self.headline = QLabel("No analysis yet.")
+        self.headline.setWordWrap(True)
+        font = self.headline.font()
+        font.setPointSizeF(font.pointSizeF() * 1.3)
+        font.setBold(True)
+        self.headline.setFont(font)
+        layout.addWidget(self.headline)
+        self.details = QLabel("")
+        self.details.setWordWrap(True)
+        self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.details)
+        self.warning = QLabel("")
+        self.warning.setWordWrap(True)
+        self.warning.setStyleSheet("QLabel { background: #fff3cd; color: #664d03; border: 1px solid #ffe69c; padding: 6px; }")
+        self.warning.hide()
+        layout.addWidget(self.warning)
+
+        opacity_row = QHBoxLayout()
+        opacity_row.addWidget(QLabel("Overlay opacity"))
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(50)
+        self.opacity.setEnabled(False)
+        opacity_row.addWidget(self.opacity)
+        layout.addLayout(opacity_row)
+        self.export_button = QPushButton("Export result (DICOM SEG/SR)…")
+        self.export_button.setEnabled(False)
+        layout.addWidget(self.export_button)
+        self.disclaimer = QLabel("Research use only; not a medical device.")
+        self.disclaimer.setStyleSheet("QLabel { color: gray; }")
+        layout.addWidget(self.disclaimer)
+        layout.addStretch(1)
+
+        self.analyse_button.clicked.connect(self._request)
+        self.cancel_button.clicked.connect(self.cancel_requested.emit)
+        self.opacity.valueChanged.connect(lambda value: self.opacity_changed.emit(value / 100.0))
+        self.export_button.clicked.connect(self._ask_export)
+
+    def _request(self) -> None:
+        spacing = self.spacing.value()
+        self.analyse_requested.emit(self.model_choice.currentData(), spacing if spacing > 0 else None)
+
+    def _ask_export(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export the analysis to a folder")
+        if folder:
+            self.export_requested.emit(folder)
+
+    # ------------------------------------------------------------- controller -> view
+    def set_running(self, text: str) -> None:
+        self.analyse_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setValue(0)
+        self.progress.setFormat(text)
+        self.progress.show()
+
+    def set_progress(self, progress) -> None:
+        if progress.fraction is not None:
+            self.progress.setValue(int(progress.fraction * 100))
+        if progress.message:
+            self.progress.setFormat(f"{progress.message} (%p%)")
+
+    def set_idle(self) -> None:
+        self.analyse_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.progress.hide()
+
+    def show_outcome(self, outcome, wall_ms: float | None = None) -> None:
+        self.headline.setText(outcome.headline)
+        lines = [f"Model: {outcome.model} {outcome.model_version}"]
+        if outcome.task == "classify":
+            probabilities = outcome.details.get("probabilities", {})
+            lines.append("Calibrated probabilities: " + ", ".join(f"{k} {v:.3f}" for k, v in probabilities.items()))
+            lines.append("Overlay: class activation map (saliency) for the predicted label")
+        else:
+            measurements = outcome.details.get("measurements", {})
+            for key, label, unit in (("head_circumference_mm", "Head circumference", "mm"),
+                                     ("biparietal_diameter_mm", "Biparietal diameter", "mm"),
+                                     ("occipitofrontal_diameter_mm", "Occipitofrontal diameter", "mm")):
+                if key in measurements:
+                    lines.append(f"{label}: {measurements[key]:.1f} {unit}")
+            source = outcome.details.get("pixel_spacing_source")
+            lines.append(f"Pixel spacing: {'from the DICOM file' if source == 'dicom' else 'entered by you' if source == 'user' else 'none (no mm values)'}")
+        provider = outcome.provider + (f" ({'; '.join(outcome.provider_notes)})" if outcome.provider_notes else "")
+        lines.append(f"Runs on: {provider}")
+        latency = f"Latency: {outcome.latency_ms:.1f} ms (preprocessing + model)"
+        if wall_ms is not None:
+            latency += f", {wall_ms:.0f} ms end to end"
+        lines.append(latency)
+        self.details.setText("\n".join(lines))
+        if outcome.intended_use_notes:
+            self.warning.setText("Outside the model's intended use; do not rely on this result:\n• " + "\n• ".join(outcome.intended_use_notes))
+            self.warning.show()
+        else:
+            self.warning.hide()
+        self.opacity.setEnabled(True)
+        self.export_button.setEnabled(True)
+        self.layout().activate()  # word-wrapped labels need a fresh layout pass for their new height
+
+    def show_problem(self, text: str) -> None:
+        self.headline.setText("Analysis failed")
+        self.details.setText(text)
+        self.warning.hide()
+
+    def show_cancelled(self) -> None:
+        self.headline.setText("Analysis cancelled")
+        self.details.setText("")
+
+
+def install_image_analysis(workspace, analysis) -> AnalysisPanel:
+    """Put the panel into the Images workspace and wire it to ``analysis`` (an
+    ImageAnalysisController over the workspace's images controller). Overlays go onto the
+    active viewport and are cleared when another image comes on screen."""
+    panel = AnalysisPanel()
+    workspace.add_side_panel(PANEL_TITLE, panel)
+    state = {"viewport": None}
+
+    def clear_overlays(*_args) -> None:
+        viewport = state["viewport"]
+        if viewport is None:
+            return
+        for name in OVERLAY_NAMES:
+            viewport.set_overlay(name, None)
+        viewport.remove_shape_overlay(SHAPE_NAME)
+        state["viewport"] = None
+
+    def on_result(outcome) -> None:
+        panel.set_idle()
+        panel.show_outcome(outcome, analysis.last_wall_ms)
+        clear_overlays()
+        viewport = workspace.active_viewport()
+        try:
+            viewport.set_overlay(outcome.overlay_name, outcome.overlay_rgba, panel.opacity.value() / 100.0)
+        except ValueError as exc:  # the image on screen changed while the model ran
+            panel.show_problem(f"The result no longer matches the image on screen ({exc}); run Analyse again.")
+            return
+        if outcome.contour_xy:
+            viewport.add_shape_overlay(SHAPE_NAME, outcome.contour_xy, outcome.contour_label)
+        state["viewport"] = viewport
+        state["overlay"] = outcome.overlay_name
+
+    def on_opacity(value: float) -> None:
+        viewport = state["viewport"]
+        if viewport is not None:
+            viewport.set_overlay_opacity(state["overlay"], value)
+
+    panel.analyse_requested.connect(lambda choice, spacing: analysis.analyse(choice, spacing))
+    panel.cancel_requested.connect(analysis.cancel)
+    panel.export_requested.connect(lambda folder: analysis.export(folder))
+    panel.opacity_changed.connect(on_opacity)
+    analysis.started.connect(panel.set_running)
+    analysis.progress.connect(panel.set_progress)
+    analysis.result.connect(on_result)
+    analysis.failed.connect(lambda text: (panel.set_idle(), panel.show_problem(text)))
+    analysis.cancelled.connect(lambda: (panel.set_idle(), panel.show_cancelled()))
+    analysis.finished.connect(panel.set_idle)
+    analysis.exported.connect(lambda paths: panel.details.setText(panel.details.text() + "\nExported: " + ", ".join(paths)))
+    analysis.images.current_image_changed.connect(clear_overlays)
+    panel.analysis = analysis  # keep the controller alive with its panel
+    return panel

@@ -1,0 +1,120 @@
+"""AI analysis in the Images workspace, as a user does it: open a real chest X-ray or fetal
+ultrasound (DICOM), press Analyse, see the label / circumference, the model and its latency,
+and the saliency or segmentation overlay on the image; cancel; export SEG/SR."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+
+from healthfm_desktop.controllers.image_ai import ImageAnalysisController
+from healthfm_desktop.controllers.images import ImagesController
+from healthfm_desktop.views.image_viewer.analysis_panel import PANEL_TITLE, SHAPE_NAME, install_image_analysis
+from healthfm_desktop.views.image_viewer.workspace import ImagesWorkspace
+from tests.core.test_image_ai_helpers import IMAGE_SAMPLES, IMAGE_TEST_DATA, make_dicom
+
+SCREENSHOTS = Path(os.environ.get("HEALTHFM_SCREENSHOTS", "/tmp"))
+
+
+@pytest.fixture
+def workspace(qtbot):
+    images = ImagesController()
+    view = ImagesWorkspace(images)
+    analysis = ImageAnalysisController(images, parent=images)
+    panel = install_image_analysis(view, analysis)
+    view.resize(1400, 900)
+    qtbot.addWidget(view)
+    view.show()
+    view.show_side_panel(PANEL_TITLE)
+    yield view, images, analysis, panel
+    analysis.cancel()
+    images.cancel_jobs()
+    qtbot.waitUntil(lambda: not images.busy and not analysis.busy, timeout=30_000)
+
+
+def _open(qtbot, view, images, path: Path):
+    with qtbot.waitSignal(images.import_finished, timeout=60_000):
+        images.open_paths([path])
+    qtbot.waitUntil(lambda: view.active_viewport().frame() is not None, timeout=30_000)
+    qtbot.waitUntil(lambda: images.current_series() is not None and images.current_index() >= 0, timeout=30_000)
+
+
+def _analyse(qtbot, panel, analysis):
+    with qtbot.waitSignal(analysis.result, timeout=60_000) as result:
+        panel.analyse_button.click()
+    qtbot.waitUntil(lambda: not analysis.busy, timeout=10_000)
+    return result.args[0]
+
+
+def test_analyse_a_fetal_ultrasound_draws_the_head_and_its_circumference(workspace, qtbot):
+    view, images, analysis, panel = workspace
+    _open(qtbot, view, images, IMAGE_SAMPLES / "fetal_head_ultrasound.dcm")
+    outcome = _analyse(qtbot, panel, analysis)
+    viewport = view.active_viewport()
+    assert outcome.task == "segment"
+    assert "ai-segmentation" in viewport.overlay_names()
+    assert SHAPE_NAME in viewport.shape_overlay_names()
+    hc = outcome.segmentation.head_circumference_mm
+    assert hc == pytest.approx(175.0, rel=0.06)  # the sonographer measured 175.0 mm
+    assert f"{hc:.1f} mm" in panel.headline.text()
+    assert "hc18_unet" in panel.details.text() and "Latency" in panel.details.text()
+    assert not panel.warning.isVisible()
+    mask = outcome.overlay_rgba[..., 3] > 0
+    assert mask.shape == viewport.frame().shape[:2] and 0.05 < mask.mean() < 0.8
+    qtbot.wait(50)
+    view.grab().save(str(SCREENSHOTS / "image_ai_segmentation.png"))
+
+
+def test_analyse_a_chest_xray_shows_label_probability_and_saliency(workspace, qtbot, tmp_path):
+    view, images, analysis, panel = workspace
+    pixels = np.asarray(Image.open(IMAGE_TEST_DATA / "pneumoniamnist_test_010_pneumonia.png"))
+    big = np.asarray(Image.fromarray(pixels).resize((224, 224), Image.BICUBIC))
+    _open(qtbot, view, images, make_dicom(tmp_path / "cr.dcm", big, "CR", 0.7))
+    outcome = _analyse(qtbot, panel, analysis)
+    viewport = view.active_viewport()
+    assert outcome.task == "classify"
+    assert "ai-saliency" in viewport.overlay_names()
+    assert outcome.overlay_rgba.shape[:2] == (224, 224)
+    label = outcome.classification.label
+    assert label in panel.headline.text() and "pneumonia_resnet" in panel.details.text()
+    assert "Calibrated probabilities" in panel.details.text()
+    # the opacity slider reaches the viewport's overlay
+    panel.opacity.setValue(80)
+    assert viewport._overlays["ai-saliency"][1] == pytest.approx(0.8)
+    panel.opacity.setValue(50)
+    qtbot.wait(50)
+    view.grab().save(str(SCREENSHOTS / "image_ai_saliency.png"))
+
+    # forcing the segmenter on an X-ray: it runs, and says the image is outside its intended use
+    panel.model_choice.setCurrentIndex(2)
+    outcome = _analyse(qtbot, panel, analysis)
+    assert outcome.task == "segment" and "ai-saliency" not in viewport.overlay_names()
+    assert panel.warning.isVisible() and "modality CR" in panel.warning.text()
+
+    # export: a DICOM SR that references the image on screen
+    with qtbot.waitSignal(analysis.exported, timeout=30_000) as exported:
+        panel.model_choice.setCurrentIndex(1)
+        _analyse(qtbot, panel, analysis)
+        analysis.export(tmp_path / "out")
+    sr = pydicom.dcmread(exported.args[0][-1])
+    assert sr.Modality == "SR"
+    assert sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == outcome.image.dicom.SOPInstanceUID
+
+
+def test_analyse_without_an_image_says_so_and_cancel_is_clean(workspace, qtbot):
+    view, images, analysis, panel = workspace
+    with qtbot.waitSignal(analysis.failed, timeout=5_000) as failed:
+        panel.analyse_button.click()
+    assert "Open an image first" in failed.args[0]
+    assert panel.headline.text() == "Analysis failed"
+    _open(qtbot, view, images, IMAGE_SAMPLES / "fetal_head_ultrasound.dcm")
+    with qtbot.waitSignal(analysis.finished, timeout=30_000):
+        panel.analyse_button.click()
+        assert panel.cancel_button.isEnabled()
+        panel.cancel_button.click()
+    assert panel.analyse_button.isEnabled()
