@@ -51,6 +51,16 @@ def _license_documents() -> list[tuple[str, str]]:
     return documents
 
 
+def _install_image_analysis(window: MainWindow, controllers: list) -> None:
+    """The AI analysis panel (image classifier / head segmenter) inside the Images workspace."""
+    from healthfm_desktop.controllers.image_ai import ImageAnalysisController
+    from healthfm_desktop.views.image_viewer.analysis_panel import install_image_analysis
+
+    images = next(c for c in controllers if c.name == "images")
+    analysis = ImageAnalysisController(images, parent=images)
+    install_image_analysis(window.workspace_widget("images"), analysis)
+
+
 def build_main_window() -> MainWindow:
     """The whole application: main window, controllers, wiring. Tests use this too."""
     window = MainWindow()
@@ -64,6 +74,7 @@ def build_main_window() -> MainWindow:
         controller.busy_changed.connect(lambda busy, w=window: w.show_progress(None, busy=busy))
         controllers.append(controller)
 
+    _install_image_analysis(window, controllers)
     app_controller = AppController(controllers, open_settings(), parent=window)
     window.app_controller = app_controller
     window.controllers = app_controller.workspaces
