@@ -1,0 +1,142 @@
+"""Risk features and the shipped icu_mortality model: the training script and the app compute
+identical features, the features are the statistics they claim to be, the model's scores,
+trajectory and explanations behave, the model card reports the figures, and the training script
+runs end to end on a tiny subset."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from healthfm_desktop.core.errors import ModelError
+from healthfm_desktop.core.inference.registry import load_registry
+from healthfm_desktop.core.patients.features import FEATURE_NAMES, N_FEATURES, cohort_features, record_features
+from healthfm_desktop.core.patients.importing import read_long_csv, read_patient_file
+from healthfm_desktop.core.patients.risk import TRAJECTORY_HOURS, RiskModel
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "tests" / "data" / "patients"
+SCRIPT = REPO / "models" / "training" / "train_icu_mortality.py"
+
+
+def _training_module():
+    spec = importlib.util.spec_from_file_location("train_icu_mortality", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    return read_patient_file(DATA / "timeseries.csv.gz")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return RiskModel()
+
+
+def test_training_script_and_app_compute_identical_features(cohort):
+    training = _training_module()
+    records, y, split, _ = training.load_dataset(DATA)
+    from_training = cohort_features(records)
+    app_records = [cohort.by_id(r.patient_id) for r in records]
+    from_app = cohort_features(app_records)
+    assert from_training.shape == (61, N_FEATURES) and from_training.dtype == np.float32
+    np.testing.assert_array_equal(from_training, from_app)
+    assert set(split) == {"a", "b", "c"} and y.sum() >= 18
+
+
+def test_features_are_the_documented_statistics(tmp_path):
+    path = tmp_path / "one.csv"
+    path.write_text(
+        "patient_id,time,variable,value\n"
+        "1,0,Age,70\n1,0,ICUType,2\n1,10,HR,100\n1,20,HR,80\n1,30,HR,0\n1,3000,HR,120\n1,60,Urine,50\n1,120,Urine,30\n",
+        encoding="utf-8",
+    )
+    stay = read_long_csv(path).by_id("1")
+    features = dict(zip(FEATURE_NAMES, record_features(stay).tolist()))
+    # HR 0 is excluded (rule 1) and the value at 50 h is past the 48 h window
+    assert [features[f"HR:{s}"] for s in ("count", "first", "last", "min", "max", "mean")] == [2, 100, 80, 80, 100, 90]
+    assert features["HR:std"] == pytest.approx(10.0)
+    assert features["Age"] == 70 and features["ICUType=2"] == 1 and features["ICUType=3"] == 0
+    assert features["Urine:total"] == 80 and features["all:count"] == 4
+    assert features["Lactate:count"] == 0 and math.isnan(features["Lactate:mean"])
+    early = dict(zip(FEATURE_NAMES, record_features(stay, 15).tolist()))
+    assert early["HR:count"] == 1 and early["HR:last"] == 100
+
+
+def test_scores_are_probabilities_and_rank_deaths_higher(cohort, model):
+    outcomes = {line.split(",")[0]: line.strip().split(",")[-1] for line in (DATA / "outcomes.csv").read_text().splitlines()[1:]}
+    risks = model.score(cohort.records)
+    assert risks.shape == (61,) and np.all((risks > 0) & (risks < 1))
+    died = np.array([outcomes[r.patient_id] == "1" for r in cohort.records])
+    assert risks[died].mean() > 2 * risks[~died].mean()
+    # scoring one stay at a time gives the same numbers as the batch
+    assert model.score(cohort.records[:1])[0] == pytest.approx(risks[0], abs=1e-6)
+
+
+def test_trajectory_and_explanations(cohort, model):
+    stay = cohort.by_id("136183")
+    assessment = model.assess(stay)
+    assert [h for h, _ in assessment.trajectory] == list(TRAJECTORY_HOURS)
+    assert assessment.risk == pytest.approx(model.score([stay])[0])
+    assert assessment.risk == assessment.trajectory[-1][1]
+    contributions = assessment.contributions
+    assert 3 <= len(contributions) <= 6
+    magnitudes = [abs(c.log_odds) for c in contributions]
+    assert magnitudes == sorted(magnitudes, reverse=True)
+    # an explanation is what the model does: removing that variable changes the logit by that much
+    top = contributions[0]
+    features = record_features(stay)[None, :].copy()
+    base = model._run(features, "logit")[0]
+    masked = features.copy()
+    masked[0, [i for i, name in enumerate(FEATURE_NAMES) if name.split(":")[0].split("=")[0] == top.source]] = np.nan
+    assert base - model._run(masked, "logit")[0] == pytest.approx(top.log_odds, abs=1e-4)
+    assert top.summary
+
+
+def test_a_stay_with_no_rows_still_gets_a_score(cohort, model):
+    empty = cohort.by_id("140501")
+    assessment = model.assess(empty)
+    assert 0 < assessment.risk < 1
+    assert any("not measured" in c.summary or "age" in c.summary for c in assessment.contributions)
+
+
+def test_manifest_and_card_report_the_figures():
+    manifest = load_registry().get("icu_mortality")
+    metrics = manifest.metrics
+    assert metrics["auroc"] >= 0.87 and metrics["auprc"] >= 0.55
+    assert metrics["auroc_95ci"][0] < metrics["auroc"] < metrics["auroc_95ci"][1]
+    assert metrics["event1_score_min_se_ppv"] >= 0.54 and metrics["hosmer_lemeshow_h"] > 0
+    assert manifest.preprocessing["feature_names"] == list(FEATURE_NAMES)
+    card = (REPO / "models" / "icu_mortality.md").read_text(encoding="utf-8")
+    assert "icu_mortality_reliability.png" in card and f"**{metrics['auroc']}**" in card
+    assert (REPO / "models" / "icu_mortality_reliability.png").stat().st_size < 50_000
+
+
+def test_a_model_built_for_other_features_is_refused(tmp_path, monkeypatch):
+    for suffix in (".onnx", ".md"):
+        (tmp_path / f"icu_mortality{suffix}").write_bytes((REPO / "models" / f"icu_mortality{suffix}").read_bytes())
+    manifest = json.loads((REPO / "models" / "icu_mortality.json").read_text())
+    manifest["preprocessing"]["feature_names"] = manifest["preprocessing"]["feature_names"][:-1]
+    (tmp_path / "icu_mortality.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("HEALTHFM_MODELS_DIR", str(tmp_path))
+    with pytest.raises(ModelError, match="feature layout"):
+        RiskModel()
+
+
+def test_training_script_runs_on_a_tiny_subset(tmp_path):
+    training = _training_module()
+    assert training.main(["--data", str(DATA), "--out", str(tmp_path), "--quick"]) == 0
+    registry = load_registry(tmp_path)
+    session, manifest, _ = registry.session("icu_mortality")
+    assert manifest.metrics["n_test"] == 20 and "QUICK" in manifest.training_data["split"]
+    (risk, logit, components) = session.run(None, {"features": np.full((2, N_FEATURES), np.nan, dtype=np.float32)})
+    assert risk.shape == (2, 1) and np.all((risk > 0) & (risk < 1))
+    assert (tmp_path / "icu_mortality_reliability.png").is_file() and (tmp_path / "icu_mortality.md").is_file()
