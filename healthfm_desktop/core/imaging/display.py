@@ -126,7 +126,10 @@ def apply_voi_lut_sequence(values: np.ndarray, voi_lut_dataset: Dataset, index: 
     """Apply the file's VOI LUT Sequence (pydicom) and scale its output to 0..255."""
     item = voi_lut_dataset.VOILUTSequence[index]
     descriptor = item.LUTDescriptor
-    out = apply_voi(np.asarray(values), voi_lut_dataset, index=index).astype(np.float32)
+    values = np.asarray(values)
+    if values.dtype.kind == "f" and np.array_equal(values, np.round(values)):
+        values = values.astype(np.int64)  # LUT entries are indexed by integer input values
+    out = apply_voi(values, voi_lut_dataset, index=index).astype(np.float32)
     bits = int(descriptor[2]) if len(descriptor) > 2 else 16
     top = float((1 << bits) - 1)
     if out.size and out.max() <= 255 and bits > 8 and top > 255:
