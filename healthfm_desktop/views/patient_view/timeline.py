@@ -20,7 +20,7 @@ from healthfm_desktop.core.patients.timeline import PANELS, LinkedNote, Panel, p
 from healthfm_desktop.core.patients.variables import FLUID, LAB, RESPIRATORY, VITAL
 
 PANEL_HEIGHT = 96
-COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44))
+COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44))  # red is kept for excluded points
 GROUP_TINT = {VITAL: (255, 255, 255), RESPIRATORY: (250, 250, 255), LAB: (255, 252, 246), FLUID: (246, 252, 255)}
 EXCLUDED_BRUSH = pg.mkBrush(220, 0, 0)
 REFERENCE_BRUSH = pg.mkBrush(60, 170, 60, 40)

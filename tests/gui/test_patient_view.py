@@ -1,0 +1,138 @@
+"""The Patients workspace as a user meets it: open real ICU stays, see them listed by risk,
+search, select one, and see its timeline (panels with the right points, reference bands,
+excluded points marked, linked notes, one time axis) and its risk panel (score, trajectory,
+top variables), all matching what core computes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from healthfm_desktop.controllers.patients import PatientsController
+from healthfm_desktop.core.patients.importing import read_patient_file
+from healthfm_desktop.core.patients.risk import RiskModel
+from healthfm_desktop.core.patients.timeline import panels_for
+from healthfm_desktop.views.patient_view.workspace import RISK_COLUMN, PatientsWorkspace
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "tests" / "data" / "patients"
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    return read_patient_file(DATA / "timeseries.csv.gz")
+
+
+@pytest.fixture
+def workspace(qtbot):
+    controller = PatientsController()
+    view = PatientsWorkspace(controller)
+    qtbot.addWidget(view)
+    view.resize(1400, 900)
+    view.show()
+    controller.open_paths([DATA / "timeseries.csv.gz"])
+    qtbot.waitUntil(lambda: view.model.rowCount() == 61, timeout=30_000)
+    qtbot.waitUntil(lambda: controller.current is not None and bool(view.timeline.shown), timeout=30_000)
+    return view
+
+
+def _select(view, qtbot, patient_id: str) -> None:
+    view.select_patient(patient_id)
+    qtbot.waitUntil(lambda: view.controller.current is not None and view.controller.current.record.patient_id == patient_id
+                    and view.timeline.record is not None and view.timeline.record.patient_id == patient_id, timeout=30_000)
+
+
+def test_list_is_sorted_by_risk_and_searchable(workspace, cohort):
+    view = workspace
+    risks = [float(view.proxy.index(row, RISK_COLUMN).data()) for row in range(view.proxy.rowCount())]
+    assert risks == sorted(risks, reverse=True)
+    expected = dict(zip((r.patient_id for r in cohort.records), RiskModel().score(cohort.records)))
+    top = view.proxy.index(0, 0).data()
+    assert risks[0] == pytest.approx(expected[top] * 100, abs=0.051)
+    # the first (highest-risk) stay is shown straight away
+    assert view.controller.current.record.patient_id == top
+    view.search.setText("1569")
+    assert view.proxy.rowCount() == 1 and view.proxy.index(0, 0).data() == "156930"
+    view.search.clear()
+    view.table.sortByColumn(RISK_COLUMN, Qt.SortOrder.AscendingOrder)
+    assert float(view.proxy.index(0, RISK_COLUMN).data()) == min(risks)
+
+
+def test_timeline_and_risk_panel_show_the_selected_stay(workspace, qtbot, cohort, tmp_path):
+    view = workspace
+    stay = cohort.by_id("156930")  # 10 impossible values (zero blood pressures) in the source
+    _select(view, qtbot, "156930")
+    timeline = view.timeline
+    assert timeline.panel_titles() == [p.title for p in panels_for(stay)]
+    heart = timeline.panel("Heart rate")
+    hours, values = heart.curves[0].getData()
+    minutes, expected = stay.series("HR")
+    np.testing.assert_allclose(hours, minutes / 60)
+    np.testing.assert_allclose(values, expected)
+    assert heart.band is not None and tuple(heart.band.getRegion()) == (60, 100)
+    assert sum(item.n_excluded for item in timeline.shown) == stay.n_excluded == 10
+    line = timeline.panel("Arterial BP (line)")
+    assert line.n_excluded > 0
+    low, high = line.plot.getViewBox().viewRange()[1]
+    assert all(low <= y <= high for y in line.excluded.getData()[1])  # pinned inside, value in the tooltip
+    assert "excluded" in timeline.header.text()
+    # one time axis: zooming one panel moves every panel
+    heart.plot.setXRange(6, 12, padding=0)
+    for item in timeline.shown:
+        assert item.plot.getViewBox().viewRange()[0] == pytest.approx([6, 12], abs=1e-6)
+
+    assessment = RiskModel().assess(stay)
+    panel = view.risk_panel
+    assert panel.score.text() == f"{assessment.risk * 100:.1f} %"
+    hours, risks = panel.trajectory_curve.getData()
+    assert hours.tolist() == [12, 24, 36, 48]
+    np.testing.assert_allclose(risks, [r * 100 for _, r in assessment.trajectory], rtol=1e-6)
+    assert panel.contributions.rowCount() == len(assessment.contributions) >= 3
+    assert panel.contributions.item(0, 0).text() == assessment.contributions[0].source
+    view.grab().save(str(tmp_path / "patient_view.png"))
+    assert (tmp_path / "patient_view.png").stat().st_size > 10_000
+
+
+def test_linked_notes_appear_on_the_timeline(workspace, qtbot):
+    view = workspace
+    _select(view, qtbot, "133863")
+    view.controller.link_notes([
+        ("nursing note", "Patient ID: 133863\nICU time: 20:30\nAgitated overnight, sedation increased."),
+        ("other stay", "Patient ID: 999\nICU time: 01:00\nNot this patient."),
+        ("unlinked", "A note that names no stay."),
+    ])
+    qtbot.waitUntil(lambda: any(bool(item.note_lines) for item in view.timeline.shown), timeout=10_000)
+    lines = view.timeline.shown[0].note_lines
+    assert len(lines) == 1 and lines[0].value() == pytest.approx(20.5)
+    assert "1 linked note" in view.timeline.header.text()
+
+
+def test_a_file_with_bad_rows_lists_them_and_shows_the_rest(qtbot, tmp_path):
+    path = tmp_path / "stays.csv"
+    path.write_text("patient_id,time,variable,value,unit\n1,0,HR,80,bpm\n1,5,HR,fast,bpm\n1,60,HR,90,bpm\n", encoding="utf-8")
+    controller = PatientsController()
+    view = PatientsWorkspace(controller)
+    qtbot.addWidget(view)
+    messages = []
+    controller.message.connect(lambda level, text: messages.append(level))
+    controller.open_paths([path])
+    qtbot.waitUntil(lambda: view.model.rowCount() == 1 and view.problems.count() == 1, timeout=30_000)
+    assert view.problems.item(0).text() == "stays.csv:3: value 'fast' is not a number"
+    assert messages == ["warning"]
+    qtbot.waitUntil(lambda: view.timeline.record is not None, timeout=30_000)
+    assert view.timeline.panel("Heart rate").n_points == 2
+
+
+def test_an_unreadable_file_is_reported_not_crashed(qtbot, tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text('{"resourceType": "Bundle", "entry": [', encoding="utf-8")
+    controller = PatientsController()
+    view = PatientsWorkspace(controller)
+    qtbot.addWidget(view)
+    controller.open_paths([path])
+    qtbot.waitUntil(lambda: view.problems.count() == 1, timeout=30_000)
+    assert view.problems.item(0).text().startswith("broken.json: ")
+    assert view.model.rowCount() == 0
