@@ -87,7 +87,7 @@ _KEEP_UIDS = {
 }
 _DATE_VRS = {"DA", "DT", "TM"}
 _BURNED_IN_MODALITIES = {"US", "SC", "OT", "XC", "ES", "GM", "SM", "DOC"}
-PROFILE_NAME = "DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile"
+PROFILE_NAME = "PS3.15 E.1 Basic Application Confidentiality Profile"
 
 
 @dataclass
