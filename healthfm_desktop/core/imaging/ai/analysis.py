@@ -73,7 +73,7 @@ def image_from_dicom_object(data: bytes, frame: int = 0, name: str | None = None
 
 def analyse(
     image: SourceImage, choice: str = AUTOMATIC, pixel_spacing_mm: float | None = None
-) -> Iterator[tuple[float, str]] :
+) -> Iterator[tuple[float, str]]:
     """A generator: yields (fraction, step) between steps (where a job can be cancelled) and
     returns an AnalysisOutcome."""
     task = task_for(image, choice)
@@ -133,7 +133,8 @@ def export_results(outcome: AnalysisOutcome, folder) -> list:
         if outcome.segmentation is not None and outcome.segmentation.ellipse is not None:
             seg = dicom_export.segmentation_to_dicom_seg(outcome.image, outcome.segmentation)
             written.append(dicom_export.save_dataset(seg, folder / f"SEG_{uid}.dcm"))
-        if outcome.classification is not None or outcome.segmentation is not None and outcome.segmentation.head_circumference_mm:
+        measured = outcome.segmentation is not None and outcome.segmentation.head_circumference_mm is not None
+        if outcome.classification is not None or measured:
             sr = dicom_export.results_to_sr(outcome.image, outcome.classification, outcome.segmentation)
             written.append(dicom_export.save_dataset(sr, folder / f"SR_{uid}.dcm"))
     else:
