@@ -278,3 +278,23 @@ def test_fuzz_fhir_reader_fails_only_with_clear_errors(tmp_path, entries, kind):
         return
     for bad in cohort.bad_rows:
         assert bad.where in ("entry", "line") and bad.reason
+
+
+def test_fast_path_gives_the_same_stays_as_row_by_row_checking(cohort):
+    import csv as csv_module
+
+    from healthfm_desktop.core.patients.importing import ObservationRows, _read_patient_table
+
+    rows = ObservationRows()
+    with gzip.open(DATA / "timeseries.csv.gz", "rt", encoding="utf-8") as handle:
+        reader = csv_module.reader(handle)
+        next(reader)
+        for row in reader:
+            rows.add(reader.line_num, *row)
+    _read_patient_table(DATA / "patients.csv", rows.builder)
+    slow = rows.build("slow")
+    assert [r.patient_id for r in slow.records] == [r.patient_id for r in cohort.records]
+    for a, b in zip(slow.records, cohort.records):
+        assert a.descriptors == pytest.approx(b.descriptors, nan_ok=True)
+        for field in ("time", "variable", "value", "excluded"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field))

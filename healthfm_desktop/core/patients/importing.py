@@ -116,7 +116,7 @@ class ObservationRows:
             return
         kind, target, factor, offset = resolved
         try:
-            minutes = int(time_text) if time_text.isdigit() else parse_minutes(time_text)
+            minutes = int(time_text) if time_text.isdecimal() else parse_minutes(time_text)
             if minutes > MAX_MINUTES:
                 raise ValueError(f"time {time_text!r} is more than a year after admission")
         except ValueError as exc:
@@ -173,9 +173,8 @@ def _open_text(path: Path) -> io.TextIOBase:
         raise UnreadableFileError(f"cannot open {path.name}: {exc}") from exc
 
 
-def _rows(handle: io.TextIOBase, path: Path):
+def _rows(reader, path: Path):
     """csv rows with their line numbers; decoding and gzip errors become a clear message."""
-    reader = csv.reader(handle)
     while True:
         try:
             row = next(reader)
@@ -197,9 +196,9 @@ def read_long_csv(path: str | Path, patient_table: str | Path | None = None) -> 
     path = Path(path)
     rows = ObservationRows()
     with _open_text(path) as handle:
-        lines = _rows(handle, path)
+        reader = csv.reader(handle)
         header = None
-        for line, row, problem in lines:
+        for line, row, problem in _rows(reader, path):
             if row is None or not any(cell.strip() for cell in row):
                 continue
             header = [cell.strip().casefold() for cell in row]
@@ -214,23 +213,67 @@ def read_long_csv(path: str | Path, patient_table: str | Path | None = None) -> 
             )
         pid, time_col, var_col, value_col = (header.index(c) for c in LONG_CSV_COLUMNS)
         unit_col = header.index("unit") if "unit" in header else None
-        width = len(header)
-        add = rows.add
-        bad = rows.builder.bad
-        for line, row, problem in lines:
-            if row is None:
-                bad(line, problem or "not valid CSV")
-                continue
-            if len(row) != width:
-                if not any(cell.strip() for cell in row):
-                    continue
-                bad(line, f"{len(row)} fields, expected {width}")
-                continue
-            add(line, row[pid], row[time_col], row[var_col], row[value_col], row[unit_col] if unit_col is not None else "")
+        _read_long_rows(reader, rows, path, width=len(header), columns=(pid, time_col, var_col, value_col, unit_col))
     table = Path(patient_table) if patient_table else path.parent / PATIENT_TABLE_NAME
     if table.is_file() and table.resolve() != path.resolve():
         _read_patient_table(table, rows.builder)
     return rows.build(str(path))
+
+
+def _read_long_rows(reader, rows: ObservationRows, path: Path, width: int, columns: tuple) -> None:
+    """The body of a long CSV. A plain observation row of a known patient, variable and unit
+    (nearly all of a million rows) is appended directly; anything else goes through
+    ``ObservationRows.add``, which checks and reports it, and teaches the fast path the new
+    patient or (variable, unit) pair. Both paths compute the same numbers."""
+    pid, time_col, var_col, value_col, unit_col = columns
+    builder = rows.builder
+    patient_of: dict[str, int] = {}
+    observation_of: dict[tuple[str, str], tuple[int, float, float]] = {}
+    append_patient, append_time = builder.patient.append, builder.time.append
+    append_variable, append_value = builder.variable.append, builder.value.append
+    weight = VARIABLE_INDEX["Weight"]
+
+    def slow(line: int, row: list[str]) -> None:
+        if len(row) != width:
+            if any(cell.strip() for cell in row):
+                builder.bad(line, f"{len(row)} fields, expected {width}")
+            return
+        unit = row[unit_col] if unit_col is not None else ""
+        rows.add(line, row[pid], row[time_col], row[var_col], row[value_col], unit)
+        index = builder._order.get(row[pid].strip())
+        if index is not None:
+            patient_of[row[pid]] = index
+        resolved = rows._resolve(row[var_col], unit)
+        if isinstance(resolved, tuple) and resolved[0] == "observation" and VARIABLE_INDEX[resolved[1]] != weight:
+            observation_of[(row[var_col], unit)] = (VARIABLE_INDEX[resolved[1]], resolved[2], resolved[3])
+
+    while True:
+        try:
+            for row in reader:
+                if len(row) == width:
+                    index = patient_of.get(row[pid])
+                    target = observation_of.get((row[var_col], row[unit_col] if unit_col is not None else ""))
+                    text = row[time_col]
+                    if index is not None and target is not None and text.isdecimal():
+                        try:
+                            value = float(row[value_col])
+                        except ValueError:
+                            value = math.nan
+                        minutes = int(text)
+                        if value - value == 0 and minutes <= MAX_MINUTES:  # finite, in range
+                            append_patient(index)
+                            append_time(minutes)
+                            append_variable(target[0])
+                            append_value(value * target[1] + target[2])
+                            continue
+                slow(reader.line_num, row)
+            return
+        except csv.Error as exc:
+            builder.bad(reader.line_num, f"not valid CSV: {exc}")
+        except UnicodeDecodeError:
+            raise UnreadableFileError(f"{path.name} is not UTF-8 text (line {reader.line_num + 1})") from None
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise UnreadableFileError(f"{path.name} is damaged: {exc}") from None
 
 
 def _read_patient_table(path: Path, builder: CohortBuilder) -> None:
@@ -268,7 +311,7 @@ def read_physionet_records(paths: list[Path]) -> PatientCohort:
         path = Path(path)
         start = len(rows.builder.bad_rows)
         with _open_text(path) as handle:
-            lines = _rows(handle, path)
+            lines = _rows(csv.reader(handle), path)
             header = None
             for line, row, problem in lines:
                 if row:
