@@ -41,7 +41,7 @@ class OrthancServer:
     """
 
     def __init__(self, aet: str = "ORTHANC", modalities: dict[str, tuple[str, int]] | None = None,
-                 workdir: Path | None = None, extra_config: dict | None = None):
+                 workdir: Path | None = None, extra_config: dict | None = None, no_delay: bool = True):
         binary = orthanc_binary()
         if binary is None:
             raise FileNotFoundError("the Orthanc binary is not installed (apt-get install orthanc)")
@@ -55,6 +55,9 @@ class OrthancServer:
         self.modalities = dict(modalities or {})
         self.extra_config = dict(extra_config or {})
         self.process: subprocess.Popen | None = None
+        # DCMTK (inside Orthanc) leaves Nagle's algorithm on unless TCP_NODELAY is set; with it
+        # on, each small DIMSE write waits for a delayed ACK (~40 ms per message)
+        self.no_delay = no_delay
 
     # --- lifecycle -----------------------------------------------------------------------
     def config(self) -> dict:
@@ -92,8 +95,9 @@ class OrthancServer:
         config_path.write_text(json.dumps(self.config(), indent=1), encoding="utf-8")
         self.log_path = self.workdir / "orthanc.log"
         log = open(self.log_path, "wb")
+        env = dict(os.environ, TCP_NODELAY="1" if self.no_delay else "0")
         self.process = subprocess.Popen([self.binary, str(config_path)], stdout=log, stderr=subprocess.STDOUT,
-                                        cwd=self.workdir, start_new_session=True)
+                                        cwd=self.workdir, start_new_session=True, env=env)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

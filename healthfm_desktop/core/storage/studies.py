@@ -123,7 +123,7 @@ class InstanceRecord:
             sop_uid=sop_uid,
             series_uid=series_uid,
             study_uid=study_uid,
-            path=str(path.resolve()),
+            path=os.path.abspath(path),
             size=stat.st_size,
             mtime=stat.st_mtime,
             sop_class=text("SOPClassUID") or (str(meta.get("MediaStorageSOPClassUID", "")) if meta else ""),
@@ -144,24 +144,22 @@ class InstanceRecord:
 
 
 def read_instance_record(path: Path | str) -> InstanceRecord:
-    """Read a file's header (not its pixels) into a record; UnreadableFileError if it is not DICOM."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
+    """Read a file's header (not its pixels) into a record, with the DICOM core's reader (it
+    also catches truncated pixel data); UnreadableFileError says why a file is refused."""
+    from healthfm_desktop.core.imaging.scanning import read_header
+    from healthfm_desktop.core.imaging.sources import SourceRef
 
     path = Path(path)
+    if path.is_dir():
+        raise UnreadableFileError("is a folder")
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        ds, _forced, _has_pixels, _offset = read_header(SourceRef(path))
     except FileNotFoundError:
         raise UnreadableFileError("file not found") from None
-    except IsADirectoryError:
-        raise UnreadableFileError("is a folder") from None
     except PermissionError:
         raise UnreadableFileError("permission denied") from None
-    except InvalidDicomError:
-        raise UnreadableFileError("not a DICOM file") from None
-    except (OSError, ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError, EOFError) as exc:
-        # pydicom raises a variety of these on truncated or malformed headers
-        raise UnreadableFileError(f"damaged DICOM header ({type(exc).__name__})") from None
+    except OSError as exc:
+        raise UnreadableFileError(f"cannot be read ({exc.strerror or exc})") from None
     try:
         return InstanceRecord.from_dataset(ds, path)
     except (ValueError, TypeError, OverflowError) as exc:

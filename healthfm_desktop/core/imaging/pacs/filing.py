@@ -30,22 +30,37 @@ def safe_uid_name(uid: str) -> str:
 @dataclass
 class FiledObject:
     path: Path
-    record: InstanceRecord
     size: int
+    header: object  # the pydicom Dataset (no pixel data) the record is made from
+    _record: InstanceRecord | None = None
+
+    @property
+    def record(self) -> InstanceRecord:
+        """Built on first use, after the transfer: keeps the per-object work on the network
+        path small."""
+        if self._record is None:
+            self._record = InstanceRecord.from_dataset(self.header, self.path)
+        return self._record
+
+    @property
+    def transfer_syntax(self) -> str:
+        meta = getattr(self.header, "file_meta", None)
+        return str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
 
 
 def file_encoded_object(encoded: bytes, root: Path) -> FiledObject:
     """``encoded``: a DICOM file (preamble, meta, dataset) as pynetdicom's encoded_dataset()
-    gives it."""
+    gives it. An object without its identifying UIDs is refused before anything is written."""
     import pydicom
 
     try:
         ds = pydicom.dcmread(BytesIO(encoded), stop_before_pixels=True)
+        uids = [str(ds.get(k, "") or "").strip() for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")]
     except Exception as exc:  # a peer can send anything; pydicom raises many types on bad data
         raise UnreadableFileError(f"received object cannot be read ({type(exc).__name__})") from None
-    study = safe_uid_name(str(ds.get("StudyInstanceUID", "")))
-    series = safe_uid_name(str(ds.get("SeriesInstanceUID", "")))
-    sop = safe_uid_name(str(ds.get("SOPInstanceUID", "")))
+    if not all(uids):
+        raise UnreadableFileError("received object has no study, series or instance UID")
+    study, series, sop = (safe_uid_name(uid) for uid in uids)
     folder = Path(root) / study / series
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{sop}.dcm"
@@ -62,9 +77,4 @@ def file_encoded_object(encoded: bytes, root: Path) -> FiledObject:
         except OSError:
             pass
         raise
-    try:
-        record = InstanceRecord.from_dataset(ds, path)
-    except (UnreadableFileError, ValueError, TypeError) as exc:
-        path.unlink(missing_ok=True)
-        raise UnreadableFileError(f"received object is incomplete: {exc}") from None
-    return FiledObject(path, record, len(encoded))
+    return FiledObject(path, len(encoded), ds)

@@ -88,7 +88,7 @@ class RetrieveResult:
 
     @property
     def transfer_syntaxes(self) -> dict[str, int]:
-        return dict(Counter(f.record.transfer_syntax for f in self.filed))
+        return dict(Counter(f.transfer_syntax for f in self.filed))
 
     @property
     def complete(self) -> bool:
