@@ -78,6 +78,7 @@ def build_main_window() -> MainWindow:
     app_controller = AppController(controllers, open_settings(), parent=window)
     window.app_controller = app_controller
     window.controllers = app_controller.workspaces
+    window.controllers["patients"].follow_notes(window.controllers["notes"])  # notes on the ICU timeline
 
     window.paths_requested.connect(app_controller.open_paths)
     app_controller.workspace_requested.connect(window.show_workspace)
