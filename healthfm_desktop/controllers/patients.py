@@ -139,6 +139,21 @@ class PatientsController(WorkspaceController):
         self.patient_shown.emit(self.current)
 
     # --- notes from the Notes workspace --------------------------------------------------
+    def follow_notes(self, notes_controller) -> None:
+        """Link the notes the Notes workspace opens (its ``notes_added`` ids, read back with
+        ``note(id).text``) to the stays they name."""
+
+        def on_added(note_ids: list[str]) -> None:
+            pairs = []
+            for note_id in note_ids:
+                try:
+                    pairs.append((note_id, notes_controller.note(note_id).text))
+                except (KeyError, UserFacingError):
+                    continue  # a note that cannot be read is the Notes workspace's to report
+            self.link_notes(pairs)
+
+        notes_controller.notes_added.connect(on_added)
+
     def link_notes(self, notes: list[tuple[str, str]]) -> None:
         """Slot for the Notes workspace's ``notes_opened`` ([(title, text)]): keep the notes
         that name a stay; refresh the shown stay if it gained notes."""

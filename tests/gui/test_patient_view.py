@@ -136,3 +136,20 @@ def test_an_unreadable_file_is_reported_not_crashed(qtbot, tmp_path):
     qtbot.waitUntil(lambda: view.problems.count() == 1, timeout=30_000)
     assert view.problems.item(0).text().startswith("broken.json: ")
     assert view.model.rowCount() == 0
+
+
+def test_notes_opened_in_the_notes_workspace_reach_the_timeline(qtbot, tmp_path):
+    from healthfm_desktop.app import build_main_window
+
+    window = build_main_window()
+    qtbot.addWidget(window)
+    note = tmp_path / "icu_progress_note.txt"
+    note.write_text("Patient ID: 133863\nICU time: 06:15\nIntubated for airway protection.\n", encoding="utf-8")
+    patients = window.controllers["patients"]
+    view = window.findChild(PatientsWorkspace)
+    patients.open_paths([DATA / "records" / "133863.txt"])
+    qtbot.waitUntil(lambda: view.timeline.record is not None, timeout=30_000)
+    window.controllers["notes"].open_paths([note])
+    qtbot.waitUntil(lambda: bool(view.timeline.shown[0].note_lines), timeout=30_000)
+    assert view.timeline.shown[0].note_lines[0].value() == pytest.approx(6.25)
+    window.close()
