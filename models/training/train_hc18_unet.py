@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=12)
+    parser.add_argument("--widths", type=int, nargs=4, default=[8, 16, 32, 128], metavar=("STEM", "D1", "D2", "BOTTLENECK"))
     args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     assert not set(train["subject"]) & set(test["subject"]), "subjects leak between train and test"
     log(f"train {len(train['x'])}, val {len(val['x'])}, test {len(test['x'])} images (split by subject)")
 
-    net = SmallUNet()
+    net = SmallUNet(tuple(args.widths))
     params = sum(p.numel() for p in net.parameters())
     log(f"SmallUNet with {params} parameters")
     steps = args.epochs * int(np.ceil(len(train["x"]) / args.batch))
@@ -309,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
                 "van den Heuvel et al. 2018": {"hc_mae_mm": 2.8},
             },
         },
-        "parameters": params, "epochs": args.epochs, "best_epoch": best[2], "seed": args.seed,
+        "parameters": params, "widths": list(args.widths), "epochs": args.epochs, "best_epoch": best[2], "seed": args.seed,
     }
     write_manifest(out_dir / f"{NAME}.json", manifest)
 
@@ -366,8 +367,8 @@ def model_card(manifest: dict, int8_metrics: dict, int8_shipped: bool, log_lines
 **Task:** {manifest['task']}. **Intended use:** {manifest['intended_use']}
 
 ## Model
-Small U-Net ({manifest['parameters']} parameters): stride-2 stem, encoder 8/16/32 channels,
-bottleneck 128, transposed-convolution decoder with skips, half-resolution logits upsampled
+Small U-Net ({manifest['parameters']} parameters): stride-2 stem, encoder {'/'.join(map(str, manifest['widths'][:3]))} channels,
+bottleneck {manifest['widths'][3]}, transposed-convolution decoder with skips, half-resolution logits upsampled
 bilinearly to 144x208. BCE + soft Dice loss, flip and gain/gamma augmentation, AdamW one-cycle,
 {manifest['epochs']} epochs, best epoch ({manifest['best_epoch']}) by validation Dice.
 Post-processing: {manifest['preprocessing']['postprocessing']}.
