@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from pathlib import Path
@@ -27,10 +28,12 @@ from healthfm_desktop.core.routing import IMAGES
 from healthfm_desktop.core.storage.atomic import atomic_write_bytes, atomic_write_text
 
 from healthfm_desktop.core.imaging import display
+from healthfm_desktop.core.imaging.decoding import ModalityTransform
 
 log = logging.getLogger(__name__)
 
 THUMBNAIL_PIXELS = 128
+_IDENTITY = ModalityTransform()
 FRAME_CACHE_BYTES = 1536 * 1024**2
 
 
@@ -124,9 +127,11 @@ class ImagesController(WorkspaceController):
     status = Signal(str)
     import_finished = Signal(dict)  # {series, frames, rejected, cancelled, seconds}
     series_loaded = Signal(str)  # every frame of the series is decoded
+    frame_failed = Signal(str, int, str)  # series key, index, why it cannot be shown
 
     # emitted from worker threads (queued to the UI thread by Qt)
     _decoded = Signal(str, int)
+    _failed = Signal(str, int, str)
     _scan_step = Signal(int, int)
 
     def __init__(self, parent=None):
@@ -137,14 +142,18 @@ class ImagesController(WorkspaceController):
         self._by_key: dict[str, Series] = {}
         self._cache = _FrameCache()
         self._pending: set[tuple[str, int]] = set()
+        self._failures: dict[tuple[str, int], str] = {}
         self._prefetching: set[str] = set()
         self._loaded: set[str] = set()
-        self._cancel = threading.Event()
+        # one event per running job: Cancel sets them all, a new job starts with a fresh one
+        self._cancel_events: set[threading.Event] = set()
+        self._scan_jobs: set = set()
         self._current: tuple[str, int] | None = None
         self._measurements: dict[str, dict] = {}  # id -> record
         self._studies_loaded: set[str] = set()
         self._mpr_cache: dict[str, Any] = {}
         self._decoded.connect(self._on_decoded)
+        self._failed.connect(self._on_failed)
         self._scan_step.connect(lambda done, total: self.progress.emit(
             Progress(done / max(total, 1), f"Indexing {done}/{total} files")))
 
@@ -152,25 +161,33 @@ class ImagesController(WorkspaceController):
     def open_paths(self, paths: list[Path]) -> None:
         """Index the paths on a worker; the first series' first image is requested as soon as
         the index is ready, the rest decodes in the background."""
-        self._cancel.clear()
         self.status.emit(f"Reading {len(paths)} item(s)…")
-        import time
-
         started = time.perf_counter()
-        self.start_job(self._scan, [Path(p) for p in paths],
-                       on_result=lambda result: self._on_scanned(result, started))
+        cancel = self._new_cancel_event()
+        job = self.start_job(self._scan, [Path(p) for p in paths], cancel,
+                             on_result=lambda result: self._on_scanned(result, started))
+        self._scan_jobs.add(job)
+        job.finished.connect(lambda: (self._scan_jobs.discard(job), self._cancel_events.discard(cancel)))
 
-    def _scan(self, paths: list[Path]):
+    def _scan(self, paths: list[Path], cancel: threading.Event):
         return scan_paths(paths, progress=lambda done, total: self._scan_step.emit(done, total),
-                          cancel=self._cancel.is_set)
+                          cancel=cancel.is_set)
+
+    def _new_cancel_event(self) -> threading.Event:
+        event = threading.Event()
+        self._cancel_events.add(event)
+        return event
 
     def cancel_jobs(self) -> None:
-        self._cancel.set()
-        super().cancel_jobs()
+        """Cancel: indexing stops and keeps what it found so far; decoding, thumbnails and MPR
+        stop at their next step."""
+        for event in list(self._cancel_events):
+            event.set()
+        for job in list(self._jobs):
+            if job not in self._scan_jobs:
+                job.cancel()
 
     def _on_scanned(self, result, started: float) -> None:
-        import time
-
         known = {s.key for s in self.series}
         added = [s for s in result.series if s.key not in known]
         for series in added:
@@ -196,14 +213,23 @@ class ImagesController(WorkspaceController):
         if added:
             # the first image first: the view asks for it when it sees the new series
             self.series_changed.emit()
-            self.start_job(self._make_thumbnails, added)
+            cancel = self._new_cancel_event()
+            thumbnails = self.start_job(self._make_thumbnails, added, cancel)
+            thumbnails.finished.connect(lambda: self._cancel_events.discard(cancel))
             self._prefetch(added[0].key)
         self.measurements_changed.emit()
         self.import_finished.emit(summary)
 
-    def _make_thumbnails(self, series_list: list[Series]):
+    def clear_unreadable(self) -> None:
+        """Forget the list of files that could not be read (and the import notes)."""
+        self.unreadable.clear()
+        self.notes.clear()
+        self.unreadable_changed.emit([])
+        self.notes_changed.emit([])
+
+    def _make_thumbnails(self, series_list: list[Series], cancel: threading.Event):
         for series in series_list:
-            if self._cancel.is_set():
+            if cancel.is_set():
                 return
             index = series.frame_count // 2
             try:
@@ -251,7 +277,7 @@ class ImagesController(WorkspaceController):
 
     def request_frame(self, key: str, index: int) -> None:
         """Decode one frame on a worker (the view shows it on ``frame_ready``)."""
-        if (key, index) in self._pending or key not in self._by_key:
+        if (key, index) in self._pending or key not in self._by_key or (key, index) in self._failures:
             return
         self._pending.add((key, index))
         series = self._by_key[key]
@@ -260,11 +286,8 @@ class ImagesController(WorkspaceController):
             self._load(series, index)
             return key, index
 
-        def failed(text: str, key=key, index=index) -> None:
-            self._pending.discard((key, index))
-            self.message.emit("error", f"Image {index + 1} of {series.description or 'the series'} cannot be shown: {text}")
-
-        self.start_job(decode, on_result=lambda r: self._on_decoded(*r), on_error=failed)
+        self.start_job(decode, on_result=lambda r: self._on_decoded(*r),
+                       on_error=lambda text, key=key, index=index: self._on_failed(key, index, text))
         self._prefetch(key)
 
     def _prefetch(self, key: str) -> None:
@@ -273,21 +296,35 @@ class ImagesController(WorkspaceController):
             return
         self._prefetching.add(key)
         series = self._by_key[key]
-        cancel = self._cancel
+        cancel = self._new_cancel_event()
 
         def decode_all():
             total = series.frame_count
-            failures = 0
             missing = [i for i in range(total) if self._cache.get(key, i) is None]
             done = total - len(missing)
+            failures: dict[int, str] = {}
             iterator = series.iter_frames(missing, cancel=cancel.is_set)
-            while True:
+            while not cancel.is_set():
                 try:
                     index, pixels = next(iterator)
                 except StopIteration:
                     break
                 except UserFacingError:
-                    failures += 1
+                    # one undecodable object: go on frame by frame so the others still load
+                    for index in missing:
+                        if cancel.is_set():
+                            break
+                        if self._cache.get(key, index) is not None or index in failures:
+                            continue
+                        try:
+                            self._load(series, index)
+                        except UserFacingError as exc:
+                            failures[index] = str(exc)
+                            self._failed.emit(key, index, str(exc))
+                        else:
+                            self._decoded.emit(key, index)
+                        done += 1
+                        yield Progress(done / total, f"Loading {series.description or 'series'} {done}/{total}")
                     break
                 self._cache.put(key, index, compact_frame(pixels))
                 self._decoded.emit(key, index)
@@ -296,16 +333,33 @@ class ImagesController(WorkspaceController):
             return key, failures
 
         def finished(result) -> None:
-            self._prefetching.discard(key)
-            if result and not result[1]:
+            if result is None:
+                return
+            _, failures = result
+            if failures:
+                first = min(failures)
+                self.message.emit("warning", f"{len(failures)} of {series.frame_count} image(s) of "
+                                             f"{series.description or 'the series'} could not be decoded "
+                                             f"(image {first + 1}: {failures[first]}).")
+            elif self._cache.count(key) == series.frame_count:
                 self._loaded.add(key)
                 self.series_loaded.emit(key)
 
-        def failed(text: str) -> None:
+        def done() -> None:  # after a result, an error or a cancel alike
             self._prefetching.discard(key)
-            self.message.emit("error", text)
+            self._cancel_events.discard(cancel)
 
-        self.start_job(decode_all, on_result=finished, on_error=failed)
+        job = self.start_job(decode_all, on_result=finished)
+        job.finished.connect(done)
+
+    def _on_failed(self, key: str, index: int, reason: str) -> None:
+        self._pending.discard((key, index))
+        self._failures[(key, index)] = reason
+        self.frame_failed.emit(key, index, reason)
+
+    def frame_failure(self, key: str, index: int) -> str | None:
+        """Why frame ``index`` cannot be shown, once a decode has failed."""
+        return self._failures.get((key, index))
 
     def _on_decoded(self, key: str, index: int) -> None:
         self._pending.discard((key, index))
@@ -376,8 +430,14 @@ class ImagesController(WorkspaceController):
 
     @staticmethod
     def render_window(pixels: np.ndarray, center: float, width: float, invert: bool) -> np.ndarray:
-        """The viewports' W/L: the core's VOI function (PS3.3 C.11.2.1.2) to uint8."""
-        return display.render_uint8(pixels, display.Window(float(center), max(float(width), 1.0)), invert=invert)
+        """The viewports' W/L: the core's VOI function (PS3.3 C.11.2.1.2) to uint8. Whole-number
+        frames (cached as int16) go through a 64 K-entry table of that function: one gather
+        per pixel instead of float arithmetic, with identical output."""
+        window = display.Window(float(center), max(float(width), 1.0))
+        if pixels.dtype == np.int16:
+            lut = display.window_lut_for_stored(16, True, _IDENTITY, window, invert)
+            return display.render_stored(pixels, lut)
+        return display.render_uint8(pixels, window, invert=invert)
 
     def matching_index(self, source_key: str, source_index: int, target_key: str) -> int | None:
         """The slice of ``target_key`` nearest in space to ``source_index`` of ``source_key``
@@ -560,7 +620,7 @@ class ImagesController(WorkspaceController):
             volume, meta = self._mpr_cache[key]
             self.mpr_ready.emit(volume, meta)
             return
-        cancel = self._cancel
+        cancel = self._new_cancel_event()
 
         def build():
             from healthfm_desktop.core.imaging import mpr
@@ -597,7 +657,8 @@ class ImagesController(WorkspaceController):
             self._mpr_cache[key] = (volume, meta)
             self.mpr_ready.emit(volume, meta)
 
-        self.start_job(build, on_result=ready, on_error=self.mpr_failed.emit)
+        job = self.start_job(build, on_result=ready, on_error=self.mpr_failed.emit)
+        job.finished.connect(lambda: self._cancel_events.discard(cancel))
 
     # ------------------------------------------------------------------- tags
     def request_tags(self, key: str, index: int) -> None:

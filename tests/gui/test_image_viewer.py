@@ -47,7 +47,8 @@ class ImagesHarness:
 
 
 @pytest.fixture
-def window(qtbot):
+def window(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("HEALTHFM_HOME", str(tmp_path / "home"))  # measurements of this test only
     harness = ImagesHarness()
     qtbot.addWidget(harness.workspace)
     harness.workspace.show()
@@ -86,7 +87,8 @@ def open_and_wait(window, qtbot, paths: list[Path], full_load: bool = True):
         drop(window, paths)
     if full_load:
         qtbot.waitUntil(lambda: not controller.busy, timeout=60_000)
-    qtbot.waitUntil(lambda: workspace.active_viewport().frame() is not None or not controller.series, timeout=30_000)
+    qtbot.waitUntil(lambda: workspace.active_viewport().frame() is not None or not controller.series
+                    or controller.frame_failure(controller.series[0].key, 0) is not None, timeout=30_000)
     return controller, workspace, finished.args[0]
 
 
@@ -411,3 +413,84 @@ def test_export_deidentified_dicom_warns_about_burned_in_text(window, qtbot, tmp
     assert ds.SOPInstanceUID != original.SOPInstanceUID
     assert str(ds.get("PatientName", "")) != str(original.get("PatientName", "")) or not str(original.get("PatientName", ""))
     assert any("burned" in text.lower() for level, text in window.messages if level == "warning")
+
+
+def draw(viewport, tool_points: list[tuple[float, float]]) -> list[QPoint]:
+    """Press at the first point, drag to the second, release (distance / ROI tools)."""
+    start, end = (widget_point(viewport, *p) for p in tool_points)
+    QTest.mousePress(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, start)
+    QTest.mouseMove(viewport, end)
+    QTest.mouseRelease(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, end)
+    return [start, end]
+
+
+def test_angle_ellipse_editing_and_reload_with_the_study(window, qtbot):
+    controller, workspace, _ = open_and_wait(window, qtbot, [CT_SMALL])
+    viewport = workspace.active_viewport()
+    # angle: drag the first arm, click the end of the second: a right angle
+    workspace.set_tool("angle")
+    draw(viewport, [(20.0, 60.0), (60.0, 60.0)])
+    QTest.mouseClick(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, widget_point(viewport, 60.0, 20.0))
+    angle = controller.measurement_records()[-1]
+    assert angle["kind"] == "angle"
+    first_arm = np.subtract(angle["points"][0], angle["points"][1])
+    second_arm = np.subtract(angle["points"][2], angle["points"][1])
+    expected = math.degrees(math.acos(np.dot(first_arm, second_arm) / np.linalg.norm(first_arm) / np.linalg.norm(second_arm)))
+    assert angle["values"]["angle"] == pytest.approx(expected)
+    assert 80 < expected < 100
+    # ellipse ROI: mean/SD/min/max in HU over the pixel centres inside the ellipse
+    workspace.set_tool("ellipse")
+    draw(viewport, [(30.0, 30.0), (90.0, 80.0)])
+    ellipse = controller.measurement_records()[-1]
+    assert ellipse["kind"] == "ellipse" and ellipse["values"]["unit"] == "HU"
+    assert ellipse["values"]["min"] <= ellipse["values"]["mean"] <= ellipse["values"]["max"]
+    assert workspace.measurement_list.row_count() == 2
+    # drag the ellipse's second corner: the statistics follow
+    handle = widget_point(viewport, *ellipse["points"][1])
+    moved_to = widget_point(viewport, 110.0, 110.0)
+    QTest.mousePress(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, handle)
+    QTest.mouseMove(viewport, moved_to)
+    QTest.mouseRelease(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, moved_to)
+    edited = {m["id"]: m for m in controller.measurement_records()}[ellipse["id"]]
+    assert edited["values"]["pixels"] > ellipse["values"]["pixels"]
+    # a new session on the same study finds them again
+    again = ImagesController()
+    with qtbot.waitSignal(again.import_finished, timeout=30_000):
+        again.open_paths([CT_SMALL])
+    assert {m["id"] for m in again.measurement_records()} >= {angle["id"], ellipse["id"]}
+    assert again.measurements_for(again.series[0].key, 0)
+    again.delete_measurements([m["id"] for m in again.measurement_records()])
+    qtbot.waitUntil(lambda: not again.busy, timeout=30_000)
+
+
+def test_overlays_leave_with_their_image(window, qtbot):
+    controller, workspace, _ = open_and_wait(window, qtbot, [MR_SERIES])
+    viewport = workspace.active_viewport()
+    viewport.set_overlay("saliency", np.full((256, 256, 4), 128, np.uint8))
+    viewport.add_shape_overlay("contour", [(10, 10), (50, 10), (50, 50)], "label")
+    workspace.scroll(None, 1)
+    assert viewport.overlay_names() == [] and viewport.shape_overlay_names() == []
+
+
+def test_cancel_stops_an_import(window, qtbot):
+    controller = window.controllers["images"]
+    workspace = window.workspace
+    with qtbot.waitSignal(controller.import_finished, timeout=60_000) as finished:
+        controller.open_paths([MR_SERIES])
+        qtbot.waitUntil(lambda: workspace.cancel_button.isVisible(), timeout=10_000)
+        workspace.cancel_button.click()
+    qtbot.waitUntil(lambda: not controller.busy, timeout=30_000)
+    summary = finished.args[0]
+    # cancelled while indexing (fewer slices) or at least before the whole series decoded
+    assert summary["cancelled"] or not controller.is_series_loaded(controller.series[0].key)
+
+
+def test_an_image_that_cannot_be_decoded_says_why_instead_of_loading_forever(window, qtbot):
+    controller, workspace, summary = open_and_wait(window, qtbot, [BAD / "NM_jpeg2000_corrupt_codestream.dcm"], full_load=False)
+    assert summary["series"] == 1  # the header is fine: only the pixels are broken
+    qtbot.waitUntil(lambda: controller.frame_failure(controller.series[0].key, 0) is not None, timeout=30_000)
+    qtbot.waitUntil(lambda: not controller.busy, timeout=30_000)
+    viewport = workspace.active_viewport()
+    assert viewport.frame() is None
+    assert "cannot be shown" in viewport._message
+    assert any(level in ("warning", "error") for level, _ in window.messages)

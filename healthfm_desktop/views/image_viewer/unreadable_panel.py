@@ -3,10 +3,34 @@ that were split (mixed sizes or orientations)."""
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QHeaderView, QLabel, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+from pathlib import PurePath
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QPushButton,
+    QSplitter,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+
+def short_name(path: str) -> str:
+    """The last two parts of a path (or a zip member), enough to recognise a file."""
+    archive, _, member = path.partition("!")
+    parts = PurePath(member or archive).parts
+    shown = "/".join(parts[-2:])
+    return f"{PurePath(archive).name}!{shown}" if member else shown
 
 
 class UnreadableFilesPanel(QWidget):
+    clear_requested = Signal()
+
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.summary = QLabel("All files were read.")
@@ -15,14 +39,36 @@ class UnreadableFilesPanel(QWidget):
         self.tree.setObjectName("unreadableFiles")
         self.tree.setHeaderLabels(["File", "Why"])
         self.tree.setRootIsDecorated(False)
-        self.tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        self.notes = QLabel("")
+        self.tree.setWordWrap(True)
+        self.tree.header().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.tree.header().resizeSection(0, 150)
+        self.tree.header().setStretchLastSection(True)
+        self.notes_title = QLabel("Notes on the import:")
+        self.notes = QListWidget()
+        self.notes.setObjectName("importNotes")
         self.notes.setWordWrap(True)
+        self.clear_button = QPushButton("Clear list")
+        self.clear_button.clicked.connect(self.clear_requested)
+        top = QWidget()
+        top_layout = QVBoxLayout(top)
+        top_layout.setContentsMargins(0, 0, 0, 0)
+        header = QHBoxLayout()
+        header.addWidget(self.summary, 1)
+        header.addWidget(self.clear_button)
+        top_layout.addLayout(header)
+        top_layout.addWidget(self.tree, 1)
+        bottom = QWidget()
+        bottom_layout = QVBoxLayout(bottom)
+        bottom_layout.setContentsMargins(0, 0, 0, 0)
+        bottom_layout.addWidget(self.notes_title)
+        bottom_layout.addWidget(self.notes, 1)
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(top)
+        splitter.addWidget(bottom)
+        splitter.setSizes([400, 150])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.summary)
-        layout.addWidget(self.tree, 1)
-        layout.addWidget(self.notes)
+        layout.addWidget(splitter)
         self._rows: list[tuple[str, str]] = []
         self._notes: list[str] = []
 
@@ -31,7 +77,7 @@ class UnreadableFilesPanel(QWidget):
         self._rows = list(rows)
         self.tree.clear()
         for path, reason in self._rows:
-            item = QTreeWidgetItem([path, reason])
+            item = QTreeWidgetItem([short_name(path), reason])
             item.setToolTip(0, path)
             item.setToolTip(1, reason)
             self.tree.addTopLevelItem(item)
@@ -40,7 +86,9 @@ class UnreadableFilesPanel(QWidget):
 
     def set_notes(self, notes: list[str]) -> None:
         self._notes = list(notes)
-        self.notes.setText("\n".join(f"• {note}" for note in self._notes))
+        self.notes.clear()
+        self.notes.addItems(self._notes)
+        self.notes_title.setText(f"Notes on the import ({len(self._notes)}):" if self._notes else "Notes on the import: none")
 
     def files(self) -> list[tuple[str, str]]:
         return list(self._rows)

@@ -339,6 +339,13 @@ class ImageViewport(QWidget):
             self._overlays[name] = (image, float(min(max(opacity, 0.0), 1.0)))
             self.update()
 
+    def clear_overlays(self) -> None:
+        """Remove every RGBA and shape overlay (not the measurements)."""
+        if self._overlays or self._shapes:
+            self._overlays.clear()
+            self._shapes.clear()
+            self.update()
+
     def overlay_names(self) -> list[str]:
         return list(self._overlays)
 

@@ -52,6 +52,8 @@ class ViewportSlot:
     viewport: ImageViewport
     series_key: str | None = None
     index: int = 0
+    #: (series key, index) whose pixels the viewport shows now
+    shown: tuple[str, int] | None = None
 
 
 def frame_info_from(description: dict) -> FrameInfo:
@@ -142,6 +144,7 @@ class ImagesWorkspace(QWidget):
         self.measurement_list.delete_requested.connect(self.controller.delete_measurements)
         self.measurement_list.measurement_chosen.connect(self._go_to_measurement)
         self.side_tabs.currentChanged.connect(lambda _i: self._schedule_tags())
+        self.unreadable_panel.clear_requested.connect(self.controller.clear_unreadable)
 
     # ------------------------------------------------------------ construction
     def _build_toolbar(self) -> None:
@@ -224,6 +227,7 @@ class ImagesWorkspace(QWidget):
         c = self.controller
         c.series_changed.connect(self._on_series_changed)
         c.frame_ready.connect(self._on_frame_ready)
+        c.frame_failed.connect(lambda key, index, _reason: self._on_frame_ready(key, index))
         c.thumbnail_ready.connect(self.series_browser.set_thumbnail)
         c.unreadable_changed.connect(self._on_unreadable)
         c.notes_changed.connect(self.unreadable_panel.set_notes)
@@ -237,7 +241,12 @@ class ImagesWorkspace(QWidget):
 
     # ------------------------------------------------------------ hooks for others
     def add_side_panel(self, title: str, widget: QWidget) -> None:
-        """Add a tab to the side panels (e.g. the AI analysis panel, the PACS browser)."""
+        """Add a tab to the side panels (e.g. the AI analysis panel, the PACS browser).
+
+        Such a panel follows ``controller.current_image_changed`` (and ``current_series()`` /
+        ``current_index()`` / ``current_frame()``) and draws on ``active_viewport()`` with
+        ``set_overlay`` / ``add_shape_overlay``; a viewport drops those overlays when it moves
+        to another image, so a result is never shown on an image it was not computed for."""
         self.side_tabs.addTab(widget, title)
         self.side_panel_added.emit(title)
 
@@ -334,9 +343,6 @@ class ImagesWorkspace(QWidget):
         slot.series_key = key
         count = self.controller.frame_count(key)
         slot.index = min(max(index, 0), max(count - 1, 0))
-        if new_series:
-            for name in slot.viewport.overlay_names():
-                slot.viewport.set_overlay(name, None)
         self._show(slot, reset=new_series)
 
     def _show(self, slot: ViewportSlot, reset: bool = False) -> None:
@@ -344,10 +350,20 @@ class ImagesWorkspace(QWidget):
             return
         frame = self.controller.cached_frame(slot.series_key, slot.index)
         if frame is None:
+            failure = self.controller.frame_failure(slot.series_key, slot.index)
+            if failure:
+                slot.viewport.set_frame(None)
+                slot.viewport.set_message(f"Image {slot.index + 1} cannot be shown:\n{failure}")
+                slot.shown = None
+                return
             slot.viewport.set_message("Loading…")
             self.controller.request_frame(slot.series_key, slot.index)
             return
         info = frame_info_from(self.controller.frame_info(slot.series_key, slot.index))
+        if slot.shown != (slot.series_key, slot.index):
+            # overlays (AI heatmaps, contours) belong to one image: they go when it goes
+            slot.viewport.clear_overlays()
+            slot.shown = (slot.series_key, slot.index)
         keep_window = slot.viewport.frame() is not None and not reset
         window = slot.viewport.window()
         slot.viewport.set_frame(frame, info, keep_view=not reset)

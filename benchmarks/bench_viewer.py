@@ -1,0 +1,164 @@
+"""Image viewer figures, each against a baseline measured in the same run:
+
+- W/L render of a 512x512 16-bit slice to a QImage (the viewport's path: core VOI function to
+  uint8, wrapped in a QImage) against a plain numpy LUT (one ``np.take`` on a precomputed
+  table, the cheapest possible rendering);
+- opening a series in the Images workspace: time until the first image is on screen, and until
+  every slice is decoded, against a plain loop of ``pydicom.dcmread`` + ``pixel_array``;
+- the UI event loop's worst stall while the series loads on the workers, against the same
+  decode run on the UI thread.
+
+    python benchmarks/bench_viewer.py [SERIES_FOLDER]
+
+SERIES_FOLDER defaults to the CT (else MR) series under tests/data/dicom/series/.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("HEALTHFM_HOME", tempfile.mkdtemp(prefix="healthfm-bench-"))
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import pydicom  # noqa: E402
+from PySide6.QtCore import QElapsedTimer, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from healthfm_desktop.controllers.images import ImagesController  # noqa: E402
+from healthfm_desktop.core.imaging.scanning import scan_paths  # noqa: E402
+from healthfm_desktop.views.image_viewer.rendering import qimage_from_uint8  # noqa: E402
+from healthfm_desktop.views.image_viewer.workspace import ImagesWorkspace  # noqa: E402
+
+SERIES_ROOT = REPO / "tests" / "data" / "dicom" / "series"
+
+
+def default_series() -> Path:
+    candidates = sorted(SERIES_ROOT.glob("CT_*")) + sorted(SERIES_ROOT.glob("MR_*"))
+    if not candidates:
+        raise SystemExit(f"no series under {SERIES_ROOT}; pass a folder")
+    return candidates[0]
+
+
+def timed(function, repeats: int) -> float:
+    """Median seconds of ``function()`` over ``repeats`` runs after one warm-up."""
+    function()
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def bench_render(folder: Path) -> None:
+    """A real 16-bit slice of the series when it is 512x512, else the slice tiled to 512x512."""
+    result = scan_paths([folder])
+    series = max(result.series, key=lambda s: s.frame_count)
+    index = series.frame_count // 2
+    stored = series.load_stored(index)
+    modality = series.load_frame(index)
+    if stored.shape != (512, 512):
+        reps = (int(np.ceil(512 / stored.shape[0])), int(np.ceil(512 / stored.shape[1])))
+        stored = np.ascontiguousarray(np.tile(stored, reps)[:512, :512])
+        modality = np.ascontiguousarray(np.tile(modality, reps)[:512, :512])
+    from healthfm_desktop.controllers.images import compact_frame
+
+    frame = compact_frame(modality)  # what the viewer caches
+    center, width = 40.0, 400.0
+    lut = np.zeros(1 << 16, dtype=np.uint8)
+    lut[:] = np.clip(np.arange(1 << 16) // 256, 0, 255)
+    view = stored.view(np.uint16) if stored.dtype.itemsize == 2 else stored.astype(np.uint16)
+
+    def ours() -> None:
+        qimage_from_uint8(ImagesController.render_window(frame, center, width, False))
+
+    def plain_lut() -> None:
+        np.take(lut, view)
+
+    ours_s, lut_s = timed(ours, 300), timed(plain_lut, 300)
+    print(f"W/L render 512x512 16-bit to QImage: {ours_s / lut_s:.2f}x plain numpy LUT "
+          f"({ours_s * 1e3:.2f} ms vs {lut_s * 1e3:.2f} ms; target < 4 ms)")
+
+
+def pydicom_loop(folder: Path) -> float:
+    started = time.perf_counter()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        pydicom.dcmread(path).pixel_array
+    return time.perf_counter() - started
+
+
+def bench_open(app: QApplication, folder: Path) -> None:
+    controller = ImagesController()
+    workspace = ImagesWorkspace(controller)
+    workspace.resize(1400, 900)
+    workspace.show()
+    app.processEvents()
+    marks: dict[str, float] = {}
+    stalls: list[float] = []
+    clock = QElapsedTimer()
+    ticker = QTimer()
+    ticker.setInterval(2)
+    last = [0.0]
+
+    def tick() -> None:
+        now = clock.nsecsElapsed() / 1e9
+        stalls.append(now - last[0])
+        last[0] = now
+
+    def on_frame(key: str, index: int) -> None:
+        if "first" not in marks and workspace.active_viewport().frame() is not None:
+            workspace.active_viewport().repaint()  # on screen, not just scheduled
+            marks["first"] = time.perf_counter()
+
+    controller.frame_ready.connect(on_frame)
+    controller.series_loaded.connect(lambda key: marks.setdefault("loaded", time.perf_counter()))
+    ticker.timeout.connect(tick)
+    started = time.perf_counter()
+    clock.start()
+    ticker.start()
+    controller.open_paths([folder])
+    deadline = started + 120
+    while "loaded" not in marks and time.perf_counter() < deadline:
+        app.processEvents()
+        time.sleep(0.0005)
+    ticker.stop()
+    if "loaded" not in marks:
+        raise SystemExit("the series did not finish loading within 120 s")
+    first, loaded = marks["first"] - started, marks["loaded"] - started
+    frames = controller.series[0].frame_count
+    baseline = pydicom_loop(folder)
+    print(f"first image on screen: {first / baseline:.2f}x plain pydicom loop over the series "
+          f"({first:.3f} s vs {baseline:.3f} s; target < 0.5 s)")
+    print(f"full open (index + decode {frames} slices, on workers): {loaded / baseline:.2f}x plain pydicom loop "
+          f"({loaded:.3f} s vs {baseline:.3f} s)")
+    worst = max(stalls[1:]) if len(stalls) > 1 else 0.0
+
+    # the same decode on the UI thread: the event loop is blocked for all of it
+    series = scan_paths([folder]).series[0]
+    blocked = time.perf_counter()
+    for index in range(series.frame_count):
+        series.load_frame(index)
+    blocked = time.perf_counter() - blocked
+    print(f"event-loop max stall while loading: {worst / blocked:.3f}x decoding on the UI thread "
+          f"({worst * 1e3:.1f} ms vs {blocked * 1e3:.0f} ms; budget 50 ms)")
+
+
+def main() -> int:
+    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else default_series()
+    app = QApplication.instance() or QApplication([])
+    bench_render(folder)
+    bench_open(app, folder)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
