@@ -122,3 +122,15 @@ def evaluate_assertions(pipeline, records: Sequence[dict]) -> dict:
     result["errors"] = errors
     result["count"] = len(records)
     return result
+
+
+def evaluate_ner(pipeline, records: Sequence[dict], label_map: dict[str, str]) -> dict:
+    """Relaxed-overlap F1 of the pipeline's entities against gold spans mapped by label_map
+    (PHI and unmapped labels are ignored on both sides)."""
+    labels = sorted(set(label_map.values()))
+    gold = [[(s["start"], s["end"], label_map[s["label"]]) for s in r["spans"] if s["label"] in label_map] for r in records]
+    notes = pipeline.annotate_many((r["id"], r["text"]) for r in records)
+    pred = [[(e.start, e.end, e.label) for e in note.entities if e.label in labels] for note in notes]
+    result = relaxed_overlap_f1(gold, pred, labels)
+    result["ci95"] = bootstrap_relaxed_f1(gold, pred, labels)
+    return result
