@@ -166,13 +166,12 @@ def _association_failure(assoc, peer: DicomPeer, calling_aet: str, connected: bo
     return PeerAbortedError(f"{name} aborted the association")
 
 
-def no_response_error(assoc, peer: DicomPeer, calling_aet: str, started: float, timeouts: Timeouts, during: str):
+def no_response_error(assoc, peer: DicomPeer, calling_aet: str, started: float, timeouts: Timeouts, during: str,
+                      first_answer: bool = True):
     """The error for a DIMSE exchange that ended without a status: the peer aborted (often
     because it refuses our calling AE title for this service) or it went silent."""
     waited = time.monotonic() - started
     if assoc.is_aborted or waited < timeouts.dimse * 0.9:
-        return PeerAbortedError(
-            f"{peer.label()} aborted the association during {during} "
-            f"(check that the peer allows calling AE title {calling_aet!r} to do this)"
-        )
+        hint = f" (check that the peer allows calling AE title {calling_aet!r} to do this)" if first_answer else ""
+        return PeerAbortedError(f"{peer.label()} aborted the association during {during}{hint}")
     return PeerTimeoutError(f"{peer.label()} did not answer {during} within {timeouts.dimse:g} s")

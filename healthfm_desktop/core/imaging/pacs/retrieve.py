@@ -231,7 +231,12 @@ def _final_status(result: RetrieveResult, status: Dataset, move_destination: str
 
 
 def _get(peer, calling_aet, result: RetrieveResult, sop_classes, timeouts, on_filed):
+    # when the peer last sent something: a silence longer than the DIMSE timeout is a timeout,
+    # a shorter one that ends the exchange is an abort
+    last = [time.monotonic()]
+
     def handle_store(event) -> int:
+        last[0] = time.monotonic()
         try:
             filed = file_encoded_object(event.encoded_dataset(), result.out_dir)
         except UnreadableFileError as exc:
@@ -248,14 +253,15 @@ def _get(peer, calling_aet, result: RetrieveResult, sop_classes, timeouts, on_fi
     contexts, roles = retrieve_contexts(sop_classes)
     with open_association(peer, calling_aet, contexts, ext_neg=roles,
                           evt_handlers=[(evt.EVT_C_STORE, handle_store)], timeouts=timeouts) as assoc:
-        last = time.monotonic()
+        last[0] = time.monotonic()
         for status, _identifier_answer in assoc.send_c_get(
             _identifier(result.study_uid, result.series_uid), StudyRootQueryRetrieveInformationModelGet
         ):
             if "Status" not in status:
-                result.problem = str(no_response_error(assoc, peer, calling_aet, last, timeouts, "the retrieval"))
+                result.problem = str(no_response_error(assoc, peer, calling_aet, last[0], timeouts, "the retrieval",
+                                                       first_answer=not result.filed))
                 break
-            last = time.monotonic()
+            last[0] = time.monotonic()
             if code_to_category(status.Status) == "Pending":
                 remaining, completed, failed, warning = _counts(status)
                 result.expected = remaining + completed + failed + warning
@@ -268,8 +274,10 @@ def _get(peer, calling_aet, result: RetrieveResult, sop_classes, timeouts, on_fi
 
 def _move(peer, calling_aet, result: RetrieveResult, destination, listen_port, listen_address, timeouts, on_filed):
     arrived: queue.SimpleQueue = queue.SimpleQueue()
+    last = [time.monotonic()]
 
     def filed_elsewhere(filed: FiledObject) -> None:  # on the SCP's thread
+        last[0] = time.monotonic()
         arrived.put(filed)
 
     def drain() -> None:
@@ -290,15 +298,16 @@ def _move(peer, calling_aet, result: RetrieveResult, destination, listen_port, l
     contexts, _ = retrieve_contexts([], move=True)
     with scp:
         with open_association(peer, calling_aet, contexts, timeouts=timeouts) as assoc:
-            last = time.monotonic()
+            last[0] = time.monotonic()
             for status, _identifier_answer in assoc.send_c_move(
                 _identifier(result.study_uid, result.series_uid), destination, StudyRootQueryRetrieveInformationModelMove
             ):
                 drain()
                 if "Status" not in status:
-                    result.problem = str(no_response_error(assoc, peer, calling_aet, last, timeouts, "the retrieval"))
+                    result.problem = str(no_response_error(assoc, peer, calling_aet, last[0], timeouts,
+                                                           "the retrieval", first_answer=not result.filed))
                     break
-                last = time.monotonic()
+                last[0] = time.monotonic()
                 if code_to_category(status.Status) == "Pending":
                     remaining, completed, failed, warning = _counts(status)
                     result.expected = remaining + completed + failed + warning
@@ -310,6 +319,25 @@ def _move(peer, calling_aet, result: RetrieveResult, destination, listen_port, l
         # so everything is on disk by now
         drain()
     yield RetrieveProgress(result.received, result.expected, result.failed, result.bytes)
+
+
+def retrieve_into_database(database, peer: DicomPeer, calling_aet: str, study_uid: str, store_dir: Path, **options):
+    """``retrieve`` that also indexes what arrived in the local study database, in one
+    transaction at the end, whether the retrieval completed, failed or was cancelled: the
+    database then lists exactly the whole files that are on disk."""
+    filed: list[FiledObject] = []
+    listener = options.pop("on_filed", None)
+
+    def collect(item: FiledObject) -> None:
+        filed.append(item)
+        if listener is not None:
+            listener(item)
+
+    try:
+        return (yield from retrieve(peer, calling_aet, study_uid, store_dir, on_filed=collect, **options))
+    finally:
+        if filed:
+            database.add_instances([item.record for item in filed])
 
 
 def run_to_end(steps: Generator):
