@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -131,6 +132,14 @@ def build_main_window() -> MainWindow:
 def run_gui(args) -> int:
     """`healthfm gui [PATH...]`; with --demo (or HEALTHFM_DEMO=1) opens the bundled samples."""
     logging.basicConfig(level=logging.WARNING)
+    if (
+        sys.platform.startswith("linux")
+        and not os.environ.get("QT_QPA_PLATFORM")
+        and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    ):
+        print("healthfm gui: no display found (DISPLAY/WAYLAND_DISPLAY unset); run it from a desktop session, "
+              "or use the command-line subcommands", file=sys.stderr)
+        return 1
     app = build_application(sys.argv[:1])
     window = build_main_window()
     window.show()
