@@ -23,7 +23,7 @@ from healthfm_desktop.controllers.images import ImagesController
 from healthfm_desktop.views.image_viewer.workspace import ImagesWorkspace
 
 REPO = Path(__file__).resolve().parents[2]
-DICOM = Path(os.environ.get("HEALTHFM_TEST_DICOM", REPO / "tests" / "data" / "dicom"))
+DICOM = REPO / "tests" / "data" / "dicom"
 MR_SERIES = DICOM / "series" / "MR_T1_3D_MPRAGE_sag_philips_1mm_170sl"
 CT_SMALL = DICOM / "single" / "CT_small.dcm"
 BAD = DICOM / "bad"
