@@ -22,13 +22,23 @@ class ClassificationResult:
     model: str  # manifest name
     model_version: str
     provider: str
-    latency_ms: float  # preprocessing + inference + saliency
-    saliency: np.ndarray  # float32 (H, W) in 0..1 at the source image's size, for the label
+    latency_ms: float  # preprocessing + inference
+    class_activation: np.ndarray  # float32 (28, 28) activation map of the predicted label
+    source_shape: tuple[int, int]
     intended_use_notes: list[str] = field(default_factory=list)
+    _saliency: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def probability(self) -> float:
         return self.probabilities[self.label]
+
+    @property
+    def saliency(self) -> np.ndarray:
+        """float32 (H, W) in 0..1 at the source image's size (made when first asked for: a
+        full-size X-ray's map costs more than the model run)."""
+        if self._saliency is None:
+            self._saliency = saliency_at_source(self.class_activation, self.source_shape)
+        return self._saliency
 
     def to_json(self, path: str) -> dict:
         return {"path": path, "label": self.label, "probabilities": self.probabilities, "model": self.model}
@@ -61,7 +71,6 @@ def classify(image: prep.SourceImage, model: LoadedModel | None = None) -> Class
     labels = list(model.manifest.labels)
     probs = probabilities[0].astype(np.float64)
     index = int(np.argmax(probs))
-    saliency = saliency_at_source(cams[0, index], image.shape)
     latency = (time.perf_counter() - started) * 1000
     profile = model.manifest.extra.get("intended_use_profile", {})
     return ClassificationResult(
@@ -71,7 +80,8 @@ def classify(image: prep.SourceImage, model: LoadedModel | None = None) -> Class
         model_version=model.manifest.version,
         provider=model.provider.active,
         latency_ms=latency,
-        saliency=saliency,
+        class_activation=np.ascontiguousarray(cams[0, index]),
+        source_shape=image.shape,
         intended_use_notes=intended_use_notes(image, profile, small),
     )
 
