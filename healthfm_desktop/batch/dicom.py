@@ -43,13 +43,15 @@ def _progress_callback(label: str):
 def _decode_failures(series_list, workers: int | None = None) -> list[tuple[str, str]]:
     """Decode every frame of every object; ``(path, reason)`` for each object that fails."""
     from healthfm_desktop.core.imaging.decoding import decode_stored
-    from healthfm_desktop.core.imaging.series import default_decode_workers
+    from healthfm_desktop.core.imaging.series import default_decode_processes
 
     instances = list(OrderedDict((id(i), i) for s in series_list for i in s.instances).values())
 
-    def check(instance):
+    def check(instance, outcome=None):
         try:
-            arr = decode_stored(instance, None)
+            if isinstance(outcome, BaseException):
+                raise outcome
+            arr = decode_stored(instance, None) if outcome is None else outcome
             single_ndim = 3 if instance.samples_per_pixel == 3 else 2
             frames = 1 if arr.ndim == single_ndim else arr.shape[0]
             if frames != instance.number_of_frames:
@@ -62,7 +64,18 @@ def _decode_failures(series_list, workers: int | None = None) -> list[tuple[str,
             return str(instance.source), f"pixel data could not be decoded ({type(exc).__name__}: {exc})"
         return None
 
-    with ThreadPoolExecutor(max_workers=workers or default_decode_workers()) as pool:
+    from healthfm_desktop.core.imaging.decoding import decode_objects_in_processes, process_pool_available
+
+    processes = workers or default_decode_processes()
+    if processes > 1 and len(instances) >= 8 and process_pool_available():
+        # the command line runs no other thread: forked workers put every core on the codecs
+        failures = []
+        for instance, outcome in decode_objects_in_processes(instances, processes):
+            problem = check(instance, outcome)
+            if problem is not None:
+                failures.append(problem)
+        return failures
+    with ThreadPoolExecutor(max_workers=processes) as pool:
         return [r for r in pool.map(check, instances) if r is not None]
 
 

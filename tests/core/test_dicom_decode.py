@@ -116,3 +116,21 @@ def test_multiframe_frames_and_zip_members_decode_lazily():
     member = zipped.frames[0].instance.source
     ref = pydicom.dcmread(io.BytesIO(member.read_bytes()))
     np.testing.assert_allclose(zipped.load_frame(0), apply_modality_lut(ref.pixel_array, ref))
+
+
+def test_decoding_in_worker_processes_gives_the_same_frames():
+    from healthfm_desktop.core.imaging.decoding import process_pool_available
+
+    series = scan_paths([DICOM / "series" / "CT_head_phantom_philips_1mm_20sl"]).series[0]
+    serial = dict(series.iter_frames(range(6), workers=1))
+    import threading
+
+    if not process_pool_available() or threading.active_count() > 1:
+        pytest.skip("worker processes need fork, and forking is only safe with no other thread running")
+    forked = dict(series.iter_frames(range(6), processes=2))
+    assert list(forked) == list(range(6))
+    for i in range(6):
+        np.testing.assert_array_equal(forked[i], serial[i])
+    corrupt = scan_paths([DICOM / "bad" / "NM_jpeg2000_corrupt_codestream.dcm", DICOM / "single" / "NM_jpeg_lossless_sv1.dcm"])
+    with pytest.raises(UnreadableFileError):
+        list(corrupt.series[0].iter_frames(processes=2))

@@ -235,3 +235,59 @@ def colour_to_rgb8(rgb: np.ndarray, bits_stored: int) -> np.ndarray:
         return rgb
     shift = max(int(bits_stored) - 8, 0)
     return np.clip(rgb.astype(np.int64) >> shift, 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class DecodeRequest:
+    """What a worker process needs to decode one object (small and picklable, unlike the
+    Instance with its header dataset). Duck-types the Instance fields ``decode_stored`` uses."""
+
+    source: object  # SourceRef
+    forced: bool
+    byte_offset: int
+    transfer_syntax: str | None
+    transfer_syntax_guessed: bool
+    number_of_frames: int
+    rows: int
+    columns: int
+    samples_per_pixel: int
+    bits_allocated: int
+
+    @classmethod
+    def from_instance(cls, instance: "Instance") -> "DecodeRequest":
+        return cls(
+            instance.source, instance.forced, instance.byte_offset, instance.transfer_syntax,
+            instance.transfer_syntax_guessed, instance.number_of_frames, instance.rows, instance.columns,
+            instance.samples_per_pixel, instance.bits_allocated,
+        )
+
+
+def _decode_request(request: DecodeRequest) -> np.ndarray | BaseException:
+    try:
+        return decode_stored(request, None)  # type: ignore[arg-type]
+    except Exception as exc:  # carried back to the parent as a value, raised there
+        return exc if isinstance(exc, UnreadableFileError) else UnreadableFileError(
+            f"pixel data could not be decoded ({type(exc).__name__}: {exc})"
+        )
+
+
+def process_pool_available() -> bool:
+    """Decoding in worker processes needs fork (Linux): the codecs hold the GIL, so threads
+    do not use a second core, and spawning fresh interpreters costs more than it saves."""
+    import multiprocessing
+    import sys
+
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+
+
+def decode_objects_in_processes(instances: list["Instance"], processes: int):
+    """Yield ``(instance, all frames | UnreadableFileError)`` in order, decoded by ``processes``
+    forked workers. Call only from a process with no other threads running (batch / CLI)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    requests = [DecodeRequest.from_instance(i) for i in instances]
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+        chunk = max(1, min(8, len(requests) // (processes * 4) or 1))
+        yield from zip(instances, pool.map(_decode_request, requests, chunksize=chunk))
