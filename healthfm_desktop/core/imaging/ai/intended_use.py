@@ -22,7 +22,7 @@ def training_profile(images_uint8: np.ndarray, modalities: list[str], descriptio
         "description": description,
         "modalities": modalities,
         "mean_intensity_range": [round(float(np.quantile(means, 0.001)) - 0.05, 4), round(float(np.quantile(means, 0.999)) + 0.05, 4)],
-        "std_intensity_range": [round(float(np.quantile(stds, 0.001)) - 0.04, 4), round(float(np.quantile(stds, 0.999)) + 0.04, 4)],
+        "std_intensity_range": [round(max(float(np.quantile(stds, 0.001)) - 0.04, 0.0), 4), round(float(np.quantile(stds, 0.999)) + 0.04, 4)],
         "aspect_ratio_range": [round(width / height / 1.6, 3), round(width / height * 1.6, 3)],
         "min_side_px": int(min(height, width) // 2),
     }
@@ -54,5 +54,5 @@ def intended_use_notes(image: SourceImage, profile: dict[str, Any], pixels_for_s
     if not low_mean <= mean <= high_mean:
         notes.append(f"the brightness (mean {mean:.2f}) is outside the range of {description} ({low_mean:.2f}-{high_mean:.2f})")
     if not low_std <= std <= high_std:
-        notes.append(f"the contrast (std {std:.2f}) is outside the range of {description} ({low_std:.2f}-{high_std:.2f})")
+        notes.append(f"the contrast (std {std:.2f}) is outside the range of {description} ({max(low_std, 0.0):.2f}-{high_std:.2f})")
     return notes

@@ -9,6 +9,7 @@ downscaling, zero padding, centred)."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,6 +113,12 @@ def read_dicom(path: Path) -> SourceImage:
 
 
 def read_dicom_bytes(data: bytes, frame: int = 0, path: Path | None = None) -> SourceImage:
+    with warnings.catch_warnings():  # pydicom warns about each odd value; the user gets one line
+        warnings.simplefilter("ignore")
+        return _read_dicom_bytes(data, frame, path)
+
+
+def _read_dicom_bytes(data: bytes, frame: int = 0, path: Path | None = None) -> SourceImage:
     """One frame of a DICOM object (file bytes, or a zip member's bytes) with its modality LUT
     and default VOI window applied, MONOCHROME1 inverted, as 0..255 display values.
 
@@ -138,13 +145,19 @@ def read_dicom_bytes(data: bytes, frame: int = 0, path: Path | None = None) -> S
         if not 0 <= frame < frames:
             raise UnreadableFileError(f"the file has no frame {frame + 1}")
         if "TransferSyntaxUID" not in getattr(dataset, "file_meta", {}):
-            dataset.file_meta = getattr(dataset, "file_meta", pydicom.dataset.FileMetaDataset())
-            dataset.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+            # no File Meta: an uncompressed dataset; use the encoding it was parsed with
+            dataset.file_meta = getattr(dataset, "file_meta", None) or pydicom.dataset.FileMetaDataset()
+            implicit, little = getattr(dataset, "original_encoding", (True, True))
+            dataset.file_meta.TransferSyntaxUID = (
+                pydicom.uid.ImplicitVRLittleEndian if implicit
+                else pydicom.uid.ExplicitVRLittleEndian if little else pydicom.uid.ExplicitVRBigEndian
+            )
         pixels = dataset.pixel_array if frames == 1 else dataset.pixel_array[frame]
     except UnreadableFileError:
         raise
     except Exception as exc:  # pydicom raises many types for broken or undecodable pixel data
-        raise UnreadableFileError(f"the DICOM pixel data cannot be decoded ({type(exc).__name__})") from exc
+        detail = str(exc).strip().splitlines()[0][:120].rstrip(":") if str(exc).strip() else type(exc).__name__
+        raise UnreadableFileError(f"the DICOM pixel data cannot be decoded ({detail})") from exc
     photometric = str(getattr(dataset, "PhotometricInterpretation", "MONOCHROME2"))
     was_colour = False
     if pixels.ndim == 3:  # colour (RGB, YBR converted by pydicom)
@@ -165,6 +178,8 @@ def read_dicom_bytes(data: bytes, frame: int = 0, path: Path | None = None) -> S
                 break
         except (TypeError, ValueError):
             continue
+    if spacing is None:
+        spacing = _functional_group_spacing(dataset, frame)
     if spacing is None:
         spacing = _ultrasound_region_spacing(dataset)
     modality = str(getattr(dataset, "Modality", "") or "") or None
@@ -192,6 +207,19 @@ def _dicom_display_values(dataset, pixels: np.ndarray) -> np.ndarray:
         return _to_uint8(values)
     except Exception:  # a broken LUT should not stop us: fall back to the stored values
         return _to_uint8(pixels)
+
+
+def _functional_group_spacing(dataset, frame: int) -> tuple[float, float] | None:
+    """Enhanced multi-frame objects keep PixelSpacing in the (per-frame or shared) functional
+    groups' PixelMeasuresSequence."""
+    for groups, index in (("PerFrameFunctionalGroupsSequence", frame), ("SharedFunctionalGroupsSequence", 0)):
+        try:
+            value = getattr(dataset, groups)[index].PixelMeasuresSequence[0].PixelSpacing
+            if float(value[0]) > 0 and float(value[1]) > 0:
+                return (float(value[0]), float(value[1]))
+        except (AttributeError, IndexError, TypeError, ValueError, KeyError):
+            continue
+    return None
 
 
 def _ultrasound_region_spacing(dataset) -> tuple[float, float] | None:
