@@ -16,6 +16,7 @@ class ImageAnalysisController(QObject):
     started = Signal(str)  # what is being done
     progress = Signal(object)  # Progress
     result = Signal(object)  # core.imaging.ai.analysis.AnalysisOutcome
+    series_result = Signal(object)  # core.imaging.ai.analysis.SeriesAnalysis
     failed = Signal(str)  # message for the user
     cancelled = Signal()
     finished = Signal()
@@ -26,6 +27,7 @@ class ImageAnalysisController(QObject):
         self.images = images_controller
         self._job: Job | None = None
         self.last_outcome = None
+        self.last_series = None
         self.last_wall_ms: float | None = None
 
     @property
@@ -76,6 +78,58 @@ class ImageAnalysisController(QObject):
         self._job = job
         job.start()
         return job
+
+    def analyse_series(self, choice: str = "auto", pixel_spacing_mm: float | None = None) -> Job | None:
+        """Run one model over every image of the series on screen (progress per image,
+        cancellable between images); the image on screen gets its overlay."""
+        series = self.images.current_series()
+        if series is None:
+            self.failed.emit("Open a series first: there is nothing on screen to analyse.")
+            return None
+        self.cancel()
+        frames = list(series.frames)
+        on_screen = max(self.images.current_index(), 0)
+
+        def work():
+            from healthfm_desktop.core.imaging.ai.analysis import analyse_series, image_from_dicom_object
+
+            cache: dict = {}
+
+            def load(index: int):
+                frame = frames[index]
+                source = frame.instance.source
+                key = (str(source.path), source.member)
+                if key not in cache:  # a multi-frame object is read once, not once per frame
+                    cache.clear()
+                    cache[key] = source.read_bytes()
+                return image_from_dicom_object(cache[key], frame.frame_index, source.member or str(source.path))
+
+            yield Progress(0.0, f"analysing {len(frames)} image(s)")
+            steps = analyse_series(load, len(frames), on_screen, choice, pixel_spacing_mm)
+            while True:
+                try:
+                    fraction, message = next(steps)
+                except StopIteration as stop:
+                    return stop.value
+                yield Progress(fraction, message)
+
+        started = time.perf_counter()
+        self.started.emit(f"Analysing the series ({len(frames)} images)")
+        job = Job(work, parent=self)
+        job.progress.connect(self.progress.emit)
+        job.result.connect(lambda result: self._on_series_result(result, started))
+        job.error.connect(self.failed.emit)
+        job.cancelled.connect(self.cancelled.emit)
+        job.finished.connect(self._on_finished)
+        self._job = job
+        job.start()
+        return job
+
+    def _on_series_result(self, result, started: float) -> None:
+        self.last_series = result
+        self.series_result.emit(result)
+        if result.on_screen is not None:
+            self._on_result(result.on_screen, started)
 
     def _on_result(self, outcome, started: float) -> None:
         self.last_outcome = outcome

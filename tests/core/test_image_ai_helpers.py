@@ -28,8 +28,11 @@ def make_dicom(
     pixel_spacing_mm: float | None = None,
     photometric: str = "MONOCHROME2",
     bits: int = 8,
+    series: tuple[str, str] | None = None,
+    instance_number: int = 1,
 ) -> Path:
-    """Write ``pixels`` (uint8 or uint16, 2D) as a Part 10 DICOM file of ``modality``."""
+    """Write ``pixels`` (uint8 or uint16, 2D) as a Part 10 DICOM file of ``modality``;
+    ``series`` = (study UID, series UID) puts several files into one series."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SOP_CLASS[modality]
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -37,8 +40,7 @@ def make_dicom(
     ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
     ds.SOPClassUID = meta.MediaStorageSOPClassUID
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = series or (generate_uid(), generate_uid())
     ds.FrameOfReferenceUID = generate_uid()
     ds.PatientID = "TEST0001"
     ds.PatientName = "Test^Image"
@@ -51,7 +53,7 @@ def make_dicom(
     ds.ReferringPhysicianName = ""
     ds.Modality = modality
     ds.SeriesNumber = 1
-    ds.InstanceNumber = 1
+    ds.InstanceNumber = instance_number
     ds.Manufacturer = "test"
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel = 1

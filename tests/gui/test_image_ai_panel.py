@@ -118,3 +118,37 @@ def test_analyse_without_an_image_says_so_and_cancel_is_clean(workspace, qtbot):
         assert panel.cancel_button.isEnabled()
         panel.cancel_button.click()
     assert panel.analyse_button.isEnabled()
+
+
+def test_analyse_a_series_measures_every_image_and_can_be_cancelled(workspace, qtbot, tmp_path):
+    import json
+
+    from pydicom.uid import generate_uid
+
+    view, images, analysis, panel = workspace
+    cases = json.loads((IMAGE_TEST_DATA / "cases.json").read_text())["hc18"]
+    folder = tmp_path / "series"
+    folder.mkdir()
+    uids = (generate_uid(), generate_uid())
+    for number, case in enumerate(cases, start=1):
+        # one spacing for the series (a DICOM series shares it); the truth is rescaled to match
+        pixels = np.asarray(Image.open(IMAGE_TEST_DATA / case["file"]))
+        make_dicom(folder / f"{number}.dcm", pixels, "US", 0.5, series=uids, instance_number=number)
+    _open(qtbot, view, images, folder)
+    assert images.frame_count(images.current_series().key) == len(cases)
+    with qtbot.waitSignal(analysis.series_result, timeout=60_000) as done:
+        panel.series_button.click()
+    qtbot.waitUntil(lambda: not analysis.busy, timeout=10_000)
+    result = done.args[0]
+    assert len(result.per_image) == len(cases) and result.task == "segment"
+    by_instance = {int(images.current_series().frames[r["index"]].instance.instance_number): r for r in result.per_image}
+    for number, case in enumerate(cases, start=1):
+        expected = case["hc_mm"] * 0.5 / case["pixel_spacing_mm"]
+        assert by_instance[number]["head_circumference_mm"] == pytest.approx(expected, rel=0.08)
+    assert panel.series_summary.isVisible() and "head measured on 4" in panel.series_summary.text()
+    assert "ai-segmentation" in view.active_viewport().overlay_names()
+
+    with qtbot.waitSignal(analysis.finished, timeout=30_000):
+        panel.series_button.click()
+        panel.cancel_button.click()
+    assert panel.analyse_button.isEnabled() and panel.series_button.isEnabled()

@@ -30,6 +30,7 @@ CHOICES = [("Automatic (by modality)", "auto"), ("Pneumonia classifier (chest X-
 
 class AnalysisPanel(QWidget):
     analyse_requested = Signal(str, object)  # choice, pixel spacing in mm or None
+    analyse_series_requested = Signal(str, object)
     cancel_requested = Signal()
     export_requested = Signal(str)  # folder
     opacity_changed = Signal(float)
@@ -55,9 +56,12 @@ class AnalysisPanel(QWidget):
         buttons = QHBoxLayout()
         self.analyse_button = QPushButton("Analyse")
         self.analyse_button.setToolTip("Run the model on the image on screen")
+        self.series_button = QPushButton("Analyse series")
+        self.series_button.setToolTip("Run the model on every image of the series on screen")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         buttons.addWidget(self.analyse_button)
+        buttons.addWidget(self.series_button)
         buttons.addWidget(self.cancel_button)
         layout.addLayout(buttons)
         self.progress = QProgressBar()
@@ -77,6 +81,10 @@ class AnalysisPanel(QWidget):
         self.details.setWordWrap(True)
         self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.details)
+        self.series_summary = QLabel("")
+        self.series_summary.setWordWrap(True)
+        self.series_summary.hide()
+        layout.addWidget(self.series_summary)
         self.warning = QLabel("")
         self.warning.setWordWrap(True)
         self.warning.setStyleSheet("QLabel { background: #fff3cd; color: #664d03; border: 1px solid #ffe69c; padding: 6px; }")
@@ -100,6 +108,7 @@ class AnalysisPanel(QWidget):
         layout.addStretch(1)
 
         self.analyse_button.clicked.connect(self._request)
+        self.series_button.clicked.connect(self._request_series)
         self.cancel_button.clicked.connect(self.cancel_requested.emit)
         self.opacity.valueChanged.connect(lambda value: self.opacity_changed.emit(value / 100.0))
         self.export_button.clicked.connect(self._ask_export)
@@ -107,6 +116,14 @@ class AnalysisPanel(QWidget):
     def _request(self) -> None:
         spacing = self.spacing.value()
         self.analyse_requested.emit(self.model_choice.currentData(), spacing if spacing > 0 else None)
+
+    def _request_series(self) -> None:
+        spacing = self.spacing.value()
+        self.analyse_series_requested.emit(self.model_choice.currentData(), spacing if spacing > 0 else None)
+
+    def show_series(self, result) -> None:
+        self.series_summary.setText(f"Series ({result.model}): {result.summary}")
+        self.series_summary.show()
 
     def _ask_export(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Export the analysis to a folder")
@@ -116,6 +133,9 @@ class AnalysisPanel(QWidget):
     # ------------------------------------------------------------- controller -> view
     def set_running(self, text: str) -> None:
         self.analyse_button.setEnabled(False)
+        self.series_button.setEnabled(False)
+        if "series" not in text:
+            self.series_summary.hide()
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
         self.progress.setFormat(text)
@@ -129,6 +149,7 @@ class AnalysisPanel(QWidget):
 
     def set_idle(self) -> None:
         self.analyse_button.setEnabled(True)
+        self.series_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.progress.hide()
 
@@ -212,7 +233,9 @@ def install_image_analysis(workspace, analysis) -> AnalysisPanel:
             viewport.set_overlay_opacity(state["overlay"], value)
 
     panel.analyse_requested.connect(lambda choice, spacing: analysis.analyse(choice, spacing))
+    panel.analyse_series_requested.connect(lambda choice, spacing: analysis.analyse_series(choice, spacing))
     panel.cancel_requested.connect(analysis.cancel)
+    analysis.series_result.connect(panel.show_series)
     panel.export_requested.connect(lambda folder: analysis.export(folder))
     panel.opacity_changed.connect(on_opacity)
     analysis.started.connect(panel.set_running)

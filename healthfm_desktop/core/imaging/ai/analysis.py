@@ -141,3 +141,67 @@ def export_results(outcome: AnalysisOutcome, folder) -> list:
         record = dicom_export.results_to_json(str(outcome.image.path or "image"), outcome.classification, outcome.segmentation)
         written.append(dicom_export.save_json(record, folder / "analysis.json"))
     return written
+
+
+@dataclass
+class SeriesAnalysis:
+    """Every image of a series through one model: a line per image, a summary, and the full
+    outcome (with its overlay) for the image that was on screen."""
+
+    task: str
+    model: str
+    per_image: list[dict]
+    summary: str
+    on_screen: AnalysisOutcome | None
+
+
+def run_to_end(steps) -> AnalysisOutcome:
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
+
+
+def summarise_series(task: str, per_image: list[dict]) -> str:
+    if task == CLASSIFY:
+        positives = [r for r in per_image if r["label"] == "pneumonia"]
+        top = max(per_image, key=lambda r: r["probabilities"].get("pneumonia", 0.0))
+        return (f"{len(per_image)} images: pneumonia on {len(positives)}; highest p(pneumonia) "
+                f"{top['probabilities']['pneumonia']:.2f} on image {top['index'] + 1}")
+    measured = [r for r in per_image if r.get("head_circumference_mm") is not None]
+    if not measured:
+        found = sum(1 for r in per_image if r["head_found"])
+        return f"{len(per_image)} images: a head outlined on {found}; no circumference in mm (no pixel spacing)"
+    values = [r["head_circumference_mm"] for r in measured]
+    return (f"{len(per_image)} images: head measured on {len(measured)}; circumference "
+            f"{min(values):.1f}-{max(values):.1f} mm (median {float(np.median(values)):.1f} mm)")
+
+
+def analyse_series(
+    load_image, count: int, on_screen: int, choice: str = AUTOMATIC, pixel_spacing_mm: float | None = None
+):
+    """A generator over ``count`` images (``load_image(i)`` -> SourceImage): yields (fraction,
+    step) after each image, returns a SeriesAnalysis. The task is chosen from the first image
+    when ``choice`` is automatic, so a series goes through one model."""
+    if count <= 0:
+        raise UserFacingError("the series has no images")
+    per_image: list[dict] = []
+    task = None
+    kept: AnalysisOutcome | None = None
+    for index in range(count):
+        image = load_image(index)
+        task = task or task_for(image, choice)
+        outcome = run_to_end(analyse(image, task, pixel_spacing_mm))
+        record = {"index": index, "headline": outcome.headline, "notes": outcome.intended_use_notes}
+        if outcome.classification is not None:
+            record.update(label=outcome.classification.label, probabilities=outcome.classification.probabilities)
+        else:
+            record.update(head_found=outcome.segmentation.ellipse is not None,
+                          head_circumference_mm=outcome.segmentation.head_circumference_mm)
+        per_image.append(record)
+        if index == on_screen:
+            kept = outcome
+        yield (index + 1) / count, f"image {index + 1} of {count}"
+    model = kept.model if kept is not None else (CLASSIFIER if task == CLASSIFY else SEGMENTER)
+    return SeriesAnalysis(task, model, per_image, summarise_series(task, per_image), kept)
