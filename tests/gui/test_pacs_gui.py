@@ -1,0 +1,168 @@
+"""PACS in the GUI, against a real Orthanc: a peer added and tested in Settings, a study found,
+expanded to its series and retrieved with per-instance progress while the event loop keeps
+running, the retrieved study opened in Images and listed in the local study browser, Cancel."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QTimer
+
+from healthfm_desktop.app import build_main_window
+from tests.orthanc import OrthancServer, free_port, orthanc_binary
+
+pytestmark = pytest.mark.skipif(
+    orthanc_binary() is None, reason="the Orthanc binary is not installed (apt-get install orthanc)"
+)
+
+DICOM = Path(__file__).resolve().parent.parent / "data" / "dicom"
+CT_SERIES = DICOM / "series" / "CT_head_phantom_philips_1mm_20sl"
+
+
+@pytest.fixture(scope="module")
+def orthanc():
+    with OrthancServer(modalities={"healthfm": ("HEALTHFM", free_port())}) as server:
+        server.upload_folder(CT_SERIES)
+        server.upload_folder(DICOM / "dicomdir")
+        yield server
+
+
+@pytest.fixture
+def window(qtbot):
+    window = build_main_window()
+    if getattr(window, "pacs_controller", None) is None:  # until app.py installs it itself
+        from healthfm_desktop.controllers.pacs import PacsController
+        from healthfm_desktop.views.pacs.install import install_pacs
+
+        install_pacs(window, PacsController(window.controllers["images"], parent=window))
+    qtbot.addWidget(window)
+    window.show()
+    yield window
+    window.close()
+
+
+def _peer(orthanc) -> dict:
+    return {"ae_title": orthanc.aet, "host": orthanc.host, "port": orthanc.dicom_port, "description": "test PACS"}
+
+
+class StallMeter:
+    """Largest gap between ticks of a 5 ms timer: how long the event loop was not running."""
+
+    def __init__(self):
+        self.timer = QTimer(interval=5)
+        self.timer.timeout.connect(self._tick)
+        self.last = None
+        self.worst = 0.0
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        if self.last is not None:
+            self.worst = max(self.worst, now - self.last)
+        self.last = now
+
+    def __enter__(self):
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.timer.stop()
+
+
+def test_peer_added_and_tested_in_settings(window, qtbot, orthanc):
+    window.settings_requested.emit()
+    dialog = window.settings_dialog
+    page = dialog.pacs_page
+    page.ae_title.setText(orthanc.aet)
+    page.host.setText(orthanc.host)
+    page.port.setValue(orthanc.dicom_port)
+    page.description.setText("test PACS")
+    page.add_button.click()
+    assert page.table.rowCount() == 1 and page.table.item(0, 0).text() == orthanc.aet
+    page.test_button.click()
+    qtbot.waitUntil(lambda: page.test_result.text().startswith(("✔", "✘")), timeout=15_000)
+    assert page.test_result.text().startswith("✔ Success: round trip") and "ms" in page.test_result.text()
+    # a wrong AE title: the same button says why
+    page.ae_title.setText("WRONG")
+    page.test_button.click()
+    qtbot.waitUntil(lambda: "WRONG" in page.test_result.text(), timeout=15_000)
+    assert page.test_result.text().startswith("✘") and "called AE title" in page.test_result.text()
+    dialog.reject()
+
+
+def test_query_expand_retrieve_without_stalling_the_ui(window, qtbot, orthanc, tmp_path):
+    controller = window.pacs_controller
+    controller.store_dir = tmp_path / "store"
+    assert controller.save_peers([_peer(orthanc)])
+    window.pacs_action.trigger()
+    dialog = window.pacs_dialog
+    assert dialog.peer_box.count() == 1
+    dialog.patient_name.setText("HEAD*")
+    with qtbot.waitSignal(controller.studies_found, timeout=15_000):
+        dialog.search_button.click()
+    assert dialog.results.topLevelItemCount() == 1
+    study = dialog.results.topLevelItem(0)
+    assert study.text(6) == "20"
+    with qtbot.waitSignal(controller.series_found, timeout=15_000):
+        study.setExpanded(True)
+    assert study.childCount() == 1 and study.child(0).text(6) == "20"
+
+    study.setSelected(True)
+    fractions = []
+    controller.retrieve_progress.connect(lambda fraction, message: fractions.append(fraction))
+    images = window.controllers["images"]
+    with StallMeter() as meter:
+        with qtbot.waitSignal(controller.retrieve_finished, timeout=60_000) as finished:
+            dialog.retrieve_button.click()
+    assert finished.args[0] is True, finished.args[1]
+    assert "20 instances" in dialog.status.text()
+    assert len([f for f in fractions if f is not None]) >= 20  # progress per instance
+    assert meter.worst < 0.050, f"event loop stalled {meter.worst * 1000:.0f} ms during the retrieval"
+    # the study opens in Images and is in the local study browser
+    qtbot.waitUntil(lambda: any(e["frames"] == 20 for e in images.series_entries()), timeout=30_000)
+    browser = window.study_browser
+    qtbot.waitUntil(lambda: browser.table.rowCount() >= 1, timeout=10_000)
+    assert any(browser.table.item(r, 6).text() == "20" for r in range(browser.table.rowCount()))
+    window.resize(1400, 900)
+    dialog.grab().save(str(tmp_path / "pacs_dialog.png"))
+    window.grab().save(str(tmp_path / "pacs_window.png"))
+
+
+def test_cancel_keeps_what_arrived(window, qtbot, orthanc, tmp_path):
+    controller = window.pacs_controller
+    controller.store_dir = tmp_path / "store"
+    controller.open_after_retrieve = False
+    study_uid = orthanc.rest("GET", "/studies?expand")
+    study_uid = next(s["MainDicomTags"]["StudyInstanceUID"] for s in study_uid
+                     if s["PatientMainDicomTags"].get("PatientName") == "HEAD")
+    received = []
+    controller.retrieve_progress.connect(lambda fraction, message: received.append(message))
+    controller.retrieve_progress.connect(lambda *_: controller.cancel_retrieve() if len(received) == 2 else None)
+    with qtbot.waitSignal(controller.retrieve_finished, timeout=60_000) as finished:
+        controller.retrieve(_peer(orthanc), study_uid)
+    assert finished.args[0] is False and "cancelled" in finished.args[1]
+    files = list((tmp_path / "store").rglob("*.dcm"))
+    assert 1 <= len(files) < 20
+    assert not list((tmp_path / "store").rglob("*.part"))
+    qtbot.waitUntil(lambda: not controller.busy, timeout=10_000)
+    assert controller.database().instance_count() >= len(files)
+
+
+def test_study_browser_search_and_failed_query(window, qtbot, orthanc, tmp_path):
+    controller = window.pacs_controller
+    controller.store_dir = tmp_path / "store"
+    controller.open_after_retrieve = False
+    controller.index_paths([DICOM / "dicomdir"])
+    browser = window.study_browser
+    qtbot.waitUntil(lambda: browser.table.rowCount() >= 6, timeout=15_000)
+    browser.search.setText("archibald")
+    qtbot.waitUntil(lambda: browser.table.rowCount() == 2, timeout=5_000)
+    assert {browser.table.item(r, 0).text() for r in range(2)} == {"Doe^Archibald"}
+    # a peer that is down: the dialog says so, no crash
+    window.pacs_action.trigger()
+    dialog = window.pacs_dialog
+    dialog.set_peers([{"ae_title": "NOBODY", "host": "127.0.0.1", "port": free_port()}])
+    dialog.search_button.click()
+    qtbot.waitUntil(lambda: "connection refused" in dialog.status.text(), timeout=15_000)
+    assert dialog.search_button.isEnabled()
