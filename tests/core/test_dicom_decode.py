@@ -134,3 +134,25 @@ def test_decoding_in_worker_processes_gives_the_same_frames():
     corrupt = scan_paths([DICOM / "bad" / "NM_jpeg2000_corrupt_codestream.dcm", DICOM / "single" / "NM_jpeg_lossless_sv1.dcm"])
     with pytest.raises(UnreadableFileError):
         list(corrupt.series[0].iter_frames(processes=2))
+
+
+def test_modality_lut_sequence_is_applied(tmp_path):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    ds = pydicom.dcmread(DICOM / "single" / "CT_small.dcm")
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 16]
+    item.ModalityLUTType = "HU"
+    item.LUTData = (np.arange(4096) * 2).astype("<u2").tobytes()
+    item["LUTData"].VR = "OW"
+    del ds.RescaleSlope, ds.RescaleIntercept
+    ds.ModalityLUTSequence = Sequence([item])
+    path = tmp_path / "modality_lut.dcm"
+    ds.save_as(path)
+    series = scan_paths([path]).series[0]
+    assert series.frames[0].modality_transform.lut_dataset is not None
+    reread = pydicom.dcmread(path)
+    expected = apply_modality_lut(reread.pixel_array, reread)
+    np.testing.assert_array_equal(series.load_frame(0), expected)
+    np.testing.assert_array_equal(series.load_frame(0), np.clip(reread.pixel_array, 0, 4095) * 2)

@@ -293,7 +293,18 @@ def _first_item(ds: Dataset | None, keyword: str) -> Dataset | None:
     return seq[0] if seq else None
 
 
-def _modality_transform(sources: list[Dataset | None], modality: str, spp: int) -> ModalityTransform:
+def _lut_holder(transfer_syntax: str | None) -> Dataset:
+    """A dataset to hold a LUT sequence for pydicom, with the File Meta it needs to know the
+    byte order of OW LUT data."""
+    from pydicom.dataset import FileMetaDataset
+
+    holder = Dataset()
+    holder.file_meta = FileMetaDataset()
+    holder.file_meta.TransferSyntaxUID = transfer_syntax or "1.2.840.10008.1.2.1"
+    return holder
+
+
+def _modality_transform(sources: list[Dataset | None], modality: str, spp: int, transfer_syntax: str | None = None) -> ModalityTransform:
     if spp != 1:
         return ModalityTransform()
     for ds in sources:
@@ -304,13 +315,13 @@ def _modality_transform(sources: list[Dataset | None], modality: str, spp: int) 
         if slope or intercept:
             return ModalityTransform(slope=slope[0] if slope else 1.0, intercept=intercept[0] if intercept else 0.0)
         if "ModalityLUTSequence" in ds and len(ds.ModalityLUTSequence):
-            holder = Dataset()
+            holder = _lut_holder(transfer_syntax)
             holder.ModalityLUTSequence = ds.ModalityLUTSequence
             return ModalityTransform(lut_dataset=holder)
     return ModalityTransform()
 
 
-def _voi(sources: list[Dataset | None]):
+def _voi(sources: list[Dataset | None], transfer_syntax: str | None = None):
     for ds in sources:
         if ds is None:
             continue
@@ -332,7 +343,7 @@ def _voi(sources: list[Dataset | None]):
             function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
             return cs[:n], ws[:n], explanations[:n], function, None
         if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
-            holder = Dataset()
+            holder = _lut_holder(transfer_syntax)
             holder.VOILUTSequence = ds.VOILUTSequence
             return (), (), (), "LINEAR", holder
     return (), (), (), "LINEAR", None
@@ -386,8 +397,9 @@ def frames_of(instance: Instance) -> list[Frame]:
             spacing, spacing_source = None, None
         if thickness is None:
             thickness = _floats(ds.get("SliceThickness", None), 1)
-        transform = _modality_transform(from_groups("PixelValueTransformationSequence") + [ds], instance.modality, instance.samples_per_pixel)
-        centers, widths, explanations, function, voi_lut = _voi(from_groups("FrameVOILUTSequence") + [ds])
+        ts = instance.transfer_syntax
+        transform = _modality_transform(from_groups("PixelValueTransformationSequence") + [ds], instance.modality, instance.samples_per_pixel, ts)
+        centers, widths, explanations, function, voi_lut = _voi(from_groups("FrameVOILUTSequence") + [ds], ts)
         frames.append(
             Frame(
                 instance=instance,
