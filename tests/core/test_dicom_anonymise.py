@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 
 import pydicom
-import pytest
 
 from healthfm_desktop.cli import main
 from healthfm_desktop.core.imaging.anonymise import Anonymiser, anonymise_paths, anonymise_series
@@ -47,7 +46,7 @@ def test_identifying_attributes_and_private_tags_are_removed(tmp_path):
     path = sorted(MR_SERIES.glob("*.dcm"))[0]
     original = pydicom.dcmread(path)
     assert any(e.tag.is_private for e in original)
-    out, warnings = tmp_path / "out", None
+    out = tmp_path / "out"
     report = anonymise_paths([path], out)
     copy = pydicom.dcmread(report.written[0])
     assert not any(e.tag.is_private for e in copy)
