@@ -494,3 +494,17 @@ def test_an_image_that_cannot_be_decoded_says_why_instead_of_loading_forever(win
     assert viewport.frame() is None
     assert "cannot be shown" in viewport._message
     assert any(level in ("warning", "error") for level, _ in window.messages)
+
+
+def test_grabbing_the_workspace_draws_each_viewport_in_its_own_place(window, qtbot):
+    """Regression: the active-viewport frame once reset the painter to the parent's origin
+    during a grab and dimmed the first viewport with a label's translucent brush."""
+    controller, workspace, _ = open_and_wait(window, qtbot, [CT_SMALL])
+    workspace.set_layout("1x2")
+    viewport = workspace.active_viewport()
+    slot = workspace.active_slot()
+    controller.add_measurement(slot.series_key, slot.index, "distance", [(20, 20), (100, 90)])
+    image = workspace.grab().toImage()
+    origin = viewport.mapTo(workspace, QPoint(0, 0))
+    brightest = max(image.pixelColor(origin.x() + x, origin.y() + y).value() for x in range(6, 80) for y in range(6, 20))
+    assert brightest > 200  # the patient name in the corner, white as drawn

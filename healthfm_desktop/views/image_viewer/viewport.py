@@ -401,9 +401,13 @@ class ImageViewport(QWidget):
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt API
         painter = QPainter(self)
         painter.fillRect(self.rect(), Qt.GlobalColor.black)
+        # save/restore rather than resetTransform: when a parent is grabbed, Qt paints this
+        # widget with the parent's painter, whose base transform is our offset in the parent
+        painter.save()
         self.paint_content(painter, self._overlays_visible)
+        painter.restore()
         if self._active:
-            painter.resetTransform()
+            painter.setBrush(Qt.BrushStyle.NoBrush)
             painter.setPen(QPen(QColor(70, 140, 255), 2))
             painter.drawRect(self.rect().adjusted(1, 1, -1, -1))
         painter.end()
