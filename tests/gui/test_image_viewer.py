@@ -504,6 +504,7 @@ def test_grabbing_the_workspace_draws_each_viewport_in_its_own_place(window, qtb
     viewport = workspace.active_viewport()
     slot = workspace.active_slot()
     controller.add_measurement(slot.series_key, slot.index, "distance", [(20, 20), (100, 90)])
+    qtbot.wait(50)  # the new layout settles
     image = workspace.grab().toImage()
     origin = viewport.mapTo(workspace, QPoint(0, 0))
     brightest = max(image.pixelColor(origin.x() + x, origin.y() + y).value() for x in range(6, 80) for y in range(6, 20))
