@@ -354,3 +354,43 @@ def test_peer_address_parsing():
     for bad in ["", "host", "host:", "host:0", "host:70000", ":104", "a b:104"]:
         with pytest.raises(InvalidPeerError):
             parse_peer_address(bad)
+
+
+# --- TLS ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tls_orthanc(tmp_path_factory):
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (needed to make a test certificate)")
+    folder = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(folder / "server.key"),
+         "-out", str(folder / "server.crt"), "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True, capture_output=True,
+    )
+    config = {"DicomTlsEnabled": True, "DicomTlsCertificate": str(folder / "server.crt"),
+              "DicomTlsPrivateKey": str(folder / "server.key"),
+              "DicomTlsTrustedCertificates": str(folder / "server.crt"),
+              "DicomTlsRemoteCertificateRequired": False}
+    with OrthancServer(modalities={"healthfm": (OUR_AET, 1)}, extra_config=config) as server:
+        server.upload([J2K_FILE])
+        yield server, folder / "server.crt"
+
+
+def test_tls_peer(tls_orthanc, tmp_path):
+    server, ca_file = tls_orthanc
+    peer = DicomPeer(server.aet, server.host, server.dicom_port, tls=True, tls_ca_file=str(ca_file))
+    assert echo(peer, OUR_AET, FAST).round_trip_ms > 0
+    result = run_to_end(retrieve(peer, OUR_AET, _uid(J2K_FILE, "StudyInstanceUID"), tmp_path, timeouts=FAST))
+    assert result.complete and _pixel_digest(result.paths[0]) == _pixel_digest(J2K_FILE)
+    # without our CA the certificate is refused, and the message says why
+    untrusted = DicomPeer(server.aet, server.host, server.dicom_port, tls=True)
+    with pytest.raises(PeerUnreachableError, match="certificate is not trusted"):
+        echo(untrusted, OUR_AET, FAST)
+    # TLS off against a TLS port: a timeout that suggests TLS
+    plain = DicomPeer(server.aet, server.host, server.dicom_port)
+    with pytest.raises(PeerTimeoutError, match="require TLS"):
+        echo(plain, OUR_AET, Timeouts(connect=2, acse=1.5, dimse=2, network=5))

@@ -26,6 +26,9 @@ from healthfm_desktop.core.imaging.pacs.peers import DicomPeer, validate_ae_titl
 # identifiers carry patient names and ids: keep them out of the log
 _config.LOG_REQUEST_IDENTIFIERS = False
 _config.LOG_RESPONSE_IDENTIFIERS = False
+# pynetdicom's standard handlers format a log line for every PDU and DIMSE message even when
+# nothing is logged; per-instance cost that adds up over a study
+_config.LOG_HANDLER_LEVEL = "none"
 logging.getLogger("pynetdicom").setLevel(logging.WARNING)
 
 # A-ASSOCIATE-RJ reasons (PS3.8 9.3.4) as advice for the user
@@ -94,6 +97,23 @@ class LowLatencyAE(AE):
         return association_socket
 
 
+def _diagnose_tls(peer: DicomPeer, timeout: float) -> str:
+    """Why the TLS handshake failed, in the ssl module's words (pynetdicom only logs it)."""
+    try:
+        context = tls_context(peer)
+        with socket.create_connection((peer.host, peer.port), timeout=timeout) as raw:
+            with context.wrap_socket(raw, server_hostname=peer.host):
+                return "the TLS connection was closed before the association could be negotiated"
+    except ssl.SSLCertVerificationError as exc:
+        return f"the peer's TLS certificate is not trusted ({exc.verify_message}; check the CA file)"
+    except ssl.SSLError as exc:
+        return f"the TLS handshake failed ({exc.reason or exc})"
+    except OSError as exc:
+        return f"the TLS handshake failed ({exc.strerror or exc})"
+    except InvalidPeerError as exc:
+        return str(exc)
+
+
 def make_ae(calling_aet: str, timeouts: Timeouts) -> AE:
     ae = LowLatencyAE(ae_title=validate_ae_title(calling_aet, "calling AE title"))
     ae.connection_timeout = timeouts.connect
@@ -153,14 +173,13 @@ def _association_failure(assoc, peer: DicomPeer, calling_aet: str, connected: bo
             f"{name} rejected the association: {advice.format(called=peer.ae_title, calling=calling_aet)}"
         )
     if not connected:
-        if peer.tls:
-            reason = _diagnose_connection(peer, timeouts.connect)
-            if reason.startswith("the connection was closed"):
-                reason = "the TLS handshake failed (check the peer's certificate and the CA file)"
-            return PeerUnreachableError(f"cannot connect to {name}: {reason}")
-        return PeerUnreachableError(f"cannot connect to {name}: {_diagnose_connection(peer, timeouts.connect)}")
+        reason = _diagnose_connection(peer, timeouts.connect)
+        if peer.tls and reason.startswith("the connection was closed"):
+            reason = _diagnose_tls(peer, timeouts.connect)
+        return PeerUnreachableError(f"cannot connect to {name}: {reason}")
     if assoc.acceptor.primitive is None:
-        return PeerTimeoutError(f"{name} accepted the connection but did not answer within {timeouts.acse:g} s")
+        hint = "" if peer.tls else " (is it a DICOM port? does the peer require TLS?)"
+        return PeerTimeoutError(f"{name} accepted the connection but did not answer within {timeouts.acse:g} s{hint}")
     if not assoc.accepted_contexts:
         return AssociationRejectedError(f"{name} accepted none of the proposed services")
     return PeerAbortedError(f"{name} aborted the association")

@@ -48,13 +48,19 @@ class FiledObject:
         return str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
 
 
+def _past_group_0020(tag, _vr, _length) -> bool:
+    return tag.group > 0x0020
+
+
 def file_encoded_object(encoded: bytes, root: Path) -> FiledObject:
     """``encoded``: a DICOM file (preamble, meta, dataset) as pynetdicom's encoded_dataset()
     gives it. An object without its identifying UIDs is refused before anything is written."""
-    import pydicom
+    from pydicom.filereader import read_partial
 
     try:
-        ds = pydicom.dcmread(BytesIO(encoded), stop_before_pixels=True)
+        # everything the path and the database need (patient, study, series, instance) is in
+        # groups 0008-0020; stopping there skips private groups and pixel data
+        ds = read_partial(BytesIO(encoded), stop_when=_past_group_0020)
         uids = [str(ds.get(k, "") or "").strip() for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")]
     except Exception as exc:  # a peer can send anything; pydicom raises many types on bad data
         raise UnreadableFileError(f"received object cannot be read ({type(exc).__name__})") from None
