@@ -101,14 +101,29 @@ def test_missing_slice_is_flagged_as_uneven_spacing():
     assert any("uneven slice spacing" in note for note in volume.notes)
 
 
-def test_gantry_tilt_is_flagged():
+def test_gantry_tilt_is_flagged_and_corrected():
+    """A stack tilted so each slice moves one pixel row along +y (24.3°): the content of slice k
+    sits k rows higher in its image. The volume must undo exactly that shear."""
     series = scan_paths([CT_SERIES]).series[0]
-    tilted_frames = []
+    row_mm = series.pixel_spacing[0]
+    originals = [series.load_frame(i) for i in range(series.frame_count)]
+    tilted_frames, tilted_pixels = [], []
     for k, frame in enumerate(series.frames):
         x, y, z = frame.position
-        tilted_frames.append(dataclasses.replace(frame, position=(x, y + k * np.tan(np.radians(15)), z)))
-    volume = build_volume(dataclasses.replace(series, frames=tilted_frames))
-    assert any("gantry tilt" in note and "15.0°" in note for note in volume.notes)
+        tilted_frames.append(dataclasses.replace(frame, position=(x, y + k * row_mm, z)))
+        shifted = np.full_like(originals[k], originals[k].min())
+        shifted[: 512 - k] = originals[k][k:]
+        tilted_pixels.append(shifted)
+    tilted = dataclasses.replace(series, frames=tilted_frames)
+    volume = build_volume(tilted, tilted_pixels)
+    angle = np.degrees(np.arctan(row_mm / 1.0))
+    assert any("gantry tilt" in note and f"{angle:.1f}°" in note for note in volume.notes)
+    assert volume.spacing[0] == pytest.approx(1.0)
+    for k in (0, 7, 19):
+        np.testing.assert_array_equal(volume.data[k][20:490], originals[k][20:490])
+    # and a tilted geometry without the pixel shear would now be sheared: the note says so
+    untouched = build_volume(tilted, originals)
+    assert not np.array_equal(untouched.data[19][20:490], originals[19][20:490])
 
 
 def test_what_cannot_be_reformatted_says_why():

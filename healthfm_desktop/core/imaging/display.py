@@ -27,7 +27,7 @@ class Window:
     def from_range(cls, low: float, high: float, label: str = "min/max") -> "Window":
         """The LINEAR window whose output is 0 exactly at ``low`` and 255 exactly at ``high``."""
         width = max(float(high) - float(low), 1.0)
-        return cls(center=(float(low) + float(high)) / 2.0 + (0.5 if width == 1.0 and high == low else 0.0), width=width, label=label)
+        return cls(center=(float(low) + float(high)) / 2.0, width=width, label=label)
 
 
 # Common radiology presets (centre, width) in HU.
@@ -53,7 +53,10 @@ def windows_from_file(frame: Frame) -> list[Window]:
     """Every window centre/width pair the file (or the frame's functional groups) declares."""
     windows = []
     for k, (c, w) in enumerate(zip(frame.window_centers, frame.window_widths)):
-        if w is None or not np.isfinite(w) or w <= 0 or c is None or not np.isfinite(c):
+        if w is None or not np.isfinite(w) or c is None or not np.isfinite(c):
+            continue
+        # C.11.2.1.2: LINEAR needs a width of at least 1, the other functions a positive one
+        if w < 1 if (frame.voi_function or "LINEAR").upper() == "LINEAR" else w <= 0:
             continue
         label = frame.window_explanations[k] if k < len(frame.window_explanations) else f"File {k + 1}"
         windows.append(Window(float(c), float(w), frame.voi_function, label or f"File {k + 1}"))

@@ -1,7 +1,8 @@
 """Multiplanar reformatting: a volume from a series of parallel slices (int16 where the values
 allow, so memory stays near the int16 volume size), and axial / coronal / sagittal planes in
 patient orientation with their physical pixel spacing. Uneven slice spacing and gantry tilt
-(a sheared stack) are detected and reported in ``Volume.notes``."""
+(a sheared stack) are detected and reported in ``Volume.notes``; a tilted stack is corrected by
+shifting each slice in-plane so the reformats are not sheared."""
 
 from __future__ import annotations
 
@@ -133,7 +134,8 @@ def _axis_mapping(directions: np.ndarray) -> dict[int, tuple[int, int]]:
     return mapping
 
 
-def _geometry(series: Series) -> tuple[np.ndarray, tuple[float, float, float], list[str], tuple[float, float, float]]:
+def _geometry(series: Series):
+    """(axis directions, spacing, notes, origin, per-slice in-plane shifts or None)."""
     frames = series.frames
     if len(frames) < 3:
         raise MprError(f"MPR needs at least 3 slices; this series has {len(frames)}")
@@ -156,15 +158,21 @@ def _geometry(series: Series) -> tuple[np.ndarray, tuple[float, float, float], l
             f"uneven slice spacing ({gaps.min():.2f} to {gaps.max():.2f} mm): reformats use the mean "
             f"{mean_gap:.2f} mm, so distances across slices are approximate"
         )
-    displacement = positions[-1] - positions[0]
-    tilt = float(np.degrees(np.arccos(np.clip(abs(displacement @ normal) / np.linalg.norm(displacement), -1, 1))))
-    if tilt > TILT_TOLERANCE_DEG:
-        notes.append(
-            f"gantry tilt / sheared stack of {tilt:.1f}°: coronal and sagittal reformats are shown "
-            "without shear correction"
-        )
     row_dir = np.array(first.orientation[:3])
     col_dir = np.array(first.orientation[3:])
+    displacement = positions[-1] - positions[0]
+    tilt = float(np.degrees(np.arccos(np.clip(abs(displacement @ normal) / np.linalg.norm(displacement), -1, 1))))
+    shifts = None
+    if tilt > TILT_TOLERANCE_DEG:
+        spacing_now = series.pixel_spacing or (1.0, 1.0)
+        in_plane = (positions - positions[0]) - np.outer(projected - projected[0], normal)
+        # per slice (rows, columns) to move it back over slice 0: the stack becomes orthogonal
+        shifts = np.stack([in_plane @ col_dir / spacing_now[0], in_plane @ row_dir / spacing_now[1]], axis=1)
+        largest = float(np.abs(in_plane).max())
+        notes.append(
+            f"gantry tilt / sheared stack of {tilt:.1f}°: slices shifted in-plane (up to {largest:.1f} mm) "
+            "so coronal and sagittal reformats are not sheared"
+        )
     directions = np.vstack([normal, col_dir, row_dir])
     if np.max(np.abs(directions), axis=1).min() < 0.9:
         notes.append("oblique acquisition: planes follow the nearest volume axes, not true anatomical planes")
@@ -172,7 +180,27 @@ def _geometry(series: Series) -> tuple[np.ndarray, tuple[float, float, float], l
     if spacing is None:
         notes.append("no pixel spacing in the file: 1 mm assumed in-plane")
         spacing = (1.0, 1.0)
-    return directions, (mean_gap, float(spacing[0]), float(spacing[1])), notes, tuple(positions[0])
+    return directions, (mean_gap, float(spacing[0]), float(spacing[1])), notes, tuple(positions[0]), shifts
+
+
+def _correct_tilt(data: np.ndarray, shifts: np.ndarray | None) -> None:
+    """Shift each slice in place by its (rows, columns) offset (linear interpolation; the
+    uncovered edge takes the slice's minimum, i.e. air)."""
+    if shifts is None:
+        return
+    import cv2
+
+    rows, cols = data.shape[1:]
+    for k in range(data.shape[0]):
+        dy, dx = shifts[k]
+        if abs(dy) < 1e-3 and abs(dx) < 1e-3:
+            continue
+        plane = data[k].astype(np.float32)
+        moved = cv2.warpAffine(
+            plane, np.float32([[1, 0, dx], [0, 1, dy]]), (cols, rows), flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT, borderValue=float(plane.min()),
+        )
+        data[k] = np.rint(moved) if data.dtype.kind in "iu" else moved
 
 
 def _fits_int16(lo: float, hi: float) -> bool:
@@ -187,7 +215,7 @@ def build_volume(series: Series, slices: Sequence[np.ndarray] | None = None, *, 
     into a preallocated int16 array of stored values with one shared rescale, so peak memory
     is about the int16 volume plus a few frames in flight.
     """
-    directions, spacing, notes, origin = _geometry(series)
+    directions, spacing, notes, origin, shifts = _geometry(series)
     n, rows, cols = len(series.frames), series.rows, series.columns
     if slices is not None:
         if len(slices) != n:
@@ -199,6 +227,7 @@ def build_volume(series: Series, slices: Sequence[np.ndarray] | None = None, *, 
         data = np.empty((n, rows, cols), dtype=dtype)
         for k, s in enumerate(slices):
             data[k] = s
+        _correct_tilt(data, shifts)
         return Volume(data, spacing, directions, origin=origin, notes=notes)
 
     transforms = [f.modality_transform for f in series.frames]
@@ -211,12 +240,14 @@ def build_volume(series: Series, slices: Sequence[np.ndarray] | None = None, *, 
             data[index] = stored
         if cancel is not None and cancel():
             raise MprError("MPR cancelled")
+        _correct_tilt(data, shifts)
         return Volume(data, spacing, directions, scale=transforms[0].slope, offset=transforms[0].intercept, origin=origin, notes=notes)
     data = np.empty((n, rows, cols), dtype=np.float32)
     for index, values in series.iter_frames(workers=workers, cancel=cancel):
         data[index] = values
     if cancel is not None and cancel():
         raise MprError("MPR cancelled")
+    _correct_tilt(data, shifts)
     notes.append("values kept as float32 (per-slice rescale or LUT)")
     return Volume(data, spacing, directions, origin=origin, notes=notes)
 
