@@ -54,6 +54,8 @@ def _exercise(path: Path) -> None:
     result = scan_paths([path])  # must never raise for a bad input
     for series in result.series:
         element_tree(series.first.header)
+        for name in ("description", "patient_name", "study_date", "study_description", "institution"):
+            assert isinstance(getattr(series, name), str)
         for index in range(min(series.frame_count, 3)):
             try:
                 render_frame(series, index)

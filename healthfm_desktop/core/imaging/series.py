@@ -110,8 +110,11 @@ class Series:
         return self.frames[0].instance
 
     def _h(self, keyword: str, default: str = "") -> str:
-        value = self.first.header.get(keyword, None)
-        return default if value is None else str(value)
+        try:
+            value = self.first.header.get(keyword, None)
+            return default if value is None else str(value)
+        except Exception:  # a corrupt value must not break a list or an overlay
+            return default
 
     @property
     def key(self) -> str:

@@ -52,13 +52,17 @@ def element_tree(ds: Dataset, include_meta: bool = True) -> list[dict[str, Any]]
     (text), ``private`` and, for sequences, ``items`` (a list of element lists)."""
     elements: list[dict[str, Any]] = []
     meta = getattr(ds, "file_meta", None) if include_meta else None
-    if meta is not None:
-        elements.extend(_element_dict(e) for e in meta)
-    for element in ds:
-        try:
-            elements.append(_element_dict(element))
-        except Exception as exc:  # one bad element is shown as such, the rest goes on
-            elements.append({"tag": str(element.tag), "keyword": "", "name": "", "vr": "", "value": f"<unreadable: {exc}>", "private": False})
+    for source in ([meta] if meta is not None else []) + [ds]:
+        # fetch element by element: a corrupt value raises on conversion, and must not hide
+        # the rest of the header
+        for tag in list(source.keys()):
+            try:
+                elements.append(_element_dict(source[tag]))
+            except Exception as exc:  # one bad element is shown as such, the rest goes on
+                elements.append({
+                    "tag": f"({tag.group:04X},{tag.element:04X})", "keyword": "", "name": "", "vr": "",
+                    "value": f"<unreadable: {type(exc).__name__}>", "private": bool(tag.is_private),
+                })
     return elements
 
 
