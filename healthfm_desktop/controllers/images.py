@@ -27,7 +27,7 @@ from healthfm_desktop.core.paths import user_data_dir
 from healthfm_desktop.core.routing import IMAGES
 from healthfm_desktop.core.storage.atomic import atomic_write_bytes, atomic_write_text
 
-from healthfm_desktop.core.imaging import display
+from healthfm_desktop.core.imaging import display, measure
 from healthfm_desktop.core.imaging.decoding import ModalityTransform
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,55 @@ def compact_frame(pixels: np.ndarray) -> np.ndarray:
     compact = pixels.astype(np.int16)
     compact.setflags(write=False)
     return compact
+
+
+_POINT_COUNTS = {"distance": 2, "angle": 3, "rectangle": 2, "ellipse": 2}
+
+
+def measurement_records_from_json(text: str) -> tuple[list[dict], int]:
+    """Measurements saved with a study (core.measure's JSON) as the controller's records, each
+    with a fresh session id; damaged entries are left out and counted, never raised."""
+    try:
+        payload = json.loads(text)
+        items = payload.get("measurements", []) if isinstance(payload, dict) else None
+    except (ValueError, RecursionError):
+        return [], 1
+    if not isinstance(items, list):
+        return [], 1
+    records, dropped = [], 0
+    for item in items:
+        record = _valid_record(item)
+        if record is None:
+            dropped += 1
+        else:
+            records.append(record)
+    return records, dropped
+
+
+def _valid_record(item) -> dict | None:
+    if not isinstance(item, dict):
+        return None
+    try:
+        saved = measure.Measurement.from_dict(item)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(saved.kind, str) or saved.kind not in _POINT_COUNTS or not isinstance(saved.points, list) or len(saved.points) != _POINT_COUNTS[saved.kind]:
+        return None
+    points = []
+    for point in saved.points:
+        if not isinstance(point, (list, tuple)) or len(point) != 2:
+            return None
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in point):
+            return None
+        points.append([float(point[0]), float(point[1])])
+    texts = (saved.study_uid, saved.series_uid, saved.sop_instance_uid, saved.label, saved.text)
+    if not all(isinstance(t, str) for t in texts) or not isinstance(saved.values, dict):
+        return None
+    if not isinstance(saved.frame_index, int) or isinstance(saved.frame_index, bool) or saved.frame_index < 0:
+        return None
+    record = saved.to_dict()
+    record.update(points=points, id=uuid.uuid4().hex[:12])
+    return record
 
 
 def _fmt_date(value: str) -> str:
@@ -490,19 +539,21 @@ class ImagesController(WorkspaceController):
         if not path.exists():
             return
         try:
-            records = json.loads(path.read_text(encoding="utf-8")).get("measurements", [])
-        except (OSError, ValueError, AttributeError):
-            self.message.emit("warning", f"Saved measurements for this study could not be read ({path.name}); starting empty.")
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            self.message.emit("warning", f"Saved measurements for this study could not be read ({exc}); starting empty.")
             return
+        records, dropped = measurement_records_from_json(text)
+        if dropped:
+            self.message.emit("warning", f"{dropped} saved measurement(s) of this study were damaged and left out.")
         for record in records:
-            if isinstance(record, dict) and {"id", "kind", "points", "sop_instance_uid"} <= record.keys():
-                self._measurements[record["id"]] = record
+            self._measurements[record["id"]] = record
 
     def _save_study(self, study_uid: str) -> None:
-        records = [m for m in self._measurements.values() if m.get("study_uid") == study_uid]
-        payload = {"format": "healthfm-measurements", "version": 1, "study_uid": study_uid, "measurements": records}
+        kept = [m for m in self._measurements.values() if m.get("study_uid") == study_uid]
+        text = measure.measurements_to_json([measure.Measurement.from_dict(m) for m in kept])
         try:
-            atomic_write_text(self._measurement_file(study_uid), json.dumps(payload, indent=1))
+            atomic_write_text(self._measurement_file(study_uid), text)
         except OSError as exc:
             self.message.emit("error", f"Measurements could not be saved: {exc.strerror or exc}")
 
@@ -520,8 +571,6 @@ class ImagesController(WorkspaceController):
         return None if record is None else self._locate(record)
 
     def _compute(self, series: Series, index: int, kind: str, points: list) -> tuple[dict, str]:
-        from healthfm_desktop.core.imaging import measure
-
         frame = series.frames[index]
         pixels = self._load(series, index)
         values, text = measure.describe_measurement(kind, points, pixels, frame.pixel_spacing, frame.spacing_source,
