@@ -13,7 +13,7 @@ from PySide6.QtCore import Signal
 from healthfm_desktop.controllers.base import WorkspaceController
 from healthfm_desktop.controllers.workers import Progress
 from healthfm_desktop.core.errors import ModelError, UserFacingError
-from healthfm_desktop.core.patients.importing import read_patient_file
+from healthfm_desktop.core.patients.importing import read_patient_file, sniff_patient_format
 from healthfm_desktop.core.patients.record import PatientRecord
 from healthfm_desktop.core.patients.risk import RiskAssessment, RiskModel
 from healthfm_desktop.core.patients.timeline import LinkedNote, NoteIndex, link_note
@@ -60,9 +60,25 @@ def _model() -> RiskModel:
     return _MODEL
 
 
+def expand_folders(paths: list[Path]) -> list[Path]:
+    """A folder becomes its patient CSVs and FHIR Bundles, plus the folder itself when it holds
+    PhysioNet record files (read together, one stay per file)."""
+    out: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            out.append(path)
+            continue
+        kinds = {p: sniff_patient_format(p) for p in sorted(path.rglob("*")) if p.is_file()}
+        if any(kind == "record" for kind in kinds.values()):
+            out.append(path)
+        out += [p for p, kind in kinds.items() if kind in ("long_csv", "fhir")]
+    return out
+
+
 def load_and_score(paths: list[Path]):
     """Worker job: read every file, score every stay; yields progress between files."""
     result = LoadResult()
+    paths = expand_folders(paths)
     for number, path in enumerate(paths):
         yield Progress(number / max(1, len(paths)), f"Reading {path.name}")
         try:

@@ -7,7 +7,9 @@ Model: two learners on the same features (healthfm_desktop.core.patients.feature
 the app): an L2 logistic regression on median-imputed, standardised, clipped features, and a
 gradient-boosted tree ensemble (sklearn GradientBoostingClassifier) on the imputed features.
 Their logits are combined by a logistic regression fitted on 5-fold out-of-fold logits of the
-training set: a cross-validated Platt scaling of the ensemble, which calibrates it.
+training set: a cross-validated Platt scaling of the ensemble, which calibrates it. The same is
+done with the stays truncated at 12, 24 and 36 h, so that the risk trajectory the app shows is
+calibrated at each time (output ``risk_by_horizon``).
 
 The ONNX graph is written by hand with onnx.helper (imputation, the linear model, the trees as
 an ai.onnx.ml TreeEnsembleRegressor, the stacker and a sigmoid), because skl2onnx cannot be used
@@ -48,6 +50,7 @@ from healthfm_desktop.core.patients.features import (  # noqa: E402
     HORIZON_MINUTES,
     N_FEATURES,
     STATS,
+    TRAJECTORY_HOURS,
     cohort_features,
 )
 from healthfm_desktop.core.patients.importing import read_long_csv  # noqa: E402
@@ -158,7 +161,7 @@ def tree_ensemble_node(gb: GradientBoostingClassifier, base_value: float, input_
     )
 
 
-def build_onnx(linear: LinearPart, trees: TreePart, stacker: LogisticRegression) -> onnx.ModelProto:
+def build_onnx(linear: LinearPart, trees: TreePart, stacker: LogisticRegression, horizon_stackers: list) -> onnx.ModelProto:
     f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
     X0 = np.zeros((1, N_FEATURES))
     tree_base = float(trees.model.decision_function(X0)[0] - sum(
@@ -174,6 +177,8 @@ def build_onnx(linear: LinearPart, trees: TreePart, stacker: LogisticRegression)
         numpy_helper.from_array(f32(linear.model.intercept_), "linear_bias"),
         numpy_helper.from_array(f32(stacker.coef_.reshape(-1, 1)), "stack_weight"),
         numpy_helper.from_array(f32(stacker.intercept_), "stack_bias"),
+        numpy_helper.from_array(f32(np.column_stack([h.coef_[0] for h in horizon_stackers])), "horizon_weight"),
+        numpy_helper.from_array(f32([h.intercept_[0] for h in horizon_stackers]), "horizon_bias"),
     ]
     nodes = [
         helper.make_node("IsNaN", ["features"], ["missing"]),
@@ -188,6 +193,9 @@ def build_onnx(linear: LinearPart, trees: TreePart, stacker: LogisticRegression)
         helper.make_node("MatMul", ["components", "stack_weight"], ["stack_mm"]),
         helper.make_node("Add", ["stack_mm", "stack_bias"], ["logit"]),
         helper.make_node("Sigmoid", ["logit"], ["risk"]),
+        helper.make_node("MatMul", ["components", "horizon_weight"], ["horizon_mm"]),
+        helper.make_node("Add", ["horizon_mm", "horizon_bias"], ["horizon_logit"]),
+        helper.make_node("Sigmoid", ["horizon_logit"], ["risk_by_horizon"]),
     ]
     graph = helper.make_graph(
         nodes, NAME, [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", N_FEATURES])],
@@ -195,6 +203,7 @@ def build_onnx(linear: LinearPart, trees: TreePart, stacker: LogisticRegression)
             helper.make_tensor_value_info("risk", TensorProto.FLOAT, ["N", 1]),
             helper.make_tensor_value_info("logit", TensorProto.FLOAT, ["N", 1]),
             helper.make_tensor_value_info("components", TensorProto.FLOAT, ["N", 2]),
+            helper.make_tensor_value_info("risk_by_horizon", TensorProto.FLOAT, ["N", len(TRAJECTORY_HOURS)]),
         ],
         initializer=init,
     )
@@ -303,19 +312,23 @@ def main(argv: list[str] | None = None) -> int:
           f"({time.perf_counter() - started:.0f} s)", flush=True)
     X_train, y_train = X[train], y[train]
 
-    # out-of-fold logits of both learners -> the stacker/calibrator
-    oof = np.zeros((train.sum(), 2))
+    # out-of-fold logits of both learners, on the 48 h window and on the truncated ones
+    windows = {hours: (X if hours * 60 == HORIZON_MINUTES else cohort_features(records, hours * 60).astype(np.float64))[train]
+               for hours in TRAJECTORY_HOURS}
+    oof = {hours: np.zeros((train.sum(), 2)) for hours in TRAJECTORY_HOURS}
     for fold, (fit_idx, val_idx) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=SEED).split(X_train, y_train)):
         linear, trees = fit_parts(X_train[fit_idx], y_train[fit_idx], gb_params)
-        oof[val_idx, 0] = linear.logit(X_train[val_idx])
-        oof[val_idx, 1] = trees.logit(X_train[val_idx])
+        for hours, X_window in windows.items():
+            oof[hours][val_idx, 0] = linear.logit(X_window[val_idx])
+            oof[hours][val_idx, 1] = trees.logit(X_window[val_idx])
         print(f"fold {fold + 1}/{folds} done ({time.perf_counter() - started:.0f} s)", flush=True)
-    stacker = LogisticRegression(C=1e6, max_iter=1000).fit(oof, y_train)
-    oof_risk = stacker.predict_proba(oof)[:, 1]
+    horizon_stackers = [LogisticRegression(C=1e6, max_iter=1000).fit(oof[hours], y_train) for hours in TRAJECTORY_HOURS]
+    stacker = horizon_stackers[TRAJECTORY_HOURS.index(HORIZON_MINUTES // 60)]
+    oof_risk = stacker.predict_proba(oof[HORIZON_MINUTES // 60])[:, 1]
     threshold = event1_threshold(y_train, oof_risk)
 
     linear, trees = fit_parts(X_train, y_train, gb_params)
-    model = build_onnx(linear, trees, stacker)
+    model = build_onnx(linear, trees, stacker, horizon_stackers)
     args.out.mkdir(parents=True, exist_ok=True)
     onnx_path = args.out / f"{NAME}.onnx"
     onnx_path.write_bytes(model.SerializeToString())
@@ -324,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    risk_all, logit_all, components = session.run(None, {"features": X.astype(np.float32)})
+    risk_all, logit_all, components, _ = session.run(None, {"features": X.astype(np.float32)})
     expected = np.column_stack([linear.logit(X), trees.logit(X)])
     gap = float(np.max(np.abs(components - expected)))
     if gap > 1e-3:
@@ -340,11 +353,16 @@ def main(argv: list[str] | None = None) -> int:
     saps_auroc = roc_auc_score(y[known_saps], saps[known_saps]) if 0 < y[known_saps].sum() < known_saps.sum() else float("nan")
     lr_only = 1 / (1 + np.exp(-components[test, 0]))
     gb_only = 1 / (1 + np.exp(-components[test, 1]))
-    trajectory_auroc = {}
-    for hours in (12, 24, 36):
-        Xh = cohort_features([records[i] for i in np.flatnonzero(test)], hours * 60)
-        ph = session.run(["risk"], {"features": Xh})[0][:, 0]
-        trajectory_auroc[f"{hours}h"] = round(float(roc_auc_score(y_test, ph)), 4)
+    trajectory = {}
+    test_records = [records[i] for i in np.flatnonzero(test)]
+    for column, hours in enumerate(TRAJECTORY_HOURS):
+        Xh = cohort_features(test_records, hours * 60)
+        ph = session.run(["risk_by_horizon"], {"features": Xh})[0][:, column].astype(np.float64)
+        trajectory[f"{hours}h"] = {
+            "auroc": round(float(roc_auc_score(y_test, ph)), 4),
+            "mean_predicted_risk": round(float(ph.mean()), 4),
+            "hosmer_lemeshow_h": round(hosmer_lemeshow(y_test, ph), 2),
+        }
     metrics = {
         "split": "PhysioNet 2012 set c (shared part, held out from training)",
         "n_test": int(test.sum()),
@@ -363,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         "observed_rate": round(float(y_test.mean()), 4),
         "auroc_logistic_part_only": round(float(roc_auc_score(y_test, lr_only)), 4),
         "auroc_tree_part_only": round(float(roc_auc_score(y_test, gb_only)), 4),
-        "auroc_at_truncated_windows": trajectory_auroc,
+        "trajectory_calibrated_per_window": trajectory,
         "onnx_vs_sklearn_max_abs_logit_gap": gap,
         "baselines": {
             "saps_i_auroc_computed_here": round(float(saps_auroc), 4),
@@ -397,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
             {"name": "risk", "shape": ["N", 1], "dtype": "float32", "meaning": "calibrated probability of in-hospital death"},
             {"name": "logit", "shape": ["N", 1], "dtype": "float32"},
             {"name": "components", "shape": ["N", 2], "dtype": "float32", "meaning": "logistic and tree logits"},
+            {"name": "risk_by_horizon", "shape": ["N", len(TRAJECTORY_HOURS)], "dtype": "float32",
+             "meaning": "risk calibrated for features computed on the first 12/24/36/48 h (use the column of the window)"},
         ],
         "labels": ["survived", "died in hospital"],
         "preprocessing": {
@@ -405,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
             "feature_names": list(FEATURE_NAMES),
             "statistics": list(STATS),
             "horizon_minutes": HORIZON_MINUTES,
+            "trajectory_hours": list(TRAJECTORY_HOURS),
             "missing": "NaN; imputed inside the graph with training medians",
             "cleaning_rules": {name: text for name, text in RULES.values()},
             "event1_threshold": round(threshold, 4),
@@ -415,8 +436,8 @@ def main(argv: list[str] | None = None) -> int:
         "intended_use": "Research and teaching: show how an ICU stay's first 48 h relate to in-hospital mortality. "
                         "Not a medical device; not for decisions about individual patients.",
         "limitations": "Trained on one US hospital's ICU stays from 2001-2008 (MIMIC-II); adults; stays under 48 h "
-                       "excluded. Scores at 12/24/36 h apply the 48 h model to shorter windows (lower accuracy, see "
-                       "metrics). Treatment limitations (DNR/CMO) are not known to the model.",
+                       "excluded. Scores at 12/24/36 h apply the 48 h learners to shorter windows, recalibrated per "
+                       "window (lower discrimination, see metrics). Treatment limitations (DNR/CMO) are not known to the model.",
         "training_script": "models/training/train_icu_mortality.py",
         "training_seconds": round(elapsed, 1),
         "n_trees": int(trees.model.n_estimators_),
@@ -441,7 +462,8 @@ def write_card(path: Path, manifest: dict) -> None:
       f"({len(manifest['preprocessing']['feature_names'])} features).\n\n"
       "An L2 logistic regression (C = 0.05, standardised features clipped at +-5) and a gradient-boosted tree "
       f"ensemble ({manifest['n_trees']} trees of depth 3) are combined by a logistic regression fitted on their "
-      "5-fold out-of-fold logits on the training sets: a cross-validated Platt scaling that also calibrates. "
+      "5-fold out-of-fold logits on the training sets: a cross-validated Platt scaling that also calibrates "
+      "(one such calibration per window: 12, 24, 36 and 48 h). "
       "Missing values are imputed inside the ONNX graph with the training medians. Per-patient explanations in the "
       "app are occlusion contributions: the change in log-odds when all features of one variable are replaced by "
       "the training median.\n\n")
@@ -458,8 +480,12 @@ def write_card(path: Path, manifest: dict) -> None:
     w(f"| Hosmer-Lemeshow H (deciles) | **{m['hosmer_lemeshow_h']}** | challenge best 17.88 |\n")
     w(f"| mean predicted vs observed risk | {m['mean_predicted_risk']} vs {m['observed_rate']} | |\n")
     w(f"| AUROC, logistic part / tree part alone | {m['auroc_logistic_part_only']} / {m['auroc_tree_part_only']} | |\n")
-    t = m["auroc_at_truncated_windows"]
-    w(f"| AUROC of the 48 h model on the first 12 / 24 / 36 h | {t['12h']} / {t['24h']} / {t['36h']} | |\n\n")
+    t = m["trajectory_calibrated_per_window"]
+    w("\n**Risk over time** (the same learners on the first 12/24/36/48 h, calibrated per window on training "
+      "out-of-fold logits):\n\n| window | AUROC | mean predicted risk (observed " + f"{m['observed_rate']}" + ") | H |\n|---|---|---|---|\n")
+    for window, values in t.items():
+        w(f"| {window} | {values['auroc']} | {values['mean_predicted_risk']} | {values['hosmer_lemeshow_h']} |\n")
+    w("\n")
     w("Note: this is the shared 80 % of set c (3,200 stays); the challenge scored all 4,000 of set c.\n\n")
     w(f"![Reliability diagram on set c]({manifest['name']}_reliability.png)\n\n")
     w(f"## Limitations\n\n{manifest['limitations']}\n\n")

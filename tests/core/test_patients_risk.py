@@ -86,7 +86,10 @@ def test_trajectory_and_explanations(cohort, model):
     assessment = model.assess(stay)
     assert [h for h, _ in assessment.trajectory] == list(TRAJECTORY_HOURS)
     assert assessment.risk == pytest.approx(model.score([stay])[0])
-    assert assessment.risk == assessment.trajectory[-1][1]
+    assert assessment.risk == pytest.approx(assessment.trajectory[-1][1], abs=1e-6)
+    # each point of the trajectory is the score of the stay as known at that hour
+    for hours, risk in assessment.trajectory:
+        assert risk == pytest.approx(model.score([stay.truncated(hours * 60)], hours)[0], abs=1e-6)
     contributions = assessment.contributions
     assert 3 <= len(contributions) <= 6
     magnitudes = [abs(c.log_odds) for c in contributions]
@@ -115,6 +118,10 @@ def test_manifest_and_card_report_the_figures():
     assert metrics["auroc_95ci"][0] < metrics["auroc"] < metrics["auroc_95ci"][1]
     assert metrics["event1_score_min_se_ppv"] >= 0.54 and metrics["hosmer_lemeshow_h"] > 0
     assert manifest.preprocessing["feature_names"] == list(FEATURE_NAMES)
+    # the risk over time is calibrated at every window, not only at 48 h
+    for window in metrics["trajectory_calibrated_per_window"].values():
+        assert abs(window["mean_predicted_risk"] - metrics["observed_rate"]) < 0.03
+        assert window["auroc"] > 0.75
     card = (REPO / "models" / "icu_mortality.md").read_text(encoding="utf-8")
     assert "icu_mortality_reliability.png" in card and f"**{metrics['auroc']}**" in card
     assert (REPO / "models" / "icu_mortality_reliability.png").stat().st_size < 50_000
@@ -137,6 +144,6 @@ def test_training_script_runs_on_a_tiny_subset(tmp_path):
     registry = load_registry(tmp_path)
     session, manifest, _ = registry.session("icu_mortality")
     assert manifest.metrics["n_test"] == 20 and "QUICK" in manifest.training_data["split"]
-    (risk, logit, components) = session.run(None, {"features": np.full((2, N_FEATURES), np.nan, dtype=np.float32)})
-    assert risk.shape == (2, 1) and np.all((risk > 0) & (risk < 1))
+    risk, logit, components, by_window = session.run(None, {"features": np.full((2, N_FEATURES), np.nan, dtype=np.float32)})
+    assert risk.shape == (2, 1) and np.all((risk > 0) & (risk < 1)) and by_window.shape == (2, 4)
     assert (tmp_path / "icu_mortality_reliability.png").is_file() and (tmp_path / "icu_mortality.md").is_file()

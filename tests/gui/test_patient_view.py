@@ -73,6 +73,8 @@ def test_timeline_and_risk_panel_show_the_selected_stay(workspace, qtbot, cohort
     np.testing.assert_allclose(hours, minutes / 60)
     np.testing.assert_allclose(values, expected)
     assert heart.band is not None and tuple(heart.band.getRegion()) == (60, 100)
+    # hovering a point shows its value and time
+    assert heart.points[0].opts["tip"](x=1.5, y=80.0, data="HR") == "HR 80 bpm at 01:30 h"
     assert sum(item.n_excluded for item in timeline.shown) == stay.n_excluded == 10
     line = timeline.panel("Arterial BP (line)")
     assert line.n_excluded > 0
@@ -153,3 +155,14 @@ def test_notes_opened_in_the_notes_workspace_reach_the_timeline(qtbot, tmp_path)
     qtbot.waitUntil(lambda: bool(view.timeline.shown[0].note_lines), timeout=30_000)
     assert view.timeline.shown[0].note_lines[0].value() == pytest.approx(6.25)
     window.close()
+
+
+def test_a_folder_of_physionet_record_files_opens_as_stays(qtbot):
+    controller = PatientsController()
+    view = PatientsWorkspace(controller)
+    qtbot.addWidget(view)
+    controller.open_paths([DATA / "records"])
+    qtbot.waitUntil(lambda: view.model.rowCount() == 4, timeout=30_000)
+    ids = sorted(view.model.item(row, 0).text() for row in range(4))
+    assert ids == ["133863", "136197", "143666", "159958"]
+    assert view.problems.count() == 0

@@ -16,6 +16,9 @@ from healthfm_desktop.core.patients.variables import VARIABLE_INDEX, VARIABLE_NA
 
 FEATURE_VERSION = 1
 HORIZON_MINUTES = 48 * 60
+# The risk is also shown as it was known at these hours; the model is calibrated at each one,
+# because a 12 h window has fewer counts and extremes than the 48 h window it was trained on.
+TRAJECTORY_HOURS = (12, 24, 36, 48)
 STATS = ("count", "first", "last", "min", "max", "mean", "std")
 _N_VARIABLES = len(VARIABLE_NAMES)
 _N_STATS = len(STATS)

@@ -21,13 +21,13 @@ from healthfm_desktop.core.patients.features import (
     FEATURE_SOURCES,
     FEATURE_VERSION,
     HORIZON_MINUTES,
+    TRAJECTORY_HOURS,
     cohort_features,
 )
 from healthfm_desktop.core.patients.record import PatientRecord
 from healthfm_desktop.core.patients.variables import BY_NAME, ICU_TYPES, VARIABLE_INDEX
 
 MODEL_NAME = "icu_mortality"
-TRAJECTORY_HOURS = (12, 24, 36, 48)
 _BATCH = 4096
 _SOURCES = tuple(dict.fromkeys(FEATURE_SOURCES))
 _SOURCE_COLUMNS = {s: np.array([i for i, f in enumerate(FEATURE_SOURCES) if f == s]) for s in _SOURCES}
@@ -61,7 +61,9 @@ class RiskModel:
     def __init__(self, threads: int = 0):
         session, manifest, choice = load_registry().session(MODEL_NAME, threads=threads)
         names = manifest.preprocessing.get("feature_names")
-        if manifest.preprocessing.get("feature_version") != FEATURE_VERSION or names != list(FEATURE_NAMES):
+        hours = manifest.preprocessing.get("trajectory_hours")
+        if (manifest.preprocessing.get("feature_version") != FEATURE_VERSION or names != list(FEATURE_NAMES)
+                or hours != list(TRAJECTORY_HOURS)):
             raise ModelError(
                 f"model {MODEL_NAME!r} was trained on another feature layout than this app computes; reinstall the app"
             )
@@ -74,24 +76,31 @@ class RiskModel:
     def label(self) -> str:
         return self.manifest.name
 
-    def _run(self, features: np.ndarray, output: str) -> np.ndarray:
+    def _run(self, features: np.ndarray, output: str, column: int = 0) -> np.ndarray:
         features = np.ascontiguousarray(features, dtype=np.float32)
         parts = [
-            self.session.run([output], {"features": features[i : i + _BATCH]})[0][:, 0]
+            self.session.run([output], {"features": features[i : i + _BATCH]})[0][:, column]
             for i in range(0, len(features), _BATCH)
         ]
         return np.concatenate(parts).astype(np.float64) if parts else np.empty(0)
 
-    def risk_of_features(self, features: np.ndarray) -> np.ndarray:
-        return self._run(features, "risk")
+    def risk_of_features(self, features: np.ndarray, hours: int = HORIZON_MINUTES // 60) -> np.ndarray:
+        """Risk from features computed on the first ``hours`` (one of TRAJECTORY_HOURS): each
+        window has its own calibration in the graph."""
+        if hours == HORIZON_MINUTES // 60:
+            return self._run(features, "risk")
+        return self._run(features, "risk_by_horizon", TRAJECTORY_HOURS.index(hours))
 
-    def score(self, records: Sequence[PatientRecord], horizon_minutes: int = HORIZON_MINUTES) -> np.ndarray:
-        """Risk of death for each stay, from its first ``horizon_minutes``."""
-        return self.risk_of_features(cohort_features(records, horizon_minutes))
+    def score(self, records: Sequence[PatientRecord], hours: int = HORIZON_MINUTES // 60) -> np.ndarray:
+        """Risk of death for each stay, from its first ``hours`` (12, 24, 36 or 48)."""
+        if hours not in TRAJECTORY_HOURS:
+            raise ValueError(f"the model is calibrated for {TRAJECTORY_HOURS} h windows, not {hours} h")
+        return self.risk_of_features(cohort_features(records, hours * 60), hours)
 
     def trajectory(self, record: PatientRecord) -> list[tuple[int, float]]:
         rows = np.vstack([cohort_features([record], hours * 60) for hours in TRAJECTORY_HOURS])
-        return list(zip(TRAJECTORY_HOURS, self.risk_of_features(rows).tolist()))
+        by_window = self.session.run(["risk_by_horizon"], {"features": rows})[0]
+        return [(hours, float(by_window[i, i])) for i, hours in enumerate(TRAJECTORY_HOURS)]
 
     def explain(self, record: PatientRecord, top: int = 6) -> list[Contribution]:
         features = cohort_features([record])[0]
@@ -109,7 +118,8 @@ class RiskModel:
 
     def assess(self, record: PatientRecord, top: int = 6) -> RiskAssessment:
         trajectory = self.trajectory(record)
-        return RiskAssessment(record.patient_id, trajectory[-1][1], trajectory, self.explain(record, top), self.label)
+        risk = float(self.score([record])[0])
+        return RiskAssessment(record.patient_id, risk, trajectory, self.explain(record, top), self.label)
 
 
 def _format(value: float) -> str:
