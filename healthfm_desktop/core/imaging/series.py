@@ -102,7 +102,7 @@ class Series:
     notes: list[str] = field(default_factory=list)
     _cache: "OrderedDict[int, np.ndarray]" = field(default_factory=OrderedDict, repr=False)
     _cache_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    cache_bytes_limit: int = 512 * 1024**2
+    cache_bytes_limit: int = 64 * 1024**2  # the viewer keeps its own, larger cache
 
     # --- header facts, for lists and overlays --------------------------------------------
     @property
