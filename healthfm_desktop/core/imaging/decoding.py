@@ -4,6 +4,7 @@ GDCM as the fallback), colour conversion to RGB, PALETTE COLOR applied, and the 
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 from collections import OrderedDict
@@ -152,8 +153,6 @@ def read_full_dataset(instance: "Instance") -> Dataset:
     if cached is not None:
         return cached
     raw = instance.source.read_bytes()
-    import io
-
     try:
         ds = dcmread(io.BytesIO(raw[instance.byte_offset :]), force=instance.forced)
     except Exception as exc:  # pydicom raises many types on corrupt input

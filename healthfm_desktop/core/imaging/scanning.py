@@ -211,7 +211,9 @@ def _check_not_truncated(fp, ds: Dataset, position: int, big_endian: bool) -> No
 def index_object(source: SourceRef) -> Instance:
     """Index one DICOM object from its header. Raises ``UnreadableFileError`` with the reason."""
     ds, forced, has_pixels, offset = read_header(source)
-    sop_class = _str(ds, "SOPClassUID") or _str(ds.file_meta, "MediaStorageSOPClassUID") if getattr(ds, "file_meta", None) is not None else _str(ds, "SOPClassUID")
+    sop_class = _str(ds, "SOPClassUID")
+    if not sop_class and getattr(ds, "file_meta", None) is not None:
+        sop_class = _str(ds.file_meta, "MediaStorageSOPClassUID")
     if sop_class == MEDIA_STORAGE_DIRECTORY:
         raise _IsDicomDir()
     if not has_pixels:
