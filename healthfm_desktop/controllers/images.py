@@ -488,6 +488,26 @@ class ImagesController(WorkspaceController):
             return display.render_stored(pixels, lut)
         return display.render_uint8(pixels, window, invert=invert)
 
+    def frame_rate(self, key: str) -> float | None:
+        """Frames per second the file asks cine to play at (Cine Rate, Recommended Display
+        Frame Rate, else 1000 / Frame Time), or None."""
+        series = self._by_key.get(key)
+        if series is None:
+            return None
+        header = series.first.header
+        for keyword in ("CineRate", "RecommendedDisplayFrameRate"):
+            try:
+                value = float(header.get(keyword, 0) or 0)
+            except (TypeError, ValueError):
+                continue
+            if 0 < value <= 1000:
+                return value
+        try:
+            frame_time = float(header.get("FrameTime", 0) or 0)
+        except (TypeError, ValueError):
+            return None
+        return 1000.0 / frame_time if frame_time > 0 else None
+
     def matching_index(self, source_key: str, source_index: int, target_key: str) -> int | None:
         """The slice of ``target_key`` nearest in space to ``source_index`` of ``source_key``
         when both share a frame of reference and are parallel; None otherwise."""

@@ -266,6 +266,9 @@ def test_layouts_scroll_in_sync_for_the_same_frame_of_reference(window, qtbot):
     workspace._activate(0)
     workspace.scroll(left, 30)
     assert left.index == 30 and right.index == 30
+    # the geometry behind it: the nearest slice along the normal of the same frame of reference
+    key = controller.series[0].key
+    assert controller.matching_index(key, 30, key) == 30
     workspace.sync_check.setChecked(False)
     workspace.scroll(left, 5)
     assert left.index == 35 and right.index == 30
@@ -301,6 +304,16 @@ def test_export_view_png_with_and_without_overlays(window, qtbot, tmp_path):
     with_image, without_image = QImage(str(tmp_path / "with.png")), QImage(str(tmp_path / "without.png"))
     assert with_image.size() == workspace.active_viewport().size()
     assert with_image != without_image
+
+
+def test_cine_takes_the_frame_rate_of_an_ultrasound_loop(window, qtbot):
+    controller, workspace, _ = open_and_wait(window, qtbot, [DICOM / "single" / "US_YBR_FULL_422_jpeg_cine_30f.dcm"])
+    assert controller.frame_count(controller.series[0].key) == 30
+    assert workspace.fps_spin.value() == 30  # Frame Time 33.333 ms
+    assert workspace.active_viewport().frame().shape == (240, 320, 3)
+    workspace.set_cine(True)
+    qtbot.waitUntil(lambda: workspace.active_slot().index >= 3, timeout=5000)
+    workspace.set_cine(False)
 
 
 def test_cine_plays_through_the_frames(window, qtbot):
@@ -510,3 +523,18 @@ def test_grabbing_the_workspace_draws_each_viewport_in_its_own_place(window, qtb
     origin = viewport.mapTo(workspace, QPoint(0, 0))
     brightest = max(image.pixelColor(origin.x() + x, origin.y() + y).value() for x in range(6, 80) for y in range(6, 20))
     assert brightest > 200  # the patient name in the corner, white as drawn
+
+
+def test_keyboard_shortcuts_pick_tools_and_toggle_overlays(window, qtbot):
+    controller, workspace, _ = open_and_wait(window, qtbot, [CT_SMALL])
+    viewport = workspace.active_viewport()
+    viewport.setFocus()
+    qtbot.waitUntil(viewport.hasFocus, timeout=2000)
+    QTest.keyClick(viewport, Qt.Key.Key_D)
+    assert viewport.tool() == "distance"
+    QTest.keyClick(viewport, Qt.Key.Key_E)
+    assert viewport.tool() == "ellipse"
+    QTest.keyClick(viewport, Qt.Key.Key_I)
+    assert not viewport.overlays_visible()
+    QTest.keyClick(viewport, Qt.Key.Key_H)
+    assert viewport.view_state()["flip_h"]

@@ -41,8 +41,8 @@ from healthfm_desktop.views.image_viewer.viewport import DrawnMeasurement, Frame
 
 #: layout name -> (rows, columns)
 LAYOUTS = {"1x1": (1, 1), "1x2": (1, 2), "2x2": (2, 2)}
-_TOOL_LABELS = [("pan", "Pan"), ("zoom", "Zoom"), ("window", "W/L"), ("distance", "Distance"),
-                ("angle", "Angle"), ("rectangle", "Rectangle ROI"), ("ellipse", "Ellipse ROI")]
+_TOOL_LABELS = [("pan", "Pan", "P"), ("zoom", "Zoom", "Z"), ("window", "W/L", "W"), ("distance", "Distance", "D"),
+                ("angle", "Angle", "A"), ("rectangle", "Rectangle ROI", "R"), ("ellipse", "Ellipse ROI", "E")]
 
 
 @dataclass
@@ -151,10 +151,11 @@ class ImagesWorkspace(QWidget):
         bar = self.toolbar
         self.tool_actions: dict[str, QAction] = {}
         group = QActionGroup(self)
-        for tool, label in _TOOL_LABELS:
+        for tool, label, key in _TOOL_LABELS:
             action = QAction(label, self, checkable=True)
-            action.setToolTip(f"Left-drag: {label}. Right-drag is always window/level, middle-drag pans, "
-                              "wheel scrolls slices, Ctrl+wheel zooms.")
+            action.setShortcut(QKeySequence(key))
+            action.setToolTip(f"Left-drag: {label} ({key}). Right-drag is always window/level, middle-drag pans, "
+                              "wheel or arrow keys scroll slices, Ctrl+wheel zooms.")
             action.triggered.connect(lambda checked=False, t=tool: self.set_tool(t))
             group.addAction(action)
             bar.addAction(action)
@@ -171,11 +172,17 @@ class ImagesWorkspace(QWidget):
         bar.addWidget(self.preset_combo)
 
         self.fit_action = bar.addAction("Fit", lambda: self.active_viewport().fit())
+        self.fit_action.setShortcut(QKeySequence("F"))
         self.actual_size_action = bar.addAction("1:1", lambda: self.active_viewport().actual_size())
+        self.actual_size_action.setShortcut(QKeySequence("1"))
         self.flip_h_action = bar.addAction("Flip H", lambda: self.active_viewport().flip_horizontal())
+        self.flip_h_action.setShortcut(QKeySequence("H"))
         self.flip_v_action = bar.addAction("Flip V", lambda: self.active_viewport().flip_vertical())
+        self.flip_v_action.setShortcut(QKeySequence("V"))
         self.rotate_action = bar.addAction("Rotate", lambda: self.active_viewport().rotate(90))
+        self.rotate_action.setShortcut(QKeySequence("Ctrl+R"))
         self.reset_action = bar.addAction("Reset", self._reset_view)
+        self.reset_action.setShortcut(QKeySequence("0"))
         bar.addSeparator()
 
         self.layout_combo = QComboBox()
@@ -203,7 +210,7 @@ class ImagesWorkspace(QWidget):
         bar.addSeparator()
 
         self.overlay_action = QAction("Overlays", self, checkable=True, checked=True)
-        self.overlay_action.setShortcut(QKeySequence("Ctrl+I"))
+        self.overlay_action.setShortcut(QKeySequence("I"))
         self.overlay_action.setToolTip("Show or hide annotations, measurements and overlays")
         self.overlay_action.toggled.connect(self.set_overlays_visible)
         bar.addAction(self.overlay_action)
@@ -222,6 +229,15 @@ class ImagesWorkspace(QWidget):
         export_button.setMenu(menu)
         self.export_menu = menu
         bar.addWidget(export_button)
+        # shortcuts act only while this workspace (or a child) has the focus, so the other
+        # workspaces keep their own letters
+        for action in bar.actions():
+            if not action.shortcut().isEmpty():
+                action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+                self.addAction(action)
+        self.cine_action.setShortcut(QKeySequence("Space"))
+        self.cine_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.addAction(self.cine_action)
 
     def _connect_controller(self) -> None:
         c = self.controller
@@ -331,6 +347,9 @@ class ImagesWorkspace(QWidget):
         """Show series ``key`` in the active viewport (or the MPR view when it is open)."""
         slot = self.active_slot()
         self._assign(slot, key, index)
+        rate = self.controller.frame_rate(key)
+        if rate:  # cine plays at the rate the file was acquired at (US loops)
+            self.fps_spin.setValue(max(1, min(60, round(rate))))
         self.controller.set_current(key, slot.index)
         self.series_browser.select(key)
         self._fill_presets()
