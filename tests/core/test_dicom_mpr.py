@@ -94,11 +94,18 @@ def test_ct_volume_in_hu_and_axial_equals_the_slices():
     np.testing.assert_array_equal(from_slices.plane_image("sagittal", 100)[0], volume.plane_image("sagittal", 100)[0])
 
 
-def test_missing_slice_is_flagged_as_uneven_spacing():
+def test_missing_slice_is_resampled_onto_an_even_grid():
     series = scan_paths([CT_SERIES]).series[0]
     gappy = dataclasses.replace(series, frames=series.frames[:8] + series.frames[9:])
     volume = build_volume(gappy)
-    assert any("uneven slice spacing" in note for note in volume.notes)
+    assert any("uneven slice spacing" in note and "resampled to 20 slices" in note for note in volume.notes)
+    assert volume.shape == (20, 512, 512) and volume.spacing[0] == pytest.approx(1.0)
+    assert volume.data.dtype == np.int16
+    for k in (0, 7, 9, 19):  # acquired slices come through untouched
+        np.testing.assert_array_equal(volume.plane_image("axial", k)[0], series.load_frame(k))
+    # the missing slice 8 is the mean of its neighbours
+    expected = np.rint((series.load_frame(7) + series.load_frame(9)) / 2)
+    np.testing.assert_allclose(volume.plane_image("axial", 8)[0], expected, atol=1.0)
 
 
 def test_gantry_tilt_is_flagged_and_corrected():

@@ -1,8 +1,8 @@
 """Multiplanar reformatting: a volume from a series of parallel slices (int16 where the values
 allow, so memory stays near the int16 volume size), and axial / coronal / sagittal planes in
-patient orientation with their physical pixel spacing. Uneven slice spacing and gantry tilt
-(a sheared stack) are detected and reported in ``Volume.notes``; a tilted stack is corrected by
-shifting each slice in-plane so the reformats are not sheared."""
+patient orientation with their physical pixel spacing. Uneven slice spacing (a missing slice)
+is resampled onto an even grid and a gantry tilt (a sheared stack) is corrected by shifting
+each slice in-plane; both are reported in ``Volume.notes``."""
 
 from __future__ import annotations
 
@@ -134,8 +134,18 @@ def _axis_mapping(directions: np.ndarray) -> dict[int, tuple[int, int]]:
     return mapping
 
 
-def _geometry(series: Series):
-    """(axis directions, spacing, notes, origin, per-slice in-plane shifts or None)."""
+@dataclass
+class _Geometry:
+    directions: np.ndarray
+    spacing: tuple[float, float, float]
+    notes: list[str]
+    origin: tuple[float, float, float]
+    shifts: np.ndarray | None  # per-slice in-plane (rows, columns) shift undoing a gantry tilt
+    projected: np.ndarray  # slice positions along the normal (mm)
+    resample_at: np.ndarray | None  # even positions to resample to, when the spacing is uneven
+
+
+def _geometry(series: Series) -> "_Geometry":
     frames = series.frames
     if len(frames) < 3:
         raise MprError(f"MPR needs at least 3 slices; this series has {len(frames)}")
@@ -153,11 +163,20 @@ def _geometry(series: Series):
         raise MprError("MPR needs one slice per position; this series repeats positions (time series or echoes)")
     mean_gap = float(np.mean(gaps))
     spread = float(gaps.max() - gaps.min())
+    resample_at = None
     if spread > UNEVEN_TOLERANCE * mean_gap and spread > 0.01:
+        # resample onto an even grid at the usual (median) gap, by linear interpolation between
+        # the two nearest acquired slices, so reformats keep their physical aspect
+        step = float(np.median(gaps))
+        count = int(np.floor((projected[-1] - projected[0]) / step + 1e-6)) + 1
+        if count > 4 * len(frames):
+            raise MprError("slice positions are too irregular to reformat")
+        resample_at = projected[0] + step * np.arange(count)
         notes.append(
-            f"uneven slice spacing ({gaps.min():.2f} to {gaps.max():.2f} mm): reformats use the mean "
-            f"{mean_gap:.2f} mm, so distances across slices are approximate"
+            f"uneven slice spacing ({gaps.min():.2f} to {gaps.max():.2f} mm): resampled to {count} slices "
+            f"every {step:.2f} mm (interpolated where slices are missing)"
         )
+        mean_gap = step
     row_dir = np.array(first.orientation[:3])
     col_dir = np.array(first.orientation[3:])
     displacement = positions[-1] - positions[0]
@@ -180,7 +199,9 @@ def _geometry(series: Series):
     if spacing is None:
         notes.append("no pixel spacing in the file: 1 mm assumed in-plane")
         spacing = (1.0, 1.0)
-    return directions, (mean_gap, float(spacing[0]), float(spacing[1])), notes, tuple(positions[0]), shifts
+    geometry = _Geometry(directions, (mean_gap, float(spacing[0]), float(spacing[1])), notes, tuple(positions[0]),
+                         shifts, projected, resample_at)
+    return geometry
 
 
 def _correct_tilt(data: np.ndarray, shifts: np.ndarray | None) -> None:
@@ -203,6 +224,27 @@ def _correct_tilt(data: np.ndarray, shifts: np.ndarray | None) -> None:
         data[k] = np.rint(moved) if data.dtype.kind in "iu" else moved
 
 
+def _resample_even(data: np.ndarray, geometry: "_Geometry") -> np.ndarray:
+    """Slices at ``geometry.resample_at`` interpolated linearly from the acquired ones."""
+    if geometry.resample_at is None:
+        return data
+    positions = geometry.projected - geometry.projected[0]
+    targets = geometry.resample_at - geometry.projected[0]
+    out = np.empty((len(targets),) + data.shape[1:], dtype=data.dtype)
+    upper = np.clip(np.searchsorted(positions, targets - 1e-6), 1, len(positions) - 1)
+    for j, (t, k) in enumerate(zip(targets, upper)):
+        p0, p1 = positions[k - 1], positions[k]
+        w = float(np.clip((t - p0) / (p1 - p0), 0.0, 1.0))
+        if w < 1e-6:
+            out[j] = data[k - 1]
+        elif w > 1 - 1e-6:
+            out[j] = data[k]
+        else:
+            blended = data[k - 1].astype(np.float32) * (1 - w) + data[k].astype(np.float32) * w
+            out[j] = np.rint(blended) if data.dtype.kind in "iu" else blended
+    return out
+
+
 def _fits_int16(lo: float, hi: float) -> bool:
     return -32768 <= lo and hi <= 32767
 
@@ -215,7 +257,10 @@ def build_volume(series: Series, slices: Sequence[np.ndarray] | None = None, *, 
     into a preallocated int16 array of stored values with one shared rescale, so peak memory
     is about the int16 volume plus a few frames in flight.
     """
-    directions, spacing, notes, origin, shifts = _geometry(series)
+    geometry = _geometry(series)
+    directions, spacing, notes, origin, shifts = (
+        geometry.directions, geometry.spacing, geometry.notes, geometry.origin, geometry.shifts,
+    )
     n, rows, cols = len(series.frames), series.rows, series.columns
     if slices is not None:
         if len(slices) != n:
@@ -228,6 +273,7 @@ def build_volume(series: Series, slices: Sequence[np.ndarray] | None = None, *, 
         for k, s in enumerate(slices):
             data[k] = s
         _correct_tilt(data, shifts)
+        data = _resample_even(data, geometry)
         return Volume(data, spacing, directions, origin=origin, notes=notes)
 
     transforms = [f.modality_transform for f in series.frames]
@@ -241,6 +287,7 @@ def build_volume(series: Series, slices: Sequence[np.ndarray] | None = None, *, 
         if cancel is not None and cancel():
             raise MprError("MPR cancelled")
         _correct_tilt(data, shifts)
+        data = _resample_even(data, geometry)
         return Volume(data, spacing, directions, scale=transforms[0].slope, offset=transforms[0].intercept, origin=origin, notes=notes)
     data = np.empty((n, rows, cols), dtype=np.float32)
     for index, values in series.iter_frames(workers=workers, cancel=cancel):
@@ -248,6 +295,7 @@ def build_volume(series: Series, slices: Sequence[np.ndarray] | None = None, *, 
     if cancel is not None and cancel():
         raise MprError("MPR cancelled")
     _correct_tilt(data, shifts)
+    data = _resample_even(data, geometry)
     notes.append("values kept as float32 (per-slice rescale or LUT)")
     return Volume(data, spacing, directions, origin=origin, notes=notes)
 
