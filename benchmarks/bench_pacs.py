@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -43,8 +44,17 @@ def decompressed_copy(source: Path, target: Path) -> None:
         ds.save_as(target / f"{index:05d}.dcm", enforce_file_format=True)
 
 
+CPU = {"ours": [], "getscu": []}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_getscu(orthanc: OrthancServer, study_uid: str, out: Path) -> float:
     out.mkdir(parents=True)
+    cpu = _children_cpu()
     started = time.perf_counter()
     subprocess.run(
         ["getscu", "-S", "+xt", "-aet", GETSCU_AET, "-aec", orthanc.aet, orthanc.host, str(orthanc.dicom_port),
@@ -53,14 +63,19 @@ def run_getscu(orthanc: OrthancServer, study_uid: str, out: Path) -> float:
         # DCMTK's fastest setting: without it every DIMSE message waits on a delayed ACK
         env=dict(os.environ, TCP_NODELAY="1"),
     )
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    CPU["getscu"].append(_children_cpu() - cpu)
+    return seconds
 
 
 def run_ours(orthanc: OrthancServer, study_uid: str, out: Path) -> tuple[float, dict]:
     peer = DicomPeer(orthanc.aet, orthanc.host, orthanc.dicom_port)
+    cpu = time.process_time()
     started = time.perf_counter()
     result = run_to_end(retrieve(peer, OUR_AET, study_uid, out))
-    return time.perf_counter() - started, result.transfer_syntaxes
+    seconds = time.perf_counter() - started
+    CPU["ours"].append(time.process_time() - cpu)
+    return seconds, result.transfer_syntaxes
 
 
 def bench_case(label: str, folder: Path, repeats: int, scratch: Path) -> None:
@@ -72,6 +87,8 @@ def bench_case(label: str, folder: Path, repeats: int, scratch: Path) -> None:
         study_uid = studies[0]["MainDicomTags"]["StudyInstanceUID"]
         count = orthanc.instance_count()
         ours, theirs, syntaxes = [], [], {}
+        CPU["ours"].clear()
+        CPU["getscu"].clear()
         for repeat in range(repeats):
             for name in ("getscu", "ours") if repeat % 2 == 0 else ("ours", "getscu"):
                 out = scratch / f"{name}-{repeat}"
@@ -85,9 +102,13 @@ def bench_case(label: str, folder: Path, repeats: int, scratch: Path) -> None:
                 if received != count:
                     raise SystemExit(f"{name} received {received} of {count} instances")
                 shutil.rmtree(out)
+        if os.environ.get("BENCH_VERBOSE"):
+            print(f"  runs: ours {[round(x, 2) for x in ours]}, getscu {[round(x, 2) for x in theirs]}")
         ours_s, theirs_s = statistics.median(ours), statistics.median(theirs)
         print(f"pacs C-GET {count}-instance study, {label} (ours received {syntaxes}): "
               f"{theirs_s / ours_s:.2f}x getscu ({ours_s:.2f} s vs {theirs_s:.2f} s, median of {repeats})")
+        print(f"  client CPU per retrieval (Orthanc not counted): ours {statistics.median(CPU['ours']):.2f} s, "
+              f"getscu {statistics.median(CPU['getscu']):.2f} s; load average {os.getloadavg()[0]:.1f}")
 
 
 def main() -> int:
