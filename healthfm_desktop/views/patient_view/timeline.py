@@ -100,7 +100,12 @@ class PatientTimeline(QWidget):
             plot.addItem(band)
         curves, points = [], []
         bars = None
-        for slot, _ in enumerate(panel.variables):
+        legend = None
+        if len(panel.variables) > 1:  # say which line is which (systolic, mean, diastolic)
+            legend = pg.LegendItem(offset=(-4, 1), colCount=len(panel.variables), labelTextSize="7pt",
+                                   brush=pg.mkBrush(255, 255, 255, 200), verSpacing=-6)
+            legend.setParentItem(plot.getViewBox())
+        for slot, name in enumerate(panel.variables):
             colour = COLOURS[slot % len(COLOURS)]
             if panel.style == "bars":
                 bars = pg.BarGraphItem(x=[], height=[], width=0.25, brush=pg.mkBrush(*colour, 160), pen=None)
@@ -109,6 +114,8 @@ class PatientTimeline(QWidget):
                 curve = pg.PlotDataItem(pen=pg.mkPen(colour, width=1.2))
                 plot.addItem(curve)
                 curves.append(curve)
+                if legend is not None:
+                    legend.addItem(curve, name)
             unit = panel.unit
             scatter = pg.ScatterPlotItem(
                 size=5, brush=pg.mkBrush(*colour), pen=None, hoverable=True, hoverSize=9,
