@@ -216,7 +216,14 @@ class PacsController(QObject):
 
         job = self._start(work, on_result=self._on_retrieved, on_error=self._on_retrieve_failed)
         job.progress.connect(lambda p: self.retrieve_progress.emit(p.fraction, p.message))
-        job.cancelled.connect(self._on_retrieve_cancelled)
+        reported = []
+
+        def cancelled() -> None:  # the worker can say so twice (aborted, then returned)
+            if not reported:
+                reported.append(True)
+                self._on_retrieve_cancelled()
+
+        job.cancelled.connect(cancelled)
         self._retrieval = job
         return job
 

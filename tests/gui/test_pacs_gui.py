@@ -136,8 +136,9 @@ def test_cancel_keeps_what_arrived(window, qtbot, orthanc, tmp_path):
     study_uid = orthanc.rest("GET", "/studies?expand")
     study_uid = next(s["MainDicomTags"]["StudyInstanceUID"] for s in study_uid
                      if s["PatientMainDicomTags"].get("PatientName") == "HEAD")
-    received = []
+    received, endings = [], []
     controller.retrieve_progress.connect(lambda fraction, message: received.append(message))
+    controller.retrieve_finished.connect(lambda ok, text: endings.append(text))
     controller.retrieve_progress.connect(lambda *_: controller.cancel_retrieve() if len(received) == 2 else None)
     with qtbot.waitSignal(controller.retrieve_finished, timeout=60_000) as finished:
         controller.retrieve(_peer(orthanc), study_uid)
@@ -146,6 +147,7 @@ def test_cancel_keeps_what_arrived(window, qtbot, orthanc, tmp_path):
     assert 1 <= len(files) < 20
     assert not list((tmp_path / "store").rglob("*.part"))
     qtbot.waitUntil(lambda: not controller.busy, timeout=10_000)
+    assert len(endings) == 1  # one "cancelled", however the worker reports it
     assert controller.database().instance_count() >= len(files)
 
 
