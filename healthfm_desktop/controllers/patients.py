@@ -126,6 +126,7 @@ class PatientsController(WorkspaceController):
         self.notes = NoteIndex()
         self.current: PatientDetail | None = None
         self.problems: list[str] = []
+        self._wanted: str | None = None
 
     # --- opening -------------------------------------------------------------------------
     def open_paths(self, paths: list[Path]) -> None:
@@ -148,9 +149,12 @@ class PatientsController(WorkspaceController):
         record = self.records.get(patient_id)
         if record is None:
             return
+        self._wanted = patient_id
         self.start_job(assess_patient, record, on_result=lambda out, r=record: self._on_assessed(r, *out))
 
     def _on_assessed(self, record: PatientRecord, assessment: RiskAssessment | None, problem: str | None) -> None:
+        if record.patient_id != self._wanted:
+            return  # the user has moved on to another stay; its own job will show it
         self.current = PatientDetail(record, assessment, self.notes.notes_for(record.patient_id), problem)
         self.patient_shown.emit(self.current)
 

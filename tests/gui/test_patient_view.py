@@ -166,3 +166,13 @@ def test_a_folder_of_physionet_record_files_opens_as_stays(qtbot):
     ids = sorted(view.model.item(row, 0).text() for row in range(4))
     assert ids == ["133863", "136197", "143666", "159958"]
     assert view.problems.count() == 0
+
+
+def test_moving_quickly_through_the_list_shows_the_last_stay_chosen(workspace, qtbot):
+    view = workspace
+    for row in range(8):
+        view.table.selectRow(row)
+    last = view.proxy.index(7, 0).data()
+    qtbot.waitUntil(lambda: not view.controller.busy, timeout=30_000)
+    assert view.controller.current.record.patient_id == last
+    assert view.timeline.record.patient_id == last
