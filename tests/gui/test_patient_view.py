@@ -80,7 +80,7 @@ def test_timeline_and_risk_panel_show_the_selected_stay(workspace, qtbot, cohort
     assert line.n_excluded > 0
     low, high = line.plot.getViewBox().viewRange()[1]
     assert all(low <= y <= high for y in line.excluded.getData()[1])  # pinned inside, value in the tooltip
-    assert "excluded" in timeline.header.text()
+    assert "10 excluded as impossible (red crosses): zero blood pressure or heart rate (sensor disconnected) x10" in timeline.header.text()
     # one time axis: zooming one panel moves every panel
     heart.plot.setXRange(6, 12, padding=0)
     for item in timeline.shown:

@@ -16,7 +16,14 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from healthfm_desktop.core.patients.record import PatientRecord
-from healthfm_desktop.core.patients.timeline import PANELS, LinkedNote, Panel, panel_series, panels_for
+from healthfm_desktop.core.patients.timeline import (
+    PANELS,
+    LinkedNote,
+    Panel,
+    exclusion_summary,
+    panel_series,
+    panels_for,
+)
 from healthfm_desktop.core.patients.variables import FLUID, LAB, RESPIRATORY, VITAL
 
 PANEL_HEIGHT = 96
@@ -188,10 +195,11 @@ class PatientTimeline(QWidget):
             self._bottom = bottom
         excluded = record.n_excluded
         note_text = f", {len(notes)} linked note(s)" if notes else ""
+        reasons = "; ".join(f"{why} x{count}" for why, count in exclusion_summary(record))
         self.header.setText(
             f"Stay {record.patient_id}: {record.n_observations} observations in {len(panels)} panels"
-            + (f", {excluded} excluded as impossible (red crosses)" if excluded else "")
             + note_text
+            + (f"\n{excluded} excluded as impossible (red crosses): {reasons}" if excluded else "")
         )
 
     def _fill(self, item: PanelPlot, record: PatientRecord) -> None:
