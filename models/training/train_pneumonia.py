@@ -429,7 +429,7 @@ Expected calibration error (15 bins) on test: {m['ece']} after temperature scali
 {chr(10).join('- ' + x for x in manifest['limitations'])}
 
 ## Reproduce
-`nice -n 10 python {manifest['training_script']} {' '.join(sys.argv[1:])}` (seed {manifest['seed']}, CPU).
+`nice -n 10 python {manifest['training_script']} --threads 1` (seed {manifest['seed']}, CPU; the wall time of this run is the last line of the log below).
 
 ## Training log
 ```
