@@ -156,3 +156,14 @@ def test_modality_lut_sequence_is_applied(tmp_path):
     expected = apply_modality_lut(reread.pixel_array, reread)
     np.testing.assert_array_equal(series.load_frame(0), expected)
     np.testing.assert_array_equal(series.load_frame(0), np.clip(reread.pixel_array, 0, 4095) * 2)
+
+
+def test_pixel_data_read_from_its_place_in_the_file_even_with_trailing_elements(tmp_path):
+    ds = pydicom.dcmread(DICOM / "single" / "CT_jpegls_near_lossless.dcm")
+    ds.DataSetTrailingPadding = b"\x00" * 64  # (FFFC,FFFC): after the pixel data in the file
+    path = tmp_path / "padded.dcm"
+    ds.save_as(path)
+    series = scan_paths([path]).series[0]
+    assert series.first.pixel_value_offset is not None and series.first.pixel_value_length is None
+    reference = scan_paths([DICOM / "single" / "CT_jpegls_near_lossless.dcm"]).series[0]
+    np.testing.assert_array_equal(series.load_frame(0), reference.load_frame(0))

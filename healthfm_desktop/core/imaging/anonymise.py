@@ -212,7 +212,8 @@ def _read_for_anonymisation(source: SourceRef) -> Dataset:
     from healthfm_desktop.core.imaging.decoding import guess_missing_transfer_syntax, transfer_syntax_of
     from healthfm_desktop.core.imaging.scanning import read_header
 
-    _, forced, _, offset = read_header(source)  # same acceptance rules as the viewer
+    header = read_header(source)  # same acceptance rules as the viewer
+    forced, offset = header.forced, header.byte_offset
     raw = source.read_bytes()
     try:
         ds = dcmread(io.BytesIO(raw[offset:]), force=forced)

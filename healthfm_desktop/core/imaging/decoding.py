@@ -209,8 +209,18 @@ def decode_stored(instance: "Instance", index: int | None = None) -> np.ndarray:
         and not instance.transfer_syntax_guessed
         and instance.transfer_syntax != DeflatedExplicitVRLittleEndian
     )
-    if direct and frames == 1:
-        # pydicom reads the file itself: fastest path for the common single-frame file
+    offset = getattr(instance, "pixel_value_offset", None)
+    if direct and offset is not None and getattr(instance, "header", None) is not None:
+        # read only the Pixel Data bytes: the header was parsed when the file was indexed
+        key = (instance.source, "pixels")
+        ds = _dataset_cache.get(key) if frames > 1 else None
+        if ds is None:
+            ds = _pixel_dataset(instance)
+            if frames > 1:  # scrolling through a multi-frame object reads it once
+                _dataset_cache.put(key, ds, len(ds.PixelData))
+        arr = _decode_with_plugins(ds, UID(instance.transfer_syntax), None if frames == 1 else index)
+    elif direct and frames == 1:
+        # pydicom reads the file itself
         arr = _decode_with_plugins(str(instance.source.path), UID(instance.transfer_syntax), None)
     else:
         ds = read_full_dataset(instance)
@@ -218,6 +228,60 @@ def decode_stored(instance: "Instance", index: int | None = None) -> np.ndarray:
             raise UnreadableFileError("the file has no pixel data")
         arr = _decode_with_plugins(ds, transfer_syntax_of(ds), None if frames == 1 else index)
     return arr
+
+
+_PIXEL_MODULE = (
+    "SamplesPerPixel", "PhotometricInterpretation", "PlanarConfiguration", "NumberOfFrames", "Rows", "Columns",
+    "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation", "ExtendedOffsetTable",
+    "ExtendedOffsetTableLengths",
+)
+_ITEM = b"\xfe\xff\x00\xe0"
+_SEQUENCE_END = b"\xfe\xff\xdd\xe0"
+
+
+def _encapsulated_value(data: bytes) -> bytes:
+    """The items of an encapsulated Pixel Data value, up to its Sequence Delimitation Item
+    (whatever follows the pixel data in the file is left out)."""
+    pos = 0
+    while pos + 8 <= len(data):
+        tag = data[pos : pos + 4]
+        if tag == _SEQUENCE_END:
+            return data[:pos]
+        if tag != _ITEM:
+            raise UnreadableFileError("corrupt compressed pixel data (bad item tag)")
+        pos += 8 + int.from_bytes(data[pos + 4 : pos + 8], "little")
+    raise UnreadableFileError("truncated compressed pixel data (no sequence delimiter)")
+
+
+def _pixel_dataset(instance: "Instance") -> Dataset:
+    """A small dataset with the Image Pixel module from the indexed header and the Pixel Data
+    value read from its known place in the file."""
+    from pydicom.dataelem import DataElement
+    from pydicom.dataset import FileMetaDataset
+
+    with instance.source.open() as handle:
+        handle.seek(instance.pixel_value_offset)
+        length = instance.pixel_value_length
+        data = handle.read() if length is None else handle.read(length)
+    encapsulated = length is None
+    if encapsulated:
+        data = _encapsulated_value(data)
+    header = instance.header
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = UID(instance.transfer_syntax)
+    for keyword in _PIXEL_MODULE:
+        if keyword in header:
+            ds[keyword] = header[keyword]
+    if header.get("PhotometricInterpretation", "") == "PALETTE COLOR":
+        for element in header:
+            if element.tag.group == 0x0028 and 0x1100 <= element.tag.element <= 0x1223:
+                ds[element.tag] = element
+    vr = "OB" if encapsulated or instance.bits_allocated <= 8 else "OW"
+    ds[0x7FE00010] = DataElement(0x7FE00010, vr, data, is_undefined_length=encapsulated)
+    ts = UID(instance.transfer_syntax)
+    ds.set_original_encoding(ts.is_implicit_VR, ts.is_little_endian, None)
+    return ds
 
 
 def palette_to_rgb8(indices: np.ndarray, header: Dataset) -> np.ndarray:

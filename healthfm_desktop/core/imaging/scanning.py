@@ -11,6 +11,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from pydicom import dcmread
@@ -103,8 +104,17 @@ def _has_identity(ds: Dataset) -> bool:
     return any(k in ds for k in ("SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID", "Rows"))
 
 
-def read_header(source: SourceRef) -> tuple[Dataset, bool, bool, int]:
-    """Read everything but the pixel data: ``(header, forced, has_pixels, byte_offset)``.
+class HeaderRead(NamedTuple):
+    header: Dataset
+    forced: bool
+    has_pixels: bool
+    byte_offset: int
+    pixel_value_offset: int | None = None  # where the Pixel Data value starts in the file
+    pixel_value_length: int | None = None  # its length; None when encapsulated
+
+
+def read_header(source: SourceRef) -> HeaderRead:
+    """Read everything but the pixel data: ``(header, forced, has_pixels, byte_offset, ...)``.
 
     Raises ``UnreadableFileError`` with a reason a person understands. Files without preamble
     or File Meta are read with ``force=True`` and kept only when they parse as a dataset with
@@ -158,18 +168,22 @@ def read_header(source: SourceRef) -> tuple[Dataset, bool, bool, int]:
             except Exception as exc:
                 raise UnreadableFileError(f"bad deflated DICOM data ({type(exc).__name__}: {exc})") from exc
             has_pixels = any(k in full for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
-            return ds, forced, has_pixels, offset
+            return HeaderRead(ds, forced, has_pixels, offset)
         position = fp.tell()
         tag = fp.read(4)
         has_pixels = tag in _PIXEL_TAGS_LE or tag in _PIXEL_TAGS_BE
+        location = (None, None)
         if has_pixels:
-            _check_not_truncated(fp, ds, position, tag in _PIXEL_TAGS_BE)
-    return ds, forced, has_pixels, offset
+            location = _check_not_truncated(fp, ds, position, tag in _PIXEL_TAGS_BE)
+            if tag not in (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10"):
+                location = (None, None)  # float pixel data: decoded the ordinary way
+    return HeaderRead(ds, forced, has_pixels, offset, location[0] if not forced else None, location[1])
 
 
-def _check_not_truncated(fp, ds: Dataset, position: int, big_endian: bool) -> None:
+def _check_not_truncated(fp, ds: Dataset, position: int, big_endian: bool) -> tuple[int, int | None]:
     """Compare the pixel data element's length, and the bytes really present, with what the
-    header's Rows x Columns x ... asks for (native encodings only)."""
+    header's Rows x Columns x ... asks for (native encodings only). Returns where the value
+    starts and its length (None: encapsulated, undefined length)."""
     fp.seek(position + 4)
     rest = fp.read(8)
     order = "big" if big_endian else "little"
@@ -193,10 +207,11 @@ def _check_not_truncated(fp, ds: Dataset, position: int, big_endian: bool) -> No
             header_len = 8
     fp.seek(0, io.SEEK_END)
     available = fp.tell() - position - header_len
+    value_offset = position + header_len
     if length == 0xFFFFFFFF:
         if available < 8:
             raise UnreadableFileError("truncated: the compressed pixel data is missing")
-        return
+        return value_offset, None
     if available < length:
         raise UnreadableFileError(f"truncated: pixel data has {max(available, 0)} of {length} bytes")
     rows, cols = _int(ds, "Rows", 0), _int(ds, "Columns", 0)
@@ -206,11 +221,12 @@ def _check_not_truncated(fp, ds: Dataset, position: int, big_endian: bool) -> No
     expected = (rows * cols * samples * frames * bits + 7) // 8
     if bits and expected and length < expected:
         raise UnreadableFileError(f"truncated: pixel data has {length} bytes, the header needs {expected}")
+    return value_offset, length
 
 
 def index_object(source: SourceRef) -> Instance:
     """Index one DICOM object from its header. Raises ``UnreadableFileError`` with the reason."""
-    ds, forced, has_pixels, offset = read_header(source)
+    ds, forced, has_pixels, offset, pixel_offset, pixel_length = read_header(source)
     sop_class = _str(ds, "SOPClassUID")
     if not sop_class and getattr(ds, "file_meta", None) is not None:
         sop_class = _str(ds.file_meta, "MediaStorageSOPClassUID")
@@ -252,6 +268,8 @@ def index_object(source: SourceRef) -> Instance:
         header=ds,
         forced=forced,
         byte_offset=offset,
+        pixel_value_offset=pixel_offset if not guessed and not source.in_archive else None,
+        pixel_value_length=pixel_length,
         transfer_syntax=ts,
         transfer_syntax_guessed=guessed,
         sop_instance_uid=_str(ds, "SOPInstanceUID") or str(source),

@@ -50,6 +50,10 @@ class Instance:
     pixel_representation: int
     number_of_frames: int
     instance_number: int | None
+    # where the Pixel Data value lies in the file, so decoding reads just those bytes instead of
+    # parsing the header a second time (None: not known, decode the whole file)
+    pixel_value_offset: int | None = None
+    pixel_value_length: int | None = None  # None with an offset: encapsulated (undefined length)
 
     @property
     def is_colour(self) -> bool:
