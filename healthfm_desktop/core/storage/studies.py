@@ -153,7 +153,7 @@ def read_instance_record(path: Path | str) -> InstanceRecord:
     if path.is_dir():
         raise UnreadableFileError("is a folder")
     try:
-        ds, _forced, _has_pixels, _offset = read_header(SourceRef(path))
+        ds = read_header(SourceRef(path))[0]  # the header Dataset; the rest describes the file
     except FileNotFoundError:
         raise UnreadableFileError("file not found") from None
     except PermissionError:
