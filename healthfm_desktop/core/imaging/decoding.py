@@ -315,13 +315,21 @@ class DecodeRequest:
     columns: int
     samples_per_pixel: int
     bits_allocated: int
+    pixel_value_offset: int | None = None
+    pixel_value_length: int | None = None
+    header: Dataset | None = None  # just the Image Pixel module: cheap to send to a process
 
     @classmethod
     def from_instance(cls, instance: "Instance") -> "DecodeRequest":
+        pixel_module = Dataset()
+        for keyword in _PIXEL_MODULE:
+            if keyword in instance.header:
+                pixel_module[keyword] = instance.header[keyword]
         return cls(
             instance.source, instance.forced, instance.byte_offset, instance.transfer_syntax,
             instance.transfer_syntax_guessed, instance.number_of_frames, instance.rows, instance.columns,
-            instance.samples_per_pixel, instance.bits_allocated,
+            instance.samples_per_pixel, instance.bits_allocated, instance.pixel_value_offset,
+            instance.pixel_value_length, pixel_module,
         )
 
 
