@@ -152,3 +152,14 @@ def test_analyse_a_series_measures_every_image_and_can_be_cancelled(workspace, q
         panel.series_button.click()
         panel.cancel_button.click()
     assert panel.analyse_button.isEnabled() and panel.series_button.isEnabled()
+
+
+def test_the_main_window_has_the_panel_in_its_images_workspace(qtbot):
+    from healthfm_desktop.app import build_main_window
+
+    window = build_main_window()
+    qtbot.addWidget(window)
+    images = window.workspace_widget("images")
+    titles = [images.side_tabs.tabText(i) for i in range(images.side_tabs.count())]
+    assert PANEL_TITLE in titles
+    window.close()
