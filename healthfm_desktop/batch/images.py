@@ -111,7 +111,11 @@ def segment(args) -> int:
     from healthfm_desktop.core.imaging.ai.segmentation import parse_spacing
     from healthfm_desktop.core.imaging.ai.segmentation import segment as run_segmenter
 
-    parse_spacing(args.pixel_spacing)  # a bad --pixel-spacing is a usage problem, before any work
+    try:
+        parse_spacing(args.pixel_spacing)
+    except UserFacingError as exc:  # a bad --pixel-spacing is bad usage (exit 2), before any work
+        print(f"healthfm images segment: --pixel-spacing: {exc}", file=sys.stderr)
+        return 2
     out_dir = _prepare_folder(args.out)
     model = load_model(SEGMENTER)
     failed = 0

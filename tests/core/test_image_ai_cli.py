@@ -109,7 +109,7 @@ def test_segment_bad_input_and_bad_spacing(tmp_path, capsys):
     code = main(["images", "segment", str(empty), str(IMAGE_TEST_DATA / CASES["hc18"][2]["file"]), "--out", str(tmp_path / "o"), "--json"])
     out, err = capsys.readouterr()
     assert code == 1 and len(_json_lines(out)) == 1 and err.startswith(f"{empty}: ")
-    assert main(["images", "segment", str(empty), "--out", str(tmp_path / "o"), "--pixel-spacing", "-1"]) == 1
+    assert main(["images", "segment", str(empty), "--out", str(tmp_path / "o"), "--pixel-spacing", "-1"]) == 2
     assert "pixel spacing must be a positive" in capsys.readouterr().err
 
 
