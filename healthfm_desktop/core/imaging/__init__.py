@@ -8,7 +8,7 @@ Public entry points for the viewer and the command line:
   or uint8 RGB (colour); ``Series.iter_frames`` decodes many in parallel.
 - ``display``: ``Window``, ``default_window``, ``windows_from_file``, ``presets_for``,
   ``apply_window`` (PS3.3 C.11.2.1.2), ``render_uint8``, ``render_frame``.
-- ``measure``, ``mpr``, ``tags``, ``export``, ``deidentify``: measurements, reformats, the tag
+- ``measure``, ``mpr``, ``tags``, ``export``, ``anonymise``: measurements, reformats, the tag
   tree, PNG export and PS3.15 de-identification.
 
 Submodules are imported explicitly (``from healthfm_desktop.core.imaging.scanning import
