@@ -48,7 +48,7 @@ def line(what: str, ours: tuple[float, float], base: tuple[float, float], base_n
 
 def bench_models(runs: int) -> None:
     registry = load_registry()
-    xray = prep.read_image(SAMPLES / "chest_xray_pneumonia.png")
+    xray = prep.read_image(SAMPLES / "chest_xray_pneumonia.dcm")
     big_xray = prep.SourceImage(np.asarray(__import__("cv2").resize(xray.pixels, (1024, 1024))), kind="array")
     ultrasound = prep.read_image(SAMPLES / "fetal_head_ultrasound.dcm")
     full_ultrasound = prep.SourceImage(np.asarray(__import__("cv2").resize(ultrasound.pixels, (800, 540))), kind="array")

@@ -170,7 +170,7 @@ def self_test_checks():
         from healthfm_desktop.core.imaging.ai.models import CLASSIFIER, load_model
         from healthfm_desktop.core.imaging.ai.preprocessing import read_image
 
-        sample = folder / "chest_xray_pneumonia.png"
+        sample = folder / "chest_xray_pneumonia.dcm"
         result = run_classifier(read_image(sample), load_model(CLASSIFIER))
         return f"{result.model} says {result.label} (p={result.probability:.2f}) on {sample.name} in {result.latency_ms:.1f} ms on {result.provider}"
 
