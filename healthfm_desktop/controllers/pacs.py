@@ -5,10 +5,11 @@ database behind the study browser. Views talk to it in plain dicts and strings o
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Generator
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from healthfm_desktop.controllers.workers import Job, Progress, run_job
 from healthfm_desktop.core.config import read_setting
@@ -35,6 +36,7 @@ from healthfm_desktop.core.storage.studies import (
 )
 
 log = logging.getLogger(__name__)
+CANCELLED = object()  # what a cancelled retrieval job returns
 
 
 def _as_progress(steps: Generator) -> Generator[Progress, None, object]:
@@ -86,8 +88,11 @@ class PacsController(QObject):
         self._retrieval: Job | None = None
         self._scp: StorageSCP | None = None
         self.open_after_retrieve = True
-        self.object_received.connect(lambda _uid: self._local_changed())
         self._last_search: tuple = ("", "")
+        # a pushed study arrives one object at a time: refresh the browser once per burst
+        self._refresh_timer = QTimer(self, singleShot=True, interval=300)
+        self._refresh_timer.timeout.connect(lambda: self.search_local(*self._last_search))
+        self.object_received.connect(lambda _uid: self._local_changed())
 
     # --- identity and peers -----------------------------------------------------------
     def own_ae_title(self) -> str:
@@ -210,26 +215,36 @@ class PacsController(QObject):
             options.update(move_destination=self.own_ae_title(), listen_port=self.storage_port())
         steps = _as_progress(retrieve_into_database(self.database(), target, self.own_ae_title(), study_uid,
                                                     self.store_dir, **options))
+        cancel = threading.Event()
 
         def work():
-            return (yield from steps)
+            # Cancel is handled here, on the worker thread, rather than by abandoning the
+            # generator: closing it aborts the association and indexes what arrived, now.
+            while True:
+                if cancel.is_set():
+                    steps.close()
+                    return CANCELLED
+                try:
+                    step = next(steps)
+                except StopIteration as stop:
+                    return stop.value
+                yield step
 
-        job = self._start(work, on_result=self._on_retrieved, on_error=self._on_retrieve_failed)
-        job.progress.connect(lambda p: self.retrieve_progress.emit(p.fraction, p.message))
-        reported = []
-
-        def cancelled() -> None:  # the worker can say so twice (aborted, then returned)
-            if not reported:
-                reported.append(True)
+        def finished(result) -> None:
+            if result is CANCELLED:
                 self._on_retrieve_cancelled()
+            else:
+                self._on_retrieved(result)
 
-        job.cancelled.connect(cancelled)
+        job = self._start(work, on_result=finished, on_error=self._on_retrieve_failed)
+        job.progress.connect(lambda p: self.retrieve_progress.emit(p.fraction, p.message))
+        job.cancel_event = cancel
         self._retrieval = job
         return job
 
     def cancel_retrieve(self) -> None:
         if self._retrieval is not None:
-            self._retrieval.cancel()
+            self._retrieval.cancel_event.set()
 
     def _on_retrieved(self, result) -> None:
         self.retrieve_finished.emit(True, result.summary())
@@ -287,7 +302,7 @@ class PacsController(QObject):
         )
 
     def _local_changed(self) -> None:
-        self.search_local(*self._last_search)
+        self._refresh_timer.start()
 
     def local_series_of(self, study_uid: str) -> Job:
         database = self.database()
@@ -369,5 +384,7 @@ class PacsController(QObject):
     def shutdown(self) -> None:
         """On close: stop receiving, cancel work, close the database."""
         self.stop_storage_scp()
+        self.cancel_retrieve()
         for job in list(self._jobs):
-            job.cancel()
+            if job is not self._retrieval:
+                job.cancel()

@@ -30,7 +30,9 @@ def orthanc():
 
 
 @pytest.fixture
-def window(qtbot):
+def window(qtbot, tmp_path, monkeypatch):
+    # a home of its own: settings, peers and the study database start empty in every test
+    monkeypatch.setenv("HEALTHFM_HOME", str(tmp_path / "home"))
     window = build_main_window()
     if getattr(window, "pacs_controller", None) is None:  # until app.py installs it itself
         from healthfm_desktop.controllers.pacs import PacsController
@@ -118,6 +120,7 @@ def test_query_expand_retrieve_without_stalling_the_ui(window, qtbot, orthanc, t
     assert finished.args[0] is True, finished.args[1]
     assert "20 instances" in dialog.status.text()
     assert len([f for f in fractions if f is not None]) >= 20  # progress per instance
+    print(f"worst event-loop gap during the retrieval: {meter.worst * 1000:.1f} ms")
     assert meter.worst < 0.050, f"event loop stalled {meter.worst * 1000:.0f} ms during the retrieval"
     # the study opens in Images and is in the local study browser
     qtbot.waitUntil(lambda: any(e["frames"] == 20 for e in images.series_entries()), timeout=30_000)
@@ -164,7 +167,33 @@ def test_study_browser_search_and_failed_query(window, qtbot, orthanc, tmp_path)
     # a peer that is down: the dialog says so, no crash
     window.pacs_action.trigger()
     dialog = window.pacs_dialog
+    assert "No peers yet" in dialog.status.text()  # a first-time user is told where to add one
     dialog.set_peers([{"ae_title": "NOBODY", "host": "127.0.0.1", "port": free_port()}])
     dialog.search_button.click()
     qtbot.waitUntil(lambda: "connection refused" in dialog.status.text(), timeout=15_000)
     assert dialog.search_button.isEnabled()
+
+
+def test_storage_scp_switched_on_in_settings_receives_a_push(window, qtbot, orthanc, tmp_path):
+    controller = window.pacs_controller
+    controller.store_dir = tmp_path / "store"
+    port = free_port()
+    window.app_controller.set_setting("dicom/storage_port", str(port))
+    orthanc.add_modality("workstation", "HEALTHFM", port)
+    window.settings_requested.emit()
+    page = window.settings_dialog.pacs_page
+    assert not page.scp_check.isChecked()  # off by default
+    page.scp_check.setChecked(True)
+    assert controller.scp_running and str(port) in page.scp_state.text()
+    browser = window.study_browser
+    browser.search.setText("HEAD")
+    qtbot.waitUntil(lambda: browser.table.rowCount() == 0, timeout=5_000)
+    study = next(s for s in orthanc.rest("GET", "/studies?expand") if s["PatientMainDicomTags"].get("PatientName") == "HEAD")
+    answer = orthanc.rest("POST", "/modalities/workstation/store", study["ID"].encode(), "text/plain")
+    assert answer["FailedInstancesCount"] == 0
+    qtbot.waitUntil(lambda: browser.table.rowCount() == 1, timeout=15_000)
+    assert browser.table.item(0, 6).text() == "20"
+    assert len(list((tmp_path / "store").rglob("*.dcm"))) == 20
+    page.scp_check.setChecked(False)
+    assert not controller.scp_running
+    window.settings_dialog.reject()

@@ -46,6 +46,10 @@ class QueryRetrieveDialog(QDialog):
         self.resize(980, 620)
         self.peer_box = QComboBox()
         self.peer_box.setObjectName("peerBox")
+        self.status = QLabel("Choose a peer and search.")
+        self.status.setObjectName("status")
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.set_peers(peers)
 
         self.patient_id = QLineEdit()
@@ -114,10 +118,6 @@ class QueryRetrieveDialog(QDialog):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
-        self.status = QLabel("Choose a peer and search.")
-        self.status.setObjectName("status")
-        self.status.setWordWrap(True)
-        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         actions = QHBoxLayout()
         actions.addWidget(self.use_get)
