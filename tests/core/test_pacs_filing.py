@@ -62,3 +62,21 @@ def test_retrieve_contexts_stay_within_128(count):
     if count <= 7:  # each class once per syntax: the peer never needs to transcode
         assert len(per_syntax) == count * len(RETRIEVE_TRANSFER_SYNTAXES)
     assert len(roles) == min(count, len(STORAGE_CLASSES), MAX_CONTEXTS - 2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=40))
+def test_peer_address_and_query_fields_fail_only_with_clear_errors(text):
+    from healthfm_desktop.core.errors import UserFacingError
+    from healthfm_desktop.core.imaging.pacs import DicomPeer, StudyQuery, parse_peer_address
+
+    for attempt in (
+        lambda: parse_peer_address(text),
+        lambda: DicomPeer(text, "127.0.0.1", 104),
+        lambda: StudyQuery(study_date=text).identifier(),
+        lambda: StudyQuery(patient_name=text, patient_id=text, modality=text[:16]).identifier(),
+    ):
+        try:
+            attempt()
+        except UserFacingError as exc:
+            assert str(exc)
