@@ -6,7 +6,9 @@
 - opening a series in the Images workspace: time until the first image is on screen, and until
   every slice is decoded, against a plain loop of ``pydicom.dcmread`` + ``pixel_array``;
 - the UI event loop's worst stall while the series loads on the workers, against the same
-  decode run on the UI thread.
+  decode run on the UI thread;
+- peak memory (numpy and Python allocations, tracemalloc) with the series open and the MPR
+  view built, against the size of the series as an int16 volume.
 
     python benchmarks/bench_viewer.py [SERIES_FOLDER]
 
@@ -70,16 +72,18 @@ def bench_render(folder: Path) -> None:
         reps = (int(np.ceil(512 / stored.shape[0])), int(np.ceil(512 / stored.shape[1])))
         stored = np.ascontiguousarray(np.tile(stored, reps)[:512, :512])
         modality = np.ascontiguousarray(np.tile(modality, reps)[:512, :512])
-    from healthfm_desktop.controllers.images import compact_frame
+    from healthfm_desktop.controllers.images import compact_frame, stored_scaling
 
-    frame = compact_frame(modality)  # what the viewer caches
-    center, width = 40.0, 400.0
+    # what the viewer caches and draws: stored values + rescale, or whole-number values as int16
+    scaling = stored_scaling(series)
+    frame, scale, offset = (stored, *scaling) if scaling else (compact_frame(modality), 1.0, 0.0)
+    center, width = (40.0, 400.0) if series.modality == "CT" else (float(np.median(modality)), float(np.ptp(modality)) / 2)
     lut = np.zeros(1 << 16, dtype=np.uint8)
     lut[:] = np.clip(np.arange(1 << 16) // 256, 0, 255)
     view = stored.view(np.uint16) if stored.dtype.itemsize == 2 else stored.astype(np.uint16)
 
     def ours() -> None:
-        qimage_from_uint8(ImagesController.render_window(frame, center, width, False))
+        qimage_from_uint8(ImagesController.render_window(frame, center, width, False, scale, offset))
 
     def plain_lut() -> None:
         np.take(lut, view)
@@ -152,11 +156,48 @@ def bench_open(app: QApplication, folder: Path) -> None:
           f"({worst * 1e3:.1f} ms vs {blocked * 1e3:.0f} ms; budget 50 ms)")
 
 
+def bench_mpr_memory(app: QApplication, folder: Path) -> None:
+    import gc
+    import tracemalloc
+
+    gc.collect()
+    tracemalloc.start()
+    controller = ImagesController()
+    workspace = ImagesWorkspace(controller)
+    workspace.resize(1400, 900)
+    workspace.show()
+    ready: list = []
+    controller.mpr_ready.connect(lambda volume, meta: ready.append(volume))
+    controller.mpr_failed.connect(lambda text: ready.append(text))
+    controller.series_loaded.connect(lambda key: workspace.set_mpr_mode(True))
+    controller.open_paths([folder])
+    deadline = time.perf_counter() + 180
+    while not ready and time.perf_counter() < deadline:
+        app.processEvents()
+        time.sleep(0.001)
+    while controller.busy and time.perf_counter() < deadline:
+        app.processEvents()
+        time.sleep(0.001)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    if not ready or isinstance(ready[0], str):
+        print(f"peak memory with MPR open: not measured ({ready[0] if ready else 'MPR did not finish'})")
+        return
+    series = controller.series[0]
+    int16_volume = series.frame_count * series.rows * series.columns * 2
+    pixels = controller._cache._bytes + ready[0].nbytes  # 2-D frame cache + MPR volume
+    print(f"pixel memory with the series and MPR open: {pixels / int16_volume:.2f}x the int16 volume "
+          f"({pixels / 1024**2:.1f} MiB vs {int16_volume / 1024**2:.1f} MiB; target <= 2x)")
+    print(f"peak memory of all allocations (pixels + DICOM headers of every file, tracemalloc): "
+          f"{peak / int16_volume:.2f}x the int16 volume ({peak / 1024**2:.1f} MiB vs {int16_volume / 1024**2:.1f} MiB)")
+
+
 def main() -> int:
     folder = Path(sys.argv[1]) if len(sys.argv) > 1 else default_series()
     app = QApplication.instance() or QApplication([])
     bench_render(folder)
     bench_open(app, folder)
+    bench_mpr_memory(app, folder)
     return 0
 
 

@@ -5,6 +5,7 @@ exports on workers. Views get plain values and signals; the DICOM work is in cor
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -145,6 +146,22 @@ def _valid_record(item) -> dict | None:
     return record
 
 
+def stored_scaling(series: Series) -> tuple[float, float] | None:
+    """(slope, intercept) when one linear rescale with a fractional part maps every frame's
+    stored integers (at most 16 bits) to modality values, as Philips MR does. Such series are
+    cached as stored values (half of float32) and rescaled where values are needed; None
+    when the modality values themselves are whole numbers (compact_frame keeps those)."""
+    if series.is_colour or series.first.bits_allocated > 16:
+        return None
+    transforms = {(f.modality_transform.slope, f.modality_transform.intercept) for f in series.frames}
+    if len(transforms) != 1 or any(f.modality_transform.lut_dataset is not None for f in series.frames):
+        return None
+    slope, intercept = transforms.pop()
+    if slope <= 0 or (float(slope).is_integer() and float(intercept).is_integer()):
+        return None
+    return float(slope), float(intercept)
+
+
 def _fmt_date(value: str) -> str:
     return f"{value[0:4]}-{value[4:6]}-{value[6:8]}" if len(value) == 8 and value.isdigit() else value
 
@@ -192,6 +209,7 @@ class ImagesController(WorkspaceController):
         self._cache = _FrameCache()
         self._pending: set[tuple[str, int]] = set()
         self._failures: dict[tuple[str, int], str] = {}
+        self._scalings: dict[str, tuple[float, float] | None] = {}
         self._prefetching: set[str] = set()
         self._loaded: set[str] = set()
         # one event per running job: Cancel sets them all, a new job starts with a fresh one
@@ -282,7 +300,7 @@ class ImagesController(WorkspaceController):
                 return
             index = series.frame_count // 2
             try:
-                pixels = self._load(series, index)
+                pixels = self._modality(series, index)
             except UserFacingError:
                 continue
             self.thumbnail_ready.emit(series.key, thumbnail_pixels(pixels, default_window(series, index, pixels)))
@@ -314,15 +332,53 @@ class ImagesController(WorkspaceController):
         series = self._by_key.get(key)
         return 0 if series is None else series.frame_count
 
+    def _scaling(self, series: Series) -> tuple[float, float] | None:
+        if series.key not in self._scalings:
+            self._scalings[series.key] = stored_scaling(series)
+        return self._scalings[series.key]
+
+    def display_frame(self, key: str, index: int) -> tuple[np.ndarray, float, float] | None:
+        """What a viewport draws: (pixels, scale, offset) with modality value = pixels * scale
+        + offset (stored integers for rescaled series, else the values themselves), or None
+        while the frame is not decoded yet."""
+        pixels = self._cache.get(key, index)
+        if pixels is None:
+            return None
+        scaling = self._scaling(self._by_key[key])
+        return (pixels, *scaling) if scaling else (pixels, 1.0, 0.0)
+
     def cached_frame(self, key: str, index: int) -> np.ndarray | None:
-        return self._cache.get(key, index)
+        """Frame ``index`` in modality units if it is decoded already, else None."""
+        series = self._by_key.get(key)
+        pixels = None if series is None else self._cache.get(key, index)
+        return None if pixels is None else self._to_modality(series, pixels)
+
+    def _to_modality(self, series: Series, pixels: np.ndarray) -> np.ndarray:
+        scaling = self._scaling(series)
+        if scaling is None:
+            return pixels
+        values = pixels.astype(np.float32)
+        values *= np.float32(scaling[0])
+        values += np.float32(scaling[1])
+        return values
+
+    def _cacheable(self, series: Series, index: int, stored: np.ndarray | None = None, values: np.ndarray | None = None) -> np.ndarray:
+        """The array the cache keeps for a frame: stored values for rescaled series, else the
+        modality values (int16 when whole numbers)."""
+        if self._scaling(series) is not None:
+            return stored if stored is not None else series.load_stored(index)
+        return compact_frame(values if values is not None else series.to_modality(index, stored))
 
     def _load(self, series: Series, index: int) -> np.ndarray:
+        """The cached array of a frame, decoding it (on the calling thread) if needed."""
         pixels = self._cache.get(series.key, index)
         if pixels is None:
-            pixels = compact_frame(series.load_frame(index))
+            pixels = self._cacheable(series, index, stored=series.load_stored(index))
             self._cache.put(series.key, index, pixels)
         return pixels
+
+    def _modality(self, series: Series, index: int) -> np.ndarray:
+        return self._to_modality(series, self._load(series, index))
 
     def request_frame(self, key: str, index: int) -> None:
         """Decode one frame on a worker (the view shows it on ``frame_ready``)."""
@@ -352,7 +408,8 @@ class ImagesController(WorkspaceController):
             missing = [i for i in range(total) if self._cache.get(key, i) is None]
             done = total - len(missing)
             failures: dict[int, str] = {}
-            iterator = series.iter_frames(missing, cancel=cancel.is_set)
+            stored = self._scaling(series) is not None
+            iterator = series.iter_frames(missing, stored=stored, cancel=cancel.is_set)
             while not cancel.is_set():
                 try:
                     index, pixels = next(iterator)
@@ -375,7 +432,7 @@ class ImagesController(WorkspaceController):
                         done += 1
                         yield Progress(done / total, f"Loading {series.description or 'series'} {done}/{total}")
                     break
-                self._cache.put(key, index, compact_frame(pixels))
+                self._cache.put(key, index, pixels if stored else compact_frame(pixels))
                 self._decoded.emit(key, index)
                 done += 1
                 yield Progress(done / total, f"Loading {series.description or 'series'} {done}/{total}")
@@ -423,7 +480,13 @@ class ImagesController(WorkspaceController):
         """What the viewport shows beside the pixels: spacing, window, inversion, units, corners."""
         series = self._by_key[key]
         frame = series.frames[index]
-        pixels = self._cache.get(key, index)
+        cached = self._cache.get(key, index)
+        scaling = self._scaling(series) or (1.0, 0.0)
+        pixels = None
+        if cached is not None:
+            # the default window needs only the modality range, not a float copy of the frame
+            pixels = cached if scaling == (1.0, 0.0) or cached.ndim == 3 else \
+                np.array([cached.min(), cached.max()], dtype=np.float32) * np.float32(scaling[0]) + np.float32(scaling[1])
         spacing = frame.pixel_spacing
         location = series.slice_location(index)
         patient = series.patient_name.replace("^", " ").strip() or "(no name)"
@@ -449,10 +512,16 @@ class ImagesController(WorkspaceController):
             "units": "HU" if series.modality == "CT" and not series.is_colour else "",
             "window": default_window(series, index, pixels),
             "voi_lut": self._file_voi_lut(series, index),
+            "value_scale": scaling[0],
+            "value_offset": scaling[1],
             "top_left": [line for line in top_left if line],
             "top_right": [line for line in top_right if line],
             "bottom_left": bottom_left,
         }
+
+    @staticmethod
+    def _scaling_of(series: Series) -> tuple[float, float] | None:
+        return stored_scaling(series)
 
     @staticmethod
     def _file_voi_lut(series: Series, index: int):
@@ -463,7 +532,11 @@ class ImagesController(WorkspaceController):
             return None
         invert = series.photometric == "MONOCHROME1"
 
+        scaling = ImagesController._scaling_of(series)
+
         def apply(pixels: np.ndarray) -> np.ndarray:
+            if scaling is not None:
+                pixels = pixels.astype(np.float32) * np.float32(scaling[0]) + np.float32(scaling[1])
             out = np.floor(display.apply_voi_lut_sequence(pixels, frame.voi_lut_dataset) + 0.5).astype(np.uint8)
             return 255 - out if invert else out
 
@@ -478,14 +551,19 @@ class ImagesController(WorkspaceController):
         return [(w.label, float(w.center), float(w.width)) for w in windows]
 
     @staticmethod
-    def render_window(pixels: np.ndarray, center: float, width: float, invert: bool) -> np.ndarray:
-        """The viewports' W/L: the core's VOI function (PS3.3 C.11.2.1.2) to uint8. Whole-number
-        frames (cached as int16) go through a 64 K-entry table of that function: one gather
-        per pixel instead of float arithmetic, with identical output."""
+    def render_window(pixels: np.ndarray, center: float, width: float, invert: bool,
+                      scale: float = 1.0, offset: float = 0.0) -> np.ndarray:
+        """The viewports' W/L: the core's VOI function (PS3.3 C.11.2.1.2) to uint8, on modality
+        values ``pixels * scale + offset``. Integer frames (stored values, or whole-number
+        modality values cached as int16) go through the core's lookup table of Modality LUT +
+        VOI: one gather per pixel instead of float arithmetic, with identical output."""
         window = display.Window(float(center), max(float(width), 1.0))
-        if pixels.dtype == np.int16:
-            lut = display.window_lut_for_stored(16, True, _IDENTITY, window, invert)
+        if pixels.ndim == 2 and pixels.dtype.kind in "iu" and pixels.dtype.itemsize <= 2:
+            transform = _IDENTITY if (scale, offset) == (1.0, 0.0) else ModalityTransform(slope=scale, intercept=offset)
+            lut = display.window_lut_for_stored(8 * pixels.dtype.itemsize, pixels.dtype.kind == "i", transform, window, invert)
             return display.render_stored(pixels, lut)
+        if (scale, offset) != (1.0, 0.0):
+            pixels = pixels.astype(np.float32) * np.float32(scale) + np.float32(offset)
         return display.render_uint8(pixels, window, invert=invert)
 
     def frame_rate(self, key: str) -> float | None:
@@ -544,7 +622,7 @@ class ImagesController(WorkspaceController):
         series = self.current_series()
         if series is None:
             return None
-        return self._load(series, self._current[1])
+        return self._modality(series, self._current[1])
 
     # ----------------------------------------------------------- measurements
     def _measurement_file(self, study_uid: str) -> Path:
@@ -592,7 +670,7 @@ class ImagesController(WorkspaceController):
 
     def _compute(self, series: Series, index: int, kind: str, points: list) -> tuple[dict, str]:
         frame = series.frames[index]
-        pixels = self._load(series, index)
+        pixels = self._modality(series, index)
         values, text = measure.describe_measurement(kind, points, pixels, frame.pixel_spacing, frame.spacing_source,
                                                     "HU" if series.modality == "CT" else "")
         source = values.get("spacing_source")
@@ -704,22 +782,27 @@ class ImagesController(WorkspaceController):
                 else:
                     slices[i] = cached
             done = total - len(missing)
-            for index, pixels in series.iter_frames(missing, cancel=cancel.is_set):
-                slices[index] = compact_frame(pixels)
+            scaling = self._scaling(series)
+            for index, pixels in series.iter_frames(missing, stored=scaling is not None, cancel=cancel.is_set):
+                slices[index] = pixels if scaling is not None else compact_frame(pixels)
                 self._cache.put(key, index, slices[index])
                 done += 1
                 yield Progress(0.9 * done / total, f"MPR: reading {done}/{total}")
             if any(s is None for s in slices):
                 return None
             yield Progress(0.95, "MPR: building the volume")
-            return mpr.build_volume(series, slices)
+            volume = mpr.build_volume(series, slices)
+            if scaling is not None:
+                # the slices are stored values: the volume keeps them and the one rescale
+                volume = dataclasses.replace(volume, scale=scaling[0], offset=scaling[1])
+            return volume
 
         def ready(volume) -> None:
             if volume is None:
                 return
             meta = {"description": f"{series.modality} {series.description}".strip(),
                     "units": "HU" if series.modality == "CT" else "",
-                    "window": default_window(series, series.frame_count // 2, self._cache.get(key, series.frame_count // 2)),
+                    "window": default_window(series, series.frame_count // 2, self.cached_frame(key, series.frame_count // 2)),
                     "invert": series.photometric == "MONOCHROME1",
                     "notes": list(getattr(volume, "notes", []))}
             self._mpr_cache.clear()  # one volume at a time keeps memory bounded

@@ -9,8 +9,9 @@ from collections.abc import Callable
 import numpy as np
 from PySide6.QtGui import QImage
 
-#: (pixels in modality units, centre, width, invert) -> uint8 pixels of the same height/width
-WindowRenderer = Callable[[np.ndarray, float, float, bool], np.ndarray]
+#: (pixels, centre, width, invert, scale, offset) -> uint8 pixels of the same height/width,
+#: where modality value = pixels * scale + offset and the window is in modality units
+WindowRenderer = Callable[[np.ndarray, float, float, bool, float, float], np.ndarray]
 
 
 class RenderedImage:

@@ -56,6 +56,9 @@ class FrameInfo:
     corners: dict[str, list[str]] = field(default_factory=dict)
     #: the file's own VOI LUT (pixels -> uint8), used until the user changes the window
     voi_lut: Callable[[np.ndarray], np.ndarray] | None = None
+    #: modality value = pixel * value_scale + value_offset (stored values of rescaled series)
+    value_scale: float = 1.0
+    value_offset: float = 0.0
 
 
 @dataclass
@@ -144,7 +147,7 @@ class ImageViewport(QWidget):
             self._fit = True
             self._pan = QPointF(0.0, 0.0)
         if not keep_view or previous_shape is None:
-            self._data_range, default = self._default_window(frame)
+            self._data_range, default = self._default_window(frame, self._info)
             self._center, self._width = self._info.default_window or default
             self._file_lut_active = self._info.voi_lut is not None
         self._render()
@@ -166,10 +169,10 @@ class ImageViewport(QWidget):
         self.update()
 
     @staticmethod
-    def _default_window(frame: np.ndarray) -> tuple[float, tuple[float, float]]:
+    def _default_window(frame: np.ndarray, info: FrameInfo) -> tuple[float, tuple[float, float]]:
         if frame.ndim == 3 and frame.dtype == np.uint8:
             return 255.0, (127.5, 256.0)
-        low, high = float(np.min(frame)), float(np.max(frame))
+        low, high = (float(v) * info.value_scale + info.value_offset for v in (np.min(frame), np.max(frame)))
         span = max(high - low, 1.0)
         return span, ((low + high + 1.0) / 2.0, span + 1.0)
 
@@ -195,7 +198,8 @@ class ImageViewport(QWidget):
         elif self._file_lut_active and self._info.voi_lut is not None:
             pixels = self._info.voi_lut(self._frame)
         else:
-            pixels = self._renderer(self._frame, self._center, self._width, self._info.invert)
+            pixels = self._renderer(self._frame, self._center, self._width, self._info.invert,
+                                    self._info.value_scale, self._info.value_offset)
         self._rendered = qimage_from_uint8(pixels)
 
     def rendered_image(self) -> QImage | None:
@@ -390,7 +394,7 @@ class ImageViewport(QWidget):
         value = self._frame[r, c]
         if np.ndim(value):
             return "RGB " + " ".join(str(int(v)) for v in value)
-        number = float(value)
+        number = float(value) * self._info.value_scale + self._info.value_offset
         text = f"{int(number)}" if number.is_integer() else f"{number:.2f}"
         return f"{text} {self._info.units}".strip()
 

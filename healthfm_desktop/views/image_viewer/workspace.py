@@ -66,6 +66,8 @@ def frame_info_from(description: dict) -> FrameInfo:
         units=description.get("units") or "",
         default_window=tuple(window) if window else None,
         voi_lut=description.get("voi_lut"),
+        value_scale=float(description.get("value_scale", 1.0)),
+        value_offset=float(description.get("value_offset", 0.0)),
         corners={key: list(description.get(key) or []) for key in ("top_left", "top_right", "bottom_left")},
     )
 
@@ -367,8 +369,8 @@ class ImagesWorkspace(QWidget):
     def _show(self, slot: ViewportSlot, reset: bool = False) -> None:
         if slot.series_key is None:
             return
-        frame = self.controller.cached_frame(slot.series_key, slot.index)
-        if frame is None:
+        shown = self.controller.display_frame(slot.series_key, slot.index)
+        if shown is None:
             failure = self.controller.frame_failure(slot.series_key, slot.index)
             if failure:
                 slot.viewport.set_frame(None)
@@ -378,6 +380,7 @@ class ImagesWorkspace(QWidget):
             slot.viewport.set_message("Loading…")
             self.controller.request_frame(slot.series_key, slot.index)
             return
+        frame = shown[0]
         info = frame_info_from(self.controller.frame_info(slot.series_key, slot.index))
         if slot.shown != (slot.series_key, slot.index):
             # overlays (AI heatmaps, contours) belong to one image: they go when it goes
@@ -524,7 +527,7 @@ class ImagesWorkspace(QWidget):
         if slot.series_key is None:
             return
         next_index = (slot.index + 1) % max(self.controller.frame_count(slot.series_key), 1)
-        if self.controller.cached_frame(slot.series_key, next_index) is None:
+        if self.controller.display_frame(slot.series_key, next_index) is None:
             self.controller.request_frame(slot.series_key, next_index)
             return  # wait for the decode rather than showing "Loading…" mid-loop
         self._move_to(slot, next_index)
