@@ -6,8 +6,9 @@ and benchmarks/bench_notes.py). Each decision keeps its trigger and scope (Span.
 Two changes to how the packaged rules are applied:
 * every multi-word trigger tolerates runs of spaces and line breaks between its words
   ("negative   for"): spaCy makes those whitespace tokens, which a literal rule cannot match;
-* a trigger inside the target phrase itself does not modify it (``prune_on_target_overlap``):
-  "oral mucosa is moist with no erythema" as one finding is not negated."""
+* a trigger that overlaps an entity is dropped (``prune_on_target_overlap``, which medspaCy
+  1.3.1 passes to its graph as "prune modifiers overlapping targets"): "oral mucosa is moist
+  with no erythema" as one finding is not negated, and its "no" does not cut other scopes."""
 
 from __future__ import annotations
 

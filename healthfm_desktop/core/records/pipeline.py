@@ -42,6 +42,10 @@ SECTION_ASSERTIONS = {
 
 if not Span.has_extension("hf_source"):
     Span.set_extension("hf_source", default="")
+if not Span.has_extension("hf_chars"):
+    # exact character offsets of a rule match when they fall inside a token ("9.1 g/dL." is
+    # one token but the value is "9.1 g/dL")
+    Span.set_extension("hf_chars", default=None)
 
 _COMPONENTS: dict[int, "EntityFinder"] = {}
 _COMPONENT_IDS = itertools.count()
@@ -75,6 +79,7 @@ class EntityFinder:
 
     def candidates(self, doc: Doc) -> list[tuple[int, int, str, str]]:
         found: list[tuple[int, int, str, str]] = []
+        self._chars: dict[tuple[int, int, str], tuple[int, int]] = {}
         strings = doc.vocab.strings
         if self.user_matcher is not None:
             found += [(s, e, strings[m], "user_terms") for m, s, e in self.user_matcher(doc)]
@@ -83,6 +88,8 @@ class EntityFinder:
                 span = doc.char_span(start, end, alignment_mode="expand")
                 if span is not None and len(span):
                     found.append((span.start, span.end, label, source))
+                    if (span.start_char, span.end_char) != (start, end):
+                        self._chars[(span.start, span.end, label)] = (start, end)
         if self.vocabulary_matcher is not None:
             found += [(s, e, strings[m], "vocabulary") for m, s, e in self.vocabulary_matcher(doc)]
         if self.tagger is not None:
@@ -96,6 +103,7 @@ class EntityFinder:
         for start, end, label, source in ranked:
             if any(taken[start:end]):
                 continue
+            exact = self._chars.get((start, end, label)) if source in ("phi_rule", "rule") else None
             # a span never starts or ends on whitespace or bare punctuation
             while start < end and (doc[start].is_space or doc[start].is_punct and doc[start].text not in "([<>"):
                 start += 1
@@ -105,6 +113,8 @@ class EntityFinder:
                 continue
             span = Span(doc, start, end, label=label)
             span._.hf_source = source
+            if exact and span.start_char <= exact[0] < exact[1] <= span.end_char:
+                span._.hf_chars = exact
             chosen.append(span)
             taken[start:end] = b"\x01" * (end - start)
         doc.ents = sorted(chosen, key=lambda s: s.start)
@@ -141,14 +151,34 @@ class ClinicalPipeline:
 
     # --- running -----------------------------------------------------------------------
     def annotate(self, text: str, note_id: str = "note", source: str = "") -> AnnotatedNote:
-        with self._lock:
-            return doc_to_note(self.nlp(text), note_id, source)
+        note = next(self.annotate_many([(note_id, text)]))
+        note.source = source
+        return note
 
     def annotate_many(self, notes: Iterable[tuple[str, str]], batch_size: int = 16) -> Iterator[AnnotatedNote]:
-        """(id, text) pairs in, AnnotatedNote out, in order; batched through nlp.pipe."""
+        """(id, text) pairs in, AnnotatedNote out, in order; batched through nlp.pipe.
+
+        A long note is cut into pieces of at most CHUNK_CHARS at line breaks and the pieces are
+        joined again: ConText compares every trigger with every other trigger and target of a
+        Doc, which is quadratic, so a 50-page note must not be one Doc."""
+        pending: dict[int, list] = {}
+
+        def pieces():
+            for k, (note_id, text) in enumerate(notes):
+                chunks = split_into_chunks(text)
+                pending[k] = [note_id, text, len(chunks), []]
+                for offset, chunk in chunks:
+                    yield chunk, (k, offset)
+
+        next_note = 0
         with self._lock:
-            for doc, note_id in self.nlp.pipe(((text, note_id) for note_id, text in notes), as_tuples=True, batch_size=batch_size):
-                yield doc_to_note(doc, note_id)
+            for doc, (k, offset) in self.nlp.pipe(pieces(), as_tuples=True, batch_size=batch_size):
+                entry = pending[k]
+                entry[3].append((offset, doc_to_note(doc, entry[0])))
+                while next_note in pending and len(pending[next_note][3]) == pending[next_note][2]:
+                    note_id, text, _n, parts = pending.pop(next_note)
+                    yield merge_chunks(note_id, text, parts)
+                    next_note += 1
 
     def assert_spans(self, text: str, spans: Sequence[tuple[int, int, str]]) -> list[Entity]:
         """Run sentences, sections and ConText for spans the caller already has (a user's new
@@ -179,7 +209,8 @@ def _trigger_from_modifier(doc: Doc, modifier) -> Trigger | None:
 
 
 def doc_to_note(doc: Doc, note_id: str, source: str = "") -> AnnotatedNote:
-    note = AnnotatedNote(id=str(note_id), text=doc.text, source=source)
+    text = doc.text  # Doc.text joins every token on each access: read it once
+    note = AnnotatedNote(id=str(note_id), text=text, source=source)
     for section in getattr(doc._, "sections", []) or []:
         body = section.body_span
         header = section.title_span
@@ -189,11 +220,12 @@ def doc_to_note(doc: Doc, note_id: str, source: str = "") -> AnnotatedNote:
         if section.category is not None:
             note.sections.append(Section(start, end, section.category, doc[header[1] - 1].idx + len(doc[header[1] - 1]) if header[1] > header[0] else None))
     for ent in doc.ents:
+        start, end = ent._.hf_chars or (ent.start_char, ent.end_char)
         entity = Entity(
-            start=ent.start_char,
-            end=ent.end_char,
+            start=start,
+            end=end,
             label=ent.label_,
-            text=ent.text,
+            text=text[start:end],
             source=ent._.hf_source or "annotator",
         )
         entity.section = note.section_at(ent.start_char)
@@ -208,7 +240,7 @@ def doc_to_note(doc: Doc, note_id: str, source: str = "") -> AnnotatedNote:
                     # set by the section the entity is in: the header is the trigger
                     for section in note.sections:
                         if section.start <= entity.start < section.end and section.header_end:
-                            triggers.append(Trigger(attribute, section.start, section.header_end, doc.text[section.start : section.header_end], section.start, section.end, "SECTION"))
+                            triggers.append(Trigger(attribute, section.start, section.header_end, text[section.start : section.header_end], section.start, section.end, "SECTION"))
                             break
             entity.triggers = triggers
         note.entities.append(entity)
@@ -255,6 +287,74 @@ def link_attributes(note: AnnotatedNote, doc: Doc | None = None) -> None:
                 entity.linked_to = max(before, key=lambda e: e.end).id
             elif after:
                 entity.linked_to = min(after, key=lambda e: e.start).id
+
+
+CHUNK_CHARS = 6_000
+
+
+def split_into_chunks(text: str, size: int = CHUNK_CHARS) -> list[tuple[int, str]]:
+    """(offset, piece) covering the text, cut at a blank line, else a line break, else a
+    sentence end, else whitespace, near every ``size`` characters."""
+    if len(text) <= size:
+        return [(0, text)]
+    chunks, start = [], 0
+    while start < len(text):
+        end = min(start + size, len(text))
+        if end < len(text):
+            window = text[start + size // 2 : end]
+            for separator in ("\n\n", "\n", ". ", " "):
+                cut = window.rfind(separator)
+                if cut >= 0:
+                    end = start + size // 2 + cut + len(separator)
+                    break
+        chunks.append((start, text[start:end]))
+        start = end
+    return chunks
+
+
+def merge_chunks(note_id: str, text: str, parts: list[tuple[int, AnnotatedNote]]) -> AnnotatedNote:
+    """Join the pieces of a long note: shift offsets, and carry the open section (and the
+    assertion it implies) into the next piece until that piece's first header."""
+    if len(parts) == 1:
+        note = parts[0][1]
+        note.text = text
+        return note
+    merged = AnnotatedNote(id=note_id, text=text)
+    carried = None  # the Section open at the end of the previous piece (already shifted)
+    for offset, part in sorted(parts, key=lambda p: p[0]):
+        first_header = min((s.start for s in part.sections), default=len(part.text))
+        for section in part.sections:
+            merged.sections.append(Section(section.start + offset, section.end + offset, section.title, section.header_end + offset if section.header_end is not None else None))
+        if carried is not None:
+            carried.end = offset + first_header
+        for entity in part.entities:
+            entity.start += offset
+            entity.end += offset
+            for trigger in entity.triggers:
+                trigger.start += offset
+                trigger.end += offset
+                trigger.scope_start += offset
+                trigger.scope_end += offset
+            entity.id = f"{offset}:{entity.id}"
+            if entity.linked_to:
+                entity.linked_to = f"{offset}:{entity.linked_to}"
+            if carried is not None and entity.start < offset + first_header and entity.section is None:
+                entity.section = carried.title
+                implied = SECTION_ASSERTIONS.get(carried.title or "", {})
+                if not entity.label.startswith("PHI_"):
+                    for attribute_name in implied:
+                        attribute = attribute_name.replace("is_", "")
+                        if attribute in ("historical", "family") and not getattr(entity, attribute):
+                            setattr(entity, attribute, True)
+                            entity.triggers.append(Trigger(attribute, carried.start, carried.header_end or carried.start, text[carried.start : carried.header_end or carried.start], carried.start, carried.end, "SECTION"))
+            merged.entities.append(entity)
+        if part.sections:
+            last = part.sections[-1]
+            carried = Section(last.start + offset, last.end + offset, last.title, last.header_end + offset if last.header_end is not None else None)
+        elif carried is not None:
+            carried.end = offset + len(part.text)
+    merged.assign_ids()
+    return merged
 
 
 _PIPELINES: dict[tuple, ClinicalPipeline] = {}

@@ -1,0 +1,95 @@
+"""The clinical pipeline on real text: entities from every source, assertions with their
+triggers, sections, medication/lab linking, user terms winning, PHI recall on the surrogate set,
+assertion metrics on the NegEx kit and NER F1 on MACCROBAT test documents (thresholds)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from healthfm_desktop.core.records.evaluation import evaluate_assertions, evaluate_ner, read_negex_kit
+from healthfm_desktop.core.records.labels import MACCROBAT_TO_LABEL
+from healthfm_desktop.core.records.phi import deidentify
+from healthfm_desktop.core.records.pipeline import build_pipeline
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    return build_pipeline()
+
+
+def _by_text(note, text):
+    return next(e for e in note.entities if e.text == text)
+
+
+def test_sample_discharge_summary(pipeline, repo_root):
+    text = (repo_root / "resources" / "samples" / "notes" / "discharge_summary.txt").read_text()
+    note = pipeline.annotate(text, "ds")
+    metastasis = _by_text(note, "metastasis")
+    assert metastasis.negated and metastasis.triggers[0].text == "no evidence of"
+    assert metastasis.triggers[0].scope_start <= metastasis.start < metastasis.triggers[0].scope_end
+    hypertension = _by_text(note, "Hypertension")
+    assert hypertension.historical and hypertension.section == "past_medical_history"
+    stroke_family = [e for e in note.entities if e.text == "stroke" and e.family]
+    assert stroke_family and stroke_family[0].section == "family_history"
+    acetaminophen = _by_text(note, "Acetaminophen")
+    linked = {e.label: e.text for e in note.entities if e.linked_to == acetaminophen.id}
+    assert linked.get("ROUTE") == "PO" and "FREQUENCY" in linked and "DOSE" in linked
+    assert any(e.label == "PHI_DATE" for e in note.entities)
+    for e in note.entities:
+        assert note.text[e.start : e.end] == e.text and e.text == e.text.strip()
+
+
+def test_user_terms_win_and_labs_link(pipeline):
+    from healthfm_desktop.core.records.pipeline import build_pipeline
+
+    text = "Hemoglobin 9.1 g/dL. Started zebrafoxin 20 mg daily for hypertension."
+    plain = pipeline.annotate(text)
+    assert _by_text(plain, "9.1 g/dL").linked_to == _by_text(plain, "Hemoglobin").id
+    custom = build_pipeline([("zebrafoxin", "MEDICATION"), ("hypertension", "ANATOMY")]).annotate(text)
+    assert _by_text(custom, "zebrafoxin").label == "MEDICATION" and _by_text(custom, "zebrafoxin").source == "user_terms"
+    assert _by_text(custom, "hypertension").label == "ANATOMY"
+    assert _by_text(custom, "20 mg").linked_to == _by_text(custom, "zebrafoxin").id
+
+
+def test_phi_recall_on_surrogate_notes(pipeline, test_data):
+    records = [json.loads(line) for line in (test_data / "text" / "phi_surrogate_notes.jsonl").open()]
+    found = {n.id: n for n in pipeline.annotate_many((r["id"], r["text"]) for r in records)}
+    hits = total = 0
+    for record in records:
+        note = found[record["id"]]
+        for span in record["spans"]:
+            total += 1
+            hits += any(e.label == span["label"] and e.start < span["end"] and span["start"] < e.end for e in note.entities)
+        cleaned = deidentify(note.text, [(e.start, e.end, e.label) for e in note.entities], mode="tag")
+        for span in record["spans"]:
+            assert record["text"][span["start"] : span["end"]] not in cleaned or len(record["text"][span["start"] : span["end"]]) < 4
+    assert hits / total >= 0.95
+
+
+def test_negex_kit_assertion_f1(pipeline, repo_root):
+    records = read_negex_kit(repo_root / "models" / "training" / "data" / "text" / "negex_context.jsonl")
+    result = evaluate_assertions(pipeline, records[::2])  # half the kit keeps the test fast
+    assert result["negated"]["f1"] >= 0.95
+    assert result["historical"]["f1"] >= 0.70
+
+
+def test_maccrobat_test_documents_relaxed_f1(pipeline, repo_root):
+    data = repo_root / "models" / "training" / "data" / "text"
+    split = json.loads((data / "maccrobat_split.json").read_text())
+    records = {json.loads(line)["id"]: json.loads(line) for line in (data / "maccrobat2020.jsonl").open()}
+    result = evaluate_ner(pipeline, [records[i] for i in split["test"][:12]], MACCROBAT_TO_LABEL)
+    assert result["micro"]["f1"] >= 0.60
+
+
+def test_long_note_is_annotated_in_pieces_with_sections_carried(pipeline):
+    # ~50 pages: annotated in pieces (ConText is quadratic per Doc), joined with correct offsets
+    text = "Past Medical History:\n" + "Patient denies chest pain. Aspirin 81 mg daily. Hypertension.\n" * 1600
+    note = pipeline.annotate(text)
+    assert sum(e.label == "MEDICATION" for e in note.entities) == 1600
+    pains = [e for e in note.entities if e.text == "chest pain"]
+    assert len(pains) == 1600 and all(e.negated for e in pains)
+    assert all(e.historical and e.section == "past_medical_history" for e in note.entities if e.text == "Hypertension")
+    assert all(note.text[e.start : e.end] == e.text for e in note.entities)
+    assert len({e.id for e in note.entities}) == len(note.entities)
