@@ -394,3 +394,15 @@ def test_tls_peer(tls_orthanc, tmp_path):
     plain = DicomPeer(server.aet, server.host, server.dicom_port)
     with pytest.raises(PeerTimeoutError, match="require TLS"):
         echo(plain, OUR_AET, Timeouts(connect=2, acse=1.5, dimse=2, network=5))
+
+
+def test_logs_carry_no_patient_data(peer, tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)  # every logger, pynetdicom's included, at its most verbose
+    caplog.set_level(logging.DEBUG, logger="pynetdicom")
+    matches = find_studies(peer, OUR_AET, StudyQuery(patient_name="Doe*"), FAST)
+    run_to_end(retrieve(peer, OUR_AET, matches[0].study_uid, tmp_path, timeouts=FAST))
+    assert caplog.records  # the test looks at real log output
+    for secret in ("Doe", "Peter", "Archibald", "98890234", "77654033"):
+        assert secret not in caplog.text
