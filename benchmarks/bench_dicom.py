@@ -107,8 +107,12 @@ def bench_render(repeat: int) -> None:
         f()
     base = statistics.median(_best(plain_numpy, 1) for _ in range(n))
     mine = statistics.median(_best(ours, 1) for _ in range(n))
-    print(f"W/L render 512x512 int16 -> uint8: {mine / base:.2f}x plain numpy window "
+    print(f"W/L render 512x512 int16 -> uint8 (LUT rebuilt, W/L drag): {mine / base:.2f}x plain numpy window "
           f"({mine * 1000:.2f} ms vs {base * 1000:.2f} ms)")
+    cached_lut = window_lut_for_stored(16, True, transform, window)
+    scrolled = statistics.median(_best(lambda: render_stored(stored, cached_lut), 1) for _ in range(n))
+    print(f"W/L render 512x512 int16 -> uint8 (LUT kept, scrolling): {scrolled / base:.2f}x plain numpy window "
+          f"({scrolled * 1000:.2f} ms vs {base * 1000:.2f} ms)")
     try:
         from PySide6.QtGui import QImage
     except ImportError:
