@@ -403,6 +403,6 @@ def test_logs_carry_no_patient_data(peer, tmp_path, caplog):
     caplog.set_level(logging.DEBUG, logger="pynetdicom")
     matches = find_studies(peer, OUR_AET, StudyQuery(patient_name="Doe*"), FAST)
     run_to_end(retrieve(peer, OUR_AET, matches[0].study_uid, tmp_path, timeouts=FAST))
-    assert caplog.records  # the test looks at real log output
+    assert any(r.name.startswith("pynetdicom") for r in caplog.records)  # real, verbose log output
     for secret in ("Doe", "Peter", "Archibald", "98890234", "77654033"):
         assert secret not in caplog.text
