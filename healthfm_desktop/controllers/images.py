@@ -191,6 +191,7 @@ class ImagesController(WorkspaceController):
     #: the image the user looks at changed: series key, index (for the AI panel and others)
     current_image_changed = Signal(str, int)
     status = Signal(str)
+    show_requested = Signal(str)  # series key the user asked for again (re-opened)
     import_finished = Signal(dict)  # {series, frames, rejected, cancelled, seconds}
     series_loaded = Signal(str)  # every frame of the series is decoded
     frame_failed = Signal(str, int, str)  # series key, index, why it cannot be shown
@@ -268,7 +269,10 @@ class ImagesController(WorkspaceController):
         frames = sum(s.frame_count for s in added)
         summary = {"series": len(added), "frames": frames, "rejected": len(result.rejected),
                    "cancelled": result.cancelled, "seconds": time.perf_counter() - started}
+        already = [s for s in result.series if s.key in known]
         text = f"{len(added)} series, {frames} image(s) opened"
+        if already and not added:
+            text = f"Already open: {len(already)} series"
         if result.rejected:
             text += f"; {len(result.rejected)} file(s) could not be read (see Unreadable files)"
         if result.cancelled:
@@ -284,6 +288,8 @@ class ImagesController(WorkspaceController):
             thumbnails = self.start_job(self._make_thumbnails, added, cancel)
             thumbnails.finished.connect(lambda: self._cancel_events.discard(cancel))
             self._prefetch(added[0].key)
+        elif already:
+            self.show_requested.emit(already[0].key)
         self.measurements_changed.emit()
         self.import_finished.emit(summary)
 

@@ -125,6 +125,10 @@ def test_dropping_a_series_shows_its_first_image_and_slice_count(window, qtbot):
     assert controller.is_series_loaded(controller.series[0].key)
     qtbot.waitUntil(lambda: workspace.series_browser.has_thumbnail(controller.series[0].key), timeout=10_000)
     workspace.grab().save(str(SCREENSHOTS / "image_viewer_workspace.png"))
+    # opening it again adds nothing and says so
+    _, _, again = open_and_wait(window, qtbot, [MR_SERIES])
+    assert again["series"] == 0 and workspace.series_browser.count() == 1
+    assert workspace.status_label.text() == "Already open: 1 series"
 
 
 def test_pixel_value_under_the_cursor_matches_the_file(window, qtbot):

@@ -256,6 +256,7 @@ class ImagesWorkspace(QWidget):
         c.progress.connect(self._on_progress)
         c.busy_changed.connect(self._on_busy)
         c.status.connect(self.status_label.setText)
+        c.show_requested.connect(self.show_series)
 
     # ------------------------------------------------------------ hooks for others
     def add_side_panel(self, title: str, widget: QWidget) -> None:
@@ -590,12 +591,11 @@ class ImagesWorkspace(QWidget):
     def view_image(self, with_overlays: bool) -> QImage:
         """The active view (a viewport, or the whole MPR view) as an image."""
         if self.center.currentWidget() is self.mpr_view:
-            if not with_overlays:
-                self.set_overlays_visible(False)
-                image = self.mpr_view.grab().toImage()
-                self.set_overlays_visible(True)
-                return image
-            return self.mpr_view.grab().toImage()
+            was_visible = self.overlay_action.isChecked()
+            self.set_overlays_visible(with_overlays)
+            image = self.mpr_view.grab().toImage()
+            self.set_overlays_visible(was_visible)
+            return image
         return self.active_viewport().grab_view(with_overlays)
 
     def export_view_png(self, path: Path | str, with_overlays: bool = True) -> None:
