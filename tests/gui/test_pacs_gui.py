@@ -97,6 +97,7 @@ def test_query_expand_retrieve_without_stalling_the_ui(window, qtbot, orthanc, t
     controller = window.pacs_controller
     controller.store_dir = tmp_path / "store"
     assert controller.save_peers([_peer(orthanc)])
+    window.show_workspace("notes")
     window.pacs_action.trigger()
     dialog = window.pacs_dialog
     assert dialog.peer_box.count() == 1
@@ -124,6 +125,7 @@ def test_query_expand_retrieve_without_stalling_the_ui(window, qtbot, orthanc, t
     assert meter.worst < 0.050, f"event loop stalled {meter.worst * 1000:.0f} ms during the retrieval"
     # the study opens in Images and is in the local study browser
     qtbot.waitUntil(lambda: any(e["frames"] == 20 for e in images.series_entries()), timeout=30_000)
+    assert window.current_workspace() == "images"
     browser = window.study_browser
     qtbot.waitUntil(lambda: browser.table.rowCount() >= 1, timeout=10_000)
     assert any(browser.table.item(r, 6).text() == "20" for r in range(browser.table.rowCount()))

@@ -32,6 +32,9 @@ def install_pacs(window, controller):
         dialog.raise_()
 
     action.triggered.connect(open_dialog)
+    # a retrieved study opens in Images: show that workspace behind the dialog
+    controller.retrieve_finished.connect(
+        lambda ok, _text: window.show_workspace("images") if ok and controller.open_after_retrieve else None)
 
     def add_settings_page() -> None:
         # runs after the app's own handler has built window.settings_dialog
