@@ -16,6 +16,10 @@ from healthfm_desktop.core.inference.runtime import ProviderChoice
 CLASSIFIER = "pneumonia_resnet"
 SEGMENTER = "hc18_unet"
 QUANTIZED_SUFFIX = "_int8"
+# Both graphs are small: one intra-op thread keeps latency and its tail down when other
+# programs load the CPU, and leaves a core to the UI thread (onnxruntime's pool spin-waits).
+# benchmarks/bench_image_ai.py on 2 busy cores: segmenter p50 14.4 vs 20.9 ms, p95 24 vs 44 ms.
+INTRA_OP_THREADS = {CLASSIFIER: 1, SEGMENTER: 1}
 
 
 def wants_quantized() -> bool:
@@ -60,6 +64,7 @@ def load_model(
     with _LOCK:
         cached = _CACHE.get(key)
         if cached is None:
-            session, manifest, choice = registry.session(name, override=override)
+            threads = INTRA_OP_THREADS.get(base, 0)
+            session, manifest, choice = registry.session(name, override=override, threads=threads)
             cached = _CACHE[key] = LoadedModel(session, manifest, choice)
     return cached
