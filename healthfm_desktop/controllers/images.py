@@ -315,7 +315,9 @@ class ImagesController(WorkspaceController):
     # ------------------------------------------------------------------ frames
     def series_entries(self) -> list[dict]:
         entries = []
-        for series in self.series:
+        # series of one study together, studies in the order they were opened
+        order = {uid: i for i, uid in enumerate(dict.fromkeys(s.study_uid for s in self.series))}
+        for series in sorted(self.series, key=lambda s: order[s.study_uid]):
             note = ""
             if series.stack_count > 1:
                 note = f"stack {series.stack_number} of {series.stack_count} (series split: mixed sizes/orientations)"
@@ -327,9 +329,16 @@ class ImagesController(WorkspaceController):
                 "description": series.description or (f"Series {series.series_number}" if series.series_number else ""),
                 "frames": series.frame_count,
                 "patient": series.patient_name.replace("^", " ").strip(),
+                "study": self._study_heading(series),
                 "note": note,
             })
         return entries
+
+    @staticmethod
+    def _study_heading(series: Series) -> str:
+        patient = series.patient_name.replace("^", " ").strip() or "(no name)"
+        parts = [patient, series.study_description or "Study", _fmt_date(series.study_date)]
+        return " · ".join(part for part in parts if part)
 
     def series_by_key(self, key: str) -> Series:
         return self._by_key[key]

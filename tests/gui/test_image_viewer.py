@@ -115,8 +115,8 @@ def test_dropping_a_series_on_the_main_window_opens_it_in_images(main_window, qt
 def test_dropping_a_series_shows_its_first_image_and_slice_count(window, qtbot):
     controller, workspace, summary = open_and_wait(window, qtbot, [MR_SERIES])
     assert summary["series"] == 1 and summary["frames"] == 170
-    assert workspace.series_browser.count() == 1
-    assert "170 image(s)" in workspace.series_browser.item(0).text()
+    assert workspace.series_browser.keys() == [controller.series[0].key]
+    assert "170 image(s)" in workspace.series_browser.item_for(controller.series[0].key).text()
     viewport = workspace.active_viewport()
     assert viewport.frame().shape == (256, 256)
     corners = viewport.corner_lines()
@@ -127,7 +127,7 @@ def test_dropping_a_series_shows_its_first_image_and_slice_count(window, qtbot):
     workspace.grab().save(str(SCREENSHOTS / "image_viewer_workspace.png"))
     # opening it again adds nothing and says so
     _, _, again = open_and_wait(window, qtbot, [MR_SERIES])
-    assert again["series"] == 0 and workspace.series_browser.count() == 1
+    assert again["series"] == 0 and workspace.series_browser.series_count() == 1
     assert workspace.status_label.text() == "Already open: 1 series"
 
 

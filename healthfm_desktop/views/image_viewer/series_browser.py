@@ -43,22 +43,36 @@ class SeriesBrowser(QListWidget):
         self.itemActivated.connect(self._emit)
 
     def set_series(self, entries: list[dict]) -> None:
-        """``entries``: dicts with key, modality, description, frames, patient, and optional note."""
+        """``entries``: dicts with key, modality, description, frames, patient, and optional
+        study (a heading line: series of one study are listed under it) and note."""
         selected = self.current_key()
-        icons = {self.item(i).data(_SERIES_ROLE): self.item(i).icon() for i in range(self.count())}
+        icons = {self.item(i).data(_SERIES_ROLE): self.item(i).icon() for i in range(self.count())
+                 if self.item(i).data(_SERIES_ROLE)}
         self.clear()
+        heading = None
         for entry in entries:
+            study = entry.get("study")
+            if study and study != heading:
+                heading = study
+                header = QListWidgetItem(study)
+                header.setFlags(Qt.ItemFlag.NoItemFlags)  # a heading, not a series
+                font = header.font()
+                font.setBold(True)
+                header.setFont(font)
+                header.setForeground(QColor(90, 90, 90))
+                self.addItem(header)
             text = f"{entry.get('modality') or '?'}  {entry.get('description') or '(no description)'}\n{entry['frames']} image(s)"
-            if entry.get("patient"):
-                text += f"\n{entry['patient']}"
             if entry.get("note"):
                 text += f"\n⚠ {entry['note']}"
             item = QListWidgetItem(icons.get(entry["key"]) or QIcon(_placeholder()), text)
             item.setData(_SERIES_ROLE, entry["key"])
-            item.setToolTip(text)
+            item.setToolTip(text + (f"\n{study}" if study else ""))
             self.addItem(item)
             if entry["key"] == selected:
                 self.setCurrentItem(item)
+
+    def series_count(self) -> int:
+        return len(self.keys())
 
     def set_thumbnail(self, key: str, pixels: np.ndarray) -> None:
         for i in range(self.count()):
@@ -73,7 +87,13 @@ class SeriesBrowser(QListWidget):
         return False
 
     def keys(self) -> list[str]:
-        return [self.item(i).data(_SERIES_ROLE) for i in range(self.count())]
+        return [key for key in (self.item(i).data(_SERIES_ROLE) for i in range(self.count())) if key]
+
+    def item_for(self, key: str) -> QListWidgetItem | None:
+        for i in range(self.count()):
+            if self.item(i).data(_SERIES_ROLE) == key:
+                return self.item(i)
+        return None
 
     def current_key(self) -> str | None:
         item = self.currentItem()
@@ -85,4 +105,6 @@ class SeriesBrowser(QListWidget):
                 self.setCurrentRow(i)
 
     def _emit(self, item: QListWidgetItem) -> None:
-        self.series_activated.emit(item.data(_SERIES_ROLE))
+        key = item.data(_SERIES_ROLE)
+        if key:
+            self.series_activated.emit(key)

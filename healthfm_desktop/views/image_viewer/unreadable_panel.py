@@ -21,11 +21,9 @@ from PySide6.QtWidgets import (
 
 
 def short_name(path: str) -> str:
-    """The last two parts of a path (or a zip member), enough to recognise a file."""
+    """The file's name (a zip member: archive!member name); the full path is in the tooltip."""
     archive, _, member = path.partition("!")
-    parts = PurePath(member or archive).parts
-    shown = "/".join(parts[-2:])
-    return f"{PurePath(archive).name}!{shown}" if member else shown
+    return f"{PurePath(archive).name}!{PurePath(member).name}" if member else PurePath(archive).name
 
 
 class UnreadableFilesPanel(QWidget):
@@ -41,7 +39,8 @@ class UnreadableFilesPanel(QWidget):
         self.tree.setRootIsDecorated(False)
         self.tree.setWordWrap(True)
         self.tree.header().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        self.tree.header().resizeSection(0, 150)
+        self.tree.header().resizeSection(0, 170)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.tree.header().setStretchLastSection(True)
         self.notes_title = QLabel("Notes on the import:")
         self.notes = QListWidget()
