@@ -48,12 +48,22 @@ def test_jsonl_with_terms_and_bad_inputs(inputs, tmp_path):
     assert zz["zebrafoxin"] == "MEDICATION" and zz["wobbly knee"] == "PROBLEM"
 
 
-def test_brat_and_fhir(inputs, tmp_path):
+def _run_in_process(capsys, *args):
+    """The same entry point in this process (the pipeline is built once per process)."""
+    from healthfm_desktop.cli import main
+
+    code = main(["notes", "annotate", *map(str, args)])
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+
+
+def test_brat_and_fhir(inputs, tmp_path, capsys):
     folder, terms = inputs
     for fmt in ("brat", "fhir"):
         out = tmp_path / fmt
-        result = _run(folder / "ds.txt", folder / "case.jsonl", "--terms", terms, "--format", fmt, "--out", out)
+        result = _run_in_process(capsys, folder / "ds.txt", folder / "case.jsonl", "--terms", terms, "--format", fmt, "--out", out)
         assert result.returncode == 0, result.stderr
+        assert result.stdout == ""
         if fmt == "brat":
             assert {"ds.ann", "ds.txt", "zz.ann", "zz.txt"} <= {p.name for p in out.iterdir()}
             text = (out / "zz.txt").read_text()
@@ -68,9 +78,9 @@ def test_brat_and_fhir(inputs, tmp_path):
             assert kinds[0] == "DocumentReference" and "MedicationStatement" in kinds and "Condition" in kinds
 
 
-def test_bad_terms_file_is_a_clear_error(inputs, tmp_path):
+def test_bad_terms_file_is_a_clear_error(inputs, tmp_path, capsys):
     folder, _ = inputs
     bad = tmp_path / "bad_terms.tsv"
     bad.write_text("foo\tNOPE\n")
-    result = _run(folder / "ds.txt", "--terms", bad, "--format", "jsonl", "--out", tmp_path / "x.jsonl")
+    result = _run_in_process(capsys, folder / "ds.txt", "--terms", bad, "--format", "jsonl", "--out", tmp_path / "x.jsonl")
     assert result.returncode == 1 and "line 1: unknown label" in result.stderr and "Traceback" not in result.stderr

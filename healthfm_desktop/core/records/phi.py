@@ -86,6 +86,7 @@ _PATTERNS: list[tuple[str, re.Pattern]] = [
         re.compile(
             r"\b(?:[A-Z][a-zA-Z'.]+\s){1,4}(?:Hospital|Medical Center|Clinic|Health Center|Healthcare|Infirmary|Nursing Home|"
             r"Rehabilitation Center|Rehab Center|Hospice|Health System|University Hospital)\b"
+            r"(?!\s+(?:[Cc]ourse|[Ss]tay|[Dd]ay|[Aa]dmission|[Dd]ischarge))"
         ),
     ),
     ("PHI_LOCATION", re.compile(r"\b(?:lives|living|resides|residing|born|moved)\s+in\s+((?:[A-Z][a-z]+\s?){1,3})")),

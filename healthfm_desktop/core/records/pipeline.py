@@ -47,6 +47,7 @@ if not Span.has_extension("hf_chars"):
     # one token but the value is "9.1 g/dL")
     Span.set_extension("hf_chars", default=None)
 
+NEVER_ENTITIES = frozenset({"sig", "disp", "refills", "patient", "pt", "the patient", "case", "history", "course"})
 _COMPONENTS: dict[int, "EntityFinder"] = {}
 _COMPONENT_IDS = itertools.count()
 
@@ -93,7 +94,11 @@ class EntityFinder:
         if self.vocabulary_matcher is not None:
             found += [(s, e, strings[m], "vocabulary") for m, s, e in self.vocabulary_matcher(doc)]
         if self.tagger is not None:
-            found += [(s, e, label, "model") for s, e, label in self.tagger.spans(doc)]
+            for s, e, label in self.tagger.spans(doc):
+                words = doc[s:e].text.lower()
+                # a bare number, or a prescription abbreviation, is never a TEST/PROBLEM by itself
+                if any(c.isalpha() for c in words) and words not in NEVER_ENTITIES:
+                    found.append((s, e, label, "model"))
         return found
 
     def __call__(self, doc: Doc) -> Doc:
@@ -219,8 +224,11 @@ def doc_to_note(doc: Doc, note_id: str, source: str = "") -> AnnotatedNote:
         end = doc[end_token - 1].idx + len(doc[end_token - 1]) if end_token > 0 else 0
         if section.category is not None:
             note.sections.append(Section(start, end, section.category, doc[header[1] - 1].idx + len(doc[header[1] - 1]) if header[1] > header[0] else None))
+    headers = [(s.start, s.header_end) for s in note.sections if s.header_end]
     for ent in doc.ents:
         start, end = ent._.hf_chars or (ent.start_char, ent.end_char)
+        if not ent.label_.startswith("PHI_") and any(h0 <= start and end <= h1 for h0, h1 in headers):
+            continue  # words of a section header ("Discharge Medications:") are not findings
         entity = Entity(
             start=start,
             end=end,

@@ -1,32 +1,380 @@
-"""Notes workspace (minimal foundation version: a note list and the selected note's text)."""
+"""Notes workspace: the record annotator. Note list with per-note status, the note text with
+coloured spans and a legend, a span editor (label, assertions, ConText trigger), accept/reject
+of pre-annotations, undo/redo, search, the user's dictionary, export and agreement.
+
+Keys in the text: 1-9 label the selection (legend order), N/U/H/F toggle negated/uncertain/
+historical/family of the selected span, A accepts it, Delete removes it."""
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QListWidget, QPlainTextEdit, QSplitter, QVBoxLayout, QWidget
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMenu,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from healthfm_desktop.views.record_annotator.colours import ASSERTION_KEYS, LABEL_COLOURS, SHORTCUT_LABELS
+from healthfm_desktop.views.record_annotator.text_view import NoteTextView
+
+ASSERTIONS = ("negated", "uncertain", "historical", "family")
+STATUS_TEXT = {"todo": "to do", "in_progress": "in progress", "done": "done"}
+
+
+class Legend(QWidget):
+    """Coloured label chips; the first nine carry their shortcut digit."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(4)
+        self.chips: dict[str, QLabel] = {}
+        for label, colour in LABEL_COLOURS.items():
+            key = SHORTCUT_LABELS.index(label) + 1 if label in SHORTCUT_LABELS else None
+            chip = QLabel(f"{key} {label}" if key else label)
+            chip.setStyleSheet(f"background:{colour}; color:black; padding:1px 4px; border-radius:3px; font-size:9pt")
+            layout.addWidget(chip)
+            self.chips[label] = chip
+        layout.addStretch(1)
+
+
+class EntityEditor(QGroupBox):
+    """Label, assertions and the trigger of the selected span."""
+
+    def __init__(self, parent=None):
+        super().__init__("Selected span", parent)
+        form = QFormLayout(self)
+        self.text_label = QLabel("—")
+        self.text_label.setWordWrap(True)
+        self.label_box = QComboBox()
+        self.label_box.addItems(list(LABEL_COLOURS))
+        self.checks = {a: QCheckBox(f"{a} ({k})") for k, a in ASSERTION_KEYS.items()}
+        self.trigger_label = QLabel("")
+        self.trigger_label.setWordWrap(True)
+        self.source_label = QLabel("")
+        self.accept_button = QPushButton("Accept (A)")
+        self.delete_button = QPushButton("Delete (Del)")
+        form.addRow("text", self.text_label)
+        form.addRow("label", self.label_box)
+        for attribute in ASSERTIONS:
+            form.addRow(self.checks[attribute])
+        form.addRow("why", self.trigger_label)
+        form.addRow("from", self.source_label)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.accept_button)
+        buttons.addWidget(self.delete_button)
+        form.addRow(buttons)
+        self.show_entity(None)
+
+    def show_entity(self, entity) -> None:
+        enabled = entity is not None
+        for widget in [self.label_box, self.accept_button, self.delete_button, *self.checks.values()]:
+            widget.setEnabled(enabled)
+        if entity is None:
+            self.text_label.setText("select text and press 1-9, or click a span")
+            self.trigger_label.setText("")
+            self.source_label.setText("")
+            return
+        self.text_label.setText(entity.text[:200])
+        self.label_box.blockSignals(True)
+        self.label_box.setCurrentText(entity.label)
+        self.label_box.blockSignals(False)
+        for attribute, box in self.checks.items():
+            box.blockSignals(True)
+            box.setChecked(getattr(entity, attribute))
+            box.blockSignals(False)
+        reasons = [f"{t.attribute}: “{t.text}”" + (" (section)" if t.category == "SECTION" else "") for t in entity.triggers]
+        self.trigger_label.setText("; ".join(reasons) or "no ConText trigger")
+        self.source_label.setText(f"{entity.source}, {entity.status}" + (f", section {entity.section}" if entity.section else ""))
 
 
 class NotesWorkspace(QWidget):
     def __init__(self, controller, parent=None):
         super().__init__(parent)
         self.controller = controller
-        self.note_list = QListWidget()
-        self.text_view = QPlainTextEdit(readOnly=True)
-        self._texts: list[str] = []
-        splitter = QSplitter()
-        splitter.addWidget(self.note_list)
-        splitter.addWidget(self.text_view)
-        splitter.setStretchFactor(1, 3)
-        QVBoxLayout(self).addWidget(splitter)
-        controller.notes_opened.connect(self._add_notes)
-        self.note_list.currentRowChanged.connect(self._show_note)
+        self.current_id: str | None = None
+        self.selected_entity: str | None = None
 
-    def _add_notes(self, notes) -> None:
-        for name, text in notes:
-            self._texts.append(text)
-            self.note_list.addItem(name)
-        if self.note_list.currentRow() < 0 and self._texts:
+        # left: notes
+        self.open_button = QPushButton("Open notes…")
+        self.note_list = QListWidget()
+        self.status_box = QComboBox()
+        for key, text in STATUS_TEXT.items():
+            self.status_box.addItem(text, key)
+        self.annotator_edit = QLineEdit(controller.annotator)
+        self.annotator_edit.setPlaceholderText("annotator name")
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.addWidget(self.open_button)
+        left_layout.addWidget(self.note_list, 1)
+        status_row = QFormLayout()
+        status_row.addRow("status", self.status_box)
+        status_row.addRow("annotator", self.annotator_edit)
+        left_layout.addLayout(status_row)
+
+        # centre: toolbar, legend, text
+        self.undo_action = controller.undo_stack.createUndoAction(self, "Undo")
+        self.undo_action.setShortcut(QKeySequence.StandardKey.Undo)
+        self.redo_action = controller.undo_stack.createRedoAction(self, "Redo")
+        self.redo_action.setShortcut(QKeySequence.StandardKey.Redo)
+        self.addActions([self.undo_action, self.redo_action])
+        self.search_edit = QLineEdit()
+        self.search_edit.setPlaceholderText("search the note…")
+        self.search_label = QLabel("")
+        self.accept_all_button = QPushButton("Accept all")
+        self.reject_all_button = QPushButton("Reject all pre-annotations")
+        self.export_button = QToolButton(text="Export", popupMode=QToolButton.ToolButtonPopupMode.InstantPopup)
+        export_menu = QMenu(self.export_button)
+        for fmt, text in (("jsonl", "JSONL…"), ("brat", "brat standoff…"), ("fhir", "FHIR R4 bundles…"), ("docbin", "spaCy DocBin…")):
+            export_menu.addAction(text, lambda fmt=fmt: self._export(fmt))
+        self.export_button.setMenu(export_menu)
+        self.more_button = QToolButton(text="More", popupMode=QToolButton.ToolButtonPopupMode.InstantPopup)
+        more_menu = QMenu(self.more_button)
+        more_menu.addAction("Add selection to my dictionary…", self._add_term)
+        more_menu.addAction("Re-annotate this note", self._reannotate)
+        more_menu.addAction("Agreement between annotators…", self._agreement)
+        self.more_button.setMenu(more_menu)
+        undo_button = QToolButton()
+        undo_button.setDefaultAction(self.undo_action)
+        redo_button = QToolButton()
+        redo_button.setDefaultAction(self.redo_action)
+        toolbar = QHBoxLayout()
+        for widget in (undo_button, redo_button, self.accept_all_button, self.reject_all_button, self.export_button, self.more_button):
+            toolbar.addWidget(widget)
+        toolbar.addStretch(1)
+        toolbar.addWidget(self.search_edit)
+        toolbar.addWidget(self.search_label)
+        self.legend = Legend()
+        self.text_view = NoteTextView()
+        self.info_label = QLabel("")
+        centre = QWidget()
+        centre_layout = QVBoxLayout(centre)
+        centre_layout.addLayout(toolbar)
+        centre_layout.addWidget(self.legend)
+        centre_layout.addWidget(self.text_view, 1)
+        centre_layout.addWidget(self.info_label)
+
+        # right: span editor
+        self.editor = EntityEditor()
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.addWidget(self.editor)
+        right_layout.addStretch(1)
+
+        splitter = QSplitter()
+        splitter.addWidget(left)
+        splitter.addWidget(centre)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(1, 4)
+        QVBoxLayout(self).addWidget(splitter)
+
+        # wiring
+        self.open_button.clicked.connect(self._open_dialog)
+        self.note_list.currentItemChanged.connect(lambda item, _prev: self.show_note(item.data(Qt.ItemDataRole.UserRole) if item else None))
+        self.status_box.activated.connect(lambda _i: self.current_id and controller.set_status(self.current_id, self.status_box.currentData()))
+        self.annotator_edit.editingFinished.connect(lambda: controller.set_annotator(self.annotator_edit.text()))
+        self.search_edit.textChanged.connect(self._search)
+        self.accept_all_button.clicked.connect(lambda: self.current_id and controller.accept_all(self.current_id))
+        self.reject_all_button.clicked.connect(lambda: self.current_id and controller.reject_all(self.current_id))
+        self.text_view.key_command.connect(self.handle_key)
+        self.text_view.entity_clicked.connect(self.select_entity)
+        self.editor.label_box.activated.connect(lambda _i: self._relabel(self.editor.label_box.currentText()))
+        for attribute, box in self.editor.checks.items():
+            box.clicked.connect(lambda _checked, a=attribute: self._toggle(a))
+        self.editor.accept_button.clicked.connect(lambda: self.handle_key("A"))
+        self.editor.delete_button.clicked.connect(lambda: self.handle_key("DELETE"))
+        controller.notes_added.connect(self._add_notes)
+        controller.note_changed.connect(self._note_changed)
+        controller.status_changed.connect(self._status_changed)
+        controller.message.connect(lambda level, text: self.info_label.setText(text))
+        controller.progress.connect(lambda p: self.info_label.setText(p.message) if p.message else None)
+        controller.restore()
+
+    # --- notes list ----------------------------------------------------------------------------
+    def _item_text(self, note_id: str) -> str:
+        return f"{note_id}  [{STATUS_TEXT[self.controller.status(note_id)]}]"
+
+    def _add_notes(self, note_ids: list[str]) -> None:
+        present = {self.note_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.note_list.count())}
+        for note_id in note_ids:
+            if note_id in present:
+                continue
+            item = QListWidgetItem(self._item_text(note_id))
+            item.setData(Qt.ItemDataRole.UserRole, note_id)
+            self.note_list.addItem(item)
+        if self.note_list.currentRow() < 0 and self.note_list.count():
             self.note_list.setCurrentRow(0)
 
-    def _show_note(self, row: int) -> None:
-        if 0 <= row < len(self._texts):
-            self.text_view.setPlainText(self._texts[row])
+    def _status_changed(self, note_id: str, status: str) -> None:
+        for i in range(self.note_list.count()):
+            item = self.note_list.item(i)
+            if item.data(Qt.ItemDataRole.UserRole) == note_id:
+                item.setText(self._item_text(note_id))
+        if note_id == self.current_id:
+            self.status_box.setCurrentIndex(self.status_box.findData(status))
+
+    def show_note(self, note_id: str | None) -> None:
+        self.current_id = note_id
+        self.selected_entity = None
+        self.editor.show_entity(None)
+        if note_id is None:
+            self.text_view.set_note("", [])
+            return
+        note = self.controller.note(note_id)
+        self.text_view.set_note(note.text, note.entities)
+        self.status_box.setCurrentIndex(self.status_box.findData(self.controller.status(note_id)))
+        self._search(self.search_edit.text())
+        self._update_info()
+
+    def _note_changed(self, note_id: str) -> None:
+        if note_id != self.current_id:
+            return
+        note = self.controller.note(note_id)
+        self.text_view.set_note(note.text, note.entities)
+        entity = self._entity(self.selected_entity)
+        if entity is None and self.selected_entity is not None:
+            self.selected_entity = None
+        self.text_view.set_selected(self.selected_entity)
+        self.editor.show_entity(entity)
+        self._update_info()
+
+    def _update_info(self) -> None:
+        if self.current_id is None:
+            return
+        entities = self.controller.note(self.current_id).entities
+        pending = sum(e.status == "pre" for e in entities)
+        self.info_label.setText(f"{len(entities)} spans, {pending} pre-annotations to review")
+
+    # --- spans -------------------------------------------------------------------------------------
+    def _entity(self, entity_id: str | None):
+        if self.current_id is None or entity_id is None:
+            return None
+        return next((e for e in self.controller.note(self.current_id).entities if e.id == entity_id), None)
+
+    def select_entity(self, entity_id: str | None) -> None:
+        self.selected_entity = entity_id
+        self.text_view.set_selected(entity_id)
+        self.editor.show_entity(self._entity(entity_id))
+
+    def handle_key(self, key: str) -> None:
+        if self.current_id is None:
+            return
+        if key.isdigit():
+            selection = self.text_view.selection_range()
+            index = int(key) - 1
+            if selection and index < len(SHORTCUT_LABELS):
+                self.controller.add_entity(self.current_id, selection[0], selection[1], SHORTCUT_LABELS[index])
+                added = self.text_view.entity_at(selection[0]) if False else None  # noqa: F841
+                note = self.controller.note(self.current_id)
+                match = next((e for e in note.entities if e.start >= selection[0] and e.end <= selection[1] and e.source == "annotator"), None)
+                self.select_entity(match.id if match else None)
+            elif self.selected_entity and index < len(SHORTCUT_LABELS):
+                self._relabel(SHORTCUT_LABELS[index])
+            return
+        if self.selected_entity is None:
+            return
+        if key in ASSERTION_KEYS:
+            self._toggle(ASSERTION_KEYS[key])
+        elif key == "A":
+            self.controller.accept(self.current_id, self.selected_entity)
+        elif key == "DELETE":
+            self.controller.remove_entity(self.current_id, self.selected_entity)
+
+    def _relabel(self, label: str) -> None:
+        if self.current_id and self.selected_entity:
+            self.controller.set_label(self.current_id, self.selected_entity, label)
+
+    def _toggle(self, attribute: str) -> None:
+        if self.current_id and self.selected_entity:
+            self.controller.toggle_assertion(self.current_id, self.selected_entity, attribute)
+
+    # --- search, dictionary, export, agreement ---------------------------------------------------
+    def _search(self, query: str) -> None:
+        if not self.current_id or len(query.strip()) < 2:
+            self.text_view.set_search_hits([])
+            self.search_label.setText("")
+            return
+        text = self.controller.note(self.current_id).text.lower()
+        needle = query.lower()
+        hits, start = [], text.find(needle)
+        while start >= 0 and len(hits) < 5000:
+            hits.append((start, start + len(needle)))
+            start = text.find(needle, start + 1)
+        self.text_view.set_search_hits(hits)
+        self.search_label.setText(f"{len(hits)} found")
+        if hits:
+            self.text_view.select_range(*hits[0])
+            self.text_view.ensureCursorVisible()
+
+    def _open_dialog(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open notes", "", "Notes (*.txt *.jsonl *.text *.note);;All files (*)")
+        if paths:
+            self.controller.open_paths([Path(p) for p in paths])
+
+    def _export(self, fmt: str) -> None:
+        if not self.current_id:
+            return
+        ids = self.controller.note_ids()
+        if fmt in ("jsonl", "docbin"):
+            suffix = ".jsonl" if fmt == "jsonl" else ".spacy"
+            path, _ = QFileDialog.getSaveFileName(self, "Export", f"notes{suffix}")
+        else:
+            path = QFileDialog.getExistingDirectory(self, "Export to folder")
+        if path:
+            self.controller.export(ids, fmt, Path(path))
+
+    def _add_term(self) -> None:
+        selection = self.text_view.selection_range()
+        if not selection or not self.current_id:
+            self.info_label.setText("select a term in the text first")
+            return
+        term = self.controller.note(self.current_id).text[selection[0] : selection[1]]
+        label, ok = QInputDialog.getItem(self, "Add to my dictionary", f"label for “{term}”", list(LABEL_COLOURS), 0, False)
+        if ok:
+            self.controller.add_term(term, label)
+            self.info_label.setText(f"“{term}” is now always {label} (re-annotate to apply)")
+
+    def _reannotate(self) -> None:
+        if self.current_id:
+            self.controller.reannotate(self.current_id)
+
+    def _agreement(self) -> None:
+        names = self.controller.annotators()
+        if len(names) < 2:
+            QMessageBox.information(self, "Agreement", "Agreement needs the versions of two annotators (change the annotator name to start a second version).")
+            return
+        first, ok = QInputDialog.getItem(self, "Agreement", "first annotator", names, 0, False)
+        if not ok:
+            return
+        second, ok = QInputDialog.getItem(self, "Agreement", "second annotator", [n for n in names if n != first], 0, False)
+        if not ok:
+            return
+        try:
+            result = self.controller.agreement(first, second)
+        except ValueError as exc:
+            QMessageBox.warning(self, "Agreement", str(exc))
+            return
+        QMessageBox.information(
+            self,
+            "Agreement",
+            f"{result['notes']} notes: Cohen's kappa {result['cohens_kappa']:.3f}, span F1 exact {result['exact_span_f1']:.3f}, relaxed {result['relaxed_span_f1']:.3f}",
+        )
