@@ -406,3 +406,29 @@ def test_logs_carry_no_patient_data(peer, tmp_path, caplog):
     assert any(r.name.startswith("pynetdicom") for r in caplog.records)  # real, verbose log output
     for secret in ("Doe", "Peter", "Archibald", "98890234", "77654033"):
         assert secret not in caplog.text
+
+
+def test_cli_reports_a_partial_retrieval(ct_orthanc, tmp_path, capsys, monkeypatch):
+    import importlib
+
+    retrieve_module = importlib.import_module("healthfm_desktop.core.imaging.pacs.retrieve")
+
+    real = retrieve_module.file_encoded_object
+    count = []
+
+    def file_then_kill(encoded, root):  # the peer dies after the third instance
+        filed = real(encoded, root)
+        count.append(filed)
+        if len(count) == 3:
+            ct_orthanc.kill()
+        return filed
+
+    monkeypatch.setattr(retrieve_module, "file_encoded_object", file_then_kill)
+    study_uid = _uid(next(CT_SERIES.iterdir()), "StudyInstanceUID")
+    code = cli_main(["pacs", "get", *_peer_args(ct_orthanc), "--study-uid", study_uid, "--out", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "3 of 20 instances" in captured.out  # the summary says what did arrive
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "incomplete retrieval" in err[0] and "aborted" in err[0]
+    assert len(list(tmp_path.rglob("*.dcm"))) == 3 and not list(tmp_path.rglob("*.part"))
