@@ -530,8 +530,10 @@ class ImageViewport(QWidget):
                 row = (len(lines) - 1 - i) if bottom else i
                 y = (self.height() - margin - row * line_height - metrics.descent()) if bottom else (margin + row * line_height + metrics.ascent())
                 x = (self.width() - margin - metrics.horizontalAdvance(line)) if right else margin
-                painter.setPen(QColor(0, 0, 0))
-                painter.drawText(QPointF(x + 1, y + 1), line)
+                # a dark outline keeps the text readable over bright anatomy (MONOCHROME1 CR)
+                painter.setPen(QColor(0, 0, 0, 220))
+                for dx, dy in ((-1, 0), (1, 0), (0, -1), (0, 1), (1, 1)):
+                    painter.drawText(QPointF(x + dx, y + dy), line)
                 painter.setPen(QColor(235, 235, 235))
                 painter.drawText(QPointF(x, y), line)
 
