@@ -74,7 +74,6 @@ class PacsController(QObject):
     scp_state_changed = Signal(bool, str)  # running, text
     object_received = Signal(str)  # a SOP Instance UID filed by the C-STORE SCP (any thread)
     local_studies = Signal(list)  # [study dict] from a search of the local database
-    local_series = Signal(str, list)
     local_problems = Signal(list)  # [(path, reason)]
     send_finished = Signal(bool, str)
 
@@ -117,15 +116,6 @@ class PacsController(QObject):
         save_peers(checked)
         self.peers_changed.emit([peer_to_dict(p) for p in checked])
         return True
-
-    def validate_identity(self, ae_title: str, port: str | int) -> str | None:
-        """None if the own AE title and storage port are usable, else why not."""
-        try:
-            validate_ae_title(ae_title, "own AE title")
-            validate_port(port, "storage port")
-        except InvalidPeerError as exc:
-            return str(exc)
-        return None
 
     # --- jobs -------------------------------------------------------------------------
     def _start(self, func, *args, on_result=None, on_error=None, **kwargs) -> Job:
@@ -303,11 +293,6 @@ class PacsController(QObject):
 
     def _local_changed(self) -> None:
         self._refresh_timer.start()
-
-    def local_series_of(self, study_uid: str) -> Job:
-        database = self.database()
-        return self._start(database.series, study_uid,
-                           on_result=lambda rows: self.local_series.emit(study_uid, [r.__dict__ for r in rows]))
 
     def index_paths(self, paths: list[Path]) -> Job:
         """Add files or folders (drag-drop, import) to the local database."""
