@@ -26,7 +26,7 @@ from healthfm_desktop.core.imaging.pacs import (
     save_peers,
     send,
 )
-from healthfm_desktop.core.imaging.pacs.peers import validate_ae_title, validate_port
+from healthfm_desktop.core.imaging.pacs.peers import validate_port
 from healthfm_desktop.core.imaging.pacs.retrieve import retrieve_into_database
 from healthfm_desktop.core.storage.studies import (
     InstanceRecord,
