@@ -28,6 +28,8 @@ class ImageAnalysisController(QObject):
         self._job: Job | None = None
         self.last_outcome = None
         self.last_series = None
+        self._location: tuple[str, int] | None = None  # (series key, index) the job is for
+        self.last_location: tuple[str, int] | None = None
         self.last_wall_ms: float | None = None
 
     @property
@@ -53,6 +55,7 @@ class ImageAnalysisController(QObject):
             return None
         self.cancel()
         source, frame, name = current
+        self._location = (self.images.current_series().key, self.images.current_index())
 
         def work():
             from healthfm_desktop.core.imaging.ai.analysis import analyse, image_from_dicom_object
@@ -89,6 +92,7 @@ class ImageAnalysisController(QObject):
         self.cancel()
         frames = list(series.frames)
         on_screen = max(self.images.current_index(), 0)
+        self._location = (series.key, on_screen)
 
         def work():
             from healthfm_desktop.core.imaging.ai.analysis import analyse_series, image_from_dicom_object
@@ -131,7 +135,14 @@ class ImageAnalysisController(QObject):
         if result.on_screen is not None:
             self._on_result(result.on_screen, started)
 
+    def result_is_on_screen(self) -> bool:
+        """Whether the image the last result belongs to is still the one on screen (the user
+        may have scrolled while the model ran)."""
+        series = self.images.current_series()
+        return series is not None and self.last_location == (series.key, self.images.current_index())
+
     def _on_result(self, outcome, started: float) -> None:
+        self.last_location = self._location
         self.last_outcome = outcome
         self.last_wall_ms = (time.perf_counter() - started) * 1000
         self.result.emit(outcome)

@@ -163,3 +163,26 @@ def test_the_main_window_has_the_panel_in_its_images_workspace(qtbot):
     titles = [images.side_tabs.tabText(i) for i in range(images.side_tabs.count())]
     assert PANEL_TITLE in titles
     window.close()
+
+
+def test_no_overlay_lands_on_another_image_after_scrolling(workspace, qtbot, tmp_path):
+    import json
+
+    from pydicom.uid import generate_uid
+
+    view, images, analysis, panel = workspace
+    cases = json.loads((IMAGE_TEST_DATA / "cases.json").read_text())["hc18"][:2]
+    folder = tmp_path / "two"
+    folder.mkdir()
+    uids = (generate_uid(), generate_uid())
+    for number, case in enumerate(cases, start=1):
+        make_dicom(folder / f"{number}.dcm", np.asarray(Image.open(IMAGE_TEST_DATA / case["file"])), "US", 0.5,
+                   series=uids, instance_number=number)
+    _open(qtbot, view, images, folder)
+    qtbot.waitUntil(lambda: not images.busy, timeout=30_000)
+    with qtbot.waitSignal(analysis.result, timeout=60_000):
+        panel.analyse_button.click()
+        view.scroll(step=1)  # the user moves on before the result arrives
+        qtbot.waitUntil(lambda: images.current_index() == 1, timeout=10_000)
+    assert "ai-segmentation" not in view.active_viewport().overlay_names()
+    assert "image on screen changed" in panel.details.text()

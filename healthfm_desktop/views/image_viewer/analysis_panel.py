@@ -216,6 +216,10 @@ def install_image_analysis(workspace, analysis) -> AnalysisPanel:
         panel.set_idle()
         panel.show_outcome(outcome, analysis.last_wall_ms)
         clear_overlays()
+        if not analysis.result_is_on_screen():
+            panel.details.setText(panel.details.text() + "\nThe image on screen changed while the model ran, "
+                                  "so no overlay is drawn; run Analyse again on this image.")
+            return
         viewport = workspace.active_viewport()
         try:
             viewport.set_overlay(outcome.overlay_name, outcome.overlay_rgba, panel.opacity.value() / 100.0)
