@@ -19,6 +19,7 @@ from healthfm_desktop.core.imaging.pacs import (
     own_storage_port,
     retrieve,
 )
+from healthfm_desktop.core.imaging.pacs.peers import validate_ae_title, validate_port
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -31,8 +32,6 @@ def _usage(command: str, message: str) -> int:
 def _peer_and_aet(args) -> tuple[DicomPeer, str]:
     peer = DicomPeer.from_address(args.peer, args.called_aet)
     calling = args.calling_aet if args.calling_aet else own_ae_title()
-    from healthfm_desktop.core.imaging.pacs.peers import validate_ae_title
-
     return peer, validate_ae_title(calling, "calling AE title")
 
 
@@ -79,8 +78,6 @@ def get(args) -> int:
         listen_port = None
         if args.move_dest:
             listen_port = args.listen_port if args.listen_port is not None else own_storage_port()
-            from healthfm_desktop.core.imaging.pacs.peers import validate_ae_title, validate_port
-
             validate_port(listen_port, "--listen-port")
             validate_ae_title(args.move_dest, "--move-dest")
     except InvalidPeerError as exc:
