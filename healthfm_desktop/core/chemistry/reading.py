@@ -7,7 +7,10 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import logging
 import re
+import threading
+from contextlib import contextmanager
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,11 +75,71 @@ class MoleculeRecord:
         return self.source
 
 
+_NOISE = re.compile(
+    r"^(\*+|-+|Post-condition Violation|Pre-condition Violation|Invariant Violation|Violation occurred.*"
+    r"|Failed Expression.*|Stacktrace:|\s*\d+# .*|moving to the beginning.*)$"
+)
+
+
+class _CaptureHandler(logging.Handler):
+    """Routes RDKit's log lines (errors and warnings alike: a FileParseException's text goes to
+    the warning log) to the capture open on the current thread, if any."""
+
+    local = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sink = getattr(self.local, "sink", None)
+        if sink is not None:
+            sink.append(record.getMessage())
+
+
+_HANDLER = _CaptureHandler()
+
+
+def _not_captured(record: logging.LogRecord) -> bool:
+    return getattr(_CaptureHandler.local, "sink", None) is None
+
+
+def _route_rdkit_log() -> None:
+    logger = logging.getLogger("rdkit")
+    if _HANDLER not in logger.handlers:
+        rdBase.LogToPythonLogger()
+        # RDKit's chatter about one bad record belongs in that record's error, not on stderr:
+        # its own stderr handler stays silent while a capture is open on the thread
+        for handler in logger.handlers:
+            handler.addFilter(_not_captured)
+        logger.addHandler(_HANDLER)
+
+
+_route_rdkit_log()
+
+
+class LogCapture:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    @property
+    def messages(self) -> str:
+        return "\n".join(self.lines)
+
+
+@contextmanager
+def capture_rdkit_log():
+    """Collect what RDKit logs on this thread while the block runs."""
+    capture = LogCapture()
+    previous = getattr(_CaptureHandler.local, "sink", None)
+    _CaptureHandler.local.sink = capture.lines
+    try:
+        yield capture
+    finally:
+        _CaptureHandler.local.sink = previous
+
+
 def rdkit_reason(messages: str, fallback: str) -> str:
     """The most telling line of RDKit's log for one record, without timestamps."""
     lines = [_TIMESTAMP.sub("", line).strip() for line in messages.splitlines()]
     lines = [line.removeprefix("ERROR: ").strip() for line in lines if line]
-    lines = [line for line in lines if line and not line.startswith("moving to the beginning")]
+    lines = [line for line in lines if line and not _NOISE.match(line)]
     # "Could not sanitize molecule ending on line N" says where, the line after it says why
     specific = [line for line in lines if not line.startswith("Could not sanitize")]
     chosen = specific or lines
@@ -88,7 +151,7 @@ def parse_smiles(text: str) -> tuple[Chem.Mol | None, str | None]:
     text = text.strip()
     if not text:
         return None, "empty SMILES"
-    with rdBase.CaptureErrorLog() as capture:
+    with capture_rdkit_log() as capture:
         mol = Chem.MolFromSmiles(text)
     if mol is None:
         return None, rdkit_reason(capture.messages, "RDKit could not parse the SMILES")
@@ -102,7 +165,7 @@ def parse_smarts(text: str) -> Chem.Mol:
     text = (text or "").strip()
     if not text:
         raise UserFacingError("empty substructure query")
-    with rdBase.CaptureErrorLog() as capture:
+    with capture_rdkit_log() as capture:
         query = Chem.MolFromSmarts(text)
     if query is None or query.GetNumAtoms() == 0:
         raise UserFacingError(f"invalid SMARTS {text!r}: {rdkit_reason(capture.messages, 'RDKit could not parse it')}")
@@ -112,11 +175,11 @@ def parse_smarts(text: str) -> Chem.Mol:
 def parse_molblock(block: str) -> tuple[Chem.Mol | None, str | None]:
     if not block.strip():
         return None, "empty record (no molecule before $$$$)"
-    with rdBase.CaptureErrorLog() as capture:
+    with capture_rdkit_log() as capture:
         try:
             mol = Chem.MolFromMolBlock(block)
         except Exception as exc:  # RDKit raises for a few malformed blocks instead of logging
-            return None, rdkit_reason(str(exc), "RDKit could not read the molblock")
+            return None, rdkit_reason(str(exc) + "\n" + capture.messages, "RDKit could not read the molblock")
     if mol is None:
         return None, rdkit_reason(capture.messages, "RDKit could not read the molblock")
     return mol, None
@@ -174,15 +237,15 @@ def read_molecules(path: str | Path, smiles_column: str | None = None) -> Iterat
     if path.is_dir():
         raise UnreadableFileError("is a folder, not a molecule file")
     kind = detect_format(path)
+    readers = {"sdf": _read_sdf, "mol": _read_mol, "smiles": _read_smiles_file}
+    count = 0
     try:
-        if kind == "sdf":
-            yield from _read_sdf(path)
-        elif kind == "mol":
-            yield from _read_mol(path)
-        elif kind == "table":
-            yield from _read_table(path, smiles_column)
-        else:
-            yield from _read_smiles_file(path)
+        records = _read_table(path, smiles_column) if kind == "table" else readers[kind](path)
+        for record in records:
+            count += 1
+            yield record
+        if count == 0:
+            raise UnreadableFileError("no molecule records in this file")
     except (EOFError, gzip.BadGzipFile, OSError, UnicodeError) as exc:
         raise UnreadableFileError(f"cannot read ({type(exc).__name__}): {exc}") from exc
 
@@ -193,6 +256,7 @@ def _sd_blocks(handle: io.TextIOBase) -> Iterator[str]:
         if line.rstrip("\r\n").strip() == "$$$$":
             yield "".join(lines)
             lines = []
+            continue
         else:
             lines.append(line)
     if any(line.strip() for line in lines):
@@ -203,7 +267,7 @@ def _sd_properties(block: str) -> dict[str, str]:
     """SD data items of one record, read by RDKit (for records RDKit can read)."""
     supplier = Chem.SDMolSupplier()
     supplier.SetData(block + "$$$$\n", sanitize=False, removeHs=False, strictParsing=False)
-    with rdBase.CaptureErrorLog():
+    with capture_rdkit_log():
         mol = next(iter(supplier), None)
     if mol is None:
         return {}
@@ -271,7 +335,7 @@ def _looks_like_smiles(value: str) -> bool:
     value = value.strip()
     if not value or " " in value or _NUMBER.match(value) or len(value) > 1000:
         return False
-    with rdBase.BlockLogs():
+    with capture_rdkit_log():
         mol = Chem.MolFromSmiles(value)
     return mol is not None and mol.GetNumAtoms() > 0
 

@@ -1,0 +1,247 @@
+"""`healthfm molecules describe | predict | index | search` (CLI.md), and the molecule checks of
+`healthfm self-test`."""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+from healthfm_desktop.batch.output import emit_json, report_bad_input
+from healthfm_desktop.core.errors import UserFacingError
+
+# small files are described in-process: starting worker processes costs more than it saves
+_PARALLEL_FROM_BYTES = 256 * 1024
+_PREDICT_BATCH = 256
+
+
+def _describe_rows(path: Path, bad: list[int]):
+    from healthfm_desktop.core.chemistry.properties import describe_records
+    from healthfm_desktop.core.chemistry.reading import read_molecules
+
+    workers = None if path.stat().st_size >= _PARALLEL_FROM_BYTES else 1
+    for row in describe_records(read_molecules(path), workers=workers):
+        if "error" in row:
+            bad[0] += 1
+            report_bad_input(path, f"record {row['id']}: {row['error']}")
+        yield row
+
+
+def describe(args) -> int:
+    from healthfm_desktop.core.chemistry.properties import DESCRIBE_COLUMNS
+
+    path = Path(args.file)
+    bad = [0]
+    try:
+        if args.json:
+            for row in _describe_rows(path, bad):
+                if "error" in row:
+                    emit_json({"id": row["id"], "smiles": row["smiles"], "error": row["error"]})
+                else:
+                    emit_json({k: row[k] for k in DESCRIBE_COLUMNS})
+        else:
+            out = Path(args.out)
+            tmp = out.with_name(out.name + ".part")
+            with open(tmp, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow([*DESCRIBE_COLUMNS, "error"])
+                count = 0
+                for row in _describe_rows(path, bad):
+                    count += 1
+                    if "error" in row:
+                        writer.writerow([row["id"], row["smiles"], *[""] * (len(DESCRIBE_COLUMNS) - 2), row["error"]])
+                    else:
+                        values = [row[k] for k in DESCRIBE_COLUMNS]
+                        values[-1] = ";".join(row["alerts"])
+                        writer.writerow([*values, ""])
+            tmp.replace(out)
+            print(f"described {count} records ({bad[0]} unreadable) into {out}", file=sys.stderr)
+    except UserFacingError as exc:
+        report_bad_input(path, exc)
+        return 1
+    except OSError as exc:
+        report_bad_input(path, exc.strerror or exc)
+        return 1
+    return 1 if bad[0] else 0
+
+
+def predict(args) -> int:
+    from healthfm_desktop.core.chemistry.predictors import predict_mols
+    from healthfm_desktop.core.chemistry.reading import read_molecules
+
+    path = Path(args.file)
+    bad = 0
+
+    def flush(batch):
+        predictions = predict_mols([r.mol for r in batch])
+        for record, prediction in zip(batch, predictions):
+            row = {"id": record.id, "smiles": record.smiles, "predictions": prediction.values,
+                   "in_domain": prediction.in_domain}
+            if args.json:
+                emit_json(row)
+            else:
+                values = " ".join(f"{k}={v:.3f}" for k, v in prediction.values.items())
+                print(f"{record.id}\t{record.smiles}\t{values}")
+
+    try:
+        batch = []
+        for record in read_molecules(path):
+            if record.mol is None:
+                flush(batch)
+                batch = []
+                bad += 1
+                report_bad_input(path, f"record {record.id}: {record.error}")
+                if args.json:
+                    emit_json({"id": record.id, "smiles": record.smiles, "error": record.error})
+                continue
+            batch.append(record)
+            if len(batch) >= _PREDICT_BATCH:
+                flush(batch)
+                batch = []
+        flush(batch)
+    except UserFacingError as exc:
+        report_bad_input(path, exc)
+        return 1
+    return 1 if bad else 0
+
+
+def index(args) -> int:
+    from healthfm_desktop.core.chemistry.search_index import build_index
+
+    bad = [0]
+
+    def on_bad(path, reason):
+        bad[0] += 1
+        report_bad_input(path, reason)
+
+    try:
+        built = build_index(args.libraries, args.out, on_bad=on_bad)
+    except UserFacingError as exc:
+        report_bad_input(args.out if "no library" in str(exc) else ", ".join(args.libraries), exc)
+        return 1
+    except OSError as exc:
+        report_bad_input(args.out, exc.strerror or exc)
+        return 1
+    print(f"indexed {built.size} molecules from {len(built.meta['sources'])} file(s) into {args.out}"
+          f" ({bad[0]} unreadable record(s) skipped)")
+    return 1 if bad[0] and built.size == 0 else 0
+
+
+def _search_hits(library: Path, args):
+    from healthfm_desktop.core.chemistry.reading import read_molecules
+    from healthfm_desktop.core.chemistry.search_index import (
+        Hit, LibraryIndex, build_index, is_index, parse_query_smiles, substructure_query,
+    )
+
+    if args.top is not None and args.top <= 0:
+        raise UserFacingError("--top must be a positive number")
+    if args.threshold is not None and not (0.0 <= args.threshold <= 1.0 and math.isfinite(args.threshold)):
+        raise UserFacingError("--threshold must lie between 0 and 1")
+    if args.similar is not None:
+        query = parse_query_smiles(args.similar)
+    else:
+        query = substructure_query(args.substructure)
+    if is_index(library):
+        idx = LibraryIndex.open(library)
+        if args.similar is not None:
+            return idx.similar(query, threshold=args.threshold, top=args.top)
+        return idx.substructure(query, top=args.top)
+    if library.is_dir():
+        raise UserFacingError("is a folder but not an index built by `molecules index`")
+    if args.substructure is not None:
+        # a file searched directly: every record is parsed anyway, so match it at once
+        hits = []
+        for row, record in enumerate(r for r in read_molecules(library) if r.mol is not None):
+            if record.mol.HasSubstructMatch(query):
+                hits.append(Hit(row, record.id, record.smiles if "\n" in record.source else record.source, 1.0))
+                if args.top and len(hits) >= args.top:
+                    break
+        return hits
+    with tempfile.TemporaryDirectory(prefix="healthfm-index-") as tmp:
+        size = library.stat().st_size
+        idx = build_index([library], tmp, workers=None if size >= _PARALLEL_FROM_BYTES else 1)
+        return idx.similar(query, threshold=args.threshold, top=args.top)
+
+
+def search(args) -> int:
+    library = Path(args.library)
+    try:
+        hits = _search_hits(library, args)
+    except UserFacingError as exc:
+        report_bad_input(library, exc)
+        return 1
+    for hit in hits:
+        if args.json:
+            emit_json({"id": hit.id, "smiles": hit.smiles, "score": hit.score})
+        else:
+            print(f"{hit.id}\t{hit.smiles}\t{hit.score:.4f}")
+    return 0
+
+
+# ---- self-test ----------------------------------------------------------------------------
+def _sample_molecules():
+    from healthfm_desktop.core.chemistry.reading import read_molecules
+    from healthfm_desktop.core.paths import samples_dir
+
+    path = samples_dir() / "molecules" / "approved_drugs.sdf"
+    records = [r for r in read_molecules(path) if r.ok]
+    if not records:
+        raise RuntimeError(f"no molecules in {path}")
+    return records
+
+
+def _model_check(name: str):
+    def run() -> str:
+        import numpy as np
+
+        from healthfm_desktop.core.chemistry.featurize import featurize_mols
+        from healthfm_desktop.core.chemistry.predictors import MoleculeModel
+
+        model = MoleculeModel(name)
+        records = _sample_molecules()
+        out = model.run(featurize_mols([r.mol for r in records]))
+        if not np.all(np.isfinite(out)):
+            raise RuntimeError("non-finite predictions on the bundled samples")
+        if name.startswith("tox21") and not ((out >= 0) & (out <= 1)).all():
+            raise RuntimeError("probabilities outside [0, 1]")
+        if name.startswith("esol") and not (-12 < out.min() and out.max() < 3):
+            raise RuntimeError(f"implausible logS range {out.min():.1f}..{out.max():.1f}")
+        return f"sha256 ok, {len(records)} sample molecules, outputs {out.min():.2f}..{out.max():.2f}"
+
+    return f"model {name}", run
+
+
+def _describe_check() -> str:
+    from healthfm_desktop.core.chemistry.properties import describe_mol
+
+    records = _sample_molecules()
+    rows = [describe_mol(r.mol) for r in records]
+    alerts = sum(1 for r in rows if r["alerts"])
+    return f"properties and alerts of {len(rows)} samples ({alerts} with alerts)"
+
+
+def _search_check() -> str:
+    from healthfm_desktop.core.chemistry.search_index import build_index
+    from healthfm_desktop.core.paths import samples_dir
+
+    records = _sample_molecules()
+    with tempfile.TemporaryDirectory() as tmp:
+        idx = build_index([samples_dir() / "molecules" / "approved_drugs.sdf"], tmp, workers=1)
+        hits = idx.similar(records[0].mol, top=1)
+    if not hits or abs(hits[0].score - 1.0) > 1e-12:
+        raise RuntimeError("a sample molecule does not find itself")
+    return f"index of {idx.size} samples, self-similarity 1.0"
+
+
+def self_test_checks():
+    from healthfm_desktop.core.chemistry.predictors import MOLECULE_MODELS
+    from healthfm_desktop.core.inference.registry import load_registry
+
+    registry = load_registry()
+    checks = [("molecules describe", _describe_check), ("molecules search", _search_check)]
+    for name in MOLECULE_MODELS:
+        if name in registry.manifests or name in registry.problems:
+            checks.append(_model_check(name))
+    return checks

@@ -1,0 +1,71 @@
+"""Applicability domain of a molecular model: the maximum Tanimoto (2048-bit Morgan r=2) of a
+molecule to the model's training set, compared with a threshold chosen on validation data,
+plus the nearest training neighbours with their measured values (shown in the UI).
+
+The training fingerprints ship next to the model as ``<model>_ad.npz`` (packed bits, SMILES,
+measured values), listed in the manifest with their own sha256."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from healthfm_desktop.core.chemistry.fingerprints import tanimoto_packed
+from healthfm_desktop.core.errors import ModelError
+from healthfm_desktop.core.inference.registry import sha256_of
+
+
+@dataclass
+class Neighbour:
+    smiles: str
+    similarity: float
+    values: dict[str, float | None]
+
+
+class ApplicabilityDomain:
+    def __init__(self, packed: np.ndarray, smiles: np.ndarray, values: np.ndarray, labels: list[str], threshold: float):
+        self.packed = packed
+        self.smiles = smiles
+        self.values = values  # (n, len(labels)), NaN where not measured
+        self.labels = labels
+        self.threshold = float(threshold)
+
+    @classmethod
+    def load(cls, path: Path, sha256: str, threshold: float) -> "ApplicabilityDomain":
+        if not path.is_file():
+            raise ModelError(f"applicability-domain file {path.name} is missing")
+        if sha256_of(path) != sha256:
+            raise ModelError(f"applicability-domain file {path.name} does not match its manifest; reinstall the model")
+        with np.load(path, allow_pickle=False) as data:
+            return cls(data["packed"], data["smiles"], data["values"], [str(x) for x in data["labels"]], threshold)
+
+    def save(self, path: Path) -> None:
+        np.savez_compressed(
+            path, packed=self.packed, smiles=self.smiles.astype(str), values=self.values.astype(np.float32),
+            labels=np.array(self.labels, dtype=str),
+        )
+
+    def max_similarity(self, query_packed: np.ndarray) -> float:
+        return float(tanimoto_packed(query_packed, self.packed).max())
+
+    def assess(self, query_packed: np.ndarray, k: int = 3) -> tuple[float, bool, list[Neighbour]]:
+        sims = tanimoto_packed(query_packed, self.packed)
+        order = np.argsort(-sims, kind="stable")[:k]
+        neighbours = [
+            Neighbour(
+                smiles=str(self.smiles[i]),
+                similarity=float(sims[i]),
+                values={label: (None if np.isnan(v) else float(v)) for label, v in zip(self.labels, self.values[i])},
+            )
+            for i in order
+        ]
+        best = float(sims[order[0]]) if len(order) else 0.0
+        return best, best >= self.threshold, neighbours
+
+
+def choose_threshold(validation_max_similarity: np.ndarray, coverage: float = 0.9) -> float:
+    """The similarity above which ``coverage`` of validation molecules lie, rounded down to 0.01:
+    a query less similar to the training set than 90 % of held-out molecules is out of domain."""
+    return float(np.floor(np.quantile(validation_max_similarity, 1.0 - coverage) * 100) / 100)
