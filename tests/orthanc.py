@@ -124,7 +124,11 @@ class OrthancServer:
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.resume()
-            self.process.terminate()
+            if self._own_workdir:
+                # a throwaway server: no need for Orthanc's 2-second graceful shutdown
+                self.process.kill()
+            else:
+                self.process.terminate()
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
