@@ -181,7 +181,7 @@ def test_storage_scp_switched_on_in_settings_receives_a_push(window, qtbot, orth
     controller.store_dir = tmp_path / "store"
     port = free_port()
     window.app_controller.set_setting("dicom/storage_port", str(port))
-    orthanc.add_modality("workstation", "HEALTHFM", port)
+    orthanc.add_modality("healthfm", "HEALTHFM", port)  # the one entry for our AE title
     window.settings_requested.emit()
     page = window.settings_dialog.pacs_page
     assert not page.scp_check.isChecked()  # off by default
@@ -191,7 +191,7 @@ def test_storage_scp_switched_on_in_settings_receives_a_push(window, qtbot, orth
     browser.search.setText("HEAD")
     qtbot.waitUntil(lambda: browser.table.rowCount() == 0, timeout=5_000)
     study = next(s for s in orthanc.rest("GET", "/studies?expand") if s["PatientMainDicomTags"].get("PatientName") == "HEAD")
-    answer = orthanc.rest("POST", "/modalities/workstation/store", study["ID"].encode(), "text/plain")
+    answer = orthanc.rest("POST", "/modalities/healthfm/store", study["ID"].encode(), "text/plain")
     assert answer["FailedInstancesCount"] == 0
     qtbot.waitUntil(lambda: browser.table.rowCount() == 1, timeout=15_000)
     assert browser.table.item(0, 6).text() == "20"
@@ -199,3 +199,27 @@ def test_storage_scp_switched_on_in_settings_receives_a_push(window, qtbot, orth
     page.scp_check.setChecked(False)
     assert not controller.scp_running
     window.settings_dialog.reject()
+
+
+def test_retrieve_by_c_move_to_the_apps_own_port(window, qtbot, orthanc, tmp_path):
+    controller = window.pacs_controller
+    controller.store_dir = tmp_path / "store"
+    controller.open_after_retrieve = False
+    port = free_port()
+    window.app_controller.set_setting("dicom/storage_port", str(port))
+    orthanc.add_modality("healthfm", "HEALTHFM", port)  # the one entry for our AE title
+    controller.save_peers([_peer(orthanc)])
+    window.pacs_action.trigger()
+    dialog = window.pacs_dialog
+    dialog.patient_name.setText("Doe^Archibald")
+    dialog.modality.setCurrentText("CT")
+    with qtbot.waitSignal(controller.studies_found, timeout=15_000):
+        dialog.search_button.click()
+    assert dialog.results.topLevelItemCount() == 1
+    dialog.results.topLevelItem(0).setSelected(True)
+    dialog.use_move.setChecked(True)
+    with qtbot.waitSignal(controller.retrieve_finished, timeout=60_000) as finished:
+        dialog.retrieve_button.click()
+    assert finished.args[0] is True, finished.args[1]
+    assert finished.args[1].startswith("C-MOVE") and "4 instances" in finished.args[1]
+    assert len(list((tmp_path / "store").rglob("*.dcm"))) == 4
