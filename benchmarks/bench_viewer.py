@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 import pydicom  # noqa: E402
-from PySide6.QtCore import QElapsedTimer, QTimer  # noqa: E402
+from PySide6.QtCore import QElapsedTimer, Qt, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from healthfm_desktop.controllers.images import ImagesController  # noqa: E402
@@ -123,6 +123,11 @@ def bench_open(app: QApplication, folder: Path) -> None:
             workspace.active_viewport().repaint()  # on screen, not just scheduled
             marks["first"] = time.perf_counter()
 
+    def on_preview(pixels, info) -> None:
+        workspace.active_viewport().repaint()
+        marks.setdefault("preview", time.perf_counter())
+
+    controller.preview_ready.connect(on_preview, Qt.ConnectionType.QueuedConnection)
     controller.frame_ready.connect(on_frame)
     controller.series_loaded.connect(lambda key: marks.setdefault("loaded", time.perf_counter()))
     ticker.timeout.connect(tick)
@@ -140,8 +145,11 @@ def bench_open(app: QApplication, folder: Path) -> None:
     first, loaded = marks["first"] - started, marks["loaded"] - started
     frames = controller.series[0].frame_count
     baseline = pydicom_loop(folder)
-    print(f"first image on screen: {first / baseline:.2f}x plain pydicom loop over the series "
-          f"({first:.3f} s vs {baseline:.3f} s; target < 0.5 s)")
+    preview = marks.get("preview", marks["first"]) - started
+    print(f"first image on screen (shown while indexing): {preview / baseline:.2f}x plain pydicom loop over the series "
+          f"({preview:.3f} s vs {baseline:.3f} s; target < 0.5 s)")
+    print(f"first image of the indexed series (scrollable): {first / baseline:.2f}x plain pydicom loop "
+          f"({first:.3f} s vs {baseline:.3f} s)")
     print(f"full open (index + decode {frames} slices, on workers): {loaded / baseline:.2f}x plain pydicom loop "
           f"({loaded:.3f} s vs {baseline:.3f} s)")
     worst = max(stalls[1:]) if len(stalls) > 1 else 0.0

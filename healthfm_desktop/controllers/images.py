@@ -22,7 +22,7 @@ from PySide6.QtGui import QImage
 from healthfm_desktop.controllers.base import WorkspaceController
 from healthfm_desktop.controllers.workers import Progress
 from healthfm_desktop.core.errors import UserFacingError
-from healthfm_desktop.core.imaging.scanning import scan_paths
+from healthfm_desktop.core.imaging.scanning import build_series, expand_paths, index_object, scan_paths
 from healthfm_desktop.core.imaging.series import Series
 from healthfm_desktop.core.paths import user_data_dir
 from healthfm_desktop.core.routing import IMAGES
@@ -191,6 +191,8 @@ class ImagesController(WorkspaceController):
     #: the image the user looks at changed: series key, index (for the AI panel and others)
     current_image_changed = Signal(str, int)
     status = Signal(str)
+    #: the first image found, shown while the rest is indexed: pixels (modality units), info
+    preview_ready = Signal(object, dict)
     show_requested = Signal(str)  # series key the user asked for again (re-opened)
     import_finished = Signal(dict)  # {series, frames, rejected, cancelled, seconds}
     series_loaded = Signal(str)  # every frame of the series is decoded
@@ -238,8 +240,38 @@ class ImagesController(WorkspaceController):
         job.finished.connect(lambda: (self._scan_jobs.discard(job), self._cancel_events.discard(cancel)))
 
     def _scan(self, paths: list[Path], cancel: threading.Event):
+        self._emit_preview(paths, cancel)
         return scan_paths(paths, progress=lambda done, total: self._scan_step.emit(done, total),
                           cancel=cancel.is_set)
+
+    def _emit_preview(self, paths: list[Path], cancel: threading.Event) -> None:
+        """Decode the first readable image found and show it while the rest is indexed (a
+        folder of a thousand slices takes seconds to index; one image takes milliseconds).
+        Whatever goes wrong here is left to the full scan to report."""
+        try:
+            sources, _, _ = expand_paths(paths)
+            for source in sources[:3]:
+                if cancel.is_set():
+                    return
+                try:
+                    series = build_series([index_object(source)])[0][0]
+                    pixels = series.load_frame(0)
+                except Exception:  # noqa: BLE001 - the scan reports this file properly
+                    continue
+                window = default_window(series, 0, pixels)
+                patient = series.patient_name.replace("^", " ").strip()
+                self.preview_ready.emit(pixels, {
+                    "pixel_spacing": series.frames[0].pixel_spacing,
+                    "invert": series.photometric == "MONOCHROME1",
+                    "units": "HU" if series.modality == "CT" and not series.is_colour else "",
+                    "window": window,
+                    "top_left": [patient] if patient else [],
+                    "top_right": [f"{series.modality} {series.description}".strip()],
+                    "bottom_left": ["Indexing the files…"],
+                })
+                return
+        except Exception:  # noqa: BLE001 - a preview must never break an import
+            log.debug("no preview", exc_info=True)
 
     def _new_cancel_event(self) -> threading.Event:
         event = threading.Event()

@@ -542,3 +542,17 @@ def test_keyboard_shortcuts_pick_tools_and_toggle_overlays(window, qtbot):
     assert not viewport.overlays_visible()
     QTest.keyClick(viewport, Qt.Key.Key_H)
     assert viewport.view_state()["flip_h"]
+
+
+def test_an_image_is_on_screen_while_the_folder_is_still_indexed(window, qtbot):
+    controller, workspace = window.controllers["images"], window.workspace
+    order = []
+    controller.preview_ready.connect(lambda pixels, info: order.append(("preview", pixels.shape)))
+    controller.import_finished.connect(lambda summary: order.append(("indexed", summary["frames"])))
+    with qtbot.waitSignal(controller.import_finished, timeout=60_000):
+        controller.open_paths([MR_SERIES])
+    assert order == [("preview", (256, 256)), ("indexed", 170)]
+    qtbot.waitUntil(lambda: workspace.active_slot().series_key is not None, timeout=10_000)
+    # then the real series takes over at its first slice
+    qtbot.waitUntil(lambda: workspace.active_viewport().corner_lines()["bottom_left"][0] == "Image 1 / 170", timeout=20_000)
+    qtbot.waitUntil(lambda: not controller.busy, timeout=60_000)

@@ -257,6 +257,7 @@ class ImagesWorkspace(QWidget):
         c.busy_changed.connect(self._on_busy)
         c.status.connect(self.status_label.setText)
         c.show_requested.connect(self.show_series)
+        c.preview_ready.connect(self._on_preview)
 
     # ------------------------------------------------------------ hooks for others
     def add_side_panel(self, title: str, widget: QWidget) -> None:
@@ -393,6 +394,14 @@ class ImagesWorkspace(QWidget):
         if keep_window:
             slot.viewport.set_window(*window)
         slot.viewport.set_measurements(self._drawn_measurements(slot))
+
+    def _on_preview(self, pixels, description: dict) -> None:
+        """The first image found, while the files are still being indexed; the series
+        replaces it as soon as it is known."""
+        slot = self.active_slot()
+        if slot.series_key is None and slot.viewport.frame() is None:
+            slot.viewport.set_frame(pixels, frame_info_from(description), keep_view=False)
+            slot.shown = None
 
     def _on_series_changed(self) -> None:
         entries = self.controller.series_entries()
