@@ -15,6 +15,7 @@ from healthfm_desktop.core.imaging.pacs import (
     StudyQuery,
     echo as echo_peer,
     find_studies,
+    load_peers,
     own_ae_title,
     own_storage_port,
     retrieve,
@@ -30,7 +31,13 @@ def _usage(command: str, message: str) -> int:
 
 
 def _peer_and_aet(args) -> tuple[DicomPeer, str]:
+    """The peer from the command line; its TLS settings come from the same peer saved in
+    Settings (same AE title, host and port), as the contract has no TLS options."""
     peer = DicomPeer.from_address(args.peer, args.called_aet)
+    for saved in load_peers():
+        if (saved.ae_title, saved.host, saved.port) == (peer.ae_title, peer.host, peer.port):
+            peer = saved
+            break
     calling = args.calling_aet if args.calling_aet else own_ae_title()
     return peer, validate_ae_title(calling, "calling AE title")
 

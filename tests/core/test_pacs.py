@@ -432,3 +432,18 @@ def test_cli_reports_a_partial_retrieval(ct_orthanc, tmp_path, capsys, monkeypat
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and "incomplete retrieval" in err[0] and "aborted" in err[0]
     assert len(list(tmp_path.rglob("*.dcm"))) == 3 and not list(tmp_path.rglob("*.part"))
+
+
+def test_cli_uses_tls_settings_of_a_saved_peer(tls_orthanc, capsys):
+    from healthfm_desktop.core.imaging.pacs import save_peers
+    from healthfm_desktop.core.imaging.pacs.peers import peers_path
+
+    server, ca_file = tls_orthanc
+    args = ["pacs", "echo", "--peer", f"{server.host}:{server.dicom_port}", "--called-aet", server.aet,
+            "--calling-aet", OUR_AET]
+    save_peers([DicomPeer(server.aet, server.host, server.dicom_port, tls=True, tls_ca_file=str(ca_file))])
+    try:
+        assert cli_main(args) == 0
+        assert "success" in capsys.readouterr().out
+    finally:
+        peers_path().unlink()
