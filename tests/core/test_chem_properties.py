@@ -1,0 +1,68 @@
+"""Properties equal RDKit's own calls; the screened alert catalog and screened QED give exactly
+what RDKit's FilterCatalog and QED.qed give, on library molecules and approved drugs."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+from pathlib import Path
+
+import pytest
+from rdkit import Chem
+from rdkit.Chem import QED, Crippen, Descriptors, Lipinski, rdMolDescriptors
+from rdkit.Chem.FilterCatalog import FilterCatalog, FilterCatalogParams
+
+from healthfm_desktop.core.chemistry.properties import ALERT_CATALOGS, describe_mol, describe_records
+from healthfm_desktop.core.chemistry.reading import read_molecules
+
+REPO = Path(__file__).resolve().parents[2]
+LIBRARY = REPO / "tests" / "data" / "molecules" / "moses_subset_10k.csv.gz"
+SAMPLES = REPO / "resources" / "samples" / "molecules"
+
+
+@pytest.fixture(scope="module")
+def molecules():
+    with gzip.open(LIBRARY, "rt") as handle:
+        smiles = [row["smiles"] for _, row in zip(range(300), csv.DictReader(handle))]
+    smiles += [r.source for r in read_molecules(SAMPLES / "approved_drugs.csv")]
+    smiles += ["O=[N+]([O-])c1ccc(N=Nc2ccccc2)cc1", "C=CC(=O)Cl", "[Na+].[Cl-]", "OC1=CC(=O)C=CC1=O"]
+    return [Chem.MolFromSmiles(s) for s in smiles]
+
+
+def test_alerts_and_qed_equal_rdkit(molecules):
+    catalogs = {}
+    for name, cid in ALERT_CATALOGS.items():
+        params = FilterCatalogParams()
+        params.AddCatalog(cid)
+        catalogs[name] = FilterCatalog(params)
+    with_alerts = 0
+    for mol in molecules:
+        row = describe_mol(mol)
+        expected = sorted(f"{n}:{e.GetDescription()}" for n, c in catalogs.items() for e in c.GetMatches(mol))
+        assert sorted(row["alerts"]) == expected, Chem.MolToSmiles(mol)
+        assert row["qed"] == QED.qed(mol)
+        with_alerts += bool(expected)
+    assert with_alerts > 20
+
+
+def test_describe_columns_are_rdkits(molecules):
+    mol = molecules[-5]
+    row = describe_mol(mol, with_alert_atoms=True)
+    assert row["mw"] == Descriptors.MolWt(mol) and row["logp"] == Crippen.MolLogP(mol)
+    assert row["tpsa"] == rdMolDescriptors.CalcTPSA(mol)
+    assert (row["hbd"], row["hba"]) == (Lipinski.NumHDonors(mol), Lipinski.NumHAcceptors(mol))
+    assert row["rotb"] == rdMolDescriptors.CalcNumRotatableBonds(mol)
+    assert row["fsp3"] == rdMolDescriptors.CalcFractionCSP3(mol)
+    azo = describe_mol(Chem.MolFromSmiles("O=[N+]([O-])c1ccc(N=Nc2ccccc2)cc1"), with_alert_atoms=True)
+    assert any("azo" in label.lower() for label in azo["alert_atoms"])
+    assert all(atoms for atoms in azo["alert_atoms"].values())
+
+
+def test_describe_records_in_parallel_keeps_order_and_errors(tmp_path):
+    path = tmp_path / "mixed.smi"
+    lines = ["CCO a", "C1CC b", "c1ccccc1 c", "N(C)(C)(C)(C)C d"] * 30
+    path.write_text("\n".join(lines))
+    rows = list(describe_records(read_molecules(path), workers=2, chunk_size=7))
+    assert [r["id"] for r in rows] == [line.split()[1] for line in lines]
+    assert ["error" in r for r in rows[:4]] == [False, True, False, True]
+    assert "valence" in rows[3]["error"]
