@@ -447,3 +447,14 @@ def test_cli_uses_tls_settings_of_a_saved_peer(tls_orthanc, capsys):
         assert "success" in capsys.readouterr().out
     finally:
         peers_path().unlink()
+
+
+def test_offering_only_uncompressed_syntaxes_gets_nothing_for_jpeg2000(peer, tmp_path, monkeypatch):
+    """Why every syntax gets its own context: Orthanc 1.10 cannot transcode JPEG 2000 during
+    C-GET, so an SCU that offers only uncompressed syntaxes receives nothing (and we say so)."""
+    from healthfm_desktop.core.imaging.pacs import contexts
+
+    monkeypatch.setattr(contexts, "RETRIEVE_TRANSFER_SYNTAXES", list(contexts.UNCOMPRESSED))
+    with pytest.raises(IncompleteRetrievalError, match="failed at the peer") as caught:
+        run_to_end(retrieve(peer, OUR_AET, _uid(J2K_FILE, "StudyInstanceUID"), tmp_path, timeouts=FAST))
+    assert caught.value.result.received == 0 and caught.value.result.failed == 1
