@@ -1,13 +1,129 @@
-"""Molecules workspace controller: compound lists opened for the chemist."""
+"""Molecules workspace controller: holds the compound table, imports files on a worker
+(properties, alerts, optional standardisation), depicts, predicts with applicability domain,
+searches a library or the table, exports CSV/SDF. Views get plain rows and PNG bytes."""
 
 from __future__ import annotations
 
+import csv
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PySide6.QtCore import Signal
 
 from healthfm_desktop.controllers.base import WorkspaceController
+from healthfm_desktop.controllers.workers import Progress
+from healthfm_desktop.core.errors import UserFacingError
 from healthfm_desktop.core.routing import MOLECULES
+
+_DEPICTION_CACHE = 2000
+_PROGRESS_EVERY = 200
+
+
+@dataclass
+class MoleculeRow:
+    """One row of the grid. ``mol`` is RDKit's molecule (kept in the controller layer, never
+    read by views), ``original`` the input SMILES/title when standardisation changed it."""
+
+    id: str
+    smiles: str
+    source: str
+    mol: object | None = None
+    error: str | None = None
+    original: str | None = None
+    properties: dict = field(default_factory=dict)
+    alert_atoms: dict = field(default_factory=dict)
+    predictions: dict = field(default_factory=dict)
+    in_domain: dict = field(default_factory=dict)
+    neighbours: dict = field(default_factory=dict)
+    score: float | None = None
+    fields: dict = field(default_factory=dict)
+
+
+def _import_rows(path: Path, smiles_column: str | None, standardise: bool, tautomer: bool):
+    """Generator job: read, optionally standardise, describe; yields Progress, returns rows."""
+    from rdkit import Chem
+
+    from healthfm_desktop.core.chemistry.properties import describe_mol
+    from healthfm_desktop.core.chemistry.reading import read_molecules
+    from healthfm_desktop.core.chemistry.standardize import standardize
+
+    rows: list[MoleculeRow] = []
+    size = max(path.stat().st_size, 1)
+    consumed = 0
+    for record in read_molecules(path, smiles_column=smiles_column):
+        consumed += len(record.source) + 1
+        row = MoleculeRow(id=record.id, smiles=record.smiles, source=record.source, fields=dict(record.fields))
+        if record.mol is None:
+            row.error = record.error
+        else:
+            mol = record.mol
+            if standardise:
+                try:
+                    mol = standardize(mol, canonical_tautomer=tautomer)
+                except ValueError as exc:
+                    row.error = str(exc)
+                    mol = None
+            if mol is not None:
+                row.mol = mol
+                row.smiles = Chem.MolToSmiles(mol)
+                if row.smiles != record.smiles:
+                    row.original = record.smiles
+                props = describe_mol(mol, with_alert_atoms=True)
+                row.alert_atoms = props.pop("alert_atoms")
+                row.properties = props
+        rows.append(row)
+        if len(rows) % _PROGRESS_EVERY == 0:
+            yield Progress(min(consumed / size, 0.99), f"{path.name}: {len(rows)} molecules")
+    return path, rows
+
+
+def _predict_rows(rows: list[MoleculeRow]):
+    from healthfm_desktop.core.chemistry.predictors import predict_mols
+
+    valid = [r for r in rows if r.mol is not None]
+    results = []
+    for start in range(0, len(valid), 128):
+        chunk = valid[start : start + 128]
+        results.extend(predict_mols([r.mol for r in chunk], neighbours=3))
+        yield Progress((start + len(chunk)) / max(len(valid), 1), f"predicted {start + len(chunk)} of {len(valid)}")
+    return list(zip(valid, results))
+
+
+def _search(library: Path | None, rows: list[MoleculeRow], query_text: str, mode: str, threshold: float | None, top: int | None):
+    from rdkit import Chem
+
+    from healthfm_desktop.core.chemistry.properties import describe_mol
+    from healthfm_desktop.core.chemistry.search_index import (
+        LibraryIndex, build_index, is_index, parse_query_smiles, substructure_query,
+    )
+
+    query = parse_query_smiles(query_text) if mode == "similar" else substructure_query(query_text)
+    yield Progress(None, "searching…")
+    if library is not None and is_index(library):
+        index = LibraryIndex.open(library)
+    elif library is not None:
+        import tempfile
+
+        tmp = tempfile.mkdtemp(prefix="healthfm-index-")
+        index = build_index([library], tmp, workers=1)
+    else:
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(prefix="healthfm-index-"))
+        table = tmp / "table.smi"
+        table.write_text("".join(f"{r.smiles} {r.id}\n" for r in rows if r.mol is not None), encoding="utf-8")
+        index = build_index([table], tmp / "index", workers=1)
+    hits = index.similar(query, threshold=threshold, top=top) if mode == "similar" else index.substructure(query, top=top)
+    out = []
+    for hit in hits:
+        mol = Chem.MolFromSmiles(hit.smiles)
+        row = MoleculeRow(id=hit.id, smiles=Chem.MolToSmiles(mol), source=hit.smiles, mol=mol, score=hit.score)
+        props = describe_mol(mol, with_alert_atoms=True)
+        row.alert_atoms = props.pop("alert_atoms")
+        row.properties = props
+        out.append(row)
+    return out
 
 
 class MoleculesController(WorkspaceController):
@@ -15,6 +131,178 @@ class MoleculesController(WorkspaceController):
     title = "Molecules"
 
     files_opened = Signal(list)
+    rows_changed = Signal()  # the whole table was replaced or extended
+    rows_updated = Signal()  # values (predictions) of existing rows changed
+    column_choice_needed = Signal(object, list)  # path, candidate columns
 
-    def open_paths(self, paths: list[Path]) -> None:
-        self.files_opened.emit([Path(p) for p in paths])
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.rows: list[MoleculeRow] = []
+        self.standardise = True
+        self.canonical_tautomer = False
+        self.showing_search = False
+        self._depictions: OrderedDict = OrderedDict()
+
+    # ---- import -------------------------------------------------------------------------
+    def open_paths(self, paths: list[Path], smiles_column: str | None = None) -> None:
+        paths = [Path(p) for p in paths]
+        self.files_opened.emit(paths)
+        for path in paths:
+            self._import(path, smiles_column)
+
+    def _import(self, path: Path, smiles_column: str | None) -> None:
+        from healthfm_desktop.core.chemistry.reading import AmbiguousSmilesColumnError
+
+        def on_error(text: str, path=path) -> None:
+            self.message.emit("error", f"{path.name}: {text}")
+
+        def run(path=path):
+            try:
+                return (yield from _import_rows(path, smiles_column, self.standardise, self.canonical_tautomer))
+            except AmbiguousSmilesColumnError as exc:
+                return path, exc.candidates
+
+        self.start_job(run, on_result=self._imported, on_error=on_error)
+
+    def _imported(self, result) -> None:
+        path, rows = result
+        if rows and isinstance(rows[0], str):
+            self.column_choice_needed.emit(path, rows)
+            return
+        if self.showing_search:
+            self.rows = []
+            self.showing_search = False
+        self.rows.extend(rows)
+        bad = sum(1 for r in rows if r.error)
+        self.message.emit("info", f"{path.name}: {len(rows)} records, {bad} unreadable (kept, marked)")
+        self.rows_changed.emit()
+
+    # ---- depiction and editing ----------------------------------------------------------
+    def depiction(self, row: int, width: int = 160, height: int = 80, highlight: bool = False) -> bytes | None:
+        if not 0 <= row < len(self.rows) or self.rows[row].mol is None:
+            return None
+        item = self.rows[row]
+        key = (id(item), width, height, highlight)
+        if key in self._depictions:
+            self._depictions.move_to_end(key)
+            return self._depictions[key]
+        from healthfm_desktop.core.chemistry.depiction import depict_png
+
+        atoms = sorted({a for matches in item.alert_atoms.values() for m in matches for a in m}) if highlight else None
+        png = depict_png(item.mol, width, height, atoms)
+        self._depictions[key] = png
+        if len(self._depictions) > _DEPICTION_CACHE:
+            self._depictions.popitem(last=False)
+        return png
+
+    def check_smiles(self, text: str, width: int = 260, height: int = 180) -> tuple[bool, str, bytes | None]:
+        """(valid, message, depiction) for the SMILES editor."""
+        from healthfm_desktop.core.chemistry.depiction import depict_png
+        from healthfm_desktop.core.chemistry.reading import parse_smiles
+
+        mol, error = parse_smiles(text)
+        if mol is None:
+            return False, error or "invalid SMILES", None
+        from rdkit.Chem import Descriptors
+
+        return True, f"valid: {mol.GetNumHeavyAtoms()} heavy atoms, MW {Descriptors.MolWt(mol):.1f}", depict_png(mol, width, height)
+
+    def add_smiles(self, text: str, ident: str | None = None) -> None:
+        from rdkit import Chem
+
+        from healthfm_desktop.core.chemistry.properties import describe_mol
+        from healthfm_desktop.core.chemistry.reading import parse_smiles
+
+        mol, error = parse_smiles(text)
+        if mol is None:
+            raise UserFacingError(f"invalid SMILES: {error}")
+        row = MoleculeRow(id=ident or f"new-{len(self.rows) + 1}", smiles=Chem.MolToSmiles(mol), source=text, mol=mol)
+        props = describe_mol(mol, with_alert_atoms=True)
+        row.alert_atoms = props.pop("alert_atoms")
+        row.properties = props
+        self.rows.append(row)
+        self.rows_changed.emit()
+
+    # ---- models -------------------------------------------------------------------------
+    def predict(self, rows: list[int] | None = None) -> None:
+        chosen = [self.rows[i] for i in (rows if rows is not None else range(len(self.rows)))]
+
+        def done(pairs) -> None:
+            for row, prediction in pairs:
+                row.predictions = prediction.values
+                row.in_domain = prediction.in_domain
+                row.neighbours = prediction.neighbours
+            self.message.emit("info", f"predicted {len(pairs)} molecules")
+            self.rows_updated.emit()
+
+        self.start_job(_predict_rows, chosen, on_result=done)
+
+    # ---- search -------------------------------------------------------------------------
+    def search(self, query: str, mode: str = "similar", library: Path | None = None,
+               threshold: float | None = None, top: int | None = 100) -> None:
+        """Search a library file/index (or the current table when ``library`` is None); the hits
+        replace the table, best first, with their score."""
+
+        def done(rows) -> None:
+            self.rows = rows
+            self.showing_search = True
+            self._depictions.clear()
+            self.message.emit("info", f"{len(rows)} hits")
+            self.rows_changed.emit()
+
+        self.start_job(_search, Path(library) if library else None, list(self.rows), query, mode, threshold, top,
+                       on_result=done)
+
+    # ---- export -------------------------------------------------------------------------
+    def export(self, path: Path, rows: list[int] | None = None) -> int:
+        from rdkit import Chem
+
+        from healthfm_desktop.core.storage.atomic import atomic_write_bytes
+
+        path = Path(path)
+        chosen = [self.rows[i] for i in (rows if rows is not None else range(len(self.rows)))]
+        if path.suffix.lower() in (".sdf", ".sd"):
+            import io
+
+            buffer = io.StringIO()
+            writer = Chem.SDWriter(buffer)
+            count = 0
+            for row in chosen:
+                if row.mol is None:
+                    continue
+                mol = Chem.Mol(row.mol)
+                mol.SetProp("_Name", row.id)
+                for key, value in self._flat(row).items():
+                    if key not in ("id", "smiles"):
+                        mol.SetProp(key, str(value))
+                writer.write(mol)
+                count += 1
+            writer.close()
+            atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+            return count
+        import io
+
+        buffer = io.StringIO()
+        flat = [self._flat(r) for r in chosen]
+        columns = list(dict.fromkeys(k for f in flat for k in f))
+        writer = csv.DictWriter(buffer, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(flat)
+        atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+        return len(flat)
+
+    @staticmethod
+    def _flat(row: MoleculeRow) -> dict:
+        flat = {"id": row.id, "smiles": row.smiles}
+        if row.original:
+            flat["original_smiles"] = row.original
+        for key, value in row.properties.items():
+            flat[key] = ";".join(value) if isinstance(value, list) else value
+        for key, value in row.predictions.items():
+            flat[key] = value
+            flat[f"{key} in_domain"] = row.in_domain.get(key)
+        if row.score is not None:
+            flat["score"] = row.score
+        if row.error:
+            flat["error"] = row.error
+        return flat

@@ -1,0 +1,115 @@
+"""The Molecules workspace as a chemist meets it: drop a real SDF and a CSV, see the grid with
+depictions and RDKit's properties, sort, filter, select (detail pane + scatter), type a SMILES,
+search the table, predict (with applicability domain), export."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+from rdkit import Chem
+from rdkit.Chem import Descriptors
+
+from healthfm_desktop.controllers.molecules import MoleculesController
+from healthfm_desktop.views.molecule_panel.workspace import ID, MoleculesWorkspace, PROPERTY_COLUMNS, FIRST_PROPERTY, SCORE
+
+REPO = Path(__file__).resolve().parents[2]
+SDF = REPO / "tests" / "data" / "molecules" / "NCI_aids_few.sdf"
+BAD_SDF = REPO / "tests" / "data" / "molecules" / "malformed" / "good_bad_good_bad.sdf"
+CSV = REPO / "resources" / "samples" / "molecules" / "approved_drugs.csv"
+MW = FIRST_PROPERTY + [c[1] for c in PROPERTY_COLUMNS].index("mw")
+
+
+def _drop(view, paths):
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    event = QDropEvent(QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    view.dropEvent(event)
+
+
+@pytest.fixture
+def view(qtbot):
+    controller = MoleculesController()
+    widget = MoleculesWorkspace(controller)
+    qtbot.addWidget(widget)
+    widget.resize(1500, 950)
+    widget.show()
+    return widget
+
+
+def test_drop_sdf_and_csv_sort_filter_select(view, qtbot, tmp_path):
+    _drop(view, [SDF, CSV, BAD_SDF])
+    qtbot.waitUntil(lambda: view.model.rowCount() == 16 + 19 + 4 and not view.controller.busy, timeout=60_000)
+    rows = view.controller.rows
+    errors = [r for r in rows if r.error]
+    assert len(errors) == 2 and "valence" in errors[0].error
+    # MW column is RDKit's MolWt of the standardised molecule
+    for row in rows:
+        if row.mol is not None:
+            assert row.properties["mw"] == pytest.approx(Descriptors.MolWt(Chem.MolFromSmiles(row.smiles)))
+    view.table.sortByColumn(MW, Qt.SortOrder.DescendingOrder)
+    shown = [float(view.proxy.index(i, MW).data()) for i in range(view.proxy.rowCount()) if view.proxy.index(i, MW).data()]
+    assert shown == sorted(shown, reverse=True)
+    view.filter_text.setText("CHEMBL25")
+    assert {view.proxy.index(i, ID).data() for i in range(view.proxy.rowCount())} == {"CHEMBL25", "CHEMBL250"} or view.proxy.rowCount() >= 1
+    view.filter_text.clear()
+    view.valid_only.setChecked(True)
+    assert view.proxy.rowCount() == 37
+    view.no_alerts.setChecked(True)
+    assert all(not view.controller.rows[view.proxy.mapToSource(view.proxy.index(i, 0)).row()].properties["alerts"]
+               for i in range(view.proxy.rowCount()))
+    view.no_alerts.setChecked(False)
+    # select aspirin: detail pane, highlighted depiction, linked scatter point
+    aspirin = next(i for i, r in enumerate(rows) if r.id == "CHEMBL25")
+    view.select_source_row(aspirin)
+    assert "Brenk:phenol_ester" in view.detail_text.toPlainText()
+    assert not view.detail_picture.pixmap().isNull()
+    xs, ys = view.selected_points.getData()
+    assert list(xs) == pytest.approx([rows[aspirin].properties["mw"]])
+    # the SMILES editor validates live
+    view.smiles_editor.setText("C1CC")
+    assert "SMILES Parse Error" in view.smiles_status.text()
+    view.smiles_editor.setText("c1ccccc1O")
+    assert view.smiles_status.text().startswith("valid") and not view.smiles_picture.pixmap().isNull()
+    view.table.grab().save(str(tmp_path / "grid.png"))
+    # export what is shown
+    out = tmp_path / "out.csv"
+    view.valid_only.setChecked(True)
+    rows_shown = [view.proxy.mapToSource(view.proxy.index(i, 0)).row() for i in range(view.proxy.rowCount())]
+    assert view.controller.export(out, rows_shown) == 37
+    exported = list(csv.DictReader(open(out)))
+    assert {r["id"] for r in exported} >= {"CHEMBL25"} and "qed" in exported[0]
+    sdf_out = tmp_path / "out.sdf"
+    assert view.controller.export(sdf_out, rows_shown) == 37
+    assert len([m for m in Chem.SDMolSupplier(str(sdf_out)) if m is not None]) == 37
+
+
+def test_search_and_predict(view, qtbot):
+    _drop(view, [CSV])
+    qtbot.waitUntil(lambda: view.model.rowCount() == 19 and not view.controller.busy, timeout=60_000)
+    view.search_mode.setCurrentText("substructure")
+    view.search_query.setText("c1ccccc1C(=O)[OH]")
+    view.run_search(None)
+    qtbot.waitUntil(lambda: view.controller.showing_search and not view.controller.busy, timeout=60_000)
+    ids = {r.id for r in view.controller.rows}
+    assert "CHEMBL25" in ids and all(r.score == 1.0 for r in view.controller.rows)
+    view.controller.showing_search = False
+    view.controller.rows = []
+    _drop(view, [CSV])
+    qtbot.waitUntil(lambda: view.model.rowCount() == 19 and not view.controller.busy, timeout=60_000)
+    view.search_mode.setCurrentText("similar")
+    view.search_query.setText("CC(=O)Oc1ccccc1C(=O)O")
+    view.run_search(None)
+    qtbot.waitUntil(lambda: view.controller.showing_search and not view.controller.busy, timeout=60_000)
+    assert view.controller.rows[0].id == "CHEMBL25" and view.proxy.index(0, SCORE).data() == "1.000"
+    view.predict_button.click()
+    qtbot.waitUntil(lambda: bool(view.controller.rows[0].predictions) and not view.controller.busy, timeout=120_000)
+    first = view.controller.rows[0]
+    assert set(first.predictions) >= {"solubility_logS", "tox21:SR-p53"}
+    assert set(first.in_domain) == set(first.predictions)
+    view.select_source_row(0)
+    text = view.detail_text.toPlainText()
+    assert "solubility_logS" in text and "Nearest training molecules" in text
