@@ -363,10 +363,18 @@ class ImagesWorkspace(QWidget):
 
     def _assign(self, slot: ViewportSlot, key: str, index: int) -> None:
         new_series = slot.series_key != key
-        slot.series_key = key
         count = self.controller.frame_count(key)
-        slot.index = min(max(index, 0), max(count - 1, 0))
+        self._retarget(slot, key, min(max(index, 0), max(count - 1, 0)))
         self._show(slot, reset=new_series)
+
+    @staticmethod
+    def _retarget(slot: ViewportSlot, key: str | None, index: int) -> None:
+        """Point a viewport at another image. Overlays (AI heatmaps, contours) belong to the
+        image they were computed for: they go as soon as the viewport moves, before the new
+        pixels arrive, so one set for the new image while it decodes is kept."""
+        if (slot.series_key, slot.index) != (key, index):
+            slot.viewport.clear_overlays()
+        slot.series_key, slot.index = key, index
 
     def _show(self, slot: ViewportSlot, reset: bool = False) -> None:
         if slot.series_key is None:
@@ -384,10 +392,7 @@ class ImagesWorkspace(QWidget):
             return
         frame = shown[0]
         info = frame_info_from(self.controller.frame_info(slot.series_key, slot.index))
-        if slot.shown != (slot.series_key, slot.index):
-            # overlays (AI heatmaps, contours) belong to one image: they go when it goes
-            slot.viewport.clear_overlays()
-            slot.shown = (slot.series_key, slot.index)
+        slot.shown = (slot.series_key, slot.index)
         keep_window = slot.viewport.frame() is not None and not reset
         window = slot.viewport.window()
         slot.viewport.set_frame(frame, info, keep_view=not reset)
@@ -440,7 +445,7 @@ class ImagesWorkspace(QWidget):
     def _move_to(self, slot: ViewportSlot, index: int) -> None:
         if index == slot.index:
             return
-        slot.index = index
+        self._retarget(slot, slot.series_key, index)
         self._show(slot)
         if slot is self.active_slot():
             self.controller.set_current(slot.series_key, index)
@@ -460,7 +465,7 @@ class ImagesWorkspace(QWidget):
             else:
                 target = self.controller.matching_index(source.series_key, source.index, slot.series_key)
             if target is not None and target != slot.index:
-                slot.index = target
+                self._retarget(slot, slot.series_key, target)
                 self._show(slot)
 
     # ------------------------------------------------------------------- tools
