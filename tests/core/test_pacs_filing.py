@@ -51,6 +51,7 @@ def test_fuzzed_objects_are_refused_cleanly(tmp_path, noise, cut):
             assert str(exc)
         else:
             assert filed.path.is_file() and filed.path.read_bytes() == data
+            assert filed.record.sop_uid  # the database record of what was filed
     assert not list(tmp_path.rglob("*.part"))
 
 

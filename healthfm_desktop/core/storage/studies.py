@@ -101,19 +101,24 @@ class InstanceRecord:
         path = Path(path)
         stat = path.stat()
 
-        def text(keyword: str) -> str:
-            value = ds.get(keyword, "")
-            return "" if value is None else str(value).strip()
+        # pydicom converts values when they are first read, and a damaged element raises then
+        # (ValueError, NotImplementedError for an unknown VR, ...): such a value counts as absent
+        def text(keyword: str, source=ds) -> str:
+            try:
+                value = source.get(keyword, "")
+                return "" if value is None else str(value).strip()
+            except Exception:
+                return ""
 
         def number(keyword: str) -> int | None:
             try:
                 value = ds.get(keyword)
                 return int(value) if value not in (None, "") else None
-            except (TypeError, ValueError):
+            except Exception:
                 return None
 
         meta = getattr(ds, "file_meta", None)
-        sop_uid = text("SOPInstanceUID") or (str(meta.get("MediaStorageSOPInstanceUID", "")) if meta else "")
+        sop_uid = text("SOPInstanceUID") or (text("MediaStorageSOPInstanceUID", meta) if meta else "")
         series_uid, study_uid = text("SeriesInstanceUID"), text("StudyInstanceUID")
         missing = [name for name, value in (("SOP Instance UID", sop_uid), ("Series Instance UID", series_uid),
                                             ("Study Instance UID", study_uid)) if not value]
@@ -126,8 +131,8 @@ class InstanceRecord:
             path=os.path.abspath(path),
             size=stat.st_size,
             mtime=stat.st_mtime,
-            sop_class=text("SOPClassUID") or (str(meta.get("MediaStorageSOPClassUID", "")) if meta else ""),
-            transfer_syntax=str(meta.get("TransferSyntaxUID", "")) if meta else "",
+            sop_class=text("SOPClassUID") or (text("MediaStorageSOPClassUID", meta) if meta else ""),
+            transfer_syntax=text("TransferSyntaxUID", meta) if meta else "",
             instance_number=number("InstanceNumber"),
             patient_id=text("PatientID"),
             patient_name=text("PatientName"),
@@ -162,8 +167,10 @@ def read_instance_record(path: Path | str) -> InstanceRecord:
         raise UnreadableFileError(f"cannot be read ({exc.strerror or exc})") from None
     try:
         return InstanceRecord.from_dataset(ds, path)
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise UnreadableFileError(f"damaged DICOM header ({type(exc).__name__})") from None
+    except FileNotFoundError:
+        raise UnreadableFileError("file not found") from None
+    except OSError as exc:
+        raise UnreadableFileError(f"cannot be read ({exc.strerror or exc})") from None
 
 
 # --- what comes out ----------------------------------------------------------------------
