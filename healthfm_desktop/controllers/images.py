@@ -13,7 +13,7 @@ import time
 import uuid
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtCore import QBuffer, QIODevice, Signal
@@ -22,19 +22,26 @@ from PySide6.QtGui import QImage
 from healthfm_desktop.controllers.base import WorkspaceController
 from healthfm_desktop.controllers.workers import Progress
 from healthfm_desktop.core.errors import UserFacingError
-from healthfm_desktop.core.imaging.scanning import build_series, expand_paths, index_object, scan_paths
-from healthfm_desktop.core.imaging.series import Series
+from healthfm_desktop.core.imaging import measure
 from healthfm_desktop.core.paths import user_data_dir
 from healthfm_desktop.core.routing import IMAGES
 from healthfm_desktop.core.storage.atomic import atomic_write_bytes, atomic_write_text
 
-from healthfm_desktop.core.imaging import display, measure
-from healthfm_desktop.core.imaging.decoding import ModalityTransform
+
+if TYPE_CHECKING:
+    from healthfm_desktop.core.imaging.series import Series
+
+
+def _display():
+    """core.imaging.display, imported on first use: it pulls in pydicom (about half a second),
+    which the app's start does not need to wait for."""
+    from healthfm_desktop.core.imaging import display
+
+    return display
 
 log = logging.getLogger(__name__)
 
 THUMBNAIL_PIXELS = 128
-_IDENTITY = ModalityTransform()
 FRAME_CACHE_BYTES = 1536 * 1024**2
 
 
@@ -79,7 +86,7 @@ def default_window(series: Series, index: int, pixels: np.ndarray | None) -> tup
     colour frames and before the pixels are decoded."""
     if pixels is None or (pixels.ndim == 3 and pixels.dtype == np.uint8):
         return None
-    window = display.default_window(series.frames[index], pixels)
+    window = _display().default_window(series.frames[index], pixels)
     return float(window.center), float(window.width)
 
 
@@ -172,7 +179,7 @@ def thumbnail_pixels(pixels: np.ndarray, window: tuple[float, float] | None) -> 
     small = pixels[::step, ::step]
     if small.ndim == 3 and small.dtype == np.uint8:
         return np.ascontiguousarray(small)
-    return np.ascontiguousarray(display.render_uint8(small, display.Window(*window) if window else None))
+    return np.ascontiguousarray(_display().render_uint8(small, _display().Window(*window) if window else None))
 
 
 class ImagesController(WorkspaceController):
@@ -240,6 +247,8 @@ class ImagesController(WorkspaceController):
         job.finished.connect(lambda: (self._scan_jobs.discard(job), self._cancel_events.discard(cancel)))
 
     def _scan(self, paths: list[Path], cancel: threading.Event):
+        from healthfm_desktop.core.imaging.scanning import scan_paths
+
         self._emit_preview(paths, cancel)
         return scan_paths(paths, progress=lambda done, total: self._scan_step.emit(done, total),
                           cancel=cancel.is_set)
@@ -248,6 +257,8 @@ class ImagesController(WorkspaceController):
         """Decode the first readable image found and show it while the rest is indexed (a
         folder of a thousand slices takes seconds to index; one image takes milliseconds).
         Whatever goes wrong here is left to the full scan to report."""
+        from healthfm_desktop.core.imaging.scanning import build_series, expand_paths, index_object
+
         try:
             sources, _, _ = expand_paths(paths)
             for source in sources[:3]:
@@ -584,7 +595,7 @@ class ImagesController(WorkspaceController):
         def apply(pixels: np.ndarray) -> np.ndarray:
             if scaling is not None:
                 pixels = pixels.astype(np.float32) * np.float32(scaling[0]) + np.float32(scaling[1])
-            out = np.floor(display.apply_voi_lut_sequence(pixels, frame.voi_lut_dataset) + 0.5).astype(np.uint8)
+            out = np.floor(_display().apply_voi_lut_sequence(pixels, frame.voi_lut_dataset) + 0.5).astype(np.uint8)
             return 255 - out if invert else out
 
         return apply
@@ -594,7 +605,7 @@ class ImagesController(WorkspaceController):
         series = self._by_key.get(key)
         if series is None or series.is_colour:
             return []
-        windows = display.windows_from_file(series.frames[0]) + list(display.presets_for(series.modality).values())
+        windows = _display().windows_from_file(series.frames[0]) + list(_display().presets_for(series.modality).values())
         return [(w.label, float(w.center), float(w.width)) for w in windows]
 
     @staticmethod
@@ -604,14 +615,16 @@ class ImagesController(WorkspaceController):
         values ``pixels * scale + offset``. Integer frames (stored values, or whole-number
         modality values cached as int16) go through the core's lookup table of Modality LUT +
         VOI: one gather per pixel instead of float arithmetic, with identical output."""
-        window = display.Window(float(center), max(float(width), 1.0))
+        window = _display().Window(float(center), max(float(width), 1.0))
         if pixels.ndim == 2 and pixels.dtype.kind in "iu" and pixels.dtype.itemsize <= 2:
-            transform = _IDENTITY if (scale, offset) == (1.0, 0.0) else ModalityTransform(slope=scale, intercept=offset)
-            lut = display.window_lut_for_stored(8 * pixels.dtype.itemsize, pixels.dtype.kind == "i", transform, window, invert)
-            return display.render_stored(pixels, lut)
+            from healthfm_desktop.core.imaging.decoding import ModalityTransform
+
+            transform = ModalityTransform(slope=scale, intercept=offset)
+            lut = _display().window_lut_for_stored(8 * pixels.dtype.itemsize, pixels.dtype.kind == "i", transform, window, invert)
+            return _display().render_stored(pixels, lut)
         if (scale, offset) != (1.0, 0.0):
             pixels = pixels.astype(np.float32) * np.float32(scale) + np.float32(offset)
-        return display.render_uint8(pixels, window, invert=invert)
+        return _display().render_uint8(pixels, window, invert=invert)
 
     def frame_rate(self, key: str) -> float | None:
         """Frames per second the file asks cine to play at (Cine Rate, Recommended Display
