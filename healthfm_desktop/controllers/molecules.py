@@ -126,6 +126,24 @@ def _search(library: Path | None, rows: list[MoleculeRow], query_text: str, mode
     return out
 
 
+def _analogues(seed, known: set[str], count: int):
+    from healthfm_desktop.core.chemistry.analogues import generate_analogues
+    from healthfm_desktop.core.chemistry.properties import describe_mol
+
+    yield Progress(None, "generating analogues…")
+    analogues, report = generate_analogues(seed, count=count, known=known)
+    rows = []
+    for i, analogue in enumerate(analogues, start=1):
+        row = MoleculeRow(id=f"analogue-{i}", smiles=analogue.smiles, source=analogue.smiles, mol=analogue.mol,
+                          score=analogue.score, predictions=analogue.predictions, in_domain=analogue.in_domain,
+                          fields={"route": " → ".join(analogue.route), "similarity to seed": f"{analogue.similarity:.2f}"})
+        props = describe_mol(analogue.mol, with_alert_atoms=True)
+        row.alert_atoms = props.pop("alert_atoms")
+        row.properties = props
+        rows.append(row)
+    return rows, report
+
+
 class MoleculesController(WorkspaceController):
     name = MOLECULES
     title = "Molecules"
@@ -252,6 +270,26 @@ class MoleculesController(WorkspaceController):
 
         self.start_job(_search, Path(library) if library else None, list(self.rows), query, mode, threshold, top,
                        on_result=done)
+
+    # ---- analogue generation ------------------------------------------------------------
+    def generate(self, row: int, count: int = 50) -> None:
+        """Analogues of one molecule, new to the table, ranked; they replace the table."""
+        seed = self.rows[row]
+        if seed.mol is None:
+            self.message.emit("error", "this record could not be read, so it has no analogues")
+            return
+        known = {r.smiles for r in self.rows if r.mol is not None}
+
+        def done(result) -> None:
+            rows, report = result
+            self.rows = rows
+            self.showing_search = True
+            self._depictions.clear()
+            self.message.emit("info", f"{len(rows)} analogues of {seed.id} (validity {report.validity:.0%}, "
+                                      f"novel {report.novelty:.0%} of unique proposals)")
+            self.rows_changed.emit()
+
+        self.start_job(_analogues, seed.mol, known, count, on_result=done)
 
     # ---- export -------------------------------------------------------------------------
     def export(self, path: Path, rows: list[int] | None = None) -> int:

@@ -97,7 +97,7 @@ def make_mlp_ensemble(x_train, y_train, m_train, x_val, y_val, m_val, kind: str,
 
     if kind == "classification":
         # weight positives per task so rare actives are not ignored
-        pos = (y_train * m_train).sum(axis=0)
+        pos = (np.nan_to_num(y_train) * m_train).sum(axis=0)
         neg = ((1 - np.nan_to_num(y_train)) * m_train).sum(axis=0)
         pos_weight = torch.tensor(np.clip(neg / np.maximum(pos, 1), 1, 30) ** 0.5, dtype=torch.float32)
 

@@ -177,6 +177,9 @@ class MoleculesWorkspace(QWidget):
         self.tautomer.toggled.connect(lambda on: setattr(controller, "canonical_tautomer", on))
         self.predict_button = QPushButton("Predict")
         self.predict_button.clicked.connect(lambda: controller.predict())
+        self.analogues_button = QPushButton("Analogues")
+        self.analogues_button.setToolTip("Propose analogues of the selected molecule, scored and ranked")
+        self.analogues_button.clicked.connect(self._generate)
         self.export_button = QPushButton("Export…")
         self.export_button.clicked.connect(self._export_dialog)
 
@@ -227,7 +230,7 @@ class MoleculesWorkspace(QWidget):
 
         top = QHBoxLayout()
         for widget in (self.filter_text, self.lipinski_only, self.no_alerts, self.valid_only, self.standardise,
-                       self.tautomer, self.predict_button, self.export_button):
+                       self.tautomer, self.predict_button, self.analogues_button, self.export_button):
             top.addWidget(widget)
         search = QHBoxLayout()
         for widget in (self.search_mode, self.search_query, QLabel("min. Tanimoto"), self.search_threshold,
@@ -387,6 +390,13 @@ class MoleculesWorkspace(QWidget):
         mode = self.search_mode.currentText()
         threshold = self.search_threshold.value() if mode == "similar" else None
         self.controller.search(query, mode=mode, library=library, threshold=threshold, top=100)
+
+    def _generate(self) -> None:
+        rows = self.selected_rows()
+        if not rows:
+            self.status.setText("Select a molecule to generate analogues of.")
+            return
+        self.controller.generate(rows[0])
 
     def _search_library_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Library file (or index.json of an index)")
