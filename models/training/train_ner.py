@@ -157,9 +157,10 @@ def main(argv=None) -> int:
     parser.add_argument("--tiny", action="store_true", help="a few documents, one epoch (for the test)")
     parser.add_argument("--out", type=Path, default=REPO / "models")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--max-minutes", type=float, default=13.0)
-    parser.add_argument("--ncbi-sentences", type=int, default=2500, help="NCBI sentences used (disease-only labels; fewer = faster)")
-    parser.add_argument("--batch", type=int, default=48)
+    parser.add_argument("--max-minutes", type=float, default=11.0, help="wall-clock budget; training stops after the epoch that passes it")
+    parser.add_argument("--ncbi-sentences", type=int, default=100_000, help="NCBI sentences used (disease-only labels; fewer = faster)")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-3)
     args = parser.parse_args(argv)
 
     import spacy
@@ -193,7 +194,7 @@ def main(argv=None) -> int:
     print(f"{maccrobat_examples} MACCROBAT + {len(examples) - maccrobat_examples} NCBI sentences, vocabulary {len(vocabulary)}", flush=True)
 
     model = Tagger(len(vocabulary) + 2, len(TAGS))
-    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    optimiser = torch.optim.Adam(model.parameters(), lr=args.lr)
     started = time.time()
     best_f1, best_state = -1.0, None
     dev_gold = [[(s["start"], s["end"], MACCROBAT_TO_LABEL[s["label"]]) for s in maccrobat[i]["spans"] if s["label"] in MACCROBAT_TO_LABEL] for i in dev_ids]

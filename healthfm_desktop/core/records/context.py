@@ -27,7 +27,7 @@ CATEGORY_TO_ASSERTION = {
     "HISTORICAL": "historical",
     "FAMILY": "family",
 }
-_SPACE = {"IS_SPACE": True, "OP": "*"}
+_SPACE = {"IS_SPACE": True, "OP": "?"}  # spaCy makes one token of a run of spaces
 
 
 def _space_tolerant(pattern: list[dict]) -> list[dict]:

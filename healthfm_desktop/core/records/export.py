@@ -348,7 +348,7 @@ def notes_to_docbin(notes: list[AnnotatedNote]) -> bytes:
             span = doc.char_span(entity.start, entity.end, label=entity.label, alignment_mode="expand")
             if span is not None:
                 spans.append(span)
-                assertions[f"{span.start_char}:{span.end_char}:{entity.label}"] = {a: getattr(entity, a) for a in ASSERTIONS} | {"section": entity.section}
+                assertions[f"{span.start_char}:{span.end_char}:{entity.label}"] = {a: getattr(entity, a) for a in ASSERTIONS} | {"section_title": entity.section}  # not "section": medspaCy's msgpack hook claims dicts with that key
         doc.ents = filter_spans(spans)
         doc.user_data["healthfm_id"] = note.id
         doc.user_data["healthfm_assertions"] = assertions

@@ -13,7 +13,7 @@ from healthfm_desktop.core.records.ner_features import build_word_index, decode_
 
 MODEL_NAME = "ner_clinical"
 MAX_ROW_TOKENS = 96  # as in training; longer sentences are cut into rows of this size
-BATCH_ROWS = 64
+BATCH_ROWS = 128
 
 
 class NerTagger:
@@ -42,6 +42,28 @@ class NerTagger:
 
     def spans(self, doc: Doc) -> Iterator[tuple[int, int, str]]:
         """(start_token, end_token, label) predicted in the doc."""
+        return iter(self.spans_many([doc])[0])
+
+    def spans_many(self, docs: list[Doc]) -> list[list[tuple[int, int, str]]]:
+        """Spans of several docs, their sentences tagged in shared batches (fewer, fuller
+        onnxruntime calls: the LSTM's cost is mostly per time step, not per row)."""
+        rows: list[list[int]] = []
+        owners: list[int] = []
+        for k, doc in enumerate(docs):
+            before = len(rows)
+            rows.extend(self._rows(doc))
+            owners.extend([k] * (len(rows) - before))
+        results: list[list[tuple[int, int, str]]] = [[] for _ in docs]
+        if not rows:
+            return results
+        tagged = self.tag_rows([[docs[owner][i].text for i in row] for owner, row in zip(owners, rows)])
+        for owner, row, tag_ids in zip(owners, rows, tagged):
+            for a, b, label in decode_bio(tag_ids, self.tags):
+                results[owner].append((row[a], row[b - 1] + 1, label))
+        return results
+
+    @staticmethod
+    def _rows(doc: Doc) -> list[list[int]]:
         rows: list[list[int]] = []
         for sentence in doc.sents:
             current: list[int] = []
@@ -54,9 +76,4 @@ class NerTagger:
                     current = []
             if current:
                 rows.append(current)
-        if not rows:
-            return
-        tagged = self.tag_rows([[doc[i].text for i in row] for row in rows])
-        for row, tag_ids in zip(rows, tagged):
-            for a, b, label in decode_bio(tag_ids, self.tags):
-                yield row[a], row[b - 1] + 1, label
+        return rows

@@ -17,7 +17,7 @@ from loguru import logger
 from spacy.language import Language
 from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc, Span
-from spacy.util import filter_spans
+from spacy.util import filter_spans, minibatch
 
 from healthfm_desktop.core.records import sentences as _sentences  # noqa: F401  (registers the component)
 from healthfm_desktop.core.records.annotation import AnnotatedNote, Entity, Section, Trigger
@@ -78,7 +78,7 @@ class EntityFinder:
             matcher.add(label, list(nlp.tokenizer.pipe(label_terms)))
         return matcher
 
-    def candidates(self, doc: Doc) -> list[tuple[int, int, str, str]]:
+    def candidates(self, doc: Doc, model_spans=None) -> list[tuple[int, int, str, str]]:
         found: list[tuple[int, int, str, str]] = []
         self._chars: dict[tuple[int, int, str], tuple[int, int]] = {}
         strings = doc.vocab.strings
@@ -94,17 +94,24 @@ class EntityFinder:
         if self.vocabulary_matcher is not None:
             found += [(s, e, strings[m], "vocabulary") for m, s, e in self.vocabulary_matcher(doc)]
         if self.tagger is not None:
-            for s, e, label in self.tagger.spans(doc):
+            for s, e, label in (self.tagger.spans(doc) if model_spans is None else model_spans):
                 words = doc[s:e].text.lower()
                 # a bare number, or a prescription abbreviation, is never a TEST/PROBLEM by itself
                 if any(c.isalpha() for c in words) and words not in NEVER_ENTITIES:
                     found.append((s, e, label, "model"))
         return found
 
-    def __call__(self, doc: Doc) -> Doc:
+    def pipe(self, docs: Iterable[Doc], batch_size: int = 16) -> Iterator[Doc]:
+        """nlp.pipe calls this: the tagger sees a batch of docs at once."""
+        for batch in minibatch(docs, batch_size):
+            model_spans = self.tagger.spans_many(batch) if self.tagger is not None else [None] * len(batch)
+            for doc, spans in zip(batch, model_spans):
+                yield self(doc, spans)
+
+    def __call__(self, doc: Doc, model_spans=None) -> Doc:
         chosen: list[Span] = []
         taken = bytearray(len(doc))
-        ranked = sorted(self.candidates(doc), key=lambda c: (PRIORITY[c[3]], -(c[1] - c[0]), c[0]))
+        ranked = sorted(self.candidates(doc, model_spans), key=lambda c: (PRIORITY[c[3]], -(c[1] - c[0]), c[0]))
         for start, end, label, source in ranked:
             if any(taken[start:end]):
                 continue
@@ -301,8 +308,8 @@ CHUNK_CHARS = 6_000
 
 
 def split_into_chunks(text: str, size: int = CHUNK_CHARS) -> list[tuple[int, str]]:
-    """(offset, piece) covering the text, cut at a blank line, else a line break, else a
-    sentence end, else whitespace, near every ``size`` characters."""
+    """(offset, piece) covering the text, cut at a blank line, else a sentence end, else a
+    line break, else whitespace, in the second half of every ``size`` characters."""
     if len(text) <= size:
         return [(0, text)]
     chunks, start = [], 0
@@ -310,7 +317,7 @@ def split_into_chunks(text: str, size: int = CHUNK_CHARS) -> list[tuple[int, str
         end = min(start + size, len(text))
         if end < len(text):
             window = text[start + size // 2 : end]
-            for separator in ("\n\n", "\n", ". ", " "):
+            for separator in ("\n\n", ".\n", ". ", "\n", " "):
                 cut = window.rfind(separator)
                 if cut >= 0:
                     end = start + size // 2 + cut + len(separator)

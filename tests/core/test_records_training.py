@@ -1,0 +1,55 @@
+"""The NER training script runs end to end on a tiny subset, and the app featurises tokens with
+exactly the function the training used (same tensors for the same words)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from healthfm_desktop.core.inference.registry import load_registry
+from healthfm_desktop.core.records.ner_features import build_word_index, decode_bio, encode_tokens
+
+
+def test_tiny_training_run_writes_model_manifest_and_card(repo_root, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(repo_root / "models" / "training" / "train_ner.py"), "--tiny", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    manifest = json.loads((tmp_path / "ner_clinical.json").read_text())
+    assert manifest["labels"][0] == "O" and len(manifest["labels"]) == 21
+    registry = load_registry(tmp_path)
+    session, manifest_obj, _ = registry.session("ner_clinical")
+    feeds = dict(zip(["word_ids", "char_ids", "shape_ids"], encode_tokens([["No", "fever", "."]], build_word_index(manifest_obj.preprocessing["word_vocabulary"]))))
+    (logits,) = session.run(None, feeds)
+    assert logits.shape == (1, 3, 21) and np.all(np.isfinite(logits))
+    assert "relaxed" in (tmp_path / "ner_clinical.md").read_text()
+
+
+def test_app_and_training_featurise_identically(repo_root):
+    sys.path.insert(0, str(repo_root / "models" / "training"))
+    import spacy
+    import train_ner
+
+    from healthfm_desktop.core.records.ner_model import NerTagger
+
+    tagger = NerTagger()
+    record = {"text": "Metoprolol 25 mg PO BID.\nNo chest pain.", "spans": []}
+    rows = train_ner.tokenise_document(spacy.blank("en"), record, {}, None)
+    words = [w for w, _, _ in rows]
+    train_tensors = encode_tokens(words, tagger.word_index)
+    app_rows = [[t.text for t in sent if not t.is_space] for sent in __import__("healthfm_desktop.core.records.pipeline", fromlist=["x"]).build_pipeline().nlp("Metoprolol 25 mg PO BID.\nNo chest pain.").sents]
+    assert app_rows == words
+    app_tensors = encode_tokens(app_rows, tagger.word_index)
+    for a, b in zip(train_tensors, app_tensors):
+        assert np.array_equal(a, b)
+
+
+def test_shipped_model_verifies_and_decodes():
+    registry = load_registry()
+    manifest = registry.verify("ner_clinical")
+    assert manifest.metrics["relaxed_overlap_micro_f1"] >= 0.60
+    assert decode_bio([1, 2, 0, 2, 2], manifest.labels) == [(0, 2, "PROBLEM"), (3, 5, "PROBLEM")]
