@@ -556,3 +556,16 @@ def test_an_image_is_on_screen_while_the_folder_is_still_indexed(window, qtbot):
     # then the real series takes over at its first slice
     qtbot.waitUntil(lambda: workspace.active_viewport().corner_lines()["bottom_left"][0] == "Image 1 / 170", timeout=20_000)
     qtbot.waitUntil(lambda: not controller.busy, timeout=60_000)
+
+
+def test_a_zip_and_a_dicomdir_open_like_folders(window, qtbot):
+    controller, workspace, summary = open_and_wait(window, qtbot, [DICOM / "zip" / "series_MR700_7files.zip"])
+    assert summary["series"] >= 1 and summary["rejected"] == 0
+    assert sum(e["frames"] for e in controller.series_entries()) == 7
+    assert workspace.active_viewport().frame() is not None
+    _, _, from_dicomdir = open_and_wait(window, qtbot, [DICOM / "dicomdir" / "DICOMDIR"])
+    # 31 referenced images of 2 patients; the zip's 7 are the same instances, already open
+    assert sum(e["frames"] for e in controller.series_entries()) == 31
+    studies = {controller.series_by_key(entry["key"]).study_uid for entry in controller.series_entries()}
+    headings = {entry["study"] for entry in controller.series_entries()}
+    assert len(headings) == len(studies) == 6  # each study under its own heading in the browser
