@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QInputDialog,
@@ -44,17 +45,16 @@ class Legend(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        layout = QHBoxLayout(self)
+        layout = QGridLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(4)
+        layout.setSpacing(3)
         self.chips: dict[str, QLabel] = {}
-        for label, colour in LABEL_COLOURS.items():
+        for index, (label, colour) in enumerate(LABEL_COLOURS.items()):
             key = SHORTCUT_LABELS.index(label) + 1 if label in SHORTCUT_LABELS else None
             chip = QLabel(f"{key} {label}" if key else label)
             chip.setStyleSheet(f"background:{colour}; color:black; padding:1px 4px; border-radius:3px; font-size:9pt")
-            layout.addWidget(chip)
+            layout.addWidget(chip, index // 4, index % 4)  # a grid keeps the workspace narrow
             self.chips[label] = chip
-        layout.addStretch(1)
 
 
 class EntityEditor(QGroupBox):
@@ -157,11 +157,12 @@ class NotesWorkspace(QWidget):
         undo_button.setDefaultAction(self.undo_action)
         redo_button = QToolButton()
         redo_button.setDefaultAction(self.redo_action)
+        self.reject_all_button.setText("Reject all")
+        self.reject_all_button.setToolTip("Remove every pre-annotation not yet reviewed")
         toolbar = QHBoxLayout()
-        for widget in (undo_button, redo_button, self.accept_all_button, self.reject_all_button, self.export_button, self.more_button):
+        for widget in (undo_button, redo_button, self.export_button, self.more_button):
             toolbar.addWidget(widget)
-        toolbar.addStretch(1)
-        toolbar.addWidget(self.search_edit)
+        toolbar.addWidget(self.search_edit, 1)
         toolbar.addWidget(self.search_label)
         self.legend = Legend()
         self.text_view = NoteTextView()
@@ -178,8 +179,16 @@ class NotesWorkspace(QWidget):
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.addWidget(self.editor)
+        review = QGroupBox("Pre-annotations")
+        review_layout = QHBoxLayout(review)
+        review_layout.addWidget(self.accept_all_button)
+        review_layout.addWidget(self.reject_all_button)
+        right_layout.addWidget(review)
         right_layout.addStretch(1)
 
+        left.setMinimumWidth(120)
+        right.setMinimumWidth(150)
+        self.search_edit.setMinimumWidth(80)
         splitter = QSplitter()
         splitter.addWidget(left)
         splitter.addWidget(centre)
