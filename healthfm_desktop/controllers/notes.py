@@ -65,8 +65,6 @@ def _pre_annotate(project: AnnotationProject, note_ids: list[str], annotator: st
     for k, note_id in enumerate(todo):
         note = pipeline.annotate(project.note_text(note_id), note_id)
         project.save(note, annotator)
-        if project.status(note_id) == "todo":
-            pass
         done.append(note_id)
         yield Progress((k + 1) / len(todo), f"pre-annotated {k + 1} of {len(todo)} notes")
     return done

@@ -159,3 +159,28 @@ def test_cohens_kappa_known_values():
     first = ["y"] * 25 + ["n"] * 25
     second = ["y"] * 20 + ["n"] * 5 + ["y"] * 10 + ["n"] * 15
     assert cohens_kappa(first, second) == pytest.approx(0.4)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_ann_lines = st.one_of(
+    st.text(max_size=40),
+    st.builds(lambda i, t, s, e, x: f"T{i}\t{t} {s} {e}\t{x}", st.integers(-2, 9), st.sampled_from(["PROBLEM", "Sign_symptom", "", "A B"]), st.integers(-3, 30), st.integers(-3, 30), st.text(max_size=8)),
+    st.builds(lambda i, n, t: f"A{i}\t{n} {t}", st.integers(0, 5), st.sampled_from(["Negated", "POLARITY", ""]), st.text(max_size=5)),
+    st.builds(lambda i, a, b: f"R{i}\tAttribute_of Arg1:{a} Arg2:{b}\t", st.integers(0, 5), st.text(max_size=4), st.text(max_size=4)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(lines=st.lists(_ann_lines, max_size=6), text=st.text(max_size=40))
+def test_fuzz_brat_reader(lines, text):
+    """Any .ann content: parsed and converted, or a clear UnreadableFileError; nothing else."""
+    try:
+        doc = parse_brat("\n".join(lines), text)
+    except UnreadableFileError as exc:
+        assert str(exc).startswith("line ")
+        return
+    note = brat_to_note("fuzz", text, doc)
+    for entity in note.entities:
+        assert 0 <= entity.start <= entity.end <= len(text)

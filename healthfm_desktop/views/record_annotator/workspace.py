@@ -292,7 +292,6 @@ class NotesWorkspace(QWidget):
             index = int(key) - 1
             if selection and index < len(SHORTCUT_LABELS):
                 self.controller.add_entity(self.current_id, selection[0], selection[1], SHORTCUT_LABELS[index])
-                added = self.text_view.entity_at(selection[0]) if False else None  # noqa: F841
                 note = self.controller.note(self.current_id)
                 match = next((e for e in note.entities if e.start >= selection[0] and e.end <= selection[1] and e.source == "annotator"), None)
                 self.select_entity(match.id if match else None)
