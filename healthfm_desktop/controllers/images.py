@@ -347,6 +347,9 @@ class ImagesController(WorkspaceController):
             text = f"Already open: {len(already)} series"
         if result.rejected:
             text += f"; {len(result.rejected)} file(s) could not be read (see Unreadable files)"
+        split = len({s.series_uid for s in added if s.stack_count > 1})
+        if split:
+            text += f"; {split} series split into consistent stacks (mixed sizes or orientations, see the notes)"
         if result.cancelled:
             text += "; import cancelled"
         self.status.emit(text)

@@ -569,3 +569,11 @@ def test_a_zip_and_a_dicomdir_open_like_folders(window, qtbot):
     studies = {controller.series_by_key(entry["key"]).study_uid for entry in controller.series_entries()}
     headings = {entry["study"] for entry in controller.series_entries()}
     assert len(headings) == len(studies) == 6  # each study under its own heading in the browser
+
+
+def test_a_series_of_mixed_sizes_is_split_with_a_note(window, qtbot):
+    controller, workspace, _ = open_and_wait(window, qtbot, [DICOM / "dicomdir" / "DICOMDIR"])
+    split = [e for e in controller.series_entries() if "series split" in e["note"]]
+    assert split, "the DICOMDIR holds series whose images differ in orientation"
+    assert "split into consistent stacks" in workspace.status_label.text()
+    assert any("split into" in note for note in workspace.unreadable_panel.notes_text())
