@@ -75,6 +75,8 @@ def create_session(model: bytes | str | Path, override: str = "auto", threads: i
     choice = choose_providers(override)
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    # idle pool threads must sleep, not spin: spinning steals the UI thread's core on a 2-core desk
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
     source = model if isinstance(model, bytes) else str(model)
