@@ -3,6 +3,7 @@ made from the same pixels; readers refuse bad files with a clear UserFacingError
 
 from __future__ import annotations
 
+import os
 import importlib.util
 import io
 import sys
@@ -117,7 +118,7 @@ PNG = _png_bytes()
 DICOM = (REPO / "resources/samples/images/fetal_head_ultrasound.dcm").read_bytes()
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(os.environ.get("HEALTHFM_FUZZ_EXAMPLES", 80)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     base=st.sampled_from([PNG, DICOM]),
     cut=st.integers(min_value=0, max_value=4000),

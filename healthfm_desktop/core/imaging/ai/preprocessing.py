@@ -129,11 +129,10 @@ def _read_dicom_bytes(data: bytes, frame: int = 0, path: Path | None = None) -> 
     import io
 
     import pydicom
-    from pydicom.errors import InvalidDicomError
 
     try:
         dataset = pydicom.dcmread(io.BytesIO(data), force=True)
-    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+    except Exception as exc:  # pydicom raises many types on corrupt input (NotImplementedError for a bad VR)
         raise UnreadableFileError(f"not a readable DICOM file ({type(exc).__name__})") from exc
     if "PixelData" not in dataset and "FloatPixelData" not in dataset:
         raise UnreadableFileError("the DICOM file has no image (no Pixel Data)")
