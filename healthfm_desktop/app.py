@@ -71,8 +71,8 @@ def build_main_window() -> MainWindow:
         view = view_class(controller)
         window.add_workspace(controller.name, controller.title, view)
         controller.message.connect(window.show_message)
-        controller.progress.connect(lambda p, w=window: w.show_progress(p.fraction, p.message, busy=True))
-        controller.busy_changed.connect(lambda busy, w=window: w.show_progress(None, busy=busy))
+        controller.progress.connect(lambda p, c=controller: window.show_progress(p.fraction, p.message, busy=c.busy))
+        controller.busy_changed.connect(lambda busy, c=controller: window.set_busy(c.name, busy))
         controllers.append(controller)
 
     _install_image_analysis(window, controllers)

@@ -9,7 +9,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from healthfm_desktop.controllers.workers import Job, Progress, run_job
+from healthfm_desktop.controllers.workers import Job, run_job
 
 
 class WorkspaceController(QObject):
@@ -67,4 +67,3 @@ class WorkspaceController(QObject):
         self._jobs.discard(job)
         if not self._jobs:
             self.busy_changed.emit(False)
-            self.progress.emit(Progress(None, ""))

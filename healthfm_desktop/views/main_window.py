@@ -64,6 +64,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.provider_label)
 
         self.last_message: tuple[str, str] | None = None
+        self._busy_sources: set[str] = set()
         self._build_menus()
 
     # --- construction -------------------------------------------------------------------
@@ -138,6 +139,11 @@ class MainWindow(QMainWindow):
             self.progress_bar.setValue(int(1000 * max(0.0, min(1.0, fraction))))
         if message:
             self.statusBar().showMessage(message, 5000)
+
+    def set_busy(self, source: str, busy: bool) -> None:
+        """The progress bar shows while any workspace (``source``) has a job running."""
+        (self._busy_sources.add if busy else self._busy_sources.discard)(source)
+        self.show_progress(None, busy=bool(self._busy_sources))
 
     def show_message(self, level: str, text: str) -> None:
         self.statusBar().showMessage(text.splitlines()[0], 8000)

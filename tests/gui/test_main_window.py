@@ -128,3 +128,11 @@ def test_recent_files_menu_lists_what_was_opened(window, qtbot):
     dicom = _find("CT_small.dcm")
     drop(window, [dicom])
     qtbot.waitUntil(lambda: str(dicom) in [a.text() for a in window.recent_menu.actions()], timeout=20_000)
+
+
+def test_progress_bar_hides_when_every_job_is_done(window, qtbot):
+    note = _find("discharge_summary.txt")
+    drop(window, [note])
+    qtbot.waitUntil(lambda: window.progress_bar.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: not any(c.busy for c in window.controllers.values()), timeout=60_000)
+    qtbot.waitUntil(lambda: not window.progress_bar.isVisible(), timeout=5_000)
