@@ -148,6 +148,11 @@ def run_gui(args) -> int:
         paths += sorted(p for p in samples_dir().iterdir() if p.name != "README.md")
     if paths:
         window.app_controller.open_paths(paths)
+    if getattr(args, "quit_after_show", False):
+        from PySide6.QtCore import QTimer
+
+        QTimer.singleShot(0, window.close)
+        QTimer.singleShot(0, app.quit)
     return app.exec()
 
 

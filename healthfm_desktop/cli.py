@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     gui = sub.add_parser("gui", help="start the GUI, opening the given files, folders, zips or DICOMDIRs")
     gui.add_argument("paths", nargs="*", metavar="PATH")
     gui.add_argument("--demo", action="store_true", help="also open the bundled sample data")
+    # for benchmarks/bench_startup.py and the bundle smoke test: show the window, then quit
+    gui.add_argument("--quit-after-show", action="store_true", help=argparse.SUPPRESS)
     gui.set_defaults(handler="app:run_gui")
 
     selftest = sub.add_parser("self-test", help="offline self-check of models, workspaces and bundle")

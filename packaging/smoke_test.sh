@@ -16,3 +16,7 @@ $OFFLINE healthfm --version
 start=$(date +%s%N)
 $OFFLINE healthfm self-test
 echo "bundle self-test passed in $(( ($(date +%s%N) - start) / 1000000 )) ms"
+start=$(date +%s%N)
+$OFFLINE healthfm gui --quit-after-show
+echo "bundle cold start to main window and quit: $(( ($(date +%s%N) - start) / 1000000 )) ms"
+du -sh /opt/healthfm | sed 's/^/installed bundle size: /' 
