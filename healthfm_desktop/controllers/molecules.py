@@ -40,11 +40,15 @@ class MoleculeRow:
     fields: dict = field(default_factory=dict)
 
 
+_PARALLEL_FROM = 2000  # records: below this, starting worker processes costs more than it saves
+
+
 def _import_rows(path: Path, smiles_column: str | None, standardise: bool, tautomer: bool):
-    """Generator job: read, optionally standardise, describe; yields Progress, returns rows."""
+    """Generator job: read, optionally standardise, describe; yields Progress, returns rows.
+    Large files are described on worker processes (RDKit holds the GIL)."""
     from rdkit import Chem
 
-    from healthfm_desktop.core.chemistry.properties import describe_mol
+    from healthfm_desktop.core.chemistry.properties import describe_mol, describe_smiles_parallel
     from healthfm_desktop.core.chemistry.reading import read_molecules
     from healthfm_desktop.core.chemistry.standardize import standardize
 
@@ -69,12 +73,32 @@ def _import_rows(path: Path, smiles_column: str | None, standardise: bool, tauto
                 row.smiles = Chem.MolToSmiles(mol)
                 if row.smiles != record.smiles:
                     row.original = record.smiles
-                props = describe_mol(mol, with_alert_atoms=True)
-                row.alert_atoms = props.pop("alert_atoms")
-                row.properties = props
         rows.append(row)
         if len(rows) % _PROGRESS_EVERY == 0:
-            yield Progress(min(consumed / size, 0.99), f"{path.name}: {len(rows)} molecules")
+            yield Progress(min(consumed / size, 0.99) * 0.3, f"{path.name}: read {len(rows)} molecules")
+    valid = [r for r in rows if r.mol is not None]
+    if len(valid) < _PARALLEL_FROM:
+        for i, row in enumerate(valid):
+            props = describe_mol(row.mol, with_alert_atoms=True)
+            row.alert_atoms = props.pop("alert_atoms")
+            row.properties = props
+            if i % _PROGRESS_EVERY == 0:
+                yield Progress(0.3 + 0.7 * i / len(valid), f"{path.name}: described {i} of {len(valid)}")
+        return path, rows
+    position = 0
+    for done, described in describe_smiles_parallel([r.smiles for r in valid]):
+        for props in described:
+            row = valid[position]
+            position += 1
+            if "error" in props:
+                row.error = props["error"]
+                row.mol = None
+                continue
+            # alert atoms are numbered as in the molecule parsed from the SMILES: depict that one
+            row.mol = Chem.MolFromSmiles(row.smiles)
+            row.alert_atoms = props.pop("alert_atoms")
+            row.properties = {k: v for k, v in props.items() if k not in ("id", "smiles")}
+        yield Progress(0.3 + 0.7 * done / len(valid), f"{path.name}: described {done} of {len(valid)}")
     return path, rows
 
 

@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, help="use only the first N molecules (smoke test)")
     parser.add_argument("--out", type=Path, default=MODELS)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=100)
     args = parser.parse_args(argv)
     seed_everything(SEED)
@@ -104,6 +104,8 @@ def main(argv=None) -> int:
         out_auc = mean_auc(y0[test][~inside], prob[test][~inside], mask[test][~inside]) if (~inside).sum() > 20 else None
     except ValueError:
         in_auc = out_auc = None
+    in_auc = None if in_auc is None else round(in_auc, 4)
+    out_auc = None if out_auc is None else round(out_auc, 4)
     print(f"AD threshold {threshold:.2f}: test in-domain {inside.sum()}/{len(test)}, mean AUC in {in_auc}, out {out_auc}")
 
     out = args.out
@@ -164,7 +166,7 @@ def write_card(path: Path, manifest: dict, seconds: float) -> None:
 
 **Outputs** `tox21:<assay>` for the 12 Tox21 assays: probability of activity. **Input**:
 {manifest['preprocessing']['name']} ({FEATURE_SIZE} float32 features from
-`healthfm_desktop.core.chemistry.featurize`). **Model**: ensemble of multi-task MLPs (192/64 hidden,
+`healthfm_desktop.core.chemistry.featurize`). **Model**: ensemble of 2 multi-task MLPs (192/64 hidden,
 dropout 0.3) trained with a masked, positive-weighted BCE (missing labels ignored); trained by
 `models/training/train_tox21.py` (seeded, CPU, {seconds:.0f} s).
 

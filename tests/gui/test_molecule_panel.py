@@ -130,3 +130,26 @@ def test_analogues_of_the_selected_molecule(view, qtbot):
     assert all(Chem.MolFromSmiles(s) is not None for s in smiles)
     assert [r.score for r in rows] == sorted((r.score for r in rows), reverse=True)
     assert all("solubility_logS" in r.predictions for r in rows)
+
+
+def test_a_large_library_imports_on_worker_processes(view, qtbot, tmp_path):
+    import gzip
+
+    # 2,500 rows: above the size from which the import describes on worker processes
+    with gzip.open(REPO / "tests" / "data" / "molecules" / "moses_subset_10k.csv.gz", "rt") as handle:
+        head = [next(handle) for _ in range(2501)]
+    library = tmp_path / "library.csv"
+    library.write_text("".join(head))
+    fractions = []
+    view.controller.progress.connect(lambda p: p.fraction is not None and fractions.append(p.fraction))
+    view.controller.open_paths([library])
+    qtbot.waitUntil(lambda: view.model.rowCount() == 2500 and not view.controller.busy, timeout=240_000)
+    assert fractions and fractions == sorted(fractions)
+    rows = view.controller.rows
+    probe = rows[1234]
+    assert probe.properties["mw"] == pytest.approx(Descriptors.MolWt(Chem.MolFromSmiles(probe.smiles)))
+    with_alerts = next(r for r in rows if r.alert_atoms)
+    atoms = {a for matches in with_alerts.alert_atoms.values() for m in matches for a in m}
+    assert max(atoms) < with_alerts.mol.GetNumAtoms()
+    view.table.sortByColumn(MW, Qt.SortOrder.AscendingOrder)
+    assert float(view.proxy.index(0, MW).data()) <= float(view.proxy.index(2499, MW).data())

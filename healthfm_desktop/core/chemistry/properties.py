@@ -190,7 +190,7 @@ def describe_mol(mol: Chem.Mol, with_alert_atoms: bool = False) -> dict:
     return row
 
 
-def _describe_smiles_chunk(chunk: list[tuple[str, str]]) -> list[dict]:
+def _describe_smiles_chunk(chunk: list[tuple[str, str]], with_alert_atoms: bool = False) -> list[dict]:
     from healthfm_desktop.core.chemistry.reading import parse_smiles
 
     rows = []
@@ -199,8 +199,22 @@ def _describe_smiles_chunk(chunk: list[tuple[str, str]]) -> list[dict]:
         if mol is None:
             rows.append({"id": ident, "smiles": text, "error": error})
         else:
-            rows.append({"id": ident, "smiles": Chem.MolToSmiles(mol), **describe_mol(mol)})
+            rows.append({"id": ident, "smiles": Chem.MolToSmiles(mol), **describe_mol(mol, with_alert_atoms)})
     return rows
+
+
+def describe_smiles_parallel(smiles: list[str], workers: int | None = None, chunk_size: int = 1000) -> Iterator[tuple[int, list[dict]]]:
+    """Describe SMILES (with alert atoms, indexed as in MolFromSmiles of that SMILES) on worker
+    processes; yields (number done, rows of the chunk) in order, for a progress bar."""
+    workers = workers or os.cpu_count() or 1
+    chunks = [[(str(i), s) for i, s in enumerate(smiles[k : k + chunk_size], start=k)] for k in range(0, len(smiles), chunk_size)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_describe_smiles_chunk, chunk, True) for chunk in chunks]
+        done = 0
+        for future in futures:
+            rows = future.result()
+            done += len(rows)
+            yield done, rows
 
 
 def _describe_block_chunk(chunk: list[tuple[str, str]]) -> list[dict]:
