@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from rdkit import Chem, DataStructs
-from rdkit.Chem import QED, rdChemReactions
+from rdkit.Chem import rdChemReactions
 
 from healthfm_desktop.core.chemistry.fingerprints import morgan_fingerprint
 from healthfm_desktop.core.chemistry.reading import capture_rdkit_log
