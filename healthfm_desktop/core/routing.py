@@ -42,20 +42,26 @@ def _head(path: Path, size: int = 4096) -> bytes:
 
 
 def looks_like_dicom(head: bytes) -> bool:
-    """Part 10 file (preamble + DICM) or a bare dataset starting with a group 0002/0008 tag."""
+    """Part 10 file (preamble + DICM) or a bare dataset starting with a group 0002/0008 tag
+    (allowing up to 3 stray leading bytes, as some exporters write them)."""
     if len(head) >= 132 and head[128:132] == b"DICM":
         return True
-    if len(head) >= 8:
-        group = int.from_bytes(head[0:2], "little")
-        element = int.from_bytes(head[2:4], "little")
-        if group in (0x0002, 0x0008) and element < 0x0100:
-            vr = head[4:6]
-            # explicit VR with a plausible VR, or implicit VR with a sane 4-byte length
-            if vr.isalpha() and vr.isupper():
-                return True
-            length = int.from_bytes(head[4:8], "little")
-            return 0 < length < 1 << 16
-    return False
+    return any(_starts_like_dataset(head[offset:]) for offset in range(4))
+
+
+def _starts_like_dataset(head: bytes) -> bool:
+    if len(head) < 8:
+        return False
+    group = int.from_bytes(head[0:2], "little")
+    element = int.from_bytes(head[2:4], "little")
+    if group not in (0x0002, 0x0008) or element >= 0x0100:
+        return False
+    vr = head[4:6]
+    # explicit VR with a plausible VR, or implicit VR with a sane 4-byte length
+    if vr.isalpha() and vr.isupper():
+        return True
+    length = int.from_bytes(head[4:8], "little")
+    return 0 < length < 1 << 16
 
 
 def _text_kind(path: Path, head: bytes) -> str | None:
