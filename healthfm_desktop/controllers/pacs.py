@@ -14,20 +14,9 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from healthfm_desktop.controllers.workers import Job, Progress, run_job
 from healthfm_desktop.core.config import read_setting
 from healthfm_desktop.core.errors import UserFacingError
-from healthfm_desktop.core.imaging.pacs import (
-    DicomPeer,
-    InvalidPeerError,
-    StorageSCP,
-    StudyQuery,
-    echo,
-    find_series,
-    find_studies,
-    load_peers,
-    save_peers,
-    send,
-)
-from healthfm_desktop.core.imaging.pacs.peers import validate_port
-from healthfm_desktop.core.imaging.pacs.retrieve import retrieve_into_database
+from healthfm_desktop.core.imaging import pacs
+from healthfm_desktop.core.imaging.pacs.errors import InvalidPeerError
+from healthfm_desktop.core.imaging.pacs.peers import DicomPeer, load_peers, save_peers, validate_port
 from healthfm_desktop.core.storage.studies import (
     InstanceRecord,
     StudyDatabase,
@@ -85,13 +74,21 @@ class PacsController(QObject):
         self.store_dir = Path(store_dir) if store_dir else default_store_dir()
         self._jobs: set[Job] = set()
         self._retrieval: Job | None = None
-        self._scp: StorageSCP | None = None
+        self._scp = None  # a pacs.StorageSCP while receiving
         self.open_after_retrieve = True
         self._last_search: tuple = ("", "")
         # a pushed study arrives one object at a time: refresh the browser once per burst
         self._refresh_timer = QTimer(self, singleShot=True, interval=300)
         self._refresh_timer.timeout.connect(lambda: self.search_local(*self._last_search))
         self.object_received.connect(lambda _uid: self._local_changed())
+
+    def load_networking(self) -> Job:
+        """Import the DICOM networking stack on a worker (~0.4 s) so that the first Search,
+        Test connection or storage SCP start does not pause the window."""
+        import importlib
+
+        modules = ["verification", "query", "retrieval", "storage_scu", "storage_scp"]
+        return self._start(lambda: [importlib.import_module(f"{pacs.__name__}.{m}") for m in modules])
 
     # --- identity and peers -----------------------------------------------------------
     def own_ae_title(self) -> str:
@@ -154,7 +151,7 @@ class PacsController(QObject):
             self.echo_finished.emit(False, str(exc))
             return None
         return self._start(
-            echo, target, self.own_ae_title(),
+            lambda: pacs.echo(target, self.own_ae_title()),
             on_result=lambda result: self.echo_finished.emit(
                 True, f"Success: round trip {result.round_trip_ms:.1f} ms "
                       f"(association {result.association_ms:.1f} ms)"),
@@ -164,13 +161,16 @@ class PacsController(QObject):
     def find(self, peer: dict, query: dict) -> Job | None:
         try:
             target = _peer(peer)
-            study_query = StudyQuery(**{k: v or "" for k, v in query.items()})
-            study_query.identifier()
         except (UserFacingError, TypeError) as exc:
             self.query_failed.emit(str(exc))
             return None
+        calling = self.own_ae_title()
+
+        def work():  # the query fields are checked here too: a bad date is a clear message
+            return pacs.find_studies(target, calling, pacs.StudyQuery(**{k: v or "" for k, v in query.items()}))
+
         return self._start(
-            find_studies, target, self.own_ae_title(), study_query,
+            work,
             on_result=lambda matches: self.studies_found.emit(
                 [{**m.to_json(), "accession_number": m.accession_number} for m in matches]),
             on_error=self.query_failed.emit,
@@ -178,7 +178,7 @@ class PacsController(QObject):
 
     def find_series(self, peer: dict, study_uid: str) -> Job:
         return self._start(
-            find_series, _peer(peer), self.own_ae_title(), study_uid,
+            pacs.find_series, _peer(peer), self.own_ae_title(), study_uid,
             on_result=lambda matches: self.series_found.emit(study_uid, [
                 {"series_uid": s.series_uid, "modality": s.modality, "description": s.description,
                  "number": s.number, "instances": s.instances} for s in matches]),
@@ -203,6 +203,8 @@ class PacsController(QObject):
                                                    "C-MOVE needs the storage port for this retrieval.")
                 return None
             options.update(move_destination=self.own_ae_title(), listen_port=self.storage_port())
+        from healthfm_desktop.core.imaging.pacs.retrieval import retrieve_into_database
+
         steps = _as_progress(retrieve_into_database(self.database(), target, self.own_ae_title(), study_uid,
                                                     self.store_dir, **options))
         cancel = threading.Event()
@@ -265,7 +267,7 @@ class PacsController(QObject):
             self.object_received.emit(item.record.sop_uid)
 
         try:
-            self._scp = StorageSCP(self.own_ae_title(), self.storage_port(), self.store_dir,
+            self._scp = pacs.StorageSCP(self.own_ae_title(), self.storage_port(), self.store_dir,
                                    bind_address=bind_address, on_filed=filed).start()
         except UserFacingError as exc:
             self._scp = None
@@ -359,7 +361,7 @@ class PacsController(QObject):
         paths = self.database().instance_paths(study_uid)
 
         def work():
-            return (yield from _as_progress(send(target, self.own_ae_title(), paths)))
+            return (yield from _as_progress(pacs.send(target, self.own_ae_title(), paths)))
 
         job = self._start(work, on_result=lambda result: self.send_finished.emit(True, result.summary()),
                           on_error=lambda text: self.send_finished.emit(False, text))

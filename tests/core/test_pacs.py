@@ -30,7 +30,7 @@ from healthfm_desktop.core.imaging.pacs import (
     run_to_end,
     send,
 )
-from healthfm_desktop.core.imaging.pacs.retrieve import retrieve_into_database
+from healthfm_desktop.core.imaging.pacs.retrieval import retrieve_into_database
 from healthfm_desktop.core.storage.studies import StudyDatabase
 from tests.orthanc import OrthancServer, free_port, orthanc_binary
 
@@ -411,7 +411,7 @@ def test_logs_carry_no_patient_data(peer, tmp_path, caplog):
 def test_cli_reports_a_partial_retrieval(ct_orthanc, tmp_path, capsys, monkeypatch):
     import importlib
 
-    retrieve_module = importlib.import_module("healthfm_desktop.core.imaging.pacs.retrieve")
+    retrieve_module = importlib.import_module("healthfm_desktop.core.imaging.pacs.retrieval")
 
     real = retrieve_module.file_encoded_object
     count = []

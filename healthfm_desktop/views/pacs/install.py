@@ -61,4 +61,5 @@ def install_pacs(window, controller):
         images_controller.import_finished.connect(
             lambda _summary: controller.index_opened_series(list(images_controller.series)))
     window.closing.connect(controller.shutdown)
+    controller.load_networking()
     return controller
