@@ -62,6 +62,14 @@ def _install_image_analysis(window: MainWindow, controllers: list) -> None:
     install_image_analysis(window.workspace_widget("images"), analysis)
 
 
+def _install_pacs(window: MainWindow) -> None:
+    """PACS: Tools > query/retrieve, a PACS page in Settings, the study browser in Images."""
+    from healthfm_desktop.controllers.pacs import PacsController
+    from healthfm_desktop.views.pacs.install import install_pacs
+
+    install_pacs(window, PacsController(window.controllers["images"], parent=window))
+
+
 def build_main_window() -> MainWindow:
     """The whole application: main window, controllers, wiring. Tests use this too."""
     window = MainWindow()
@@ -112,6 +120,7 @@ def build_main_window() -> MainWindow:
         dialog.open()
 
     window.settings_requested.connect(edit_settings)
+    _install_pacs(window)  # after edit_settings: its Settings page joins the dialog just built
     window.self_test_requested.connect(run_self_test)
     window.model_cards_requested.connect(lambda: show_documents("Model cards", app_controller.model_cards()))
     window.licenses_requested.connect(
