@@ -1,7 +1,7 @@
 """Retrieval throughput from a loopback Orthanc: our C-GET against DCMTK's getscu on the same
 study, in the same run, each repeated and the median taken.
 
-    python benchmarks/bench_pacs.py /path/to/CT_series_folder [--repeats 3]
+    python benchmarks/bench_pacs.py [/path/to/CT_series_folder] [--repeats 3]
 
 Two cases: the study as given (e.g. JPEG-LS: we receive it as stored, getscu can only
 negotiate one syntax per SOP class so Orthanc transcodes it to uncompressed for getscu), and
@@ -31,6 +31,7 @@ from healthfm_desktop.core.imaging.pacs import DicomPeer, retrieve, run_to_end  
 from tests.orthanc import OrthancServer  # noqa: E402
 
 OUR_AET, GETSCU_AET = "HEALTHFM", "GETSCU"
+DEFAULT_SERIES = REPO / "tests" / "data" / "dicom" / "series" / "CT_head_phantom_philips_1mm_20sl"
 
 
 def decompressed_copy(source: Path, target: Path) -> None:
@@ -113,12 +114,16 @@ def bench_case(label: str, folder: Path, repeats: int, scratch: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("series", type=Path, help="folder of one DICOM study (e.g. the 140-slice CT)")
+    parser.add_argument("series", type=Path, nargs="?", default=DEFAULT_SERIES,
+                        help="folder of one DICOM study (the issue's figure: the 140-slice CT of the shared "
+                             "data); default: the 20-slice CT in tests/data")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    for tool in ("getscu",):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"{tool} not found (apt-get install dcmtk)")
+    for tool, package in (("getscu", "dcmtk"), ("Orthanc", "orthanc")):
+        if shutil.which(tool) is None and not (tool == "Orthanc" and Path("/usr/sbin/Orthanc").is_file()):
+            raise SystemExit(f"{tool} not found (apt-get install {package})")
+    if not args.series.is_dir():
+        raise SystemExit(f"{args.series}: not a folder")
     with tempfile.TemporaryDirectory(prefix="bench-pacs-") as tmp:
         scratch = Path(tmp)
         bench_case("as stored", args.series, args.repeats, scratch)
