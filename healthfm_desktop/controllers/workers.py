@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,11 @@ from superqt.utils import create_worker
 from healthfm_desktop.core.errors import UserFacingError
 
 log = logging.getLogger(__name__)
+
+# A worker running pure-Python code holds the GIL for up to the switch interval (5 ms by
+# default) each time the UI thread asks for it, and one turn of the event loop asks many
+# times: 60-250 ms stalls were measured during a 2 s job. 1 ms keeps them far under 50 ms.
+sys.setswitchinterval(0.001)
 
 
 @dataclass(frozen=True)
