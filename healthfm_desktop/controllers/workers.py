@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import logging
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,32 @@ class Progress:
     message: str = ""
 
 
+#: shortest time between two progress updates sent to the UI thread
+PROGRESS_INTERVAL_S = 0.02
+
+
+def _paced(func: Callable[..., Any], *args: Any, **kwargs: Any):
+    """Run generator ``func``, passing its yields on at most every PROGRESS_INTERVAL_S.
+
+    Each yield that reaches superqt becomes a queued event for the UI thread; a job that yields
+    every millisecond would flood the event loop (stalls of ~70 ms were measured). Cancellation
+    is checked at the yields passed on, so it still takes effect within one interval."""
+    generator = func(*args, **kwargs)
+    last = 0.0
+    try:
+        while True:
+            try:
+                value = next(generator)
+            except StopIteration as stop:
+                return stop.value
+            now = time.perf_counter()
+            if now - last >= PROGRESS_INTERVAL_S:
+                last = now
+                yield value
+    finally:
+        generator.close()  # a cancelled job's own cleanup (finally blocks) runs now
+
+
 def describe_error(exc: BaseException) -> str:
     """A message for the user. Unexpected errors say so, and the log keeps only their type
     (the text of an arbitrary exception can carry patient data)."""
@@ -57,6 +84,9 @@ class Job(QObject):
         self.is_generator = inspect.isgeneratorfunction(func)
         self._cancel_requested = False
         self._done = False
+        if self.is_generator:
+            args = (func, *args)
+            func = _paced
         self._worker = create_worker(func, *args, _start_thread=False, _ignore_errors=True, **kwargs)
         self._worker.returned.connect(self._on_returned)
         self._worker.errored.connect(self._on_errored)
