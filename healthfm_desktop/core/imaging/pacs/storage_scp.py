@@ -12,7 +12,7 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 
 from healthfm_desktop.core.errors import UnreadableFileError
-from healthfm_desktop.core.imaging.pacs.association import set_no_delay
+from healthfm_desktop.core.imaging.pacs.association import set_no_delay, shorten_reactor_sleep
 from healthfm_desktop.core.imaging.pacs.contexts import storage_scp_contexts
 from healthfm_desktop.core.imaging.pacs.errors import PacsError
 from healthfm_desktop.core.imaging.pacs.filing import FiledObject, file_encoded_object
@@ -77,7 +77,9 @@ class StorageSCP:
         ae.add_supported_context(Verification)
         try:
             self._server = ae.start_server(
-                (self.bind_address, self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._handle_store)]
+                (self.bind_address, self.port), block=False,
+                evt_handlers=[(evt.EVT_C_STORE, self._handle_store),
+                              (evt.EVT_CONN_OPEN, lambda event: shorten_reactor_sleep(event.assoc))]
             )
         except OSError as exc:
             where = f"{self.bind_address or 'all interfaces'} port {self.port}"
