@@ -151,6 +151,10 @@ def parse_smiles(text: str) -> tuple[Chem.Mol | None, str | None]:
     text = text.strip()
     if not text:
         return None, "empty SMILES"
+    if not text.isascii():
+        # SMILES are ASCII; RDKit's log bridge also fails (SystemError) on the truncated
+        # multi-byte characters it echoes back
+        return None, "not a SMILES: contains non-ASCII characters"
     with capture_rdkit_log() as capture:
         mol = Chem.MolFromSmiles(text)
     if mol is None:
@@ -165,6 +169,8 @@ def parse_smarts(text: str) -> Chem.Mol:
     text = (text or "").strip()
     if not text:
         raise UserFacingError("empty substructure query")
+    if not text.isascii():
+        raise UserFacingError("invalid SMARTS: contains non-ASCII characters")
     with capture_rdkit_log() as capture:
         query = Chem.MolFromSmarts(text)
     if query is None or query.GetNumAtoms() == 0:
