@@ -168,6 +168,19 @@ def _analogues(seed, known: set[str], count: int):
     return rows, report
 
 
+def _molecule_files(paths: list[Path]) -> list[Path]:
+    """Files as given; a folder stands for the molecule files in it (recursively)."""
+    from healthfm_desktop.core.routing import MOLECULES, route_file
+
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(p for p in sorted(path.rglob("*")) if p.is_file() and route_file(p)[0] == MOLECULES)
+        else:
+            files.append(path)
+    return files
+
+
 class MoleculesController(WorkspaceController):
     name = MOLECULES
     title = "Molecules"
@@ -187,7 +200,7 @@ class MoleculesController(WorkspaceController):
 
     # ---- import -------------------------------------------------------------------------
     def open_paths(self, paths: list[Path], smiles_column: str | None = None) -> None:
-        paths = [Path(p) for p in paths]
+        paths = _molecule_files([Path(p) for p in paths])
         self.files_opened.emit(paths)
         for path in paths:
             self._import(path, smiles_column)

@@ -136,3 +136,14 @@ def test_progress_bar_hides_when_every_job_is_done(window, qtbot):
     qtbot.waitUntil(lambda: window.progress_bar.isVisible(), timeout=10_000)
     qtbot.waitUntil(lambda: not any(c.busy for c in window.controllers.values()), timeout=60_000)
     qtbot.waitUntil(lambda: not window.progress_bar.isVisible(), timeout=5_000)
+
+
+def test_dropping_a_folder_of_molecules_opens_each_file(window, qtbot, tmp_path):
+    folder = tmp_path / "compounds"
+    folder.mkdir()
+    shutil.copy(_find("approved_drugs.sdf"), folder)
+    shutil.copy(_find("rdkit_book_chiral.mol"), folder)
+    drop(window, [folder])
+    qtbot.waitUntil(lambda: window.current_workspace() == "molecules", timeout=20_000)
+    qtbot.waitUntil(lambda: not window.controllers["molecules"].busy, timeout=60_000)
+    assert window.last_message is None or "folder" not in window.last_message[1]
