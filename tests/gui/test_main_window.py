@@ -147,3 +147,13 @@ def test_dropping_a_folder_of_molecules_opens_each_file(window, qtbot, tmp_path)
     qtbot.waitUntil(lambda: window.current_workspace() == "molecules", timeout=20_000)
     qtbot.waitUntil(lambda: not window.controllers["molecules"].busy, timeout=60_000)
     assert window.last_message is None or "folder" not in window.last_message[1]
+
+
+def test_dropping_a_folder_of_notes_opens_them(window, qtbot, tmp_path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    shutil.copy(_find("discharge_summary.txt"), folder)
+    drop(window, [folder])
+    qtbot.waitUntil(lambda: window.current_workspace() == "notes", timeout=20_000)
+    qtbot.waitUntil(lambda: not window.controllers["notes"].busy, timeout=60_000)
+    assert window.last_message is None or "folder" not in window.last_message[1]
