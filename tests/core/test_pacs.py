@@ -148,6 +148,15 @@ def test_get_receives_compressed_objects_untranscoded(peer, tmp_path, source):
     assert _pixel_digest(result.paths[0]) == _pixel_digest(source)
 
 
+def test_progress_has_one_step_per_instance(ct_orthanc, tmp_path):
+    peer = DicomPeer(ct_orthanc.aet, ct_orthanc.host, ct_orthanc.dicom_port)
+    steps = list(retrieve(peer, OUR_AET, _uid(next(CT_SERIES.iterdir()), "StudyInstanceUID"), tmp_path,
+                          timeouts=FAST))
+    assert [s.received for s in steps[:20]] == list(range(1, 21))
+    assert all(s.expected == 20 for s in steps) and steps[-1].fraction == 1.0
+    assert steps[-1].bytes == sum(p.stat().st_size for p in tmp_path.rglob("*.dcm"))
+
+
 def test_get_one_series_of_a_study(peer, tmp_path):
     brain = next(m for m in find_studies(peer, OUR_AET, StudyQuery(patient_name="Doe^Peter"), FAST)
                  if m.description == "Brain-MRA")

@@ -230,10 +230,21 @@ def _final_status(result: RetrieveResult, status: Dataset, move_destination: str
         result.problem = advice.format(dest=move_destination) + (f" ({comment})" if comment else "")
 
 
+def _steps_since(result: RetrieveResult, reported: list[int]):
+    """One progress step per instance filed since the last report. Peers send C-GET/C-MOVE
+    pending responses as often as they like (Orthanc batches them when we are fast), so the
+    steps follow what arrived, not how often the peer reports. ``reported``: [count, bytes]."""
+    while reported[0] < result.received:
+        reported[1] += result.filed[reported[0]].size
+        reported[0] += 1
+        yield RetrieveProgress(reported[0], result.expected, result.failed, reported[1])
+
+
 def _get(peer, calling_aet, result: RetrieveResult, sop_classes, timeouts, on_filed):
     # when the peer last sent something: a silence longer than the DIMSE timeout is a timeout,
     # a shorter one that ends the exchange is an abort
     last = [time.monotonic()]
+    reported = [0, 0]
 
     def handle_store(event) -> int:
         last[0] = time.monotonic()
@@ -266,15 +277,17 @@ def _get(peer, calling_aet, result: RetrieveResult, sop_classes, timeouts, on_fi
                 remaining, completed, failed, warning = _counts(status)
                 result.expected = remaining + completed + failed + warning
                 result.failed = failed
-                yield RetrieveProgress(result.received, result.expected, result.failed, result.bytes)
+                yield from _steps_since(result, reported)
             else:
                 _final_status(result, status)
+    yield from _steps_since(result, reported)
     yield RetrieveProgress(result.received, result.expected, result.failed, result.bytes)
 
 
 def _move(peer, calling_aet, result: RetrieveResult, destination, listen_port, listen_address, timeouts, on_filed):
     arrived: queue.SimpleQueue = queue.SimpleQueue()
     last = [time.monotonic()]
+    reported = [0, 0]
 
     def filed_elsewhere(filed: FiledObject) -> None:  # on the SCP's thread
         last[0] = time.monotonic()
@@ -312,12 +325,13 @@ def _move(peer, calling_aet, result: RetrieveResult, destination, listen_port, l
                     remaining, completed, failed, warning = _counts(status)
                     result.expected = remaining + completed + failed + warning
                     result.failed = failed
-                    yield RetrieveProgress(result.received, result.expected, result.failed, result.bytes)
+                    yield from _steps_since(result, reported)
                 else:
                     _final_status(result, status, destination)
         # the last sub-operation's C-STORE is acknowledged before the final C-MOVE response,
         # so everything is on disk by now
         drain()
+    yield from _steps_since(result, reported)
     yield RetrieveProgress(result.received, result.expected, result.failed, result.bytes)
 
 
