@@ -85,10 +85,7 @@ class PacsController(QObject):
     def load_networking(self) -> Job:
         """Import the DICOM networking stack on a worker (~0.4 s) so that the first Search,
         Test connection or storage SCP start does not pause the window."""
-        import importlib
-
-        modules = ["verification", "query", "retrieval", "storage_scu", "storage_scp"]
-        return self._start(lambda: [importlib.import_module(f"{pacs.__name__}.{m}") for m in modules])
+        return self._start(pacs.load_all)
 
     # --- identity and peers -----------------------------------------------------------
     def own_ae_title(self) -> str:
@@ -203,9 +200,7 @@ class PacsController(QObject):
                                                    "C-MOVE needs the storage port for this retrieval.")
                 return None
             options.update(move_destination=self.own_ae_title(), listen_port=self.storage_port())
-        from healthfm_desktop.core.imaging.pacs.retrieval import retrieve_into_database
-
-        steps = _as_progress(retrieve_into_database(self.database(), target, self.own_ae_title(), study_uid,
+        steps = _as_progress(pacs.retrieve_into_database(self.database(), target, self.own_ae_title(), study_uid,
                                                     self.store_dir, **options))
         cancel = threading.Event()
 
