@@ -6,7 +6,7 @@ set -euo pipefail
 WANT=(libegl1 libgl1 libfontconfig1 libxkbcommon0 libxkbcommon-x11-0 libdbus-1-3 libglib2.0-0
       libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-shape0
       libxcb-xkb1 libxcb-randr0 libxcb-xinerama0 fonts-dejavu-core)
-if [ "${1:-}" = "--with-test-tools" ]; then WANT+=(xvfb orthanc dcmtk); fi
+if [ "${1:-}" = "--with-test-tools" ]; then WANT+=(xvfb orthanc dcmtk openssl); fi
 missing=()
 for pkg in "${WANT[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
 [ ${#missing[@]} -eq 0 ] && exit 0
