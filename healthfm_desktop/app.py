@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -135,6 +136,11 @@ def build_main_window() -> MainWindow:
     window.closing.connect(on_close)
     window.restore_geometry(app_controller.settings)
     app_controller.refresh_provider()
+    # Everything built so far lives as long as the app: move it out of the cyclic collector's
+    # sight, so a full collection (100+ ms over a heap holding Qt, numpy, spaCy...) does not
+    # freeze the UI later. Reference counting still frees what is released.
+    gc.collect()
+    gc.freeze()
     return window
 
 
