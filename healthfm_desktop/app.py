@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from PySide6.QtCore import QThreadPool
 from PySide6.QtWidgets import QApplication
 
 from healthfm_desktop import __version__
@@ -132,6 +133,11 @@ def build_main_window() -> MainWindow:
         window.save_geometry(app_controller.settings)
         app_controller.settings.sync()
         relay.uninstall()
+        # let running jobs stop before their controllers go: a job that finishes after its
+        # QObject is deleted raises "Signal source has been deleted" in the worker thread
+        for controller in controllers:
+            controller.cancel_jobs()
+        QThreadPool.globalInstance().waitForDone(5000)
 
     window.closing.connect(on_close)
     window.restore_geometry(app_controller.settings)
