@@ -5,14 +5,13 @@ at all (written beside its place, then renamed)."""
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
 from healthfm_desktop.core.errors import UnreadableFileError
+from healthfm_desktop.core.storage.atomic import atomic_write_bytes
 from healthfm_desktop.core.storage.studies import InstanceRecord
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -70,17 +69,7 @@ def file_encoded_object(encoded: bytes, root: Path) -> FiledObject:
     folder = Path(root) / study / series
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{sop}.dcm"
-    # No fsync per object: a crash can lose the newest file but never leave a partial one,
-    # and per-file fsync would cost more than the network transfer itself.
-    fd, tmp = tempfile.mkstemp(prefix=f".{sop[:20]}.", suffix=".part", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(encoded)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    # No fsync per object (durable=False): a crash can lose the newest file but never leave a
+    # partial one, and per-file fsync would cost more than the network transfer itself.
+    atomic_write_bytes(path, encoded, durable=False)
     return FiledObject(path, len(encoded), ds)
