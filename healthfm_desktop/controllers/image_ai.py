@@ -12,6 +12,16 @@ from PySide6.QtCore import QObject, Signal
 from healthfm_desktop.controllers.workers import Job, Progress, run_job
 
 
+
+def _as_progress(steps):
+    """Turn the core's (fraction, message) steps into worker Progress; return its result."""
+    while True:
+        try:
+            fraction, message = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        yield Progress(fraction, message)
+
 class ImageAnalysisController(QObject):
     started = Signal(str)  # what is being done
     progress = Signal(object)  # Progress
@@ -62,25 +72,9 @@ class ImageAnalysisController(QObject):
 
             yield Progress(0.05, "reading the image")
             image = image_from_dicom_object(source.read_bytes(), frame, name)
-            steps = analyse(image, choice, pixel_spacing_mm)
-            while True:
-                try:
-                    fraction, message = next(steps)
-                except StopIteration as stop:
-                    return stop.value
-                yield Progress(fraction, message)
+            return (yield from _as_progress(analyse(image, choice, pixel_spacing_mm)))
 
-        started = time.perf_counter()
-        self.started.emit(f"Analysing {Path(name).name}")
-        job = Job(work, parent=self)
-        job.progress.connect(self.progress.emit)
-        job.result.connect(lambda outcome: self._on_result(outcome, started))
-        job.error.connect(self.failed.emit)
-        job.cancelled.connect(self.cancelled.emit)
-        job.finished.connect(self._on_finished)
-        self._job = job
-        job.start()
-        return job
+        return self._start(work, f"Analysing {Path(name).name}", self._on_result)
 
     def analyse_series(self, choice: str = "auto", pixel_spacing_mm: float | None = None) -> Job | None:
         """Run one model over every image of the series on screen (progress per image,
@@ -109,19 +103,17 @@ class ImageAnalysisController(QObject):
                 return image_from_dicom_object(cache[key], frame.frame_index, source.member or str(source.path))
 
             yield Progress(0.0, f"analysing {len(frames)} image(s)")
-            steps = analyse_series(load, len(frames), on_screen, choice, pixel_spacing_mm)
-            while True:
-                try:
-                    fraction, message = next(steps)
-                except StopIteration as stop:
-                    return stop.value
-                yield Progress(fraction, message)
+            return (yield from _as_progress(analyse_series(load, len(frames), on_screen, choice, pixel_spacing_mm)))
 
+        return self._start(work, f"Analysing the series ({len(frames)} images)", self._on_series_result)
+
+    def _start(self, work, label: str, on_result) -> Job:
+        """Run ``work`` on a worker; ``on_result(result, started)`` gets the time it began."""
         started = time.perf_counter()
-        self.started.emit(f"Analysing the series ({len(frames)} images)")
+        self.started.emit(label)
         job = Job(work, parent=self)
         job.progress.connect(self.progress.emit)
-        job.result.connect(lambda result: self._on_series_result(result, started))
+        job.result.connect(lambda result: on_result(result, started))
         job.error.connect(self.failed.emit)
         job.cancelled.connect(self.cancelled.emit)
         job.finished.connect(self._on_finished)
