@@ -174,7 +174,9 @@ def run_gui(args) -> int:
 
         QTimer.singleShot(0, window.close)
         QTimer.singleShot(0, app.quit)
-    return app.exec()
+    status = app.exec()
+    QThreadPool.globalInstance().waitForDone(5000)  # jobs started late (after close) end before teardown
+    return status
 
 
 def main() -> int:
