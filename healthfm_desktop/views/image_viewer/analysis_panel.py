@@ -203,10 +203,12 @@ def install_image_analysis(workspace, analysis) -> AnalysisPanel:
     workspace.add_side_panel(PANEL_TITLE, panel)
     state = {"viewport": None}
 
-    def clear_overlays(*_args) -> None:
+    def clear_overlays(*_args, force: bool = True) -> None:
         viewport = state["viewport"]
         if viewport is None:
             return
+        if not force and analysis.result_is_on_screen():
+            return  # the same image was shown again (e.g. the series finished loading): keep it
         for name in OVERLAY_NAMES:
             viewport.set_overlay(name, None)
         viewport.remove_shape_overlay(SHAPE_NAME)
@@ -249,6 +251,6 @@ def install_image_analysis(workspace, analysis) -> AnalysisPanel:
     analysis.cancelled.connect(lambda: (panel.set_idle(), panel.show_cancelled()))
     analysis.finished.connect(panel.set_idle)
     analysis.exported.connect(lambda paths: panel.details.setText(panel.details.text() + "\nExported: " + ", ".join(paths)))
-    analysis.images.current_image_changed.connect(clear_overlays)
+    analysis.images.current_image_changed.connect(lambda *_args: clear_overlays(force=False))
     panel.analysis = analysis  # keep the controller alive with its panel
     return panel
