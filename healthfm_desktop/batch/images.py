@@ -65,6 +65,25 @@ def _prepare_folder(value: str | None) -> Path | None:
     return folder
 
 
+def _each_image(paths: list[str], command: str, handle) -> int:
+    """Run ``handle(path)`` on every image: a bad file is reported (`path: reason`) and the rest
+    go on; a missing or tampered model stops the run. Exit 1 if any file failed or none found."""
+    files = _expand(paths)
+    failed = 0
+    for path in progress(files, label=command):
+        try:
+            handle(path)
+        except ModelError:
+            raise
+        except UserFacingError as exc:
+            failed += 1
+            report_bad_input(path, exc)
+    if not files:
+        report_bad_input(f"images {command}", "no image files found")
+        return 1
+    return 1 if failed else 0
+
+
 def classify(args) -> int:
     from healthfm_desktop.core.imaging.ai.classification import classify as run_classifier
     from healthfm_desktop.core.imaging.ai.classification import saliency_overlay
@@ -73,36 +92,27 @@ def classify(args) -> int:
 
     saliency_dir = _prepare_folder(args.saliency)
     model = load_model(CLASSIFIER)  # a missing or tampered model stops the run (exit 1)
-    failed = 0
     used: set[str] = set()
-    files = _expand(args.paths)
-    for path in progress(files, label="classify"):
-        try:
-            image = read_image(path)
-            result = run_classifier(image, model)
-            record = result.to_json(str(path))
-            if saliency_dir is not None:
-                out = _output_name(saliency_dir, path, "_saliency", used)
-                _write_png(out, cv2.cvtColor(saliency_overlay(image, result.saliency), cv2.COLOR_RGB2BGR))
-                record["saliency_path"] = str(out)
-            if result.intended_use_notes:
-                record["outside_intended_use"] = result.intended_use_notes
-            if args.json:
-                emit_json(record)
-            else:
-                probability = result.probabilities[result.label]
-                print(f"{path}: {result.label} (p={probability:.3f}, {result.model})")
-            for note in result.intended_use_notes:
-                print(f"{path}: note: outside intended use: {note}", file=sys.stderr)
-        except ModelError:
-            raise
-        except UserFacingError as exc:
-            failed += 1
-            report_bad_input(path, exc)
-    if not files:
-        report_bad_input("images classify", "no image files found")
-        return 1
-    return 1 if failed else 0
+
+    def one(path: Path) -> None:
+        image = read_image(path)
+        result = run_classifier(image, model)
+        record = result.to_json(str(path))
+        if saliency_dir is not None:
+            out = _output_name(saliency_dir, path, "_saliency", used)
+            _write_png(out, cv2.cvtColor(saliency_overlay(image, result.saliency), cv2.COLOR_RGB2BGR))
+            record["saliency_path"] = str(out)
+        if result.intended_use_notes:
+            record["outside_intended_use"] = result.intended_use_notes
+        if args.json:
+            emit_json(record)
+        else:
+            probability = result.probabilities[result.label]
+            print(f"{path}: {result.label} (p={probability:.3f}, {result.model})")
+        for note in result.intended_use_notes:
+            print(f"{path}: note: outside intended use: {note}", file=sys.stderr)
+
+    return _each_image(args.paths, "classify", one)
 
 
 def segment(args) -> int:
@@ -118,45 +128,36 @@ def segment(args) -> int:
         return 2
     out_dir = _prepare_folder(args.out)
     model = load_model(SEGMENTER)
-    failed = 0
     used: set[str] = set()
-    files = _expand(args.paths)
-    for path in progress(files, label="segment"):
-        try:
-            image = read_image(path)
-            result = run_segmenter(image, args.pixel_spacing, model)
-            mask_path = _output_name(out_dir, path, "_mask", used)
-            _write_png(mask_path, (result.mask > 0).astype("uint8") * 255)
-            record = {"path": str(path), "model": result.model, "mask_path": str(mask_path), "measurements": result.measurements}
-            if result.spacing_mm is not None:
-                record["pixel_spacing_mm"] = list(result.spacing_mm)
-                record["pixel_spacing_source"] = result.spacing_source
-            if result.intended_use_notes:
-                record["outside_intended_use"] = result.intended_use_notes
-            if args.json:
-                emit_json(record)
-            else:
-                hc = result.measurements.get("head_circumference_mm")
-                print(f"{path}: mask {mask_path}" + (f", head circumference {hc:.1f} mm" if hc is not None else ""))
-            if result.ellipse is None:
-                print(f"{path}: note: no fetal head found, so nothing was measured", file=sys.stderr)
-            elif result.spacing_mm is None:
-                print(
-                    f"{path}: note: no pixel spacing (not in the file and no --pixel-spacing given), "
-                    "so no measurement in mm",
-                    file=sys.stderr,
-                )
-            for note in result.intended_use_notes:
-                print(f"{path}: note: outside intended use: {note}", file=sys.stderr)
-        except ModelError:
-            raise
-        except UserFacingError as exc:
-            failed += 1
-            report_bad_input(path, exc)
-    if not files:
-        report_bad_input("images segment", "no image files found")
-        return 1
-    return 1 if failed else 0
+
+    def one(path: Path) -> None:
+        image = read_image(path)
+        result = run_segmenter(image, args.pixel_spacing, model)
+        mask_path = _output_name(out_dir, path, "_mask", used)
+        _write_png(mask_path, (result.mask > 0).astype("uint8") * 255)
+        record = {"path": str(path), "model": result.model, "mask_path": str(mask_path), "measurements": result.measurements}
+        if result.spacing_mm is not None:
+            record["pixel_spacing_mm"] = list(result.spacing_mm)
+            record["pixel_spacing_source"] = result.spacing_source
+        if result.intended_use_notes:
+            record["outside_intended_use"] = result.intended_use_notes
+        if args.json:
+            emit_json(record)
+        else:
+            hc = result.measurements.get("head_circumference_mm")
+            print(f"{path}: mask {mask_path}" + (f", head circumference {hc:.1f} mm" if hc is not None else ""))
+        if result.ellipse is None:
+            print(f"{path}: note: no fetal head found, so nothing was measured", file=sys.stderr)
+        elif result.spacing_mm is None:
+            print(
+                f"{path}: note: no pixel spacing (not in the file and no --pixel-spacing given), "
+                "so no measurement in mm",
+                file=sys.stderr,
+            )
+        for note in result.intended_use_notes:
+            print(f"{path}: note: outside intended use: {note}", file=sys.stderr)
+
+    return _each_image(args.paths, "segment", one)
 
 
 def self_test_checks():
