@@ -274,14 +274,19 @@ def _get(peer, calling_aet, result: RetrieveResult, sop_classes, timeouts, on_fi
                 break
             last[0] = time.monotonic()
             if code_to_category(status.Status) == "Pending":
-                remaining, completed, failed, warning = _counts(status)
-                result.expected = remaining + completed + failed + warning
-                result.failed = failed
+                _record_pending(result, status)
                 yield from _steps_since(result, reported)
             else:
                 _final_status(result, status)
     yield from _steps_since(result, reported)
     yield RetrieveProgress(result.received, result.expected, result.failed, result.bytes)
+
+
+def _record_pending(result: RetrieveResult, status) -> None:
+    """A Pending C-GET/C-MOVE response: how many sub-operations there are and how many failed."""
+    remaining, completed, failed, warning = _counts(status)
+    result.expected = remaining + completed + failed + warning
+    result.failed = failed
 
 
 def _move(peer, calling_aet, result: RetrieveResult, destination, listen_port, listen_address, timeouts, on_filed):
@@ -322,9 +327,7 @@ def _move(peer, calling_aet, result: RetrieveResult, destination, listen_port, l
                     break
                 last[0] = time.monotonic()
                 if code_to_category(status.Status) == "Pending":
-                    remaining, completed, failed, warning = _counts(status)
-                    result.expected = remaining + completed + failed + warning
-                    result.failed = failed
+                    _record_pending(result, status)
                     yield from _steps_since(result, reported)
                 else:
                     _final_status(result, status, destination)
