@@ -39,6 +39,7 @@ from healthfm_desktop.core.imaging.ai.evaluation import (  # noqa: E402
 )
 from healthfm_desktop.core.imaging.ai.intended_use import training_profile  # noqa: E402
 from healthfm_desktop.core.inference.registry import write_manifest  # noqa: E402
+from image_training import quantise  # noqa: E402  (beside this script)
 
 NAME = "pneumonia_resnet"
 VERSION = "1.0.0"
@@ -178,26 +179,6 @@ def onnx_probabilities(path: Path, x: np.ndarray) -> np.ndarray:
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return np.concatenate([session.run(["probabilities"], {"image": x[i : i + 256]})[0] for i in range(0, len(x), 256)])
-
-
-def quantise(float_path: Path, int8_path: Path, calibration: np.ndarray) -> None:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter([{"image": calibration[i : i + 1]} for i in range(len(calibration))])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    pre = int8_path.with_suffix(".pre.onnx")
-    quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=True)
-    quantize_static(
-        str(pre), str(int8_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-    )
-    pre.unlink()
 
 
 def main(argv: list[str] | None = None) -> int:
