@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # image_training beside this script
 
 from healthfm_desktop.core.imaging.ai import preprocessing as prep  # noqa: E402
 from healthfm_desktop.core.imaging.ai.evaluation import bootstrap_ci, dice, metric_with_ci  # noqa: E402
