@@ -1,14 +1,28 @@
-"""De-identification per DICOM PS3.15 Annex E, Basic Application Level Confidentiality Profile
-(pydicom): identifying attributes removed, emptied or replaced with a dummy (Table E.1-1
-actions X / Z / D), every instance UID replaced consistently through one mapping (so a study
-stays a study), private tags, curves and overlay comments removed, the de-identification
-recorded in the dataset. Pixel data is copied untouched: a file that declares (or, by modality,
-may carry) burned-in annotation gets a warning rather than a silent pass."""
+"""De-identification per DICOM PS3.15 Annex E, Basic Application Level Confidentiality Profile.
+
+Every row of Table E.1-1 (Basic Profile column) is applied with its action code, at the top
+level and inside every sequence item: X remove, Z empty (or a dummy), D dummy value of the VR,
+U new UID (the same original UID always gives the same new UID within one ``Anonymiser``
+session, so a study stays a study), K keep, C clean (treated as D), and the conformance-
+dependent X/Z, X/D, X/Z/D, Z/D and X/Z/U* decided by the attribute's type (1, 1C, 2, 2C or 3)
+in the IOD of the object's SOP class at that sequence path. Private attributes are removed
+(no Retain Safe Private option), as are curves and overlay planes whose data is removed.
+The table is ``resources/dicom/ps315_table_e1_1.json`` (its README says where it came from).
+
+Beyond the table, two safety nets: any other person name is emptied, and any other UID that is
+not a registered DICOM UID (1.2.840.10008.*) or a class / syntax UID is replaced like a U row.
+
+Pixel data is copied untouched. An object that declares Burned In Annotation = YES, or whose
+modality / SOP class is known to carry burned-in text (ultrasound, secondary capture, ...)
+without declaring NO, is flagged: ``burned_in_risk`` tells the viewer to ask before exporting,
+and the output records it (warnings, and a second De-identification Method value)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
+import json
 import os
 import secrets
 from collections.abc import Callable, Iterable
@@ -17,77 +31,163 @@ from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, generate_uid
 
 from healthfm_desktop.core.errors import UnreadableFileError, UserFacingError
 from healthfm_desktop.core.imaging.sources import SourceRef
 
-# Table E.1-1, Basic Profile column, for the attributes real files carry. Z = empty (or a
-# dummy consistent with the VR), D = dummy, X = remove. UIDs are handled by the UI rule below.
-_Z = {
-    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber",
-    "ReferringPhysicianName", "StudyID", "StudyDate", "StudyTime", "ContentDate", "ContentTime",
-    "ContentCreatorName", "VerifyingObserverIdentificationCodeSequence", "ContrastBolusAgent",
-    "FillerOrderNumberImagingServiceRequest", "PlacerOrderNumberImagingServiceRequest",
-}
-_D = {
-    "VerifyingObserverName": "ANONYMOUS", "PersonName": "ANONYMOUS", "VerifyingOrganization": "ANONYMOUS",
-    "ObserverContextSequence": None, "StructureSetLabel": "ANONYMOUS", "RTPlanLabel": "ANONYMOUS",
-}
-_X = {
-    "InstitutionName", "InstitutionAddress", "InstitutionCodeSequence", "ReferringPhysicianAddress",
-    "ReferringPhysicianTelephoneNumbers", "ReferringPhysicianIdentificationSequence", "StationName",
-    "StudyDescription", "SeriesDescription", "InstitutionalDepartmentName", "PhysiciansOfRecord",
-    "PhysiciansOfRecordIdentificationSequence", "PerformingPhysicianName",
-    "PerformingPhysicianIdentificationSequence", "NameOfPhysiciansReadingStudy",
-    "PhysiciansReadingStudyIdentificationSequence", "OperatorsName", "OperatorIdentificationSequence",
-    "AdmittingDiagnosesDescription", "AdmittingDiagnosesCodeSequence", "ReferencedStudySequence",
-    "ReferencedPerformedProcedureStepSequence", "ReferencedPatientSequence", "DerivationDescription",
-    "SeriesDate", "AcquisitionDate", "SeriesTime", "AcquisitionTime", "AcquisitionDateTime",
-    "InstanceCreationDate", "InstanceCreationTime", "OverlayDate", "OverlayTime", "CurveDate", "CurveTime",
-    "IssuerOfPatientID", "PatientBirthTime", "OtherPatientIDs", "OtherPatientNames", "OtherPatientIDsSequence",
-    "PatientBirthName", "PatientAge", "PatientSize", "PatientWeight", "PatientAddress",
-    "PatientMotherBirthName", "MedicalRecordLocator", "CountryOfResidence", "RegionOfResidence",
-    "PatientTelephoneNumbers", "EthnicGroup", "Occupation", "SmokingStatus", "AdditionalPatientHistory",
-    "PregnancyStatus", "LastMenstrualDate", "PatientReligiousPreference", "PatientComments", "MedicalAlerts",
-    "Allergies", "MilitaryRank", "BranchOfService", "PatientInsurancePlanCodeSequence",
-    "PatientPrimaryLanguageCodeSequence", "PatientSexNeutered", "ResponsiblePerson", "ResponsibleOrganization",
-    "DeviceSerialNumber", "ProtocolName", "AcquisitionDeviceProcessingDescription", "AcquisitionComments",
-    "DetectorID", "PlateID", "GeneratorID", "CassetteID", "GantryID", "AcquisitionProtocolDescription",
-    "ContributionDescription", "ImageComments", "FrameComments", "ModifyingDeviceID", "RequestingPhysician",
-    "RequestingService", "RequestedProcedureDescription", "RequestedProcedureCodeSequence", "StudyComments",
-    "StudyIDIssuer", "AdmissionID", "CurrentPatientLocation", "PatientInstitutionResidence", "PatientState",
-    "VisitComments", "ServiceEpisodeID", "ServiceEpisodeDescription", "ReferencedPatientAliasSequence",
-    "PerformedStationAETitle", "PerformedStationName", "PerformedLocation", "PerformedProcedureStepStartDate",
-    "PerformedProcedureStepStartTime", "PerformedProcedureStepEndDate", "PerformedProcedureStepEndTime",
-    "PerformedProcedureStepID", "PerformedProcedureStepDescription", "RequestAttributesSequence",
-    "CommentsOnThePerformedProcedureStep", "RequestedProcedureID", "PatientTransportArrangements",
-    "RequestedProcedureLocation", "NamesOfIntendedRecipientsOfResults", "RequestedProcedureComments",
-    "ReasonForTheImagingServiceRequest", "ImagingServiceRequestComments",
-    "ConfidentialityConstraintOnPatientDataDescription", "ContentSequence", "ScheduledPerformingPhysicianName",
-    "ScheduledStationAETitle", "ScheduledStationName", "ScheduledProcedureStepLocation",
-    "ScheduledProcedureStepDescription", "ScheduledProcedureStepID",
-    "ScheduledPerformingPhysicianIdentificationSequence", "OriginalAttributesSequence", "DigitalSignatureUID",
-    "DigitalSignaturesSequence", "TimezoneOffsetFromUTC", "IdentifyingComments", "DateOfSecondaryCapture",
-    "TimeOfSecondaryCapture", "TextValue", "TextString", "ReferencedImageSequence",
-    "SourceImageSequence", "InterpretationAuthor", "InterpretationDiagnosisDescription",
-    "InterpretationIDIssuer", "InterpretationRecorder", "InterpretationText", "InterpretationTranscriber",
-    "ResultsIDIssuer", "DistributionName", "DistributionAddress", "CustodialOrganizationSequence",
-    "InstitutionDepartmentTypeCodeSequence", "ScheduledPatientInstitutionResidence", "ReviewerName",
-    "DeviceDescription", "LotIdentifier", "PerformedProcedureStepStartDateTime", "ProcedureStepLabel",
-    "PatientState", "ClinicalTrialSponsorName", "ClinicalTrialProtocolName",
-}
-# UIDs that identify a thing (not a class or syntax) are replaced; these stay.
+PROFILE_NAME = "PS3.15 E.1 Basic Application Confidentiality Profile"
+PROFILE_CODE = ("113100", "DCM", "Basic Application Confidentiality Profile")
+BURNED_IN_NOTE = "Pixels not cleaned: burned-in text possible"  # <= 64 chars (LO)
+
+# Class-like UIDs that identify a kind of thing, not a patient's thing: never replaced.
 _KEEP_UIDS = {
     "SOPClassUID", "MediaStorageSOPClassUID", "TransferSyntaxUID", "ReferencedSOPClassUID",
     "ImplementationClassUID", "CodingSchemeUID", "ContextGroupExtensionCreatorUID",
     "ReferencedSOPClassUIDInFile", "RelatedGeneralSOPClassUID", "OriginalSpecializedSOPClassUID",
     "PrivateInformationCreatorUID", "MappingResourceUID", "ContextUID", "TemplateExtensionCreatorUID",
+    "ReferencedTransferSyntaxUIDInFile", "SOPClassesInStudy", "AffectedSOPClassUID",
+    "RequestedSOPClassUID", "SOPClassesSupported", "CodingSchemeRegistry",
 }
-_DATE_VRS = {"DA", "DT", "TM"}
-_BURNED_IN_MODALITIES = {"US", "SC", "OT", "XC", "ES", "GM", "SM", "DOC"}
-PROFILE_NAME = "PS3.15 E.1 Basic Application Confidentiality Profile"
+# Modalities whose images usually carry burned-in text (ultrasound calipers and labels, video
+# endoscopy, photographs, scanned documents, secondary captures saved as OT).
+_BURNED_IN_MODALITIES = {"US", "OT", "XC", "ES", "GM", "SM", "DOC", "IVUS", "OP", "SC"}
+# Secondary Capture (all its variants), Encapsulated PDF/CDA, VL photographic / endoscopic.
+_BURNED_IN_SOP_PREFIXES = ("1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.104",
+                           "1.2.840.10008.5.1.4.1.1.77.1.1", "1.2.840.10008.5.1.4.1.1.77.1.4")
+_TEXT_VRS = {"AE", "CS", "LO", "LT", "SH", "ST", "UC", "UR", "UT", "PN"}
+_BINARY_VRS = {"OB", "OW", "OD", "OF", "OL", "OV", "UN"}
+_NUMERIC_VRS = {"US", "SS", "UL", "SL", "FL", "FD", "SV", "UV", "AT"}
+_DUMMIES = {"DA": "19000101", "DT": "19000101000000", "TM": "000000", "AS": "000Y", "IS": "0", "DS": "0"}
+_TYPE_STRENGTH = {"1": 0, "1C": 1, "2": 2, "2C": 3, "3": 4}
+_SIMPLE_ACTIONS = {"X", "Z", "D", "U", "K", "C"}
+
+
+def _table_path() -> Path:
+    from healthfm_desktop.core.paths import resources_dir
+
+    return resources_dir() / "dicom" / "ps315_table_e1_1.json"
+
+
+@dataclass(frozen=True)
+class ProfileTable:
+    """Table E.1-1 (Basic Profile) with the IOD attribute types its combined actions need."""
+
+    exact: dict[int, tuple[str, str]]  # tag -> (action, name)
+    repeating: list[tuple[int, int, str, str]]  # (mask, value, action, name) for 50xx / 60xx rows
+    private_action: str
+    iods: list[str]
+    sop_class_iod: dict[str, str]
+    types: dict[str, dict[str, dict[str, list[int]]]]  # keyword -> path -> type -> iod indices
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> "ProfileTable":
+        data = json.loads((path or _table_path()).read_text(encoding="utf-8"))
+        exact: dict[int, tuple[str, str]] = {}
+        repeating: list[tuple[int, int, str, str]] = []
+        private_action = "X"
+        for row in data["attributes"]:
+            if row["tag"] == "private":
+                private_action = row["action"]
+                continue
+            pattern = row["tag"]
+            if "x" in pattern:
+                mask = int("".join("0" if c == "x" else "F" for c in pattern), 16)
+                value = int(pattern.replace("x", "0"), 16)
+                repeating.append((mask, value, row["action"], row["name"]))
+            else:
+                exact[int(pattern, 16)] = (row["action"], row["name"])
+        return cls(exact, repeating, private_action, data["iods"], data["sop_class_iod"],
+                   data["conditional_types"])
+
+    def row_for(self, tag: int) -> tuple[str, str] | None:
+        """(action, attribute name) of the table row that covers ``tag``, or None."""
+        found = self.exact.get(int(tag))
+        if found is not None:
+            return found
+        group = int(tag) >> 16
+        if group % 2 == 0:  # repeating groups are even (50xx curves, 60xx overlays)
+            for mask, value, action, name in self.repeating:
+                if int(tag) & mask == value:
+                    return action, name
+        return None
+
+    def iod_of(self, sop_class_uid: str) -> int | None:
+        name = self.sop_class_iod.get(str(sop_class_uid or ""))
+        if name is None:
+            return None
+        try:
+            return self.iods.index(name)
+        except ValueError:
+            return None
+
+    def attribute_type(self, keyword: str, path: tuple[str, ...], iod: int | None) -> str:
+        """The attribute's type in the IOD at this sequence path: '1', '1C', '2', '2C' or '3'
+        (also for an attribute the IOD does not define, or an IOD the table does not know).
+        A nested path the module tables do not list (a macro inside functional groups) is
+        matched by its innermost sequence."""
+        by_path = self.types.get(keyword)
+        if not by_path or iod is None:
+            return "3"
+        wanted = "/".join(path)
+        candidates = [by_path[wanted]] if wanted in by_path else []
+        if not candidates and path:
+            candidates = [types for known, types in by_path.items()
+                          if known and known.split("/")[-1] == path[-1]]
+        best = "3"
+        for types in candidates:
+            for kind, iods in types.items():
+                if iod in iods and _TYPE_STRENGTH[kind] < _TYPE_STRENGTH[best]:
+                    best = kind
+        return best
+
+
+@functools.lru_cache(maxsize=1)
+def profile_table() -> ProfileTable:
+    return ProfileTable.load()
+
+
+def resolve_action(action: str, attribute_type: str) -> str:
+    """A combined action (X/Z, X/D, X/Z/D, Z/D, X/Z/U*) decided by the attribute's type: the
+    first (most removing) option unless IOD conformance needs Z (type 2) or D / U* (type 1)."""
+    if action in _SIMPLE_ACTIONS:
+        return action
+    options = action.split("/")
+    if attribute_type in ("1", "1C"):
+        for wanted in ("D", "U*", "Z"):
+            if wanted in options:
+                return wanted
+    if attribute_type in ("2", "2C"):
+        for wanted in ("Z", "D"):
+            if wanted in options:
+                return wanted
+    return options[0]
+
+
+def burned_in_risk(header) -> str | None:
+    """Why this object's pixels may show identifying text, or None. ``header``: a pydicom
+    Dataset (headers are enough)."""
+    burned = str(header.get("BurnedInAnnotation", "") or "").strip().upper()
+    if burned == "YES":
+        return ("declares Burned In Annotation = YES: identifying text may be burned into the pixels, "
+                "which are not altered; review or mask the image before sharing")
+    if burned == "NO" or not _has_pixels(header):
+        return None
+    modality = str(header.get("Modality", "") or "").strip().upper()
+    sop_class = str(header.get("SOPClassUID", "") or "")
+    if modality in _BURNED_IN_MODALITIES or sop_class.startswith(_BURNED_IN_SOP_PREFIXES):
+        kind = modality or "secondary capture"
+        return (f"{kind} image without Burned In Annotation = NO: it may carry burned-in text; "
+                "pixels are not altered, review before sharing")
+    return None
+
+
+def _has_pixels(header) -> bool:
+    # headers read with stop_before_pixels lack PixelData: Rows and Columns say there are pixels
+    return any(k in header for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")) or (
+        "Rows" in header and "Columns" in header)
 
 
 @dataclass
@@ -97,14 +197,16 @@ class AnonymisationReport:
     written: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
+    burned_in: list[Path] = field(default_factory=list)  # outputs whose pixels may show text
 
 
 class Anonymiser:
-    """One de-identification session: the same original UID (or patient) always maps to the
-    same replacement within the session, and to an unrelated one in another session."""
+    """One de-identification session (one export): the same original UID (or patient) always
+    maps to the same replacement within the session, and to an unrelated one in another."""
 
-    def __init__(self, salt: bytes | None = None):
+    def __init__(self, salt: bytes | None = None, table: ProfileTable | None = None):
         self._salt = salt if salt is not None else secrets.token_bytes(16)
+        self.table = table or profile_table()
         self.uid_map: dict[str, str] = {}
 
     def new_uid(self, old: str) -> str:
@@ -115,99 +217,139 @@ class Anonymiser:
     def pseudonym(self, value: str) -> str:
         return hashlib.sha256(self._salt + value.encode("utf-8", "replace")).hexdigest()[:10].upper()
 
-    def _is_replaceable_uid(self, keyword: str, value: str) -> bool:
-        if keyword in _KEEP_UIDS or not value:
-            return False
-        # registered DICOM UIDs (SOP classes, syntaxes, coding schemes) are not identifying
-        return not (value.startswith("1.2.840.10008.") and UID(value).is_valid)
+    # --- the actions ------------------------------------------------------------------------
+    def _replace_uids(self, element) -> None:
+        values = list(element.value) if isinstance(element.value, (list, tuple, MultiValue)) else [element.value]
+        replaced = [self.new_uid(str(v)) if str(v).strip() else "" for v in values]
+        element.value = replaced if len(replaced) > 1 else (replaced[0] if replaced else "")
 
-    def _clean(self, ds: Dataset, top_level: bool) -> None:
+    def _empty(self, element, top_level: bool) -> None:
+        if element.VR == "SQ":
+            element.value = Sequence([])
+        elif top_level and element.keyword in ("PatientName", "PatientID") and element.value:
+            element.value = self._patient_dummy(element.keyword, str(element.value))
+        elif element.VR in _TEXT_VRS or element.VR in _DUMMIES or element.VR in ("DA", "DT", "TM", "UI"):
+            element.value = ""
+        else:
+            element.value = None
+
+    def _patient_dummy(self, keyword: str, original: str) -> str:
+        # Z allows a dummy: a pseudonym keeps two patients of one export apart
+        if keyword == "PatientName":
+            return f"ANONYMOUS^{self.pseudonym(original)}"
+        return f"ANON-{self.pseudonym(original)}"
+
+    def _dummy(self, element, path: tuple[str, ...], iod: int | None, top_level: bool) -> None:
+        vr = element.VR
+        if vr == "SQ":  # a "dummy" sequence: the items kept, every attribute in them de-identified
+            self._clean_items(element, path, iod)
+        elif vr == "UI":
+            self._replace_uids(element)
+        elif top_level and element.keyword in ("PatientName", "PatientID"):
+            element.value = self._patient_dummy(element.keyword, str(element.value or ""))
+        elif vr in _DUMMIES:
+            element.value = _DUMMIES[vr]
+        elif vr in _TEXT_VRS:
+            element.value = "ANONYMOUS"
+        elif vr in _NUMERIC_VRS:
+            element.value = 0
+        elif vr in _BINARY_VRS:
+            element.value = b"\x00\x00"
+        else:
+            element.value = "ANONYMOUS"
+
+    def _clean_items(self, element, path: tuple[str, ...], iod: int | None) -> None:
+        inner = path + (element.keyword or str(element.tag),)
+        for item in element.value or []:
+            self._clean(item, inner, iod)
+
+    def _clean(self, ds: Dataset, path: tuple[str, ...], iod: int | None) -> None:
+        top_level = not path
+        overlay_groups_to_drop: set[int] = set()
         for element in list(ds):
             tag = element.tag
-            keyword = element.keyword
             if tag.is_private:
-                del ds[tag]
-                continue
-            group = tag.group
-            if 0x5000 <= group <= 0x50FF and group % 2 == 0:  # curves (retired)
-                del ds[tag]
-                continue
-            if 0x6000 <= group <= 0x60FF and group % 2 == 0 and tag.element in (0x4000, 0x0022):
-                del ds[tag]  # overlay comments / description (free text)
-                continue
-            if keyword in _X:
-                del ds[tag]
-                continue
-            if element.VR == "SQ":
-                for item in element.value or []:
-                    self._clean(item, top_level=False)
-                continue
-            if keyword in _Z:
-                element.value = self._dummy(keyword, element) if top_level else ""
-                continue
-            if keyword in _D:
-                if _D[keyword] is None:
+                if self.table.private_action == "X":
                     del ds[tag]
+                continue
+            if tag.element == 0x0000:  # group lengths would be wrong after removals
+                del ds[tag]
+                continue
+            row = self.table.row_for(tag)
+            keyword = element.keyword
+            if row is None:
+                self._beyond_table(ds, element, keyword, path, iod)
+                continue
+            action = resolve_action(row[0], self.table.attribute_type(keyword, path, iod) if keyword else "3")
+            if action == "X":
+                if 0x6000 <= tag.group <= 0x60FF and tag.element == 0x3000:
+                    overlay_groups_to_drop.add(tag.group)  # an overlay plane without its data
+                del ds[tag]
+            elif action == "Z":
+                self._empty(element, top_level)
+            elif action in ("D", "C"):
+                self._dummy(element, path, iod, top_level)
+            elif action == "U":
+                if element.VR == "SQ":
+                    self._clean_items(element, path, iod)
                 else:
-                    element.value = _D[keyword]
-                continue
-            if element.VR == "UI":
-                values = element.value if isinstance(element.value, (list, tuple)) or type(element.value).__name__ == "MultiValue" else [element.value]
-                replaced = [self.new_uid(str(v)) if self._is_replaceable_uid(keyword, str(v)) else str(v) for v in values]
-                element.value = replaced if len(replaced) > 1 else (replaced[0] if replaced else "")
-                continue
-            if element.VR in _DATE_VRS:
-                del ds[tag]  # dates and times not kept as Z above identify the visit
-                continue
-            if element.VR == "PN":
-                del ds[tag]  # any other person's name
-                continue
+                    self._replace_uids(element)
+            elif action in ("U*", "K"):
+                if element.VR == "SQ":  # kept, with the UIDs (and all else) inside de-identified
+                    self._clean_items(element, path, iod)
+        for group in overlay_groups_to_drop:
+            for element in list(ds.group_dataset(group)):
+                del ds[element.tag]
 
-    def _dummy(self, keyword: str, element) -> str:
-        original = "" if element.value is None else str(element.value)
-        if keyword == "PatientName":
-            return f"ANONYMOUS^{self.pseudonym(original)}" if original else "ANONYMOUS"
-        if keyword == "PatientID":
-            return f"ANON-{self.pseudonym(original)}" if original else ""
-        return ""
+    def _beyond_table(self, ds: Dataset, element, keyword: str, path: tuple[str, ...], iod: int | None) -> None:
+        """Attributes Table E.1-1 does not list are kept (K), sequences cleaned inside; the
+        two safety nets catch names and instance UIDs of attributes the table misses."""
+        if element.VR == "SQ":
+            self._clean_items(element, path, iod)
+        elif element.VR == "PN":
+            element.value = ""
+        elif element.VR == "UI" and keyword not in _KEEP_UIDS and element.tag.group != 0x0002:
+            values = element.value if isinstance(element.value, (list, tuple, MultiValue)) else [element.value]
+            if any(self._is_instance_uid(str(v)) for v in values):
+                replaced = [self.new_uid(str(v)) if self._is_instance_uid(str(v)) else str(v) for v in values]
+                element.value = replaced if len(replaced) > 1 else replaced[0]
+
+    @staticmethod
+    def _is_instance_uid(value: str) -> bool:
+        value = value.strip()
+        # registered DICOM UIDs (SOP classes, syntaxes, coding schemes) are not identifying
+        return bool(value) and not (value.startswith("1.2.840.10008.") and UID(value).is_valid)
 
     def anonymise_dataset(self, ds: Dataset) -> list[str]:
         """De-identify ``ds`` in place (pixels untouched); return warnings for the user."""
         warnings: list[str] = []
-        burned = str(ds.get("BurnedInAnnotation", "") or "").upper()
-        modality = str(ds.get("Modality", "") or "").upper()
-        if burned == "YES":
-            warnings.append(
-                "declares Burned In Annotation = YES: identifying text may be burned into the pixels, "
-                "which are not altered; review or mask the image before sharing"
-            )
-        elif burned != "NO" and modality in _BURNED_IN_MODALITIES and "PixelData" in ds:
-            warnings.append(
-                f"{modality} image without Burned In Annotation = NO: it may carry burned-in text; "
-                "pixels are not altered, review before sharing"
-            )
-        self._clean(ds, top_level=True)
+        risk = burned_in_risk(ds)
+        if risk:
+            warnings.append(risk)
+        burned = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
+        iod = self.table.iod_of(str(ds.get("SOPClassUID", "") or ""))
+        self._clean(ds, (), iod)
         meta = getattr(ds, "file_meta", None)
         if meta is not None:
-            for keyword in ("MediaStorageSOPInstanceUID",):
-                if keyword in meta and meta[keyword].value:
-                    meta[keyword].value = self.new_uid(str(meta[keyword].value))
-            for keyword in ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle", "ReceivingApplicationEntityTitle"):
-                if keyword in meta:
-                    del meta[keyword]
+            for element in list(meta):
+                row = self.table.row_for(element.tag)
+                if element.keyword == "MediaStorageSOPInstanceUID" and element.value:
+                    element.value = self.new_uid(str(element.value))
+                elif row is not None and resolve_action(row[0], "3") == "X":
+                    del meta[element.tag]
+                elif element.keyword in ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle",
+                                         "ReceivingApplicationEntityTitle", "SourcePresentationAddress",
+                                         "SendingPresentationAddress", "ReceivingPresentationAddress"):
+                    del meta[element.tag]  # who sent it where: identifies the site
         ds.PatientIdentityRemoved = "YES"
-        ds.DeidentificationMethod = PROFILE_NAME
+        ds.DeidentificationMethod = [PROFILE_NAME, BURNED_IN_NOTE] if risk else PROFILE_NAME
         code = Dataset()
-        code.CodeValue = "113100"
-        code.CodingSchemeDesignator = "DCM"
-        code.CodeMeaning = "Basic Application Confidentiality Profile"
+        code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = PROFILE_CODE
         ds.DeidentificationMethodCodeSequence = Sequence([code])
         ds.LongitudinalTemporalInformationModified = "REMOVED"
         if burned == "YES":
             ds.BurnedInAnnotation = "YES"  # kept: the receiver must know
         return warnings
-
-
 def _read_for_anonymisation(source: SourceRef) -> Dataset:
     from healthfm_desktop.core.imaging.decoding import guess_missing_transfer_syntax, transfer_syntax_of
     from healthfm_desktop.core.imaging.scanning import read_header
@@ -274,6 +416,8 @@ def anonymise_paths(
         else:
             report.written.append(target)
             report.warnings.extend(f"{source}: {w}" for w in warnings)
+            if warnings:
+                report.burned_in.append(target)
         if progress is not None:
             progress(done, len(sources))
     return report
@@ -292,5 +436,17 @@ def anonymise_series(series, folder: str | os.PathLike, anonymiser: Anonymiser |
             report.rejected.append((str(instance.source), str(exc)))
         else:
             report.written.append(target)
-            report.warnings.extend(warnings if not report.warnings or warnings[0] not in report.warnings else [])
+            report.warnings.extend(w for w in warnings if w not in report.warnings)  # once per series
+            if warnings:
+                report.burned_in.append(target)
     return report
+
+
+def series_burned_in_risk(series) -> str | None:
+    """Why a viewer ``Series`` may show burned-in text (from its headers), or None: the viewer
+    asks the user before exporting such a series."""
+    for instance in series.instances:
+        reason = burned_in_risk(instance.header)
+        if reason:
+            return reason
+    return None
