@@ -224,7 +224,13 @@ def anonymize(args) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     for path, reason in report.rejected:
         report_bad_input(path, reason)
-    print(f"{len(report.written)} file(s) de-identified into {args.out}")
+    summary = f"{len(report.written)} file(s) de-identified into {args.out}"
+    if report.burned_in:
+        # CLI.md defines no option to refuse or confirm: export, warn, and say so in the summary
+        # (each such file also records it in its De-identification Method)
+        summary += (f"; {len(report.burned_in)} may show burned-in identifying text "
+                    "(pixels are not cleaned: review them before sharing)")
+    print(summary)
     return EXIT_FAILED if report.rejected else EXIT_OK
 
 

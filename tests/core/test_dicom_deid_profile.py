@@ -324,3 +324,25 @@ def test_burned_in_risk_by_flag_modality_and_sop_class():
     assert "US image" in burned_in_risk(ds)
     ds.Modality, ds.SOPClassUID = "CT", "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture
     assert burned_in_risk(ds) is not None
+
+
+def test_cli_exports_a_burned_in_image_with_a_warning_and_records_it(tmp_path, capsys):
+    # CLI.md's `dicom anonymize PATH... --out DIR` has no confirm/refuse option: the files are
+    # written, stderr warns, the summary line and the file itself record it
+    from healthfm_desktop.cli import main
+
+    marked = tmp_path / "marked.dcm"
+    ds = pydicom.dcmread(DICOM / "single" / "CT_small.dcm")
+    ds.BurnedInAnnotation = "YES"
+    ds.save_as(marked)
+    code = main(["dicom", "anonymize", str(marked), str(DICOM / "single" / "MR_small_RLE.dcm"),
+                 "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert f"warning: {marked}: declares Burned In Annotation = YES" in captured.err
+    assert "2 file(s) de-identified" in captured.out and "1 may show burned-in identifying text" in captured.out
+    copies = [pydicom.dcmread(p) for p in (tmp_path / "out").glob("*.dcm")]
+    flagged = [c for c in copies if c.get("BurnedInAnnotation") == "YES"]
+    assert len(flagged) == 1 and "burned-in text possible" in flagged[0].DeidentificationMethod[1]
+    other = next(c for c in copies if c.get("BurnedInAnnotation") != "YES")
+    assert other.DeidentificationMethod == "PS3.15 E.1 Basic Application Confidentiality Profile"
