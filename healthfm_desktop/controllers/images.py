@@ -257,6 +257,7 @@ class ImagesController(WorkspaceController):
         self._measurements: dict[str, dict] = {}  # id -> record
         self._studies_loaded: set[str] = set()
         self._mpr_cache: dict[str, Any] = {}
+        self._positions_along_normal: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # for sync
         self._decoded.connect(self._on_decoded)
         self._failed.connect(self._on_failed)
         self._scan_step.connect(lambda done, total: self.progress.emit(
@@ -678,21 +679,57 @@ class ImagesController(WorkspaceController):
             return None
         return 1000.0 / frame_time if frame_time > 0 else None
 
-    def matching_index(self, source_key: str, source_index: int, target_key: str) -> int | None:
-        """The slice of ``target_key`` nearest in space to ``source_index`` of ``source_key``
-        when both share a frame of reference and are parallel; None otherwise."""
+    def sync_relation(self, source_key: str, target_key: str) -> tuple[bool, str]:
+        """Whether scrolling ``source_key`` moves ``target_key`` (True for the same series, or
+        another series of the same frame of reference with parallel slices), and why, in
+        words the viewport shows."""
         source, target = self._by_key.get(source_key), self._by_key.get(target_key)
         if source is None or target is None:
+            return False, "nothing to synchronise"
+        if source_key == target_key:
+            return True, "same series"
+        if not source.frame_of_reference_uid or not target.frame_of_reference_uid:
+            return False, "no frame of reference"
+        if source.frame_of_reference_uid != target.frame_of_reference_uid:
+            return False, "other frame of reference"
+        normal, other = source.frames[0].normal, target.frames[0].normal
+        if normal is None or other is None:
+            return False, "no slice geometry"
+        if abs(float(np.dot(normal, other))) < 0.99:
+            return False, "slices not parallel"
+        return True, "same frame of reference"
+
+    def matching_index(self, source_key: str, source_index: int, target_key: str) -> int | None:
+        """The slice of ``target_key`` nearest in space to ``source_index`` of ``source_key``:
+        ImagePositionPatient of both projected on the target's slice normal, so series with
+        other spacing, extent or slice order land on the same anatomy (not the same index).
+        None unless ``sync_relation`` allows it."""
+        synced, _why = self.sync_relation(source_key, target_key)
+        if not synced:
             return None
-        if not source.frame_of_reference_uid or source.frame_of_reference_uid != target.frame_of_reference_uid:
-            return None
+        if source_key == target_key:
+            return source_index
+        source, target = self._by_key[source_key], self._by_key[target_key]
         src = source.frames[source_index]
         normal = target.frames[0].normal
-        if src.position is None or normal is None or src.normal is None or abs(float(np.dot(normal, src.normal))) < 0.99:
+        if src.position is None:
             return None
-        wanted = float(np.dot(np.array(src.position), normal))
-        positions = [float(np.dot(np.array(f.position), normal)) if f.position else np.inf for f in target.frames]
-        return int(np.argmin(np.abs(np.array(positions) - wanted)))
+        positions = self._projected_positions(target, normal)
+        if not np.isfinite(positions).any():
+            return None
+        wanted = float(np.dot(np.asarray(src.position, dtype=float), normal))
+        return int(np.argmin(np.abs(positions - wanted)))
+
+    def _projected_positions(self, series: Series, normal: np.ndarray) -> np.ndarray:
+        """Each slice's ImagePositionPatient along ``normal`` (inf where a slice has none);
+        kept per series, as scrolling asks for it at every step."""
+        cache = self._positions_along_normal
+        known = cache.get(series.key)
+        if known is None or not np.array_equal(known[0], normal):
+            values = np.array([float(np.dot(np.asarray(f.position, dtype=float), normal)) if f.position else np.inf
+                               for f in series.frames])
+            known = cache[series.key] = (np.array(normal), values)
+        return known[1]
 
     # ---------------------------------------------------------- current image
     def set_current(self, key: str, index: int) -> None:
@@ -932,6 +969,14 @@ class ImagesController(WorkspaceController):
             self.message.emit("error", f"Could not save {path.name}: {exc.strerror or exc}")
             return
         self.status.emit(f"Saved {path}")
+
+    def burned_in_reason(self, key: str) -> str | None:
+        """Why the series may show burned-in identifying text (its headers say so, or its
+        modality / SOP class usually does), or None: the view asks before exporting it."""
+        from healthfm_desktop.core.imaging.anonymise import series_burned_in_risk
+
+        series = self._by_key.get(key)
+        return None if series is None else series_burned_in_risk(series)
 
     def export_deidentified(self, key: str, folder: Path):
         series = self._by_key.get(key)

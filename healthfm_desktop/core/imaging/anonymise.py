@@ -179,7 +179,8 @@ def burned_in_risk(header) -> str | None:
     sop_class = str(header.get("SOPClassUID", "") or "")
     if modality in _BURNED_IN_MODALITIES or sop_class.startswith(_BURNED_IN_SOP_PREFIXES):
         kind = modality or "secondary capture"
-        return (f"{kind} image without Burned In Annotation = NO: it may carry burned-in text; "
+        return (f"is {'an' if kind[:1] in 'AEIOUX' else 'a'} {kind} image without Burned In Annotation = NO "
+                "(such images usually carry burned-in text): it may show identifying text; "
                 "pixels are not altered, review before sharing")
     return None
 

@@ -120,6 +120,8 @@ class ImageViewport(QWidget):
         self._crosshair: tuple[float, float] | None = None
         self._active = False
         self._message = "Drop DICOM files, folders, zips or a DICOMDIR here"
+        #: a short notice drawn at the top centre (sync state, "not DICOM"...): text, good?
+        self._badges: dict[str, tuple[str, bool]] = {}
         self._cursor_text = ""
         # interaction state
         self._drag_button: Qt.MouseButton | None = None
@@ -163,6 +165,18 @@ class ImageViewport(QWidget):
         """Text shown in the middle when there is no frame (e.g. "Loading…")."""
         self._message = text
         self.update()
+
+    def set_badge(self, name: str, text: str | None, good: bool = True) -> None:
+        """Show (or, with ``text`` None, remove) a notice at the top centre: green when
+        ``good`` (e.g. "Synced"), amber otherwise (e.g. "Not synced: other frame of reference")."""
+        if text:
+            self._badges[name] = (text, good)
+        else:
+            self._badges.pop(name, None)
+        self.update()
+
+    def badges(self) -> dict[str, str]:
+        return {name: text for name, (text, _good) in self._badges.items()}
 
     def set_corner_text(self, corners: dict[str, list[str]]) -> None:
         self._info.corners = corners
@@ -453,6 +467,20 @@ class ImageViewport(QWidget):
         if self._crosshair is not None:
             self._draw_crosshair(painter, transform)
         self._draw_corners(painter)
+        self._draw_badges(painter)
+
+    def _draw_badges(self, painter: QPainter) -> None:
+        metrics = QFontMetrics(self._font)
+        y = 6.0
+        for text, good in self._badges.values():
+            width = metrics.horizontalAdvance(text) + 12
+            box = QRectF((self.width() - width) / 2, y, width, metrics.height() + 4)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(20, 110, 60, 200) if good else QColor(150, 95, 0, 210))
+            painter.drawRoundedRect(box, 4, 4)
+            painter.setPen(QColor(245, 245, 245))
+            painter.drawText(box, Qt.AlignmentFlag.AlignCenter, text)
+            y += box.height() + 3
 
     def _draw_polyline(self, painter, transform, points, closed, color) -> None:
         pen = QPen(color, 1.5)

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMenu,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -82,6 +83,8 @@ class ImagesWorkspace(QWidget):
         self.slots: list[ViewportSlot] = []
         self._active = 0
         self._layout_name = "1x1"
+        #: the open burned-in annotation question of a de-identified export, if any
+        self.burned_in_question: QMessageBox | None = None
 
         self.series_browser = SeriesBrowser()
         self.measurement_list = MeasurementList()
@@ -196,6 +199,7 @@ class ImagesWorkspace(QWidget):
         self.sync_check = QCheckBox("Sync")
         self.sync_check.setToolTip("Scroll series of the same frame of reference together")
         self.sync_check.setChecked(True)
+        self.sync_check.toggled.connect(lambda _on: self.update_sync_badges())
         bar.addWidget(self.sync_check)
         bar.addSeparator()
 
@@ -345,6 +349,7 @@ class ImagesWorkspace(QWidget):
         multiple = LAYOUTS[self._layout_name] != (1, 1)
         for i, slot in enumerate(self.slots):
             slot.viewport.set_active(multiple and i == self._active)
+        self.update_sync_badges()
 
     # ----------------------------------------------------------------- series
     def show_series(self, key: str, index: int = 0) -> None:
@@ -366,6 +371,8 @@ class ImagesWorkspace(QWidget):
         count = self.controller.frame_count(key)
         self._retarget(slot, key, min(max(index, 0), max(count - 1, 0)))
         self._show(slot, reset=new_series)
+        if new_series:
+            self.update_sync_badges()
 
     @staticmethod
     def _retarget(slot: ViewportSlot, key: str | None, index: int) -> None:
@@ -467,6 +474,29 @@ class ImagesWorkspace(QWidget):
             if target is not None and target != slot.index:
                 self._retarget(slot, slot.series_key, target)
                 self._show(slot)
+
+    def _visible_slots(self) -> list[ViewportSlot]:
+        rows, columns = LAYOUTS[self._layout_name]
+        return self.slots[: rows * columns]
+
+    def update_sync_badges(self) -> None:
+        """Tell the user, on each viewport of a 1x2 / 2x2 layout, whether it scrolls with the
+        active one: "Synced" (same series, or same frame of reference) or why not."""
+        visible = [slot for slot in self._visible_slots() if slot.series_key is not None]
+        source = self.active_slot()
+        for slot in self.slots:
+            text, good = None, True
+            if len(visible) > 1 and slot in visible and slot is not source and source.series_key is not None:
+                synced, why = self.controller.sync_relation(source.series_key, slot.series_key)
+                if not self.sync_check.isChecked():
+                    text, good = "Sync off", False
+                elif synced:
+                    text = f"\u21c5 Synced ({why})"
+                else:
+                    text, good = f"Not synced: {why}", False
+            elif len(visible) > 1 and slot is source and self.sync_check.isChecked():
+                text = "\u21c5 Sync source"
+            slot.viewport.set_badge("sync", text, good)
 
     # ------------------------------------------------------------------- tools
     def _current_tool(self) -> str:
@@ -623,13 +653,50 @@ class ImagesWorkspace(QWidget):
             self.export_view_png(path, with_overlays)
 
     def _ask_export_dicom(self) -> None:
+        self.request_deidentified_export()
+
+    def request_deidentified_export(self, folder: Path | str | None = None) -> None:
+        """Export the active series as de-identified DICOM. A series that may show burned-in
+        identifying text (declared, or by modality / SOP class) is confirmed first, with No as
+        the default; nothing is written before the answer. ``folder`` None: ask for one."""
         slot = self.active_slot()
         if slot.series_key is None:
             self.controller.message.emit("warning", "Open a series first.")
             return
-        folder = QFileDialog.getExistingDirectory(self, "Export de-identified DICOM to folder")
+        key = slot.series_key
+        reason = self.controller.burned_in_reason(key)
+        if reason is None:
+            self._export_dicom_to(key, folder)
+            return
+        box = QMessageBox(QMessageBox.Icon.Warning, "Burned-in annotation",
+                          "This series may show identifying text burned into its pixels.", parent=self)
+        box.setInformativeText(
+            f"Why: this series {reason.split(':')[0]}.\n\nDe-identification removes and replaces header "
+            "attributes only: text in the pixels (names, dates, IDs) stays visible in the exported "
+            "files. Export anyway?")
+        box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        box.setEscapeButton(QMessageBox.StandardButton.No)
+        box.button(QMessageBox.StandardButton.Yes).setText("Export anyway")
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        self.burned_in_question = box
+
+        def answered(result: int) -> None:
+            self.burned_in_question = None
+            box.deleteLater()
+            if result == QMessageBox.StandardButton.Yes:
+                self._export_dicom_to(key, folder)
+            else:
+                self.status_label.setText("De-identified export cancelled: the series may show burned-in text.")
+
+        box.finished.connect(answered)
+        box.open()
+
+    def _export_dicom_to(self, key: str, folder: Path | str | None) -> None:
+        if folder is None:
+            folder = QFileDialog.getExistingDirectory(self, "Export de-identified DICOM to folder")
         if folder:
-            self.controller.export_deidentified(slot.series_key, Path(folder))
+            self.controller.export_deidentified(key, Path(folder))
 
     # ---------------------------------------------------------------- feedback
     def _on_unreadable(self, rows: list) -> None:
