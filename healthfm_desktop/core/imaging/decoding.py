@@ -333,32 +333,21 @@ class DecodeRequest:
         )
 
 
-def _decode_request(request: DecodeRequest) -> np.ndarray | BaseException:
-    try:
-        return decode_stored(request, None)  # type: ignore[arg-type]
-    except Exception as exc:  # carried back to the parent as a value, raised there
-        return exc if isinstance(exc, UnreadableFileError) else UnreadableFileError(
-            f"pixel data could not be decoded ({type(exc).__name__}: {exc})"
-        )
-
-
 def process_pool_available() -> bool:
-    """Decoding in worker processes needs fork (Linux): the codecs hold the GIL, so threads
-    do not use a second core, and spawning fresh interpreters costs more than it saves."""
-    import multiprocessing
-    import sys
+    """Whether objects can decode in worker processes here (see ``parallel_decode``)."""
+    from healthfm_desktop.core.imaging.parallel_decode import shared_pool
 
-    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+    return shared_pool() is not None
 
 
-def decode_objects_in_processes(instances: list["Instance"], processes: int):
-    """Yield ``(instance, all frames | UnreadableFileError)`` in order, decoded by ``processes``
-    forked workers. Call only from a process with no other threads running (batch / CLI)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+def decode_objects_in_processes(instances: list["Instance"], processes: int | None = None):
+    """Yield ``(instance, all frames | UnreadableFileError)`` in order, decoded by the shared
+    decode pool (``parallel_decode``; its size is set there, ``processes`` is kept for callers
+    that pass it), or in this process when the pool cannot run."""
+    from healthfm_desktop.core.imaging.parallel_decode import _decode, shared_pool
 
-    requests = [DecodeRequest.from_instance(i) for i in instances]
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
-        chunk = max(1, min(8, len(requests) // (processes * 4) or 1))
-        yield from zip(instances, pool.map(_decode_request, requests, chunksize=chunk))
+    pool = shared_pool(start=True)
+    if pool is None:
+        yield from ((instance, _decode(instance)) for instance in instances)
+        return
+    yield from zip(instances, pool.decode_instances(instances))

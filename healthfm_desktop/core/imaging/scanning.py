@@ -11,7 +11,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from pydicom import dcmread
@@ -35,6 +35,9 @@ from healthfm_desktop.core.imaging.series import (
     Series,
 )
 from healthfm_desktop.core.imaging.sources import SourceRef, check_archive
+
+if TYPE_CHECKING:
+    from healthfm_desktop.core.imaging.parallel_decode import DecodeAhead
 
 log = logging.getLogger(__name__)
 
@@ -639,6 +642,7 @@ def scan_paths(
     paths: Iterable[str | os.PathLike],
     progress: ProgressCallback | None = None,
     cancel: CancelCheck | None = None,
+    decode_ahead: "DecodeAhead | None" = None,
 ) -> ScanResult:
     """Index files, folders (recursive), zip archives and DICOMDIRs into series.
 
@@ -646,6 +650,10 @@ def scan_paths(
     total)`` is called as files are indexed; ``cancel()`` returning True stops early with
     ``result.cancelled`` set. Files that are not usable images land in ``result.rejected`` as
     ``(path, reason)``; unsafe archives are refused there too. Never raises for a bad input.
+
+    ``decode_ahead`` (a ``parallel_decode.DecodeAhead``, when the pixels will be loaded anyway)
+    hands each object to a decode worker as soon as it is indexed, so decoding runs on the
+    other cores while indexing goes on, and the header is parsed only once.
     """
     result = ScanResult()
     sources = _expand(paths, result)
@@ -661,6 +669,8 @@ def scan_paths(
             instance = index_object(source)
             frames_by_instance[id(instance)] = frames_of(instance)
             instances.append(instance)
+            if decode_ahead is not None:
+                decode_ahead.offer(instance)
         except _IsDicomDir:
             if not source.in_archive:
                 try:
@@ -683,6 +693,8 @@ def scan_paths(
             result.rejected.append((str(source), f"unreadable file ({type(exc).__name__}: {exc})"))
         if progress is not None:
             progress(done, total)
+    if result.cancelled and decode_ahead is not None:
+        decode_ahead.cancel()
     series, notes = build_series(instances, frames_by_instance)
     result.series = series
     result.notes.extend(notes)

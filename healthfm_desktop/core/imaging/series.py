@@ -54,6 +54,9 @@ class Instance:
     # parsing the header a second time (None: not known, decode the whole file)
     pixel_value_offset: int | None = None
     pixel_value_length: int | None = None  # None with an offset: encapsulated (undefined length)
+    # a worker process decoding this object's pixels since it was indexed (a Future of the
+    # stored values, see parallel_decode.DecodeAhead); the first reader takes it
+    pending_pixels: object = field(default=None, repr=False, compare=False)
 
     @property
     def is_colour(self) -> bool:
@@ -220,7 +223,13 @@ class Series:
         """Stored values of frame ``index`` (display order) before any LUT: integer grey, or
         RGB / palette indices for colour. Used by fast LUT rendering and volumes."""
         frame = self.frames[index]
-        arr = decode_stored(frame.instance, frame.frame_index if frame.instance.number_of_frames > 1 else None)
+        arr = None
+        if frame.instance.number_of_frames == 1 and frame.instance.pending_pixels is not None:
+            from healthfm_desktop.core.imaging.parallel_decode import take_decoded_ahead
+
+            arr = take_decoded_ahead(frame.instance)
+        if arr is None:
+            arr = decode_stored(frame.instance, frame.frame_index if frame.instance.number_of_frames > 1 else None)
         if frame.instance.number_of_frames > 1 and arr.ndim > (3 if frame.instance.samples_per_pixel == 3 else 2):
             arr = arr[frame.frame_index]
         return arr
@@ -269,13 +278,16 @@ class Series:
         cancel: CancelCheck | None = None,
         processes: int | None = None,
     ) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(index, pixels)`` for many frames, decoding objects in parallel threads.
+        """Yield ``(index, pixels)`` for many frames, in index order.
 
-        Frames of one multi-frame object are decoded together (one read, one decode).
-        ``stored=True`` yields stored values (as ``load_stored``) instead of ``load_frame``'s.
-        Results come in index order. A frame that cannot be decoded raises when reached.
-        ``processes=N`` decodes in N forked worker processes instead (batch use only: the codecs
-        hold the GIL, so only processes use more than one core; never from a GUI process).
+        Objects decode in the app's worker processes (``parallel_decode``: the codecs hold the
+        GIL, so only processes use a second core) when that pays: ``processes=None`` decides
+        from the number of objects and whether the pool already runs, ``processes=0`` (or 1)
+        decodes in this process (with ``workers`` threads), ``processes>=2`` uses the pool
+        whenever it can start. Frames of one multi-frame object are decoded together (one
+        read, one decode). ``stored=True`` yields stored values (as ``load_stored``) instead
+        of ``load_frame``'s. A frame that cannot be decoded raises ``UnreadableFileError``
+        when reached.
         """
         wanted = list(range(len(self.frames))) if indices is None else list(indices)
         by_instance: OrderedDict[int, list[int]] = OrderedDict()
@@ -283,39 +295,51 @@ class Series:
             by_instance.setdefault(id(self.frames[i].instance), []).append(i)
         groups = list(by_instance.values())
 
+        def split(group: list[int], every: np.ndarray) -> list[tuple[int, np.ndarray]]:
+            instance = self.frames[group[0]].instance
+            single_ndim = 3 if instance.samples_per_pixel == 3 else 2
+            if instance.number_of_frames == 1:
+                return [(group[0], every)]
+            if every.ndim == single_ndim:
+                every = every[np.newaxis]
+            return [(i, every[self.frames[i].frame_index]) for i in group]
+
+        def finish(pairs: list[tuple[int, np.ndarray]]) -> list[tuple[int, np.ndarray]]:
+            return pairs if stored else [(i, self.to_modality(i, arr)) for i, arr in pairs]
+
         def decode_group(group: list[int]) -> list[tuple[int, np.ndarray]]:
             if cancel is not None and cancel():
                 return []
             instance = self.frames[group[0]].instance
             if instance.number_of_frames > 1 and len(group) > 1:
-                every = decode_stored(instance, None)
-                single_ndim = 3 if instance.samples_per_pixel == 3 else 2
-                if every.ndim == single_ndim:
-                    every = every[np.newaxis]
-                out = [(i, every[self.frames[i].frame_index]) for i in group]
+                from healthfm_desktop.core.imaging.parallel_decode import take_decoded_ahead
+
+                every = take_decoded_ahead(instance)
+                out = split(group, decode_stored(instance, None) if every is None else every)
             else:
                 out = [(i, self.load_stored(i)) for i in group]
-            if stored:
-                return out
-            return [(i, self.to_modality(i, arr)) for i, arr in out]
+            return finish(out)
 
         def decode_group_safely(group: list[int]) -> list[tuple[int, np.ndarray]]:
             return _user_facing(lambda: decode_group(group))
 
-        from healthfm_desktop.core.imaging.decoding import decode_objects_in_processes, process_pool_available
+        from healthfm_desktop.core.imaging import parallel_decode
 
-        if processes and processes > 1 and len(groups) > 1 and process_pool_available():
+        if processes is None:
+            pool = parallel_decode.pool_for(len(groups))
+        elif processes >= 2 and len(groups) > 1:
+            pool = parallel_decode.shared_pool(start=True)
+        else:
+            pool = None
+        if pool is not None:
             instances = [self.frames[g[0]].instance for g in groups]
-            for group, (instance, outcome) in zip(groups, decode_objects_in_processes(instances, processes)):
+            outcomes = pool.decode_instances(instances, cancel=cancel)
+            for group, outcome in zip(groups, outcomes):
                 if cancel is not None and cancel():
                     return
                 if isinstance(outcome, BaseException):
                     raise outcome
-                single_ndim = 3 if instance.samples_per_pixel == 3 else 2
-                every = outcome[np.newaxis] if outcome.ndim == single_ndim else outcome
-                for i in group:
-                    arr = every[self.frames[i].frame_index]
-                    yield (i, arr) if stored else (i, _user_facing(lambda i=i, arr=arr: self.to_modality(i, arr)))
+                yield from _user_facing(lambda group=group, outcome=outcome: finish(split(group, outcome)))
             return
         workers = workers or default_decode_workers()
         if workers <= 1 or len(groups) <= 1:
@@ -378,8 +402,8 @@ def _user_facing(work):
 def default_decode_workers() -> int:
     """Decoding threads per series: 1. The codec bindings (pyjpegls, pylibjpeg-libjpeg and
     -openjpeg, GDCM) hold the GIL while decoding (no ``nogil`` in their sources), so a second
-    thread only adds contention (measured 1.09x slower on the 140-slice CT). Parallel decoding
-    uses processes instead (``iter_frames(processes=...)``, batch only)."""
+    thread only adds contention (measured 0.97-1.35x the time of one on the 140-slice CT).
+    Parallel decoding uses worker processes instead (``parallel_decode``)."""
     return 1
 
 
