@@ -71,23 +71,124 @@ def _entry_query(entry) -> Chem.Mol | None:
     return query if query.GetNumAtoms() else None
 
 
+def _prepared(query: Chem.Mol) -> Chem.Mol:
+    query.UpdatePropertyCache(strict=False)
+    Chem.FastFindRings(query)
+    return query
+
+
+def _split_top_level(text: str, separator: str) -> list[str]:
+    """``text`` split at ``separator`` where it stands outside brackets and parentheses."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+        elif char == separator and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
+def _one_recursive_part(text: str) -> bool:
+    """Whether ``text`` is exactly ``$(...)``: one recursive SMARTS and nothing else."""
+    if not (text.startswith("$(") and text.endswith(")")):
+        return False
+    depth = 0
+    for i, char in enumerate(text[1:], start=1):
+        depth += char in "(["
+        depth -= char in ")]"
+        if depth == 0:
+            return i == len(text) - 1
+    return False
+
+
+def _is_recursive(atom: Chem.Atom) -> bool:
+    return atom.HasQuery() and "RecursiveStructure" in atom.DescribeQuery()
+
+
+class _QueryMatcher:
+    """``mol.HasSubstructMatch(query)``, exactly, with cheaper necessary conditions tried first.
+
+    Recursive SMARTS ($(...)) cost the most: RDKit finds every match of each recursive part in
+    the whole molecule before matching the query. Two exact rewrites avoid most of that work:
+    - a one-atom query ``[$(A),$(B),X]`` matches iff A, B or [X] matches somewhere (an atom
+      matches $(A) iff it starts a match of A), so it becomes an OR of smaller matchers, each
+      with its own pattern-fingerprint screen;
+    - in a larger query, replacing each recursive atom by ``*`` gives a weaker query (every
+      match of the original is a match of it), so when the weaker one has no match neither has
+      the original."""
+
+    def __init__(self, query: Chem.Mol, depth: int = 0):
+        self.query = _prepared(query)
+        self.fp = int.from_bytes(_pattern_bits(query).tobytes(), "little")
+        self.alternatives: list[_QueryMatcher] | None = None
+        self.relaxed: Chem.Mol | None = None
+        recursive = [a.GetIdx() for a in query.GetAtoms() if _is_recursive(a)]
+        if not recursive or depth > 2:
+            return
+        if query.GetNumAtoms() == 1:
+            self.alternatives = self._alternatives(query.GetAtomWithIdx(0).GetSmarts(), depth)
+        elif len(recursive) < query.GetNumAtoms():
+            relaxed = Chem.RWMol(query)
+            for idx in recursive:
+                relaxed.ReplaceAtom(idx, Chem.AtomFromSmarts("*"))
+            self.relaxed = _prepared(relaxed.GetMol())
+
+    @staticmethod
+    def _alternatives(smarts: str, depth: int) -> list[_QueryMatcher] | None:
+        if not (smarts.startswith("[") and smarts.endswith("]")):
+            return None
+        body = smarts[1:-1]
+        if len(_split_top_level(body, ";")) != 1:
+            return None
+        matchers = []
+        for alternative in _split_top_level(body, ","):
+            if _one_recursive_part(alternative):
+                sub = Chem.MolFromSmarts(alternative[2:-1])
+            else:
+                sub = Chem.MolFromSmarts(f"[{alternative}]")
+            if sub is None or sub.GetNumAtoms() == 0:
+                return None
+            matchers.append(_QueryMatcher(sub, depth + 1))
+        return matchers
+
+    def has_match(self, mol: Chem.Mol, mol_fp: int, screened: bool = False) -> bool:
+        if not screened and self.fp & mol_fp != self.fp:
+            return False
+        if self.alternatives is not None:
+            return any(m.has_match(mol, mol_fp) for m in self.alternatives)
+        if self.relaxed is not None and not mol.HasSubstructMatch(self.relaxed):
+            return False
+        return mol.HasSubstructMatch(self.query)
+
+
 class _ScreenedQueries:
-    """Queries with pattern fingerprints: ``candidates(mol_bits)`` gives the indices that may match."""
+    """Queries with pattern fingerprints: ``candidates(mol_bits)`` gives the indices that may
+    match; ``matchers[i].has_match`` decides exactly (None: a query that is not one SMARTS)."""
 
     def __init__(self, queries: list[Chem.Mol | None]):
-        self.queries = queries
+        self.matchers = [None if q is None else _QueryMatcher(q) for q in queries]
         self.always = np.array([q is None for q in queries], dtype=bool)
         fps = np.zeros((len(queries), _PATTERN_FP_SIZE // 8), dtype=np.uint8)
-        for i, query in enumerate(queries):
-            if query is not None:
-                query.UpdatePropertyCache(strict=False)
-                Chem.FastFindRings(query)
-                fps[i] = _pattern_bits(query)
+        for i, matcher in enumerate(self.matchers):
+            if matcher is not None:
+                fps[i] = _pattern_bits(matcher.query)
         self.fps = fps.view(np.uint64)
 
     def candidates(self, mol_bits: np.ndarray) -> np.ndarray:
         missing = self.fps & ~mol_bits.view(np.uint64)
         return np.flatnonzero(self.always | ~missing.any(axis=1))
+
+    def matching(self, mol: Chem.Mol, mol_bits: np.ndarray) -> Iterator[int]:
+        """Indices whose query matches (and those without a query, for the caller to decide)."""
+        mol_fp = int.from_bytes(mol_bits.tobytes(), "little")
+        for i in self.candidates(mol_bits):
+            matcher = self.matchers[i]
+            if matcher is None or matcher.has_match(mol, mol_fp, screened=True):
+                yield int(i)
 
 
 class AlertCatalog:
@@ -110,12 +211,9 @@ class AlertCatalog:
         if mol_bits is None:
             mol_bits = _pattern_bits(mol)
         found = []
-        queries = self.screen.queries
-        for i in self.screen.candidates(mol_bits):
-            # a plain substructure match of the entry's query is necessary for the entry to
-            # match and costs a few µs; the entry itself (counts, exclusions) decides
-            if queries[i] is not None and not mol.HasSubstructMatch(queries[i]):
-                continue
+        # a match of the entry's query is necessary for the entry to match; the entry itself
+        # (counts, exclusions) decides
+        for i in self.screen.matching(mol, mol_bits):
             catalog_name, entry = self.entries[i]
             hits = entry.GetFilterMatches(mol)
             if hits:
@@ -131,13 +229,12 @@ def alert_catalog() -> AlertCatalog:
 
 @lru_cache(maxsize=1)
 def _qed_alert_screen() -> _ScreenedQueries:
-    return _ScreenedQueries(list(QED.StructuralAlerts))
+    return _ScreenedQueries([Chem.Mol(q) for q in QED.StructuralAlerts])
 
 
 def qed_screened(mol: Chem.Mol, mol_bits: np.ndarray, logp: float) -> float:
     """QED.qed with its properties gathered as QED.properties does, the alert count screened."""
-    alerts = QED.StructuralAlerts
-    n_alerts = sum(1 for i in _qed_alert_screen().candidates(mol_bits) if mol.HasSubstructMatch(alerts[i]))
+    n_alerts = sum(1 for _ in _qed_alert_screen().matching(mol, mol_bits))
     props = QED.QEDproperties(
         MW=rdMolDescriptors._CalcMolWt(mol),
         ALOGP=logp,
