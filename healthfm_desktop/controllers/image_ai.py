@@ -68,10 +68,11 @@ class ImageAnalysisController(QObject):
         self._location = (self.images.current_series().key, self.images.current_index())
 
         def work():
-            from healthfm_desktop.core.imaging.ai.analysis import analyse, image_from_dicom_object
+            from healthfm_desktop.core.imaging.ai.analysis import analyse
+            from healthfm_desktop.core.imaging.plain_images import read_for_analysis
 
             yield Progress(0.05, "reading the image")
-            image = image_from_dicom_object(source.read_bytes(), frame, name)
+            image = read_for_analysis(source, frame, name)  # DICOM, or a PNG / JPEG file
             return (yield from _as_progress(analyse(image, choice, pixel_spacing_mm)))
 
         return self._start(work, f"Analysing {Path(name).name}", self._on_result)
@@ -90,12 +91,15 @@ class ImageAnalysisController(QObject):
 
         def work():
             from healthfm_desktop.core.imaging.ai.analysis import analyse_series, image_from_dicom_object
+            from healthfm_desktop.core.imaging.plain_images import plain_image_kind, read_for_analysis
 
             cache: dict = {}
 
             def load(index: int):
                 frame = frames[index]
                 source = frame.instance.source
+                if source.member is None and plain_image_kind(source.path):
+                    return read_for_analysis(source, 0, str(source.path))
                 key = (str(source.path), source.member)
                 if key not in cache:  # a multi-frame object is read once, not once per frame
                     cache.clear()

@@ -10,6 +10,7 @@ import dataclasses
 import gc
 import json
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PySide6.QtCore import QBuffer, QIODevice, Signal
+from PySide6.QtCore import QBuffer, QCoreApplication, QIODevice, Signal
 from PySide6.QtGui import QImage
 
 from healthfm_desktop.controllers.base import WorkspaceController
@@ -58,6 +59,13 @@ def _collector_paused():
             if _gc_pauses == 0:
                 gc.freeze()
                 gc.enable()
+
+
+def _stop_decode_pool() -> None:
+    """App quit: stop the decode worker processes (if an import ever started them)."""
+    module = sys.modules.get("healthfm_desktop.core.imaging.parallel_decode")
+    if module is not None:
+        module.shutdown_shared_pool()
 
 
 def _display():
@@ -260,6 +268,11 @@ class ImagesController(WorkspaceController):
         self._positions_along_normal: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # for sync
         self._decoded.connect(self._on_decoded)
         self._failed.connect(self._on_failed)
+        self._pool_starting = False
+        app = QCoreApplication.instance()
+        if app is not None and not getattr(app, "_stops_decode_pool", False):
+            app.aboutToQuit.connect(_stop_decode_pool)
+            app._stops_decode_pool = True
         self._scan_step.connect(lambda done, total: self.progress.emit(
             Progress(done / max(total, 1), f"Indexing {done}/{total} files")))
 
@@ -269,6 +282,7 @@ class ImagesController(WorkspaceController):
         the index is ready, the rest decodes in the background."""
         self.status.emit(f"Reading {len(paths)} item(s)…")
         started = time.perf_counter()
+        self._start_decode_pool()
         cancel = self._new_cancel_event()
         job = self.start_job(self._scan, [Path(p) for p in paths], cancel,
                              on_result=lambda result: self._on_scanned(result, started))
@@ -279,9 +293,70 @@ class ImagesController(WorkspaceController):
         from healthfm_desktop.core.imaging.scanning import scan_paths
 
         self._emit_preview(paths, cancel)
+        ahead = self._decode_ahead()
         with _collector_paused():
-            return scan_paths(paths, progress=lambda done, total: self._scan_step.emit(done, total),
-                              cancel=cancel.is_set)
+            result = scan_paths(paths, progress=lambda done, total: self._scan_step.emit(done, total),
+                                cancel=cancel.is_set, decode_ahead=ahead)
+        return self._with_plain_images(result)
+
+    @staticmethod
+    def _with_plain_images(result):
+        """PNG / JPEG files the DICOM scan turned down open as plain one-frame images."""
+        from healthfm_desktop.core.imaging.plain_images import open_rejected_plain_images
+
+        plain, result.rejected = open_rejected_plain_images(result.rejected)
+        result.series.extend(plain)
+        return result
+
+    def image_notice(self, key: str) -> str | None:
+        """A notice the viewport shows over the image itself (a PNG / JPEG is not DICOM)."""
+        from healthfm_desktop.core.imaging.plain_images import NOT_DICOM_NOTE
+
+        return NOT_DICOM_NOTE if self.is_plain_image(key) else None
+
+    def is_plain_image(self, key: str) -> bool:
+        """True for a PNG / JPEG image (no patient, geometry or spacing: measurements in px)."""
+        from healthfm_desktop.core.imaging.plain_images import is_plain_image
+
+        return is_plain_image(self._by_key.get(key))
+
+    def _start_decode_pool(self) -> None:
+        """Start the decode worker processes on a worker thread, so the first import does not
+        wait for them (about 0.1-1 s: a fork server importing pydicom, then two forks) and the
+        scan can hand files to them as soon as they answer."""
+        if self._pool_starting:
+            return
+        self._pool_starting = True
+
+        def start() -> bool:
+            from healthfm_desktop.core.imaging.parallel_decode import warm_shared_pool
+
+            return warm_shared_pool()
+
+        def done() -> None:
+            self._pool_starting = False
+
+        job = self.start_job(start, on_error=lambda text: log.warning("decode pool: %s", text))
+        job.finished.connect(done)
+
+    @staticmethod
+    def _decode_ahead():
+        """Decode-ahead for a scan when the decode workers are up (else None: the series then
+        decodes after indexing, in the pool if it is up by then)."""
+        from healthfm_desktop.core.imaging.parallel_decode import DecodeAhead, shared_pool
+
+        pool = shared_pool()
+        return DecodeAhead(pool) if pool is not None else None
+
+    def _drop_decoded_ahead(self) -> None:
+        """Cancel decoding queued while indexing, and let go of pixels nobody asked for yet."""
+        from healthfm_desktop.core.imaging.parallel_decode import take_pending
+
+        for series in self.series:
+            for frame in series.frames:
+                future = take_pending(frame.instance)
+                if future is not None:
+                    future.cancel()
 
     def _emit_preview(self, paths: list[Path], cancel: threading.Event) -> None:
         """Decode the first readable image found and show it while the rest is indexed (a
@@ -324,6 +399,8 @@ class ImagesController(WorkspaceController):
         stop at their next step."""
         for event in list(self._cancel_events):
             event.set()
+        if "healthfm_desktop.core.imaging.parallel_decode" in sys.modules:
+            self._drop_decoded_ahead()
         for job in list(self._jobs):
             if job not in self._scan_jobs:
                 job.cancel()
@@ -412,6 +489,10 @@ class ImagesController(WorkspaceController):
 
     @staticmethod
     def _study_heading(series: Series) -> str:
+        from healthfm_desktop.core.imaging.plain_images import is_plain_image
+
+        if is_plain_image(series):
+            return "Plain images (not DICOM)"
         patient = series.patient_name.replace("^", " ").strip() or "(no name)"
         parts = [patient, series.study_description or "Study", _fmt_date(series.study_date)]
         return " · ".join(part for part in parts if part)
@@ -580,6 +661,8 @@ class ImagesController(WorkspaceController):
                 np.array([cached.min(), cached.max()], dtype=np.float32) * np.float32(scaling[0]) + np.float32(scaling[1])
         spacing = frame.pixel_spacing
         location = series.slice_location(index)
+        if self.is_plain_image(key):
+            return self._plain_frame_info(series, pixels)
         patient = series.patient_name.replace("^", " ").strip() or "(no name)"
         birth = _fmt_date(series.patient_birth_date)
         top_left = [patient, f"ID {series.patient_id}" if series.patient_id else "",
@@ -608,6 +691,24 @@ class ImagesController(WorkspaceController):
             "top_left": [line for line in top_left if line],
             "top_right": [line for line in top_right if line],
             "bottom_left": bottom_left,
+        }
+
+    @staticmethod
+    def _plain_frame_info(series: Series, pixels: np.ndarray | None) -> dict:
+        from healthfm_desktop.core.imaging.plain_images import NOT_DICOM_NOTE
+
+        window = None
+        if pixels is not None and pixels.ndim == 2:
+            low, high = float(pixels.min()), float(pixels.max())
+            window = ((low + high) / 2, max(high - low, 1.0))  # the file's own value range
+        bits = series.first.bits_stored
+        return {
+            "pixel_spacing": None, "spacing_source": None, "invert": False, "units": "",
+            "window": window, "voi_lut": None, "value_scale": 1.0, "value_offset": 0.0,
+            "top_left": [f"{series.modality}, not DICOM"],
+            "top_right": [series.description, f"{series.columns} x {series.rows}, "
+                          f"{'RGB' if series.is_colour else f'{bits}-bit grey'}"],
+            "bottom_left": ["No pixel spacing: measurements in pixels"],
         }
 
     @staticmethod
@@ -976,11 +1077,15 @@ class ImagesController(WorkspaceController):
         from healthfm_desktop.core.imaging.anonymise import series_burned_in_risk
 
         series = self._by_key.get(key)
-        return None if series is None else series_burned_in_risk(series)
+        return None if series is None or self.is_plain_image(key) else series_burned_in_risk(series)
 
     def export_deidentified(self, key: str, folder: Path):
         series = self._by_key.get(key)
         if series is None:
+            return None
+        if self.is_plain_image(key):
+            self.message.emit("warning", f"{series.description} is not DICOM: there is no header to "
+                                         "de-identify (use Export > View as PNG).")
             return None
 
         def export():

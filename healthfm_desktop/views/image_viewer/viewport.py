@@ -119,7 +119,7 @@ class ImageViewport(QWidget):
         self._selected_measurement: str | None = None
         self._crosshair: tuple[float, float] | None = None
         self._active = False
-        self._message = "Drop DICOM files, folders, zips or a DICOMDIR here"
+        self._message = "Drop DICOM files, folders, zips, a DICOMDIR or PNG / JPEG images here"
         #: a short notice drawn at the top centre (sync state, "not DICOM"...): text, good?
         self._badges: dict[str, tuple[str, bool]] = {}
         self._cursor_text = ""
@@ -470,11 +470,23 @@ class ImageViewport(QWidget):
         self._draw_badges(painter)
 
     def _draw_badges(self, painter: QPainter) -> None:
+        """Top centre, below any corner line they would cover."""
         metrics = QFontMetrics(self._font)
+        corners = self.corner_lines()
+        left, right = corners.get("top_left", []), corners.get("top_right", [])
         y = 6.0
         for text, good in self._badges.values():
             width = metrics.horizontalAdvance(text) + 12
-            box = QRectF((self.width() - width) / 2, y, width, metrics.height() + 4)
+            x = (self.width() - width) / 2
+            for i in range(max(len(left), len(right))):
+                line_top = 6 + i * metrics.height()
+                if line_top + metrics.height() <= y:
+                    continue
+                left_end = 6 + (metrics.horizontalAdvance(left[i]) if i < len(left) else 0)
+                right_start = self.width() - 6 - (metrics.horizontalAdvance(right[i]) if i < len(right) else 0)
+                if left_end > x - 4 or right_start < x + width + 4:
+                    y = line_top + metrics.height() + 2  # that line is in the way: go below it
+            box = QRectF(x, y, width, metrics.height() + 4)
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(QColor(20, 110, 60, 200) if good else QColor(150, 95, 0, 210))
             painter.drawRoundedRect(box, 4, 4)

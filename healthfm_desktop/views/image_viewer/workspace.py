@@ -109,7 +109,7 @@ class ImagesWorkspace(QWidget):
         self.toolbar.setObjectName("imageToolbar")
         self._build_toolbar()
 
-        self.status_label = QLabel("Drop DICOM files, folders, zip archives or a DICOMDIR on the window, or use File > Open.")
+        self.status_label = QLabel("Drop DICOM files, folders, zip archives, a DICOMDIR or PNG / JPEG images on the window, or use File > Open.")
         self.progress_bar = QProgressBar()
         self.progress_bar.setMaximumWidth(260)
         self.progress_bar.hide()
@@ -403,6 +403,7 @@ class ImagesWorkspace(QWidget):
         keep_window = slot.viewport.frame() is not None and not reset
         window = slot.viewport.window()
         slot.viewport.set_frame(frame, info, keep_view=not reset)
+        slot.viewport.set_badge("notice", self.controller.image_notice(slot.series_key), good=False)
         if keep_window:
             slot.viewport.set_window(*window)
         slot.viewport.set_measurements(self._drawn_measurements(slot))
