@@ -22,7 +22,8 @@ def _describe_rows(path: Path, bad: list[int]):
     from healthfm_desktop.core.chemistry.reading import read_molecules
 
     workers = None if path.stat().st_size >= _PARALLEL_FROM_BYTES else 1
-    for row in describe_records(read_molecules(path), workers=workers):
+    # SMILES are parsed once, on the worker processes that describe them
+    for row in describe_records(read_molecules(path, parse=False), workers=workers):
         if "error" in row:
             bad[0] += 1
             report_bad_input(path, f"record {row['id']}: {row['error']}")

@@ -66,3 +66,22 @@ def test_describe_records_in_parallel_keeps_order_and_errors(tmp_path):
     assert [r["id"] for r in rows] == [line.split()[1] for line in lines]
     assert ["error" in r for r in rows[:4]] == [False, True, False, True]
     assert "valence" in rows[3]["error"]
+
+
+def test_parallel_describe_of_unparsed_records_equals_serial():
+    """The CLI's path (SMILES parsed on worker processes started by the fork server) gives
+    exactly the rows of describing in-process molecules parsed while reading."""
+    rows = [r for _, r in zip(range(1200), read_molecules(LIBRARY, parse=False))]
+    assert all(r.unparsed for r in rows)
+    parallel = list(describe_records(rows, workers=2, chunk_size=100))
+    serial = list(describe_records([r for _, r in zip(range(1200), read_molecules(LIBRARY))], workers=1))
+    assert parallel == serial
+    assert len(parallel) == 1200 and sum(bool(r.get("alerts")) for r in parallel) > 50
+
+
+def test_describe_goes_on_in_process_when_no_pool_can_start(monkeypatch):
+    from healthfm_desktop.core.chemistry import properties
+
+    monkeypatch.setattr(properties, "_start_method", lambda: None)
+    rows = list(describe_records(read_molecules(SAMPLES / "approved_drugs.csv", parse=False), workers=2))
+    assert rows == list(describe_records(read_molecules(SAMPLES / "approved_drugs.csv"), workers=1))

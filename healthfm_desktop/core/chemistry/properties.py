@@ -9,10 +9,15 @@ result (tests/core/test_chem_properties.py compares with the unscreened calls)."
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
 import os
 import re
+import sys
+from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -32,6 +37,7 @@ DESCRIBE_COLUMNS = ("id", "smiles", "mw", "logp", "tpsa", "hbd", "hba", "rotb", 
 EXTRA_COLUMNS = ("rings", "aromatic_rings", "heavy_atoms", "fsp3", "lipinski_pass", "veber_pass")
 _PATTERN_FP_SIZE = 2048
 _PICKLE_MAGIC = b"\xef\xbe\xad\xde"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -300,20 +306,6 @@ def _describe_smiles_chunk(chunk: list[tuple[str, str]], with_alert_atoms: bool 
     return rows
 
 
-def describe_smiles_parallel(smiles: list[str], workers: int | None = None, chunk_size: int = 1000) -> Iterator[tuple[int, list[dict]]]:
-    """Describe SMILES (with alert atoms, indexed as in MolFromSmiles of that SMILES) on worker
-    processes; yields (number done, rows of the chunk) in order, for a progress bar."""
-    workers = workers or os.cpu_count() or 1
-    chunks = [[(str(i), s) for i, s in enumerate(smiles[k : k + chunk_size], start=k)] for k in range(0, len(smiles), chunk_size)]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_describe_smiles_chunk, chunk, True) for chunk in chunks]
-        done = 0
-        for future in futures:
-            rows = future.result()
-            done += len(rows)
-            yield done, rows
-
-
 def _describe_block_chunk(chunk: list[tuple[str, str]]) -> list[dict]:
     from healthfm_desktop.core.chemistry.reading import parse_molblock
 
@@ -327,22 +319,118 @@ def _describe_block_chunk(chunk: list[tuple[str, str]]) -> list[dict]:
     return rows
 
 
-def describe_records(records: Iterable, workers: int | None = None, chunk_size: int = 500) -> Iterator[dict]:
-    """Describe MoleculeRecords in input order, on ``workers`` processes (default: all cores).
-    Records travel to the workers as text (SMILES or molblock) and are parsed there."""
-    workers = workers or os.cpu_count() or 1
+def _error_rows(chunk: list[tuple[str, str, str]]) -> list[dict]:
+    return [{"id": i, "smiles": s, "error": e} for i, s, e in chunk]
 
-    def chunks() -> Iterator[tuple[str, list[tuple[str, str]]]]:
+
+def _warm_worker() -> None:
+    # the catalogs are built once per worker process, before the first chunk arrives
+    alert_catalog()
+    _qed_alert_screen()
+
+
+def _start_method() -> str | None:
+    """'forkserver' where there is one, else 'spawn'. Never 'fork': the GUI describes from a
+    Qt process with threads running, and forking copies locks other threads hold. The frozen
+    bundle's entry point calls multiprocessing.freeze_support() for the re-entry."""
+    methods = multiprocessing.get_all_start_methods()
+    if sys.platform != "win32" and "forkserver" in methods:
+        return "forkserver"
+    return "spawn" if "spawn" in methods else None
+
+
+def _process_pool(workers: int) -> ProcessPoolExecutor | None:
+    method = _start_method()
+    if method is None:
+        return None
+    context = multiprocessing.get_context(method)
+    try:
+        return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_warm_worker)
+    except (OSError, ValueError, RuntimeError) as exc:
+        log.warning("describe worker processes unavailable, describing in-process (%s)", exc)
+        return None
+
+
+def map_chunks_ordered(chunks: Iterable[tuple], workers: int | None = None) -> Iterator[list]:
+    """``fn(chunk)`` for every ``(fn, chunk)``, in input order, on ``workers`` processes (default:
+    every core). One process, or a pool that cannot start or breaks, computes in-process
+    instead: the results are the same either way. Unreadable records (``_error_rows``) stay
+    in-process."""
+    workers = workers or os.cpu_count() or 1
+    pool = _process_pool(workers) if workers > 1 else None
+    if pool is None:
+        for chunk_fn, chunk in chunks:
+            yield chunk_fn(chunk)
+        return
+    pending: deque = deque()
+    try:
+        broken = False
+        for chunk_fn, chunk in chunks:
+            if not broken and chunk_fn is not _error_rows:
+                try:
+                    pending.append((chunk_fn, chunk, pool.submit(chunk_fn, chunk)))
+                except (BrokenProcessPool, RuntimeError, OSError) as exc:
+                    log.warning("describe pool failed (%s): going on in-process", exc)
+                    broken = True
+            if broken or chunk_fn is _error_rows:
+                pending.append((chunk_fn, chunk, None))
+            while len(pending) > workers * 3:
+                broken = (yield from _resolve_one(pending)) or broken
+        while pending:
+            broken = (yield from _resolve_one(pending)) or broken
+    finally:
+        for _, _, future in pending:
+            if future is not None:
+                future.cancel()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _resolve_one(pending: deque):
+    chunk_fn, chunk, future = pending.popleft()
+    if future is None:
+        yield chunk_fn(chunk)
+        return False
+    try:
+        result = future.result()
+    except BrokenProcessPool as exc:
+        log.warning("describe worker died (%s): going on in-process", exc)
+        yield chunk_fn(chunk)
+        return True
+    yield result
+    return False
+
+
+def describe_smiles_parallel(smiles: list[str], workers: int | None = None, chunk_size: int = 500) -> Iterator[tuple[int, list[dict]]]:
+    """Describe SMILES (with alert atoms, indexed as in MolFromSmiles of that SMILES) on worker
+    processes; yields (number done, rows of the chunk) in order, for a progress bar."""
+    chunks = ((_describe_smiles_with_atoms, [(str(i), s) for i, s in enumerate(smiles[k : k + chunk_size], start=k)])
+              for k in range(0, len(smiles), chunk_size))
+    done = 0
+    for rows in map_chunks_ordered(chunks, workers):
+        done += len(rows)
+        yield done, rows
+
+
+def _describe_smiles_with_atoms(chunk: list[tuple[str, str]]) -> list[dict]:
+    return _describe_smiles_chunk(chunk, True)
+
+
+def describe_records(records: Iterable, workers: int | None = None, chunk_size: int = 250) -> Iterator[dict]:
+    """Describe MoleculeRecords in input order, on ``workers`` processes (default: all cores).
+    Records travel to the workers as text (SMILES or molblock) and are parsed there, so records
+    read with ``parse=False`` cost the reading process nothing but the file reading."""
+
+    def chunks() -> Iterator[tuple]:
         kind, batch = None, []
         for record in records:
-            if record.mol is None:
+            if record.mol is None and record.error is not None:
                 if batch:
                     yield kind, batch
                     kind, batch = None, []
-                yield "error", [(record.id, record.smiles, record.error)]
+                yield _error_rows, [(record.id, record.smiles, record.error)]
                 continue
-            this_kind = "block" if "\n" in record.source else "smiles"
-            if batch and (this_kind != kind or len(batch) >= chunk_size):
+            this_kind = _describe_block_chunk if "\n" in record.source else _describe_smiles_chunk
+            if batch and (this_kind is not kind or len(batch) >= chunk_size):
                 yield kind, batch
                 batch = []
             kind = this_kind
@@ -350,30 +438,5 @@ def describe_records(records: Iterable, workers: int | None = None, chunk_size: 
         if batch:
             yield kind, batch
 
-    def run(kind, batch):
-        if kind == "error":
-            return [{"id": i, "smiles": s, "error": e} for i, s, e in batch]
-        return (_describe_block_chunk if kind == "block" else _describe_smiles_chunk)(batch)
-
-    if workers <= 1:
-        for kind, batch in chunks():
-            yield from run(kind, batch)
-        return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        pending = []
-        for kind, batch in chunks():
-            if kind == "error":
-                pending.append(batch)
-            else:
-                fn = _describe_block_chunk if kind == "block" else _describe_smiles_chunk
-                pending.append(pool.submit(fn, batch))
-            while len(pending) > workers * 4:
-                yield from _resolve(pending.pop(0))
-        for item in pending:
-            yield from _resolve(item)
-
-
-def _resolve(item) -> list[dict]:
-    if isinstance(item, list):
-        return [{"id": i, "smiles": s, "error": e} for i, s, e in item]
-    return item.result()
+    for rows in map_chunks_ordered(chunks(), workers):
+        yield from rows

@@ -66,6 +66,11 @@ class MoleculeRecord:
         return self.mol is not None
 
     @property
+    def unparsed(self) -> bool:
+        """Read with ``parse=False``: a SMILES not parsed yet (neither mol nor error)."""
+        return self.mol is None and self.error is None
+
+    @property
     def smiles(self) -> str:
         """Canonical SMILES of the parsed molecule, or the input text when it did not parse."""
         if self.mol is not None:
@@ -235,18 +240,21 @@ def detect_format(path: Path) -> str:
     raise UnreadableFileError("not a molecule file (SMILES, CSV/TSV, SDF or MOL)")
 
 
-def read_molecules(path: str | Path, smiles_column: str | None = None) -> Iterator[MoleculeRecord]:
+def read_molecules(path: str | Path, smiles_column: str | None = None, parse: bool = True) -> Iterator[MoleculeRecord]:
     """Yield every record of a molecule file. Raises UnreadableFileError for a file that is
     not a molecule file at all and AmbiguousSmilesColumnError for a table with several
-    plausible SMILES columns (pass ``smiles_column`` then)."""
+    plausible SMILES columns (pass ``smiles_column`` then).
+
+    ``parse=False`` leaves SMILES (of SMILES files and tables) unparsed (``record.unparsed``),
+    for callers that parse them on worker processes; SDF/MOL records are always parsed."""
     path = Path(path)
     if path.is_dir():
         raise UnreadableFileError("is a folder, not a molecule file")
     kind = detect_format(path)
-    readers = {"sdf": _read_sdf, "mol": _read_mol, "smiles": _read_smiles_file}
+    readers = {"sdf": _read_sdf, "mol": _read_mol, "smiles": lambda p: _read_smiles_file(p, parse)}
     count = 0
     try:
-        records = _read_table(path, smiles_column) if kind == "table" else readers[kind](path)
+        records = _read_table(path, smiles_column, parse) if kind == "table" else readers[kind](path)
         for record in records:
             count += 1
             yield record
@@ -310,7 +318,11 @@ def _read_mol(path: Path) -> Iterator[MoleculeRecord]:
     yield _record_from_block(1, text, fields={})
 
 
-def _read_smiles_file(path: Path) -> Iterator[MoleculeRecord]:
+def _parsed(text: str, parse: bool) -> tuple[Chem.Mol | None, str | None]:
+    return parse_smiles(text) if parse else (None, None)
+
+
+def _read_smiles_file(path: Path, parse: bool = True) -> Iterator[MoleculeRecord]:
     """One SMILES a line, optionally followed by whitespace and a name; '#' lines are comments;
     a first line whose first word is 'smiles' is a header."""
     with _open_text(path) as handle:
@@ -324,7 +336,7 @@ def _read_smiles_file(path: Path) -> Iterator[MoleculeRecord]:
                 continue
             index += 1
             name = parts[1].strip() if len(parts) > 1 else ""
-            mol, error = parse_smiles(parts[0])
+            mol, error = _parsed(parts[0], parse)
             yield MoleculeRecord(index=index, id=name or str(index), source=parts[0], mol=mol, error=error)
 
 
@@ -393,7 +405,7 @@ def read_table_header(path: str | Path) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def _read_table(path: Path, smiles_column: str | None) -> Iterator[MoleculeRecord]:
+def _read_table(path: Path, smiles_column: str | None, parse: bool = True) -> Iterator[MoleculeRecord]:
     header, rows = read_table_header(path)
     if not any(h.strip() for h in header):
         raise UnreadableFileError("the table has no header line")
@@ -422,7 +434,7 @@ def _read_table(path: Path, smiles_column: str | None) -> Iterator[MoleculeRecor
                 text = row[smiles_at].strip() if smiles_at < len(row) else ""
                 fields = {header[i]: row[i] for i in range(min(len(header), len(row))) if i != smiles_at}
                 ident = row[id_at].strip() if id_at is not None and id_at < len(row) else ""
-                mol, error = parse_smiles(text)
+                mol, error = _parsed(text, parse)
                 yield MoleculeRecord(index=index, id=ident or str(index), source=text, mol=mol, error=error, fields=fields)
         except csv.Error as exc:
             raise UnreadableFileError(f"malformed CSV/TSV: {exc}") from exc
