@@ -1,19 +1,27 @@
-"""The trained NER tagger (models/ner_clinical.onnx) run over a spaCy Doc, sentence by
-sentence, through the model registry. Featurisation is ner_features.encode_tokens, the same
-function the training script uses."""
+"""The trained NER tagger (models/ner_clinical.onnx) run over spaCy Docs, sentence by sentence,
+through the model registry. Featurisation is ner_features (``TokenEncoder`` caches what
+``encode_tokens``, the function the training script uses, gives for each token string).
+
+Rows are batched only with rows of the same length, so no row is ever padded: a recurrent
+tagger reads padding as input (the bidirectional LSTM's backward pass starts at the end of the
+padded row), so a padded row's tags depended on which other rows shared its batch, i.e. on
+which notes were annotated together. Unpadded, a sentence gets the tags it gets alone, whatever
+the batch, and whatever the architecture behind the manifest's interface (inputs word_ids,
+char_ids, shape_ids; output logits [batch, tokens, tags])."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import numpy as np
+from spacy.attrs import IDX, IS_SPACE, LENGTH, SENT_START
 from spacy.tokens import Doc
 
-from healthfm_desktop.core.records.ner_features import build_word_index, decode_bio, encode_tokens
+from healthfm_desktop.core.records.ner_features import TokenEncoder, build_word_index, decode_bio
 
 MODEL_NAME = "ner_clinical"
 MAX_ROW_TOKENS = 96  # as in training; longer sentences are cut into rows of this size
-BATCH_ROWS = 128
+BATCH_ROWS = 256  # rows of one length per onnxruntime call
 
 
 class NerTagger:
@@ -26,18 +34,25 @@ class NerTagger:
         self.session, self.manifest, self.provider = registry.session(MODEL_NAME, threads=1)
         self.tags = list(self.manifest.labels)
         self.word_index = build_word_index(self.manifest.preprocessing["word_vocabulary"])
+        self.encoder = TokenEncoder(self.word_index)
+        self.input_names = [i.name for i in self.session.get_inputs()]
 
     def tag_rows(self, rows: list[list[str]]) -> list[list[int]]:
-        """Tag ids per token for each row of words (batched by similar length)."""
+        """Tag ids per token for each row of words; rows of equal length share a call."""
         results: list[list[int]] = [[] for _ in rows]
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-        for begin in range(0, len(order), BATCH_ROWS):
-            batch = [order[k] for k in range(begin, min(begin + BATCH_ROWS, len(order)))]
-            word_ids, char_ids, shape_ids = encode_tokens([rows[i] for i in batch], self.word_index)
-            (logits,) = self.session.run(None, {"word_ids": word_ids, "char_ids": char_ids, "shape_ids": shape_ids})
-            best = np.argmax(logits, axis=-1)
-            for k, i in enumerate(batch):
-                results[i] = best[k, : len(rows[i])].tolist()
+        by_length: dict[int, list[int]] = {}
+        for i, row in enumerate(rows):
+            if row:
+                by_length.setdefault(len(row), []).append(i)
+        for _length, members in sorted(by_length.items()):
+            for begin in range(0, len(members), BATCH_ROWS):
+                batch = members[begin : begin + BATCH_ROWS]
+                word_ids, char_ids, shape_ids = self.encoder.encode([rows[i] for i in batch])
+                feeds = dict(zip(("word_ids", "char_ids", "shape_ids"), (word_ids, char_ids, shape_ids)))
+                (logits,) = self.session.run(None, {name: feeds[name] for name in self.input_names})
+                best = np.argmax(logits, axis=-1)
+                for k, i in enumerate(batch):
+                    results[i] = best[k].tolist()
         return results
 
     def spans(self, doc: Doc) -> Iterator[tuple[int, int, str]]:
@@ -46,34 +61,49 @@ class NerTagger:
 
     def spans_many(self, docs: list[Doc]) -> list[list[tuple[int, int, str]]]:
         """Spans of several docs, their sentences tagged in shared batches (fewer, fuller
-        onnxruntime calls: the LSTM's cost is mostly per time step, not per row)."""
+        onnxruntime calls)."""
         rows: list[list[int]] = []
+        words: list[list[str]] = []
         owners: list[int] = []
         for k, doc in enumerate(docs):
-            before = len(rows)
-            rows.extend(self._rows(doc))
-            owners.extend([k] * (len(rows) - before))
+            texts = _token_texts(doc)
+            for row in self._rows(doc):
+                rows.append(row)
+                words.append([texts[i] for i in row])
+                owners.append(k)
         results: list[list[tuple[int, int, str]]] = [[] for _ in docs]
         if not rows:
             return results
-        tagged = self.tag_rows([[docs[owner][i].text for i in row] for owner, row in zip(owners, rows)])
+        tagged = self.tag_rows(words)
         for owner, row, tag_ids in zip(owners, rows, tagged):
+            if not any(tag_ids):
+                continue  # all "O" (tag 0)
             for a, b, label in decode_bio(tag_ids, self.tags):
                 results[owner].append((row[a], row[b - 1] + 1, label))
         return results
 
     @staticmethod
     def _rows(doc: Doc) -> list[list[int]]:
+        """Token indices of each sentence without its whitespace tokens, cut into rows of at
+        most MAX_ROW_TOKENS."""
+        if not len(doc):
+            return []
+        flags = doc.to_array([IS_SPACE, SENT_START])
+        starts = np.flatnonzero(flags[:, 1] == 1).tolist()
+        if not starts or starts[0] != 0:
+            starts.insert(0, 0)
+        bounds = starts + [len(doc)]
+        kept = np.flatnonzero(flags[:, 0] == 0)
         rows: list[list[int]] = []
-        for sentence in doc.sents:
-            current: list[int] = []
-            for token in sentence:
-                if token.is_space:
-                    continue
-                current.append(token.i)
-                if len(current) >= MAX_ROW_TOKENS:
-                    rows.append(current)
-                    current = []
-            if current:
-                rows.append(current)
+        for a, b in zip(bounds, bounds[1:]):
+            lo, hi = np.searchsorted(kept, [a, b])
+            sentence = kept[lo:hi].tolist()
+            for begin in range(0, len(sentence), MAX_ROW_TOKENS):
+                rows.append(sentence[begin : begin + MAX_ROW_TOKENS])
         return rows
+
+
+def _token_texts(doc: Doc) -> list[str]:
+    """Every token's text, read from the Doc's text by offset (no Token objects)."""
+    text = doc.text
+    return [text[start : start + length] for start, length in doc.to_array([IDX, LENGTH]).tolist()]

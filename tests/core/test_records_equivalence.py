@@ -1,0 +1,88 @@
+"""The pipeline's speed-ups give the answers of the plain code they replace, on real text:
+
+* ConText's pivoted trigger matcher finds exactly the matches of spaCy's Matcher (after
+  medspaCy's pruning) on case reports, NegEx kit sentences and whitespace-heavy text;
+* the cached token featuriser gives exactly ``encode_tokens``' arrays, also across a cache reset;
+* a note gets the same entities, assertions, triggers and links whether it is annotated alone
+  or in a batch with other notes (the tagger batches rows of equal length, never padded)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from medspacy.common.medspacy_matcher import MedspacyMatcher
+
+from healthfm_desktop.core.records.context import PivotedMatcher, context_rules
+from healthfm_desktop.core.records.ner_features import TokenEncoder, build_word_index, encode_tokens
+from healthfm_desktop.core.records.pipeline import build_pipeline
+
+DATA = Path(__file__).resolve().parents[2] / "models" / "training" / "data" / "text"
+
+
+@pytest.fixture(scope="module")
+def case_reports() -> list[dict]:
+    with (DATA / "maccrobat2020.jsonl").open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle][:40]
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    return build_pipeline()
+
+
+def _matchers(nlp, rules):
+    plain = MedspacyMatcher(nlp, name="plain")
+    plain.add(rules)
+    pivoted = MedspacyMatcher(nlp, name="pivoted")
+    pivoted._MedspacyMatcher__matcher = PivotedMatcher(nlp.vocab)
+    pivoted.add(rules)
+    return plain, pivoted
+
+
+def test_pivoted_matcher_finds_the_matches_of_spacys_matcher(pipeline, case_reports):
+    nlp = pipeline.nlp
+    context = nlp.get_pipe("medspacy_context")
+    rules = context_rules(Path(context.DEFAULT_RULES_FILEPATH))
+    plain, pivoted = _matchers(nlp, rules)
+    with (DATA / "negex_context.jsonl").open(encoding="utf-8") as handle:
+        kit = [json.loads(line)["text"] for line in handle][:1500]
+    tricky = [
+        "Negative   for\nfever. No  new\n\nabnormal findings; not\n  ruled   out for PE.",
+        "MEDICATIONS:\n - \n\nNone\n01) None\nPatient's  '' known allergy. 3-week history of cough.",
+        "may be ruled out\tfor sepsis; -ve for MI; should the patient develop rash; no",
+        "",
+        "   \n\n  ",
+    ]
+    texts = [r["text"] for r in case_reports] + kit + tricky
+    docs = [nlp.get_pipe("healthfm_sentences")(nlp.make_doc(t)) for t in texts]
+    compared = 0
+    for doc in docs:
+        expected = plain(doc)
+        assert pivoted(doc) == expected, doc.text[:200]
+        compared += len(expected)
+    assert compared > 1000  # the comparison covered many triggers
+
+
+def test_token_encoder_gives_encode_tokens_arrays(pipeline, case_reports):
+    word_index = build_word_index(pipeline.tagger.manifest.preprocessing["word_vocabulary"])
+    nlp = pipeline.nlp
+    sentences = [[t.text for t in sentence if not t.is_space] for r in case_reports[:10] for sentence in nlp.get_pipe("healthfm_sentences")(nlp.make_doc(r["text"])).sents]
+    sentences += [["Ünïcode", "µg", "😀", "x" * 40], [], ["12.5", "mg/dL", "IV", "q6h"]]
+    encoder = TokenEncoder(word_index, max_tokens=300)  # small: the cache is reset along the way
+    for begin in range(0, len(sentences), 17):
+        batch = sentences[begin : begin + 17]
+        for ours, reference in zip(encoder.encode(batch), encode_tokens(batch, word_index)):
+            assert ours.dtype == reference.dtype and ours.shape == reference.shape
+            assert (ours == reference).all()
+    assert len(encoder._row_of) <= 300 + 17 * 96
+
+
+def test_a_note_gets_the_same_annotations_alone_or_in_a_batch(pipeline, case_reports):
+    notes = [(r["id"], r["text"]) for r in case_reports[:24]]
+    batched = [n.to_json() for n in pipeline.annotate_many(notes, batch_size=8)]
+    alone = [pipeline.annotate(text, note_id).to_json() for note_id, text in reversed(notes)][::-1]
+    assert batched == alone
+    assert sum(e["source"] == "model" for n in batched for e in n["entities"]) > 50
+    assert sum(bool(e["triggers"]) for n in batched for e in n["entities"]) > 50
