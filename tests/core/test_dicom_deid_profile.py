@@ -321,7 +321,7 @@ def test_burned_in_risk_by_flag_modality_and_sop_class():
     ds.Modality, ds.BurnedInAnnotation = "US", "NO"
     assert burned_in_risk(ds) is None
     del ds.BurnedInAnnotation
-    assert "US image" in burned_in_risk(ds)
+    assert "has modality US" in burned_in_risk(ds)
     ds.Modality, ds.SOPClassUID = "CT", "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture
     assert burned_in_risk(ds) is not None
 
@@ -346,3 +346,13 @@ def test_cli_exports_a_burned_in_image_with_a_warning_and_records_it(tmp_path, c
     assert len(flagged) == 1 and "burned-in text possible" in flagged[0].DeidentificationMethod[1]
     other = next(c for c in copies if c.get("BurnedInAnnotation") != "YES")
     assert other.DeidentificationMethod == "PS3.15 E.1 Basic Application Confidentiality Profile"
+
+
+def test_cli_output_folder_that_is_a_file_is_a_clear_error(tmp_path, capsys):
+    from healthfm_desktop.cli import main
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert main(["dicom", "anonymize", str(DICOM / "single" / "CT_small.dcm"), "--out", str(blocker)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot use" in err and "output folder" in err and "Traceback" not in err

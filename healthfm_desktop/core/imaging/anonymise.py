@@ -177,12 +177,14 @@ def burned_in_risk(header) -> str | None:
         return None
     modality = str(header.get("Modality", "") or "").strip().upper()
     sop_class = str(header.get("SOPClassUID", "") or "")
-    if modality in _BURNED_IN_MODALITIES or sop_class.startswith(_BURNED_IN_SOP_PREFIXES):
-        kind = modality or "secondary capture"
-        return (f"is {'an' if kind[:1] in 'AEIOUX' else 'a'} {kind} image without Burned In Annotation = NO "
-                "(such images usually carry burned-in text): it may show identifying text; "
-                "pixels are not altered, review before sharing")
-    return None
+    if modality in _BURNED_IN_MODALITIES:
+        what = f"has modality {modality}, which usually carries burned-in text,"
+    elif sop_class.startswith(_BURNED_IN_SOP_PREFIXES):
+        what = "is a secondary capture / photographic image, which usually carries burned-in text,"
+    else:
+        return None
+    return (f"{what} and does not declare Burned In Annotation = NO: it may show identifying text; "
+            "pixels are not altered, review before sharing")
 
 
 def _has_pixels(header) -> bool:
@@ -392,6 +394,15 @@ def anonymise_source(source: SourceRef, out_dir: Path, anonymiser: Anonymiser) -
     return target, warnings
 
 
+def _output_folder(folder: str | os.PathLike) -> Path:
+    out = Path(folder)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserFacingError(f"cannot use {out} as the output folder ({exc.strerror or exc})") from exc
+    return out
+
+
 def anonymise_paths(
     paths: Iterable[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -405,8 +416,7 @@ def anonymise_paths(
     report = AnonymisationReport()
     sources, rejected, _ = expand_paths(paths)
     report.rejected.extend(rejected)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _output_folder(out_dir)
     for done, source in enumerate(sources, start=1):
         try:
             target, warnings = anonymise_source(source, out, anonymiser)
@@ -428,8 +438,7 @@ def anonymise_series(series, folder: str | os.PathLike, anonymiser: Anonymiser |
     """De-identify every object of a ``Series`` into ``folder`` (one session: consistent UIDs)."""
     anonymiser = anonymiser or Anonymiser()
     report = AnonymisationReport()
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _output_folder(folder)
     for instance in series.instances:
         try:
             target, warnings = anonymise_source(instance.source, out, anonymiser)
