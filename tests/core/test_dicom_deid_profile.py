@@ -228,7 +228,11 @@ def _synthetic(sop_class: str) -> Dataset:
     ds.ContributingEquipmentSequence = Sequence([_item(  # not in the table: kept, items cleaned
         Manufacturer="ACME", InstitutionName="Other Hospital", StationName="WS9", DeviceSerialNumber="SN-7",
         ContributionDescription="edited by Dr Who", ContributionDateTime="20240103101010")])
-    content = _item(ValueType="PNAME", PersonName="Smith^Ann", DateTime="20240102101010", UID="1.2.3.4.5.6.7.55")
+    content = _item(ValueType="PNAME", PersonName="Smith^Ann", DateTime="20240102101010", UID="1.2.3.4.5.6.7.55",
+                    RelationshipType="CONTAINS")
+    concept = _item(CodeValue="121106", CodingSchemeDesignator="DCM", CodeMeaning="Comment")
+    content.ContentSequence = Sequence([_item(ValueType="TEXT", TextValue="Seen by Dr Smith, Jane Doe's GP",
+                                              ConceptNameCodeSequence=Sequence([concept]))])
     content.add_new(0x00091010, "LO", "private inside a sequence")
     ds.ContentSequence = Sequence([content])  # D: kept, its items de-identified
     ds.add_new(0x00291010, "LO", "private at the top")
@@ -276,6 +280,9 @@ def test_each_action_on_a_synthesised_ct_dataset():
     assert str(content.PersonName) == "ANONYMOUS"  # D
     assert content.DateTime == "19000101000000"  # D, a dummy of the VR
     assert content.UID == session.uid_map["1.2.3.4.5.6.7.55"]  # U inside a sequence
+    text = content.ContentSequence[0]  # nested content: free text replaced, the structure kept
+    assert text.TextValue == "ANONYMOUS" and text.ValueType == "TEXT" and content.RelationshipType == "CONTAINS"
+    assert text.ConceptNameCodeSequence[0].CodeValue == "121106"
     assert 0x00091010 not in content and 0x00291010 not in ds  # private tags, at any depth
     # curves and the overlay plane whose data is removed, overlay comments
     assert not any(0x5000 <= e.tag.group <= 0x60FF for e in ds)

@@ -9,8 +9,10 @@ in the IOD of the object's SOP class at that sequence path. Private attributes a
 (no Retain Safe Private option), as are curves and overlay planes whose data is removed.
 The table is ``resources/dicom/ps315_table_e1_1.json`` (its README says where it came from).
 
-Beyond the table, two safety nets: any other person name is emptied, and any other UID that is
-not a registered DICOM UID (1.2.840.10008.*) or a class / syntax UID is replaced like a U row.
+Beyond the table, three safety nets: any other person name is emptied, free text inside a
+sequence whose action is D (Content Sequence: Text Value...) is replaced by a dummy, and any other
+UID that is not a registered DICOM UID (1.2.840.10008.*) or a class / syntax UID is replaced like
+a U row.
 
 Pixel data is copied untouched. An object that declares Burned In Annotation = YES, or whose
 modality / SOP class is known to carry burned-in text (ultrasound, secondary capture, ...)
@@ -57,6 +59,7 @@ _BURNED_IN_MODALITIES = {"US", "OT", "XC", "ES", "GM", "SM", "DOC", "IVUS", "OP"
 # Secondary Capture (all its variants), Encapsulated PDF/CDA, VL photographic / endoscopic.
 _BURNED_IN_SOP_PREFIXES = ("1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.104",
                            "1.2.840.10008.5.1.4.1.1.77.1.1", "1.2.840.10008.5.1.4.1.1.77.1.4")
+_FREE_TEXT_VRS = {"UT", "LT", "ST", "UC"}  # narrative text (codes and labels are SH / LO / CS)
 _TEXT_VRS = {"AE", "CS", "LO", "LT", "SH", "ST", "UC", "UR", "UT", "PN"}
 _BINARY_VRS = {"OB", "OW", "OD", "OF", "OL", "OV", "UN"}
 _NUMERIC_VRS = {"US", "SS", "UL", "SL", "FL", "FD", "SV", "UV", "AT"}
@@ -211,6 +214,7 @@ class Anonymiser:
         self._salt = salt if salt is not None else secrets.token_bytes(16)
         self.table = table or profile_table()
         self.uid_map: dict[str, str] = {}
+        self._inside_dummy_sequence = 0
 
     def new_uid(self, old: str) -> str:
         if old not in self.uid_map:
@@ -244,8 +248,15 @@ class Anonymiser:
 
     def _dummy(self, element, path: tuple[str, ...], iod: int | None, top_level: bool) -> None:
         vr = element.VR
-        if vr == "SQ":  # a "dummy" sequence: the items kept, every attribute in them de-identified
-            self._clean_items(element, path, iod)
+        if vr == "SQ":
+            # a "dummy" sequence (Content Sequence): the items and their structure (codes, value
+            # types, relationships) kept, every attribute the table lists de-identified, and
+            # free text the table does not list (Text Value...) replaced too
+            self._inside_dummy_sequence += 1
+            try:
+                self._clean_items(element, path, iod)
+            finally:
+                self._inside_dummy_sequence -= 1
         elif vr == "UI":
             self._replace_uids(element)
         elif top_level and element.keyword in ("PatientName", "PatientID"):
@@ -310,7 +321,9 @@ class Anonymiser:
         if element.VR == "SQ":
             self._clean_items(element, path, iod)
         elif element.VR == "PN":
-            element.value = ""
+            element.value = "ANONYMOUS" if self._inside_dummy_sequence else ""
+        elif self._inside_dummy_sequence and element.VR in _FREE_TEXT_VRS and element.value:
+            element.value = "ANONYMOUS"
         elif element.VR == "UI" and keyword not in _KEEP_UIDS and element.tag.group != 0x0002:
             values = element.value if isinstance(element.value, (list, tuple, MultiValue)) else [element.value]
             if any(self._is_instance_uid(str(v)) for v in values):
