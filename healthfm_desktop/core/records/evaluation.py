@@ -1,10 +1,13 @@
 """Metrics of the notes pipeline: relaxed-overlap span F1 (NER), assertion F1 on the
-NegEx/ConText kit, bootstrap confidence intervals. Used by tests, the training script and
+NegEx/ConText kit and its seeded dev / held-out test split, bootstrap confidence intervals. Used
+by tests, the training script, models/training/evaluate_assertions.py and
 benchmarks/bench_notes.py."""
 
 from __future__ import annotations
 
+import hashlib
 import random
+import re
 from collections.abc import Iterable, Sequence
 
 Span = tuple[int, int, str]
@@ -72,14 +75,21 @@ def binary_scores(gold: Sequence[bool], pred: Sequence[bool]) -> dict:
 
 
 def bootstrap_binary_f1(gold: Sequence[bool], pred: Sequence[bool], seed: int = 0, rounds: int = 1000) -> tuple[float, float]:
-    rng = random.Random(seed)
-    n = len(gold)
-    scores = []
-    for _ in range(rounds):
-        idx = [rng.randrange(n) for _ in range(n)]
-        scores.append(binary_scores([gold[i] for i in idx], [pred[i] for i in idx])["f1"])
-    scores.sort()
-    return scores[int(0.025 * rounds)], scores[int(0.975 * rounds) - 1]
+    """95% percentile bootstrap interval of a binary F1, resampling items (sentences)."""
+    import numpy as np
+
+    g = np.asarray(gold, dtype=bool)
+    p = np.asarray(pred, dtype=bool)
+    if not len(g):
+        return 0.0, 0.0
+    idx = np.random.default_rng(seed).integers(0, len(g), size=(rounds, len(g)))
+    tp = (g & p)[idx].sum(axis=1)
+    fp = (~g & p)[idx].sum(axis=1)
+    fn = (g & ~p)[idx].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)  # = 2PR/(P+R); 0 when tp = 0
+    f1.sort()
+    return float(f1[int(0.025 * rounds)]), float(f1[int(0.975 * rounds) - 1])
 
 
 def read_negex_kit(path) -> list[dict]:
@@ -89,6 +99,33 @@ def read_negex_kit(path) -> list[dict]:
     with open(path, encoding="utf-8") as handle:
         records = [json.loads(line) for line in handle if line.strip()]
     return [r for r in records if r["spans"]]
+
+
+# The kit's dev / held-out test split: ConText rules are tuned on dev only and reported on test.
+NEGEX_SPLIT_SEED = 20261125
+NEGEX_TEST_FRACTION = 0.5
+_SPACES = re.compile(r"\s+")
+
+
+def negex_split_group(record: dict) -> str:
+    """The unit of the split: the sentence text (lower-cased, spaces collapsed), so a sentence
+    that appears with several targets, or twice in the kit, is wholly on one side."""
+    return _SPACES.sub(" ", record["text"].lower()).strip()
+
+
+def negex_portion(record: dict, seed: int = NEGEX_SPLIT_SEED, test_fraction: float = NEGEX_TEST_FRACTION) -> str:
+    """'dev' or 'test' for a kit record: a sha256 of seed and sentence group mapped to [0, 1)
+    (independent of file order and of the other records, so adding sentences moves none)."""
+    digest = hashlib.sha256(f"{seed}:{negex_split_group(record)}".encode("utf-8")).digest()
+    return "test" if int.from_bytes(digest[:8], "big") / 2**64 < test_fraction else "dev"
+
+
+def split_negex_kit(records: Sequence[dict], seed: int = NEGEX_SPLIT_SEED, test_fraction: float = NEGEX_TEST_FRACTION) -> tuple[list[dict], list[dict]]:
+    """(dev, test) records of the kit under the seeded split."""
+    dev, test = [], []
+    for record in records:
+        (test if negex_portion(record, seed, test_fraction) == "test" else dev).append(record)
+    return dev, test
 
 
 def evaluate_assertions(pipeline, records: Sequence[dict]) -> dict:
@@ -117,8 +154,9 @@ def evaluate_assertions(pipeline, records: Sequence[dict]) -> dict:
             if g != p:
                 errors.append((key, g, p, record["id"], text[: span["start"]] + "[[" + text[span["start"] : span["end"]] + "]]" + text[span["end"] :], [(t.attribute, t.text) for t in (entity.triggers if entity else [])]))
     result = {key: binary_scores(gold[key], pred[key]) for key in gold}
-    result["negated"]["ci95"] = bootstrap_binary_f1(gold["negated"], pred["negated"])
-    result["historical"]["ci95"] = bootstrap_binary_f1(gold["historical"], pred["historical"])
+    for key in gold:
+        result[key]["ci95"] = bootstrap_binary_f1(gold[key], pred[key])
+        result[key]["positives"] = sum(gold[key])
     result["errors"] = errors
     result["count"] = len(records)
     return result

@@ -1,0 +1,203 @@
+"""Assertion figures (negated, historical, hypothetical, family/experiencer) of the notes
+pipeline's ConText on the NegEx/ConText kit, on its seeded dev / held-out test split.
+
+The split (core.records.evaluation.split_negex_kit: seed NEGEX_SPLIT_SEED, half the sentence
+groups held out, stated in models/training/data/text/README.md) keeps tuning honest: rules are
+chosen on dev, figures are reported on test. Three rule sets are compared on both portions:
+
+* medspaCy's packaged ConText rules alone (the baseline);
+* the shipped rules (medspaCy's + resources/terminology/context_rules_extra.json);
+* optionally any other extra-rules file (``--rules``), e.g. a candidate under tuning.
+
+``--ablate`` shows, on dev only, what each extra rule does (leave-one-out: the change in wrong
+decisions when it is removed), which is how rules are kept or dropped.
+
+    python models/training/evaluate_assertions.py                       # figures, dev and test
+    python models/training/evaluate_assertions.py --ablate              # per-rule evidence on dev
+    python models/training/evaluate_assertions.py --markdown docs/assertion_metrics.md
+    python models/training/evaluate_assertions.py --limit 60            # a quick look (tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from healthfm_desktop.core.records.evaluation import (  # noqa: E402
+    NEGEX_SPLIT_SEED,
+    NEGEX_TEST_FRACTION,
+    evaluate_assertions,
+    read_negex_kit,
+    split_negex_kit,
+)
+
+KIT = REPO / "models" / "training" / "data" / "text" / "negex_context.jsonl"
+ATTRIBUTES = ("negated", "historical", "hypothetical", "family")
+NAMES = {"negated": "negation", "historical": "historical", "hypothetical": "hypothetical (temporality 'not particular')", "family": "experiencer (not the patient)"}
+PUBLISHED = "published on the full 2,376-sentence kit: GeneralNegEx negation F1 0.947, genConText negation F1 0.981"
+
+
+def assertion_pipeline(extra_rules: dict | None):
+    """A pipeline with sentences, sections and ConText only, its ConText built from medspaCy's
+    packaged rules plus ``extra_rules`` (the context_rules_extra.json structure; None: none)."""
+    from healthfm_desktop.core.records.context import context_rules
+    from healthfm_desktop.core.records.pipeline import ClinicalPipeline
+
+    pipeline = ClinicalPipeline(use_model=False, use_vocabulary=False)
+    pipeline.nlp.remove_pipe("medspacy_context")
+    context = pipeline.nlp.add_pipe("medspacy_context", config={"rules": None, "prune_on_target_overlap": True})
+    base = Path(context.DEFAULT_RULES_FILEPATH)
+    if extra_rules is None:
+        rules = context_rules(base, extra=False)
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "rules.json"
+            path.write_text(json.dumps(extra_rules), encoding="utf-8")
+            rules = context_rules(base, extra_path=path)
+    context.add(rules)
+    return pipeline
+
+
+def shipped_rules() -> dict:
+    from healthfm_desktop.core.records.terminology import terminology_dir
+
+    return json.loads((terminology_dir() / "context_rules_extra.json").read_text(encoding="utf-8"))
+
+
+def summary(result: dict) -> dict:
+    return {
+        key: {
+            "f1": round(result[key]["f1"], 4),
+            "ci95": [round(v, 4) for v in result[key]["ci95"]],
+            "precision": round(result[key]["precision"], 4),
+            "recall": round(result[key]["recall"], 4),
+            "tp": result[key]["tp"], "fp": result[key]["fp"], "fn": result[key]["fn"],
+            "positives": result[key]["positives"],
+        }
+        for key in ATTRIBUTES
+    } | {"sentences": result["count"]}
+
+
+def print_result(name: str, portion: str, result: dict) -> None:
+    parts = []
+    for key in ATTRIBUTES:
+        r = result[key]
+        parts.append(f"{key} F1 {r['f1']:.3f} ({r['ci95'][0]:.3f}-{r['ci95'][1]:.3f}; P {r['precision']:.3f} R {r['recall']:.3f}; {r['positives']} pos)")
+    print(f"{name:<24} {portion:<5} n={result['count']:<4} " + "; ".join(parts), flush=True)
+
+
+def ablate(extra: dict, dev: list[dict]) -> list[dict]:
+    """Leave-one-out on dev: for each extra rule / override, the wrong decisions (all four
+    attributes) without it minus with it; > 0 means dev supports the rule."""
+    base_errors = len(evaluate_assertions(assertion_pipeline(extra), dev)["errors"])
+    rows = []
+    for kind in ("overrides", "context_rules"):
+        items = list(extra.get(kind, {}).items()) if kind == "overrides" else list(enumerate(extra.get(kind, [])))
+        for key, item in items:
+            reduced = json.loads(json.dumps(extra))
+            if kind == "overrides":
+                del reduced["overrides"][key]
+                name = f"override {key!r}"
+            else:
+                del reduced["context_rules"][key]
+                name = f"rule {item['literal']!r} {item['category']} {item.get('direction', 'BIDIRECTIONAL')}"
+            errors = len(evaluate_assertions(assertion_pipeline(reduced), dev)["errors"])
+            rows.append({"what": name, "kind": kind, "key": key, "dev_errors_saved": errors - base_errors})
+            print(f"{errors - base_errors:+4d} dev errors saved by {name}", flush=True)
+    print(f"(dev errors with every extra rule: {base_errors})")
+    return rows
+
+
+def markdown(results: dict, dev_n: int, test_n: int) -> str:
+    rows = []
+    for name, portions in results.items():
+        for portion in ("test", "dev"):
+            r = portions.get(portion)
+            if r is None:
+                continue
+            cells = " | ".join(f"{r[k]['f1']:.3f} ({r[k]['ci95'][0]:.3f}–{r[k]['ci95'][1]:.3f})" for k in ATTRIBUTES)
+            rows.append(f"| {name} | {portion} | {cells} |")
+    test = results["shipped rules"]["test"]
+    detail = "\n".join(
+        f"| {NAMES[k]} | {test[k]['positives']} | {test[k]['precision']:.3f} | {test[k]['recall']:.3f} | {test[k]['f1']:.3f} | {test[k]['ci95'][0]:.3f}–{test[k]['ci95'][1]:.3f} |"
+        for k in ATTRIBUTES
+    )
+    return f"""# Assertion metrics (ConText on the NegEx/ConText kit)
+
+Written by `python models/training/evaluate_assertions.py --markdown docs/assertion_metrics.md`.
+
+**Split.** The shared part of the NegEx/ConText kit (models/training/data/text/negex_context.jsonl,
+1,708 sentences with a target) is split by `core.records.evaluation.split_negex_kit`: each
+sentence group (the sentence text, lower-cased, spaces collapsed) goes to *test* when
+sha256("{NEGEX_SPLIT_SEED}:" + group) read as a fraction of 2^64 is below {NEGEX_TEST_FRACTION}, else to *dev*:
+{dev_n} dev / {test_n} test sentences. ConText rules are chosen on dev only (leave-one-out evidence
+from `--ablate`); test is for reporting. The kit's own 657-sentence holdout is not in the repo.
+
+**Metric.** Binary F1 per attribute over the kit's targets (target phrase lower-cased: the kit
+writes it in capitals); 95% percentile bootstrap intervals over sentences (1,000 rounds).
+The kit has no "possible" gold, so uncertainty is scored as hypothetical (temporality
+"not particular"). Experiencer = family/other vs patient; it has very few positives.
+Published, {PUBLISHED} (different, larger test set, no split).
+
+## Shipped rules on the held-out test portion
+
+| attribute | gold positives | precision | recall | F1 | 95% CI |
+|---|---|---|---|---|---|
+{detail}
+
+## All rule sets, both portions (F1 and 95% CI)
+
+| rules | portion | negated | historical | hypothetical | experiencer |
+|---|---|---|---|---|---|
+{chr(10).join(rows)}
+"""
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rules", type=Path, help="another extra-rules file to compare (context_rules_extra.json structure)")
+    parser.add_argument("--ablate", action="store_true", help="leave-one-out evidence for each shipped extra rule, on dev only")
+    parser.add_argument("--limit", type=int, help="only the first N sentences of each portion (a quick look)")
+    parser.add_argument("--markdown", type=Path, help="write the figures as a markdown page")
+    parser.add_argument("--json", type=Path, help="write the figures as JSON")
+    parser.add_argument("--kit", type=Path, default=KIT)
+    args = parser.parse_args(argv)
+
+    records = read_negex_kit(args.kit)
+    dev, test = split_negex_kit(records)
+    if args.limit:
+        dev, test = dev[: args.limit], test[: args.limit]
+    print(f"NegEx/ConText kit: {len(dev)} dev / {len(test)} test sentences (seed {NEGEX_SPLIT_SEED}, test fraction {NEGEX_TEST_FRACTION})")
+    if args.ablate:
+        ablate(json.loads(args.rules.read_text()) if args.rules else shipped_rules(), dev)
+        return 0
+
+    rule_sets = {"medspaCy packaged rules": None, "shipped rules": shipped_rules()}
+    if args.rules:
+        rule_sets[f"rules {args.rules.name}"] = json.loads(args.rules.read_text(encoding="utf-8"))
+    results: dict[str, dict] = {}
+    for name, extra in rule_sets.items():
+        pipeline = assertion_pipeline(extra)
+        results[name] = {}
+        for portion, items in (("dev", dev), ("test", test)):
+            result = evaluate_assertions(pipeline, items)
+            print_result(name, portion, result)
+            results[name][portion] = summary(result)
+    shipped = results["shipped rules"]["test"]
+    print(f"held-out test: negation F1 {shipped['negated']['f1']:.3f}, historical F1 {shipped['historical']['f1']:.3f}, experiencer F1 {shipped['family']['f1']:.3f} ({PUBLISHED})")
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(markdown(results, len(dev), len(test)), encoding="utf-8")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
