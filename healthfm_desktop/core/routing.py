@@ -120,6 +120,8 @@ def route_file(path: Path) -> tuple[str | None, str]:
         return None, "empty or unreadable file"
     if looks_like_dicom(head):
         return IMAGES, "DICOM"
+    if head.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")):
+        return IMAGES, "PNG/JPEG image"  # by content: a scan saved without its extension
     kind = _text_kind(path, head)
     if kind is None:
         return None, "not a DICOM, note, molecule or patient file"
