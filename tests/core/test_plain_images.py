@@ -87,3 +87,15 @@ def test_fuzzed_png_and_jpeg_bytes_give_clear_errors_only(tmp_path, data, cut, h
         series.load_frame(0)
     except UnreadableFileError as exc:
         assert str(exc)
+
+
+def test_png_and_jpeg_route_to_images_by_content_whatever_their_name(tmp_path):
+    from healthfm_desktop.core.routing import IMAGES, route_file
+
+    unnamed = tmp_path / "IMG0001"
+    unnamed.write_bytes(CHEST.read_bytes())
+    assert route_file(unnamed)[0] == IMAGES
+    jpeg = tmp_path / "scan.txt"
+    Image.open(CHEST).save(jpeg, format="JPEG")
+    assert route_file(jpeg)[0] == IMAGES
+    assert plain_image_kind(jpeg) == "JPEG" and open_plain_image(jpeg).modality == "JPEG"
