@@ -266,6 +266,7 @@ class ImagesController(WorkspaceController):
         self._studies_loaded: set[str] = set()
         self._mpr_cache: dict[str, Any] = {}
         self._positions_along_normal: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # for sync
+        self._anonymiser = None  # core.imaging.anonymise.Anonymiser of this session's exports
         self._decoded.connect(self._on_decoded)
         self._failed.connect(self._on_failed)
         self._pool_starting = False
@@ -1091,7 +1092,11 @@ class ImagesController(WorkspaceController):
         def export():
             from healthfm_desktop.core.imaging import anonymise
 
-            return anonymise.anonymise_series(series, folder)
+            # one de-identification session for the whole app run: two series of one study
+            # exported one after the other keep one (new) Study Instance UID and patient
+            if self._anonymiser is None:
+                self._anonymiser = anonymise.Anonymiser()
+            return anonymise.anonymise_series(series, folder, self._anonymiser)
 
         def done(report) -> None:
             written = getattr(report, "written", report)

@@ -164,3 +164,20 @@ def test_other_frame_of_reference_is_not_synchronised_and_says_so(window, qtbot,
     assert right.viewport.badges()["sync"] == "Sync off"
     workspace.set_layout("1x1")
     assert "sync" not in workspace.slots[0].viewport.badges()
+
+
+def test_two_series_of_a_study_exported_one_after_the_other_stay_one_study(window, qtbot, tmp_path):
+    derived = _every_other_slice(tmp_path)
+    controller, workspace, _ = open_and_wait(window, qtbot, [CT_SERIES, derived])
+    for n, series in enumerate(controller.series):
+        workspace.show_series(series.key)
+        with qtbot.waitSignal(controller.status, timeout=30_000, check_params_cb=lambda t: "De-identified" in t):
+            workspace.request_deidentified_export(tmp_path / f"export{n}")
+        assert workspace.burned_in_question is None  # CT, no burned-in flag: no question
+    first = [pydicom.dcmread(p) for p in (tmp_path / "export0").glob("*.dcm")]
+    second = [pydicom.dcmread(p) for p in (tmp_path / "export1").glob("*.dcm")]
+    assert sorted([len(first), len(second)]) == [10, 20]
+    studies = {d.StudyInstanceUID for d in first + second}
+    assert len(studies) == 1 and studies.isdisjoint({controller.series[0].study_uid})
+    assert len({d.FrameOfReferenceUID for d in first + second}) == 1  # still one frame of reference
+    assert len({str(d.PatientID) for d in first + second}) == 1
