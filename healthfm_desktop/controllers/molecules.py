@@ -150,17 +150,25 @@ def _search(library: Path | None, rows: list[MoleculeRow], query_text: str, mode
     return out
 
 
-def _analogues(seed, known: set[str], count: int):
-    from healthfm_desktop.core.chemistry.analogues import generate_analogues
+def _analogues(seed, known: set[str], count: int, source: str, min_similarity: float):
+    from healthfm_desktop.core.chemistry.analogues import generate_analogues_steps
     from healthfm_desktop.core.chemistry.properties import describe_mol
 
-    yield Progress(None, "generating analogues…")
-    analogues, report = generate_analogues(seed, count=count, known=known)
+    yield Progress(0.0, "generating analogues…")
+    steps = generate_analogues_steps(seed, count=count, known=known, source=source, min_similarity=min_similarity)
+    while True:
+        try:
+            fraction, message = next(steps)
+        except StopIteration as stop:
+            analogues, report = stop.value
+            break
+        yield Progress(fraction, message)  # also where a cancel takes effect
     rows = []
     for i, analogue in enumerate(analogues, start=1):
         row = MoleculeRow(id=f"analogue-{i}", smiles=analogue.smiles, source=analogue.smiles, mol=analogue.mol,
                           score=analogue.score, predictions=analogue.predictions, in_domain=analogue.in_domain,
-                          fields={"route": " → ".join(analogue.route), "similarity to seed": f"{analogue.similarity:.2f}"})
+                          fields={"origin": analogue.origin, "similarity to seed": f"{analogue.similarity:.2f}",
+                                  "route": " → ".join(analogue.route)})
         props = describe_mol(analogue.mol, with_alert_atoms=True)
         row.alert_atoms = props.pop("alert_atoms")
         row.properties = props
@@ -309,8 +317,9 @@ class MoleculesController(WorkspaceController):
                        on_result=done)
 
     # ---- analogue generation ------------------------------------------------------------
-    def generate(self, row: int, count: int = 50) -> None:
-        """Analogues of one molecule, new to the table, ranked; they replace the table."""
+    def generate(self, row: int, count: int = 50, source: str = "both", min_similarity: float = 0.0) -> None:
+        """Analogues of one molecule from ``source`` ("both", "model", "mutation"), new to the
+        table, at least ``min_similarity`` (Tanimoto) to it, ranked; they replace the table."""
         seed = self.rows[row]
         if seed.mol is None:
             self.message.emit("error", "this record could not be read, so it has no analogues")
@@ -322,11 +331,12 @@ class MoleculesController(WorkspaceController):
             self.rows = rows
             self.showing_search = True
             self._depictions.clear()
+            notes = "".join(f"; {note}" for note in report.notes)
             self.message.emit("info", f"{len(rows)} analogues of {seed.id} (validity {report.validity:.0%}, "
-                                      f"novel {report.novelty:.0%} of unique proposals)")
+                                      f"novel {report.novelty:.0%} of unique proposals){notes}")
             self.rows_changed.emit()
 
-        self.start_job(_analogues, seed.mol, known, count, on_result=done)
+        self.start_job(_analogues, seed.mol, known, count, source, min_similarity, on_result=done)
 
     # ---- export -------------------------------------------------------------------------
     def export(self, path: Path, rows: list[int] | None = None) -> int:

@@ -82,7 +82,7 @@ def test_analogues_are_valid_unique_novel_and_ranked():
 
     known = {Chem.MolToSmiles(r.mol) for r in read_molecules(REPO / "resources" / "samples" / "molecules" / "approved_drugs.csv")}
     seed = Chem.MolFromSmiles("CC(C)Cc1ccc(C(C)C(=O)O)cc1")
-    analogues, report = generate_analogues(seed, count=15, known=known, predict=False)
+    analogues, report = generate_analogues(seed, count=15, known=known, predict=False, source="mutation")
     assert report.validity >= 0.95 and report.novelty >= 0.8
     smiles = [a.smiles for a in analogues]
     assert len(smiles) == 15 == len(set(smiles)) and not set(smiles) & known

@@ -1,12 +1,19 @@
-"""Analogue generation by fragment-level mutation with RDKit reactions: ring-nitrogen scan,
-small substituents on aromatic CH, halogen swaps, bioisosteric swaps (acid → tetrazole, ester →
-amide, OH → OMe/F), demethylation; one or two steps. Every proposal is sanitised, standardised,
-de-duplicated, new to the input set, then scored (QED, alerts, optional predictors) and ranked."""
+"""Analogue generation from two sources. *mutation*: fragment-level RDKit reactions (ring-nitrogen
+scan, small substituents on aromatic CH, halogen swaps, bioisosteric swaps such as acid →
+tetrazole, ester → amide, OH → OMe/F, demethylation; one or two steps). *model*: the SMILES
+language model (core/chemistry/generator.py) completes prefixes of SMILES strings of the seed
+written from different starting atoms, so proposals keep a piece of the seed and vary the rest.
+Every proposal is sanitised, standardised, de-duplicated, new to the input set, at least as
+similar to the seed as asked (Tanimoto on Morgan r=2), then scored (QED, alerts, optional
+predictors) and ranked."""
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from functools import lru_cache
+
+import numpy as np
 
 from rdkit import Chem, DataStructs
 from rdkit.Chem import rdChemReactions
@@ -14,6 +21,7 @@ from rdkit.Chem import rdChemReactions
 from healthfm_desktop.core.chemistry.fingerprints import morgan_fingerprint
 from healthfm_desktop.core.chemistry.reading import capture_rdkit_log
 from healthfm_desktop.core.chemistry.standardize import standardize
+from healthfm_desktop.core.errors import ModelError
 
 MUTATIONS = {
     "ring N scan": "[cH:1]>>[n:1]",
@@ -55,6 +63,7 @@ class Analogue:
     route: list[str]
     similarity: float
     qed: float
+    origin: str = "mutation"  # "mutation" or "model"
     alerts: list[str] = field(default_factory=list)
     predictions: dict[str, float] = field(default_factory=dict)
     in_domain: dict[str, bool] = field(default_factory=dict)
@@ -67,6 +76,9 @@ class GenerationReport:
     valid: int = 0
     unique: int = 0
     novel: int = 0
+    model_samples: int = 0  # sequences sampled from the SMILES model
+    model_valid: int = 0  # of which RDKit parsed and standardised
+    notes: list[str] = field(default_factory=list)  # why a source gave nothing, for the user
 
     @property
     def validity(self) -> float:
@@ -104,43 +116,174 @@ def _one_step(mol: Chem.Mol, report: GenerationReport) -> list[tuple[str, Chem.M
     return products
 
 
-def generate_analogues(seed: Chem.Mol, count: int = 50, known: set[str] | None = None, steps: int = 2,
-                       predict: bool = True) -> tuple[list[Analogue], GenerationReport]:
-    """Up to ``count`` ranked analogues of ``seed``; ``known`` canonical SMILES (the input set)
-    are never proposed. Rank: QED, minus 0.15 per structural alert, plus 0.3 × similarity to the
-    seed, minus 0.2 when a model flags the analogue out of its domain."""
-    from healthfm_desktop.core.chemistry.properties import describe_mol
+SOURCES = ("both", "model", "mutation")
 
-    report = GenerationReport()
-    seed = standardize(seed)
-    seed_smiles = Chem.MolToSmiles(seed)
-    known = set(known or ()) | {seed_smiles}
-    seen: dict[str, tuple[Chem.Mol, list[str]]] = {}
+
+def seed_prefixes(seed: Chem.Mol, generator, rng: np.random.Generator, count: int = 64) -> list[list[int]]:
+    """Token-id prefixes of SMILES of ``seed`` (no stereo: the training SMILES carry none),
+    written from every starting atom and some random atom orders, each cut after 35–85 % of its
+    tokens: the model keeps that piece of the seed and writes the rest. Prefixes holding a token
+    the model never learnt are skipped."""
+    flat = Chem.Mol(seed)
+    Chem.RemoveStereochemistry(flat)
+    writings = {Chem.MolToSmiles(flat, rootedAtAtom=a.GetIdx()) for a in flat.GetAtoms()}
+    for _ in range(16):
+        # a random atom order written as is (canonical=False): seeded through ``rng``
+        order = [int(i) for i in rng.permutation(flat.GetNumAtoms())]
+        writings.add(Chem.MolToSmiles(Chem.RenumberAtoms(flat, order), canonical=False))
+    encoded = []
+    for smiles in sorted(writings):
+        try:
+            encoded.append(generator.encode_prefix(smiles))
+        except ValueError:
+            continue
+    if not encoded:
+        return []
+    prefixes = []
+    for _ in range(count):
+        ids = encoded[int(rng.integers(len(encoded)))]
+        cut = max(1, int(round(len(ids) * rng.uniform(0.35, 0.85))))
+        prefixes.append(ids[:cut])
+    return prefixes
+
+
+def model_proposals(seed: Chem.Mol, samples: int, report: GenerationReport, rng: np.random.Generator,
+                    temperature: float | None = None, generator=None):
+    """Generator: yields the fraction sampled, returns (canonical SMILES, molecule, route) for
+    the valid, standardised samples of the SMILES model primed with pieces of the seed."""
+    from healthfm_desktop.core.chemistry.generator import SmilesGenerator
+
+    generator = generator or SmilesGenerator()
+    prefixes = seed_prefixes(seed, generator, rng)
+    if not prefixes:
+        report.notes.append("the seed holds atoms or charges the SMILES model never learnt; no model proposals")
+        return []
+    steps = generator.sample_steps(samples, temperature=temperature, rng=rng, prefixes=prefixes, batch=128)
+    while True:
+        try:
+            done, total = next(steps)
+        except StopIteration as stop:
+            drawn = stop.value
+            break
+        yield done / total
+    report.model_samples += len(drawn)
+    report.attempted += len(drawn)
+    out = []
+    for smiles in drawn:
+        with capture_rdkit_log():
+            mol = Chem.MolFromSmiles(smiles) if smiles else None
+            if mol is None:
+                continue
+            try:
+                mol = standardize(mol)
+            except ValueError:
+                continue
+            canonical = Chem.MolToSmiles(mol)
+            check = Chem.MolFromSmiles(canonical)
+        if check is None:
+            continue
+        report.valid += 1
+        report.model_valid += 1
+        out.append((canonical, check, "SMILES model"))
+    return out
+
+
+def mutation_proposals(seed: Chem.Mol, steps: int, report: GenerationReport) -> list[tuple[str, Chem.Mol, list[str]]]:
+    """(canonical SMILES, molecule, route) for one- and two-step mutations of the seed."""
+    out = []
+    seen = set()
     frontier = [(seed, [])]
     for _ in range(steps):
         next_frontier = []
         for mol, route in frontier:
             for smiles, product, name in _one_step(mol, report):
-                if smiles in seen or smiles == seed_smiles:
+                if smiles in seen:
                     continue
-                seen[smiles] = (product, route + [name])
+                seen.add(smiles)
+                out.append((smiles, product, route + [name]))
                 next_frontier.append((product, route + [name]))
         # the second step starts from a bounded, diverse slice so that a large seed stays fast
         frontier = next_frontier[:: max(1, len(next_frontier) // 20)]
+    return out
+
+
+def generate_analogues(seed: Chem.Mol, count: int = 50, **options) -> tuple[list[Analogue], GenerationReport]:
+    """``generate_analogues_steps`` run to the end."""
+    steps = generate_analogues_steps(seed, count, **options)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
+
+
+def generate_analogues_steps(seed: Chem.Mol, count: int = 50, known: set[str] | None = None, steps: int = 2,
+                             predict: bool = True, source: str = "both", min_similarity: float = 0.0,
+                             model_samples: int | None = None, temperature: float | None = None, random_seed: int = 0,
+                             generator=None) -> Generator[tuple[float, str], None, tuple[list[Analogue], GenerationReport]]:
+    """Generator yielding (fraction done, what it is doing), returning up to ``count`` ranked analogues of ``seed`` from ``source`` ("both", "model" or
+    "mutation"), each with Tanimoto similarity to the seed >= ``min_similarity``; ``known``
+    canonical SMILES (the input set) are never proposed. The model draws ``model_samples``
+    sequences (default 40 × count, at least 1,000). Rank: QED, minus 0.15 per structural alert,
+    plus 0.3 × similarity to the seed, minus 0.2 when a model flags the analogue out of its domain."""
+    from healthfm_desktop.core.chemistry.properties import describe_mol
+
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
+    if not 0.0 <= min_similarity <= 1.0:
+        raise ValueError("minimum similarity must be between 0 and 1")
+    report = GenerationReport()
+    seed = standardize(seed)
+    seed_smiles = Chem.MolToSmiles(seed)
+    known = set(known or ()) | {seed_smiles}
+    seen: dict[str, tuple[Chem.Mol, list[str], str]] = {}
+    if source in ("both", "mutation"):
+        yield 0.0, "mutating the seed…"
+        for smiles, product, route in mutation_proposals(seed, steps, report):
+            if smiles != seed_smiles:
+                seen.setdefault(smiles, (product, route, "mutation"))
+    if source in ("both", "model"):
+        samples = model_samples or max(1000, 40 * count)
+        rng = np.random.default_rng(random_seed)
+        sampling = model_proposals(seed, samples, report, rng, temperature, generator)
+        while True:
+            try:
+                fraction = next(sampling)
+            except StopIteration as stop:
+                proposals = stop.value
+                break
+            except ModelError as exc:
+                if source == "model":
+                    raise
+                # with both sources a missing or damaged model leaves the mutations, and says so
+                report.notes.append(f"mutations only: {exc}")
+                proposals = []
+                break
+            yield 0.05 + 0.8 * fraction, "sampling the SMILES model…"
+        for smiles, product, route in proposals:
+            if smiles != seed_smiles:
+                seen.setdefault(smiles, (product, [route], "model"))
     report.unique = len(seen)
     novel = {s: v for s, v in seen.items() if s not in known}
     report.novel = len(novel)
+    yield 0.85, "scoring proposals…"
     seed_fp = morgan_fingerprint(seed)
     # alerts and QED cost milliseconds each: only the closest 5 × count analogues get them
-    by_similarity = sorted(
-        ((DataStructs.TanimotoSimilarity(seed_fp, morgan_fingerprint(mol)), smiles, mol, route)
-         for smiles, (mol, route) in novel.items()),
-        key=lambda t: (-t[0], t[1]),
-    )[: 5 * count]
+    scored = ((DataStructs.TanimotoSimilarity(seed_fp, morgan_fingerprint(mol)), smiles, mol, route, origin)
+              for smiles, (mol, route, origin) in novel.items())
+    by_similarity = sorted((t for t in scored if t[0] >= min_similarity), key=lambda t: (-t[0], t[1]))
+    if not by_similarity and novel:
+        report.notes.append(f"no proposal reaches similarity {min_similarity:.2f}; lower the minimum")
+    # with both sources, each keeps a fair share of the candidates so neither crowds out the other
+    shortlist, per_origin = [], {}
+    for t in by_similarity:
+        if per_origin.get(t[4], 0) < 5 * count:
+            per_origin[t[4]] = per_origin.get(t[4], 0) + 1
+            shortlist.append(t)
     candidates = []
-    for sim, smiles, mol, route in by_similarity:
+    for sim, smiles, mol, route, origin in shortlist:
         props = describe_mol(mol)
-        candidates.append(Analogue(smiles, mol, route, sim, props["qed"], props["alerts"]))
+        candidates.append(Analogue(smiles, mol, route, sim, props["qed"], origin=origin, alerts=props["alerts"]))
     for a in candidates:
         a.score = a.qed - 0.15 * len(a.alerts) + 0.3 * a.similarity
     candidates.sort(key=lambda a: (-a.score, a.smiles))
@@ -148,6 +291,7 @@ def generate_analogues(seed: Chem.Mol, count: int = 50, known: set[str] | None =
     if predict and chosen:
         from healthfm_desktop.core.chemistry.predictors import predict_mols
 
+        yield 0.95, "predicting…"
         for analogue, prediction in zip(chosen, predict_mols([a.mol for a in chosen])):
             analogue.predictions = prediction.values
             analogue.in_domain = prediction.in_domain

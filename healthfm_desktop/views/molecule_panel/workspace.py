@@ -12,7 +12,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyMod
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QHeaderView, QInputDialog, QLabel,
-    QLineEdit, QProgressBar, QPushButton, QSplitter, QTableView, QTextBrowser, QVBoxLayout, QWidget,
+    QLineEdit, QProgressBar, QPushButton, QSpinBox, QSplitter, QTableView, QTextBrowser, QVBoxLayout, QWidget,
 )
 
 from healthfm_desktop.controllers.workers import Progress
@@ -25,8 +25,10 @@ STRUCTURE, ID, SMILES = 0, 1, 2
 FIRST_PROPERTY = 3
 LIPINSKI = FIRST_PROPERTY + len(PROPERTY_COLUMNS)
 VEBER, ALERTS, SCORE, SOLUBILITY, STATUS = LIPINSKI + 1, LIPINSKI + 2, LIPINSKI + 3, LIPINSKI + 4, LIPINSKI + 5
+ORIGIN = LIPINSKI + 6  # analogues only: where a proposal came from and its similarity to the seed
 HEADERS = ["Structure", "ID", "SMILES", *[c[0] for c in PROPERTY_COLUMNS], "Lipinski", "Veber", "Alerts", "Score",
-           "logS (pred.)", "Status"]
+           "logS (pred.)", "Status", "Origin (sim.)"]
+ANALOGUE_SOURCES = {"model + mutations": "both", "model": "model", "mutations": "mutation"}
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 ROW_HEIGHT = 84
 
@@ -82,6 +84,8 @@ class MoleculeTableModel(QAbstractTableModel):
             return item.predictions.get("solubility_logS")
         if column == STATUS:
             return item.error or ("standardised" if item.original else "ok")
+        if column == ORIGIN and "origin" in item.fields:
+            return float(item.fields.get("similarity to seed", 0.0))
         return None
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
@@ -113,6 +117,8 @@ class MoleculeTableModel(QAbstractTableModel):
                 return f"{value:.{PROPERTY_COLUMNS[column - FIRST_PROPERTY][2]}f}"
             if column == SCORE and value is not None:
                 return f"{value:.3f}"
+            if column == ORIGIN and value is not None:
+                return f"{item.fields['origin']} ({value:.2f})"
             return None if value is None else str(value)
         if role == Qt.ItemDataRole.ToolTipRole and column in (STATUS, ALERTS, SMILES):
             return item.error or (f"original: {item.original}" if item.original else item.smiles)
@@ -180,6 +186,15 @@ class MoleculesWorkspace(QWidget):
         self.analogues_button = QPushButton("Analogues")
         self.analogues_button.setToolTip("Propose analogues of the selected molecule, scored and ranked")
         self.analogues_button.clicked.connect(self._generate)
+        self.analogue_source = QComboBox()
+        self.analogue_source.addItems(list(ANALOGUE_SOURCES))
+        self.analogue_source.setToolTip("SMILES model trained on ZINC/MOSES, RDKit mutation reactions, or both")
+        self.analogue_count = QSpinBox(minimum=1, maximum=500, value=50)
+        self.analogue_similarity = QDoubleSpinBox(minimum=0.0, maximum=1.0, singleStep=0.05, value=0.3)
+        self.analogue_similarity.setToolTip("Keep proposals at least this similar to the seed (Tanimoto, Morgan r=2)")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setVisible(False)
+        self.cancel_button.clicked.connect(self._cancel)
         self.export_button = QPushButton("Export…")
         self.export_button.clicked.connect(self._export_dialog)
 
@@ -230,11 +245,13 @@ class MoleculesWorkspace(QWidget):
 
         top = QHBoxLayout()
         for widget in (self.filter_text, self.lipinski_only, self.no_alerts, self.valid_only, self.standardise,
-                       self.tautomer, self.predict_button, self.analogues_button, self.export_button):
+                       self.tautomer, self.predict_button, self.export_button):
             top.addWidget(widget)
         search = QHBoxLayout()
         for widget in (self.search_mode, self.search_query, QLabel("min. Tanimoto"), self.search_threshold,
-                       self.search_button, self.search_library_button):
+                       self.search_button, self.search_library_button, QLabel("  Analogues from"),
+                       self.analogue_source, QLabel("count"), self.analogue_count, QLabel("min. similarity"),
+                       self.analogue_similarity, self.analogues_button):
             search.addWidget(widget)
         right = QWidget()
         right_layout = QVBoxLayout(right)
@@ -257,14 +274,17 @@ class MoleculesWorkspace(QWidget):
         layout.addLayout(top)
         layout.addLayout(search)
         layout.addWidget(splitter, 1)
-        layout.addWidget(self.progress)
+        progress_row = QHBoxLayout()
+        progress_row.addWidget(self.progress, 1)
+        progress_row.addWidget(self.cancel_button)
+        layout.addLayout(progress_row)
         layout.addWidget(self.status)
 
         controller.rows_changed.connect(self._rows_changed)
         controller.rows_updated.connect(self._selection_changed)
         controller.message.connect(lambda level, text: self.status.setText(text))
         controller.progress.connect(self._progress)
-        controller.busy_changed.connect(lambda busy: self.progress.setVisible(busy))
+        controller.busy_changed.connect(self._busy_changed)
         controller.column_choice_needed.connect(self._choose_column)
 
     # ---- drag and drop -------------------------------------------------------------------
@@ -279,6 +299,14 @@ class MoleculesWorkspace(QWidget):
             event.acceptProposedAction()
 
     # ---- reactions -----------------------------------------------------------------------
+    def _cancel(self) -> None:
+        self.controller.cancel_jobs()
+        self.status.setText("Cancelled.")
+
+    def _busy_changed(self, busy: bool) -> None:
+        self.progress.setVisible(busy)
+        self.cancel_button.setVisible(busy)
+
     def _progress(self, progress: Progress) -> None:
         if progress.fraction is None:
             self.progress.setRange(0, 0)
@@ -396,7 +424,9 @@ class MoleculesWorkspace(QWidget):
         if not rows:
             self.status.setText("Select a molecule to generate analogues of.")
             return
-        self.controller.generate(rows[0])
+        self.controller.generate(rows[0], count=self.analogue_count.value(),
+                                 source=ANALOGUE_SOURCES[self.analogue_source.currentText()],
+                                 min_similarity=self.analogue_similarity.value())
 
     def _search_library_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Library file (or index.json of an index)")
