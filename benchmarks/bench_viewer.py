@@ -30,15 +30,18 @@ os.environ.setdefault("HEALTHFM_HOME", tempfile.mkdtemp(prefix="healthfm-bench-"
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
-import pydicom  # noqa: E402
-from PySide6.QtCore import QElapsedTimer, Qt, QTimer  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
+# the viewer's decode worker processes import this script as __mp_main__ (multiprocessing's
+# rule for the main module): keep Qt and the app out of them, as the app's own entry does
+if __name__ != "__mp_main__":
+    import numpy as np  # noqa: E402
+    import pydicom  # noqa: E402
+    from PySide6.QtCore import QElapsedTimer, Qt, QTimer  # noqa: E402
+    from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from healthfm_desktop.controllers.images import ImagesController  # noqa: E402
-from healthfm_desktop.core.imaging.scanning import scan_paths  # noqa: E402
-from healthfm_desktop.views.image_viewer.rendering import qimage_from_uint8  # noqa: E402
-from healthfm_desktop.views.image_viewer.workspace import ImagesWorkspace  # noqa: E402
+    from healthfm_desktop.controllers.images import ImagesController  # noqa: E402
+    from healthfm_desktop.core.imaging.scanning import scan_paths  # noqa: E402
+    from healthfm_desktop.views.image_viewer.rendering import qimage_from_uint8  # noqa: E402
+    from healthfm_desktop.views.image_viewer.workspace import ImagesWorkspace  # noqa: E402
 
 SERIES_ROOT = REPO / "tests" / "data" / "dicom" / "series"
 
@@ -100,7 +103,7 @@ def pydicom_loop(folder: Path) -> float:
     return time.perf_counter() - started
 
 
-def bench_open(app: QApplication, folder: Path) -> None:
+def bench_open(app: "QApplication", folder: Path) -> None:
     controller = ImagesController()
     workspace = ImagesWorkspace(controller)
     workspace.resize(1400, 900)
@@ -164,7 +167,7 @@ def bench_open(app: QApplication, folder: Path) -> None:
           f"({worst * 1e3:.1f} ms vs {blocked * 1e3:.0f} ms; budget 50 ms)")
 
 
-def bench_mpr_memory(app: QApplication, folder: Path) -> None:
+def bench_mpr_memory(app: "QApplication", folder: Path) -> None:
     import gc
     import tracemalloc
 

@@ -296,7 +296,7 @@ class ImagesController(WorkspaceController):
         self._emit_preview(paths, cancel)
         ahead = self._decode_ahead()
         with _collector_paused():
-            result = scan_paths(paths, progress=lambda done, total: self._scan_step.emit(done, total),
+            result = scan_paths(paths, progress=self._paced_scan_step(),
                                 cancel=cancel.is_set, decode_ahead=ahead)
         return self._with_plain_images(result)
 
@@ -339,6 +339,19 @@ class ImagesController(WorkspaceController):
 
         job = self.start_job(start, on_error=lambda text: log.warning("decode pool: %s", text))
         job.finished.connect(done)
+
+    def _paced_scan_step(self):
+        """A progress callback for the scan that signals the UI at most every 50 ms: a signal per
+        file had the indexing thread wait on the UI thread (measured: 2/3 of a 140-file scan)."""
+        last = [0.0]
+
+        def step(done: int, total: int) -> None:
+            now = time.perf_counter()
+            if done == total or now - last[0] >= 0.05:
+                last[0] = now
+                self._scan_step.emit(done, total)
+
+        return step
 
     @staticmethod
     def _decode_ahead():

@@ -127,6 +127,11 @@ class DecodePool:
         return self._ready.is_set() and self._failed is None
 
     @property
+    def starting(self) -> bool:
+        """Another thread is starting the workers right now."""
+        return self._lock.locked() and not self._ready.is_set() and self._failed is None
+
+    @property
     def failed(self) -> str | None:
         return self._failed
 
@@ -302,13 +307,14 @@ atexit.register(shutdown_shared_pool)
 
 def pool_for(object_count: int) -> DecodePool | None:
     """The pool to decode ``object_count`` objects with, or None for in-process: a running
-    pool from MIN_OBJECTS_WARM objects on, a pool still to start only from MIN_OBJECTS_COLD
+    pool (or one another thread is starting: the caller decodes in-process until it is ready)
+    from MIN_OBJECTS_WARM objects on; a pool nobody started only from MIN_OBJECTS_COLD objects
     (started here, blocking)."""
     pool = shared_pool()
-    if pool is None:
+    if pool is None or object_count < MIN_OBJECTS_WARM:
         return None
-    if pool.ready:
-        return pool if object_count >= MIN_OBJECTS_WARM else None
+    if pool.ready or pool.starting:
+        return pool
     if object_count >= MIN_OBJECTS_COLD and pool.start():
         return pool
     return None

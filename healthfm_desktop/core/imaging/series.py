@@ -332,6 +332,15 @@ class Series:
         else:
             pool = None
         if pool is not None:
+            while groups and not pool.ready and pool.starting:
+                # the workers are still starting (the viewer starts them as an import begins):
+                # decode here meanwhile rather than wait for them
+                if cancel is not None and cancel():
+                    return
+                yield from decode_group_safely(groups.pop(0))
+            if not pool.ready:
+                pool = None
+        if pool is not None and groups:
             instances = [self.frames[g[0]].instance for g in groups]
             outcomes = pool.decode_instances(instances, cancel=cancel)
             for group, outcome in zip(groups, outcomes):
