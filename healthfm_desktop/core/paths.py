@@ -56,5 +56,18 @@ def user_data_dir() -> Path:
     return path
 
 
+def user_cache_dir() -> Path:
+    """Per-user folder for data the app rebuilds when it is missing (deleting it loses nothing):
+    under HEALTHFM_HOME when that is set, else the XDG cache folder."""
+    override = os.environ.get("HEALTHFM_HOME")
+    if override:
+        path = Path(override) / "cache"
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        path = Path(base) / "healthfm-desktop"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def settings_path() -> Path:
     return user_data_dir() / "settings.ini"
