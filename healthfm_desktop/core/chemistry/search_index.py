@@ -14,7 +14,9 @@ planes is the exact screen SubstructLibrary applies, and RDKit's HasSubstructMat
 from __future__ import annotations
 
 import json
+import mmap
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -28,9 +30,10 @@ from healthfm_desktop.core.chemistry.reading import capture_rdkit_log, parse_sma
 from healthfm_desktop.core.errors import UnreadableFileError, UserFacingError
 
 INDEX_FORMAT = "healthfm-molecule-index"
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: adds trusted.smi (RDKit's canonical SMILES) for substructure matching
 PATTERN_BITS = 2048
 _CHUNK = 65536  # molecules per transpose step: a multiple of 64
+_CORE_FRACTION = 0.02  # top-k: share of the library scored exactly first, around the query's popcount
 
 
 @dataclass
@@ -41,22 +44,22 @@ class Hit:
     score: float
 
 
-def _fingerprint_chunk(smiles: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ok mask, packed Morgan bits, packed pattern bits) for SMILES already known to parse."""
+def _fingerprint_chunk(smiles: list[str]) -> tuple[list[str | None], np.ndarray, np.ndarray, list[str]]:
+    """(error or None per SMILES, packed Morgan bits, packed pattern bits, RDKit canonical
+    SMILES) for the SMILES that parse (the arrays and the canonical list hold those only)."""
     gen = morgan_generator()
-    n = len(smiles)
-    ok = np.zeros(n, dtype=bool)
-    morgan = np.zeros((n, FP_BYTES), dtype=np.uint8)
-    pattern = np.zeros((n, PATTERN_BITS // 8), dtype=np.uint8)
-    for i, text in enumerate(smiles):
-        with capture_rdkit_log():
-            mol = Chem.MolFromSmiles(text)
+    errors: list[str | None] = []
+    morgan, pattern, canonical = [], [], []
+    for text in smiles:
+        mol, error = parse_smiles(text)
+        errors.append(error)
         if mol is None:
             continue
-        ok[i] = True
-        morgan[i] = np.packbits(gen.GetFingerprintAsNumPy(mol).astype(np.uint8), bitorder="little")
-        pattern[i] = _pattern_packed(mol)
-    return ok, morgan, pattern
+        morgan.append(np.packbits(gen.GetFingerprintAsNumPy(mol).astype(np.uint8), bitorder="little"))
+        pattern.append(_pattern_packed(mol))
+        canonical.append(Chem.MolToSmiles(mol))
+    return (errors, np.array(morgan, dtype=np.uint8).reshape(-1, FP_BYTES),
+            np.array(pattern, dtype=np.uint8).reshape(-1, PATTERN_BITS // 8), canonical)
 
 
 def _pattern_packed(mol: Chem.Mol) -> np.ndarray:
@@ -111,11 +114,38 @@ def _decode_counts(counter: list[np.ndarray]) -> np.ndarray:
     return total
 
 
+def _min_common(a: int, b: int, threshold: float) -> int | None:
+    """The least common-bit count c with c / (a + b - c) ≥ threshold, computed in the same
+    double-precision arithmetic as the scores (so the comparison agrees with them exactly)."""
+    c = np.arange(min(a, b) + 1, dtype=np.float64)
+    ok = np.flatnonzero(c / ((a + b) - c) >= threshold)
+    return int(ok[0]) if len(ok) else None
+
+
+def _at_least(levels: list[np.ndarray], value: int, words: int) -> np.ndarray:
+    """Bit-sliced comparison: bit j set where the count held by ``levels`` (bit l of the count
+    in levels[l]) is ≥ ``value``."""
+    if value <= 0:
+        return np.full(words, np.uint64(0xFFFFFFFFFFFFFFFF), dtype=np.uint64)
+    if value >= 1 << len(levels):
+        return np.zeros(words, dtype=np.uint64)
+    greater = np.zeros(words, dtype=np.uint64)
+    equal = np.full(words, np.uint64(0xFFFFFFFFFFFFFFFF), dtype=np.uint64)
+    for level in range(len(levels) - 1, -1, -1):
+        if value >> level & 1:
+            np.bitwise_and(equal, levels[level], out=equal)
+        else:
+            greater |= equal & levels[level]
+            np.bitwise_and(equal, ~levels[level], out=equal)
+    return greater | equal
+
+
 class LibraryIndex:
     """A loaded index (memory-mapped). ``build`` writes one; ``open`` reads it."""
 
     def __init__(self, folder: Path, meta: dict, popcount: np.ndarray, order: np.ndarray, morgan: np.ndarray,
-                 pattern: np.ndarray, offsets: np.ndarray, records: np.ndarray):
+                 pattern: np.ndarray, offsets: np.ndarray, records: np.ndarray, trusted_offsets: np.ndarray,
+                 trusted: np.ndarray):
         self.folder = folder
         self.meta = meta
         self.popcount = popcount  # sorted, per position
@@ -124,7 +154,10 @@ class LibraryIndex:
         self.pattern = pattern  # (2048, words)
         self.offsets = offsets  # row -> byte offset into records (row order), n+1 entries
         self.records = records  # uint8 memmap of "id\tsmiles\n" lines in library row order
+        self.trusted_offsets = trusted_offsets  # row -> byte offset into trusted, n+1 entries
+        self.trusted = trusted  # uint8 memmap of RDKit canonical SMILES lines, library row order
         self.size = len(popcount)
+        self._trusted_map = None
         # first position of each popcount value, for BitBound slicing
         self.pop_start = np.searchsorted(popcount, np.arange(FP_BITS + 2), side="left")
 
@@ -134,67 +167,170 @@ class LibraryIndex:
         ident, _, smiles = line.partition("\t")
         return ident, smiles
 
-    # ---- similarity --------------------------------------------------------------------
-    def _scores_in(self, query_bits: np.ndarray, a: int, lo_pop: int, hi_pop: int) -> tuple[int, np.ndarray]:
-        """(first position, exact Tanimoto of every molecule from there) over popcounts [lo_pop, hi_pop]."""
-        p0 = int(self.pop_start[max(lo_pop, 0)])
-        p1 = int(self.pop_start[min(hi_pop, FP_BITS) + 1])
+    # ---- similarity ----------------------------------------------------------------------
+    def _position_range(self, lo_pop: int, hi_pop: int) -> tuple[int, int]:
+        """Positions [p0, p1) of the molecules with popcount in [lo_pop, hi_pop]."""
+        lo_pop, hi_pop = max(lo_pop, 0), min(hi_pop, FP_BITS)
+        if hi_pop < lo_pop:
+            return 0, 0
+        return int(self.pop_start[lo_pop]), int(self.pop_start[hi_pop + 1])
+
+    def _candidates(self, query_bits: np.ndarray, a: int, p0: int, p1: int, threshold: float) -> np.ndarray:
+        """Positions in [p0, p1) whose Tanimoto to the query is ≥ ``threshold``, exactly.
+
+        Per popcount bin b the score c / (a + b - c) grows with the common-bit count c, so the
+        threshold is one minimum count per bin; the bit-sliced counts are compared with it in
+        their bit-sliced form (a few word operations per level), and only the passing molecules
+        are ever unpacked."""
         if p1 <= p0:
-            return p0, np.zeros(0)
+            return np.zeros(0, dtype=np.int64)
         w0, w1 = p0 // 64, (p1 + 63) // 64
-        counts = _decode_counts(_vertical_count(self.morgan, query_bits, w0, w1))
-        if len(counts) == 0:
-            counts = np.zeros((w1 - w0) * 64, dtype=np.int32)
-        counts = counts[p0 - w0 * 64 : p1 - w0 * 64]
-        counts = counts.astype(np.float64)
-        union = (a + self.popcount[p0:p1]) - counts
-        return p0, counts / union
+        levels = _vertical_count(self.morgan, query_bits, w0, w1)
+        found = []
+        for b in range(int(self.popcount[p0]), int(self.popcount[p1 - 1]) + 1):
+            b0, b1 = max(int(self.pop_start[b]), p0), min(int(self.pop_start[b + 1]), p1)
+            if b1 <= b0:
+                continue
+            c_min = _min_common(a, b, threshold)
+            if c_min is None:
+                continue
+            v0, v1 = b0 // 64 - w0, (b1 + 63) // 64 - w0
+            mask = _at_least([level[v0:v1] for level in levels], c_min, v1 - v0)
+            positions = np.flatnonzero(np.unpackbits(mask.view(np.uint8), bitorder="little"))
+            positions += (v0 + w0) * 64
+            found.append(positions[(positions >= b0) & (positions < b1)])
+        return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+    def _exact_scores(self, query_bits: np.ndarray, a: int, positions: np.ndarray) -> np.ndarray:
+        """RDKit's Tanimoto (double precision) of the molecules at ``positions``."""
+        words = positions // 64
+        shift = (positions % 64).astype(np.uint64)
+        common = np.zeros(len(positions), dtype=np.int64)
+        for bit in query_bits:
+            common += ((self.morgan[bit][words] >> shift) & np.uint64(1)).astype(np.int64)
+        union = a + self.popcount[positions].astype(np.int64) - common
+        return common / union
 
     def similar(self, query: Chem.Mol, threshold: float | None = None, top: int | None = None) -> list[Hit]:
         """Hits with Tanimoto ≥ threshold (default 0 when top is given, else 0.7), best first,
-        at most ``top``; ties in library order."""
+        at most ``top``; ties in library order.
+
+        top-k: the popcount bins nearest the query's (where the best scores are) are scored
+        first; their k-th best score is a lower bound of the final k-th best, so BitBound then
+        narrows the rest of the library to the bins that can still reach it, and within each
+        bin only molecules with enough common bits are unpacked."""
         fp = morgan_generator().GetFingerprint(query)
         query_bits = np.array(list(fp.GetOnBits()), dtype=np.int64)
         a = len(query_bits)
-        if a == 0:
+        if a == 0 or self.size == 0:
             return []
         if threshold is None:
             threshold = 0.0 if top else 0.7
         if not 0.0 <= threshold <= 1.0:
             raise UserFacingError("the similarity threshold must lie between 0 and 1")
         floor = threshold
-        if top and threshold < 0.5:
-            # a first pass near the query's popcount gives a k-th best score: a lower bound of the
-            # final k-th score, so it both narrows BitBound and discards most molecules early
-            _, scores = self._scores_in(query_bits, a, *self._bitbound(a, 0.75))
-            scores = scores[scores >= threshold]
-            if len(scores) >= top:
-                floor = max(threshold, float(np.partition(scores, len(scores) - top)[len(scores) - top]))
-        p0, scores = self._scores_in(query_bits, a, *self._bitbound(a, floor))
-        keep = np.flatnonzero(scores >= floor)
-        rows = self.order[p0 + keep]
-        scores = scores[keep]
-        if top and len(scores) > top:
-            kth = np.partition(scores, len(scores) - top)[len(scores) - top]
-            sel = scores >= kth
-            rows, scores = rows[sel], scores[sel]
+        done = (0, 0)
+        positions = np.zeros(0, dtype=np.int64)
+        if top:
+            core = self._core_range(a, top)
+            core_positions = np.arange(*core, dtype=np.int64)
+            core_scores = self._exact_scores_range(query_bits, a, *core)
+            keep = core_scores >= threshold
+            core_positions, core_scores = core_positions[keep], core_scores[keep]
+            if len(core_scores) >= top:
+                floor = max(threshold, float(np.partition(core_scores, len(core_scores) - top)[len(core_scores) - top]))
+                keep = core_scores >= floor
+                core_positions = core_positions[keep]
+            positions = core_positions
+            done = core
+        lo, hi = self._bitbound(a, floor)
+        p0, p1 = self._position_range(lo, hi)
+        parts = [positions]
+        if done[1] > done[0]:
+            parts += [self._candidates(query_bits, a, p0, min(p1, done[0]), floor),
+                      self._candidates(query_bits, a, max(p0, done[1]), p1, floor)]
+        else:
+            parts.append(self._candidates(query_bits, a, p0, p1, floor))
+        positions = np.concatenate(parts)
+        scores = self._exact_scores(query_bits, a, positions)
+        keep = scores >= floor
+        positions, scores = positions[keep], scores[keep]
+        rows = self.order[positions]
         ranking = np.lexsort((rows, -scores))
         if top:
             ranking = ranking[:top]
         return [Hit(int(rows[i]), *self.record(int(rows[i])), float(scores[i])) for i in ranking]
 
+    def _core_range(self, a: int, top: int) -> tuple[int, int]:
+        """Positions of the popcount bins around ``a``: at least ``_CORE_FRACTION`` of the
+        library (and ``top``) molecules, grown one bin at a time on the side nearer in score."""
+        want = max(top * 4, int(self.size * _CORE_FRACTION))
+        lo = hi = min(max(a, int(self.popcount[0])), int(self.popcount[-1]))
+        while True:
+            p0, p1 = self._position_range(lo, hi)
+            if p1 - p0 >= min(want, self.size):
+                return p0, p1
+            # the next bin on each side bounds the best score there: min/max of popcounts
+            down = (lo - 1) / a if lo - 1 >= 0 else -1.0
+            up = a / (hi + 1) if hi + 1 <= FP_BITS else -1.0
+            if down < 0 and up < 0:
+                return p0, p1
+            if down >= up:
+                lo -= 1
+            else:
+                hi += 1
+
+    def _exact_scores_range(self, query_bits: np.ndarray, a: int, p0: int, p1: int) -> np.ndarray:
+        if p1 <= p0:
+            return np.zeros(0)
+        w0, w1 = p0 // 64, (p1 + 63) // 64
+        counts = _decode_counts(_vertical_count(self.morgan, query_bits, w0, w1))
+        if len(counts) == 0:
+            counts = np.zeros((w1 - w0) * 64, dtype=np.uint8)
+        counts = counts[p0 - w0 * 64 : p1 - w0 * 64].astype(np.float64)
+        return counts / ((a + self.popcount[p0:p1]) - counts)
+
     @staticmethod
     def _bitbound(a: int, threshold: float) -> tuple[int, int]:
         if threshold <= 0:
             return 0, FP_BITS
-        # widened by one on each side: the exact filter on scores decides
+        # widened by one on each side: the exact per-bin minimum counts decide
         return int(np.floor(a * threshold)) - 1, int(np.ceil(a / threshold)) + 1
 
     # ---- substructure ------------------------------------------------------------------
     def substructure(self, query: Chem.Mol, top: int | None = None,
                      progress: Callable[[float], None] | None = None) -> list[Hit]:
+        """Library molecules that contain ``query`` (RDKit's HasSubstructMatch), in library order.
+
+        The pattern-fingerprint screen (the AND of the query's bit planes) keeps only molecules
+        that can match; each of those is rebuilt from RDKit's own canonical SMILES of the
+        sanitised molecule without sanitising again (parsing such trusted SMILES costs a fifth
+        of MolFromSmiles), with exactly what substructure matching reads recomputed: valences
+        and hydrogen counts always, the symmetrised SSSR ring set and hybridisation when the
+        query asks about rings or hybridisation."""
         query.UpdatePropertyCache(strict=False)
         Chem.FastFindRings(query)
+        rows = self._screen(query)
+        rings = query_needs_rings(query)
+        hits = []
+        params = Chem.SubstructMatchParameters()
+        starts = self.trusted_offsets[rows].tolist()
+        ends = self.trusted_offsets[rows + 1].tolist()
+        data = self._trusted_bytes()
+        for i, row in enumerate(rows.tolist()):
+            mol = trusted_mol(data[starts[i]:ends[i] - 1], rings)
+            if mol is None:  # not expected: the canonical SMILES came from a sanitised molecule
+                mol = Chem.MolFromSmiles(self.record(row)[1])
+            if mol is not None and mol.HasSubstructMatch(query, params):
+                hits.append(Hit(row, *self.record(row), 1.0))
+                if top and len(hits) >= top:
+                    break
+            if progress and i % 5000 == 0:
+                progress(i / max(len(rows), 1))
+        return hits
+
+    def _screen(self, query: Chem.Mol) -> np.ndarray:
+        """Library rows (sorted) whose pattern fingerprint holds every bit of the query's."""
         qfp = Chem.PatternFingerprint(query, fpSize=PATTERN_BITS)
         bits = np.array(list(qfp.GetOnBits()), dtype=np.int64)
         words = self.pattern.shape[1]
@@ -202,19 +338,15 @@ class LibraryIndex:
         for bit in bits:
             np.bitwise_and(mask, self.pattern[bit], out=mask)
         positions = np.flatnonzero(np.unpackbits(mask.view(np.uint8), bitorder="little")[: self.size])
-        rows = np.sort(self.order[positions])
-        hits = []
-        params = Chem.SubstructMatchParameters()
-        for i, row in enumerate(rows):
-            ident, smiles = self.record(int(row))
-            mol = Chem.MolFromSmiles(smiles)
-            if mol is not None and mol.HasSubstructMatch(query, params):
-                hits.append(Hit(int(row), ident, smiles, 1.0))
-                if top and len(hits) >= top:
-                    break
-            if progress and i % 5000 == 0:
-                progress(i / max(len(rows), 1))
-        return hits
+        return np.sort(self.order[positions])
+
+    def _trusted_bytes(self):
+        if self._trusted_map is None:
+            if self.size == 0:
+                return b""
+            with open(self.folder / "trusted.smi", "rb") as handle:
+                self._trusted_map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        return self._trusted_map
 
     # ---- files -------------------------------------------------------------------------
     @classmethod
@@ -225,13 +357,18 @@ class LibraryIndex:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise UnreadableFileError(f"not a molecule search index (no readable index.json): {exc}") from exc
-        if meta.get("format") != INDEX_FORMAT or meta.get("version") != INDEX_VERSION:
-            raise UnreadableFileError("not a molecule search index of this version; rebuild it with `molecules index`")
+        if meta.get("format") != INDEX_FORMAT:
+            raise UnreadableFileError("not a molecule search index (unknown format in index.json)")
+        if meta.get("version") != INDEX_VERSION:
+            raise UnreadableFileError(
+                f"a molecule search index of format version {meta.get('version')}, this program reads version "
+                f"{INDEX_VERSION}: rebuild the index with `healthfm molecules index LIBRARY... --out {folder}`")
         try:
             load = lambda name: np.load(folder / name, mmap_mode="r", allow_pickle=False)  # noqa: E731
+            text = lambda name: np.memmap(folder / name, dtype=np.uint8, mode="r") if meta["size"] else np.zeros(0, np.uint8)  # noqa: E731
             return cls(folder, meta, np.asarray(load("popcount.npy")), np.asarray(load("order.npy")),
                        load("morgan_planes.npy"), load("pattern_planes.npy"), np.asarray(load("offsets.npy")),
-                       np.memmap(folder / "records.tsv", dtype=np.uint8, mode="r") if meta["size"] else np.zeros(0, np.uint8))
+                       text("records.tsv"), np.asarray(load("trusted_offsets.npy")), text("trusted.smi"))
         except (OSError, ValueError, KeyError) as exc:
             raise UnreadableFileError(f"damaged molecule search index: {exc}") from exc
 
@@ -254,19 +391,19 @@ def library_files(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def _library_records(files: list[Path], on_bad: Callable[[Path, str], None]) -> Iterator[tuple[str, str]]:
-    row = 0
+def _library_records(files: list[Path], on_bad: Callable[[Path, str], None]) -> Iterator[tuple[Path, str, str]]:
+    """(file, id, SMILES) of every record; SMILES are not parsed here (the fingerprinting
+    workers parse them and report the ones that fail)."""
     for path in files:
         try:
-            for record in read_molecules(path):
-                row += 1
-                if record.mol is None:
+            for record in read_molecules(path, parse=False):
+                if record.mol is None and record.error is not None:
                     on_bad(path, f"record {record.index} ({record.id}): {record.error}")
                     continue
                 # keep the library's SMILES; SDF/MOL records get RDKit's canonical SMILES
                 smiles = record.source if "\n" not in record.source else Chem.MolToSmiles(record.mol)
                 ident = record.id if record.id != str(record.index) or len(files) == 1 else f"{path.name}:{record.index}"
-                yield ident.replace("\t", " ").replace("\n", " "), smiles
+                yield path, ident.replace("\t", " ").replace("\n", " "), smiles, record.index
         except UserFacingError as exc:
             on_bad(path, str(exc))
 
@@ -282,13 +419,14 @@ def build_index(paths: Iterable[str | Path], out: str | Path, workers: int | Non
     out.mkdir(parents=True, exist_ok=True)
     ids: list[str] = []
     smiles: list[str] = []
+    canonical: list[str] = []
     morgan_parts, pattern_parts = [], []
     workers = workers or os.cpu_count() or 1
 
     def batches():
         batch = []
-        for ident, smi in _library_records(files, on_bad):
-            batch.append((ident, smi))
+        for record in _library_records(files, on_bad):
+            batch.append(record)
             if len(batch) >= chunk:
                 yield batch
                 batch = []
@@ -296,24 +434,27 @@ def build_index(paths: Iterable[str | Path], out: str | Path, workers: int | Non
             yield batch
 
     def collect(batch, result):
-        ok, morgan, pattern = result
-        for (ident, smi), good in zip(batch, ok):
-            if good:
+        errors, morgan, pattern, canon = result
+        for (path, ident, smi, number), error in zip(batch, errors):
+            if error is None:
                 ids.append(ident)
                 smiles.append(smi)
-        morgan_parts.append(morgan[ok])
-        pattern_parts.append(pattern[ok])
+            else:
+                on_bad(path, f"record {number} ({ident}): {error}")
+        canonical.extend(canon)
+        morgan_parts.append(morgan)
+        pattern_parts.append(pattern)
         if progress:
             progress(len(ids))
 
     if workers <= 1:
         for batch in batches():
-            collect(batch, _fingerprint_chunk([s for _, s in batch]))
+            collect(batch, _fingerprint_chunk([r[2] for r in batch]))
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             pending = []
             for batch in batches():
-                pending.append((batch, pool.submit(_fingerprint_chunk, [s for _, s in batch])))
+                pending.append((batch, pool.submit(_fingerprint_chunk, [r[2] for r in batch])))
                 while len(pending) > workers * 2:
                     b, f = pending.pop(0)
                     collect(b, f.result())
@@ -336,11 +477,47 @@ def build_index(paths: Iterable[str | Path], out: str | Path, workers: int | Non
     np.save(out / "offsets.npy", offsets)
     with open(out / "records.tsv", "wb") as handle:
         handle.writelines(lines)
+    _write_lines(out / "trusted.smi", out / "trusted_offsets.npy", canonical)
     meta = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "size": n, "sources": [str(f) for f in files],
             "fingerprint": "Morgan radius 2, 2048 bits (RDKit GetMorganGenerator)",
             "pattern_fingerprint": f"RDKit PatternFingerprint, {PATTERN_BITS} bits"}
     (out / "index.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return LibraryIndex.open(out)
+
+
+def _write_lines(path: Path, offsets_path: Path, texts: list[str]) -> None:
+    encoded = [f"{t}\n".encode("ascii") for t in texts]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    np.save(offsets_path, offsets)
+    with open(path, "wb") as handle:
+        handle.writelines(encoded)
+
+
+_RING_OR_HYBRIDISATION = re.compile(r"[Rrx^@]")
+_TRUSTED_PREP = Chem.SanitizeFlags.SANITIZE_PROPERTIES
+_TRUSTED_PREP_RINGS = (_TRUSTED_PREP | Chem.SanitizeFlags.SANITIZE_SYMMRINGS | Chem.SanitizeFlags.SANITIZE_SETCONJUGATION
+                       | Chem.SanitizeFlags.SANITIZE_SETHYBRIDIZATION)
+
+
+def query_needs_rings(query: Chem.Mol) -> bool:
+    """Whether a query may ask about rings (R, r, x, ring bonds @) or hybridisation (^):
+    conservatively, any of those characters in its SMARTS (element symbols such as Br count
+    too, which only costs time)."""
+    return bool(_RING_OR_HYBRIDISATION.search(Chem.MolToSmarts(query)))
+
+
+def trusted_mol(smiles: bytes | str, rings: bool) -> Chem.Mol | None:
+    """A molecule from RDKit's canonical SMILES of a sanitised molecule, with the properties
+    substructure matching reads (valences, H counts; rings and hybridisation if ``rings``)."""
+    mol = Chem.MolFromSmiles(smiles if isinstance(smiles, str) else smiles.decode("ascii"), sanitize=False)
+    if mol is None:
+        return None
+    try:
+        Chem.SanitizeMol(mol, _TRUSTED_PREP_RINGS if rings else _TRUSTED_PREP)
+    except Exception:  # noqa: BLE001 - the caller falls back to a full parse
+        return None
+    return mol
 
 
 def parse_query_smiles(text: str) -> Chem.Mol:
