@@ -5,16 +5,18 @@ too), come out as their action code says."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
+from pydicom.tag import Tag
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
+from healthfm_desktop.core.imaging import anonymise
 from healthfm_desktop.core.imaging.anonymise import (
     Anonymiser,
+    ProfileTable,
     anonymise_paths,
     burned_in_risk,
     profile_table,
@@ -22,24 +24,50 @@ from healthfm_desktop.core.imaging.anonymise import (
 )
 from tests.core.dicom_manifest import CT_SERIES, DICOM
 
-TABLE_FILE = Path(__file__).resolve().parents[2] / "resources" / "dicom" / "ps315_table_e1_1.json"
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
 
 
 def test_the_table_is_the_full_basic_profile_column():
-    data = json.loads(TABLE_FILE.read_text())
-    rows = data["attributes"]
-    assert len(rows) > 600  # Table E.1-1 has ~600 rows in the 2024 editions
-    actions = {row["action"] for row in rows}
+    from dicomanonymizer.dicom_anonymization_databases import dicomfields_2026c
+
+    table = profile_table()
+    rows = len(table.exact) + len(table.repeating)
+    # every row of the package's lists, none lost to a tag listed twice (2026c: 655 rows, plus
+    # the Private Attributes row)
+    assert rows == len(dicomfields_2026c.ALL_TAGS) > 600
+    actions = {action for action, _ in table.exact.values()} | {row[2] for row in table.repeating}
     assert actions == {"X", "Z", "D", "U", "X/Z", "X/D", "X/Z/D", "Z/D", "X/Z/U*"}
-    by_keyword = {row.get("keyword"): row["action"] for row in rows}
+
+    def action(keyword):
+        return table.row_for(Tag(keyword))[0]
+
     # spot checks against the published table
-    assert by_keyword["PatientName"] == "Z" and by_keyword["StudyInstanceUID"] == "U"
-    assert by_keyword["PatientAge"] == "X" and by_keyword["InstitutionName"] == "X/Z/D"
-    assert by_keyword["ContentDate"] == "Z/D" and by_keyword["ReferencedImageSequence"] == "X/Z/U*"
-    assert any(row["tag"] == "private" and row["action"] == "X" for row in rows)
-    assert "innolitics" in data["source"]
+    assert action("PatientName") == "Z" and action("StudyInstanceUID") == "U"
+    assert action("PatientAge") == "X" and action("InstitutionName") == "X/Z/D"
+    assert action("ContentDate") == "Z/D" and action("ReferencedImageSequence") == "X/Z/U*"
+    assert table.row_for(0x60023000)[0] == "X" and table.row_for(0x50100020)[0] == "X"  # overlays, curves
+    assert table.row_for(0x60023001) is None  # (60xx,3000) only, not its neighbours
+    assert table.private_action == "X"
+    assert "2026c" in table.source and "dicom-anonymizer" in table.source
+
+
+def test_the_built_table_is_cached_per_package_versions(monkeypatch, tmp_path):
+    monkeypatch.setenv("HEALTHFM_HOME", str(tmp_path))
+    versions = anonymise._package_versions()
+    assert "dicom-anonymizer 2.1.0" in versions and "highdicom" in versions
+    built = ProfileTable.load()  # nothing cached yet: built and written
+    cache = anonymise._cache_file(versions)
+    assert cache.parent == tmp_path / "cache" and cache.is_file()
+    assert ProfileTable.load() == built == profile_table()
+    # a cache from other package versions, or a damaged one, is rebuilt, never trusted
+    stale = json.loads(cache.read_text())
+    stale["versions"], stale["rows"] = "format 0", []
+    cache.write_text(json.dumps(stale))
+    assert ProfileTable.load() == built
+    cache.write_text('{"rows": [')
+    assert ProfileTable.load() == built
+    assert json.loads(cache.read_text())["versions"] == versions
 
 
 @pytest.mark.parametrize(
@@ -300,6 +328,19 @@ def test_type_1_attributes_get_dummies_in_an_iod_that_requires_them():
     assert ds.DeviceSerialNumber == "ANONYMOUS"  # X/Z/D, type 1 in Enhanced General Equipment
     assert ds.ContentDate == "19000101" and ds.ContentTime == "000000"  # Z/D, type 1
     assert "InstitutionName" not in ds  # still type 3 there
+
+
+def test_rows_of_the_2026_edition_apply_even_to_tags_pydicom_does_not_know():
+    ds = _synthetic(CT_IMAGE)
+    ds.add_new(0x00100011, "LO", "Jane's other name")  # added to Table E.1-1 after 2024e: X
+    ds.add_new(0x00081301, "LO", "CONSENT-77")  # likewise: X
+    ds.TableTopPositionAlignmentUID = "1.2.3.4.5.6.7.60"  # U (2026c)
+    ds.UnformattedTextValue = "Annotated by Dr Smith"  # D (2026c)
+    session = Anonymiser()
+    session.anonymise_dataset(ds)
+    assert 0x00100011 not in ds and 0x00081301 not in ds
+    assert ds.TableTopPositionAlignmentUID == session.uid_map["1.2.3.4.5.6.7.60"]
+    assert ds.UnformattedTextValue == "ANONYMOUS"
 
 
 def test_referenced_uids_stay_consistent_with_the_referenced_objects(tmp_path):

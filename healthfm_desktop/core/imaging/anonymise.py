@@ -7,7 +7,10 @@ session, so a study stays a study), K keep, C clean (treated as D), and the conf
 dependent X/Z, X/D, X/Z/D, Z/D and X/Z/U* decided by the attribute's type (1, 1C, 2, 2C or 3)
 in the IOD of the object's SOP class at that sequence path. Private attributes are removed
 (no Retain Safe Private option), as are curves and overlay planes whose data is removed.
-The table is ``resources/dicom/ps315_table_e1_1.json`` (its README says where it came from).
+The table is built at run time from the installed packages: the rows (edition 2026c of
+Table E.1-1) from dicom-anonymizer's lists of tags per action code, the attribute types per IOD
+and the SOP Class -> IOD map from highdicom's standard maps; the built table is cached in the
+user's cache folder, keyed by the packages' versions.
 
 Beyond the table, three safety nets: any other person name is emptied, free text inside a
 sequence whose action is D (Content Sequence: Text Value...) is replaced by a dummy, and any other
@@ -27,11 +30,14 @@ import io
 import json
 import os
 import secrets
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pydicom
 from pydicom import dcmread
+from pydicom.datadict import dictionary_description, keyword_for_tag
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
@@ -39,6 +45,7 @@ from pydicom.uid import UID, generate_uid
 
 from healthfm_desktop.core.errors import UnreadableFileError, UserFacingError
 from healthfm_desktop.core.imaging.sources import SourceRef
+from healthfm_desktop.core.paths import user_cache_dir
 
 PROFILE_NAME = "PS3.15 E.1 Basic Application Confidentiality Profile"
 PROFILE_CODE = ("113100", "DCM", "Basic Application Confidentiality Profile")
@@ -68,10 +75,144 @@ _TYPE_STRENGTH = {"1": 0, "1C": 1, "2": 2, "2C": 3, "3": 4}
 _SIMPLE_ACTIONS = {"X", "Z", "D", "U", "K", "C"}
 
 
-def _table_path() -> Path:
-    from healthfm_desktop.core.paths import resources_dir
+# dicom-anonymizer's list of tags for each action code of Table E.1-1's Basic Profile column.
+_ACTION_OF_LIST = {
+    "D_TAGS": "D", "Z_TAGS": "Z", "X_TAGS": "X", "U_TAGS": "U", "Z_D_TAGS": "Z/D", "X_Z_TAGS": "X/Z",
+    "X_D_TAGS": "X/D", "X_Z_D_TAGS": "X/Z/D", "X_Z_U_STAR_TAGS": "X/Z/U*",
+}
+TABLE_EDITION = "2026c"  # the DICOM standard edition of the dicom-anonymizer lists read below
+# The table's "Private Attributes" row: dicom-anonymizer applies it with a flag
+# (delete_private_tags), not a list, so it is stated here.
+_PRIVATE_ACTION = "X"
+_CACHE_FORMAT = 1  # bump when the shape of the cached table or the rules that build it change
 
-    return resources_dir() / "dicom" / "ps315_table_e1_1.json"
+
+def _tag_text(value: int, mask: int = 0xFFFFFFFF) -> str:
+    """0x00100010 -> '(0010,0010)'; a repeating group keeps its x: '(60xx,3000)'."""
+    digits = "".join("x" if not (mask >> shift) & 0xF else f"{(value >> shift) & 0xF:x}"
+                     for shift in range(28, -4, -4))
+    return f"({digits[:4]},{digits[4:]})"
+
+
+def _name_of(value: int, mask: int) -> str:
+    try:
+        return dictionary_description(value)
+    except KeyError:  # newer than pydicom's dictionary, or a whole repeating group
+        return _tag_text(value, mask)
+
+
+def _basic_profile_rows() -> list[dict]:
+    """Table E.1-1's Basic Profile rows from the installed dicom-anonymizer: one dict per row
+    with the tag ``value`` and ``mask`` (a repeating group such as (60xx,3000) masks its x
+    digits), pydicom ``keyword`` (empty when unknown), ``name`` and ``action``."""
+    from dicomanonymizer.dicom_anonymization_databases import dicomfields_2026c as table
+
+    rows = []
+    for list_name, action in _ACTION_OF_LIST.items():
+        for tag in getattr(table, list_name):
+            if len(tag) == 2:
+                group, element = tag
+                mask = 0xFFFFFFFF
+            else:  # (group, element, group mask, element mask): curves 50xx, overlays 60xx
+                group, element, group_mask, element_mask = tag
+                mask = (group_mask << 16) | element_mask
+            value = ((group << 16) | element) & mask
+            keyword = keyword_for_tag(value) if mask == 0xFFFFFFFF else ""
+            rows.append({"value": value, "mask": mask, "keyword": keyword or "", "name": _name_of(value, mask),
+                         "action": action})
+    return rows
+
+
+def _conditional_types(keywords: set[str]) -> tuple[list[str], dict[str, str], dict]:
+    """IOD names, the SOP Class -> IOD map and, for each of ``keywords``, its strongest type
+    (1, 1C, 2, 2C; type 3 left out) in each IOD at each sequence path, from highdicom's maps of
+    PS3.3 (``{keyword: {path: {type: [iod index...]}}}``)."""
+    from highdicom._standard_utils import get_iod_module_map, get_module_attribute_map, get_sop_class_iod_map
+
+    modules = get_module_attribute_map()
+    iod_modules = get_iod_module_map()
+    iods = sorted(iod_modules)
+    iod_index = {name: i for i, name in enumerate(iods)}
+    strongest: dict[str, dict[str, dict[int, str]]] = defaultdict(lambda: defaultdict(dict))
+    for iod, module_list in iod_modules.items():
+        for module in module_list:
+            for attribute in modules.get(module["key"], []):
+                if attribute["keyword"] not in keywords:
+                    continue
+                known = strongest[attribute["keyword"]]["/".join(attribute["path"])]
+                old = known.get(iod_index[iod])
+                if old is None or _TYPE_STRENGTH[attribute["type"]] < _TYPE_STRENGTH[old]:
+                    known[iod_index[iod]] = attribute["type"]
+    types: dict[str, dict[str, dict[str, list[int]]]] = {}
+    for keyword, paths in sorted(strongest.items()):
+        for path, by_iod in sorted(paths.items()):
+            grouped: dict[str, list[int]] = defaultdict(list)
+            for iod, kind in sorted(by_iod.items()):
+                if kind != "3":
+                    grouped[kind].append(iod)
+            if grouped:
+                types.setdefault(keyword, {})[path] = dict(grouped)
+    return iods, dict(get_sop_class_iod_map()), types
+
+
+def _package_versions() -> str | None:
+    """What the built table depends on, as text (the cache key); None when a package's version
+    cannot be read (then the table is built every time)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return (f"format {_CACHE_FORMAT}, edition {TABLE_EDITION}, dicom-anonymizer {version('dicom-anonymizer')}, "
+                f"highdicom {version('highdicom')}, pydicom {pydicom.__version__}")
+    except PackageNotFoundError:
+        return None
+
+
+def build_table_data() -> dict:
+    """The profile table as JSON-ready data, built from the installed packages (a few seconds:
+    highdicom's maps of PS3.3 are large)."""
+    rows = _basic_profile_rows()
+    conditional = {row["keyword"] for row in rows if row["action"] not in _SIMPLE_ACTIONS and row["keyword"]}
+    iods, sop_class_iod, types = _conditional_types(conditional)
+    return {
+        "versions": _package_versions(),
+        "source": f"DICOM PS3.15 Table E.1-1 (Basic Profile column), edition {TABLE_EDITION}, from the "
+                  "dicom-anonymizer package (BSD-3-Clause); attribute types per IOD and the SOP Class -> IOD "
+                  "map from highdicom's standard maps of PS3.3 (MIT)",
+        "rows": rows,
+        "private_action": _PRIVATE_ACTION,
+        "iods": iods,
+        "sop_class_iod": sop_class_iod,
+        "conditional_types": types,
+    }
+
+
+def _cache_file(versions: str) -> Path:
+    digest = hashlib.sha256(versions.encode("utf-8")).hexdigest()[:16]
+    return user_cache_dir() / f"ps315_basic_profile_{digest}.json"
+
+
+def _cached_table_data() -> dict:
+    """The built table from the user's cache folder when it was built from the installed
+    package versions, else built now and cached (a cache that cannot be read or written is
+    rebuilt or skipped: it only saves time)."""
+    from healthfm_desktop.core.storage.atomic import atomic_write_text
+
+    versions = _package_versions()
+    if versions is None:
+        return build_table_data()
+    try:
+        path = _cache_file(versions)
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("versions") == versions:
+            return data
+    except (OSError, ValueError, AttributeError):  # missing, unreadable or not our JSON
+        pass
+    data = build_table_data()
+    try:
+        atomic_write_text(_cache_file(versions), json.dumps(data, separators=(",", ":")))
+    except OSError:
+        pass
+    return data
 
 
 @dataclass(frozen=True)
@@ -84,26 +225,24 @@ class ProfileTable:
     iods: list[str]
     sop_class_iod: dict[str, str]
     types: dict[str, dict[str, dict[str, list[int]]]]  # keyword -> path -> type -> iod indices
+    source: str = ""
 
     @classmethod
-    def load(cls, path: Path | None = None) -> "ProfileTable":
-        data = json.loads((path or _table_path()).read_text(encoding="utf-8"))
+    def from_data(cls, data: dict) -> "ProfileTable":
         exact: dict[int, tuple[str, str]] = {}
         repeating: list[tuple[int, int, str, str]] = []
-        private_action = "X"
-        for row in data["attributes"]:
-            if row["tag"] == "private":
-                private_action = row["action"]
-                continue
-            pattern = row["tag"]
-            if "x" in pattern:
-                mask = int("".join("0" if c == "x" else "F" for c in pattern), 16)
-                value = int(pattern.replace("x", "0"), 16)
-                repeating.append((mask, value, row["action"], row["name"]))
+        for row in data["rows"]:
+            if row["mask"] == 0xFFFFFFFF:
+                exact[row["value"]] = (row["action"], row["name"])
             else:
-                exact[int(pattern, 16)] = (row["action"], row["name"])
-        return cls(exact, repeating, private_action, data["iods"], data["sop_class_iod"],
-                   data["conditional_types"])
+                repeating.append((row["mask"], row["value"], row["action"], row["name"]))
+        return cls(exact, repeating, data["private_action"], data["iods"], data["sop_class_iod"],
+                   data["conditional_types"], data["source"])
+
+    @classmethod
+    def load(cls) -> "ProfileTable":
+        """The table of the installed packages (cached on disk per package versions)."""
+        return cls.from_data(_cached_table_data())
 
     def row_for(self, tag: int) -> tuple[str, str] | None:
         """(action, attribute name) of the table row that covers ``tag``, or None."""
