@@ -3,19 +3,28 @@
 * throughput (notes/s) of the full HealthFM pipeline (sentences, vocabularies + rules + ONNX NER,
   PHI, sections, ConText, linking) vs a plain medspaCy pipeline (medspacy.load(): PyRuSH
   sentences + TargetMatcher with the same target terms + ConText), on the same case reports;
-* resident memory over many notes (spaCy 3.7 has no memory_zone: RSS is sampled instead);
+* resident memory over a stream of many notes (spaCy 3.7 has no memory_zone: the pipeline is
+  rebuilt once the notes have added enough new strings): RSS at the start of the stream (after a
+  warm-up of 200 notes), after 1k, 5k and 10k notes. The stream cycles the case reports (and,
+  with --extra-notes, more real notes, e.g. the shared MTSamples/Ada JSONL) with every number
+  redrawn and a fresh MRN line per note, so that, as in real notes, new strings keep coming;
 * negation / historical F1 on the shared NegEx/ConText kit vs medspaCy's ConText with its
   packaged rules (same sentence splitter), beside the published GeneralNegEx / genConText bars;
 * MACCROBAT relaxed-overlap micro F1 on our test documents: full pipeline vs the model alone;
 * PHI recall per type on the surrogate-PHI notes.
 
-    python benchmarks/bench_notes.py [--notes 60] [--memory-notes 2000]
+    python benchmarks/bench_notes.py [--notes 60] [--repeats 3] [--memory-notes 10000]
+        [--extra-notes ../shared/data/text/mtsamples_subset/mtsamples_subset.jsonl ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import os
+import random
+import re
 import resource
 import sys
 import time
@@ -39,6 +48,23 @@ def line(what: str, ours: float, base: float, name: str, fmt: str = ".3f") -> No
     print(f"{what}: {ratio:.2f}x {name} ({ours:{fmt}} vs {base:{fmt}})", flush=True)
 
 
+_NUMBER = re.compile(r"\d+")
+
+
+def perturbed_stream(texts: list[str], count: int, seed: int = 7):
+    """(id, text) for ``count`` notes: the texts cycled, each number redrawn (same digit count)
+    and an MRN line added, so that most notes bring strings the pipeline has not seen."""
+    rng = random.Random(seed)
+    for i in range(count):
+        text = _NUMBER.sub(lambda m: str(rng.randrange(10 ** (len(m.group()) - 1), 10 ** len(m.group()))) if len(m.group()) > 1 else str(rng.randrange(10)), texts[i % len(texts)])
+        yield str(i), f"MRN: {rng.randrange(10**7, 10**8)}\n{text}"
+
+
+def read_texts(path: Path) -> list[str]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line)["text"] for line in handle if line.strip()]
+
+
 def plain_medspacy(terms):
     import medspacy
     from loguru import logger
@@ -53,7 +79,9 @@ def plain_medspacy(terms):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--notes", type=int, default=60, help="case reports timed for throughput")
+    parser.add_argument("--repeats", type=int, default=3, help="throughput measurements (each: ours, then the baseline)")
     parser.add_argument("--memory-notes", type=int, default=2000, help="notes streamed for the memory figure")
+    parser.add_argument("--extra-notes", type=Path, nargs="*", default=[], help="more JSONL files of notes ({\"text\": ...}) for the memory stream")
     args = parser.parse_args()
 
     from healthfm_desktop.core.records.evaluation import evaluate_assertions, evaluate_ner, read_negex_kit
@@ -69,33 +97,38 @@ def main() -> int:
     # warm both (first-call costs are not throughput)
     list(ours.annotate_many([("w", texts[0])]))
     baseline(texts[0])
-    started = time.perf_counter()
-    list(ours.annotate_many((str(i), t) for i, t in enumerate(texts)))
-    ours_rate = len(texts) / (time.perf_counter() - started)
-    started = time.perf_counter()
-    for text in texts:
-        baseline(text)
-    base_rate = len(texts) / (time.perf_counter() - started)
-    line(f"throughput on {len(texts)} MACCROBAT case reports (notes/s)", ours_rate, base_rate, "plain medspaCy pipeline", ".1f")
+    for repeat in range(1, args.repeats + 1):
+        load = os.getloadavg()[0]
+        started = time.perf_counter()
+        list(ours.annotate_many((str(i), t) for i, t in enumerate(texts)))
+        ours_rate = len(texts) / (time.perf_counter() - started)
+        started = time.perf_counter()
+        for text in texts:
+            baseline(text)
+        base_rate = len(texts) / (time.perf_counter() - started)
+        line(f"throughput on {len(texts)} MACCROBAT case reports (notes/s, run {repeat}, load {load:.1f})", ours_rate, base_rate, "plain medspaCy pipeline", ".1f")
+    del baseline
+    gc.collect()  # the baseline's memory is not part of the stream's figure
 
-    # memory: stream many notes (the case reports, cycled) and sample RSS
+    # memory: stream many notes with new strings in each and sample RSS
+    stream_texts = [r["text"] for r in records] + [t for path in args.extra_notes for t in read_texts(path)]
+    warm_up = min(200, args.memory_notes // 10)
+    checkpoints = sorted({warm_up, *(k for k in (1000, 5000, 10000) if k <= args.memory_notes), args.memory_notes})
     samples = []
-    stream = ((str(i), records[i % len(records)]["text"]) for i in range(args.memory_notes))
-    for k, _note in enumerate(ours.annotate_many(stream), start=1):
-        if k in (args.memory_notes // 4, args.memory_notes // 2, args.memory_notes):
+    started = time.perf_counter()
+    for k, _note in enumerate(ours.annotate_many(perturbed_stream(stream_texts, args.memory_notes)), start=1):
+        if k in checkpoints:
             samples.append((k, rss_mb(), len(ours.nlp.vocab.strings)))
-    first, last = samples[0], samples[-1]
-    print(f"memory: RSS {', '.join(f'{mb:.0f} MB after {k}' for k, mb, _ in samples)} notes; StringStore {first[2]} -> {last[2]} strings")
-    line(f"memory growth from note {first[0]} to {last[0]} (MB RSS)", last[1], first[1], "RSS earlier in the stream", ".0f")
+    rate = args.memory_notes / (time.perf_counter() - started)
+    print(f"memory over {args.memory_notes} notes ({len(stream_texts)} texts cycled, numbers redrawn; {rate:.1f} notes/s; pipeline rebuilt {ours.rebuilds} times): RSS "
+          + ", ".join(f"{mb:.0f} MB after {k}" for k, mb, _ in samples)
+          + "; strings in the vocabulary at those points " + ", ".join(str(n) for *_, n in samples))
+    line(f"memory growth from note {samples[0][0]} (after warm-up) to {samples[-1][0]} (MB RSS)", samples[-1][1], samples[0][1], "RSS after warm-up", ".0f")
 
     # assertions on the whole shared kit
     kit = read_negex_kit(DATA / "negex_context.jsonl")
     ours_kit = evaluate_assertions(ours, kit)
-    medspacy_context = ClinicalPipeline(use_model=False, use_vocabulary=False)
-    medspacy_context.nlp.remove_pipe("medspacy_context")
-    from healthfm_desktop.core.records.context import build_context
-
-    build_context(medspacy_context.nlp, extra=False)  # medspaCy's packaged rules only
+    medspacy_context = ClinicalPipeline(use_model=False, use_vocabulary=False, context_extra=False)  # medspaCy's packaged rules only
     base_kit = evaluate_assertions(medspacy_context, kit)
     n = ours_kit["negated"]
     print(f"NegEx kit (shared part, {len(kit)} sentences): negation P {n['precision']:.3f} R {n['recall']:.3f} F1 {n['f1']:.3f} (95% CI {n['ci95'][0]:.3f}-{n['ci95'][1]:.3f}); historical F1 {ours_kit['historical']['f1']:.3f} (95% CI {ours_kit['historical']['ci95'][0]:.3f}-{ours_kit['historical']['ci95'][1]:.3f}); hypothetical F1 {ours_kit['hypothetical']['f1']:.3f}; family F1 {ours_kit['family']['f1']:.3f}")
@@ -110,7 +143,6 @@ def main() -> int:
     test = [by_id[i] for i in split["test"]]
     full = evaluate_ner(ours, test, MACCROBAT_TO_LABEL)
     model_only = ClinicalPipeline(use_vocabulary=False)
-    model_only.nlp.get_pipe("healthfm_entities").user_matcher = None
     alone = evaluate_ner(model_only, test, MACCROBAT_TO_LABEL)
     print(f"MACCROBAT test ({len(test)} docs) relaxed-overlap micro F1 {full['micro']['f1']:.3f} (95% CI {full['ci95'][0]:.3f}-{full['ci95'][1]:.3f}), P {full['micro']['precision']:.3f} R {full['micro']['recall']:.3f}")
     for label, s in full["per_label"].items():

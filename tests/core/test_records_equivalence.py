@@ -86,3 +86,28 @@ def test_a_note_gets_the_same_annotations_alone_or_in_a_batch(pipeline, case_rep
     assert batched == alone
     assert sum(e["source"] == "model" for n in batched for e in n["entities"]) > 50
     assert sum(bool(e["triggers"]) for n in batched for e in n["entities"]) > 50
+
+
+def test_clinical_context_gives_medspacys_modifiers(pipeline, case_reports):
+    """Our ConText (pivoted matcher + indexed graph) against medspaCy's own ConText with the
+    same rules, on the targets our pipeline finds in real case reports."""
+    from medspacy.context import ConText
+
+    nlp = pipeline.nlp
+    ours = nlp.get_pipe("medspacy_context")
+    reference = ConText(nlp, name="reference_context", rules=None, prune_on_target_overlap=True)
+    reference.add(context_rules(Path(ours.DEFAULT_RULES_FILEPATH)))
+    names = [name for name, _ in nlp.pipeline if name != "medspacy_context"]
+    texts = [r["text"] for r in case_reports] + ["No fever, no chills; denies cough.\nHistory of asthma. Mother had breast cancer. Rule out PE."]
+    edges = 0
+    for text in texts:
+        found = []
+        for context in (reference, ours):
+            doc = nlp.make_doc(text)
+            for name in names:
+                doc = nlp.get_pipe(name)(doc)
+            doc = context(doc)
+            found.append([[(m.modifier_span, m.scope_span, m.category) for m in ent._.modifiers] for ent in doc.ents])
+        assert found[1] == found[0]
+        edges += sum(map(len, found[0]))
+    assert edges > 200

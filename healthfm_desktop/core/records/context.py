@@ -10,18 +10,22 @@ Two changes to how the packaged rules are applied:
   1.3.1 passes to its graph as "prune modifiers overlapping targets"): "oral mucosa is moist
   with no erythema" as one finding is not negated, and its "no" does not cut other scopes.
 
-And one change to how they are matched, for speed only (same matches): spaCy's Matcher tries
-every token pattern at every token, which made ConText's trigger search ~30% of the pipeline's
-time. ``PivotedMatcher`` tries a pattern only around the tokens that carry one of its required
-words (see its docstring)."""
+Two changes to how they are run, for speed only (same results, tested against medspaCy's own
+code in tests/core/test_records_equivalence.py):
+* spaCy's Matcher tries every token pattern at every token, which made ConText's trigger search
+  ~30% of the pipeline's time. ``PivotedMatcher`` tries a pattern only around the tokens that
+  carry one of its required words (see its docstring);
+* medspaCy's graph checks every (target, modifier) pair of a Doc; ``IndexedConTextGraph``
+  checks each modifier only against the targets its scope can reach (found by bisection)."""
 
 from __future__ import annotations
 
 import json
+from bisect import bisect_left, bisect_right
 from pathlib import Path
 
 import numpy as np
-from medspacy.context import ConText, ConTextRule
+from medspacy.context import ConText, ConTextGraph, ConTextModifier, ConTextRule
 from spacy.attrs import LOWER
 from spacy.language import Language
 from spacy.matcher import Matcher
@@ -181,8 +185,79 @@ class PivotedMatcher:
         return sorted(found, key=lambda m: (m[1], m[2], order[m[0]]))
 
 
+class IndexedConTextGraph(ConTextGraph):
+    """medspaCy's ConTextGraph with the same edges, in the same order, found faster.
+
+    medspaCy tests every target against every modifier (``modifier.modifies(target)``). A
+    modifier can only modify a target that ``tuple_overlaps(scope, target)``: one that starts
+    in [scope start, scope end) or ends in (scope start, scope end]. Targets (doc.ents) are
+    sorted and disjoint, so both sets are index ranges found by bisection, and only those
+    targets are handed to the unchanged ``modifies``; the same bisection finds the targets a
+    modifier overlaps (prune_on_modifier_overlap). Anything else falls back to medspaCy."""
+
+    def apply_modifiers(self):
+        targets = list(self.targets)
+        starts = [t.start for t in targets]
+        ends = [t.end for t in targets]
+        if any(starts[i] >= starts[i + 1] or ends[i] > starts[i + 1] for i in range(len(targets) - 1)):
+            return super().apply_modifiers()
+        if self.prune_on_modifier_overlap:
+            for i in range(len(self.modifiers) - 1, -1, -1):
+                m_start, m_end = self.modifiers[i].modifier_span
+                # tuple_overlaps((t.start, t.end), span): t.start <= m_start < t.end or t.start < m_end <= t.end
+                j = bisect_right(starts, m_start) - 1
+                k = bisect_left(ends, m_end)
+                if (j >= 0 and m_start < ends[j]) or (k < len(targets) and starts[k] < m_end):
+                    self.modifiers.pop(i)
+        for modifier in self.modifiers:
+            s_start, s_end = modifier.scope_span
+            reachable = set(range(bisect_left(starts, s_start), bisect_left(starts, s_end)))
+            reachable.update(range(bisect_right(ends, s_start), bisect_right(ends, s_end)))
+            for i in sorted(reachable):
+                if modifier.modifies(targets[i]):
+                    modifier.modify(targets[i])
+        edges = []
+        for modifier in self.modifiers:
+            modifier.reduce_targets()
+            for target in modifier._targets:
+                edges.append((target, modifier))
+        self.edges = edges
+
+
+class ClinicalConText(ConText):
+    """medspaCy's ConText, run with IndexedConTextGraph (its ``__call__`` otherwise as in
+    medspaCy 1.3.1)."""
+
+    def __call__(self, doc, targets: str | None = None):
+        if not targets and self.input_span_type == "ents":
+            targets = doc.ents
+        elif not targets and self.input_span_type == "group":
+            targets = doc.spans[self.span_group_name]
+        elif targets:
+            targets = getattr(doc._, targets)
+        graph = IndexedConTextGraph(prune_on_modifier_overlap=self.prune_on_target_overlap)
+        graph.targets = targets
+        graph.modifiers = []
+        matcher = self._ConText__matcher
+        for match_id, start, end in matcher(doc):
+            rule = matcher.rule_map[self.nlp.vocab[match_id].text]
+            graph.modifiers.append(ConTextModifier(rule, start, end, doc, max_scope=self.max_scope))
+        graph.update_scopes()
+        graph.apply_modifiers()
+        for target, modifier in graph.edges:
+            target._.modifiers += (modifier,)
+        if self.context_attributes_mapping:
+            self.set_context_attributes(graph.edges)
+        doc._.context_graph = graph
+        return doc
+
+
+Language.factory("healthfm_context")(ClinicalConText)
+
+
 def build_context(nlp: Language, extra: bool = True) -> ConText:
-    context = nlp.add_pipe("medspacy_context", config={"rules": None, "prune_on_target_overlap": True})
+    # named as medspaCy's component: code that looks ConText up by name finds it
+    context = nlp.add_pipe("healthfm_context", name="medspacy_context", config={"rules": None, "prune_on_target_overlap": True})
     # ConText keeps its MedspacyMatcher, which keeps a spaCy Matcher for token patterns: swap
     # that one for the pivoted matcher before any rule is added (medspaCy 1.3.1 names them so)
     rule_matcher = context._ConText__matcher

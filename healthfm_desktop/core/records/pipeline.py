@@ -48,7 +48,11 @@ if not Span.has_extension("hf_chars"):
     Span.set_extension("hf_chars", default=None)
 
 NEVER_ENTITIES = frozenset({"sig", "disp", "refills", "patient", "pt", "the patient", "case", "history", "course"})
-_COMPONENTS: dict[int, "EntityFinder"] = {}
+_COMPONENTS: dict[int, "EntityFinder"] = {}  # handed to spaCy's factory, then dropped
+# strings (words, numbers, IDs) the notes may add to the spaCy vocabulary before the pipeline is
+# rebuilt (~0.4 kB of memory each, StringStore + Lexeme + tokenizer cache: ~40 MB at most)
+REFRESH_STRINGS = 100_000
+SEGMENT_NOTES = 256  # notes per nlp.pipe run in a stream; the pipeline can be rebuilt between two
 _COMPONENT_IDS = itertools.count()
 
 
@@ -139,27 +143,63 @@ def make_entity_finder(nlp, name, component_id):  # untyped: confection cannot r
 
 
 class ClinicalPipeline:
-    """A built pipeline. ``annotate`` / ``annotate_many`` return AnnotatedNote objects."""
+    """A built pipeline. ``annotate`` / ``annotate_many`` return AnnotatedNote objects.
 
-    def __init__(self, user_terms: Sequence[tuple[str, str]] = (), use_model: bool = True, use_vocabulary: bool = True, registry=None):
-        self.nlp = spacy.blank("en")
-        self.nlp.max_length = 1_100_000
-        self.nlp.add_pipe("healthfm_sentences")
+    Memory stays bounded over any number of notes: spaCy 3.7 (pinned by medSpaCy) has no
+    ``memory_zone``, and its Vocab, StringStore and tokenizer cache keep every new word of every
+    note for the life of the pipeline (an MRN, a date, a lab value: most notes bring new
+    strings). So once the notes have added ``refresh_strings`` strings, the spaCy pipeline is
+    built afresh between two segments of the stream (the ONNX tagger and the term lists are
+    kept); the old one, with everything it learnt, is freed. Annotations do not depend on it.
+    Changes made to ``nlp`` from outside last until the next rebuild."""
+
+    def __init__(
+        self,
+        user_terms: Sequence[tuple[str, str]] = (),
+        use_model: bool = True,
+        use_vocabulary: bool = True,
+        registry=None,
+        context_extra: bool = True,
+        refresh_strings: int = REFRESH_STRINGS,
+    ):
         tagger = None
         if use_model:
             from healthfm_desktop.core.records.ner_model import NerTagger
 
             tagger = NerTagger(registry)
         self.tagger = tagger
+        self._user_terms = list(user_terms)
+        self._bundled_terms = load_bundled_terms() if use_vocabulary else []
+        self._context_extra = context_extra
+        self.refresh_strings = refresh_strings
+        self.rebuilds = 0
+        self._lock = threading.Lock()  # spaCy pipelines are not safe to share between threads
+        self.nlp = self._build_nlp()
+        self._base_strings = len(self.nlp.vocab.strings)
+
+    def _build_nlp(self) -> Language:
+        nlp = spacy.blank("en")
+        nlp.max_length = 1_100_000
+        nlp.add_pipe("healthfm_sentences")
         component_id = next(_COMPONENT_IDS)
-        _COMPONENTS[component_id] = EntityFinder(self.nlp, list(user_terms), load_bundled_terms() if use_vocabulary else [], tagger)
-        self.nlp.add_pipe("healthfm_entities", config={"component_id": component_id})
-        sectionizer = self.nlp.add_pipe(
+        _COMPONENTS[component_id] = EntityFinder(nlp, self._user_terms, self._bundled_terms, self.tagger)
+        try:
+            nlp.add_pipe("healthfm_entities", config={"component_id": component_id})
+        finally:
+            _COMPONENTS.pop(component_id)  # the pipeline holds it now; a rebuilt one must not stay reachable
+        sectionizer = nlp.add_pipe(
             "medspacy_sectionizer", config={"rules": "default", "span_attrs": SECTION_ASSERTIONS, "require_start_line": True}
         )
         sectionizer.add(extra_section_rules())
-        build_context(self.nlp)
-        self._lock = threading.Lock()  # spaCy pipelines are not safe to share between threads
+        build_context(nlp, extra=self._context_extra)
+        return nlp
+
+    def _refresh_if_grown(self) -> None:
+        """Called between segments of a stream, with the lock held."""
+        if len(self.nlp.vocab.strings) - self._base_strings > self.refresh_strings:
+            self.nlp = self._build_nlp()
+            self._base_strings = len(self.nlp.vocab.strings)
+            self.rebuilds += 1
 
     # --- running -----------------------------------------------------------------------
     def annotate(self, text: str, note_id: str = "note", source: str = "") -> AnnotatedNote:
@@ -168,11 +208,22 @@ class ClinicalPipeline:
         return note
 
     def annotate_many(self, notes: Iterable[tuple[str, str]], batch_size: int = 16) -> Iterator[AnnotatedNote]:
-        """(id, text) pairs in, AnnotatedNote out, in order; batched through nlp.pipe.
+        """(id, text) pairs in, AnnotatedNote out, in order; batched through nlp.pipe, in
+        segments of SEGMENT_NOTES notes (the pipeline may be rebuilt between two).
 
         A long note is cut into pieces of at most CHUNK_CHARS at line breaks and the pieces are
         joined again: ConText compares every trigger with every other trigger and target of a
         Doc, which is quadratic, so a 50-page note must not be one Doc."""
+        notes = iter(notes)
+        with self._lock:
+            while True:
+                segment = list(itertools.islice(notes, SEGMENT_NOTES))
+                if not segment:
+                    return
+                self._refresh_if_grown()
+                yield from self._annotate_segment(segment, batch_size)
+
+    def _annotate_segment(self, notes: list[tuple[str, str]], batch_size: int) -> Iterator[AnnotatedNote]:
         pending: dict[int, list] = {}
 
         def pieces():
@@ -183,14 +234,13 @@ class ClinicalPipeline:
                     yield chunk, (k, offset)
 
         next_note = 0
-        with self._lock:
-            for doc, (k, offset) in self.nlp.pipe(pieces(), as_tuples=True, batch_size=batch_size):
-                entry = pending[k]
-                entry[3].append((offset, doc_to_note(doc, entry[0])))
-                while next_note in pending and len(pending[next_note][3]) == pending[next_note][2]:
-                    note_id, text, _n, parts = pending.pop(next_note)
-                    yield merge_chunks(note_id, text, parts)
-                    next_note += 1
+        for doc, (k, offset) in self.nlp.pipe(pieces(), as_tuples=True, batch_size=batch_size):
+            entry = pending[k]
+            entry[3].append((offset, doc_to_note(doc, entry[0])))
+            while next_note in pending and len(pending[next_note][3]) == pending[next_note][2]:
+                note_id, text, _n, parts = pending.pop(next_note)
+                yield merge_chunks(note_id, text, parts)
+                next_note += 1
 
     def assert_spans(self, text: str, spans: Sequence[tuple[int, int, str]]) -> list[Entity]:
         """Run sentences, sections and ConText for spans the caller already has (a user's new
