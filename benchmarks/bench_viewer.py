@@ -4,7 +4,9 @@
   uint8, wrapped in a QImage) against a plain numpy LUT (one ``np.take`` on a precomputed
   table, the cheapest possible rendering);
 - opening a series in the Images workspace: time until the first image is on screen, and until
-  every slice is decoded, against a plain loop of ``pydicom.dcmread`` + ``pixel_array``;
+  every slice is decoded, against a plain loop of ``pydicom.dcmread`` + ``pixel_array`` run
+  right after it; three times: decode worker processes started by the open (the first import
+  of a session), already running (every later import), and disabled (in-process decoding);
 - the UI event loop's worst stall while the series loads on the workers, against the same
   decode run on the UI thread;
 - peak memory (numpy and Python allocations, tracemalloc) with the series open and the MPR
@@ -103,7 +105,8 @@ def pydicom_loop(folder: Path) -> float:
     return time.perf_counter() - started
 
 
-def bench_open(app: "QApplication", folder: Path) -> None:
+def bench_open(app: "QApplication", folder: Path, mode: str = "") -> None:
+    """One open of ``folder`` in a fresh workspace; ``mode`` names how the decoding ran."""
     controller = ImagesController()
     workspace = ImagesWorkspace(controller)
     workspace.resize(1400, 900)
@@ -149,11 +152,11 @@ def bench_open(app: "QApplication", folder: Path) -> None:
     frames = controller.series[0].frame_count
     baseline = pydicom_loop(folder)
     preview = marks.get("preview", marks["first"]) - started
-    print(f"first image on screen (shown while indexing): {preview / baseline:.2f}x plain pydicom loop over the series "
+    print(f"{mode}first image on screen (shown while indexing): {preview / baseline:.2f}x plain pydicom loop over the series "
           f"({preview:.3f} s vs {baseline:.3f} s; target < 0.5 s)")
-    print(f"first image of the indexed series (scrollable): {first / baseline:.2f}x plain pydicom loop "
+    print(f"{mode}first image of the indexed series (scrollable): {first / baseline:.2f}x plain pydicom loop "
           f"({first:.3f} s vs {baseline:.3f} s)")
-    print(f"full open (index + decode {frames} slices, on workers): {loaded / baseline:.2f}x plain pydicom loop "
+    print(f"{mode}full open (index + decode {frames} slices, on workers): {loaded / baseline:.2f}x plain pydicom loop "
           f"({loaded:.3f} s vs {baseline:.3f} s)")
     worst = max(stalls[1:]) if len(stalls) > 1 else 0.0
 
@@ -163,7 +166,7 @@ def bench_open(app: "QApplication", folder: Path) -> None:
     for index in range(series.frame_count):
         series.load_frame(index)
     blocked = time.perf_counter() - blocked
-    print(f"event-loop max stall while loading: {worst / blocked:.3f}x decoding on the UI thread "
+    print(f"{mode}event-loop max stall while loading: {worst / blocked:.3f}x decoding on the UI thread "
           f"({worst * 1e3:.1f} ms vs {blocked * 1e3:.0f} ms; budget 50 ms)")
 
 
@@ -207,7 +210,16 @@ def main() -> int:
     folder = Path(sys.argv[1]) if len(sys.argv) > 1 else default_series()
     app = QApplication.instance() or QApplication([])
     bench_render(folder)
-    bench_open(app, folder)
+    from healthfm_desktop.core.imaging import parallel_decode
+
+    # the decode worker processes start with the first import of a session, then stay up
+    parallel_decode.shutdown_shared_pool()
+    bench_open(app, folder, "[decode workers started by this open] ")
+    parallel_decode.warm_shared_pool()
+    bench_open(app, folder, "[decode workers running] ")
+    parallel_decode.set_decode_processes(0)
+    bench_open(app, folder, "[decode in-process, workers disabled] ")
+    parallel_decode.set_decode_processes(None)
     bench_mpr_memory(app, folder)
     return 0
 
