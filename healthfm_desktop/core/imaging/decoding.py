@@ -343,10 +343,12 @@ def process_pool_available() -> bool:
 def decode_objects_in_processes(instances: list["Instance"], processes: int | None = None):
     """Yield ``(instance, all frames | UnreadableFileError)`` in order, decoded by the shared
     decode pool (``parallel_decode``; its size is set there, ``processes`` is kept for callers
-    that pass it), or in this process when the pool cannot run."""
-    from healthfm_desktop.core.imaging.parallel_decode import _decode, shared_pool
+    that pass it) when that pays (``parallel_decode.pool_for``), else in this process."""
+    from healthfm_desktop.core.imaging.parallel_decode import _decode, pool_for
 
-    pool = shared_pool(start=True)
+    pool = pool_for(len(instances))
+    if pool is not None and not pool.ready:
+        pool = None if not pool.start() else pool
     if pool is None:
         yield from ((instance, _decode(instance)) for instance in instances)
         return

@@ -47,10 +47,12 @@ log = logging.getLogger(__name__)
 
 #: environment variable: number of decode processes (0 or 1 disables the pool)
 PROCESSES_ENV = "HEALTHFM_DECODE_PROCESSES"
-#: with a pool still to be started, series with fewer objects than this decode in-process:
-#: starting the fork server and two workers costs about as much as decoding this many
-#: JPEG-LS 512x512 slices (measured ~0.35-0.6 s cold start vs ~7 ms per slice)
-MIN_OBJECTS_COLD = 48
+#: with a pool still to be started, series with fewer objects than this decode in-process.
+#: Starting the pool costs what importing pydicom costs (the fork server does it): measured
+#: 1.0-1.1 s at load 11 on 2 cores, while a 512x512 JPEG-LS slice took 13-16 ms in-process;
+#: two workers save half of that per slice, so the start pays from ~140-150 slices there
+#: (~110 on an idle machine: 0.4 s vs 7 ms). The viewer starts the pool ahead of any import.
+MIN_OBJECTS_COLD = 128
 #: with the pool running, it pays from this many objects on (one round trip ~1 ms)
 MIN_OBJECTS_WARM = 4
 #: decode-ahead during indexing keeps at most this many decoded bytes waiting for a reader
