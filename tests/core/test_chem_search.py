@@ -43,9 +43,55 @@ def test_similarity_equals_rdkit(library):
             assert [h.id for h in hits] == [rows[i]["id"] for i in keep]
 
 
-@pytest.mark.parametrize("smarts", ["c1ccccc1C(=O)N", "S(=O)(=O)N", "c1ccc2[nH]ccc2c1", "[#7;R]@[#6;R]", "C(F)(F)F"])
+@pytest.mark.parametrize("smarts", [
+    "c1ccccc1C(=O)N", "S(=O)(=O)N", "c1ccc2[nH]ccc2c1", "[#7;R]@[#6;R]", "C(F)(F)F",
+    # unselective (the screen keeps most molecules) and queries on what the trusted-SMILES
+    # molecules must recompute: H counts, valence, ring sizes and counts, hybridisation
+    "c1ccccc1", "[#7]", "[r5]", "[R2]", "[N^3]", "[O;h1]",
+])
 def test_substructure_equals_rdkit(library, smarts):
     rows, mols, index = library
     query = Chem.MolFromSmarts(smarts)
     expected = [i for i, m in enumerate(mols) if m.HasSubstructMatch(query)]
     assert [h.row for h in index.substructure(query)] == expected
+
+
+def test_substructure_top_gives_the_first_hits_in_library_order(library):
+    rows, mols, index = library
+    query = Chem.MolFromSmarts("C(=O)N")
+    expected = [i for i, m in enumerate(mols) if m.HasSubstructMatch(query)][:7]
+    assert [h.row for h in index.substructure(query, top=7)] == expected
+
+
+def test_index_v2_files_and_an_old_index_is_refused_with_a_rebuild_message(library, tmp_path):
+    import json
+    import shutil
+
+    from healthfm_desktop.core.chemistry.search_index import INDEX_VERSION, trusted_mol
+    from healthfm_desktop.core.errors import UnreadableFileError
+
+    rows, mols, index = library
+    meta = json.loads((index.folder / "index.json").read_text())
+    assert meta["version"] == INDEX_VERSION == 2 and meta["size"] == len(mols)
+    # the stored canonical SMILES rebuild each library molecule (same canonical SMILES)
+    for row in (0, 1234, len(mols) - 1):
+        start, end = index.trusted_offsets[row], index.trusted_offsets[row + 1]
+        text = bytes(index.trusted[start:end - 1]).decode()
+        assert text == Chem.MolToSmiles(mols[row])
+        assert Chem.MolToSmiles(trusted_mol(text, rings=True)) == text
+    old = tmp_path / "old"
+    shutil.copytree(index.folder, old)
+    meta["version"] = 1
+    (old / "index.json").write_text(json.dumps(meta))
+    with pytest.raises(UnreadableFileError, match="rebuild the index with `healthfm molecules index"):
+        LibraryIndex.open(old)
+
+
+def test_top_k_at_the_edges(library):
+    rows, mols, index = library
+    query = mols[42]
+    best = index.similar(query, top=1)
+    assert [(h.row, h.score) for h in best] == [(42, 1.0)] or best[0].score == 1.0
+    everything = index.similar(query, top=len(mols) + 5)
+    assert len(everything) == len(mols)
+    assert [h.score for h in everything] == sorted((h.score for h in everything), reverse=True)

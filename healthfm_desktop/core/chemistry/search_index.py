@@ -313,7 +313,6 @@ class LibraryIndex:
         rows = self._screen(query)
         rings = query_needs_rings(query)
         hits = []
-        params = Chem.SubstructMatchParameters()
         starts = self.trusted_offsets[rows].tolist()
         ends = self.trusted_offsets[rows + 1].tolist()
         data = self._trusted_bytes()
@@ -321,7 +320,7 @@ class LibraryIndex:
             mol = trusted_mol(data[starts[i]:ends[i] - 1], rings)
             if mol is None:  # not expected: the canonical SMILES came from a sanitised molecule
                 mol = Chem.MolFromSmiles(self.record(row)[1])
-            if mol is not None and mol.HasSubstructMatch(query, params):
+            if mol is not None and mol.HasSubstructMatch(query):
                 hits.append(Hit(row, *self.record(row), 1.0))
                 if top and len(hits) >= top:
                     break
@@ -496,6 +495,9 @@ def _write_lines(path: Path, offsets_path: Path, texts: list[str]) -> None:
 
 _RING_OR_HYBRIDISATION = re.compile(r"[Rrx^@]")
 _TRUSTED_PREP = Chem.SanitizeFlags.SANITIZE_PROPERTIES
+_TRUSTED_PARSE = Chem.SmilesParserParams()
+_TRUSTED_PARSE.sanitize = False
+_TRUSTED_PARSE.removeHs = False
 _TRUSTED_PREP_RINGS = (_TRUSTED_PREP | Chem.SanitizeFlags.SANITIZE_SYMMRINGS | Chem.SanitizeFlags.SANITIZE_SETCONJUGATION
                        | Chem.SanitizeFlags.SANITIZE_SETHYBRIDIZATION)
 
@@ -510,11 +512,14 @@ def query_needs_rings(query: Chem.Mol) -> bool:
 def trusted_mol(smiles: bytes | str, rings: bool) -> Chem.Mol | None:
     """A molecule from RDKit's canonical SMILES of a sanitised molecule, with the properties
     substructure matching reads (valences, H counts; rings and hybridisation if ``rings``)."""
-    mol = Chem.MolFromSmiles(smiles if isinstance(smiles, str) else smiles.decode("ascii"), sanitize=False)
+    mol = Chem.MolFromSmiles(smiles if isinstance(smiles, str) else smiles.decode("ascii"), _TRUSTED_PARSE)
     if mol is None:
         return None
     try:
-        Chem.SanitizeMol(mol, _TRUSTED_PREP_RINGS if rings else _TRUSTED_PREP)
+        if rings:
+            Chem.SanitizeMol(mol, _TRUSTED_PREP_RINGS)
+        else:
+            mol.UpdatePropertyCache()  # what SANITIZE_PROPERTIES does, without SanitizeMol's overhead
     except Exception:  # noqa: BLE001 - the caller falls back to a full parse
         return None
     return mol
