@@ -53,3 +53,46 @@ def test_shipped_model_verifies_and_decodes():
     manifest = registry.verify("ner_clinical")
     assert manifest.metrics["relaxed_overlap_micro_f1"] >= 0.60
     assert decode_bio([1, 2, 0, 2, 2], manifest.labels) == [(0, 2, "PROBLEM"), (3, 5, "PROBLEM")]
+
+
+def test_shipped_model_logits_do_not_depend_on_batch_padding():
+    # the masked convolutions make a row's logits the same alone or beside a longer row, so the
+    # pipeline may batch rows of any lengths together
+    registry = load_registry()
+    session, manifest, _ = registry.session("ner_clinical")
+    word_index = build_word_index(manifest.preprocessing["word_vocabulary"])
+    short = ["No", "fever", "or", "chills", "."]
+    long = "Metoprolol 25 mg PO BID was started for atrial fibrillation with rapid ventricular response .".split()
+    alone = session.run(None, dict(zip(["word_ids", "char_ids", "shape_ids"], encode_tokens([short], word_index))))[0]
+    batched = session.run(None, dict(zip(["word_ids", "char_ids", "shape_ids"], encode_tokens([long, short], word_index))))[0]
+    assert np.allclose(alone[0], batched[1, : len(short)], atol=1e-4)
+
+
+def test_viterbi_decoding_only_yields_valid_bio_sequences():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from hypothesis.extra.numpy import arrays
+
+    from healthfm_desktop.core.records.labels import CLINICAL_LABELS
+    from healthfm_desktop.core.records.ner_features import bio_tags
+    from healthfm_desktop.core.records.tag_decoding import viterbi_bio
+
+    tags = bio_tags(CLINICAL_LABELS)
+
+    @settings(max_examples=80, deadline=None)
+    @given(arrays(np.float32, st.tuples(st.integers(0, 12), st.just(len(tags))), elements=st.floats(-8, 8, width=32)))
+    def check(logits):
+        path = viterbi_bio(logits, tags)
+        assert len(path) == len(logits)
+        for k, tag_id in enumerate(path):
+            tag = tags[tag_id]
+            if tag.startswith("I-"):
+                assert k > 0 and tags[path[k - 1]][2:] == tag[2:] and tags[path[k - 1]] != "O"
+        # where the argmax is already valid BIO, Viterbi keeps it
+        best = logits.argmax(-1).tolist() if len(logits) else []
+        valid = all(not tags[t].startswith("I-") or (k > 0 and tags[best[k - 1]] in (f"B-{tags[t][2:]}", tags[t])) for k, t in enumerate(best))
+        unique = all(np.sort(row)[-1] - np.sort(row)[-2] > 1e-3 for row in logits)
+        if valid and unique:
+            assert path == best
+
+    check()
