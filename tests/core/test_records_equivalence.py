@@ -111,3 +111,90 @@ def test_clinical_context_gives_medspacys_modifiers(pipeline, case_reports):
         assert found[1] == found[0]
         edges += sum(map(len, found[0]))
     assert edges > 200
+
+
+def test_a_long_stream_rebuilds_the_pipeline_and_keeps_the_results(pipeline, case_reports):
+    """Memory over many notes: once the notes have added refresh_strings new strings, the
+    spaCy pipeline is rebuilt between segments, so its vocabulary stops growing; the
+    annotations are those of a pipeline that never rebuilt."""
+    import random
+    import re
+
+    from healthfm_desktop.core.records.pipeline import ClinicalPipeline
+
+    rng = random.Random(3)
+    notes = [(str(i), f"MRN: {rng.randrange(10**7, 10**8)}\n" + re.sub(r"\d+", lambda m: str(rng.randrange(10**6)), case_reports[i % 12]["text"][:2000])) for i in range(48)]
+    streaming = ClinicalPipeline(refresh_strings=300)
+    streaming.segment_notes = 6
+    base = len(streaming.nlp.vocab.strings)
+    peak = 0
+    streamed = []
+    for note in streaming.annotate_many(notes):
+        streamed.append(note.to_json())
+        peak = max(peak, len(streaming.nlp.vocab.strings) - base)
+    assert streaming.rebuilds >= 2, (streaming.rebuilds, peak)
+    assert 300 < peak < 300 + 1000  # bounded: the limit plus what one segment of 6 notes brings
+    assert streamed == [n.to_json() for n in pipeline.annotate_many(notes)]
+
+
+def _reference_split_sentences(doc):
+    """The splitter as first written (Token objects, one attribute at a time): the reference
+    for the array-based one in core/records/sentences.py."""
+    from healthfm_desktop.core.records.sentences import _BULLETS, _END, _NOT_ENDING
+
+    count = len(doc)
+    if not count:
+        return doc
+    starts = [False] * count
+    starts[0] = True
+    previous_text = ""
+    pending_break = 0
+    header_colon = False
+    list_number = False
+    for i, token in enumerate(doc):
+        text = token.text
+        if token.is_space:
+            newlines = text.count("\n")
+            if newlines:
+                pending_break = max(pending_break, 2 if newlines > 1 else 1)
+            continue
+        if i > 0:
+            first = text[0]
+            if pending_break == 2 or header_colon and pending_break:
+                starts[i] = True
+            elif pending_break == 1:
+                starts[i] = first.isupper() or first.isdigit() or text in _BULLETS
+            elif previous_text in _END and not first.islower() and not list_number:
+                starts[i] = True
+            elif previous_text.endswith(".") and len(previous_text) > 2 and previous_text.lower() not in _NOT_ENDING and first.isupper() and previous_text[-2].isalpha() and previous_text.count(".") == 1:
+                starts[i] = True
+        if text == ".":
+            list_number = i >= 1 and starts[i - 1] and doc[i - 1].text.isdigit()
+        elif not token.is_space:
+            list_number = False
+        if "\n" in token.whitespace_:
+            pending_break = max(pending_break, 1)
+            if token.whitespace_.count("\n") > 1:
+                pending_break = 2
+            header_colon = text == ":"
+            previous_text = text
+            continue
+        header_colon = False
+        pending_break = 0
+        previous_text = text
+    for i, token in enumerate(doc):
+        token.is_sent_start = starts[i] and not token.is_space if i else True
+    return doc
+
+
+def test_sentence_splitter_gives_the_reference_sentences(pipeline, case_reports):
+    from healthfm_desktop.core.records.sentences import split_sentences
+
+    nlp = pipeline.nlp
+    with (DATA / "negex_context.jsonl").open(encoding="utf-8") as handle:
+        kit = [json.loads(line)["text"] for line in handle][:800]
+    texts = [r["text"] for r in case_reports] + kit + ["", " ", "\n\n", "1. Aspirin\n2. Heparin", "Dr. Smith saw pt.\nNo fever.\n\n- cough\n* rash", "A.\nb", "HPI:\nfoo", "x\u2028y\r\nZ"]
+    for text in texts:
+        ours, reference = split_sentences(nlp.make_doc(text)), _reference_split_sentences(nlp.make_doc(text))
+        assert [s.start for s in ours.sents] == [s.start for s in reference.sents] if len(ours) else True
+        assert [t.is_sent_start for t in ours] == [t.is_sent_start for t in reference]

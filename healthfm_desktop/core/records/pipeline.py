@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import spacy
 from loguru import logger
+from spacy.attrs import IDX, LENGTH
 from spacy.language import Language
 from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc, Span
@@ -86,9 +87,10 @@ class EntityFinder:
         found: list[tuple[int, int, str, str]] = []
         self._chars: dict[tuple[int, int, str], tuple[int, int]] = {}
         strings = doc.vocab.strings
+        text = doc.text  # Doc.text joins every token on each access: read it once
         if self.user_matcher is not None:
             found += [(s, e, strings[m], "user_terms") for m, s, e in self.user_matcher(doc)]
-        for source, spans in (("phi_rule", find_phi(doc.text)), ("rule", find_rule_spans(doc.text))):
+        for source, spans in (("phi_rule", find_phi(text)), ("rule", find_rule_spans(text))):
             for start, end, label in spans:
                 span = doc.char_span(start, end, alignment_mode="expand")
                 if span is not None and len(span):
@@ -98,8 +100,9 @@ class EntityFinder:
         if self.vocabulary_matcher is not None:
             found += [(s, e, strings[m], "vocabulary") for m, s, e in self.vocabulary_matcher(doc)]
         if self.tagger is not None:
+            offsets = doc.to_array([IDX, LENGTH]).tolist()
             for s, e, label in (self.tagger.spans(doc) if model_spans is None else model_spans):
-                words = doc[s:e].text.lower()
+                words = text[offsets[s][0] : offsets[e - 1][0] + offsets[e - 1][1]].lower()  # doc[s:e].text
                 # a bare number, or a prescription abbreviation, is never a TEST/PROBLEM by itself
                 if any(c.isalpha() for c in words) and words not in NEVER_ENTITIES:
                     found.append((s, e, label, "model"))
@@ -172,6 +175,7 @@ class ClinicalPipeline:
         self._bundled_terms = load_bundled_terms() if use_vocabulary else []
         self._context_extra = context_extra
         self.refresh_strings = refresh_strings
+        self.segment_notes = SEGMENT_NOTES
         self.rebuilds = 0
         self._lock = threading.Lock()  # spaCy pipelines are not safe to share between threads
         self.nlp = self._build_nlp()
@@ -217,7 +221,7 @@ class ClinicalPipeline:
         notes = iter(notes)
         with self._lock:
             while True:
-                segment = list(itertools.islice(notes, SEGMENT_NOTES))
+                segment = list(itertools.islice(notes, self.segment_notes))
                 if not segment:
                     return
                 self._refresh_if_grown()
@@ -283,7 +287,8 @@ def doc_to_note(doc: Doc, note_id: str, source: str = "") -> AnnotatedNote:
             note.sections.append(Section(start, end, section.category, doc[header[1] - 1].idx + len(doc[header[1] - 1]) if header[1] > header[0] else None))
     headers = [(s.start, s.header_end) for s in note.sections if s.header_end]
     for ent in doc.ents:
-        start, end = ent._.hf_chars or (ent.start_char, ent.end_char)
+        extension = ent._  # each ``ent._`` builds a new accessor: build one per entity
+        start, end = extension.hf_chars or (ent.start_char, ent.end_char)
         if not ent.label_.startswith("PHI_") and any(h0 <= start and end <= h1 for h0, h1 in headers):
             continue  # words of a section header ("Discharge Medications:") are not findings
         entity = Entity(
@@ -291,15 +296,15 @@ def doc_to_note(doc: Doc, note_id: str, source: str = "") -> AnnotatedNote:
             end=end,
             label=ent.label_,
             text=text[start:end],
-            source=ent._.hf_source or "annotator",
+            source=extension.hf_source or "annotator",
         )
         entity.section = note.section_at(ent.start_char)
         if not ent.label_.startswith("PHI_"):
-            triggers = [t for t in (_trigger_from_modifier(doc, m) for m in ent._.modifiers) if t]
-            entity.negated = bool(ent._.is_negated)
-            entity.uncertain = bool(ent._.is_uncertain or ent._.is_hypothetical)
-            entity.historical = bool(ent._.is_historical)
-            entity.family = bool(ent._.is_family)
+            triggers = [t for t in (_trigger_from_modifier(doc, m) for m in extension.modifiers) if t]
+            entity.negated = bool(extension.is_negated)
+            entity.uncertain = bool(extension.is_uncertain or extension.is_hypothetical)
+            entity.historical = bool(extension.is_historical)
+            entity.family = bool(extension.is_family)
             for attribute in ("historical", "family"):
                 if getattr(entity, attribute) and not any(t.attribute == attribute for t in triggers):
                     # set by the section the entity is in: the header is the trigger
