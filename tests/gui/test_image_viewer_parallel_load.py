@@ -56,9 +56,9 @@ def test_first_image_early_and_every_slice_decoded_by_the_workers(viewer, qtbot,
     parallel_decode.set_decode_processes(2)
     assert parallel_decode.warm_shared_pool()  # as after the first import of a session
     submitted = []
-    real_submit = parallel_decode.DecodePool.submit
-    monkeypatch.setattr(parallel_decode.DecodePool, "submit",
-                        lambda self, request: submitted.append(request) or real_submit(self, request))
+    real_submit = parallel_decode.DecodePool.submit_many
+    monkeypatch.setattr(parallel_decode.DecodePool, "submit_many",
+                        lambda self, requests: submitted.extend(requests) or real_submit(self, requests))
     controller, seen = _open_and_watch(viewer, qtbot)
     # the first image was on screen while most of the series was still to come
     assert seen["decoded_when_first_shown"] is not None and seen["decoded_when_first_shown"] < 170

@@ -55,6 +55,8 @@ PROCESSES_ENV = "HEALTHFM_DECODE_PROCESSES"
 MIN_OBJECTS_COLD = 128
 #: with the pool running, it pays from this many objects on (one round trip ~1 ms)
 MIN_OBJECTS_WARM = 4
+#: objects per worker task (fewer messages between the processes; see ``_decode_many``)
+TASK_OBJECTS = 4
 #: decode-ahead during indexing keeps at most this many decoded bytes waiting for a reader
 DECODE_AHEAD_BYTES = 512 * 1024**2
 
@@ -99,6 +101,36 @@ def _decode(request: DecodeRequest) -> np.ndarray | BaseException:
         return UnreadableFileError("the image is too large to decode in the memory available")
     except Exception as exc:  # corrupt data makes the codecs fail in many ways
         return UnreadableFileError(f"pixel data could not be decoded ({type(exc).__name__}: {exc})")
+
+
+def _decode_many(requests: list[DecodeRequest]) -> list[np.ndarray | BaseException]:
+    """Several objects per task: a few messages instead of one per file keeps the parent's
+    threads from handing the GIL back and forth for every slice (on a loaded machine each
+    handoff waits for the scheduler)."""
+    return [_decode(request) for request in requests]
+
+
+class DecodePart:
+    """The share of one object in a task that decodes several (``Future``-like)."""
+
+    __slots__ = ("future", "position")
+
+    def __init__(self, future: Future, position: int):
+        self.future = future
+        self.position = position
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def running(self) -> bool:
+        return self.future.running()
+
+    def result(self, timeout: float | None = None) -> np.ndarray | BaseException:
+        return self.future.result(timeout)[self.position]
+
+    def cancel(self) -> bool:
+        """Cancels the whole task (the other objects of it then decode where they are read)."""
+        return self.future.cancel()
 
 
 def start_method() -> str | None:
@@ -171,10 +203,18 @@ class DecodePool:
     def submit(self, request: DecodeRequest) -> Future:
         """Decode one object in a worker; the future's result is the array or an exception
         value. Raises ``BrokenProcessPool`` / ``RuntimeError`` when the pool is gone."""
+        return self._executor_or_raise().submit(_decode, request)
+
+    def submit_many(self, requests: list[DecodeRequest]) -> list[DecodePart]:
+        """Decode several objects in one worker task; one ``DecodePart`` per request."""
+        future = self._executor_or_raise().submit(_decode_many, list(requests))
+        return [DecodePart(future, i) for i in range(len(requests))]
+
+    def _executor_or_raise(self) -> ProcessPoolExecutor:
         executor = self._executor
         if executor is None or not self.ready:
             raise RuntimeError("the decode pool is not running")
-        return executor.submit(_decode, request)
+        return executor
 
     def mark_broken(self, reason: str) -> None:
         """A worker died: stop using this pool (its unfinished work is decoded in-process)."""
@@ -192,41 +232,57 @@ class DecodePool:
         ``instances``. An object already handed to a worker while indexing (``DecodeAhead``)
         is not decoded again. At most ``lookahead`` objects are in flight, so memory stays
         flat; if the pool breaks, the rest is decoded in-process."""
-        lookahead = lookahead or self.processes * 4
-        pending: deque[tuple[object, Future | None]] = deque()
+        instances = list(instances)
+        # a few objects per task, and still several tasks per worker to balance the load
+        chunk = max(1, min(TASK_OBJECTS, len(instances) // (self.processes * 4)))
+        lookahead = lookahead or self.processes * 4 * chunk
+        pending: deque[list] = deque()  # [instance, part or None], in order
         source = iter(instances)
         broken = False
 
-        def fill() -> None:
+        def submit(batch: list[list]) -> None:
             nonlocal broken
+            if broken or not batch:
+                return
+            try:
+                parts = self.submit_many([DecodeRequest.from_instance(entry[0]) for entry in batch])
+            except (BrokenProcessPool, RuntimeError) as exc:
+                broken = True
+                if self.ready:
+                    self.mark_broken(f"{type(exc).__name__}: {exc}")
+                return
+            for entry, part in zip(batch, parts):
+                entry[1] = part
+
+        def fill() -> None:
+            batch: list[list] = []
             while len(pending) < lookahead:
                 instance = next(source, None)
                 if instance is None:
-                    return
-                future = take_pending(instance)
-                if future is None and not broken:
-                    try:
-                        future = self.submit(DecodeRequest.from_instance(instance))
-                    except (BrokenProcessPool, RuntimeError) as exc:
-                        broken = True
-                        if self.ready:
-                            self.mark_broken(f"{type(exc).__name__}: {exc}")
-                pending.append((instance, future))
+                    break
+                entry = [instance, take_pending(instance)]
+                pending.append(entry)
+                if entry[1] is None:
+                    batch.append(entry)
+                    if len(batch) >= chunk:
+                        submit(batch)
+                        batch = []
+            submit(batch)
 
         try:
             fill()
             while pending:
                 if cancel is not None and cancel():
                     return
-                instance, future = pending.popleft()
-                yield self._outcome(instance, future)
+                instance, part = pending.popleft()
+                yield self._outcome(instance, part)
                 fill()
         finally:
-            for _, future in pending:
-                if future is not None:
-                    future.cancel()
+            for _, part in pending:
+                if part is not None:
+                    part.cancel()
 
-    def _outcome(self, instance, future: Future | None) -> np.ndarray | BaseException:
+    def _outcome(self, instance, future: DecodePart | Future | None) -> np.ndarray | BaseException:
         if future is not None:
             try:
                 return future.result()
@@ -334,7 +390,8 @@ class DecodeAhead:
         self.pool = pool
         self.budget = budget_bytes
         self.offered = 0
-        self._futures: list[Future] = []
+        self._buffer: list = []
+        self._parts: list[DecodePart] = []
 
     def offer(self, instance) -> bool:
         if not self.pool.ready or instance.pixel_value_offset is None:
@@ -343,22 +400,33 @@ class DecodeAhead:
             * max(instance.bits_allocated // 8, 1) * instance.number_of_frames
         if self.offered + size > self.budget:
             return False
-        try:
-            future = self.pool.submit(DecodeRequest.from_instance(instance))
-        except (BrokenProcessPool, RuntimeError):
-            return False
         self.offered += size
-        instance.pending_pixels = future
-        self._futures.append(future)
+        self._buffer.append(instance)
+        if len(self._buffer) >= TASK_OBJECTS:
+            self.flush()
         return True
+
+    def flush(self) -> None:
+        """Hand the objects offered so far to the workers (the scan calls it at its end)."""
+        batch, self._buffer = self._buffer, []
+        if not batch:
+            return
+        try:
+            parts = self.pool.submit_many([DecodeRequest.from_instance(i) for i in batch])
+        except (BrokenProcessPool, RuntimeError):
+            return
+        for instance, part in zip(batch, parts):
+            instance.pending_pixels = part
+        self._parts.extend(parts)
 
     def cancel(self) -> None:
         """Drop work not started yet (import cancelled)."""
-        for future in self._futures:
-            future.cancel()
+        self._buffer = []
+        for part in self._parts:
+            part.cancel()
 
 
-def take_pending(instance) -> Future | None:
+def take_pending(instance) -> DecodePart | Future | None:
     """Take the decode-ahead future of an instance (once: the next caller gets None)."""
     future = getattr(instance, "pending_pixels", None)
     if future is not None:
@@ -368,13 +436,13 @@ def take_pending(instance) -> Future | None:
 
 def take_decoded_ahead(instance) -> np.ndarray | None:
     """The pixels decoded ahead for ``instance`` if a worker has them or is decoding them now
-    (waits for that one); None when there are none or the work had not started (cancelled,
-    the caller decodes it itself). Raises the decode error a worker found."""
+    (waits for that one); None when there are none or the work has not started (the caller
+    decodes it itself, which is quicker than waiting for its turn). Raises the decode error a worker found."""
     future = take_pending(instance)
     if future is None:
         return None
-    if not future.done() and future.cancel():
-        return None
+    if not future.done() and not future.running():
+        return None  # still queued: decoding it here is quicker than waiting for its turn
     try:
         outcome = future.result()
     except Exception:  # noqa: BLE001 - cancelled or the pool broke: decode in-process

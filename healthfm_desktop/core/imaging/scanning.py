@@ -693,8 +693,10 @@ def scan_paths(
             result.rejected.append((str(source), f"unreadable file ({type(exc).__name__}: {exc})"))
         if progress is not None:
             progress(done, total)
-    if result.cancelled and decode_ahead is not None:
+    if decode_ahead is not None and result.cancelled:
         decode_ahead.cancel()
+    elif decode_ahead is not None:
+        decode_ahead.flush()
     series, notes = build_series(instances, frames_by_instance)
     result.series = series
     result.notes.extend(notes)
