@@ -165,7 +165,7 @@ def _analogues(seed, known: set[str], count: int, source: str, min_similarity: f
         yield Progress(fraction, message)  # also where a cancel takes effect
     rows = []
     for i, analogue in enumerate(analogues, start=1):
-        row = MoleculeRow(id=f"analogue-{i}", smiles=analogue.smiles, source=analogue.smiles, mol=analogue.mol,
+        row = MoleculeRow(id=f"{analogue.origin}-{i}", smiles=analogue.smiles, source=analogue.smiles, mol=analogue.mol,
                           score=analogue.score, predictions=analogue.predictions, in_domain=analogue.in_domain,
                           fields={"origin": analogue.origin, "similarity to seed": f"{analogue.similarity:.2f}",
                                   "route": " → ".join(analogue.route)})
@@ -332,6 +332,8 @@ class MoleculesController(WorkspaceController):
             self.showing_search = True
             self._depictions.clear()
             notes = "".join(f"; {note}" for note in report.notes)
+            if report.model_samples:
+                notes = f"; SMILES model: {report.model_valid} of {report.model_samples} samples valid" + notes
             self.message.emit("info", f"{len(rows)} analogues of {seed.id} (validity {report.validity:.0%}, "
                                       f"novel {report.novelty:.0%} of unique proposals){notes}")
             self.rows_changed.emit()

@@ -33,6 +33,8 @@ class SmilesGenerator:
         self.max_tokens = int(self.manifest.preprocessing.get("max_tokens", 100))
         # the temperature the model card's metrics were measured at
         self.temperature = float(self.manifest.preprocessing.get("sampling_temperature", 1.0))
+        # syntax-constrained decoding (SmilesGrammar); the model card says which its metrics used
+        self.constrained = bool(self.manifest.preprocessing.get("constrained_decoding", False))
 
     def step(self, tokens: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         logits, state = self.session.run(None, {"token": tokens.astype(np.int64), "state": state})
@@ -91,11 +93,18 @@ class SmilesGenerator:
         token = np.full(n, vocab.bos, dtype=np.int64)
         generated = np.full((n, self.max_tokens), vocab.pad, dtype=np.int64)
         finished = np.zeros(n, dtype=bool)
+        grammar = SmilesGrammar(vocab, n) if self.constrained else None
         for t in range(self.max_tokens):
             logits, state = self.step(token, state)
             logits = logits.astype(np.float64) / temperature
             logits[:, vocab.pad] = -np.inf
             logits[:, vocab.bos] = -np.inf
+            logits[:, vocab.unk] = -np.inf
+            if grammar is not None:
+                allowed = grammar.allowed()
+                # a row the rules would leave without any choice keeps the model's own choice
+                allowed[~allowed.any(axis=1)] = True
+                logits[~allowed] = -np.inf
             logits -= logits.max(axis=1, keepdims=True)
             probs = np.exp(logits)
             probs /= probs.sum(axis=1, keepdims=True)
@@ -105,9 +114,81 @@ class SmilesGenerator:
             token = np.minimum(token, len(vocab) - 1)
             token = np.where(forced[:, t] >= 0, forced[:, t], token)
             token = np.where(finished, vocab.pad, token)
+            if grammar is not None:
+                grammar.advance(token)
             generated[:, t] = token
             finished |= token == vocab.eos
             if finished.all():
                 break
         # a sequence that never ended is cut off: it is returned incomplete and fails parsing
         return [vocab.decode(row) if done else "" for row, done in zip(generated, finished)]
+
+
+ATOM, BOND, OPEN, CLOSE, RING, START, OTHER = range(7)
+
+
+class SmilesGrammar:
+    """Which tokens may come next in each of ``n`` partial SMILES strings (constrained decoding).
+
+    Enforces only SMILES *syntax*, never chemistry: branches open before they close and are not
+    empty, ring-closure digits close only rings that are open (and not on the atom that opened
+    them), a bond is followed by an atom or ring digit, the string ends only with every branch
+    and ring closed, and a single molecule is written (no '.'). Valence and aromaticity stay the
+    model's job, and RDKit still checks every result."""
+
+    def __init__(self, vocab: Vocabulary, n: int):
+        self.vocab = vocab
+        kinds = np.full(len(vocab), OTHER)
+        for i, tok in enumerate(vocab.tokens):
+            if tok.startswith("[") or tok in ("B", "C", "N", "O", "S", "P", "F", "I", "Cl", "Br",
+                                               "b", "c", "n", "o", "s", "p", "*"):
+                kinds[i] = ATOM
+            elif tok in ("=", "#", "-", "/", "\\", ":", "~", "$"):
+                kinds[i] = BOND
+            elif tok == "(":
+                kinds[i] = OPEN
+            elif tok == ")":
+                kinds[i] = CLOSE
+            elif tok.isdigit() or tok.startswith("%"):
+                kinds[i] = RING
+        self.kinds = kinds
+        self.ring_ids = np.flatnonzero(kinds == RING)
+        self.ring_slot = {int(t): k for k, t in enumerate(self.ring_ids)}
+        self.dot = vocab.index.get(".")
+        self.last = np.full(n, START)
+        self.depth = np.zeros(n, dtype=np.int64)
+        self.open_rings = np.zeros((n, len(self.ring_ids)), dtype=bool)
+        self.opened_here = np.zeros((n, len(self.ring_ids)), dtype=bool)
+
+    def allowed(self) -> np.ndarray:
+        kinds, last = self.kinds[None, :], self.last[:, None]
+        after_atomish = np.isin(last, (ATOM, RING, CLOSE))
+        allowed = np.zeros((len(self.last), len(self.kinds)), dtype=bool)
+        allowed |= kinds == ATOM
+        allowed |= (kinds == BOND) & (after_atomish | (last == OPEN))
+        allowed |= (kinds == OPEN) & after_atomish
+        allowed |= (kinds == CLOSE) & after_atomish & (self.depth[:, None] > 0) & (last != OPEN)
+        allowed |= (kinds == OTHER) & after_atomish
+        if self.dot is not None:
+            allowed[:, self.dot] = False
+        # ring digits: after an atom, a ring digit or a bond; never closing on the opening atom
+        ring_ok = (np.isin(self.last, (ATOM, RING, BOND)))[:, None] & ~(self.open_rings & self.opened_here)
+        allowed[:, self.ring_ids] = ring_ok
+        ending_ok = np.isin(self.last, (ATOM, RING, CLOSE)) & (self.depth == 0) & ~self.open_rings.any(axis=1)
+        allowed[:, self.vocab.eos] = ending_ok
+        allowed[:, [self.vocab.pad, self.vocab.bos, self.vocab.unk]] = False
+        return allowed
+
+    def advance(self, tokens: np.ndarray) -> None:
+        kinds = self.kinds[tokens]
+        rows = np.arange(len(tokens))
+        self.depth += (kinds == OPEN).astype(np.int64) - (kinds == CLOSE).astype(np.int64)
+        self.opened_here[kinds == ATOM] = False
+        ring_rows = rows[kinds == RING]
+        if len(ring_rows):
+            slots = np.array([self.ring_slot[int(t)] for t in tokens[ring_rows]])
+            was_open = self.open_rings[ring_rows, slots]
+            self.open_rings[ring_rows, slots] = ~was_open
+            self.opened_here[ring_rows, slots] = ~was_open
+        special = np.isin(tokens, (self.vocab.eos, self.vocab.pad))
+        self.last = np.where(special, self.last, kinds)

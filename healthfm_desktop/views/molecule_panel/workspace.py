@@ -192,6 +192,7 @@ class MoleculesWorkspace(QWidget):
         self.analogue_count = QSpinBox(minimum=1, maximum=500, value=50)
         self.analogue_similarity = QDoubleSpinBox(minimum=0.0, maximum=1.0, singleStep=0.05, value=0.3)
         self.analogue_similarity.setToolTip("Keep proposals at least this similar to the seed (Tanimoto, Morgan r=2)")
+        self._cancelling = False
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setVisible(False)
         self.cancel_button.clicked.connect(self._cancel)
@@ -300,14 +301,21 @@ class MoleculesWorkspace(QWidget):
 
     # ---- reactions -----------------------------------------------------------------------
     def _cancel(self) -> None:
+        self._cancelling = True
         self.controller.cancel_jobs()
-        self.status.setText("Cancelled.")
+        self.status.setText("Cancelling…")
 
     def _busy_changed(self, busy: bool) -> None:
         self.progress.setVisible(busy)
         self.cancel_button.setVisible(busy)
+        if not busy and self._cancelling:
+            # progress queued before the job stopped may have overwritten the status meanwhile
+            self._cancelling = False
+            self.status.setText("Cancelled.")
 
     def _progress(self, progress: Progress) -> None:
+        if self._cancelling:
+            return
         if progress.fraction is None:
             self.progress.setRange(0, 0)
         else:
