@@ -7,7 +7,7 @@ the first release (BiLSTM), taken from git:
     mkdir -p /tmp/ner_v1
     git show 009707e:models/ner_clinical.onnx > /tmp/ner_v1/ner_clinical.onnx
     git show 009707e:models/ner_clinical.json > /tmp/ner_v1/ner_clinical.json
-    python benchmarks/bench_ner_tagger.py --baseline /tmp/ner_v1
+    python benchmarks/bench_ner_tagger.py --baseline /tmp/ner_v1 --name "first release (BiLSTM, 009707e)"
 
 Two regimes: one sentence per call (an annotator's edit), and rows batched 128 at a time by
 length (what core.records.ner_model does for whole notes; featurisation included).
@@ -52,7 +52,9 @@ def per_sentence_ms(run, rows, repeats: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", type=Path, required=True, help="folder with the baseline release's ner_clinical.onnx/.json")
+    parser.add_argument("--name", default="baseline release", help="what the baseline is, for the printed lines")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--card", action="store_true", help="also write the figures into models/ner_clinical.md (section Speed)")
     args = parser.parse_args()
 
     import spacy
@@ -81,9 +83,20 @@ def main() -> int:
 
         one_by_one(rows[:20])  # warm-up
         figures[name] = (per_sentence_ms(one_by_one, rows, args.repeats), per_sentence_ms(batched, rows, args.repeats))
+    lines = []
     for k, regime in enumerate(("one sentence per call", "128 rows per call")):
         ours, base = figures["ours"][k], figures["baseline"][k]
-        print(f"tagger speed, {regime} (ms/sentence, 1 thread): {base / ours:.2f}x {args.baseline} release ({ours:.3f} vs {base:.3f})")
+        lines.append(f"tagger speed, {regime} (ms/sentence, 1 thread): {base / ours:.2f}x {args.name} ({ours:.3f} vs {base:.3f})")
+        print(lines[-1])
+    if args.card:
+        from evaluate_ner_pipeline import replace_section
+
+        card = REPO / "models" / "ner_clinical.md"
+        section = "## Speed\n" + (
+            f"`python benchmarks/bench_ner_tagger.py --baseline DIR --name NAME --card` (onnxruntime, one thread, featurisation\n"
+            f"included, {len(rows)} test sentences, best of {args.repeats}; a shared, loaded 2-core machine, so compare the ratio):\n\n"
+        ) + "\n".join(f"* {line}" for line in lines) + "\n"
+        card.write_text(replace_section(card.read_text(encoding="utf-8"), "## Speed", section), encoding="utf-8")
     return 0
 
 

@@ -23,6 +23,17 @@ DATA = REPO / "models" / "training" / "data" / "text"
 SECTION = "## The model inside the pipeline"
 
 
+def replace_section(card: str, heading: str, section: str) -> str:
+    """The card with the section under ``heading`` (up to the next "## " heading) replaced by
+    ``section``, or with ``section`` appended when the card has none."""
+    if heading not in card:
+        return card.rstrip() + "\n\n" + section
+    before, rest = card.split(heading, 1)
+    after = rest.split("\n## ", 1)
+    tail = "\n## " + after[1] if len(after) > 1 else ""
+    return before + section.rstrip() + "\n" + tail
+
+
 def _rows(result: dict) -> str:
     return "\n".join(f"| {label} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | {s['support']} |" for label, s in result["per_label"].items())
 
@@ -69,9 +80,8 @@ def main(argv=None) -> int:
     }
     write_manifest(manifest_path, manifest)
     card_path = args.models / "ner_clinical.md"
-    card = card_path.read_text(encoding="utf-8").split(SECTION)[0].rstrip() + "\n\n"
     m = full["micro"]
-    card += f"""{SECTION}
+    section = f"""{SECTION}
 Measured by `python models/training/evaluate_ner_pipeline.py` on the same {len(test)} test documents:
 the full pipeline (user terms > PHI rules > attribute/lab rules > bundled vocabularies > this model)
 reaches relaxed micro F1 **{m['f1']:.3f}** (95% CI {full['ci95'][0]:.3f}–{full['ci95'][1]:.3f}; P {m['precision']:.3f}, R {m['recall']:.3f}),
@@ -84,7 +94,7 @@ against {without_vocabulary['micro']['f1']:.3f} ({without_vocabulary['ci95'][0]:
 
 The vocabularies' MACCROBAT terms come from the training documents only.
 """
-    card_path.write_text(card, encoding="utf-8")
+    card_path.write_text(replace_section(card_path.read_text(encoding="utf-8"), SECTION, section), encoding="utf-8")
     print(f"updated {card_path} and {manifest_path}")
     return 0
 
