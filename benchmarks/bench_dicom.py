@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import statistics
 import sys
 import time
@@ -119,6 +120,7 @@ def bench_index_decode(folder: Path, repeat: int) -> None:
         print(f"index+decode {label}, {name}: {statistics.median(ratios):.2f}x plain dcmread+pixel_array loop "
               f"(median of {repeat}, min {min(ratios):.2f}x; {statistics.median(ours):.2f} s vs "
               f"{statistics.median(bases):.2f} s)")
+    bench_cpu_time(plain_loop, one_pass, label, processes)
     pool = parallel_decode.shared_pool(start=True)
     if pool is not None and pool.start_seconds is not None:
         print(f"decode pool restart ({processes} processes forked from the running fork server): {pool.start_seconds:.2f} s")
@@ -129,6 +131,46 @@ def bench_index_decode(folder: Path, repeat: int) -> None:
     print(f"first image (index + middle slice): {first / statistics.median(bases):.2f}x plain loop "
           f"({first:.2f} s vs {statistics.median(bases):.2f} s)")
     parallel_decode.shutdown_shared_pool()
+
+
+def _worker_cpu_seconds(pids: list[int]) -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    return total
+
+
+def bench_cpu_time(plain_loop, one_pass, label: str, processes: int) -> None:
+    """CPU seconds rather than wall time: on a machine whose cores are all busy with other work
+    (load 11-13 on 2 cores when this was written) the wall-time ratios above say little about
+    parallel decoding. The work each side does does not depend on the load; with ``processes``
+    idle cores the one-pass wall time is about max(parent, total / cores)."""
+    from healthfm_desktop.core.imaging import parallel_decode
+
+    pool = parallel_decode.shared_pool(start=True)
+    if pool is None or not Path("/proc/self/stat").exists():
+        return
+    pids = pool.worker_pids()
+    gc.collect()
+    start = time.process_time()
+    plain_loop()
+    plain = time.process_time() - start
+    gc.collect()
+    workers_before = _worker_cpu_seconds(pids)
+    start = time.process_time()
+    one_pass()
+    parent = time.process_time() - start
+    workers = _worker_cpu_seconds(pids) - workers_before
+    total = parent + workers
+    estimate = max(parent, total / processes)
+    print(f"index+decode {label}, one pass, CPU time: {total / plain:.2f}x plain loop's CPU time (parent "
+          f"{parent:.2f} s + {processes} workers {workers:.2f} s vs {plain:.2f} s); on {processes} idle cores about "
+          f"{estimate / plain:.2f}x the plain loop (max(parent, total / {processes}))")
 
 
 def bench_render(repeat: int) -> None:
