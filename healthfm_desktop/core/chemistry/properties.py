@@ -171,6 +171,52 @@ class _QueryMatcher:
         return mol.HasSubstructMatch(self.query)
 
 
+_ANY = None  # an atom query that can match atoms of any element
+
+
+def _query_elements(description: str) -> frozenset[int] | None:
+    """The atom kinds (atomic number, plus 1000 when aromatic) an atom query can match, from
+    RDKit's DescribeQuery() tree (indented two spaces a level): an AtomType leaf names one kind,
+    AtomAtomicNum the aliphatic and aromatic kinds of one element, AND intersects, OR unites;
+    anything else (negations, recursive SMARTS, counts...) may match any kind."""
+    lines = [line for line in description.splitlines() if line.strip()]
+
+    def node(i: int, depth: int) -> tuple[frozenset[int] | None, int]:
+        text = lines[i].strip()
+        j = i + 1
+        children = []
+        while j < len(lines) and (len(lines[j]) - len(lines[j].lstrip(" "))) // 2 > depth:
+            child, j = node(j, depth + 1)
+            children.append(child)
+        if text in ("AtomAnd", "AtomOr"):
+            if text == "AtomAnd":
+                known = [c for c in children if c is not _ANY]
+                return (frozenset.intersection(*known) if known else _ANY), j
+            return (_ANY if any(c is _ANY for c in children) else frozenset().union(*children)), j
+        match = re.fullmatch(r"(AtomType|AtomAtomicNum) (\d+) = val", text)
+        if match and not children:
+            value = int(match.group(2))
+            return (frozenset({value}) if match.group(1) == "AtomType" else frozenset({value, value + 1000})), j
+        return _ANY, j
+
+    if not lines:
+        return _ANY
+    result, _ = node(0, 0)
+    return result
+
+
+def _element_requirements(query: Chem.Mol) -> list[tuple[frozenset[int], int]]:
+    """(kinds S, k): a molecule matching ``query`` has at least k atoms of a kind in S, since k
+    query atoms can only match such atoms and a match maps them to distinct atoms."""
+    sets = []
+    for atom in query.GetAtoms():
+        elements = (_query_elements(atom.DescribeQuery()) if atom.HasQuery()
+                    else frozenset({atom.GetAtomicNum() + 1000 * atom.GetIsAromatic()}))
+        if elements is not _ANY:
+            sets.append(elements)
+    return [(s, sum(1 for t in sets if t <= s)) for s in set(sets)]
+
+
 class _ScreenedQueries:
     """Queries with pattern fingerprints: ``candidates(mol_bits)`` gives the indices that may
     match; ``matchers[i].has_match`` decides exactly (None: a query that is not one SMARTS)."""
@@ -183,15 +229,32 @@ class _ScreenedQueries:
             if matcher is not None:
                 fps[i] = _pattern_bits(matcher.query)
         self.fps = fps.view(np.uint64)
+        # element-count screen: requirement r says: atoms of elements masks[r] ≥ needed[r]
+        requirements = [(i, elements, k) for i, m in enumerate(self.matchers) if m is not None
+                        for elements, k in _element_requirements(m.query)]
+        self.elements = np.array(sorted({e for _, elements, _ in requirements for e in elements}), dtype=np.int64)
+        column = {e: j for j, e in enumerate(self.elements)}
+        self.masks = np.zeros((len(requirements), len(self.elements)), dtype=np.int32)
+        for r, (_, elements, _) in enumerate(requirements):
+            self.masks[r, [column[e] for e in elements]] = 1
+        self.needed = np.array([k for _, _, k in requirements], dtype=np.int32)
+        self.owner = np.array([i for i, _, _ in requirements], dtype=np.int64)
+        self.n = len(queries)
 
-    def candidates(self, mol_bits: np.ndarray) -> np.ndarray:
+    def candidates(self, mol_bits: np.ndarray, mol: Chem.Mol | None = None) -> np.ndarray:
         missing = self.fps & ~mol_bits.view(np.uint64)
-        return np.flatnonzero(self.always | ~missing.any(axis=1))
+        possible = self.always | ~missing.any(axis=1)
+        if mol is not None and len(self.needed):
+            kinds = [a.GetAtomicNum() + 1000 * a.GetIsAromatic() for a in mol.GetAtoms()]
+            counts = np.bincount(kinds, minlength=1119)[self.elements]
+            short = self.masks @ counts < self.needed
+            possible[self.owner[short]] = False
+        return np.flatnonzero(possible)
 
     def matching(self, mol: Chem.Mol, mol_bits: np.ndarray) -> Iterator[int]:
         """Indices whose query matches (and those without a query, for the caller to decide)."""
         mol_fp = int.from_bytes(mol_bits.tobytes(), "little")
-        for i in self.candidates(mol_bits):
+        for i in self.candidates(mol_bits, mol):
             matcher = self.matchers[i]
             if matcher is None or matcher.has_match(mol, mol_fp, screened=True):
                 yield int(i)
