@@ -2,10 +2,14 @@
 Lipinski HBD/HBA, rotatable bonds, rings, Fsp3, QED; rule-of-five and Veber flags; structural
 alerts from RDKit's FilterCatalog (PAINS A/B/C, Brenk, NIH) with the matching atoms.
 
-Speed: FilterCatalog tests ~765 SMARTS per molecule (≈4 ms) and QED another ~100. Both are
-screened with RDKit's pattern fingerprint, the screen SubstructLibrary uses: a query can only
-match when all its pattern bits are set in the molecule's, so skipping the others changes no
-result (tests/core/test_chem_properties.py compares with the unscreened calls)."""
+Speed: FilterCatalog tests ~765 SMARTS per molecule (≈4 ms) and QED another ~116. Each query
+is first screened with conditions it cannot match without, so skipping the others changes no
+result (tests/core/test_chem_properties.py compares with the unscreened calls):
+- RDKit's pattern fingerprint (the screen SubstructLibrary uses): all the query's bits must be
+  set in the molecule's;
+- atom kinds: k query atoms that can only match atoms of some elements need k such atoms;
+- recursive SMARTS: see ``_QueryMatcher``.
+``describe_records`` runs on fork-server worker processes (``map_chunks_ordered``)."""
 
 from __future__ import annotations
 

@@ -8,8 +8,18 @@ fpSize=2048)), molecules sorted by popcount so that BitBound (Swamidass & Baldi:
 uint64 words, 64 molecules per operation, which gives the intersection counts of every molecule
 without a per-molecule popcount. Scores are RDKit's c / (a + b - c) in double precision.
 
+Top-k: the bins nearest the query's popcount are scored first; their k-th best score bounds
+the final one from below, so BitBound drops the bins that cannot reach it and, per remaining
+bin, a minimum common-bit count is compared in bit-sliced form; only passing molecules are
+unpacked and scored exactly.
+
 Substructure: RDKit pattern fingerprints, bit-sliced the same way; the AND of the query's
-planes is the exact screen SubstructLibrary applies, and RDKit's HasSubstructMatch decides."""
+planes is the exact screen SubstructLibrary applies, and RDKit's HasSubstructMatch decides on
+molecules rebuilt from RDKit's canonical SMILES of the sanitised molecule (``trusted.smi``)
+without re-sanitising them (see ``trusted_mol``).
+
+Format version 2 (this one) added ``trusted.smi``; an index of another version is refused with
+a message to rebuild it."""
 
 from __future__ import annotations
 
