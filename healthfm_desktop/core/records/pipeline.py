@@ -8,6 +8,7 @@ batches through ``nlp.pipe``); it needs no network and no download."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -51,8 +52,9 @@ if not Span.has_extension("hf_chars"):
 NEVER_ENTITIES = frozenset({"sig", "disp", "refills", "patient", "pt", "the patient", "case", "history", "course"})
 _COMPONENTS: dict[int, "EntityFinder"] = {}  # handed to spaCy's factory, then dropped
 # strings (words, numbers, IDs) the notes may add to the spaCy vocabulary before the pipeline is
-# rebuilt (~0.4 kB of memory each, StringStore + Lexeme + tokenizer cache: ~40 MB at most)
-REFRESH_STRINGS = 100_000
+# rebuilt (~0.75 kB of memory each, StringStore + Lexeme + tokenizer cache: ~15 MB at most;
+# a rebuild takes ~2-3 s, about once every 2,000 notes of a stream of real notes)
+REFRESH_STRINGS = 20_000
 SEGMENT_NOTES = 256  # notes per nlp.pipe run in a stream; the pipeline can be rebuilt between two
 _COMPONENT_IDS = itertools.count()
 
@@ -201,6 +203,10 @@ class ClinicalPipeline:
     def _refresh_if_grown(self) -> None:
         """Called between segments of a stream, with the lock held."""
         if len(self.nlp.vocab.strings) - self._base_strings > self.refresh_strings:
+            # free the old pipeline first (its components refer to each other: a collection
+            # frees them now), so the two never sit in memory together
+            self.nlp = None
+            gc.collect()
             self.nlp = self._build_nlp()
             self._base_strings = len(self.nlp.vocab.strings)
             self.rebuilds += 1
