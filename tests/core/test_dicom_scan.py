@@ -172,3 +172,18 @@ def test_manifest_lists_exactly_the_files_present():
         if p.is_file() and p.name not in ("README.md", "manifest.csv", "make_zip_cases.py")
     }
     assert listed == present
+
+
+def test_body_encoded_implicit_although_the_meta_says_explicit_is_read_not_called_truncated():
+    """pydicom's SC_rgb_jpeg.dcm declares Explicit VR (JPEG Baseline) but its data set is encoded
+    Implicit VR; pydicom decodes it, so must we (the VR of the pixel element decides, not the
+    declared syntax)."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("SC_rgb_jpeg.dcm")
+    result = scan_paths([path])
+    assert not result.rejected, result.rejected
+    (series,) = result.series
+    frame = series.load_frame(0)
+    assert frame.shape == pydicom.dcmread(path).pixel_array.shape == (256, 256, 3)

@@ -190,24 +190,19 @@ def _check_not_truncated(fp, ds: Dataset, position: int, big_endian: bool) -> tu
     fp.seek(position + 4)
     rest = fp.read(8)
     order = "big" if big_endian else "little"
-    implicit = getattr(ds, "is_implicit_VR", None)
-    if implicit is None:
-        encoding = getattr(ds, "original_encoding", (None, None))
-        implicit = encoding[0]
     if len(rest) < 4:
         raise UnreadableFileError("truncated: the file ends inside the pixel data header")
-    if implicit:
+    # Decide explicit or implicit VR from the bytes themselves: files whose body is implicit
+    # although their transfer syntax says explicit exist (pydicom reads them with a warning but
+    # still reports the declared encoding), and the pixel element's VR can only be one of these.
+    if rest[0:2] in (b"OB", b"OW", b"OF", b"OD", b"UN", b"OL", b"OV") and rest[2:4] == b"\0\0":
+        if len(rest) < 8:
+            raise UnreadableFileError("truncated: the file ends inside the pixel data header")
+        length = int.from_bytes(rest[4:8], order)
+        header_len = 12
+    else:
         length = int.from_bytes(rest[0:4], order)
         header_len = 8
-    else:
-        if rest[0:2] in (b"OB", b"OW", b"OF", b"OD", b"UN", b"OL", b"OV"):
-            if len(rest) < 8:
-                raise UnreadableFileError("truncated: the file ends inside the pixel data header")
-            length = int.from_bytes(rest[4:8], order)
-            header_len = 12
-        else:
-            length = int.from_bytes(rest[2:4], order)
-            header_len = 8
     fp.seek(0, io.SEEK_END)
     available = fp.tell() - position - header_len
     value_offset = position + header_len
