@@ -262,4 +262,28 @@ def self_test_checks():
             sorted({ts for s in result.series for ts in s.transfer_syntaxes})
         )
 
-    return [("DICOM samples scan + decode", check)]
+    def deidentify() -> str:
+        """One sample through the PS3.15 Basic Profile (the table comes from dicom-anonymizer
+        and highdicom at run time, so a bundle missing either fails here, not at export)."""
+        import tempfile
+
+        import pydicom
+
+        from healthfm_desktop.core.imaging.anonymise import anonymise_series
+        from healthfm_desktop.core.imaging.scanning import scan_paths
+        from healthfm_desktop.core.paths import samples_dir
+
+        folder = Path(samples_dir()) / "dicom"
+        entries = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".dcm" or p.is_dir())
+        series = scan_paths(entries).series[0]
+        with tempfile.TemporaryDirectory(prefix="healthfm-selftest-") as out:
+            report = anonymise_series(series, out)
+            if report.rejected or not report.written:
+                raise RuntimeError("de-identification wrote nothing: " + "; ".join(r for _, r in report.rejected))
+            original = pydicom.dcmread(series.instances[0].source.path, stop_before_pixels=True)
+            result = pydicom.dcmread(report.written[0], stop_before_pixels=True)
+            if result.get("PatientIdentityRemoved") != "YES" or result.StudyInstanceUID == original.StudyInstanceUID:
+                raise RuntimeError("the de-identified sample keeps its identity")
+        return f"{len(report.written)} object(s) de-identified (PS3.15 Basic Profile)"
+
+    return [("DICOM samples scan + decode", check), ("DICOM de-identification", deidentify)]
