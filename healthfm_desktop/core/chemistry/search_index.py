@@ -168,12 +168,16 @@ class LibraryIndex:
         self.trusted = trusted  # uint8 memmap of RDKit canonical SMILES lines, library row order
         self.size = len(popcount)
         self._trusted_map = None
+        self._records_map = None
         # first position of each popcount value, for BitBound slicing
         self.pop_start = np.searchsorted(popcount, np.arange(FP_BITS + 2), side="left")
 
     # ---- records -----------------------------------------------------------------------
     def record(self, row: int) -> tuple[str, str]:
-        line = bytes(self.records[self.offsets[row] : self.offsets[row + 1]]).decode("utf-8").rstrip("\n")
+        # slicing an mmap costs ~0.2 µs, a numpy memmap view several µs (unselective substructure
+        # queries ask for tens of thousands of records)
+        data = self._records_bytes()
+        line = data[int(self.offsets[row]) : int(self.offsets[row + 1])].decode("utf-8").rstrip("\n")
         ident, _, smiles = line.partition("\t")
         return ident, smiles
 
@@ -348,6 +352,14 @@ class LibraryIndex:
             np.bitwise_and(mask, self.pattern[bit], out=mask)
         positions = np.flatnonzero(np.unpackbits(mask.view(np.uint8), bitorder="little")[: self.size])
         return np.sort(self.order[positions])
+
+    def _records_bytes(self):
+        if self._records_map is None:
+            if self.size == 0 or not isinstance(self.records, np.memmap):
+                return bytes(self.records)
+            with open(self.records.filename, "rb") as handle:
+                self._records_map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        return self._records_map
 
     def _trusted_bytes(self):
         if self._trusted_map is None:
