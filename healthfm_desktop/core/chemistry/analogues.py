@@ -2,7 +2,8 @@
 scan, small substituents on aromatic CH, halogen swaps, bioisosteric swaps such as acid →
 tetrazole, ester → amide, OH → OMe/F, demethylation; one or two steps). *model*: the SMILES
 language model (core/chemistry/generator.py) completes prefixes of SMILES strings of the seed
-written from different starting atoms, so proposals keep a piece of the seed and vary the rest.
+(mostly its canonical SMILES, some rooted at other atoms), so proposals keep a piece of the seed
+and vary the rest.
 Every proposal is sanitised, standardised, de-duplicated, new to the input set, at least as
 similar to the seed as asked (Tanimoto on Morgan r=2), then scored (QED, alerts, optional
 predictors) and ranked."""
@@ -120,28 +121,32 @@ SOURCES = ("both", "model", "mutation")
 
 
 def seed_prefixes(seed: Chem.Mol, generator, rng: np.random.Generator, count: int = 64) -> list[list[int]]:
-    """Token-id prefixes of SMILES of ``seed`` (no stereo: the training SMILES carry none),
-    written from every starting atom and some random atom orders, each cut after 35–85 % of its
-    tokens: the model keeps that piece of the seed and writes the rest. Prefixes holding a token
+    """Token-id prefixes of SMILES of ``seed`` (no stereo: the training SMILES carry none), each
+    cut after 35–85 % of its tokens: the model keeps that piece of the seed and writes the rest.
+    Three in four come from the canonical SMILES, the writing the model learnt (measured: 98–99 %
+    of its completions valid, against 67–82 % for SMILES rooted at other atoms); the rest from
+    SMILES rooted at each atom, so other ends of the seed are kept too. Prefixes holding a token
     the model never learnt are skipped."""
     flat = Chem.Mol(seed)
     Chem.RemoveStereochemistry(flat)
-    writings = {Chem.MolToSmiles(flat, rootedAtAtom=a.GetIdx()) for a in flat.GetAtoms()}
-    for _ in range(16):
-        # a random atom order written as is (canonical=False): seeded through ``rng``
-        order = [int(i) for i in rng.permutation(flat.GetNumAtoms())]
-        writings.add(Chem.MolToSmiles(Chem.RenumberAtoms(flat, order), canonical=False))
-    encoded = []
-    for smiles in sorted(writings):
-        try:
-            encoded.append(generator.encode_prefix(smiles))
-        except ValueError:
-            continue
-    if not encoded:
+
+    def encoded(smiles_list):
+        out = []
+        for smiles in smiles_list:
+            try:
+                out.append(generator.encode_prefix(smiles))
+            except ValueError:
+                continue
+        return out
+
+    canonical = encoded([Chem.MolToSmiles(flat)])
+    rooted = encoded(sorted({Chem.MolToSmiles(flat, rootedAtAtom=a.GetIdx()) for a in flat.GetAtoms()}))
+    if not canonical and not rooted:
         return []
     prefixes = []
     for _ in range(count):
-        ids = encoded[int(rng.integers(len(encoded)))]
+        pool = canonical if canonical and (not rooted or rng.random() < 0.75) else rooted
+        ids = pool[int(rng.integers(len(pool)))]
         cut = max(1, int(round(len(ids) * rng.uniform(0.35, 0.85))))
         prefixes.append(ids[:cut])
     return prefixes
