@@ -36,7 +36,7 @@ import numpy as np
 from rdkit import Chem, DataStructs
 
 from healthfm_desktop.core.chemistry.fingerprints import FP_BITS, FP_BYTES, morgan_generator
-from healthfm_desktop.core.chemistry.reading import capture_rdkit_log, parse_smarts, parse_smiles, read_molecules
+from healthfm_desktop.core.chemistry.reading import parse_smarts, parse_smiles, read_molecules
 from healthfm_desktop.core.errors import UnreadableFileError, UserFacingError
 
 INDEX_FORMAT = "healthfm-molecule-index"
