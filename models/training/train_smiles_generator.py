@@ -156,35 +156,40 @@ def bootstrap_rate(flags: np.ndarray, seed: int = SEED, rounds: int = 1000) -> l
 
 
 def canonical_set(smiles: list[str]) -> set[str]:
-    from rdkit import Chem, RDLogger
+    from rdkit import Chem
 
-    RDLogger.DisableLog("rdApp.*")
+    from healthfm_desktop.core.chemistry.reading import capture_rdkit_log
+
     out = set()
-    for s in smiles:
-        mol = Chem.MolFromSmiles(s)
-        if mol is not None:
-            out.add(Chem.MolToSmiles(mol))
+    # RDKit's complaints are collected and dropped (never RDLogger.DisableLog: it is process-wide
+    # and would silence the reasons the app's readers report)
+    with capture_rdkit_log():
+        for s in smiles:
+            mol = Chem.MolFromSmiles(s)
+            if mol is not None:
+                out.add(Chem.MolToSmiles(mol))
     return out
 
 
 def evaluate(models_dir: Path, training: set[str], samples: int, temperature: float, constrained: bool) -> dict:
     """GuacaMol distribution-learning metrics of the exported model, sampled by the app's code
     (``constrained``: with the app's syntax-constrained decoding)."""
-    from rdkit import Chem, RDLogger
+    from rdkit import Chem
 
     from healthfm_desktop.core.chemistry.generator import SmilesGenerator
+    from healthfm_desktop.core.chemistry.reading import capture_rdkit_log
     from healthfm_desktop.core.inference.registry import load_registry
 
-    RDLogger.DisableLog("rdApp.*")
     generator = SmilesGenerator(load_registry(models_dir))
     generator.constrained = constrained
     start = time.time()
     drawn = generator.sample(samples, temperature=temperature, rng=np.random.default_rng(SEED))
     sample_seconds = time.time() - start
     canonical = []
-    for s in drawn:
-        mol = Chem.MolFromSmiles(s) if s else None
-        canonical.append(Chem.MolToSmiles(mol) if mol is not None else None)
+    with capture_rdkit_log():
+        for s in drawn:
+            mol = Chem.MolFromSmiles(s) if s else None
+            canonical.append(Chem.MolToSmiles(mol) if mol is not None else None)
     valid = [c for c in canonical if c is not None]
     unique = sorted(set(valid))
     novel = [u for u in unique if u not in training]
