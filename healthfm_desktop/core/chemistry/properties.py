@@ -115,6 +115,34 @@ def _one_recursive_part(text: str) -> bool:
     return False
 
 
+def _first_atom_union(smarts: str) -> Chem.Atom:
+    """An atom query without recursion that every atom matching the one-atom query ``smarts``
+    matches: ``[$(A),$(B),x]`` becomes ``[a,b,x]`` (a, b: the first atoms of A and B, which an
+    atom matching $(A) must match); ``*`` where that is not known to hold."""
+    fallback = Chem.AtomFromSmarts("*")
+    if not (smarts.startswith("[") and smarts.endswith("]")) or len(_split_top_level(smarts[1:-1], ";")) != 1:
+        return fallback
+    parts = []
+    for alternative in _split_top_level(smarts[1:-1], ","):
+        if _one_recursive_part(alternative):
+            sub = Chem.MolFromSmarts(alternative[2:-1])
+            if sub is None or sub.GetNumAtoms() == 0:
+                return fallback
+            alternative = sub.GetAtomWithIdx(0).GetSmarts()
+            if alternative.startswith("[") and alternative.endswith("]"):
+                alternative = alternative[1:-1]
+        # a part with its own recursion or a low-precedence AND cannot join a comma list as is
+        if "$" in alternative or ";" in alternative or not alternative:
+            return fallback
+        parts.append(alternative)
+    atom = Chem.AtomFromSmarts("[" + ",".join(parts) + "]")
+    return atom if atom is not None else fallback
+
+
+def _is_any_atom(atom: Chem.Atom) -> bool:
+    return atom.HasQuery() and atom.GetSmarts() == "*"
+
+
 def _is_recursive(atom: Chem.Atom) -> bool:
     return atom.HasQuery() and "RecursiveStructure" in atom.DescribeQuery()
 
@@ -141,11 +169,13 @@ class _QueryMatcher:
             return
         if query.GetNumAtoms() == 1:
             self.alternatives = self._alternatives(query.GetAtomWithIdx(0).GetSmarts(), depth)
-        elif len(recursive) < query.GetNumAtoms():
+        else:
             relaxed = Chem.RWMol(query)
             for idx in recursive:
-                relaxed.ReplaceAtom(idx, Chem.AtomFromSmarts("*"))
-            self.relaxed = _prepared(relaxed.GetMol())
+                relaxed.ReplaceAtom(idx, _first_atom_union(query.GetAtomWithIdx(idx).GetSmarts()))
+            relaxed = _prepared(relaxed.GetMol())
+            if any(not _is_any_atom(a) for a in relaxed.GetAtoms()):
+                self.relaxed = relaxed
 
     @staticmethod
     def _alternatives(smarts: str, depth: int) -> list[_QueryMatcher] | None:
@@ -231,17 +261,22 @@ class _ScreenedQueries:
         fps = np.zeros((len(queries), _PATTERN_FP_SIZE // 8), dtype=np.uint8)
         for i, matcher in enumerate(self.matchers):
             if matcher is not None:
+                # matching the relaxed query is necessary too: both fingerprints' bits must be set
                 fps[i] = _pattern_bits(matcher.query)
+                if matcher.relaxed is not None:
+                    fps[i] |= _pattern_bits(matcher.relaxed)
         self.fps = fps.view(np.uint64)
         # element-count screen: requirement r says: atoms of elements masks[r] ≥ needed[r]
         requirements = [(i, elements, k) for i, m in enumerate(self.matchers) if m is not None
-                        for elements, k in _element_requirements(m.query)]
+                        for q in (m.query, m.relaxed) if q is not None
+                        for elements, k in _element_requirements(q)]
         self.elements = np.array(sorted({e for _, elements, _ in requirements for e in elements}), dtype=np.int64)
         column = {e: j for j, e in enumerate(self.elements)}
-        self.masks = np.zeros((len(requirements), len(self.elements)), dtype=np.int32)
+        # float64: numpy's integer matmul is not BLAS, ~10x slower here (counts are exact in floats)
+        self.masks = np.zeros((len(requirements), len(self.elements)), dtype=np.float64)
         for r, (_, elements, _) in enumerate(requirements):
             self.masks[r, [column[e] for e in elements]] = 1
-        self.needed = np.array([k for _, _, k in requirements], dtype=np.int32)
+        self.needed = np.array([k for _, _, k in requirements], dtype=np.float64)
         self.owner = np.array([i for i, _, _ in requirements], dtype=np.int64)
         self.n = len(queries)
 
@@ -250,7 +285,7 @@ class _ScreenedQueries:
         possible = self.always | ~missing.any(axis=1)
         if mol is not None and len(self.needed):
             kinds = [a.GetAtomicNum() + 1000 * a.GetIsAromatic() for a in mol.GetAtoms()]
-            counts = np.bincount(kinds, minlength=1119)[self.elements]
+            counts = np.bincount(kinds, minlength=1119)[self.elements].astype(np.float64)
             short = self.masks @ counts < self.needed
             possible[self.owner[short]] = False
         return np.flatnonzero(possible)
