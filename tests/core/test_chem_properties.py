@@ -85,3 +85,23 @@ def test_describe_goes_on_in_process_when_no_pool_can_start(monkeypatch):
     monkeypatch.setattr(properties, "_start_method", lambda: None)
     rows = list(describe_records(read_molecules(SAMPLES / "approved_drugs.csv", parse=False), workers=2))
     assert rows == list(describe_records(read_molecules(SAMPLES / "approved_drugs.csv"), workers=1))
+
+
+def test_relaxed_alert_queries_are_weaker_than_the_originals(molecules):
+    """Each relaxed query (recursive atoms replaced by their first atoms' union) matches every
+    molecule its original matches, so screening with it never drops a true alert; and it
+    screens: on these molecules it rejects some that reach the original query's match call."""
+    from healthfm_desktop.core.chemistry.properties import _first_atom_union, alert_catalog
+
+    assert _first_atom_union("[$([N+](=O)[O-]),$(N(=O)=O)]").GetSmarts() == "[N&+,N]"
+    assert _first_atom_union("[C&H2,$(C(F)F);R0]").GetSmarts() == "*"  # ';' cannot join a comma list
+    relaxed = [m for m in alert_catalog().screen.matchers if m is not None and m.relaxed is not None]
+    assert len(relaxed) > 50
+    rejected = 0
+    for mol in molecules[::4]:
+        for matcher in relaxed:
+            weaker = mol.HasSubstructMatch(matcher.relaxed)
+            if mol.HasSubstructMatch(matcher.query):
+                assert weaker, (Chem.MolToSmiles(mol), Chem.MolToSmarts(matcher.query))
+            rejected += not weaker
+    assert rejected > 0
