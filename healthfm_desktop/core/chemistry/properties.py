@@ -117,26 +117,44 @@ def _one_recursive_part(text: str) -> bool:
 
 def _first_atom_union(smarts: str) -> Chem.Atom:
     """An atom query without recursion that every atom matching the one-atom query ``smarts``
-    matches: ``[$(A),$(B),x]`` becomes ``[a,b,x]`` (a, b: the first atoms of A and B, which an
-    atom matching $(A) must match); ``*`` where that is not known to hold."""
-    fallback = Chem.AtomFromSmarts("*")
-    if not (smarts.startswith("[") and smarts.endswith("]")) or len(_split_top_level(smarts[1:-1], ";")) != 1:
-        return fallback
-    parts = []
-    for alternative in _split_top_level(smarts[1:-1], ","):
-        if _one_recursive_part(alternative):
-            sub = Chem.MolFromSmarts(alternative[2:-1])
-            if sub is None or sub.GetNumAtoms() == 0:
-                return fallback
-            alternative = sub.GetAtomWithIdx(0).GetSmarts()
-            if alternative.startswith("[") and alternative.endswith("]"):
-                alternative = alternative[1:-1]
-        # a part with its own recursion or a low-precedence AND cannot join a comma list as is
-        if "$" in alternative or ";" in alternative or not alternative:
-            return fallback
-        parts.append(alternative)
-    atom = Chem.AtomFromSmarts("[" + ",".join(parts) + "]")
-    return atom if atom is not None else fallback
+    matches, e.g. ``[$(A),$(B),x;R0]`` becomes ``[a,b,x;R0]`` (a, b: the first atoms of A and B,
+    which an atom matching $(A) must match); ``*`` where nothing weaker is known."""
+    body = smarts[1:-1] if smarts.startswith("[") and smarts.endswith("]") else smarts
+    relaxed = _relaxed_atom_expression(body)
+    atom = Chem.AtomFromSmarts(f"[{relaxed}]") if relaxed else None
+    return atom if atom is not None else Chem.AtomFromSmarts("*")
+
+
+def _relaxed_atom_expression(body: str, depth: int = 0) -> str | None:
+    """``body`` (an atom's SMARTS inside its brackets) without recursive SMARTS, weaker: a
+    ``$(A)`` alternative becomes A's first atom, recursive conjuncts of an AND are dropped, and a
+    ``;`` conjunct that would become "any atom" is dropped. None: no condition is left."""
+    conjuncts = []
+    for conjunct in _split_top_level(body, ";"):
+        parts: list[str] | None = []
+        for alternative in _split_top_level(conjunct, ","):
+            if _one_recursive_part(alternative):
+                sub = Chem.MolFromSmarts(alternative[2:-1]) if depth < 3 else None
+                if sub is None or sub.GetNumAtoms() == 0:
+                    parts = None
+                    break
+                first = sub.GetAtomWithIdx(0).GetSmarts()
+                if first.startswith("[") and first.endswith("]"):
+                    first = first[1:-1]
+                relaxed = _relaxed_atom_expression(first, depth + 1)
+            else:
+                # an AND of primitives (',' and ';' bind looser than '&'): its conjuncts without $
+                kept = [p for p in _split_top_level(alternative, "&") if "$" not in p]
+                relaxed = "&".join(kept) or None
+            # an alternative that may match any atom, or one whose ';' would change precedence
+            # inside this comma list, leaves this conjunct without a condition
+            if relaxed is None or ";" in relaxed:
+                parts = None
+                break
+            parts.append(relaxed)
+        if parts:
+            conjuncts.append(",".join(parts))
+    return ";".join(conjuncts) or None
 
 
 def _is_any_atom(atom: Chem.Atom) -> bool:
@@ -167,15 +185,15 @@ class _QueryMatcher:
         recursive = [a.GetIdx() for a in query.GetAtoms() if _is_recursive(a)]
         if not recursive or depth > 2:
             return
+        relaxed = Chem.RWMol(query)
+        for idx in recursive:
+            relaxed.ReplaceAtom(idx, _first_atom_union(query.GetAtomWithIdx(idx).GetSmarts()))
+        relaxed = _prepared(relaxed.GetMol())
+        if any(not _is_any_atom(a) for a in relaxed.GetAtoms()):
+            # screens with it in _ScreenedQueries; matched first only for a larger query
+            self.relaxed = relaxed
         if query.GetNumAtoms() == 1:
             self.alternatives = self._alternatives(query.GetAtomWithIdx(0).GetSmarts(), depth)
-        else:
-            relaxed = Chem.RWMol(query)
-            for idx in recursive:
-                relaxed.ReplaceAtom(idx, _first_atom_union(query.GetAtomWithIdx(idx).GetSmarts()))
-            relaxed = _prepared(relaxed.GetMol())
-            if any(not _is_any_atom(a) for a in relaxed.GetAtoms()):
-                self.relaxed = relaxed
 
     @staticmethod
     def _alternatives(smarts: str, depth: int) -> list[_QueryMatcher] | None:
@@ -200,6 +218,8 @@ class _QueryMatcher:
             return False
         if self.alternatives is not None:
             return any(m.has_match(mol, mol_fp) for m in self.alternatives)
+        if self.query.GetNumAtoms() == 1:
+            return mol.HasSubstructMatch(self.query)
         if self.relaxed is not None and not mol.HasSubstructMatch(self.relaxed):
             return False
         return mol.HasSubstructMatch(self.query)
