@@ -286,4 +286,32 @@ def self_test_checks():
                 raise RuntimeError("the de-identified sample keeps its identity")
         return f"{len(report.written)} object(s) de-identified (PS3.15 Basic Profile)"
 
-    return [("DICOM samples scan + decode", check), ("DICOM de-identification", deidentify)]
+    def decode_workers() -> str:
+        """The sample decoded by two worker processes equals the in-process decode (proves the
+        fork-server pool runs here, which matters most inside the frozen bundle)."""
+        from healthfm_desktop.core.imaging.decoding import decode_stored
+        from healthfm_desktop.core.imaging.parallel_decode import DecodePool
+        from healthfm_desktop.core.imaging.scanning import scan_paths
+        from healthfm_desktop.core.paths import samples_dir
+
+        folder = Path(samples_dir()) / "dicom"
+        entries = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".dcm" or p.is_dir())
+        instances = scan_paths(entries).series[0].instances
+        pool = DecodePool(2)
+        try:
+            if not pool.start():
+                raise RuntimeError(f"decode worker processes do not start ({pool.failed})")
+            decoded = list(pool.decode_instances(instances))
+            if pool.failed:
+                raise RuntimeError(f"decode workers broke ({pool.failed})")
+        finally:
+            pool.shutdown()
+        for instance, frames in zip(instances, decoded):
+            if isinstance(frames, BaseException):
+                raise RuntimeError(f"a worker could not decode the sample: {frames}")
+            if not np.array_equal(frames, decode_stored(instance, None)):
+                raise RuntimeError("a worker's decode differs from the in-process decode")
+        return f"{len(decoded)} objects decoded by 2 worker processes, equal to in-process (started in {pool.start_seconds:.2f} s)"
+
+    return [("DICOM samples scan + decode", check), ("DICOM de-identification", deidentify),
+            ("DICOM decode workers", decode_workers)]
