@@ -17,6 +17,9 @@ start=$(date +%s%N)
 $OFFLINE healthfm self-test
 echo "bundle self-test passed in $(( ($(date +%s%N) - start) / 1000000 )) ms"
 start=$(date +%s%N)
-$OFFLINE healthfm gui --quit-after-show
+gui_log=$(mktemp)
+$OFFLINE healthfm gui --quit-after-show 2>&1 | tee "$gui_log"
+# a traceback on the way in or out is a defect even when the exit status is 0
+if grep -q "Traceback" "$gui_log"; then echo "bundle gui start/quit printed a traceback" >&2; exit 1; fi
 echo "bundle cold start to main window and quit: $(( ($(date +%s%N) - start) / 1000000 )) ms"
 du -sh /opt/healthfm | sed 's/^/installed bundle size: /' 
