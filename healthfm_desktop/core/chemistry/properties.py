@@ -290,16 +290,15 @@ class _ScreenedQueries:
                 if matcher.relaxed is not None:
                     fps[i] |= _pattern_bits(matcher.relaxed)
         self.fps = fps.view(np.uint64)
-        # element-count screen: requirement r says: atoms of elements masks[r] ≥ needed[r]
+        # element-count screen: requirement r says: atoms of the kinds paired with r ≥ needed[r]
         requirements = [(i, elements, k) for i, m in enumerate(self.matchers) if m is not None
                         for q in (m.query, m.relaxed) if q is not None
                         for elements, k in _element_requirements(q)]
-        self.elements = np.array(sorted({e for _, elements, _ in requirements for e in elements}), dtype=np.int64)
-        column = {e: j for j, e in enumerate(self.elements)}
-        # float64: numpy's integer matmul is not BLAS, ~10x slower here (counts are exact in floats)
-        self.masks = np.zeros((len(requirements), len(self.elements)), dtype=np.float64)
-        for r, (_, elements, _) in enumerate(requirements):
-            self.masks[r, [column[e] for e in elements]] = 1
+        # (requirement, kind) pairs summed with bincount: no matmul, whose BLAS threads would
+        # compete with the other describe worker for the cores
+        pairs = [(r, e) for r, (_, elements, _) in enumerate(requirements) for e in sorted(elements)]
+        self.pair_requirement = np.array([r for r, _ in pairs], dtype=np.int64)
+        self.pair_kind = np.array([e for _, e in pairs], dtype=np.int64)
         self.needed = np.array([k for _, _, k in requirements], dtype=np.float64)
         self.owner = np.array([i for i, _, _ in requirements], dtype=np.int64)
         self.n = len(queries)
@@ -309,8 +308,9 @@ class _ScreenedQueries:
         possible = self.always | ~missing.any(axis=1)
         if mol is not None and len(self.needed):
             kinds = [a.GetAtomicNum() + 1000 * a.GetIsAromatic() for a in mol.GetAtoms()]
-            counts = np.bincount(kinds, minlength=1119)[self.elements].astype(np.float64)
-            short = self.masks @ counts < self.needed
+            counts = np.bincount(kinds, minlength=1119)
+            have = np.bincount(self.pair_requirement, weights=counts[self.pair_kind], minlength=len(self.needed))
+            short = have < self.needed
             possible[self.owner[short]] = False
         return np.flatnonzero(possible)
 
