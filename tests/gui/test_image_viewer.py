@@ -46,15 +46,21 @@ class ImagesHarness:
         return self.workspace
 
 
-@pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setenv("HEALTHFM_HOME", str(tmp_path / "home"))  # measurements of this test only
+def shown_images_harness(qtbot, tmp_path, monkeypatch):
+    """Fixture body shared by the Images test files: the workspace shown with a private home
+    (measurements and exports of this test only); its jobs cancelled and finished afterwards."""
+    monkeypatch.setenv("HEALTHFM_HOME", str(tmp_path / "home"))
     harness = ImagesHarness()
     qtbot.addWidget(harness.workspace)
     harness.workspace.show()
     yield harness
     harness.controllers["images"].cancel_jobs()
     qtbot.waitUntil(lambda: not harness.controllers["images"].busy, timeout=30_000)
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch):
+    yield from shown_images_harness(qtbot, tmp_path, monkeypatch)
 
 
 @pytest.fixture
@@ -422,7 +428,7 @@ def test_tag_browser_shows_sequences_and_filters(window, qtbot):
 def test_export_deidentified_dicom_warns_about_burned_in_text(window, qtbot, tmp_path):
     controller, workspace, _ = open_and_wait(window, qtbot, [DICOM / "single" / "US_RGB_explicit_LE_cropped.dcm"])
     with qtbot.waitSignal(controller.status, timeout=30_000, check_params_cb=lambda text: "De-identified" in text):
-        job = controller.export_deidentified(controller.series[0].key, tmp_path / "out")
+        controller.export_deidentified(controller.series[0].key, tmp_path / "out")
     written = list((tmp_path / "out").glob("*.dcm"))
     assert len(written) == 1
     ds = pydicom.dcmread(written[0])

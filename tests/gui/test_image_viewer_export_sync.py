@@ -13,7 +13,7 @@ import pytest
 from pydicom.uid import generate_uid
 from PySide6.QtWidgets import QMessageBox
 
-from tests.gui.test_image_viewer import ImagesHarness, open_and_wait
+from tests.gui.test_image_viewer import open_and_wait, shown_images_harness
 
 REPO = Path(__file__).resolve().parents[2]
 DICOM = REPO / "tests" / "data" / "dicom"
@@ -24,13 +24,7 @@ SCREENSHOTS = Path(os.environ.get("HEALTHFM_SCREENSHOTS", "/tmp"))
 
 @pytest.fixture
 def window(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setenv("HEALTHFM_HOME", str(tmp_path / "home"))
-    harness = ImagesHarness()
-    qtbot.addWidget(harness.workspace)
-    harness.workspace.show()
-    yield harness
-    harness.controllers["images"].cancel_jobs()
-    qtbot.waitUntil(lambda: not harness.controllers["images"].busy, timeout=30_000)
+    yield from shown_images_harness(qtbot, tmp_path, monkeypatch)
 
 
 # --------------------------------------------------------------------- burned-in annotation

@@ -10,18 +10,12 @@ import pytest
 from pydicom.pixels import apply_modality_lut
 
 from healthfm_desktop.core.imaging import parallel_decode
-from tests.gui.test_image_viewer import MR_SERIES, ImagesHarness, drop
+from tests.gui.test_image_viewer import MR_SERIES, drop, shown_images_harness
 
 
 @pytest.fixture
 def viewer(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setenv("HEALTHFM_HOME", str(tmp_path / "home"))
-    harness = ImagesHarness()
-    qtbot.addWidget(harness.workspace)
-    harness.workspace.show()
-    yield harness
-    harness.controllers["images"].cancel_jobs()
-    qtbot.waitUntil(lambda: not harness.controllers["images"].busy, timeout=30_000)
+    yield from shown_images_harness(qtbot, tmp_path, monkeypatch)
     parallel_decode.set_decode_processes(None)
 
 

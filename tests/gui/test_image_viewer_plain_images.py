@@ -15,7 +15,7 @@ from PIL import Image
 
 from healthfm_desktop.controllers.image_ai import ImageAnalysisController
 from healthfm_desktop.views.image_viewer.analysis_panel import AnalysisPanel
-from tests.gui.test_image_viewer import draw, open_and_wait, widget_point
+from tests.gui.test_image_viewer import draw, open_and_wait
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "tests" / "data" / "images"
