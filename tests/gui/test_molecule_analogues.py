@@ -7,34 +7,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
-from PySide6.QtGui import QDropEvent
 from rdkit import Chem
 
-from healthfm_desktop.controllers.molecules import MoleculesController
-from healthfm_desktop.views.molecule_panel.workspace import ORIGIN, MoleculesWorkspace
+from healthfm_desktop.views.molecule_panel.workspace import ORIGIN
+from tests.gui.test_molecule_panel import drop_files, panel_view
 
 REPO = Path(__file__).resolve().parents[2]
 CSV = REPO / "resources" / "samples" / "molecules" / "approved_drugs.csv"
-SHIPPED = (REPO / "models" / "smiles_generator.json").exists()
 
 
 @pytest.fixture
 def view(qtbot):
-    controller = MoleculesController()
-    widget = MoleculesWorkspace(controller)
-    qtbot.addWidget(widget)
-    widget.resize(1500, 950)
-    widget.show()
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(CSV))])
-    widget.dropEvent(QDropEvent(QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                                Qt.KeyboardModifier.NoModifier))
-    qtbot.waitUntil(lambda: widget.model.rowCount() == 19 and not controller.busy, timeout=60_000)
+    widget = panel_view(qtbot)
+    drop_files(widget, [CSV])
+    qtbot.waitUntil(lambda: widget.model.rowCount() == 19 and not widget.controller.busy, timeout=60_000)
     return widget
 
 
-@pytest.mark.skipif(not SHIPPED, reason="models/smiles_generator.onnx is not trained yet")
 def test_model_and_mutation_analogues_of_the_selected_molecule(view, qtbot):
     known = {r.smiles for r in view.controller.rows}
     ibuprofen = next(i for i, r in enumerate(view.controller.rows) if r.id == "CHEMBL521")
@@ -58,7 +47,6 @@ def test_model_and_mutation_analogues_of_the_selected_molecule(view, qtbot):
     view.grab().save("/tmp/molecule_analogues.png")
 
 
-@pytest.mark.skipif(not SHIPPED, reason="models/smiles_generator.onnx is not trained yet")
 def test_cancelling_a_generation_keeps_the_table(view, qtbot):
     before = [r.smiles for r in view.controller.rows]
     view.select_source_row(0)

@@ -22,26 +22,26 @@ BAD_SDF = REPO / "tests" / "data" / "molecules" / "malformed" / "good_bad_good_b
 CSV = REPO / "resources" / "samples" / "molecules" / "approved_drugs.csv"
 MW = FIRST_PROPERTY + [c[1] for c in PROPERTY_COLUMNS].index("mw")
 
-
-def _drop(view, paths):
+def drop_files(view, paths):
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
     event = QDropEvent(QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
     view.dropEvent(event)
 
-
-@pytest.fixture
-def view(qtbot):
-    controller = MoleculesController()
-    widget = MoleculesWorkspace(controller)
+def panel_view(qtbot) -> MoleculesWorkspace:
+    """The Molecules workspace with its own controller, shown at a workstation size."""
+    widget = MoleculesWorkspace(MoleculesController())
     qtbot.addWidget(widget)
     widget.resize(1500, 950)
     widget.show()
     return widget
 
+@pytest.fixture
+def view(qtbot):
+    return panel_view(qtbot)
 
 def test_drop_sdf_and_csv_sort_filter_select(view, qtbot, tmp_path):
-    _drop(view, [SDF, CSV, BAD_SDF])
+    drop_files(view, [SDF, CSV, BAD_SDF])
     qtbot.waitUntil(lambda: view.model.rowCount() == 16 + 19 + 4 and not view.controller.busy, timeout=60_000)
     rows = view.controller.rows
     errors = [r for r in rows if r.error]
@@ -86,9 +86,8 @@ def test_drop_sdf_and_csv_sort_filter_select(view, qtbot, tmp_path):
     assert view.controller.export(sdf_out, rows_shown) == 37
     assert len([m for m in Chem.SDMolSupplier(str(sdf_out)) if m is not None]) == 37
 
-
 def test_search_and_predict(view, qtbot):
-    _drop(view, [CSV])
+    drop_files(view, [CSV])
     qtbot.waitUntil(lambda: view.model.rowCount() == 19 and not view.controller.busy, timeout=60_000)
     view.search_mode.setCurrentText("substructure")
     view.search_query.setText("c1ccccc1C(=O)[OH]")
@@ -98,7 +97,7 @@ def test_search_and_predict(view, qtbot):
     assert "CHEMBL25" in ids and all(r.score == 1.0 for r in view.controller.rows)
     view.controller.showing_search = False
     view.controller.rows = []
-    _drop(view, [CSV])
+    drop_files(view, [CSV])
     qtbot.waitUntil(lambda: view.model.rowCount() == 19 and not view.controller.busy, timeout=60_000)
     view.search_mode.setCurrentText("similar")
     view.search_query.setText("CC(=O)Oc1ccccc1C(=O)O")
@@ -114,9 +113,8 @@ def test_search_and_predict(view, qtbot):
     text = view.detail_text.toPlainText()
     assert "solubility_logS" in text and "Nearest training molecules" in text
 
-
 def test_analogues_of_the_selected_molecule(view, qtbot):
-    _drop(view, [CSV])
+    drop_files(view, [CSV])
     qtbot.waitUntil(lambda: view.model.rowCount() == 19 and not view.controller.busy, timeout=60_000)
     known = {r.smiles for r in view.controller.rows}
     ibuprofen = next(i for i, r in enumerate(view.controller.rows) if r.id == "CHEMBL521")
@@ -130,7 +128,6 @@ def test_analogues_of_the_selected_molecule(view, qtbot):
     assert all(Chem.MolFromSmiles(s) is not None for s in smiles)
     assert [r.score for r in rows] == sorted((r.score for r in rows), reverse=True)
     assert all("solubility_logS" in r.predictions for r in rows)
-
 
 def test_a_large_library_imports_on_worker_processes(view, qtbot, tmp_path):
     import gzip
