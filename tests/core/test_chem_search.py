@@ -95,3 +95,37 @@ def test_top_k_at_the_edges(library):
     everything = index.similar(query, top=len(mols) + 5)
     assert len(everything) == len(mols)
     assert [h.score for h in everything] == sorted((h.score for h in everything), reverse=True)
+
+
+@pytest.mark.parametrize("smarts, top", [("c1ccccc1", None), ("[r5]", None), ("S(=O)(=O)N", None), ("C(=O)N", 3000)])
+def test_substructure_on_worker_processes_equals_in_process(library, monkeypatch, smarts, top):
+    """Thresholds forced low: the candidates are matched on worker processes (the pool runs
+    afterwards), merged in library order, with exactly the in-process hits."""
+    from healthfm_desktop.core.chemistry import search_index
+
+    rows, mols, index = library
+    query = Chem.MolFromSmarts(smarts)
+    monkeypatch.setattr(search_index, "_PARALLEL_MIN_CANDIDATES", 10**9)
+    monkeypatch.setattr(search_index, "_PARALLEL_MIN_CANDIDATES_COLD", 10**9)
+    in_process = index.substructure(query, top=top)
+    monkeypatch.setattr(search_index, "_PARALLEL_MIN_CANDIDATES", 1)
+    monkeypatch.setattr(search_index, "_PARALLEL_MIN_CANDIDATES_COLD", 1)
+    monkeypatch.setattr(search_index, "_PARALLEL_CHUNK", 700)  # several chunks to merge
+    parallel = index.substructure(query, top=top)
+    assert search_index._pool is not None
+    assert [(h.row, h.id, h.smiles, h.score) for h in parallel] == [(h.row, h.id, h.smiles, h.score) for h in in_process]
+    assert len(parallel) > 0
+
+
+def test_substructure_matches_in_process_when_no_worker_can_start(library, monkeypatch):
+    from healthfm_desktop.core.chemistry import properties, search_index
+
+    rows, mols, index = library
+    query = Chem.MolFromSmarts("[#7]")
+    expected = [i for i, m in enumerate(mols) if m.HasSubstructMatch(query)]
+    search_index._drop_pool()
+    monkeypatch.setattr(properties, "_start_method", lambda: None)
+    monkeypatch.setattr(search_index, "_PARALLEL_MIN_CANDIDATES_COLD", 1)
+    assert not search_index.warm_substructure_workers(2)
+    assert [h.row for h in index.substructure(query)] == expected
+    assert search_index._pool is None

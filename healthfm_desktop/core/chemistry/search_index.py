@@ -24,11 +24,15 @@ a message to rebuild it."""
 from __future__ import annotations
 
 import json
+import logging
 import mmap
+import multiprocessing
 import os
+import pickle
 import re
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,11 +43,20 @@ from healthfm_desktop.core.chemistry.fingerprints import FP_BITS, FP_BYTES, morg
 from healthfm_desktop.core.chemistry.reading import parse_smarts, parse_smiles, read_molecules
 from healthfm_desktop.core.errors import UnreadableFileError, UserFacingError
 
+log = logging.getLogger(__name__)
+
 INDEX_FORMAT = "healthfm-molecule-index"
 INDEX_VERSION = 2  # 2: adds trusted.smi (RDKit's canonical SMILES) for substructure matching
 PATTERN_BITS = 2048
 _CHUNK = 65536  # molecules per transpose step: a multiple of 64
 _CORE_FRACTION = 0.02  # top-k: share of the library scored exactly first, around the query's popcount
+# substructure: candidates (after the screen) from which matching on worker processes pays.
+# Matching costs ~30 µs a candidate (~70 µs with ring perception); a warm pool costs a few tens
+# of ms a search, starting one ~0.7 s (each worker imports RDKit and numpy), both measured on
+# 2 cores with /tmp/h7-style runs of benchmarks/bench_molecules.py.
+_PARALLEL_MIN_CANDIDATES = 4000  # workers already running
+_PARALLEL_MIN_CANDIDATES_COLD = 50000  # workers to be started first
+_PARALLEL_CHUNK = 1000  # candidates per worker task: small enough to balance, large enough to amortise
 
 
 @dataclass
@@ -321,26 +334,23 @@ class LibraryIndex:
         sanitised molecule without sanitising again (parsing such trusted SMILES costs a fifth
         of MolFromSmiles), with exactly what substructure matching reads recomputed: valences
         and hydrogen counts always, the symmetrised SSSR ring set and hybridisation when the
-        query asks about rings or hybridisation."""
+        query asks about rings or hybridisation. With enough candidates to pay
+        (``_PARALLEL_MIN_CANDIDATES``, or ``_PARALLEL_MIN_CANDIDATES_COLD`` while no workers run
+        yet: see ``warm_substructure_workers``), worker processes match ranges of them (each reading the index files from
+        its own mmap) and the hits are merged in library order: the same hits as in-process."""
         query.UpdatePropertyCache(strict=False)
         Chem.FastFindRings(query)
         rows = self._screen(query)
         rings = query_needs_rings(query)
-        hits = []
-        starts = self.trusted_offsets[rows].tolist()
-        ends = self.trusted_offsets[rows + 1].tolist()
-        data = self._trusted_bytes()
-        for i, row in enumerate(rows.tolist()):
-            mol = trusted_mol(data[starts[i]:ends[i] - 1], rings)
-            if mol is None:  # not expected: the canonical SMILES came from a sanitised molecule
-                mol = Chem.MolFromSmiles(self.record(row)[1])
-            if mol is not None and mol.HasSubstructMatch(query):
-                hits.append(Hit(row, *self.record(row), 1.0))
-                if top and len(hits) >= top:
-                    break
-            if progress and i % 5000 == 0:
-                progress(i / max(len(rows), 1))
-        return hits
+        matched = None
+        # a small top is met within the first few candidates: not worth waking the workers
+        threshold = _PARALLEL_MIN_CANDIDATES if _pool is not None else _PARALLEL_MIN_CANDIDATES_COLD
+        if len(rows) >= threshold and (top is None or top >= _PARALLEL_MIN_CANDIDATES):
+            matched = _match_in_workers(self.folder, query, rings, rows, top, progress)
+        if matched is None:  # few candidates, or no worker processes
+            matched = _match_rows(self._trusted_bytes(), self.trusted_offsets, self._records_bytes(), self.offsets,
+                                  rows, query, rings, top, progress)
+        return [Hit(row, *self.record(row), 1.0) for row in matched]
 
     def _screen(self, query: Chem.Mol) -> np.ndarray:
         """Library rows (sorted) whose pattern fingerprint holds every bit of the query's."""
@@ -545,6 +555,148 @@ def trusted_mol(smiles: bytes | str, rings: bool) -> Chem.Mol | None:
     except Exception:  # noqa: BLE001 - the caller falls back to a full parse
         return None
     return mol
+
+
+def _match_rows(trusted, trusted_offsets: np.ndarray, records, offsets: np.ndarray, rows: np.ndarray,
+                query: Chem.Mol, rings: bool, top: int | None = None,
+                progress: Callable[[float], None] | None = None) -> list[int]:
+    """The library rows among ``rows`` (ascending) whose molecule contains ``query``, in order;
+    ``trusted``/``records`` are the bytes (or mmaps) of trusted.smi and records.tsv."""
+    hits: list[int] = []
+    starts = trusted_offsets[rows].tolist()
+    ends = trusted_offsets[rows + 1].tolist()
+    for i, row in enumerate(rows.tolist()):
+        mol = trusted_mol(trusted[starts[i]:ends[i] - 1], rings)
+        if mol is None:  # not expected: the canonical SMILES came from a sanitised molecule
+            line = records[int(offsets[row]):int(offsets[row + 1])].decode("utf-8").rstrip("\n")
+            mol = Chem.MolFromSmiles(line.partition("\t")[2])
+        if mol is not None and mol.HasSubstructMatch(query):
+            hits.append(row)
+            if top and len(hits) >= top:
+                break
+        if progress and i % 5000 == 0:
+            progress(i / max(len(rows), 1))
+    return hits
+
+
+# ---- substructure matching on worker processes ----------------------------------------------
+_pool: ProcessPoolExecutor | None = None
+_pool_workers = 0
+_worker_files: dict = {}  # in a worker: index folder -> (stamp, trusted, trusted offsets, records, offsets)
+
+
+def _worker_index_files(folder: str):
+    """The index files a worker matches from, memory-mapped once per worker and index version
+    (the stamp notices an index rebuilt in the same folder)."""
+    trusted_path = os.path.join(folder, "trusted.smi")
+    stat = os.stat(trusted_path)
+    stamp = (stat.st_mtime_ns, stat.st_size, os.stat(os.path.join(folder, "records.tsv")).st_mtime_ns)
+    cached = _worker_files.get(folder)
+    if cached is None or cached[0] != stamp:
+        with open(trusted_path, "rb") as handle:
+            trusted = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        with open(os.path.join(folder, "records.tsv"), "rb") as handle:
+            records = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        cached = (stamp, trusted, np.load(os.path.join(folder, "trusted_offsets.npy"), mmap_mode="r"),
+                  records, np.load(os.path.join(folder, "offsets.npy"), mmap_mode="r"))
+        _worker_files[folder] = cached
+    return cached[1:]
+
+
+def _match_chunk(folder: str, query: Chem.Mol, rings: bool, rows: np.ndarray) -> list[int]:
+    trusted, trusted_offsets, records, offsets = _worker_index_files(folder)
+    return _match_rows(trusted, trusted_offsets, records, offsets, rows, query, rings)
+
+
+def _substructure_pool(workers: int) -> ProcessPoolExecutor | None:
+    """One pool for the life of the process: the GUI's second search finds its workers warm.
+    Started with properties' start method (forkserver, else spawn; never fork from a Qt process),
+    without the describe pool's initializer (it builds the alert catalogs, ~1 s a worker)."""
+    global _pool, _pool_workers
+    if _pool is not None and _pool_workers == workers:
+        return _pool
+    from healthfm_desktop.core.chemistry.properties import _start_method
+
+    method = _start_method()
+    if method is None:
+        return None
+    try:
+        _pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+    except (OSError, ValueError, RuntimeError) as exc:
+        log.warning("substructure worker processes unavailable, matching in-process (%s)", exc)
+        _pool = None
+        return None
+    _pool_workers = workers
+    return _pool
+
+
+def _worker_ready() -> bool:
+    return True
+
+
+def warm_substructure_workers(workers: int | None = None) -> bool:
+    """Start the substructure worker processes now (e.g. when a library index is opened), so
+    that the next searches with a few thousand candidates already run on every core. Returns
+    whether workers run; without them searches match in-process."""
+    workers = workers or os.cpu_count() or 1
+    pool = _substructure_pool(workers) if workers > 1 else None
+    if pool is None:
+        return False
+    try:
+        for future in [pool.submit(_worker_ready) for _ in range(workers)]:
+            future.result()
+    except (BrokenProcessPool, RuntimeError, OSError) as exc:
+        log.warning("substructure worker processes unavailable, matching in-process (%s)", exc)
+        _drop_pool()
+        return False
+    return True
+
+
+def _drop_pool() -> None:
+    global _pool
+    if _pool is not None:
+        _pool.shutdown(wait=False, cancel_futures=True)
+    _pool = None
+
+
+def _match_in_workers(folder: Path, query: Chem.Mol, rings: bool, rows: np.ndarray, top: int | None,
+                      progress: Callable[[float], None] | None, workers: int | None = None) -> list[int] | None:
+    """``_match_rows`` over ``rows`` in chunks on worker processes, merged in row order; None
+    when there are no worker processes or one of them fails (the caller then matches everything
+    in-process), so the hits are the same either way."""
+    workers = workers or os.cpu_count() or 1
+    if workers < 2:
+        return None
+    pool = _substructure_pool(workers)
+    if pool is None:
+        return None
+    chunks = [rows[k:k + _PARALLEL_CHUNK] for k in range(0, len(rows), _PARALLEL_CHUNK)]
+    try:
+        futures = [pool.submit(_match_chunk, str(folder), query, rings, chunk) for chunk in chunks]
+    except (BrokenProcessPool, RuntimeError, OSError) as exc:
+        log.warning("substructure workers failed to start (%s): matching in-process", exc)
+        _drop_pool()
+        return None
+    hits: list[int] = []
+    done = 0
+    try:
+        for chunk, future in zip(chunks, futures):
+            try:
+                found = future.result()
+            except (BrokenProcessPool, OSError, pickle.PicklingError) as exc:
+                log.warning("substructure worker failed (%s): matching its rows in-process", exc)
+                _drop_pool()
+                return None
+            hits.extend(found)
+            done += len(chunk)
+            if top and len(hits) >= top:
+                return hits[:top]
+            if progress:
+                progress(done / len(rows))
+    finally:
+        for future in futures:
+            future.cancel()
+    return hits
 
 
 def parse_query_smiles(text: str) -> Chem.Mol:
