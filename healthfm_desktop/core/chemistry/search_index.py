@@ -30,6 +30,7 @@ import multiprocessing
 import os
 import pickle
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -582,6 +583,7 @@ def _match_rows(trusted, trusted_offsets: np.ndarray, records, offsets: np.ndarr
 # ---- substructure matching on worker processes ----------------------------------------------
 _pool: ProcessPoolExecutor | None = None
 _pool_workers = 0
+_pool_lock = threading.Lock()  # searches run on GUI worker threads: one pool, started once
 _worker_files: dict = {}  # in a worker: index folder -> (stamp, trusted, trusted offsets, records, offsets)
 
 
@@ -613,21 +615,24 @@ def _substructure_pool(workers: int) -> ProcessPoolExecutor | None:
     Started with properties' start method (forkserver, else spawn; never fork from a Qt process),
     without the describe pool's initializer (it builds the alert catalogs, ~1 s a worker)."""
     global _pool, _pool_workers
-    if _pool is not None and _pool_workers == workers:
-        return _pool
-    from healthfm_desktop.core.chemistry.properties import _start_method
+    with _pool_lock:
+        if _pool is not None and _pool_workers == workers:
+            return _pool
+        from healthfm_desktop.core.chemistry.properties import _start_method
 
-    method = _start_method()
-    if method is None:
-        return None
-    try:
-        _pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
-    except (OSError, ValueError, RuntimeError) as exc:
-        log.warning("substructure worker processes unavailable, matching in-process (%s)", exc)
-        _pool = None
-        return None
-    _pool_workers = workers
-    return _pool
+        method = _start_method()
+        if method is None:
+            return None
+        if _pool is not None:
+            _pool.shutdown(wait=False, cancel_futures=True)
+        try:
+            _pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+        except (OSError, ValueError, RuntimeError) as exc:
+            log.warning("substructure worker processes unavailable, matching in-process (%s)", exc)
+            _pool = None
+            return None
+        _pool_workers = workers
+        return _pool
 
 
 def _worker_ready() -> bool:
@@ -654,9 +659,10 @@ def warm_substructure_workers(workers: int | None = None) -> bool:
 
 def _drop_pool() -> None:
     global _pool
-    if _pool is not None:
-        _pool.shutdown(wait=False, cancel_futures=True)
-    _pool = None
+    with _pool_lock:
+        if _pool is not None:
+            _pool.shutdown(wait=False, cancel_futures=True)
+        _pool = None
 
 
 def _match_in_workers(folder: Path, query: Chem.Mol, rings: bool, rows: np.ndarray, top: int | None,
