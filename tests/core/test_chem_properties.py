@@ -107,3 +107,16 @@ def test_relaxed_alert_queries_are_weaker_than_the_originals(molecules):
                 assert weaker, (Chem.MolToSmiles(mol), Chem.MolToSmarts(matcher.query))
             rejected += not weaker
     assert rejected > 0
+
+
+def test_qed_equals_rdkit_whichever_rotatable_mode_is_the_default(monkeypatch):
+    from healthfm_desktop.core.chemistry import properties
+
+    # RDKit's default mode counts as QED's strict one: describe reuses that count for QED
+    assert properties._DEFAULT_ROTATABLE_IS_STRICT
+    mol = Chem.MolFromSmiles("CC(=O)NC(C)C(F)(F)C(c1ccccc1)CC(=O)Nc1ccccc1")  # strict ≠ non-strict
+    expected = QED.qed(mol)
+    assert describe_mol(mol)["qed"] == expected
+    # were the default changed, QED's strict count is computed on its own
+    monkeypatch.setattr(properties, "_DEFAULT_ROTATABLE_IS_STRICT", False)
+    assert describe_mol(mol)["qed"] == expected

@@ -387,20 +387,39 @@ def alert_catalog() -> AlertCatalog:
     return AlertCatalog()
 
 
-def qed_screened(mol: Chem.Mol, logp: float, n_alerts: int) -> float:
+def qed_screened(mol: Chem.Mol, logp: float, n_alerts: int, known: dict | None = None) -> float:
     """QED.qed with its properties gathered as QED.properties does; ``n_alerts``: how many of
-    QED.StructuralAlerts match (from ``AlertCatalog.matches_and_qed_alerts``)."""
+    QED.StructuralAlerts match (from ``AlertCatalog.matches_and_qed_alerts``). ``known`` may
+    carry MW, HBD, PSA and ROTB already computed by the very calls QED.properties makes
+    (``_CalcMolWt``, ``CalcNumHBD``, ``CalcTPSA``, strict ``CalcNumRotatableBonds``)."""
+    known = known or {}
     props = QED.QEDproperties(
-        MW=rdMolDescriptors._CalcMolWt(mol),
+        MW=known["MW"] if "MW" in known else rdMolDescriptors._CalcMolWt(mol),
         ALOGP=logp,
-        HBA=sum(len(mol.GetSubstructMatches(p)) for p in QED.Acceptors if mol.HasSubstructMatch(p)),
-        HBD=rdMolDescriptors.CalcNumHBD(mol),
-        PSA=QED.MolSurf.TPSA(mol),
-        ROTB=rdMolDescriptors.CalcNumRotatableBonds(mol, rdMolDescriptors.NumRotatableBondsOptions.Strict),
+        # QED.properties skips GetSubstructMatches when HasSubstructMatch is False: no matches
+        # either way, so the sum is the same without the extra call
+        HBA=sum(len(mol.GetSubstructMatches(p)) for p in QED.Acceptors),
+        HBD=known["HBD"] if "HBD" in known else rdMolDescriptors.CalcNumHBD(mol),
+        PSA=known["PSA"] if "PSA" in known else QED.MolSurf.TPSA(mol),
+        ROTB=known["ROTB"] if "ROTB" in known else
+        rdMolDescriptors.CalcNumRotatableBonds(mol, rdMolDescriptors.NumRotatableBondsOptions.Strict),
         AROM=len(Chem.GetSSSR(Chem.DeleteSubstructs(Chem.Mol(mol), QED.AliphaticRings))),
         ALERTS=n_alerts,
     )
     return QED.qed(mol, qedProperties=props)
+
+
+def _default_rotatable_is_strict() -> bool:
+    """Whether ``CalcNumRotatableBonds(mol)`` counts as the Strict mode QED uses (RDKit's
+    default, which a caller can change globally): checked on a molecule where they differ."""
+    probe = Chem.MolFromSmiles("CC(=O)NC(C)C(F)(F)F")
+    options = rdMolDescriptors.NumRotatableBondsOptions
+    strict = rdMolDescriptors.CalcNumRotatableBonds(probe, options.Strict)
+    return (strict != rdMolDescriptors.CalcNumRotatableBonds(probe, options.NonStrict)
+            and rdMolDescriptors.CalcNumRotatableBonds(probe) == strict)
+
+
+_DEFAULT_ROTATABLE_IS_STRICT = _default_rotatable_is_strict()
 
 
 def lipinski_violations(mw: float, logp: float, hbd: int, hba: int) -> int:
@@ -415,9 +434,12 @@ def describe_mol(mol: Chem.Mol, with_alert_atoms: bool = False) -> dict:
     mw = Descriptors.MolWt(mol)
     logp = Crippen.MolLogP(mol)
     tpsa = rdMolDescriptors.CalcTPSA(mol)
-    hbd = Lipinski.NumHDonors(mol)
+    hbd = Lipinski.NumHDonors(mol)  # rdMolDescriptors.CalcNumHBD, as in QED.properties
     hba = Lipinski.NumHAcceptors(mol)
     rotb = rdMolDescriptors.CalcNumRotatableBonds(mol)
+    # QED counts strict rotatable bonds; the default mode is strict unless someone changed it
+    strict_rotb = (rotb if _DEFAULT_ROTATABLE_IS_STRICT else
+                   rdMolDescriptors.CalcNumRotatableBonds(mol, rdMolDescriptors.NumRotatableBondsOptions.Strict))
     alerts, qed_alerts = alert_catalog().matches_and_qed_alerts(mol, bits)
     violations = lipinski_violations(mw, logp, hbd, hba)
     row = {
@@ -427,7 +449,7 @@ def describe_mol(mol: Chem.Mol, with_alert_atoms: bool = False) -> dict:
         "hbd": hbd,
         "hba": hba,
         "rotb": rotb,
-        "qed": qed_screened(mol, logp, qed_alerts),
+        "qed": qed_screened(mol, logp, qed_alerts, {"MW": mw, "HBD": hbd, "PSA": tpsa, "ROTB": strict_rotb}),
         "lipinski_violations": violations,
         "alerts": [a.label for a in alerts],
         "rings": rdMolDescriptors.CalcNumRings(mol),
