@@ -14,7 +14,7 @@
 * PHI recall per type on the surrogate-PHI notes.
 
     python benchmarks/bench_notes.py [--notes 60] [--repeats 3] [--memory-notes 10000]
-        [--extra-notes ../shared/data/text/mtsamples_subset/mtsamples_subset.jsonl ...]
+        [--extra-notes <data>/text/mtsamples_subset/mtsamples_subset.jsonl ...]
 """
 
 from __future__ import annotations
