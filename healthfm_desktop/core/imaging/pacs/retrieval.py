@@ -268,18 +268,29 @@ def _get(peer, calling_aet, result: RetrieveResult, sop_classes, timeouts, on_fi
         for status, _identifier_answer in assoc.send_c_get(
             _identifier(result.study_uid, result.series_uid), StudyRootQueryRetrieveInformationModelGet
         ):
-            if "Status" not in status:
-                result.problem = str(no_response_error(assoc, peer, calling_aet, last[0], timeouts, "the retrieval",
-                                                       first_answer=not result.filed))
+            answered = yield from _on_response(result, status, reported, last, assoc, peer, calling_aet, timeouts)
+            if not answered:
                 break
-            last[0] = time.monotonic()
-            if code_to_category(status.Status) == "Pending":
-                _record_pending(result, status)
-                yield from _steps_since(result, reported)
-            else:
-                _final_status(result, status)
     yield from _steps_since(result, reported)
     yield RetrieveProgress(result.received, result.expected, result.failed, result.bytes)
+
+
+def _on_response(result: RetrieveResult, status: Dataset, reported: list[int], last: list[float], assoc, peer,
+                 calling_aet: str, timeouts, move_destination: str = ""):
+    """One C-GET / C-MOVE response: Pending counts progress (and yields the new steps), a final
+    status ends the retrieval; an empty response means the peer stopped answering. Returns
+    False then (the caller stops reading responses)."""
+    if "Status" not in status:
+        result.problem = str(no_response_error(assoc, peer, calling_aet, last[0], timeouts, "the retrieval",
+                                               first_answer=not result.filed))
+        return False
+    last[0] = time.monotonic()
+    if code_to_category(status.Status) == "Pending":
+        _record_pending(result, status)
+        yield from _steps_since(result, reported)
+    else:
+        _final_status(result, status, move_destination)
+    return True
 
 
 def _record_pending(result: RetrieveResult, status) -> None:
@@ -321,16 +332,10 @@ def _move(peer, calling_aet, result: RetrieveResult, destination, listen_port, l
                 _identifier(result.study_uid, result.series_uid), destination, StudyRootQueryRetrieveInformationModelMove
             ):
                 drain()
-                if "Status" not in status:
-                    result.problem = str(no_response_error(assoc, peer, calling_aet, last[0], timeouts,
-                                                           "the retrieval", first_answer=not result.filed))
+                answered = yield from _on_response(result, status, reported, last, assoc, peer, calling_aet,
+                                                   timeouts, destination)
+                if not answered:
                     break
-                last[0] = time.monotonic()
-                if code_to_category(status.Status) == "Pending":
-                    _record_pending(result, status)
-                    yield from _steps_since(result, reported)
-                else:
-                    _final_status(result, status, destination)
         # the last sub-operation's C-STORE is acknowledged before the final C-MOVE response,
         # so everything is on disk by now
         drain()
