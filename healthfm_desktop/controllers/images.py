@@ -84,8 +84,13 @@ def _start_decode_pool() -> None:
     workspace that is closed while it starts), so it neither shows as busy nor is cancelled."""
     if _decode_pool_jobs:
         return
-    module = sys.modules.get("healthfm_desktop.core.imaging.parallel_decode")
-    pool = module.shared_pool() if module is not None else None
+    # Imported here, on the calling (UI) thread, before any job runs (~0.2 s: it pulls in
+    # pydicom). Importing pydicom for the first time on two threads at once - this job and,
+    # say, a PACS echo or a scan started right after launch - fails inside pydicom's own
+    # circular imports ("partially initialized module 'pydicom'"), measured in the PACS tests.
+    from healthfm_desktop.core.imaging import parallel_decode
+
+    pool = parallel_decode.shared_pool()
     if pool is not None and pool.ready:
         return
     job = run_job(_warm_decode_pool, on_error=lambda text: log.warning("decode workers: %s", text))
@@ -723,8 +728,6 @@ class ImagesController(WorkspaceController):
 
     @staticmethod
     def _plain_frame_info(series: Series, pixels: np.ndarray | None) -> dict:
-        from healthfm_desktop.core.imaging.plain_images import NOT_DICOM_NOTE
-
         window = None
         if pixels is not None and pixels.ndim == 2:
             low, high = float(pixels.min()), float(pixels.max())
