@@ -378,13 +378,8 @@ class ImagesController(WorkspaceController):
 
     def _drop_decoded_ahead(self) -> None:
         """Cancel decoding queued while indexing, and let go of pixels nobody asked for yet."""
-        # Never import the module here: at quit a worker thread may still be importing it for the
-        # pool's start, and importing it from this thread then fails on the half-made module. If
-        # it is not fully loaded, nothing was handed to the workers.
-        module = sys.modules.get("healthfm_desktop.core.imaging.parallel_decode")
-        take_pending = getattr(module, "take_pending", None)
-        if take_pending is None:
-            return
+        from healthfm_desktop.core.imaging.parallel_decode import take_pending  # loaded by __init__
+
         for series in self.series:
             for frame in series.frames:
                 future = take_pending(frame.instance)
