@@ -113,22 +113,6 @@ def test_search_and_predict(view, qtbot):
     text = view.detail_text.toPlainText()
     assert "solubility_logS" in text and "Nearest training molecules" in text
 
-def test_analogues_of_the_selected_molecule(view, qtbot):
-    drop_files(view, [CSV])
-    qtbot.waitUntil(lambda: view.model.rowCount() == 19 and not view.controller.busy, timeout=60_000)
-    known = {r.smiles for r in view.controller.rows}
-    ibuprofen = next(i for i, r in enumerate(view.controller.rows) if r.id == "CHEMBL521")
-    view.select_source_row(ibuprofen)
-    view.controller.generate(ibuprofen, count=10)
-    qtbot.waitUntil(lambda: view.controller.showing_search and not view.controller.busy, timeout=180_000)
-    rows = view.controller.rows
-    assert len(rows) == 10
-    smiles = [r.smiles for r in rows]
-    assert len(set(smiles)) == 10 and not set(smiles) & known
-    assert all(Chem.MolFromSmiles(s) is not None for s in smiles)
-    assert [r.score for r in rows] == sorted((r.score for r in rows), reverse=True)
-    assert all("solubility_logS" in r.predictions for r in rows)
-
 def test_a_large_library_imports_on_worker_processes(view, qtbot, tmp_path):
     import gzip
 
