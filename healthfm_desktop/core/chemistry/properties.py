@@ -45,6 +45,9 @@ DESCRIBE_COLUMNS = ("id", "smiles", "mw", "logp", "tpsa", "hbd", "hba", "rotb", 
 EXTRA_COLUMNS = ("rings", "aromatic_rings", "heavy_atoms", "fsp3", "lipinski_pass", "veber_pass")
 _PATTERN_FP_SIZE = 2048
 _PICKLE_MAGIC = b"\xef\xbe\xad\xde"
+_KEY_CONDITIONS = 6
+_LEARN_KEYS_FROM = 200
+_ONE = np.ones(1, dtype=np.uint8)
 log = logging.getLogger(__name__)
 
 
@@ -186,6 +189,7 @@ class _QueryMatcher:
         self.fp = int.from_bytes(_pattern_bits(query).tobytes(), "little")
         self.alternatives: list[_QueryMatcher] | None = None
         self.relaxed: Chem.Mol | None = None
+        self.atom_bits = 0  # the _LocalScreen atoms it needs (set by _ScreenedQueries)
         recursive = [a.GetIdx() for a in query.GetAtoms() if _is_recursive(a)]
         if not recursive or depth > 2:
             return
@@ -217,11 +221,12 @@ class _QueryMatcher:
             matchers.append(_QueryMatcher(sub, depth + 1))
         return matchers
 
-    def has_match(self, mol: Chem.Mol, mol_fp: int, screened: bool = False) -> bool:
-        if not screened and self.fp & mol_fp != self.fp:
+    def has_match(self, mol: Chem.Mol, mol_fp: int, present: int, screened: bool = False) -> bool:
+        """``present``: the molecule's _LocalScreen mask."""
+        if not screened and (self.fp & mol_fp != self.fp or self.atom_bits & present != self.atom_bits):
             return False
         if self.alternatives is not None:
-            return any(m.has_match(mol, mol_fp) for m in self.alternatives)
+            return any(m.has_match(mol, mol_fp, present) for m in self.alternatives)
         if self.query.GetNumAtoms() == 1:
             return mol.HasSubstructMatch(self.query)
         if self.relaxed is not None and not mol.HasSubstructMatch(self.relaxed):
@@ -275,25 +280,173 @@ def _element_requirements(query: Chem.Mol) -> list[tuple[frozenset[int], int]]:
     return [(s, sum(1 for t in sets if t <= s)) for s in set(sets)]
 
 
+# The atom properties RDKit's atom queries test, by DescribeQuery() leaf: an atom query built
+# only of these leaves matches an atom or not according to _atom_signature alone.
+_SIGNATURE_LEAVES = frozenset({
+    "AtomType", "AtomAtomicNum", "AtomIsAromatic", "AtomIsAliphatic", "AtomFormalCharge",
+    "AtomHCount", "AtomExplicitDegree", "AtomTotalDegree", "AtomInNRings", "AtomInRing",
+    "AtomMinRingSize", "AtomNull", "AtomAnd", "AtomOr",
+})
+
+
+def _signature_screenable(atom: Chem.Atom) -> bool:
+    if not atom.HasQuery():
+        return False  # a plain atom in a query mol: matched by element, aromaticity and charge only
+    leaves = {re.match(r"\s*([A-Za-z]+)", line).group(1) for line in atom.DescribeQuery().splitlines() if line.strip()}
+    return leaves <= _SIGNATURE_LEAVES and "AtomNull" not in leaves
+
+
+_SIGNATURE_BOND_LEAVES = frozenset({
+    "BondOrder", "SingleOrAromaticBond", "DoubleOrAromaticBond", "SingleOrDoubleBond",
+    "SingleOrDoubleOrAromaticBond", "BondInRing", "BondNull", "BondAnd", "BondOr",
+})
+
+
+def _bond_screenable(bond: Chem.Bond) -> bool:
+    if not bond.HasQuery():
+        return False
+    leaves = {re.match(r"\s*([A-Za-z]+)", line).group(1) for line in bond.DescribeQuery().splitlines() if line.strip()}
+    return leaves <= _SIGNATURE_BOND_LEAVES
+
+
+class _LocalScreen:
+    """Which of the queries' atom and bond conditions some atom or bond of a molecule meets.
+
+    An atom's signature (element, aromaticity, charge, H count, degrees, ring count, smallest
+    ring) decides every atom query built of the leaves in _SIGNATURE_LEAVES; a bond's (its type,
+    whether it is in a ring, and its two atoms' signatures) decides a bond query of the leaves in
+    _SIGNATURE_BOND_LEAVES between two such atom queries. So the answers for one signature, asked
+    of RDKit once (``Atom.Match``, ``Bond.Match``), hold for every atom or bond with that
+    signature. A query one of whose atoms or bonds nothing in the molecule meets cannot match:
+    the screen is exact. Drug-like molecules have a few hundred signatures in all."""
+
+    def __init__(self) -> None:
+        self.atoms: list[tuple[int, Chem.Atom]] = []  # (condition index, atom query)
+        self.bonds: list[tuple[int, Chem.Atom | None, Chem.Bond, Chem.Atom | None]] = []
+        self._index: dict[tuple, int] = {}
+        self._atom_bits: dict[tuple, int] = {}
+        self._bond_bits: dict[tuple, int] = {}
+        self._queries: list[Chem.Mol] = []  # the conditions' molecules stay alive with them
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def _condition(self, key: tuple, entry: tuple, into: list) -> int:
+        if key not in self._index:
+            self._index[key] = len(self._index)
+            into.append((self._index[key], *entry))
+        return 1 << self._index[key]
+
+    def require(self, query: Chem.Mol | None) -> int:
+        """Bit mask of the conditions ``query``'s screenable atoms and bonds need."""
+        if query is None:
+            return 0
+        self._queries.append(query)
+        mask = 0
+        screenable = [_signature_screenable(atom) for atom in query.GetAtoms()]
+        for atom, ok in zip(query.GetAtoms(), screenable):
+            if ok:
+                mask |= self._condition(("atom", atom.GetSmarts()), (atom,), self.atoms)
+        for bond in query.GetBonds():
+            ends = [bond.GetBeginAtom(), bond.GetEndAtom()]
+            if not _bond_screenable(bond) or not any(screenable[a.GetIdx()] for a in ends):
+                continue
+            # an end that is not screenable is left open (any atom): a weaker condition
+            begin, end = (a if screenable[a.GetIdx()] else None for a in ends)
+            key = ("bond", begin.GetSmarts() if begin else "*", bond.GetSmarts(), end.GetSmarts() if end else "*")
+            mask |= self._condition(key, (begin, bond, end), self.bonds)
+        return mask
+
+    def present(self, mol: Chem.Mol) -> tuple[int, list[int]]:
+        """(bit mask of the conditions some atom or bond of ``mol`` meets, each atom's kind as in
+        _query_elements: atomic number, plus 1000 when aromatic)."""
+        ring_info = mol.GetRingInfo()
+        n_atoms = mol.GetNumAtoms()
+        # ring counts and smallest ring sizes from the ring lists, not one call per atom
+        in_rings, smallest = [0] * n_atoms, [0] * n_atoms
+        for ring in ring_info.AtomRings():
+            size = len(ring)
+            for i in ring:
+                in_rings[i] += 1
+                if not smallest[i] or size < smallest[i]:
+                    smallest[i] = size
+        ring_bonds = {i for ring in ring_info.BondRings() for i in ring}
+        # without H atoms in the graph, H counts with and without H neighbours agree and the
+        # total degree is degree + H count
+        no_h_atoms = n_atoms == mol.GetNumHeavyAtoms()
+        known = self._atom_bits
+        mask, kinds, signatures = 0, [], []
+        for i in range(n_atoms):
+            atom = mol.GetAtomWithIdx(i)
+            hydrogens, degree = atom.GetTotalNumHs(True), atom.GetDegree()
+            signature = (atom.GetAtomicNum(), atom.GetIsAromatic(), atom.GetFormalCharge(), hydrogens, degree,
+                         degree + hydrogens if no_h_atoms else atom.GetTotalDegree(), in_rings[i], smallest[i])
+            bits = known.get(signature)
+            if bits is None:
+                bits = known[signature] = sum(1 << k for k, query_atom in self.atoms if query_atom.Match(atom))
+            mask |= bits
+            kinds.append(signature[0] + 1000 * signature[1])
+            signatures.append(signature)
+        known = self._bond_bits
+        for i in range(mol.GetNumBonds()):
+            bond = mol.GetBondWithIdx(i)
+            signature = (signatures[bond.GetBeginAtomIdx()], bond.GetBondType(), i in ring_bonds,
+                         signatures[bond.GetEndAtomIdx()])
+            bits = known.get(signature)
+            if bits is None:
+                bits = known[signature] = self._bond_conditions(bond)
+            mask |= bits
+        return mask, kinds
+
+    def _bond_conditions(self, bond: Chem.Bond) -> int:
+        x, y = bond.GetBeginAtom(), bond.GetEndAtom()
+
+        def ends_match(a: Chem.Atom | None, b: Chem.Atom | None) -> bool:
+            return (a is None or a.Match(x)) and (b is None or b.Match(y))
+
+        return sum(1 << k for k, a, query_bond, b in self.bonds
+                   if query_bond.Match(bond) and (ends_match(a, b) or ends_match(b, a)))
+
+
 class _ScreenedQueries:
-    """Queries with pattern fingerprints: ``candidates(mol_bits)`` gives the indices that may
-    match; ``matchers[i].has_match`` decides exactly (None: a query that is not one SMARTS)."""
+    """Queries with their screens: ``candidates(mol, mol_bits)`` gives the indices that may
+    match; ``matchers[i].has_match`` decides exactly (None: a query that is not one SMARTS).
+
+    A query is a candidate when the molecule has every bit of its pattern fingerprint (and of
+    its relaxed form's), an atom for each of its atom conditions (_LocalScreen), and enough atoms
+    of the kinds its atoms can only be (_element_requirements). The first two are one bit test:
+    the molecule's pattern fingerprint and atom-screen mask side by side, against the same for
+    each query, stored sparsely (only a query's non-zero 64-bit words)."""
 
     def __init__(self, queries: list[Chem.Mol | None]):
         self.matchers = [None if q is None else _QueryMatcher(q) for q in queries]
         self.always = np.array([q is None for q in queries], dtype=bool)
-        fps = np.zeros((len(queries), _PATTERN_FP_SIZE // 8), dtype=np.uint8)
-        for i, matcher in enumerate(self.matchers):
+        self.local_screen = _LocalScreen()
+        for matcher in self.matchers:
             if matcher is not None:
-                # matching the relaxed query is necessary too: both fingerprints' bits must be set
-                fps[i] = _pattern_bits(matcher.query)
-                if matcher.relaxed is not None:
-                    fps[i] |= _pattern_bits(matcher.relaxed)
-        self.fps = fps.view(np.uint64)
-        # element-count screen: requirement r says: atoms of the kinds paired with r ≥ needed[r]
+                self._require_atoms(matcher)
+        needs: list[tuple[np.ndarray, int] | None] = []
+        for matcher in self.matchers:
+            if matcher is None:
+                needs.append(None)
+                continue
+            # matching the relaxed query is necessary too: both fingerprints' bits must be set
+            fp = _pattern_bits(matcher.query)
+            if matcher.relaxed is not None:
+                fp = fp | _pattern_bits(matcher.relaxed)
+            sub_fp, sub_atoms = self._recursive_requirements(matcher.query)
+            needs.append((fp | sub_fp, matcher.atom_bits | sub_atoms))
+        self.atom_words = (len(self.local_screen) + 63) // 64  # the screen atoms are all known now
+        self.required = np.zeros((len(queries), _PATTERN_FP_SIZE // 64 + self.atom_words), dtype=np.uint64)
+        for i, need in enumerate(needs):
+            if need is not None:
+                self.required[i, : _PATTERN_FP_SIZE // 64] = need[0].view(np.uint64)
+                self.required[i, _PATTERN_FP_SIZE // 64 :] = self._words(need[1])
+        # element-count screen: requirement r says: atoms of the kinds paired with r ≥ needed[r].
+        # Only k ≥ 2: one atom of a kind is already required by the atom screen or the fingerprint
         requirements = [(i, elements, k) for i, m in enumerate(self.matchers) if m is not None
                         for q in (m.query, m.relaxed) if q is not None
-                        for elements, k in _element_requirements(q)]
+                        for elements, k in _element_requirements(q) if k >= 2]
         # (requirement, kind) pairs summed with bincount: no matmul, whose BLAS threads would
         # compete with the other describe worker for the cores
         pairs = [(r, e) for r, (_, elements, _) in enumerate(requirements) for e in sorted(elements)]
@@ -302,24 +455,97 @@ class _ScreenedQueries:
         self.needed = np.array([k for _, _, k in requirements], dtype=np.float64)
         self.owner = np.array([i for i, _, _ in requirements], dtype=np.int64)
         self.n = len(queries)
+        # key conditions: per query, its _KEY_CONDITIONS rarest bits (fingerprint bits and atom
+        # conditions), learnt from the first molecules screened, are tested first for all
+        # queries at once; the few queries left get the full test
+        self.n_conditions = _PATTERN_FP_SIZE + len(self.local_screen)
+        self._condition_counts = np.zeros(self.n_conditions, dtype=np.int64)
+        self._screened = 0
+        self._keys: np.ndarray | None = None
 
-    def candidates(self, mol_bits: np.ndarray, mol: Chem.Mol | None = None) -> np.ndarray:
-        missing = self.fps & ~mol_bits.view(np.uint64)
-        possible = self.always | ~missing.any(axis=1)
-        if mol is not None and len(self.needed):
-            kinds = [a.GetAtomicNum() + 1000 * a.GetIsAromatic() for a in mol.GetAtoms()]
+    def _recursive_requirements(self, query: Chem.Mol) -> tuple[np.ndarray, int]:
+        """Fingerprint bits and screen atoms a molecule needs for ``query``'s recursive atoms to
+        match: an atom matches ``[$(A)&!$(B);$(C),$(D)]`` only if the molecule contains A, and C
+        or D; so A's needs are required, and those C and D share."""
+        fp, atoms = np.zeros(_PATTERN_FP_SIZE // 8, dtype=np.uint8), 0
+        for atom in query.GetAtoms():
+            if not _is_recursive(atom):
+                continue
+            smarts = atom.GetSmarts()
+            body = smarts[1:-1] if smarts.startswith("[") and smarts.endswith("]") else smarts
+            for conjunct in _split_top_level(body, ";"):
+                shared_fp, shared_atoms = None, 0
+                for alternative in _split_top_level(conjunct, ","):
+                    alt_fp, alt_atoms = np.zeros_like(fp), 0
+                    for part in _split_top_level(alternative, "&"):
+                        sub = Chem.MolFromSmarts(part[2:-1]) if _one_recursive_part(part) else None
+                        if sub is not None and sub.GetNumAtoms():
+                            alt_fp |= _pattern_bits(_prepared(sub))
+                            alt_atoms |= self.local_screen.require(sub)
+                    if shared_fp is None:
+                        shared_fp, shared_atoms = alt_fp, alt_atoms
+                    else:
+                        shared_fp, shared_atoms = shared_fp & alt_fp, shared_atoms & alt_atoms
+                if shared_fp is not None:
+                    fp, atoms = fp | shared_fp, atoms | shared_atoms
+        return fp, atoms
+
+    def _require_atoms(self, matcher: _QueryMatcher) -> None:
+        matcher.atom_bits = self.local_screen.require(matcher.query) | self.local_screen.require(matcher.relaxed)
+        for alternative in matcher.alternatives or ():
+            self._require_atoms(alternative)
+
+    def _words(self, mask: int) -> np.ndarray:
+        return np.frombuffer(mask.to_bytes(8 * self.atom_words, "little"), dtype=np.uint64)
+
+    def _conditions(self, mol_bits: np.ndarray, present: int) -> np.ndarray:
+        """The molecule's conditions as 0/1: fingerprint bits, atom conditions, then a 1 that
+        pads the key table."""
+        atoms = np.unpackbits(np.frombuffer(present.to_bytes(8 * self.atom_words, "little"), dtype=np.uint8),
+                              bitorder="little")[: len(self.local_screen)]
+        return np.concatenate((np.unpackbits(mol_bits, bitorder="little"), atoms, _ONE))
+
+    def _learn_keys(self) -> None:
+        rarity = np.argsort(self._condition_counts, kind="stable")
+        rank = np.empty_like(rarity)
+        rank[rarity] = np.arange(len(rarity))
+        bits = np.unpackbits(self.required.view(np.uint8), axis=1, bitorder="little")[:, : self.n_conditions]
+        keys = np.full((self.n, _KEY_CONDITIONS), self.n_conditions, dtype=np.int64)  # the padding 1
+        for i, row in enumerate(bits):
+            needed = np.flatnonzero(row)
+            chosen = needed[np.argsort(rank[needed])[:_KEY_CONDITIONS]]
+            keys[i, : len(chosen)] = chosen
+        self._keys = keys
+
+    def candidates(self, mol: Chem.Mol, mol_bits: np.ndarray, present: int | None = None,
+                   kinds: list[int] | None = None) -> np.ndarray:
+        if present is None:
+            present, kinds = self.local_screen.present(mol)
+        if self._keys is not None:
+            rows = np.flatnonzero(self._conditions(mol_bits, present)[self._keys].all(axis=1))
+        else:
+            rows = np.arange(self.n)
+            self._condition_counts += self._conditions(mol_bits, present)[:-1]
+            self._screened += 1
+            if self._screened == _LEARN_KEYS_FROM:
+                self._learn_keys()
+        words = np.concatenate((mol_bits.view(np.uint64), self._words(present)))
+        rows = rows[~(self.required[rows] & ~words).any(axis=1)]
+        if len(self.needed):
             counts = np.bincount(kinds, minlength=1119)
             have = np.bincount(self.pair_requirement, weights=counts[self.pair_kind], minlength=len(self.needed))
-            short = have < self.needed
-            possible[self.owner[short]] = False
-        return np.flatnonzero(possible)
+            short = np.zeros(self.n, dtype=bool)
+            short[self.owner[have < self.needed]] = True
+            rows = rows[~short[rows]]
+        return rows
 
     def matching(self, mol: Chem.Mol, mol_bits: np.ndarray) -> Iterator[int]:
         """Indices whose query matches (and those without a query, for the caller to decide)."""
         mol_fp = int.from_bytes(mol_bits.tobytes(), "little")
-        for i in self.candidates(mol_bits, mol):
+        present, kinds = self.local_screen.present(mol)
+        for i in self.candidates(mol, mol_bits, present, kinds):
             matcher = self.matchers[i]
-            if matcher is None or matcher.has_match(mol, mol_fp, screened=True):
+            if matcher is None or matcher.has_match(mol, mol_fp, present, screened=True):
                 yield int(i)
 
 
