@@ -72,7 +72,7 @@ def test_index_v2_files_and_an_old_index_is_refused_with_a_rebuild_message(libra
 
     rows, mols, index = library
     meta = json.loads((index.folder / "index.json").read_text())
-    assert meta["version"] == INDEX_VERSION == 2 and meta["size"] == len(mols)
+    assert meta["version"] == INDEX_VERSION == 3 and meta["size"] == len(mols)
     # the stored canonical SMILES rebuild each library molecule (same canonical SMILES)
     for row in (0, 1234, len(mols) - 1):
         start, end = index.trusted_offsets[row], index.trusted_offsets[row + 1]
