@@ -5,16 +5,20 @@ searches a library or the table, exports CSV/SDF. Views get plain rows and PNG b
 from __future__ import annotations
 
 import csv
+import logging
+import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QCoreApplication, Signal
 
 from healthfm_desktop.controllers.base import WorkspaceController
-from healthfm_desktop.controllers.workers import Progress
+from healthfm_desktop.controllers.workers import Progress, run_job
 from healthfm_desktop.core.errors import UserFacingError
 from healthfm_desktop.core.routing import MOLECULES
+
+log = logging.getLogger(__name__)
 
 _DEPICTION_CACHE = 2000
 _PROGRESS_EVERY = 200
@@ -114,7 +118,10 @@ def _predict_rows(rows: list[MoleculeRow]):
     return list(zip(valid, results))
 
 
-def _search(library: Path | None, rows: list[MoleculeRow], query_text: str, mode: str, threshold: float | None, top: int | None):
+def _search(library: Path | None, rows: list[MoleculeRow], query_text: str, mode: str, threshold: float | None,
+            top: int | None, opened=None):
+    """(hit rows, the LibraryIndex searched when ``library`` is an index folder, else None).
+    ``opened``: that index as an earlier search opened it (its atom types already loaded)."""
     from rdkit import Chem
 
     from healthfm_desktop.core.chemistry.properties import describe_mol
@@ -124,8 +131,9 @@ def _search(library: Path | None, rows: list[MoleculeRow], query_text: str, mode
 
     query = parse_query_smiles(query_text) if mode == "similar" else substructure_query(query_text)
     yield Progress(None, "searching…")
+    kept = None
     if library is not None and is_index(library):
-        index = LibraryIndex.open(library)
+        index = kept = opened if opened is not None else LibraryIndex.open(library)
     elif library is not None:
         import tempfile
 
@@ -147,7 +155,52 @@ def _search(library: Path | None, rows: list[MoleculeRow], query_text: str, mode
         row.alert_atoms = props.pop("alert_atoms")
         row.properties = props
         out.append(row)
-    return out
+    return out, kept
+
+
+def _index_stamp(folder: Path) -> tuple | None:
+    """What tells an index folder rebuilt since it was opened (its index.json rewritten)."""
+    try:
+        stat = (folder / "index.json").stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _stop_substructure_workers() -> None:
+    """App quit: stop the substructure worker processes (if a search ever started them)."""
+    module = sys.modules.get("healthfm_desktop.core.chemistry.search_index")
+    if module is not None:
+        module.shutdown_substructure_workers()
+
+
+_substructure_worker_jobs: set = set()
+
+
+def _warm_substructure_workers() -> bool:
+    from healthfm_desktop.core.chemistry.search_index import warm_substructure_workers
+
+    return warm_substructure_workers()
+
+
+def _start_substructure_workers() -> None:
+    """Start the substructure worker processes on a worker thread (a fork server importing
+    RDKit, then one process per core), unless they run or are starting already, so that the
+    searches over an index opened now match their candidates on every core. Like the Images
+    decode pool's start job: it belongs to no controller (the pool is shared and outlives a
+    closed workspace), so it neither shows as busy nor is cancelled."""
+    if _substructure_worker_jobs:
+        return
+    # imported on the calling (UI) thread before the job runs, as Images does for its pool:
+    # the search job started next imports the same module, and a first import on two threads
+    # at once is best avoided (RDKit is loaded already once molecules were read: ~0.1 s)
+    from healthfm_desktop.core.chemistry import search_index
+
+    if search_index._pool is not None:
+        return
+    job = run_job(_warm_substructure_workers, on_error=lambda text: log.warning("substructure workers: %s", text))
+    _substructure_worker_jobs.add(job)
+    job.finished.connect(lambda: _substructure_worker_jobs.discard(job))
 
 
 def _analogues(seed, known: set[str], count: int, source: str, min_similarity: float):
@@ -205,6 +258,11 @@ class MoleculesController(WorkspaceController):
         self.canonical_tautomer = False
         self.showing_search = False
         self._depictions: OrderedDict = OrderedDict()
+        self._index = None  # (folder, stamp, LibraryIndex) of the library index searched last
+        app = QCoreApplication.instance()
+        if app is not None and not getattr(app, "_stops_substructure_workers", False):
+            app.aboutToQuit.connect(_stop_substructure_workers)
+            app._stops_substructure_workers = True
 
     # ---- import -------------------------------------------------------------------------
     def open_paths(self, paths: list[Path], smiles_column: str | None = None) -> None:
@@ -306,15 +364,26 @@ class MoleculesController(WorkspaceController):
         """Search a library file/index (or the current table when ``library`` is None); the hits
         replace the table, best first, with their score."""
 
-        def done(rows) -> None:
+        library = Path(library) if library else None
+        opened = stamp = None
+        if library is not None and (library / "index.json").is_file():
+            stamp = _index_stamp(library)
+            if self._index is not None and self._index[:2] == (library, stamp):
+                opened = self._index[2]
+            else:  # an index opened for searching: its worker processes start alongside the search
+                _start_substructure_workers()
+
+        def done(result) -> None:
+            rows, index = result
+            if index is not None:
+                self._index = (library, stamp, index)
             self.rows = rows
             self.showing_search = True
             self._depictions.clear()
             self.message.emit("info", f"{len(rows)} hits")
             self.rows_changed.emit()
 
-        self.start_job(_search, Path(library) if library else None, list(self.rows), query, mode, threshold, top,
-                       on_result=done)
+        self.start_job(_search, library, list(self.rows), query, mode, threshold, top, opened, on_result=done)
 
     # ---- analogue generation ------------------------------------------------------------
     def generate(self, row: int, count: int = 50, source: str = "both", min_similarity: float = 0.0) -> None:

@@ -74,6 +74,7 @@ _CORE_FRACTION = 0.02  # top-k: share of the library scored exactly first, aroun
 _PARALLEL_MIN_CANDIDATES = 4000  # workers already running
 _PARALLEL_MIN_CANDIDATES_COLD = 50000  # workers to be started first
 _PARALLEL_CHUNK = 1000  # candidates per worker task: small enough to balance, large enough to amortise
+_TOP_HEAD = 2000  # with a top: candidates matched in-process before the rest goes to the workers
 
 
 @dataclass
@@ -481,14 +482,22 @@ class LibraryIndex:
         if isinstance(typed, np.ndarray):
             rows = rows[typed[rows]]
         mode = _ring_mode(smarts)
-        matched = None
-        # a small top is met within the first few candidates: not worth waking the workers
         threshold = _PARALLEL_MIN_CANDIDATES if _pool is not None else _PARALLEL_MIN_CANDIDATES_COLD
-        if len(rows) >= threshold and (top is None or top >= _PARALLEL_MIN_CANDIDATES):
-            matched = _match_in_workers(self.folder, query, mode, rows, top, progress)
-        if matched is None:  # few candidates, or no worker processes
-            matched = _match_rows(self._substructure_files(), rows, query, mode, top, progress)
-        return self._hits(matched)
+        matched: list[int] = []
+        if top and len(rows) >= threshold:
+            # a top (the app asks for 100) is often met within the first candidates: those are
+            # matched here, and only what is left of a selective query goes to the workers
+            head, rows = rows[:_TOP_HEAD], rows[_TOP_HEAD:]
+            matched = _match_rows(self._substructure_files(), head, query, mode, top)
+            if len(matched) >= top:
+                return self._hits(matched)
+        left = top - len(matched) if top else None
+        more = None
+        if len(rows) >= threshold:
+            more = _match_in_workers(self.folder, query, mode, rows, left, progress)
+        if more is None:  # few candidates, or no worker processes
+            more = _match_rows(self._substructure_files(), rows, query, mode, left, progress)
+        return self._hits(matched + more)
 
     def _hits(self, rows) -> list[Hit]:
         rows = [int(r) for r in rows]
@@ -530,6 +539,12 @@ class LibraryIndex:
             has = np.logical_or.reduceat(ok[flat], starts) if ok.any() else np.zeros(self.size, dtype=bool)
             mask = has if mask is True else mask & has
         return mask
+
+    def prepare_substructure(self) -> None:
+        """Load what substructure searches read first (the atom types: a few hundred to a few
+        thousand molecules parsed), e.g. on a worker when the index is opened."""
+        self._atom_types()
+        self._substructure_files()
 
     def _atom_types(self):
         """(one standing atom per type, each row's types concatenated, each row's first
@@ -987,6 +1002,15 @@ def warm_substructure_workers(workers: int | None = None) -> bool:
         _drop_pool()
         return False
     return True
+
+
+def shutdown_substructure_workers() -> None:
+    """Stop the substructure worker processes (app quit, tests); a later search starts new ones."""
+    global _pool
+    with _pool_lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _drop_pool() -> None:

@@ -1,0 +1,83 @@
+"""Substructure search over a library index from the Molecules workspace: the hits shown are
+RDKit's (a plain MolFromSmiles + HasSubstructMatch loop over the library, in library order);
+opening the index starts the substructure worker processes off the UI thread, a second search
+reuses the opened index, and app quit stops the workers."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QCoreApplication
+from rdkit import Chem
+
+from healthfm_desktop.controllers import molecules as molecules_controller
+from healthfm_desktop.controllers.molecules import MoleculesController
+from healthfm_desktop.core.chemistry import search_index
+from healthfm_desktop.core.chemistry.search_index import build_index
+from healthfm_desktop.views.molecule_panel.workspace import ID, MoleculesWorkspace
+
+LIBRARY = Path(__file__).resolve().parents[1] / "data" / "molecules" / "moses_subset_10k.csv.gz"
+
+
+@pytest.fixture(scope="module")
+def library_index(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("gui-index")
+    with gzip.open(LIBRARY, "rt") as handle:
+        rows = [(r["id"], r["smiles"]) for r, _ in zip(csv.DictReader(handle), range(3000))]
+    path = folder / "library.csv"
+    path.write_text("id,smiles\n" + "".join(f"{i},{s}\n" for i, s in rows))
+    build_index([path], folder / "index", workers=2)
+    return rows, folder / "index"
+
+
+def _rdkit_hits(rows, smarts, top=100):
+    query = Chem.MolFromSmarts(smarts)
+    return [ident for ident, smiles in rows if Chem.MolFromSmiles(smiles).HasSubstructMatch(query)][:top]
+
+
+def test_index_search_shows_rdkit_hits_and_starts_then_stops_the_workers(qtbot, library_index, monkeypatch):
+    rows, index_folder = library_index
+    search_index.shutdown_substructure_workers()
+    # every search with candidates left after the first ones goes to the workers once they run
+    monkeypatch.setattr(search_index, "_PARALLEL_MIN_CANDIDATES", 1)
+    monkeypatch.setattr(search_index, "_TOP_HEAD", 50)
+    on_workers = []
+    match_in_workers = search_index._match_in_workers
+
+    def spy(*args, **kwargs):
+        found = match_in_workers(*args, **kwargs)
+        on_workers.append(found is not None)
+        return found
+
+    monkeypatch.setattr(search_index, "_match_in_workers", spy)
+    view = MoleculesWorkspace(MoleculesController())
+    qtbot.addWidget(view)
+    view.resize(1400, 900)
+    view.show()
+    app = QCoreApplication.instance()
+    assert getattr(app, "_stops_substructure_workers", False)  # aboutToQuit is connected
+
+    view.search_mode.setCurrentText("substructure")
+    # selective (a few hits among many candidates: the workers match the rest) and a ring query
+    for smarts in ("C1CCNCC1C(=O)N", "[r5]@[r6]"):
+        view.search_query.setText(smarts)
+        view.run_search(index_folder)
+        qtbot.waitUntil(lambda: view.controller.showing_search and not view.controller.busy, timeout=60_000)
+        expected = _rdkit_hits(rows, smarts)
+        assert expected
+        assert [r.id for r in view.controller.rows] == expected
+        assert [view.proxy.index(i, ID).data() for i in range(view.proxy.rowCount())] == expected
+        view.controller.showing_search = False
+        # the worker processes were started by opening the index, on a worker thread
+        qtbot.waitUntil(lambda: not molecules_controller._substructure_worker_jobs, timeout=60_000)
+        assert search_index._pool is not None
+    assert any(on_workers)  # candidates were matched on the worker processes
+    # the second search reused the index opened by the first (its atom types loaded once)
+    opened = view.controller._index
+    assert opened is not None and opened[0] == index_folder
+
+    molecules_controller._stop_substructure_workers()  # what app quit runs
+    assert search_index._pool is None
