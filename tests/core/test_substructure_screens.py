@@ -29,6 +29,7 @@ EXTRA = [
     "C1CCCCCCCCCCC1", "C[N+](C)(C)CC(=O)[O-]", "[13CH3]C(=O)O", "[CH2]CC", "[H]OC([H])([H])C",
     "C[C@H](N)C(=O)O", "c1ccc2c(c1)[nH]c1ccccc12", "O=c1cc[nH]cc1", "C1=CC=CC=C1", "[Na+].[Cl-]",
     "c1ccc(cc1)-c1ccccc1", "C1CC1C1CC1", "OC1C2CC3CC1CC(C2)C3", "FC(F)(F)c1ccncc1", "B1OC(C)(C)C(C)(C)O1",
+    "[CH]1CCCC1", "C1CC2(CC1)OCCO2", "c1cc2ccc3cccc4ccc(c1)c2c34", "[O-][n+]1ccccc1", "C1=CC2=CC=CC=CC2=C1",
 ]
 
 QUERIES = [
@@ -38,6 +39,9 @@ QUERIES = [
     # hybridisation, hydrogens, valence, degree, neighbours, charge, isotope, radical, chirality
     "[N^3]", "[C^2;R]", "[#7;H1]", "[nH]", "[O;h1]", "[v4;X4]", "[d3]", "[D4]", "[z2]", "[Z1]", "[+]", "[O-]",
     "[13C]", "[C@H]", "[#1]", "Cl", "[Cl,Br]", "[a]", "[A;R]", "*", "[!#6;!#1]",
+    # decided on the ring systems (connected, every bond on a ring, ring-system-safe primitives)
+    "c1ccncc1", "[C,N]1CCCC1", "[r5;R2]@[#6]", "c1ccc2ccccc2c1", "C12CCC1CC2", "[x3]@[x3]", "[+;R]@*", "[n+]1ccccc1",
+    "[#6]1~[#6]~[#6]~[#6]~[#6]1", "[R2]@[R2]", "C1CCC2(CC1)OCCO2", "c:c", "*@;:*", "[!#6;R]@[#6]",
     # multi-atom, unselective, and recursive (not typed)
     "c1ccccc1", "C(=O)N", "[#7]", "c1ccc2[nH]ccc2c1", "[$([NX3;H2])]", "[$(C=O);R]", "C-,:c", "[CH2;R]~[NH;R]",
 ]
@@ -105,8 +109,8 @@ def test_atom_types_screen_out_molecules_the_fingerprint_keeps(library):
 def test_stored_rings_rebuild_the_rdkit_ring_information(library):
     mols, index = library
     files = index._substructure_files()
-    # the radical: a trusted (unsanitised) parse would not assign it, so it is matched on a full parse
-    assert files.full_parse == {len(mols) - len(EXTRA) + EXTRA.index("[CH2]CC")}
+    # the radicals: a trusted (unsanitised) parse would not assign them, so they are matched on a full parse
+    assert files.full_parse == {len(mols) - len(EXTRA) + EXTRA.index("[CH2]CC"), len(mols) - len(EXTRA) + EXTRA.index("[CH]1CCCC1")}
     for row in list(range(0, len(mols), 97)) + list(range(len(mols) - len(EXTRA), len(mols))):
         if row in files.full_parse:
             continue
@@ -119,7 +123,7 @@ def test_stored_rings_rebuild_the_rdkit_ring_information(library):
         assert [a.GetHybridization() for a in rebuilt.GetAtoms()] == [a.GetHybridization() for a in perceived.GetAtoms()]
 
 
-@pytest.mark.parametrize("smarts", ["*@*", "[r6]@[r5]", "[N^3]C", "c1ccccc1"])
+@pytest.mark.parametrize("smarts", ["[CH2;R]@[CH2;R]", "[r6;H1]~[#7]", "[N^3]C", "c1ccccc1C"])
 def test_ring_queries_on_worker_processes_equal_in_process(library, monkeypatch, smarts):
     mols, index = library
     monkeypatch.setattr(search_index, "_PARALLEL_MIN_CANDIDATES", 1)
@@ -154,3 +158,28 @@ def test_an_index_missing_its_ring_file_is_refused(library, tmp_path):
     (copy / "rings.bin").unlink()
     with pytest.raises(UnreadableFileError, match="rings.bin missing"):
         LibraryIndex.open(copy)
+
+
+@pytest.mark.parametrize("query, decided", [
+    ("c1ccccc1", True), ("*@*", True), ("[r5]@[r6]", True), ("C1CCCC1", True), ("[n+]1ccccc1", True),
+    # an H count, a bond that may leave the ring, a recursive atom, two fragments, no bond
+    ("[CH2]1CC1", False), ("cC", False), ("[$(C=O)]1CC1", False), ("C1CC1.C1CC1", False), ("[r5]", False),
+])
+def test_ring_system_queries_are_decided_without_matching_the_molecules(library, monkeypatch, query, decided):
+    """Matched on the library's distinct ring systems only; the molecules themselves are matched
+    only for the radical (trusted SMILES do not rebuild it), so the hits are still RDKit's."""
+    mols, index = library
+    matched = []
+    match_rows = search_index._match_rows
+
+    def spy(files, rows, *args, **kwargs):
+        matched.extend(rows.tolist())
+        return match_rows(files, rows, *args, **kwargs)
+
+    monkeypatch.setattr(search_index, "_match_rows", spy)
+    monkeypatch.setattr(search_index, "_PARALLEL_MIN_CANDIDATES", 10**9)
+    q = Chem.MolFromSmarts(query)
+    assert [h.row for h in index.substructure(q)] == _plain_loop(mols, q)
+    assert (index._ring_system_screen(q, Chem.MolToSmarts(q)) is not None) == decided
+    if decided:
+        assert set(matched) <= index._substructure_files().full_parse

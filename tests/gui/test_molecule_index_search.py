@@ -62,7 +62,7 @@ def test_index_search_shows_rdkit_hits_and_starts_then_stops_the_workers(qtbot, 
 
     view.search_mode.setCurrentText("substructure")
     # selective (a few hits among many candidates: the workers match the rest) and a ring query
-    for smarts in ("C1CCNCC1C(=O)N", "[r5]@[r6]"):
+    for smarts in ("C1CCNCC1C(=O)N", "[r5;H0]@[r6]"):
         view.search_query.setText(smarts)
         view.run_search(index_folder)
         qtbot.waitUntil(lambda: view.controller.showing_search and not view.controller.busy, timeout=60_000)

@@ -31,7 +31,15 @@ charges), and a one-atom query is answered by that alone, exactly, without rebui
 molecule. A query with a recursive SMARTS (``$(...)``) is not typed (its atoms read beyond
 their own atom).
 
-Format version 3 (this one) added ``rings.bin`` and the atom types (version 2 added
+Ring systems: each molecule's ring systems (rings joined by ring bonds) are stored once per
+distinct system (``ring_systems.smi``, with the molecule's own SSSR rings). A connected query
+whose every bond must map to a ring bond and whose atoms and bonds read only what a ring system
+keeps on its own (element, aromaticity, charge, isotope, ring sizes and counts, bond orders)
+can only match inside one ring system, exactly as it matches there: it is matched against the
+few hundred distinct systems instead of the molecules (benzene, pyridine, ``*@*``, fused
+rings). Molecules the trusted SMILES do not rebuild (radicals) are always matched in full.
+
+Format version 3 (this one) added the rings, atom types and ring systems (version 2 added
 ``trusted.smi``); an index of another version is refused with a message to rebuild it."""
 
 from __future__ import annotations
@@ -93,13 +101,16 @@ class _Chunk:
     morgan: np.ndarray  # packed Morgan bits
     pattern: np.ndarray  # packed pattern bits
     canonical: list  # RDKit canonical SMILES (the trusted molecules)
-    rings: bytes  # every molecule's ring blob (see _ring_blob), concatenated
+    rings: bytes  # every molecule's ring blob (see _encode_rings), concatenated
     ring_lengths: np.ndarray  # bytes of each molecule's ring blob
     type_keys: list  # the atom-type keys met in this chunk (local type id = position)
     type_reps: list  # (molecule position in this chunk, atom index) standing for each local type
     types: np.ndarray  # each molecule's local type ids (distinct, ascending), concatenated
     type_counts: np.ndarray  # how many types each molecule holds
     full_parse: list  # positions of the molecules that trusted SMILES do not rebuild (radicals)
+    system_keys: list  # the ring systems (SMILES, ring blob) met in this chunk (local id = position)
+    systems: np.ndarray  # each molecule's local ring-system ids, concatenated
+    system_counts: np.ndarray  # how many ring systems each molecule holds
 
 
 def _fingerprint_chunk(smiles: list[str]) -> _Chunk:
@@ -109,6 +120,8 @@ def _fingerprint_chunk(smiles: list[str]) -> _Chunk:
     type_ids: dict = {}
     type_reps: list = []
     types, type_counts, full_parse = [], [], []
+    system_ids: dict = {}
+    systems, system_counts = [], []
     for text in smiles:
         mol, error = parse_smiles(text)
         if mol is not None and max(mol.GetNumAtoms(), mol.GetNumBonds()) > _MAX_ATOMS:
@@ -121,16 +134,23 @@ def _fingerprint_chunk(smiles: list[str]) -> _Chunk:
         text_out = Chem.MolToSmiles(mol)
         canonical.append(text_out)
         keys = _atom_keys(mol)
+        own_systems: list = []
         try:
-            blob = _ring_blob(mol, text_out, [key[0] for key in keys])
-        except ValueError as exc:  # not seen on real libraries; matching then perceives the rings itself
+            trusted, ring_list = _trusted_rings(mol, text_out, [key[0] for key in keys])
+            blob = _encode_rings(ring_list)
+            own_systems = _ring_systems(trusted, ring_list) if ring_list else []
+        except ValueError as exc:  # not seen on real libraries: this molecule is matched on a full parse
             log.warning("search index: %s", exc)
             blob = _PERCEIVE_RINGS
+            full_parse.append(len(canonical) - 1)
         rings.append(blob)
         ring_lengths.append(len(blob))
-        if any(key[8] for key in keys):
+        if any(key[8] for key in keys) and (not full_parse or full_parse[-1] != len(canonical) - 1):
             # radicals: SanitizeMol assigns them, a trusted (unsanitised) parse would not
             full_parse.append(len(canonical) - 1)
+        own_ids = {system_ids.setdefault(system, len(system_ids)) for system in own_systems}
+        systems.extend(sorted(own_ids))
+        system_counts.append(len(own_ids))
         ids = set()
         for atom_index, key in enumerate(keys):
             local = type_ids.get(key)
@@ -143,7 +163,8 @@ def _fingerprint_chunk(smiles: list[str]) -> _Chunk:
     return _Chunk(errors, np.array(morgan, dtype=np.uint8).reshape(-1, FP_BYTES),
                   np.array(pattern, dtype=np.uint8).reshape(-1, PATTERN_BITS // 8), canonical, b"".join(rings),
                   np.array(ring_lengths, dtype=np.int64), list(type_ids), type_reps,
-                  np.array(types, dtype=np.uint32), np.array(type_counts, dtype=np.int64), full_parse)
+                  np.array(types, dtype=np.uint32), np.array(type_counts, dtype=np.int64), full_parse,
+                  list(system_ids), np.array(systems, dtype=np.uint32), np.array(system_counts, dtype=np.int64))
 
 
 _MAX_ATOMS = 65535  # ring blobs hold atom and bond indices as uint16
@@ -185,13 +206,13 @@ def _atom_keys(mol: Chem.Mol) -> list[tuple]:
             for i, a in enumerate(atoms)]
 
 
-def _ring_blob(mol: Chem.Mol, canonical: str, elements: list[int]) -> bytes:
-    """The SSSR rings of ``mol`` (as RDKit perceived them on the library's own SMILES) renumbered
-    to the atoms and bonds of the trusted molecule parsed from ``canonical``: uint16 values, per
-    ring its size, its atoms, its bonds. Empty for an acyclic molecule."""
+def _trusted_rings(mol: Chem.Mol, canonical: str, elements: list[int]):
+    """(the trusted molecule parsed from ``canonical``, the SSSR rings of ``mol`` - as RDKit
+    perceived them on the library's own SMILES - as (atoms, bonds) of that trusted molecule);
+    (None, []) for an acyclic molecule."""
     ring_info = mol.GetRingInfo()
     if not ring_info.NumRings():
-        return b""
+        return None, []
     # the SMILES parser numbers atoms in the order MolToSmiles wrote them
     written = [int(x) for x in mol.GetProp("_smilesAtomOutputOrder").strip("[]").split(",") if x]
     trusted = trusted_mol(canonical, rings=False)
@@ -199,17 +220,99 @@ def _ring_blob(mol: Chem.Mol, canonical: str, elements: list[int]) -> bytes:
             elements[old] != trusted.GetAtomWithIdx(new).GetAtomicNum() for new, old in enumerate(written)):
         raise ValueError(f"RDKit's canonical SMILES {canonical!r} does not rebuild the molecule atom for atom")
     new_index = {old: new for new, old in enumerate(written)}
+    return trusted, [_ring_bonds(trusted, [new_index[a] for a in ring]) for ring in ring_info.AtomRings()]
+
+
+def _ring_bonds(mol: Chem.Mol, atoms: list[int]) -> tuple[list[int], list[int]]:
+    """(atoms, bonds) of a ring given by its atoms in order around it."""
+    bonds = []
+    for k, a in enumerate(atoms):
+        bond = mol.GetBondBetweenAtoms(a, atoms[(k + 1) % len(atoms)])
+        if bond is None:
+            raise ValueError(f"no ring bond between atoms {a} and {atoms[(k + 1) % len(atoms)]} after a SMILES round trip")
+        bonds.append(bond.GetIdx())
+    return atoms, bonds
+
+
+def _encode_rings(rings) -> bytes:
+    """A ring blob: uint16 values, per ring its size, its atoms, its bonds (see _add_rings)."""
     values: list[int] = []
-    for ring in ring_info.AtomRings():  # in order around the ring
-        atoms = [new_index[a] for a in ring]
-        bonds = []
-        for k, a in enumerate(atoms):
-            bond = trusted.GetBondBetweenAtoms(a, atoms[(k + 1) % len(atoms)])
-            if bond is None:
-                raise ValueError(f"RDKit's canonical SMILES {canonical!r} does not rebuild a ring bond")
-            bonds.append(bond.GetIdx())
+    for atoms, bonds in rings:
         values += [len(atoms), *atoms, *bonds]
     return np.array(values, dtype=np.uint16).tobytes()
+
+
+def _ring_systems(trusted: Chem.Mol, rings) -> list[tuple[str, bytes]]:
+    """Each ring system of a molecule (its atoms joined by ring bonds: fused, spiro and bridged
+    rings together) as (SMILES, rings): the system written with its ring bonds only, atoms as
+    they are in the molecule (element, aromaticity, charge, isotope; RDKit's
+    MolFragmentToSmiles), and its SSSR rings - the molecule's own - as atoms of that SMILES in
+    order around each ring, each ring started at its smallest atom, rings sorted: equal systems
+    of different molecules give equal pairs (uint16 values: size, atoms; per ring)."""
+    parent = {a: a for atoms, _ in rings for a in atoms}
+
+    def root(a):
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for atoms, _ in rings:
+        first = root(atoms[0])
+        for a in atoms[1:]:
+            parent[root(a)] = first
+    systems: dict[int, list[int]] = {}
+    for k, (atoms, _) in enumerate(rings):
+        systems.setdefault(root(atoms[0]), []).append(k)
+    out = []
+    for ring_ids in systems.values():
+        atoms = sorted({a for k in ring_ids for a in rings[k][0]})
+        bonds = sorted({b for k in ring_ids for b in rings[k][1]})
+        smiles = Chem.MolFragmentToSmiles(trusted, atomsToUse=atoms, bondsToUse=bonds)
+        written = [int(x) for x in trusted.GetProp("_smilesAtomOutputOrder").strip("[]").split(",") if x]
+        new_index = {old: new for new, old in enumerate(written)}
+        renumbered = []
+        for k in ring_ids:
+            ring = [new_index[a] for a in rings[k][0]]
+            start = ring.index(min(ring))
+            ring = ring[start:] + ring[:start]
+            if ring[-1] < ring[1]:  # the direction with the smaller second atom
+                ring = [ring[0]] + ring[:0:-1]
+            renumbered.append(ring)
+        values: list[int] = []
+        for ring in sorted(renumbered):
+            values += [len(ring), *ring]
+        out.append((smiles, np.array(values, dtype=np.uint16).tobytes()))
+    return out
+
+
+def _add_fragment_rings(fragment: Chem.Mol, blob: bytes) -> bool:
+    """Fill a ring system's ring information from its stored rings (atoms in order around each
+    ring); False if a ring bond is missing (the system is then not used)."""
+    values = array.array("H", blob).tolist()
+    ring_info = fragment.GetRingInfo()
+    p = 0
+    while p < len(values):
+        size = values[p]
+        atoms = values[p + 1 : p + 1 + size]
+        bonds = []
+        for k, a in enumerate(atoms):
+            bond = fragment.GetBondBetweenAtoms(a, atoms[(k + 1) % size])
+            if bond is None:
+                return False
+            bonds.append(bond.GetIdx())
+        ring_info.AddRing(atoms, bonds)
+        p += 1 + size
+    return True
+
+
+def _fragment_mol(smiles: str) -> Chem.Mol | None:
+    """A ring system from its stored SMILES, as it was cut out (no sanitisation: a ring system
+    alone may not be a valid molecule, e.g. pyridone's ring without its oxygen)."""
+    mol = Chem.MolFromSmiles(smiles, _TRUSTED_PARSE)
+    if mol is not None:
+        mol.UpdatePropertyCache(strict=False)
+    return mol
 
 
 def _pattern_packed(mol: Chem.Mol) -> np.ndarray:
@@ -462,7 +565,8 @@ class LibraryIndex:
         Two exact screens keep only molecules that can match: the pattern fingerprint (the AND
         of the query's bit planes) and the atom types (for each query atom, the molecule must
         hold an atom of a type RDKit matches it with; a one-atom query is decided by this
-        alone). Each remaining molecule is rebuilt from RDKit's own canonical SMILES of the
+        alone). A query confined to ring systems is decided on the library's distinct ring
+        systems (``_ring_system_screen``). Each remaining molecule is rebuilt from RDKit's own canonical SMILES of the
         sanitised molecule without sanitising again (parsing such trusted SMILES costs a fifth
         of MolFromSmiles), with exactly what substructure matching reads recomputed: valences
         and hydrogen counts always; when the query asks about rings, the stored SSSR rings
@@ -482,6 +586,13 @@ class LibraryIndex:
         if isinstance(typed, np.ndarray):
             rows = rows[typed[rows]]
         mode = _ring_mode(smarts)
+        in_systems = self._ring_system_screen(query, smarts)
+        if in_systems is not None:  # decided on the ring systems, but for the few molecules matched in full
+            files = self._substructure_files()
+            undecided = np.array(sorted(files.full_parse), dtype=np.int64)
+            undecided = undecided[np.isin(undecided, rows)]
+            found = np.union1d(np.flatnonzero(in_systems), _match_rows(files, undecided, query, mode))
+            return self._hits(found[:top] if top else found)
         threshold = _PARALLEL_MIN_CANDIDATES if _pool is not None else _PARALLEL_MIN_CANDIDATES_COLD
         matched: list[int] = []
         if top and len(rows) >= threshold:
@@ -539,6 +650,43 @@ class LibraryIndex:
             has = np.logical_or.reduceat(ok[flat], starts) if ok.any() else np.zeros(self.size, dtype=bool)
             mask = has if mask is True else mask & has
         return mask
+
+    def _ring_system_screen(self, query: Chem.Mol, smarts: str) -> np.ndarray | None:
+        """Per library row, whether one of its ring systems contains the query, when that
+        decides whether the molecule does (else None): the query is connected, every query
+        bond must map to a ring bond (it lies on a cycle of the query, or asks for a ring bond:
+        ``@``) - so a match lies inside one ring system - and every query atom and bond reads
+        only what a ring system cut out of its molecule keeps (element, aromaticity, charge,
+        isotope, ring membership, sizes and counts, ring bonds; bond orders). Benzene, a
+        pyridine, ``*@*``, ``[r5]@[r6]`` are decided so; ``[CH]1CC1`` (H count) or ``cC``
+        (a bond that may leave the ring) are not. Rows matched on a full parse (radicals) are
+        left False here and matched by the caller."""
+        if "$" in smarts or self.size == 0 or query.GetNumBonds() == 0 or not _ring_system_query(query):
+            return None
+        folder = self.folder
+        system_offsets = np.load(folder / "ring_system_offsets.npy")
+        if len(system_offsets) <= 1:
+            return np.zeros(self.size, dtype=bool)
+        texts = (folder / "ring_systems.smi").read_bytes().decode("ascii").split("\n")
+        blobs = _map_file(folder / "ring_system_rings.bin")
+        blob_offsets = np.load(folder / "ring_system_ring_offsets.npy").tolist()
+        ok = np.zeros(len(system_offsets) - 1, dtype=bool)
+        for k in range(len(ok)):
+            fragment = _fragment_mol(texts[k])
+            # not expected (written by the index build): then decide nothing this way
+            if fragment is None or not _add_fragment_rings(fragment, blobs[blob_offsets[k]:blob_offsets[k + 1]]):
+                log.warning("search index %s: ring system %d does not rebuild; matching molecules in full", folder, k)
+                return None
+            ok[k] = fragment.HasSubstructMatch(query)
+        flat = np.load(folder / "molecule_systems.npy", mmap_mode="r")
+        offsets = np.load(folder / "molecule_system_offsets.npy")
+        counts = np.diff(offsets)
+        result = np.zeros(self.size, dtype=bool)
+        cyclic = counts > 0
+        if ok.any() and cyclic.any():
+            # reduceat over the rows that hold ring systems (an acyclic row has an empty segment)
+            result[cyclic] = np.logical_or.reduceat(ok[np.asarray(flat)], offsets[:-1][cyclic])
+        return result
 
     def prepare_substructure(self) -> None:
         """Load what substructure searches read first (the atom types: a few hundred to a few
@@ -631,7 +779,9 @@ class LibraryIndex:
 
 
 _SUBSTRUCTURE_FILES = ("trusted.smi", "trusted_offsets.npy", "rings.bin", "ring_offsets.npy", "atom_types.json",
-                       "molecule_types.npy", "molecule_type_offsets.npy", "full_parse_rows.npy")
+                       "molecule_types.npy", "molecule_type_offsets.npy", "full_parse_rows.npy", "molecule_systems.npy",
+                       "molecule_system_offsets.npy", "ring_systems.smi", "ring_system_offsets.npy",
+                       "ring_system_rings.bin", "ring_system_ring_offsets.npy")
 
 
 def is_index(path: str | Path) -> bool:
@@ -683,6 +833,8 @@ def build_index(paths: Iterable[str | Path], out: str | Path, workers: int | Non
     canonical: list[str] = []
     morgan_parts, pattern_parts = [], []
     ring_parts, ring_length_parts, type_parts, type_count_parts, full_parse = [], [], [], [], []
+    system_ids: dict = {}  # (SMILES, ring blob) -> global ring-system id
+    system_parts, system_count_parts = [], []
     type_ids: dict = {}  # atom-type key -> global type id
     type_reps: list[tuple[int, int]] = []  # (library row, atom index) standing for each type
     workers = workers or os.cpu_count() or 1
@@ -721,6 +873,9 @@ def build_index(paths: Iterable[str | Path], out: str | Path, workers: int | Non
         type_parts.append(to_global[result.types] if len(result.types) else result.types)
         type_count_parts.append(result.type_counts)
         full_parse.extend(first_row + position for position in result.full_parse)
+        to_global = np.array([system_ids.setdefault(key, len(system_ids)) for key in result.system_keys], dtype=np.uint32)
+        system_parts.append(to_global[result.systems] if len(result.systems) else result.systems)
+        system_count_parts.append(result.system_counts)
         if progress:
             progress(len(ids))
 
@@ -762,12 +917,20 @@ def build_index(paths: Iterable[str | Path], out: str | Path, workers: int | Non
     np.save(out / "molecule_types.npy", np.concatenate(type_parts) if type_parts else np.zeros(0, np.uint32))
     np.save(out / "molecule_type_offsets.npy", type_offsets)
     np.save(out / "full_parse_rows.npy", np.array(full_parse, dtype=np.int64))
+    system_counts = np.concatenate(system_count_parts) if system_count_parts else np.zeros(0, np.int64)
+    system_offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(system_counts, out=system_offsets[1:])
+    np.save(out / "molecule_systems.npy", np.concatenate(system_parts) if system_parts else np.zeros(0, np.uint32))
+    np.save(out / "molecule_system_offsets.npy", system_offsets)
+    _write_lines(out / "ring_systems.smi", out / "ring_system_offsets.npy", [key[0] for key in system_ids])
+    _write_blobs(out / "ring_system_rings.bin", out / "ring_system_ring_offsets.npy", [key[1] for key in system_ids],
+                 [np.array([len(key[1]) for key in system_ids], dtype=np.int64)], len(system_ids))
     (out / "atom_types.json").write_text(json.dumps({"keys": list(type_ids), "representatives": type_reps}) + "\n",
                                          encoding="utf-8")
     meta = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "size": n, "sources": [str(f) for f in files],
             "fingerprint": "Morgan radius 2, 2048 bits (RDKit GetMorganGenerator)",
             "pattern_fingerprint": f"RDKit PatternFingerprint, {PATTERN_BITS} bits",
-            "atom_types": len(type_ids)}
+            "atom_types": len(type_ids), "ring_systems": len(system_ids)}
     (out / "index.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return LibraryIndex.open(out)
 
@@ -799,6 +962,42 @@ _TRUSTED_PARSE.removeHs = False
 _TRUSTED_PREP_RINGS = (_TRUSTED_PREP | Chem.SanitizeFlags.SANITIZE_SYMMRINGS | Chem.SanitizeFlags.SANITIZE_SETCONJUGATION
                        | Chem.SanitizeFlags.SANITIZE_SETHYBRIDIZATION)
 NO_RINGS, RINGS, RINGS_AND_HYBRIDISATION = 0, 1, 2  # what a query needs the molecules to carry
+
+
+# query primitives a ring system cut out of its molecule answers as the molecule does (RDKit's
+# DescribeQuery names); anything else (H counts, degrees, valence, neighbours, hybridisation,
+# recursion, chirality-related queries) keeps a query off the ring-system path
+_SYSTEM_ATOM_QUERIES = {"AtomAnd", "AtomOr", "AtomXor", "AtomNot", "AtomType", "AtomAtomicNum", "AtomIsAromatic",
+                        "AtomIsAliphatic", "AtomFormalCharge", "AtomNegativeFormalCharge", "AtomIsotope", "AtomNull",
+                        "AtomInRing", "AtomInNRings", "AtomMinRingSize", "AtomRingBondCount", "AtomHasRingBond"}
+_SYSTEM_BOND_QUERIES = {"BondAnd", "BondOr", "BondXor", "BondNot", "BondOrder", "SingleOrAromaticBond",
+                        "SingleOrDoubleBond", "DoubleOrAromaticBond", "SingleOrDoubleOrAromaticBond", "BondNull",
+                        "BondInRing"}
+
+
+def _query_names(description: str) -> set[str]:
+    return {line.split()[0] for line in description.splitlines() if line.strip()}
+
+
+def _ring_system_query(query: Chem.Mol) -> bool:
+    """Whether a connected query with bonds can only match inside one ring system and reads only
+    what a ring system cut out of its molecule keeps (see LibraryIndex._ring_system_screen)."""
+    if len(Chem.GetMolFrags(query)) != 1:
+        return False
+    ring_info = query.GetRingInfo()  # FastFindRings was run on the query: ring membership
+    for atom in query.GetAtoms():
+        if atom.HasQuery() and not _query_names(atom.DescribeQuery()) <= _SYSTEM_ATOM_QUERIES:
+            return False
+    for bond in query.GetBonds():
+        description = bond.DescribeQuery() if bond.HasQuery() else ""
+        if description and not _query_names(description) <= _SYSTEM_BOND_QUERIES:
+            return False
+        lines = description.splitlines()
+        asks_ring_bond = bool(lines) and (lines[0].strip() == "BondInRing 1 = val" or (
+            lines[0].strip() == "BondAnd" and any(line == "  BondInRing 1 = val" for line in lines[1:])))
+        if not (ring_info.NumBondRings(bond.GetIdx()) or asks_ring_bond):
+            return False
+    return True
 
 
 def query_needs_rings(query: Chem.Mol) -> bool:
@@ -840,7 +1039,7 @@ def trusted_mol(smiles: bytes | str, rings: bool, ring_blob: bytes | None = None
 
 def _add_rings(mol: Chem.Mol, blob: bytes) -> None:
     """Fill the ring information of a molecule rebuilt without sanitisation from its stored
-    ring blob (see ``_ring_blob``): ~1 µs a ring instead of an SSSR perception (~30 µs)."""
+    ring blob (see ``_encode_rings``): ~1 µs a ring instead of an SSSR perception (~30 µs)."""
     if not blob:
         Chem.FastFindRings(mol)  # acyclic: marks the ring information as found, with no ring
         return
