@@ -26,7 +26,15 @@ def molecules():
         smiles = [row["smiles"] for _, row in zip(range(300), csv.DictReader(handle))]
     smiles += [r.source for r in read_molecules(SAMPLES / "approved_drugs.csv")]
     smiles += ["O=[N+]([O-])c1ccc(N=Nc2ccccc2)cc1", "C=CC(=O)Cl", "[Na+].[Cl-]", "OC1=CC(=O)C=CC1=O"]
-    return [Chem.MolFromSmiles(s) for s in smiles]
+    # QED's aromatic-ring count differs from the aromatic rings here (fluorenones, fused
+    # aliphatic rings); explicit isotopic H atoms stay in the graph; a charged amine acceptor
+    smiles += ["CC(=O)c1ccc2c(c1)C(=O)c1cc(C(C)=O)ccc1-2", "c1ccc2c(c1)Cc1ccccc1-2", "[2H]C1CCc2ccccc21",
+               "C[N+](C)(C)CCOC(=O)C", "CN1CCC(CC1)N(C)C(=O)c1ccccc1"]
+    mols = [Chem.MolFromSmiles(s) for s in smiles]
+    # unusual real structures: NCI AIDS screen (metals, charges, odd valences) and ChEMBL examples
+    mols += [r.mol for name in ("NCI_aids_few.sdf", "chembl_example_compounds.sdf")
+             for r in read_molecules(REPO / "tests" / "data" / "molecules" / name) if r.mol is not None]
+    return mols
 
 
 def test_alerts_and_qed_equal_rdkit(molecules):
@@ -95,7 +103,9 @@ def test_relaxed_alert_queries_are_weaker_than_the_originals(molecules):
 
     assert _first_atom_union("[$([N+](=O)[O-]),$(N(=O)=O)]").GetSmarts() == "[N&+,N]"
     assert _first_atom_union("[C&H2,$(C(F)F);R0]").GetSmarts() == "[C&H2,C;R0]"
-    assert _first_atom_union("[$([C&H1&$(C-F)]),$(C(F)F)]").GetSmarts() == "[C&H1,C]"  # nested $ dropped
+    # a $(A) inside an AND gives A's first atom; the negated one is dropped
+    assert _first_atom_union("[$([C&H1&$(C-F)]),$(C(F)F)]").GetSmarts() == "[C&H1&C,C]"
+    assert _first_atom_union("[$([N&+0&X3&v3])&!$(N[C,S]=O)]").GetSmarts() == "[N&+0&X3&v3]"
     assert _first_atom_union("[!$(N)&!$([O&D1])]").GetSmarts() == "*"  # only negations: nothing weaker known
     relaxed = [m for m in alert_catalog().screen.matchers if m is not None and m.relaxed is not None]
     assert len(relaxed) > 50
@@ -120,3 +130,40 @@ def test_qed_equals_rdkit_whichever_rotatable_mode_is_the_default(monkeypatch):
     # were the default changed, QED's strict count is computed on its own
     monkeypatch.setattr(properties, "_DEFAULT_ROTATABLE_IS_STRICT", False)
     assert describe_mol(mol)["qed"] == expected
+
+
+def test_qed_counts_from_atom_signatures_equal_qed_properties(molecules):
+    """QED's acceptor and aromatic-ring counts taken from the one pass over atoms and bonds
+    (signatures, cycle rank) equal QED.properties' own SMARTS matches and SSSR."""
+    from healthfm_desktop.core.chemistry.properties import _qed_atom_facts, alert_catalog
+
+    screen, counts = alert_catalog().screen.local_screen, _qed_atom_facts()
+    differs_from_aromatic_rings = 0
+    for mol in molecules:
+        if mol.GetNumAtoms() != mol.GetNumHeavyAtoms():
+            mol = Chem.RemoveHs(mol)
+        facts = screen.present(mol)
+        expected = QED.properties(mol)
+        assert counts.acceptors(mol, facts) == expected.HBA, Chem.MolToSmiles(mol)
+        assert counts.aromatic_rings(facts) == expected.AROM, Chem.MolToSmiles(mol)
+        differs_from_aromatic_rings += expected.AROM != rdMolDescriptors.CalcNumAromaticRings(mol)
+    assert differs_from_aromatic_rings > 0  # the molecules include the cases where QED counts differently
+
+
+def test_local_screen_only_drops_queries_rdkit_does_not_match(molecules):
+    """Every alert query RDKit matches on a molecule is among the screened candidates, and the
+    screens leave few of the ~800 queries to RDKit."""
+    from healthfm_desktop.core.chemistry.properties import _pattern_bits, alert_catalog
+
+    screen = alert_catalog().screen
+    kept = 0
+    for mol in molecules[::3]:
+        if mol.GetNumAtoms() != mol.GetNumHeavyAtoms():
+            mol = Chem.RemoveHs(mol)
+        bits = _pattern_bits(mol)
+        candidates = set(screen.candidates(mol, bits).tolist())
+        kept += len(candidates)
+        for i, matcher in enumerate(screen.matchers):
+            if matcher is not None and mol.HasSubstructMatch(matcher.query):
+                assert i in candidates, (Chem.MolToSmiles(mol), Chem.MolToSmarts(matcher.query))
+    assert kept / len(molecules[::3]) < 0.1 * screen.n

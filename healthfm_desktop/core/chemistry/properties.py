@@ -48,6 +48,7 @@ _PICKLE_MAGIC = b"\xef\xbe\xad\xde"
 _KEY_CONDITIONS = 6
 _LEARN_KEYS_FROM = 200
 _ONE = np.ones(1, dtype=np.uint8)
+_SINGLE_OR_AROMATIC = (Chem.BondType.SINGLE, Chem.BondType.AROMATIC)
 log = logging.getLogger(__name__)
 
 
@@ -132,6 +133,15 @@ def _first_atom_union(smarts: str) -> Chem.Atom:
     return atom if atom is not None else Chem.AtomFromSmarts("*")
 
 
+def _first_atom_body(smarts: str) -> str | None:
+    """The expression of the first atom of the SMARTS ``smarts`` (inside its brackets)."""
+    sub = Chem.MolFromSmarts(smarts)
+    if sub is None or sub.GetNumAtoms() == 0:
+        return None
+    first = sub.GetAtomWithIdx(0).GetSmarts()
+    return first[1:-1] if first.startswith("[") and first.endswith("]") else first
+
+
 def _relaxed_atom_expression(body: str, depth: int = 0) -> str | None:
     """``body`` (an atom's SMARTS inside its brackets) without recursive SMARTS, weaker: a
     ``$(A)`` alternative becomes A's first atom, recursive conjuncts of an AND are dropped, and a
@@ -150,8 +160,18 @@ def _relaxed_atom_expression(body: str, depth: int = 0) -> str | None:
                     first = first[1:-1]
                 relaxed = _relaxed_atom_expression(first, depth + 1)
             else:
-                # an AND of primitives (',' and ';' bind looser than '&'): its conjuncts without $
-                kept = [p for p in _split_top_level(alternative, "&") if "$" not in p]
+                # an AND of primitives (',' and ';' bind looser than '&'): its conjuncts without
+                # $, and for a $(A) conjunct A's first atom relaxed (if it is an AND too);
+                # negated recursive conjuncts are dropped
+                kept = []
+                for part in _split_top_level(alternative, "&"):
+                    if "$" not in part:
+                        kept.append(part)
+                    elif _one_recursive_part(part) and depth < 3:
+                        first = _first_atom_body(part[2:-1])
+                        first = _relaxed_atom_expression(first, depth + 1) if first else None
+                        if first and "," not in first and ";" not in first:
+                            kept.append(first)
                 relaxed = "&".join(kept) or None
             # an alternative that may match any atom, or one whose ';' would change precedence
             # inside this comma list, leaves this conjunct without a condition
@@ -285,7 +305,7 @@ def _element_requirements(query: Chem.Mol) -> list[tuple[frozenset[int], int]]:
 _SIGNATURE_LEAVES = frozenset({
     "AtomType", "AtomAtomicNum", "AtomIsAromatic", "AtomIsAliphatic", "AtomFormalCharge",
     "AtomHCount", "AtomExplicitDegree", "AtomTotalDegree", "AtomInNRings", "AtomInRing",
-    "AtomMinRingSize", "AtomNull", "AtomAnd", "AtomOr",
+    "AtomMinRingSize", "AtomTotalValence", "AtomNull", "AtomAnd", "AtomOr",
 })
 
 
@@ -309,11 +329,20 @@ def _bond_screenable(bond: Chem.Bond) -> bool:
     return leaves <= _SIGNATURE_BOND_LEAVES
 
 
+@dataclass(frozen=True)
+class _MolFacts:
+    """What _LocalScreen.present learns of a molecule in one pass over its atoms and bonds."""
+    mask: int
+    kinds: list[int]
+    signatures: list[tuple]  # per atom: (Z, aromatic, charge, H, D, X, ring count, smallest ring, valence)
+    bonds: list[tuple[int, int, Chem.BondType]]  # (begin, end, type)
+
+
 class _LocalScreen:
     """Which of the queries' atom and bond conditions some atom or bond of a molecule meets.
 
     An atom's signature (element, aromaticity, charge, H count, degrees, ring count, smallest
-    ring) decides every atom query built of the leaves in _SIGNATURE_LEAVES; a bond's (its type,
+    ring, valence) decides every atom query built of the leaves in _SIGNATURE_LEAVES; a bond's (its type,
     whether it is in a ring, and its two atoms' signatures) decides a bond query of the leaves in
     _SIGNATURE_BOND_LEAVES between two such atom queries. So the answers for one signature, asked
     of RDKit once (``Atom.Match``, ``Bond.Match``), hold for every atom or bond with that
@@ -357,9 +386,9 @@ class _LocalScreen:
             mask |= self._condition(key, (begin, bond, end), self.bonds)
         return mask
 
-    def present(self, mol: Chem.Mol) -> tuple[int, list[int]]:
-        """(bit mask of the conditions some atom or bond of ``mol`` meets, each atom's kind as in
-        _query_elements: atomic number, plus 1000 when aromatic)."""
+    def present(self, mol: Chem.Mol) -> "_MolFacts":
+        """The conditions some atom or bond of ``mol`` meets (a bit mask), each atom's kind as in
+        _query_elements (atomic number, plus 1000 when aromatic), signature, and the bonds."""
         ring_info = mol.GetRingInfo()
         n_atoms = mol.GetNumAtoms()
         # ring counts and smallest ring sizes from the ring lists, not one call per atom
@@ -380,7 +409,8 @@ class _LocalScreen:
             atom = mol.GetAtomWithIdx(i)
             hydrogens, degree = atom.GetTotalNumHs(True), atom.GetDegree()
             signature = (atom.GetAtomicNum(), atom.GetIsAromatic(), atom.GetFormalCharge(), hydrogens, degree,
-                         degree + hydrogens if no_h_atoms else atom.GetTotalDegree(), in_rings[i], smallest[i])
+                         degree + hydrogens if no_h_atoms else atom.GetTotalDegree(), in_rings[i], smallest[i],
+                         atom.GetTotalValence())
             bits = known.get(signature)
             if bits is None:
                 bits = known[signature] = sum(1 << k for k, query_atom in self.atoms if query_atom.Match(atom))
@@ -388,15 +418,17 @@ class _LocalScreen:
             kinds.append(signature[0] + 1000 * signature[1])
             signatures.append(signature)
         known = self._bond_bits
+        bonds = []
         for i in range(mol.GetNumBonds()):
             bond = mol.GetBondWithIdx(i)
-            signature = (signatures[bond.GetBeginAtomIdx()], bond.GetBondType(), i in ring_bonds,
-                         signatures[bond.GetEndAtomIdx()])
+            begin, end = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
+            signature = (signatures[begin], bond.GetBondType(), i in ring_bonds, signatures[end])
             bits = known.get(signature)
             if bits is None:
                 bits = known[signature] = self._bond_conditions(bond)
             mask |= bits
-        return mask, kinds
+            bonds.append((begin, end, signature[1]))
+        return _MolFacts(mask, kinds, signatures, bonds)
 
     def _bond_conditions(self, bond: Chem.Bond) -> int:
         x, y = bond.GetBeginAtom(), bond.GetEndAtom()
@@ -517,10 +549,9 @@ class _ScreenedQueries:
             keys[i, : len(chosen)] = chosen
         self._keys = keys
 
-    def candidates(self, mol: Chem.Mol, mol_bits: np.ndarray, present: int | None = None,
-                   kinds: list[int] | None = None) -> np.ndarray:
-        if present is None:
-            present, kinds = self.local_screen.present(mol)
+    def candidates(self, mol: Chem.Mol, mol_bits: np.ndarray, facts: _MolFacts | None = None) -> np.ndarray:
+        facts = facts or self.local_screen.present(mol)
+        present, kinds = facts.mask, facts.kinds
         if self._keys is not None:
             rows = np.flatnonzero(self._conditions(mol_bits, present)[self._keys].all(axis=1))
         else:
@@ -539,13 +570,13 @@ class _ScreenedQueries:
             rows = rows[~short[rows]]
         return rows
 
-    def matching(self, mol: Chem.Mol, mol_bits: np.ndarray) -> Iterator[int]:
+    def matching(self, mol: Chem.Mol, mol_bits: np.ndarray, facts: _MolFacts | None = None) -> Iterator[int]:
         """Indices whose query matches (and those without a query, for the caller to decide)."""
         mol_fp = int.from_bytes(mol_bits.tobytes(), "little")
-        present, kinds = self.local_screen.present(mol)
-        for i in self.candidates(mol, mol_bits, present, kinds):
+        facts = facts or self.local_screen.present(mol)
+        for i in self.candidates(mol, mol_bits, facts):
             matcher = self.matchers[i]
-            if matcher is None or matcher.has_match(mol, mol_fp, present, screened=True):
+            if matcher is None or matcher.has_match(mol, mol_fp, facts.mask, screened=True):
                 yield int(i)
 
 
@@ -585,10 +616,11 @@ class AlertCatalog:
             self.entries_of.setdefault(query, []).append(entry_index)
         self.qed_count = np.bincount(qed_queries, minlength=len(queries))
 
-    def matches_and_qed_alerts(self, mol: Chem.Mol, mol_bits: np.ndarray) -> tuple[list[StructuralAlert], int]:
+    def matches_and_qed_alerts(self, mol: Chem.Mol, mol_bits: np.ndarray,
+                               facts: _MolFacts | None = None) -> tuple[list[StructuralAlert], int]:
         """The catalog entries that match (in catalog order) and how many QED alerts match."""
         found_entries, qed_alerts = [], 0
-        for i in self.screen.matching(mol, mol_bits):
+        for i in self.screen.matching(mol, mol_bits, facts):
             qed_alerts += int(self.qed_count[i])
             found_entries += self.entries_of.get(i, ())
         found = []
@@ -613,23 +645,96 @@ def alert_catalog() -> AlertCatalog:
     return AlertCatalog()
 
 
+class _QedAtomFacts:
+    """Two of QED.properties' numbers from _MolFacts, equal to what it computes:
+
+    - HBA sums the matches of QED.Acceptors, eleven one-atom SMARTS; a one-atom match is one
+      atom, and whether an atom matches a pattern of _SIGNATURE_LEAVES depends only on its
+      signature (asked of RDKit once per signature). Another pattern (the amine one, recursive)
+      is matched by RDKit, only when some atom meets its relaxed form.
+    - AROM deletes the atoms matching QED.AliphaticRings, ``[$([A;R][!a])]`` (aliphatic ring
+      atoms with a non-aromatic neighbour) and counts the SSSR of what is left. An SSSR has as
+      many rings as the graph's cycle rank (bonds - atoms + connected parts), counted here
+      without building the smaller molecule."""
+
+    def __init__(self) -> None:
+        self.simple: list[Chem.Atom] = []
+        self.other: list[tuple[Chem.Mol, Chem.Atom | None]] = []
+        for pattern in QED.Acceptors:
+            atom = pattern.GetAtomWithIdx(0) if pattern.GetNumAtoms() == 1 else None
+            if atom is not None and _signature_screenable(atom):
+                self.simple.append(atom)
+            else:
+                relaxed = _first_atom_union(atom.GetSmarts()) if atom is not None else None
+                self.other.append((pattern, relaxed if relaxed is not None and _signature_screenable(relaxed) else None))
+        self._by_signature: dict[tuple, tuple[int, int]] = {}
+
+    def acceptors(self, mol: Chem.Mol, facts: _MolFacts) -> int:
+        count, others = 0, 0
+        for i, signature in enumerate(facts.signatures):
+            known = self._by_signature.get(signature)
+            if known is None:
+                atom = mol.GetAtomWithIdx(i)
+                known = self._by_signature[signature] = (
+                    sum(1 for query in self.simple if query.Match(atom)),
+                    sum(1 << k for k, (_, relaxed) in enumerate(self.other) if relaxed is None or relaxed.Match(atom)))
+            count += known[0]
+            others |= known[1]
+        for k, (pattern, _) in enumerate(self.other):
+            if others >> k & 1:
+                count += len(mol.GetSubstructMatches(pattern))
+        return count
+
+    @staticmethod
+    def aromatic_rings(facts: _MolFacts) -> int:
+        signatures, n = facts.signatures, len(facts.signatures)
+        deleted = [False] * n
+        for a, b, kind in facts.bonds:
+            # [A;R] with a [!a] neighbour, both ways; SMARTS' implicit bond: single or aromatic
+            if kind in _SINGLE_OR_AROMATIC and not signatures[a][1] and not signatures[b][1]:
+                deleted[a] = deleted[a] or signatures[a][6] > 0
+                deleted[b] = deleted[b] or signatures[b][6] > 0
+        parent = list(range(n))
+
+        def root(x: int) -> int:
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        kept_bonds = 0
+        for a, b, _ in facts.bonds:
+            if not deleted[a] and not deleted[b]:
+                kept_bonds += 1
+                parent[root(a)] = root(b)
+        kept = [i for i in range(n) if not deleted[i]]
+        return kept_bonds - len(kept) + sum(1 for i in kept if root(i) == i)
+
+
+@lru_cache(maxsize=1)
+def _qed_atom_facts() -> _QedAtomFacts:
+    return _QedAtomFacts()
+
+
 def qed_screened(mol: Chem.Mol, logp: float, n_alerts: int, known: dict | None = None) -> float:
     """QED.qed with its properties gathered as QED.properties does; ``n_alerts``: how many of
     QED.StructuralAlerts match (from ``AlertCatalog.matches_and_qed_alerts``). ``known`` may
     carry MW, HBD, PSA and ROTB already computed by the very calls QED.properties makes
-    (``_CalcMolWt``, ``CalcNumHBD``, ``CalcTPSA``, strict ``CalcNumRotatableBonds``)."""
+    (``_CalcMolWt``, ``CalcNumHBD``, ``CalcTPSA``, strict ``CalcNumRotatableBonds``), and HBA
+    and AROM as _QedAtomFacts counts them."""
     known = known or {}
     props = QED.QEDproperties(
         MW=known["MW"] if "MW" in known else rdMolDescriptors._CalcMolWt(mol),
         ALOGP=logp,
         # QED.properties skips GetSubstructMatches when HasSubstructMatch is False: no matches
         # either way, so the sum is the same without the extra call
-        HBA=sum(len(mol.GetSubstructMatches(p)) for p in QED.Acceptors),
+        HBA=known["HBA"] if "HBA" in known else sum(len(mol.GetSubstructMatches(p)) for p in QED.Acceptors),
         HBD=known["HBD"] if "HBD" in known else rdMolDescriptors.CalcNumHBD(mol),
         PSA=known["PSA"] if "PSA" in known else QED.MolSurf.TPSA(mol),
         ROTB=known["ROTB"] if "ROTB" in known else
         rdMolDescriptors.CalcNumRotatableBonds(mol, rdMolDescriptors.NumRotatableBondsOptions.Strict),
-        AROM=len(Chem.GetSSSR(Chem.DeleteSubstructs(Chem.Mol(mol), QED.AliphaticRings))),
+        AROM=known["AROM"] if "AROM" in known else
+        len(Chem.GetSSSR(Chem.DeleteSubstructs(Chem.Mol(mol), QED.AliphaticRings))),
         ALERTS=n_alerts,
     )
     return QED.qed(mol, qedProperties=props)
@@ -666,7 +771,10 @@ def describe_mol(mol: Chem.Mol, with_alert_atoms: bool = False) -> dict:
     # QED counts strict rotatable bonds; the default mode is strict unless someone changed it
     strict_rotb = (rotb if _DEFAULT_ROTATABLE_IS_STRICT else
                    rdMolDescriptors.CalcNumRotatableBonds(mol, rdMolDescriptors.NumRotatableBondsOptions.Strict))
-    alerts, qed_alerts = alert_catalog().matches_and_qed_alerts(mol, bits)
+    catalog = alert_catalog()
+    facts = catalog.screen.local_screen.present(mol)
+    alerts, qed_alerts = catalog.matches_and_qed_alerts(mol, bits, facts)
+    qed_facts = _qed_atom_facts()
     violations = lipinski_violations(mw, logp, hbd, hba)
     row = {
         "mw": mw,
@@ -675,7 +783,9 @@ def describe_mol(mol: Chem.Mol, with_alert_atoms: bool = False) -> dict:
         "hbd": hbd,
         "hba": hba,
         "rotb": rotb,
-        "qed": qed_screened(mol, logp, qed_alerts, {"MW": mw, "HBD": hbd, "PSA": tpsa, "ROTB": strict_rotb}),
+        "qed": qed_screened(mol, logp, qed_alerts, {"MW": mw, "HBD": hbd, "PSA": tpsa, "ROTB": strict_rotb,
+                                                    "HBA": qed_facts.acceptors(mol, facts),
+                                                    "AROM": qed_facts.aromatic_rings(facts)}),
         "lipinski_violations": violations,
         "alerts": [a.label for a in alerts],
         "rings": rdMolDescriptors.CalcNumRings(mol),
