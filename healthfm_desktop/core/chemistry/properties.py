@@ -351,10 +351,13 @@ class _LocalScreen:
 
     def __init__(self) -> None:
         self.atoms: list[tuple[int, Chem.Atom]] = []  # (condition index, atom query)
-        self.bonds: list[tuple[int, Chem.Atom | None, Chem.Bond, Chem.Atom | None]] = []
+        # (condition index, begin atom condition index or None for any atom, bond query, end's)
+        self.bonds: list[tuple[int, int | None, Chem.Bond, int | None]] = []
         self._index: dict[tuple, int] = {}
         self._atom_bits: dict[tuple, int] = {}
         self._bond_bits: dict[tuple, int] = {}
+        self._bond_kinds: dict[tuple, np.ndarray] = {}  # (bond type, in ring) -> which bond queries match
+        self._tables: tuple[np.ndarray, ...] | None = None
         self._queries: list[Chem.Mol] = []  # the conditions' molecules stay alive with them
 
     def __len__(self) -> int:
@@ -381,10 +384,38 @@ class _LocalScreen:
             if not _bond_screenable(bond) or not any(screenable[a.GetIdx()] for a in ends):
                 continue
             # an end that is not screenable is left open (any atom): a weaker condition
-            begin, end = (a if screenable[a.GetIdx()] else None for a in ends)
-            key = ("bond", begin.GetSmarts() if begin else "*", bond.GetSmarts(), end.GetSmarts() if end else "*")
-            mask |= self._condition(key, (begin, bond, end), self.bonds)
+            begin, end = (self._index[("atom", a.GetSmarts())] if screenable[a.GetIdx()] else None for a in ends)
+            mask |= self._condition(("bond", begin, bond.GetSmarts(), end), (begin, bond, end), self.bonds)
+        # new conditions: what was learnt per signature no longer covers them all
+        self._tables = None
+        self._atom_bits.clear()
+        self._bond_bits.clear()
         return mask
+
+    def _bond_tables(self) -> tuple[np.ndarray, ...]:
+        """The bond conditions as arrays: condition index, begin and end atom condition (the
+        padding index ``len(self)`` for any atom), and which distinct bond query."""
+        if self._tables is None:
+            kinds: dict[str, int] = {}
+            self._bond_queries = []
+            for _, _, bond, _ in self.bonds:
+                if bond.GetSmarts() not in kinds:
+                    kinds[bond.GetSmarts()] = len(kinds)
+                    self._bond_queries.append(bond)
+            pad = len(self)
+            self._tables = (np.array([k for k, _, _, _ in self.bonds], dtype=np.int64),
+                            np.array([pad if a is None else a for _, a, _, _ in self.bonds], dtype=np.int64),
+                            np.array([pad if b is None else b for _, _, _, b in self.bonds], dtype=np.int64),
+                            np.array([kinds[bond.GetSmarts()] for _, _, bond, _ in self.bonds], dtype=np.int64))
+            self._bond_kinds = {}
+        return self._tables
+
+    def _unpacked(self, mask: int) -> np.ndarray:
+        """``mask`` as one bool per condition, then a True for "any atom"."""
+        size = len(self)
+        bits = np.unpackbits(np.frombuffer(mask.to_bytes((size + 7) // 8, "little"), dtype=np.uint8),
+                             bitorder="little", count=size).astype(bool)
+        return np.append(bits, True)
 
     def present(self, mol: Chem.Mol) -> "_MolFacts":
         """The conditions some atom or bond of ``mol`` meets (a bit mask), each atom's kind as in
@@ -425,19 +456,24 @@ class _LocalScreen:
             signature = (signatures[begin], bond.GetBondType(), i in ring_bonds, signatures[end])
             bits = known.get(signature)
             if bits is None:
-                bits = known[signature] = self._bond_conditions(bond)
+                bits = known[signature] = self._bond_conditions(
+                    bond, signature[1:3], self._atom_bits[signature[0]], self._atom_bits[signature[3]])
             mask |= bits
             bonds.append((begin, end, signature[1]))
         return _MolFacts(mask, kinds, signatures, bonds)
 
-    def _bond_conditions(self, bond: Chem.Bond) -> int:
-        x, y = bond.GetBeginAtom(), bond.GetEndAtom()
-
-        def ends_match(a: Chem.Atom | None, b: Chem.Atom | None) -> bool:
-            return (a is None or a.Match(x)) and (b is None or b.Match(y))
-
-        return sum(1 << k for k, a, query_bond, b in self.bonds
-                   if query_bond.Match(bond) and (ends_match(a, b) or ends_match(b, a)))
+    def _bond_conditions(self, bond: Chem.Bond, kind: tuple, begin_bits: int, end_bits: int) -> int:
+        """The bond conditions ``bond`` meets, from its ends' atom conditions and which bond
+        queries its type and ring membership ``kind`` meet (asked of RDKit once per kind)."""
+        condition, begin, end, query = self._bond_tables()
+        matching = self._bond_kinds.get(kind)
+        if matching is None:
+            matching = self._bond_kinds[kind] = np.array([q.Match(bond) for q in self._bond_queries], dtype=bool)
+        x, y = self._unpacked(begin_bits), self._unpacked(end_bits)
+        met = matching[query] & ((x[begin] & y[end]) | (x[end] & y[begin]))
+        bits = np.zeros(len(self), dtype=bool)
+        bits[condition[met]] = True
+        return int.from_bytes(np.packbits(bits, bitorder="little").tobytes(), "little")
 
 
 class _ScreenedQueries:
