@@ -713,13 +713,15 @@ class LibraryIndex:
         except (OSError, ValueError) as exc:
             raise UnreadableFileError(f"damaged molecule search index: {exc}") from exc
         molecules: dict[int, Chem.Mol] = {}
+        keys: dict[int, list] = {}  # per standing molecule, its atoms' keys as stored (JSON)
         standing = []
         for key, (row, atom_index) in zip(meta["keys"], meta["representatives"]):
             mol = molecules.get(row)
             if mol is None:
                 mol = molecules[row] = parse_smiles(self.record(row)[1])[0]
+                keys[row] = json.loads(json.dumps(_atom_keys(mol))) if mol is not None else []
             atom = mol.GetAtomWithIdx(atom_index) if mol is not None and atom_index < mol.GetNumAtoms() else None
-            if atom is None or json.loads(json.dumps(_atom_keys(mol)[atom_index])) != key:
+            if atom is None or keys[row][atom_index] != key:
                 log.warning("search index %s: atom type %d no longer matches its atom; substructure searches "
                             "go without the atom-type screen (rebuild the index)", self.folder, len(standing))
                 return None
