@@ -74,11 +74,12 @@ PATTERN_BITS = 2048
 _CHUNK = 65536  # molecules per transpose step: a multiple of 64
 _CORE_FRACTION = 0.02  # top-k: share of the library scored exactly first, around the query's popcount
 # substructure: candidates (after the screen) from which matching on worker processes pays.
-# Matching costs ~25 µs a candidate (~55 µs with ring perception); handing chunks to a warm
-# pool costs a few ms a search, starting one 0.3-0.9 s (each worker imports RDKit and numpy).
-# Measured on 2 cores (benchmarks/bench_molecules.py, 20,000 MOSES molecules): on free cores
-# the workers take unselective queries from ~450 ms to ~230 ms; with both cores busy elsewhere
-# they gain nothing and lose ~5-10 %.
+# Matching costs ~15 µs a candidate (~22 µs with the stored rings; index v2, which perceived
+# them, ~25 and ~55 µs); handing chunks to a warm pool costs a few ms a search, starting one
+# 0.3-0.9 s (each worker imports RDKit and numpy). Measured on 2 cores with index v2
+# (benchmarks/bench_molecules.py, 20,000 MOSES molecules): on free cores the workers took
+# unselective queries from ~450 ms to ~230 ms; with both cores busy elsewhere they gain
+# nothing and lose ~5-10 %. (Index v3 decides most unselective queries without matching.)
 _PARALLEL_MIN_CANDIDATES = 4000  # workers already running
 _PARALLEL_MIN_CANDIDATES_COLD = 50000  # workers to be started first
 _PARALLEL_CHUNK = 1000  # candidates per worker task: small enough to balance, large enough to amortise
