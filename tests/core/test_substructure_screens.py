@@ -42,6 +42,9 @@ QUERIES = [
     # decided on the ring systems (connected, every bond on a ring, ring-system-safe primitives)
     "c1ccncc1", "[C,N]1CCCC1", "[r5;R2]@[#6]", "c1ccc2ccccc2c1", "C12CCC1CC2", "[x3]@[x3]", "[+;R]@*", "[n+]1ccccc1",
     "[#6]1~[#6]~[#6]~[#6]~[#6]1", "[R2]@[R2]", "C1CCC2(CC1)OCCO2", "c:c", "*@;:*", "[!#6;R]@[#6]",
+    # star-shaped (one atom and its neighbours): decided by the atom types
+    "C(=O)N", "S(=O)(=O)N", "cC", "C=O", "[#7;H1]C", "[#6]~[#7]", "N#C", "O=C(N)N", "CC(C)(C)C", "[r6]-!@C", "c:n",
+    "[Pt]~[#7]", "[#6;R]!@[#8]",
     # multi-atom, unselective, and recursive (not typed)
     "c1ccccc1", "C(=O)N", "[#7]", "c1ccc2[nH]ccc2c1", "[$([NX3;H2])]", "[$(C=O);R]", "C-,:c", "[CH2;R]~[NH;R]",
 ]
@@ -73,7 +76,8 @@ def test_hits_equal_a_plain_rdkit_loop(library, smarts):
     assert [h.row for h in index.substructure(query)] == _plain_loop(mols, query)
 
 
-@pytest.mark.parametrize("smiles", ["c1ccccc1", "C1CC1", "N", "[NH3+]C", "O=C[O-]", "C[C@H](N)C(=O)O", "[CH2]C"])
+@pytest.mark.parametrize("smiles", ["c1ccccc1", "C1CC1", "N", "[NH3+]C", "O=C[O-]", "C[C@H](N)C(=O)O", "[CH2]C",
+                                    "CN", "C(=O)O", "Cc1ccccc1", "C[N+](C)(C)C", "[13CH3]C"])
 def test_smiles_queries_equal_a_plain_rdkit_loop(library, smiles):
     mols, index = library
     query = parse_query_smiles(smiles)
@@ -123,15 +127,21 @@ def test_stored_rings_rebuild_the_rdkit_ring_information(library):
         assert [a.GetHybridization() for a in rebuilt.GetAtoms()] == [a.GetHybridization() for a in perceived.GetAtoms()]
 
 
-@pytest.mark.parametrize("smarts", ["[CH2;R]@[CH2;R]", "[r6;H1]~[#7]", "[N^3]C", "c1ccccc1C"])
+@pytest.mark.parametrize("smarts", ["[CH2;R]@[CH2;R]", "[r6;H1]~[#7]~[#6]", "[N^3]CC", "c1ccccc1C"])
 def test_ring_queries_on_worker_processes_equal_in_process(library, monkeypatch, smarts):
+    """Queries the types and ring systems do not decide, matched on the worker processes with
+    the stored rings (and hybridisation), equal RDKit's loop."""
     mols, index = library
     monkeypatch.setattr(search_index, "_PARALLEL_MIN_CANDIDATES", 1)
     monkeypatch.setattr(search_index, "_PARALLEL_MIN_CANDIDATES_COLD", 1)
     monkeypatch.setattr(search_index, "_PARALLEL_CHUNK", 500)
+    on_workers = []
+    match_in_workers = search_index._match_in_workers
+    monkeypatch.setattr(search_index, "_match_in_workers",
+                        lambda *a, **k: on_workers.append(match_in_workers(*a, **k)) or on_workers[-1])
     query = Chem.MolFromSmarts(smarts)
     assert [h.row for h in index.substructure(query)] == _plain_loop(mols, query)
-    assert search_index._pool is not None
+    assert on_workers and on_workers[0] is not None
 
 
 def test_an_atom_type_that_no_longer_fits_its_atom_turns_the_screen_off(library, tmp_path, caplog):
@@ -183,3 +193,25 @@ def test_ring_system_queries_are_decided_without_matching_the_molecules(library,
     assert (index._ring_system_screen(q, Chem.MolToSmarts(q)) is not None) == decided
     if decided:
         assert set(matched) <= index._substructure_files().full_parse
+
+
+@pytest.mark.parametrize("query, decided", [
+    ("C(=O)N", True), ("S(=O)(=O)N", True), ("[#7;H1]C", True), ("CC(C)C", True), ("c:n", True),
+    # one bond: tried from either end (the outer atom must read only element and aromaticity)
+    ("C[#7;H1]", True), ("C[CH2]", True),
+    # an outer atom reading H count or charge, a chain, a ring, one atom
+    ("[CH2]C[CH2]", False), ("C(=O)[O-]", False), ("CCCC", False), ("C1CC1", False), ("[r5]", False),
+])
+def test_star_queries_are_decided_by_the_atom_types(library, monkeypatch, query, decided):
+    mols, index = library
+
+    def no_matching(*args, **kwargs):
+        raise AssertionError("a star-shaped query should not rebuild molecules")
+
+    q = Chem.MolFromSmarts(query)
+    expected = _plain_loop(mols, q)
+    assert (index._star_screen(q, Chem.MolToSmarts(q)) is not None) == decided
+    if decided:
+        monkeypatch.setattr(search_index, "_match_rows", no_matching)
+        monkeypatch.setattr(search_index, "_match_in_workers", no_matching)
+    assert [h.row for h in index.substructure(q)] == expected

@@ -181,7 +181,9 @@ def _atom_keys(mol: Chem.Mol) -> list[tuple]:
     needed (every ring size, not just the smallest; the neighbours' elements, not just how many
     are heteroatoms), so that a primitive counted differently still sees equal atoms as equal.
     Neighbours and ring bonds are gathered in one pass over the bonds (building an RDKit atom
-    wrapper per neighbour would double the cost of an index build)."""
+    wrapper per neighbour would double the cost of an index build). Each neighbour comes with
+    its bond to the atom, so that a star-shaped query (one atom and its neighbours) is decided
+    by the types too (see LibraryIndex._star_screen)."""
     ring_info = mol.GetRingInfo()
     # GetAtomWithIdx, not iteration over GetAtoms(): RDKit's Python sequence wrapper costs ~2 µs an item
     atoms = [mol.GetAtomWithIdx(i) for i in range(mol.GetNumAtoms())]
@@ -193,8 +195,12 @@ def _atom_keys(mol: Chem.Mol) -> list[tuple]:
     for k in range(mol.GetNumBonds()):
         bond = mol.GetBondWithIdx(k)
         i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
-        neighbours[i].append((element[j], aromatic[j]))
-        neighbours[j].append((element[i], aromatic[i]))
+        # the bond as a bond query can read it: order, aromaticity, ring membership (and which
+        # end a dative bond starts from)
+        kind = (int(bond.GetBondType()), bond.GetIsAromatic(), k in ring_bond_ids)
+        dative = bond.GetBondType() == Chem.BondType.DATIVE
+        neighbours[i].append((element[j], aromatic[j], *kind, dative))
+        neighbours[j].append((element[i], aromatic[i], *kind, False))
         if k in ring_bond_ids:
             ring_bonds[i] += 1
             ring_bonds[j] += 1
@@ -583,6 +589,10 @@ class LibraryIndex:
         if query.GetNumAtoms() == 1 and typed is not None:  # decided by the atom types alone
             rows = np.flatnonzero(typed) if isinstance(typed, np.ndarray) else np.arange(self.size)
             return self._hits(rows[:top] if top else rows)
+        star = self._star_screen(query, smarts)
+        if star is not None:  # decided by the atom types and their neighbours
+            rows = np.flatnonzero(star)
+            return self._hits(rows[:top] if top else rows)
         rows = self._screen(query)
         if isinstance(typed, np.ndarray):
             rows = rows[typed[rows]]
@@ -651,6 +661,43 @@ class LibraryIndex:
             has = np.logical_or.reduceat(ok[flat], starts) if ok.any() else np.zeros(self.size, dtype=bool)
             mask = has if mask is True else mask & has
         return mask
+
+    def _star_screen(self, query: Chem.Mol, smarts: str) -> np.ndarray | None:
+        """Per library row, whether it contains a star-shaped query (one centre atom bonded to
+        every other query atom, no other bond: C(=O)N, S(=O)(=O)N, cC, [#7;H1]C) whose outer
+        atoms read only element and aromaticity and whose bonds read only what the atom types
+        keep of a bond (order, aromaticity, ring membership); None for any other query. An
+        atom type fixes the centre atom and the element, aromaticity and bond of each of its
+        neighbours, so RDKit matching the query around one standing atom of a type answers for
+        every atom of that type: each molecule is decided by the types it holds."""
+        if "$" in smarts or self.size == 0 or query.GetNumAtoms() < 2 or query.GetNumBonds() != query.GetNumAtoms() - 1:
+            return None
+        centre = next((a for a in query.GetAtoms() if a.GetDegree() == query.GetNumAtoms() - 1), None)
+        if centre is None:
+            return None
+        arms = [(bond.GetOtherAtom(centre), bond) for bond in centre.GetBonds()]
+        if not all(_element_only(atom, query) and _bond_local(bond) for atom, bond in arms):
+            if query.GetNumAtoms() != 2:
+                return None
+            centre, (other, bond) = arms[0][0], (centre, arms[0][1])  # a single bond: try its other end
+            arms = [(other, bond)]
+            if not (_element_only(other, query) and _bond_local(bond)):
+                return None
+        types = self._atom_types()
+        if types is None:
+            return None
+        standing, flat, starts = types
+        ok = np.zeros(len(standing), dtype=bool)
+        for t, atom in enumerate(standing):
+            if not centre.Match(atom):
+                continue
+            around = [(bond.GetOtherAtom(atom), bond) for bond in atom.GetBonds()]
+            options = [[k for k, (neighbour, bond) in enumerate(around) if arm.Match(neighbour) and arm_bond.Match(bond)]
+                       for arm, arm_bond in arms]
+            ok[t] = _assignable(options, set())
+        if not ok.any():
+            return np.zeros(self.size, dtype=bool)
+        return np.logical_or.reduceat(ok[flat], starts)
 
     def _ring_system_screen(self, query: Chem.Mol, smarts: str) -> np.ndarray | None:
         """Per library row, whether one of its ring systems contains the query, when that
@@ -976,6 +1023,40 @@ _SYSTEM_ATOM_QUERIES = {"AtomAnd", "AtomOr", "AtomXor", "AtomNot", "AtomType", "
 _SYSTEM_BOND_QUERIES = {"BondAnd", "BondOr", "BondXor", "BondNot", "BondOrder", "SingleOrAromaticBond",
                         "SingleOrDoubleBond", "DoubleOrAromaticBond", "SingleOrDoubleOrAromaticBond", "BondNull",
                         "BondInRing"}
+
+
+_ELEMENT_QUERIES = {"AtomAnd", "AtomOr", "AtomXor", "AtomNot", "AtomType", "AtomAtomicNum", "AtomIsAromatic",
+                    "AtomIsAliphatic", "AtomNull"}
+_LOCAL_BOND_QUERIES = _SYSTEM_BOND_QUERIES
+
+
+def _element_only(atom: Chem.Atom, query: Chem.Mol) -> bool:
+    """Whether a query atom reads only the element and aromaticity of the atom it is matched
+    with (a SMILES atom: RDKit compares a charge, isotope or radical only when the query atom
+    has one, and ring counts only when it is in a ring)."""
+    if atom.HasQuery():
+        return _query_names(atom.DescribeQuery()) <= _ELEMENT_QUERIES
+    return (not atom.GetFormalCharge() and not atom.GetIsotope() and not atom.GetNumRadicalElectrons()
+            and not query.GetRingInfo().NumAtomRings(atom.GetIdx()))
+
+
+def _bond_local(bond: Chem.Bond) -> bool:
+    """Whether a query bond reads only order, aromaticity and ring membership (a SMILES bond:
+    its order)."""
+    return not bond.HasQuery() or _query_names(bond.DescribeQuery()) <= _LOCAL_BOND_QUERIES
+
+
+def _assignable(options: list[list[int]], used: set[int]) -> bool:
+    """Whether each arm can take a distinct neighbour among its options (arms are few)."""
+    if not options:
+        return True
+    for k in options[0]:
+        if k not in used:
+            used.add(k)
+            if _assignable(options[1:], used):
+                return True
+            used.discard(k)
+    return False
 
 
 def _query_names(description: str) -> set[str]:
