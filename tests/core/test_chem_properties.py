@@ -167,3 +167,28 @@ def test_local_screen_only_drops_queries_rdkit_does_not_match(molecules):
             if matcher is not None and mol.HasSubstructMatch(matcher.query):
                 assert i in candidates, (Chem.MolToSmiles(mol), Chem.MolToSmarts(matcher.query))
     assert kept / len(molecules[::3]) < 0.1 * screen.n
+
+
+def test_logp_from_learnt_environments_is_rdkits_to_the_last_bit(molecules, monkeypatch):
+    """After one pass teaches the atom environments, Crippen logP is summed from them (RDKit's
+    MolLogP is not called again) and equals RDKit's float exactly."""
+    from healthfm_desktop.core.chemistry import properties
+    from healthfm_desktop.core.chemistry.properties import _crippen_logp, alert_catalog
+
+    screen, crippen = alert_catalog().screen.local_screen, _crippen_logp()
+    heavy = [m if m.GetNumAtoms() == m.GetNumHeavyAtoms() else Chem.RemoveHs(m) for m in molecules]
+    expected = [Crippen.MolLogP(Chem.Mol(m)) for m in heavy]
+    for mol in heavy:
+        crippen.logp(Chem.Mol(mol), screen.present(mol))
+
+    def not_called(*_args, **_kwargs):
+        raise AssertionError("RDKit's MolLogP called for a molecule whose environments are known")
+
+    monkeypatch.setattr(properties.Crippen, "MolLogP", not_called)
+    with_h_atoms = 0
+    for mol, value in zip(heavy, expected):
+        if mol.GetNumAtoms() != mol.GetNumHeavyAtoms():  # isotopic H atoms kept: left to RDKit
+            with_h_atoms += 1
+            continue
+        assert crippen.logp(Chem.Mol(mol), screen.present(mol)) == value, Chem.MolToSmiles(mol)
+    assert with_h_atoms < len(heavy) // 10

@@ -747,6 +747,73 @@ class _QedAtomFacts:
         return kept_bonds - len(kept) + sum(1 for i in kept if root(i) == i)
 
 
+class _CrippenByEnvironment:
+    """``Crippen.MolLogP``, exactly, from per-atom contributions remembered by environment.
+
+    RDKit adds the H atoms, gives each atom the contribution of the first of Crippen's ~110
+    SMARTS types that matches at it, and sums them: heavy atoms in order, then the added H atoms
+    (appended parent by parent). Every type's SMARTS reaches at most one bond from its atom,
+    except the O types and the types of H on O, which reach two bonds from the O, always through
+    one neighbour (no two branches that a small ring could join). So an atom's contribution, and
+    those of its H atoms, follow from its signature and its neighbours' (bond types included),
+    and for an O also its neighbours' neighbours. Contributions are learnt from RDKit
+    (``_CalcCrippenContribs`` on the molecule with H atoms) the first time an environment is
+    seen, and the sum is made in RDKit's order, so the float is the same to the last bit.
+    Molecules with H atoms in the graph are left to RDKit."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple, tuple[float, tuple[float, ...]]] = {}
+
+    @staticmethod
+    def _environments(facts: _MolFacts) -> list[tuple]:
+        signatures, n = facts.signatures, len(facts.signatures)
+        neighbours: list[list[tuple[int, Chem.BondType]]] = [[] for _ in range(n)]
+        for a, b, kind in facts.bonds:
+            neighbours[a].append((b, kind))
+            neighbours[b].append((a, kind))
+        environments = []
+        for i in range(n):
+            if signatures[i][0] == 8:
+                around = sorted((kind, signatures[j], tuple(sorted((kind_k, signatures[k]) for k, kind_k in neighbours[j] if k != i)))
+                                for j, kind in neighbours[i])
+            else:
+                around = sorted((kind, signatures[j]) for j, kind in neighbours[i])
+            environments.append((signatures[i], tuple(around)))
+        return environments
+
+    def logp(self, mol: Chem.Mol, facts: _MolFacts) -> float:
+        n = mol.GetNumAtoms()
+        if n != mol.GetNumHeavyAtoms():
+            return Crippen.MolLogP(mol)
+        environments = self._environments(facts)
+        known = [self._known.get(e) for e in environments]
+        if None in known:
+            self._learn(mol, environments)
+            return Crippen.MolLogP(mol)
+        total = 0.0
+        for heavy, _ in known:
+            total += heavy
+        for _, hydrogens in known:
+            for value in hydrogens:
+                total += value
+        return total
+
+    def _learn(self, mol: Chem.Mol, environments: list[tuple]) -> None:
+        with_h = Chem.AddHs(mol)
+        contributions = rdMolDescriptors._CalcCrippenContribs(with_h)
+        hydrogens: list[list[float]] = [[] for _ in environments]
+        for atom in with_h.GetAtoms():
+            if atom.GetIdx() >= len(environments):
+                hydrogens[atom.GetNeighbors()[0].GetIdx()].append(contributions[atom.GetIdx()][0])
+        for i, environment in enumerate(environments):
+            self._known[environment] = (contributions[i][0], tuple(hydrogens[i]))
+
+
+@lru_cache(maxsize=1)
+def _crippen_logp() -> _CrippenByEnvironment:
+    return _CrippenByEnvironment()
+
+
 @lru_cache(maxsize=1)
 def _qed_atom_facts() -> _QedAtomFacts:
     return _QedAtomFacts()
@@ -798,8 +865,10 @@ def describe_mol(mol: Chem.Mol, with_alert_atoms: bool = False) -> dict:
     if mol.GetNumAtoms() != mol.GetNumHeavyAtoms():  # RemoveHs copies and re-sanitises (~0.17 ms)
         mol = Chem.RemoveHs(mol)
     bits = _pattern_bits(mol)
+    catalog = alert_catalog()
+    facts = catalog.screen.local_screen.present(mol)
     mw = Descriptors.MolWt(mol)
-    logp = Crippen.MolLogP(mol)
+    logp = _crippen_logp().logp(mol, facts)
     tpsa = rdMolDescriptors.CalcTPSA(mol)
     hbd = Lipinski.NumHDonors(mol)  # rdMolDescriptors.CalcNumHBD, as in QED.properties
     hba = Lipinski.NumHAcceptors(mol)
@@ -807,8 +876,6 @@ def describe_mol(mol: Chem.Mol, with_alert_atoms: bool = False) -> dict:
     # QED counts strict rotatable bonds; the default mode is strict unless someone changed it
     strict_rotb = (rotb if _DEFAULT_ROTATABLE_IS_STRICT else
                    rdMolDescriptors.CalcNumRotatableBonds(mol, rdMolDescriptors.NumRotatableBondsOptions.Strict))
-    catalog = alert_catalog()
-    facts = catalog.screen.local_screen.present(mol)
     alerts, qed_alerts = catalog.matches_and_qed_alerts(mol, bits, facts)
     qed_facts = _qed_atom_facts()
     violations = lipinski_violations(mw, logp, hbd, hba)
