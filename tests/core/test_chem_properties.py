@@ -192,3 +192,28 @@ def test_logp_from_learnt_environments_is_rdkits_to_the_last_bit(molecules, monk
             continue
         assert crippen.logp(Chem.Mol(mol), screen.present(mol)) == value, Chem.MolToSmiles(mol)
     assert with_h_atoms < len(heavy) // 10
+
+
+def test_crippen_types_reach_only_what_the_environment_keys_hold():
+    """_CrippenByEnvironment keys an atom by its neighbours (and an O also by their
+    neighbours): true only while every Crippen SMARTS type reaches at most one bond from its
+    heavy atom (from an H: from its parent), or two from an O through a single neighbour. A new
+    RDKit parameter file breaking that fails here."""
+    Crippen._Init()
+    checked = 0
+    for label in Crippen._patternOrder:
+        for smarts, *_ in Crippen._smartsPatterns[label]:
+            query = Chem.MolFromSmarts(smarts)
+            distances = Chem.GetDistanceMatrix(query)
+            centre, others = 0, set(range(query.GetNumAtoms())) - {0}
+            if query.GetAtomWithIdx(0).GetAtomicNum() == 1 and query.GetNumAtoms() > 1:
+                centre = [n.GetIdx() for n in query.GetAtomWithIdx(0).GetNeighbors()][0]
+                others -= {centre}
+            reach = max((distances[centre][i] for i in others), default=0)
+            if reach > 1:
+                assert query.GetAtomWithIdx(centre).GetAtomicNum() == 8 and reach == 2, smarts
+                near = [i for i in others if distances[centre][i] == 1]
+                assert len(near) == 1, smarts  # one branch: no small ring can join two
+            assert "$" not in smarts and "@" not in smarts, smarts
+            checked += 1
+    assert checked > 100
