@@ -305,7 +305,7 @@ def _element_requirements(query: Chem.Mol) -> list[tuple[frozenset[int], int]]:
 _SIGNATURE_LEAVES = frozenset({
     "AtomType", "AtomAtomicNum", "AtomIsAromatic", "AtomIsAliphatic", "AtomFormalCharge",
     "AtomHCount", "AtomExplicitDegree", "AtomTotalDegree", "AtomInNRings", "AtomInRing",
-    "AtomMinRingSize", "AtomTotalValence", "AtomNull", "AtomAnd", "AtomOr",
+    "AtomMinRingSize", "AtomTotalValence", "AtomIsotope", "AtomNull", "AtomAnd", "AtomOr",
 })
 
 
@@ -334,7 +334,7 @@ class _MolFacts:
     """What _LocalScreen.present learns of a molecule in one pass over its atoms and bonds."""
     mask: int
     kinds: list[int]
-    signatures: list[tuple]  # per atom: (Z, aromatic, charge, H, D, X, ring count, smallest ring, valence)
+    signatures: list[tuple]  # per atom: (Z, aromatic, charge, H, D, X, ring count, smallest ring, valence, isotope)
     bonds: list[tuple[int, int, Chem.BondType]]  # (begin, end, type)
 
 
@@ -342,7 +342,7 @@ class _LocalScreen:
     """Which of the queries' atom and bond conditions some atom or bond of a molecule meets.
 
     An atom's signature (element, aromaticity, charge, H count, degrees, ring count, smallest
-    ring, valence) decides every atom query built of the leaves in _SIGNATURE_LEAVES; a bond's (its type,
+    ring, valence, isotope) decides every atom query built of the leaves in _SIGNATURE_LEAVES; a bond's (its type,
     whether it is in a ring, and its two atoms' signatures) decides a bond query of the leaves in
     _SIGNATURE_BOND_LEAVES between two such atom queries. So the answers for one signature, asked
     of RDKit once (``Atom.Match``, ``Bond.Match``), hold for every atom or bond with that
@@ -441,7 +441,7 @@ class _LocalScreen:
             hydrogens, degree = atom.GetTotalNumHs(True), atom.GetDegree()
             signature = (atom.GetAtomicNum(), atom.GetIsAromatic(), atom.GetFormalCharge(), hydrogens, degree,
                          degree + hydrogens if no_h_atoms else atom.GetTotalDegree(), in_rings[i], smallest[i],
-                         atom.GetTotalValence())
+                         atom.GetTotalValence(), atom.GetIsotope())
             bits = known.get(signature)
             if bits is None:
                 bits = known[signature] = sum(1 << k for k, query_atom in self.atoms if query_atom.Match(atom))
