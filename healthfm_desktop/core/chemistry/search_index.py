@@ -28,8 +28,10 @@ set of keys. RDKit matches each query atom against the standing atoms once per s
 molecule can contain the query only if, for every query atom, it holds an atom of a matching
 type (a screen for what the pattern fingerprint cannot see: ring sizes, ring counts, H counts,
 charges), and a one-atom query is answered by that alone, exactly, without rebuilding any
-molecule. A query with a recursive SMARTS (``$(...)``) is not typed (its atoms read beyond
-their own atom).
+molecule. Each neighbour is kept in the key with its bond, so a star-shaped query (one atom
+and its neighbours, the outer atoms asking only element and aromaticity: C(=O)N, S(=O)(=O)N)
+is decided by the types too, RDKit matching it around one standing atom per type. A query
+with a recursive SMARTS (``$(...)``) is not typed (its atoms read beyond their own atom).
 
 Ring systems: each molecule's ring systems (rings joined by ring bonds) are stored once per
 distinct system (``ring_systems.smi``, with the molecule's own SSSR rings). A connected query
