@@ -60,6 +60,11 @@ SMARTS = {
     "atom in two rings (ring count)": "[R2]",
     "cyclopropane (ring closure)": "C1CC1",
     "ring bond (unselective, ring perception)": "*@*",
+    # what the index cannot decide from atom types or ring systems (a chain, an atom and a
+    # ring, an H count): matched molecule by molecule, ~15 µs a candidate
+    "N-alkyl amide (unselective, matched)": "C(=O)NC",
+    "alkyl benzene (unselective, matched)": "c1ccccc1C",
+    "ring CH2 next to ring N (ring perception, matched)": "[CH2;R]@[#7;R]",
 }
 
 
