@@ -3,16 +3,24 @@ Lipinski HBD/HBA, rotatable bonds, rings, Fsp3, QED; rule-of-five and Veber flag
 alerts from RDKit's FilterCatalog (PAINS A/B/C, Brenk, NIH) with the matching atoms.
 
 Speed: FilterCatalog tests ~765 SMARTS per molecule (≈4 ms) and QED another ~116; 82 of QED's
-are also catalog SMARTS, so both sets form one screened list (``AlertCatalog``) and a shared
-SMARTS is matched once. Each query is first screened with conditions it cannot match without,
-so skipping the others changes no result (tests/core/test_chem_properties.py compares with the
-unscreened calls):
+are also catalog SMARTS, so both sets form one screened list (``AlertCatalog``, 795 queries)
+and a shared SMARTS is matched once. Each query is first screened with conditions it cannot
+match without, so skipping the others changes no result (tests/core/test_chem_properties.py
+compares with the unscreened calls and with FilterCatalog / QED.qed):
 - RDKit's pattern fingerprint (the screen SubstructLibrary uses): all the query's bits must be
-  set in the molecule's, and those of its relaxed form (below);
+  set in the molecule's, and those of its relaxed form and of the sub-patterns its recursive
+  atoms need;
+- atom and bond conditions (``_LocalScreen``): each query atom, and each query bond with its two
+  atoms, needs an atom / bond of the molecule meeting it; answered per atom / bond signature,
+  asked of RDKit once per signature seen;
 - atom kinds: k query atoms that can only match atoms of some elements need k such atoms;
 - recursive SMARTS: see ``_QueryMatcher``; each recursive atom also has a weaker plain form
-  (``_first_atom_union``: ``[$(C=O),$(C=S)]`` → ``[C,C]``) that the two screens above use.
-About 114 of the ~880 queries reach RDKit's matcher on a typical MOSES molecule (~1 ms).
+  (``_first_atom_union``: ``[$(C=O),$(C=S)]`` → ``[C,C]``) that the screens above use.
+The rarest six conditions of each query, learnt from the first molecules, are tested first for
+all queries at once. About 22 of the 795 queries reach RDKit's matcher on a typical MOSES
+molecule (114 before the atom and bond conditions). The same one pass over atoms and bonds
+gives QED's acceptor and aromatic-ring counts and, by atom environment, Crippen logP
+(``_QedAtomFacts``, ``_CrippenByEnvironment``), each equal to RDKit's own to the last bit.
 ``describe_records`` runs on fork-server worker processes (``map_chunks_ordered``)."""
 
 from __future__ import annotations
