@@ -132,30 +132,53 @@ def _search(library: Path | None, rows: list[MoleculeRow], query_text: str, mode
     query = parse_query_smiles(query_text) if mode == "similar" else substructure_query(query_text)
     yield Progress(None, "searching…")
     kept = None
-    if library is not None and is_index(library):
-        index = kept = opened if opened is not None else LibraryIndex.open(library)
-    elif library is not None:
-        import tempfile
-
-        tmp = tempfile.mkdtemp(prefix="healthfm-index-")
-        index = build_index([library], tmp, workers=1)
+    if library is None:
+        hits = _table_hits(rows, query, mode, threshold, top)
     else:
-        import tempfile
+        if is_index(library):
+            index = kept = opened if opened is not None else LibraryIndex.open(library)
+        else:
+            import tempfile
 
-        tmp = Path(tempfile.mkdtemp(prefix="healthfm-index-"))
-        table = tmp / "table.smi"
-        table.write_text("".join(f"{r.smiles} {r.id}\n" for r in rows if r.mol is not None), encoding="utf-8")
-        index = build_index([table], tmp / "index", workers=1)
-    hits = index.similar(query, threshold=threshold, top=top) if mode == "similar" else index.substructure(query, top=top)
+            index = build_index([library], tempfile.mkdtemp(prefix="healthfm-index-"), workers=1)
+        found = index.similar(query, threshold=threshold, top=top) if mode == "similar" else index.substructure(query, top=top)
+        hits = [(hit.id, hit.smiles, hit.score) for hit in found]
     out = []
-    for hit in hits:
-        mol = Chem.MolFromSmiles(hit.smiles)
-        row = MoleculeRow(id=hit.id, smiles=Chem.MolToSmiles(mol), source=hit.smiles, mol=mol, score=hit.score)
+    for ident, smiles, score in hits:
+        mol = Chem.MolFromSmiles(smiles)
+        row = MoleculeRow(id=ident, smiles=Chem.MolToSmiles(mol), source=smiles, mol=mol, score=score)
         props = describe_mol(mol, with_alert_atoms=True)
         row.alert_atoms = props.pop("alert_atoms")
         row.properties = props
         out.append(row)
     return out, kept
+
+
+def _table_hits(rows: list[MoleculeRow], query, mode: str, threshold: float | None, top: int | None):
+    """(id, SMILES, score) of the table's hits, as an index of the table would give them - each
+    row's molecule rebuilt from its SMILES by RDKit; substructure: HasSubstructMatch, in table
+    order; similarity: BulkTanimotoSimilarity on Morgan radius-2 2048-bit fingerprints, best
+    first, ties in table order - without writing and indexing the table for every search."""
+    from rdkit import Chem, DataStructs
+
+    from healthfm_desktop.core.chemistry.fingerprints import morgan_generator
+
+    valid = [(r, Chem.MolFromSmiles(r.smiles)) for r in rows if r.mol is not None]
+    valid = [(r, mol) for r, mol in valid if mol is not None]
+    if mode != "similar":
+        found = [(r.id, r.smiles, 1.0) for r, mol in valid if mol.HasSubstructMatch(query)]
+        return found[:top] if top else found
+    if threshold is None:
+        threshold = 0.0 if top else 0.7
+    if not 0.0 <= threshold <= 1.0:
+        raise UserFacingError("the similarity threshold must lie between 0 and 1")
+    generator = morgan_generator()
+    scores = DataStructs.BulkTanimotoSimilarity(generator.GetFingerprint(query),
+                                                [generator.GetFingerprint(mol) for _, mol in valid])
+    ranked = sorted((i for i, score in enumerate(scores) if score >= threshold), key=lambda i: (-scores[i], i))
+    if top:
+        ranked = ranked[:top]
+    return [(valid[i][0].id, valid[i][0].smiles, scores[i]) for i in ranked]
 
 
 def _index_stamp(folder: Path) -> tuple | None:

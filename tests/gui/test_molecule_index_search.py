@@ -81,3 +81,39 @@ def test_index_search_shows_rdkit_hits_and_starts_then_stops_the_workers(qtbot, 
 
     molecules_controller._stop_substructure_workers()  # what app quit runs
     assert search_index._pool is None
+
+
+def test_table_search_equals_rdkit_on_the_table(qtbot):
+    """Search table (no library): substructure hits are RDKit's HasSubstructMatch over the
+    table's molecules in table order, similarity scores are BulkTanimotoSimilarity on Morgan
+    r=2 2048-bit fingerprints, best first."""
+    from rdkit import DataStructs
+    from rdkit.Chem import rdFingerprintGenerator
+
+    view = MoleculesWorkspace(MoleculesController())
+    qtbot.addWidget(view)
+    table = Path(__file__).resolve().parents[2] / "resources" / "samples" / "molecules" / "approved_drugs.csv"
+    view.controller.open_paths([table])
+    qtbot.waitUntil(lambda: len(view.controller.rows) > 10 and not view.controller.busy, timeout=60_000)
+    rows = [(r.id, r.smiles) for r in view.controller.rows if r.mol is not None]
+    view.search_mode.setCurrentText("substructure")
+    view.search_query.setText("c1ccccc1")
+    view.run_search(None)
+    qtbot.waitUntil(lambda: view.controller.showing_search and not view.controller.busy, timeout=60_000)
+    expected_ids = _rdkit_hits(rows, "c1ccccc1")
+    assert 0 < len(expected_ids) < len(rows)
+    assert [r.id for r in view.controller.rows] == expected_ids
+    view.controller.showing_search = False
+    view.controller.rows = []
+    view.controller.open_paths([table])
+    qtbot.waitUntil(lambda: len(view.controller.rows) > 10 and not view.controller.busy, timeout=60_000)
+    view.search_mode.setCurrentText("similar")
+    view.search_query.setText("CC(=O)Oc1ccccc1C(=O)O")
+    view.search_threshold.setValue(0.1)
+    view.run_search(None)
+    qtbot.waitUntil(lambda: view.controller.showing_search and not view.controller.busy, timeout=60_000)
+    generator = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
+    scores = DataStructs.BulkTanimotoSimilarity(generator.GetFingerprint(Chem.MolFromSmiles("CC(=O)Oc1ccccc1C(=O)O")),
+                                                [generator.GetFingerprint(Chem.MolFromSmiles(s)) for _, s in rows])
+    expected = sorted(((-score, i) for i, score in enumerate(scores) if score >= 0.1))[:100]
+    assert [(r.id, r.score) for r in view.controller.rows] == [(rows[i][0], -negative) for negative, i in expected]
