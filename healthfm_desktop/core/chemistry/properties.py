@@ -218,6 +218,7 @@ class _QueryMatcher:
         self.alternatives: list[_QueryMatcher] | None = None
         self.relaxed: Chem.Mol | None = None
         self.atom_bits = 0  # the _LocalScreen atoms it needs (set by _ScreenedQueries)
+        self.single_atom = query.GetNumAtoms() == 1
         recursive = [a.GetIdx() for a in query.GetAtoms() if _is_recursive(a)]
         if not recursive or depth > 2:
             return
@@ -255,7 +256,7 @@ class _QueryMatcher:
             return False
         if self.alternatives is not None:
             return any(m.has_match(mol, mol_fp, present) for m in self.alternatives)
-        if self.query.GetNumAtoms() == 1:
+        if self.single_atom:
             return mol.HasSubstructMatch(self.query)
         if self.relaxed is not None and not mol.HasSubstructMatch(self.relaxed):
             return False
