@@ -571,13 +571,14 @@ class LibraryIndex:
                      progress: Callable[[float], None] | None = None) -> list[Hit]:
         """Library molecules that contain ``query`` (RDKit's HasSubstructMatch), in library order.
 
-        Two exact screens keep only molecules that can match: the pattern fingerprint (the AND
-        of the query's bit planes) and the atom types (for each query atom, the molecule must
-        hold an atom of a type RDKit matches it with; a one-atom query is decided by this
-        alone). A query confined to ring systems is decided on the library's distinct ring
-        systems (``_ring_system_screen``). Each remaining molecule is rebuilt from RDKit's own canonical SMILES of the
-        sanitised molecule without sanitising again (parsing such trusted SMILES costs a fifth
-        of MolFromSmiles), with exactly what substructure matching reads recomputed: valences
+        Decided without matching molecules: a one-atom query and a star-shaped one by the atom
+        types (``_type_screen``, ``_star_screen``), a query confined to ring systems on the
+        library's distinct ring systems (``_ring_system_screen``). Otherwise two exact screens
+        keep only molecules that can match: the pattern fingerprint (the AND of the query's bit
+        planes) and the atom types (for each query atom, the molecule must hold an atom of a
+        type RDKit matches it with). Each remaining molecule is rebuilt from RDKit's own
+        canonical SMILES of the sanitised molecule without sanitising again (parsing such
+        trusted SMILES costs a fifth of MolFromSmiles), with exactly what matching reads: valences
         and hydrogen counts always; when the query asks about rings, the stored SSSR rings
         (hybridisation too when it asks about that). With enough candidates to pay
         (``_PARALLEL_MIN_CANDIDATES``, or ``_PARALLEL_MIN_CANDIDATES_COLD`` while no workers run
