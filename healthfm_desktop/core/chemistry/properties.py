@@ -344,7 +344,7 @@ class _MolFacts:
     mask: int
     kinds: list[int]
     signatures: list[tuple]  # per atom: (Z, aromatic, charge, H, D, X, ring count, smallest ring, valence, isotope)
-    bonds: list[tuple[int, int, Chem.BondType]]  # (begin, end, type)
+    bonds: list[tuple[int, int, Chem.BondType, bool]]  # (begin, end, type, in a ring)
 
 
 class _LocalScreen:
@@ -433,13 +433,16 @@ class _LocalScreen:
         n_atoms = mol.GetNumAtoms()
         # ring counts and smallest ring sizes from the ring lists, not one call per atom
         in_rings, smallest = [0] * n_atoms, [0] * n_atoms
-        for ring in ring_info.AtomRings():
+        atom_rings = ring_info.AtomRings()
+        for k in range(len(atom_rings)):  # indexing: RDKit's iterator over this vector is slow
+            ring = atom_rings[k]
             size = len(ring)
             for i in ring:
                 in_rings[i] += 1
                 if not smallest[i] or size < smallest[i]:
                     smallest[i] = size
-        ring_bonds = {i for ring in ring_info.BondRings() for i in ring}
+        bond_rings = ring_info.BondRings()
+        ring_bonds = {i for k in range(len(bond_rings)) for i in bond_rings[k]}
         # without H atoms in the graph, H counts with and without H neighbours agree and the
         # total degree is degree + H count
         no_h_atoms = n_atoms == mol.GetNumHeavyAtoms()
@@ -468,7 +471,7 @@ class _LocalScreen:
                 bits = known[signature] = self._bond_conditions(
                     bond, signature[1:3], self._atom_bits[signature[0]], self._atom_bits[signature[3]])
             mask |= bits
-            bonds.append((begin, end, signature[1]))
+            bonds.append((begin, end, signature[1], signature[2]))
         return _MolFacts(mask, kinds, signatures, bonds)
 
     def _bond_conditions(self, bond: Chem.Bond, kind: tuple, begin_bits: int, end_bits: int) -> int:
@@ -734,7 +737,7 @@ class _QedAtomFacts:
     def aromatic_rings(facts: _MolFacts) -> int:
         signatures, n = facts.signatures, len(facts.signatures)
         deleted = [False] * n
-        for a, b, kind in facts.bonds:
+        for a, b, kind, _ in facts.bonds:
             # [A;R] with a [!a] neighbour, both ways; SMARTS' implicit bond: single or aromatic
             if kind in _SINGLE_OR_AROMATIC and not signatures[a][1] and not signatures[b][1]:
                 deleted[a] = deleted[a] or signatures[a][6] > 0
@@ -747,13 +750,16 @@ class _QedAtomFacts:
                 x = parent[x]
             return x
 
-        kept_bonds = 0
-        for a, b, _ in facts.bonds:
-            if not deleted[a] and not deleted[b]:
+        # bonds outside rings join nothing into a cycle (removing one leaves the cycle rank as
+        # it is): only ring bonds and their atoms are counted
+        kept_bonds, kept_atoms = 0, set()
+        for a, b, _, in_ring in facts.bonds:
+            if in_ring and not deleted[a] and not deleted[b]:
                 kept_bonds += 1
+                kept_atoms.add(a)
+                kept_atoms.add(b)
                 parent[root(a)] = root(b)
-        kept = [i for i in range(n) if not deleted[i]]
-        return kept_bonds - len(kept) + sum(1 for i in kept if root(i) == i)
+        return kept_bonds - len(kept_atoms) + sum(1 for i in kept_atoms if root(i) == i)
 
 
 class _CrippenByEnvironment:
@@ -777,7 +783,7 @@ class _CrippenByEnvironment:
     def _environments(facts: _MolFacts) -> list[tuple]:
         signatures, n = facts.signatures, len(facts.signatures)
         neighbours: list[list[tuple[int, Chem.BondType]]] = [[] for _ in range(n)]
-        for a, b, kind in facts.bonds:
+        for a, b, kind, _ in facts.bonds:
             neighbours[a].append((b, kind))
             neighbours[b].append((a, kind))
         environments = []
