@@ -153,15 +153,14 @@ def test_qed_counts_from_atom_signatures_equal_qed_properties(molecules):
 def test_local_screen_only_drops_queries_rdkit_does_not_match(molecules):
     """Every alert query RDKit matches on a molecule is among the screened candidates, and the
     screens leave few of the ~800 queries to RDKit."""
-    from healthfm_desktop.core.chemistry.properties import _pattern_bits, alert_catalog
+    from healthfm_desktop.core.chemistry.properties import alert_catalog
 
     screen = alert_catalog().screen
     kept = 0
     for mol in molecules[::3]:
         if mol.GetNumAtoms() != mol.GetNumHeavyAtoms():
             mol = Chem.RemoveHs(mol)
-        bits = _pattern_bits(mol)
-        candidates = set(screen.candidates(mol, bits).tolist())
+        candidates = set(screen.candidates(mol).tolist())
         kept += len(candidates)
         for i, matcher in enumerate(screen.matchers):
             if matcher is not None and mol.HasSubstructMatch(matcher.query):

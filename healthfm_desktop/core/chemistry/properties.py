@@ -7,19 +7,18 @@ are also catalog SMARTS, so both sets form one screened list (``AlertCatalog``, 
 and a shared SMARTS is matched once. Each query is first screened with conditions it cannot
 match without, so skipping the others changes no result (tests/core/test_chem_properties.py
 compares with the unscreened calls and with FilterCatalog / QED.qed):
-- RDKit's pattern fingerprint (the screen SubstructLibrary uses): all the query's bits must be
-  set in the molecule's, and those of its relaxed form and of the sub-patterns its recursive
-  atoms need;
-- atom and bond conditions (``_LocalScreen``): each query atom, and each query bond with its two
-  atoms, needs an atom / bond of the molecule meeting it; answered per atom / bond signature,
-  asked of RDKit once per signature seen;
+- atom, bond and angle conditions (``_LocalScreen``): each query atom, each query bond with its
+  two atoms, and each pair of bonds of a query atom, needs an atom / bond / pair of bonds of the
+  molecule meeting it; answered per signature, asked of RDKit once per signature seen; the
+  conditions of a query's relaxed form and of the sub-patterns its recursive atoms need count
+  too;
 - atom kinds: k query atoms that can only match atoms of some elements need k such atoms;
 - recursive SMARTS: see ``_QueryMatcher``; each recursive atom also has a weaker plain form
   (``_first_atom_union``: ``[$(C=O),$(C=S)]`` → ``[C,C]``) that the screens above use.
 The rarest six conditions of each query, learnt from the first molecules, are tested first for
-all queries at once. About 22 of the 795 queries reach RDKit's matcher on a typical MOSES
-molecule (114 before the atom and bond conditions). The same one pass over atoms and bonds
-gives QED's acceptor and aromatic-ring counts and, by atom environment, Crippen logP
+all queries at once. About 21 of the 795 queries reach RDKit's matcher on a typical MOSES
+molecule (114 with the pattern-fingerprint screen this replaced). The same one pass over atoms
+and bonds gives QED's acceptor and aromatic-ring counts and, by atom environment, Crippen logP
 (``_QedAtomFacts``, ``_CrippenByEnvironment``), each equal to RDKit's own to the last bit.
 ``describe_records`` runs on fork-server worker processes (``map_chunks_ordered``)."""
 
@@ -38,7 +37,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
-from rdkit import Chem, DataStructs
+from rdkit import Chem
 from rdkit.Chem import QED, Crippen, Descriptors, Lipinski, rdMolDescriptors
 from rdkit.Chem.FilterCatalog import FilterCatalog, FilterCatalogParams
 
@@ -51,7 +50,6 @@ ALERT_CATALOGS = {
 }
 DESCRIBE_COLUMNS = ("id", "smiles", "mw", "logp", "tpsa", "hbd", "hba", "rotb", "qed", "lipinski_violations", "alerts")
 EXTRA_COLUMNS = ("rings", "aromatic_rings", "heavy_atoms", "fsp3", "lipinski_pass", "veber_pass")
-_PATTERN_FP_SIZE = 2048
 _PICKLE_MAGIC = b"\xef\xbe\xad\xde"
 _KEY_CONDITIONS = 6
 _LEARN_KEYS_FROM = 200
@@ -69,11 +67,6 @@ class StructuralAlert:
     @property
     def label(self) -> str:
         return f"{self.catalog}:{self.name}"
-
-
-def _pattern_bits(mol: Chem.Mol) -> np.ndarray:
-    fp = Chem.PatternFingerprint(mol, fpSize=_PATTERN_FP_SIZE)
-    return np.frombuffer(DataStructs.BitVectToBinaryText(fp), dtype=np.uint8)
 
 
 def _entry_query(entry) -> Chem.Mol | None:
@@ -207,14 +200,13 @@ class _QueryMatcher:
     the whole molecule before matching the query. Two exact rewrites avoid most of that work:
     - a one-atom query ``[$(A),$(B),X]`` matches iff A, B or [X] matches somewhere (an atom
       matches $(A) iff it starts a match of A), so it becomes an OR of smaller matchers, each
-      with its own pattern-fingerprint screen;
+      with its own atom, bond and angle conditions;
     - in a larger query, replacing each recursive atom by ``*`` gives a weaker query (every
       match of the original is a match of it), so when the weaker one has no match neither has
       the original."""
 
     def __init__(self, query: Chem.Mol, depth: int = 0):
         self.query = _prepared(query)
-        self.fp = int.from_bytes(_pattern_bits(query).tobytes(), "little")
         self.alternatives: list[_QueryMatcher] | None = None
         self.relaxed: Chem.Mol | None = None
         self.atom_bits = 0  # the _LocalScreen atoms it needs (set by _ScreenedQueries)
@@ -250,12 +242,12 @@ class _QueryMatcher:
             matchers.append(_QueryMatcher(sub, depth + 1))
         return matchers
 
-    def has_match(self, mol: Chem.Mol, mol_fp: int, present: int, screened: bool = False) -> bool:
+    def has_match(self, mol: Chem.Mol, present: int, screened: bool = False) -> bool:
         """``present``: the molecule's _LocalScreen mask."""
-        if not screened and (self.fp & mol_fp != self.fp or self.atom_bits & present != self.atom_bits):
+        if not screened and self.atom_bits & present != self.atom_bits:
             return False
         if self.alternatives is not None:
-            return any(m.has_match(mol, mol_fp, present) for m in self.alternatives)
+            return any(m.has_match(mol, present) for m in self.alternatives)
         if self.single_atom:
             return mol.HasSubstructMatch(self.query)
         if self.relaxed is not None and not mol.HasSubstructMatch(self.relaxed):
@@ -362,6 +354,10 @@ class _LocalScreen:
         self.atoms: list[tuple[int, Chem.Atom]] = []  # (condition index, atom query)
         # (condition index, begin atom condition index or None for any atom, bond query, end's)
         self.bonds: list[tuple[int, int | None, Chem.Bond, int | None]] = []
+        # (condition index, centre atom condition, bond query, its end's condition, the other
+        # bond query, its end's): two bonds of a query atom, met by two bonds of one atom
+        self.angles: list[tuple[int, int, Chem.Bond, int | None, Chem.Bond, int | None]] = []
+        self._angle_bits: dict[tuple, int] = {}
         self._index: dict[tuple, int] = {}
         self._atom_bits: dict[tuple, int] = {}
         self._bond_bits: dict[tuple, int] = {}
@@ -395,10 +391,24 @@ class _LocalScreen:
             # an end that is not screenable is left open (any atom): a weaker condition
             begin, end = (self._index[("atom", a.GetSmarts())] if screenable[a.GetIdx()] else None for a in ends)
             mask |= self._condition(("bond", begin, bond.GetSmarts(), end), (begin, bond, end), self.bonds)
+        for atom, ok in zip(query.GetAtoms(), screenable):
+            if not ok:
+                continue
+            centre = self._index[("atom", atom.GetSmarts())]
+            arms = sorted((((bond.GetSmarts(), -1 if not screenable[other.GetIdx()] else self._index[("atom", other.GetSmarts())]), bond)
+                           for bond in atom.GetBonds() if _bond_screenable(bond)
+                           for other in (bond.GetOtherAtom(atom),)), key=lambda arm: arm[0])
+            for p in range(len(arms)):
+                for r in range(p + 1, len(arms)):
+                    (key_p, bond_p), (key_r, bond_r) = arms[p], arms[r]
+                    ends = [None if key[1] < 0 else key[1] for key in (key_p, key_r)]
+                    mask |= self._condition(("angle", centre, key_p, key_r),
+                                            (centre, bond_p, ends[0], bond_r, ends[1]), self.angles)
         # new conditions: what was learnt per signature no longer covers them all
         self._tables = None
         self._atom_bits.clear()
         self._bond_bits.clear()
+        self._angle_bits.clear()
         return mask
 
     def _bond_tables(self) -> tuple[np.ndarray, ...]:
@@ -407,15 +417,25 @@ class _LocalScreen:
         if self._tables is None:
             kinds: dict[str, int] = {}
             self._bond_queries = []
-            for _, _, bond, _ in self.bonds:
+            for bond in [b for _, _, b, _ in self.bonds] + [b for _, _, b, _, _, _ in self.angles] + \
+                    [b for _, _, _, _, b, _ in self.angles]:
                 if bond.GetSmarts() not in kinds:
                     kinds[bond.GetSmarts()] = len(kinds)
                     self._bond_queries.append(bond)
             pad = len(self)
-            self._tables = (np.array([k for k, _, _, _ in self.bonds], dtype=np.int64),
-                            np.array([pad if a is None else a for _, a, _, _ in self.bonds], dtype=np.int64),
-                            np.array([pad if b is None else b for _, _, _, b in self.bonds], dtype=np.int64),
-                            np.array([kinds[bond.GetSmarts()] for _, _, bond, _ in self.bonds], dtype=np.int64))
+
+            def column(values) -> np.ndarray:
+                return np.array([pad if v is None else v for v in values], dtype=np.int64)
+
+            self._tables = (column(k for k, _, _, _ in self.bonds), column(a for _, a, _, _ in self.bonds),
+                            column(b for _, _, _, b in self.bonds),
+                            column(kinds[bond.GetSmarts()] for _, _, bond, _ in self.bonds))
+            self._angle_tables = (column(k for k, _, _, _, _, _ in self.angles),
+                                  column(c for _, c, _, _, _, _ in self.angles),
+                                  column(kinds[b.GetSmarts()] for _, _, b, _, _, _ in self.angles),
+                                  column(e for _, _, _, e, _, _ in self.angles),
+                                  column(kinds[b.GetSmarts()] for _, _, _, _, b, _ in self.angles),
+                                  column(e for _, _, _, _, _, e in self.angles))
             self._bond_kinds = {}
         return self._tables
 
@@ -462,6 +482,7 @@ class _LocalScreen:
             signatures.append(signature)
         known = self._bond_bits
         bonds = []
+        arms: list[list[tuple]] = [[] for _ in range(n_atoms)]
         for i in range(mol.GetNumBonds()):
             bond = mol.GetBondWithIdx(i)
             begin, end = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
@@ -472,7 +493,38 @@ class _LocalScreen:
                     bond, signature[1:3], self._atom_bits[signature[0]], self._atom_bits[signature[3]])
             mask |= bits
             bonds.append((begin, end, signature[1], signature[2]))
+            arms[begin].append((signature[1:3], signature[3]))
+            arms[end].append((signature[1:3], signature[0]))
+        known = self._angle_bits
+        for i in range(n_atoms):
+            around = arms[i]
+            if len(around) < 2:
+                continue
+            around.sort()
+            for p in range(len(around) - 1):
+                for r in range(p + 1, len(around)):
+                    signature = (signatures[i], around[p], around[r])
+                    bits = known.get(signature)
+                    if bits is None:
+                        bits = known[signature] = self._angle_conditions(*signature)
+                    mask |= bits
         return _MolFacts(mask, kinds, signatures, bonds)
+
+    def _angle_conditions(self, centre: tuple, arm: tuple, other_arm: tuple) -> int:
+        """The angle conditions an atom of signature ``centre`` meets with two of its bonds,
+        each given as ((bond type, in a ring), the other atom's signature)."""
+        self._bond_tables()
+        condition, centres, query, end, other_query, other_end = self._angle_tables
+        # both bonds were read in this molecule's bond loop: their kinds are known (they are
+        # forgotten only together with every bond signature, in require)
+        q, w = self._bond_kinds[arm[0]], self._bond_kinds[other_arm[0]]
+        x = self._unpacked(self._atom_bits[centre])
+        y, z = self._unpacked(self._atom_bits[arm[1]]), self._unpacked(self._atom_bits[other_arm[1]])
+        met = x[centres] & ((q[query] & y[end] & w[other_query] & z[other_end])
+                            | (w[query] & z[end] & q[other_query] & y[other_end]))
+        bits = np.zeros(len(self), dtype=bool)
+        bits[condition[met]] = True
+        return int.from_bytes(np.packbits(bits, bitorder="little").tobytes(), "little")
 
     def _bond_conditions(self, bond: Chem.Bond, kind: tuple, begin_bits: int, end_bits: int) -> int:
         """The bond conditions ``bond`` meets, from its ends' atom conditions and which bond
@@ -489,14 +541,15 @@ class _LocalScreen:
 
 
 class _ScreenedQueries:
-    """Queries with their screens: ``candidates(mol, mol_bits)`` gives the indices that may
-    match; ``matchers[i].has_match`` decides exactly (None: a query that is not one SMARTS).
+    """Queries with their screens: ``candidates(mol)`` gives the indices that may match;
+    ``matchers[i].has_match`` decides exactly (None: a query that is not one SMARTS).
 
-    A query is a candidate when the molecule has every bit of its pattern fingerprint (and of
-    its relaxed form's), an atom for each of its atom conditions (_LocalScreen), and enough atoms
-    of the kinds its atoms can only be (_element_requirements). The first two are one bit test:
-    the molecule's pattern fingerprint and atom-screen mask side by side, against the same for
-    each query, stored sparsely (only a query's non-zero 64-bit words)."""
+    A query is a candidate when the molecule meets each of its atom, bond and angle conditions
+    (_LocalScreen; those of its relaxed form and of the sub-patterns its recursive atoms need
+    too), and has enough atoms of the kinds its atoms can only be (_element_requirements).
+    RDKit's pattern fingerprint (SubstructLibrary's screen) is not used: with these conditions
+    it removed half the remaining candidates but cost more (~0.15 ms a molecule) than matching
+    them."""
 
     def __init__(self, queries: list[Chem.Mol | None]):
         self.matchers = [None if q is None else _QueryMatcher(q) for q in queries]
@@ -505,25 +558,14 @@ class _ScreenedQueries:
         for matcher in self.matchers:
             if matcher is not None:
                 self._require_atoms(matcher)
-        needs: list[tuple[np.ndarray, int] | None] = []
-        for matcher in self.matchers:
-            if matcher is None:
-                needs.append(None)
-                continue
-            # matching the relaxed query is necessary too: both fingerprints' bits must be set
-            fp = _pattern_bits(matcher.query)
-            if matcher.relaxed is not None:
-                fp = fp | _pattern_bits(matcher.relaxed)
-            sub_fp, sub_atoms = self._recursive_requirements(matcher.query)
-            needs.append((fp | sub_fp, matcher.atom_bits | sub_atoms))
-        self.atom_words = (len(self.local_screen) + 63) // 64  # the screen atoms are all known now
-        self.required = np.zeros((len(queries), _PATTERN_FP_SIZE // 64 + self.atom_words), dtype=np.uint64)
+        needs = [None if m is None else m.atom_bits | self._recursive_requirements(m.query) for m in self.matchers]
+        self.words = (len(self.local_screen) + 63) // 64  # the conditions are all known now
+        self.required = np.zeros((len(queries), self.words), dtype=np.uint64)
         for i, need in enumerate(needs):
             if need is not None:
-                self.required[i, : _PATTERN_FP_SIZE // 64] = need[0].view(np.uint64)
-                self.required[i, _PATTERN_FP_SIZE // 64 :] = self._words(need[1])
+                self.required[i] = self._words(need)
         # element-count screen: requirement r says: atoms of the kinds paired with r ≥ needed[r].
-        # Only k ≥ 2: one atom of a kind is already required by the atom screen or the fingerprint
+        # Only k ≥ 2: one atom of a kind is already required by an atom condition
         requirements = [(i, elements, k) for i, m in enumerate(self.matchers) if m is not None
                         for q in (m.query, m.relaxed) if q is not None
                         for elements, k in _element_requirements(q) if k >= 2]
@@ -535,40 +577,35 @@ class _ScreenedQueries:
         self.needed = np.array([k for _, _, k in requirements], dtype=np.float64)
         self.owner = np.array([i for i, _, _ in requirements], dtype=np.int64)
         self.n = len(queries)
-        # key conditions: per query, its _KEY_CONDITIONS rarest bits (fingerprint bits and atom
-        # conditions), learnt from the first molecules screened, are tested first for all
-        # queries at once; the few queries left get the full test
-        self.n_conditions = _PATTERN_FP_SIZE + len(self.local_screen)
+        # key conditions: per query, its _KEY_CONDITIONS rarest conditions, learnt from the first
+        # molecules screened, are tested first for all queries at once; the few queries left
+        # get the full test
+        self.n_conditions = len(self.local_screen)
         self._condition_counts = np.zeros(self.n_conditions, dtype=np.int64)
         self._screened = 0
         self._keys: np.ndarray | None = None
 
-    def _recursive_requirements(self, query: Chem.Mol) -> tuple[np.ndarray, int]:
-        """Fingerprint bits and screen atoms a molecule needs for ``query``'s recursive atoms to
-        match: an atom matches ``[$(A)&!$(B);$(C),$(D)]`` only if the molecule contains A, and C
-        or D; so A's needs are required, and those C and D share."""
-        fp, atoms = np.zeros(_PATTERN_FP_SIZE // 8, dtype=np.uint8), 0
+    def _recursive_requirements(self, query: Chem.Mol) -> int:
+        """Conditions a molecule needs for ``query``'s recursive atoms to match: an atom matches
+        ``[$(A)&!$(B);$(C),$(D)]`` only if the molecule contains A, and C or D; so A's
+        conditions are required, and those C and D share."""
+        needed = 0
         for atom in query.GetAtoms():
             if not _is_recursive(atom):
                 continue
             smarts = atom.GetSmarts()
             body = smarts[1:-1] if smarts.startswith("[") and smarts.endswith("]") else smarts
             for conjunct in _split_top_level(body, ";"):
-                shared_fp, shared_atoms = None, 0
+                shared = None
                 for alternative in _split_top_level(conjunct, ","):
-                    alt_fp, alt_atoms = np.zeros_like(fp), 0
+                    conditions = 0
                     for part in _split_top_level(alternative, "&"):
                         sub = Chem.MolFromSmarts(part[2:-1]) if _one_recursive_part(part) else None
                         if sub is not None and sub.GetNumAtoms():
-                            alt_fp |= _pattern_bits(_prepared(sub))
-                            alt_atoms |= self.local_screen.require(sub)
-                    if shared_fp is None:
-                        shared_fp, shared_atoms = alt_fp, alt_atoms
-                    else:
-                        shared_fp, shared_atoms = shared_fp & alt_fp, shared_atoms & alt_atoms
-                if shared_fp is not None:
-                    fp, atoms = fp | shared_fp, atoms | shared_atoms
-        return fp, atoms
+                            conditions |= self.local_screen.require(_prepared(sub))
+                    shared = conditions if shared is None else shared & conditions
+                needed |= shared or 0
+        return needed
 
     def _require_atoms(self, matcher: _QueryMatcher) -> None:
         matcher.atom_bits = self.local_screen.require(matcher.query) | self.local_screen.require(matcher.relaxed)
@@ -576,14 +613,13 @@ class _ScreenedQueries:
             self._require_atoms(alternative)
 
     def _words(self, mask: int) -> np.ndarray:
-        return np.frombuffer(mask.to_bytes(8 * self.atom_words, "little"), dtype=np.uint64)
+        return np.frombuffer(mask.to_bytes(8 * self.words, "little"), dtype=np.uint64)
 
-    def _conditions(self, mol_bits: np.ndarray, present: int) -> np.ndarray:
-        """The molecule's conditions as 0/1: fingerprint bits, atom conditions, then a 1 that
-        pads the key table."""
-        atoms = np.unpackbits(np.frombuffer(present.to_bytes(8 * self.atom_words, "little"), dtype=np.uint8),
-                              bitorder="little")[: len(self.local_screen)]
-        return np.concatenate((np.unpackbits(mol_bits, bitorder="little"), atoms, _ONE))
+    def _conditions(self, present: int) -> np.ndarray:
+        """The molecule's conditions as 0/1, then a 1 that pads the key table."""
+        met = np.unpackbits(np.frombuffer(present.to_bytes(8 * self.words, "little"), dtype=np.uint8),
+                            bitorder="little", count=self.n_conditions)
+        return np.append(met, _ONE)
 
     def _learn_keys(self) -> None:
         rarity = np.argsort(self._condition_counts, kind="stable")
@@ -597,19 +633,18 @@ class _ScreenedQueries:
             keys[i, : len(chosen)] = chosen
         self._keys = keys
 
-    def candidates(self, mol: Chem.Mol, mol_bits: np.ndarray, facts: _MolFacts | None = None) -> np.ndarray:
+    def candidates(self, mol: Chem.Mol, facts: _MolFacts | None = None) -> np.ndarray:
         facts = facts or self.local_screen.present(mol)
         present, kinds = facts.mask, facts.kinds
         if self._keys is not None:
-            rows = np.flatnonzero(self._conditions(mol_bits, present)[self._keys].all(axis=1))
+            rows = np.flatnonzero(self._conditions(present)[self._keys].all(axis=1))
         else:
             rows = np.arange(self.n)
-            self._condition_counts += self._conditions(mol_bits, present)[:-1]
+            self._condition_counts += self._conditions(present)[:-1]
             self._screened += 1
             if self._screened == _LEARN_KEYS_FROM:
                 self._learn_keys()
-        words = np.concatenate((mol_bits.view(np.uint64), self._words(present)))
-        rows = rows[~(self.required[rows] & ~words).any(axis=1)]
+        rows = rows[~(self.required[rows] & ~self._words(present)).any(axis=1)]
         if len(self.needed):
             counts = np.bincount(kinds, minlength=1119)
             have = np.bincount(self.pair_requirement, weights=counts[self.pair_kind], minlength=len(self.needed))
@@ -618,13 +653,12 @@ class _ScreenedQueries:
             rows = rows[~short[rows]]
         return rows
 
-    def matching(self, mol: Chem.Mol, mol_bits: np.ndarray, facts: _MolFacts | None = None) -> Iterator[int]:
+    def matching(self, mol: Chem.Mol, facts: _MolFacts | None = None) -> Iterator[int]:
         """Indices whose query matches (and those without a query, for the caller to decide)."""
-        mol_fp = int.from_bytes(mol_bits.tobytes(), "little")
         facts = facts or self.local_screen.present(mol)
-        for i in self.candidates(mol, mol_bits, facts):
+        for i in self.candidates(mol, facts):
             matcher = self.matchers[i]
-            if matcher is None or matcher.has_match(mol, mol_fp, facts.mask, screened=True):
+            if matcher is None or matcher.has_match(mol, facts.mask, screened=True):
                 yield int(i)
 
 
@@ -664,11 +698,10 @@ class AlertCatalog:
             self.entries_of.setdefault(query, []).append(entry_index)
         self.qed_count = np.bincount(qed_queries, minlength=len(queries))
 
-    def matches_and_qed_alerts(self, mol: Chem.Mol, mol_bits: np.ndarray,
-                               facts: _MolFacts | None = None) -> tuple[list[StructuralAlert], int]:
+    def matches_and_qed_alerts(self, mol: Chem.Mol, facts: _MolFacts | None = None) -> tuple[list[StructuralAlert], int]:
         """The catalog entries that match (in catalog order) and how many QED alerts match."""
         found_entries, qed_alerts = [], 0
-        for i in self.screen.matching(mol, mol_bits, facts):
+        for i in self.screen.matching(mol, facts):
             qed_alerts += int(self.qed_count[i])
             found_entries += self.entries_of.get(i, ())
         found = []
@@ -682,10 +715,8 @@ class AlertCatalog:
                 found.append(StructuralAlert(catalog_name, entry.GetDescription(), atoms))
         return found, qed_alerts
 
-    def matches(self, mol: Chem.Mol, mol_bits: np.ndarray | None = None) -> list[StructuralAlert]:
-        if mol_bits is None:
-            mol_bits = _pattern_bits(mol)
-        return self.matches_and_qed_alerts(mol, mol_bits)[0]
+    def matches(self, mol: Chem.Mol) -> list[StructuralAlert]:
+        return self.matches_and_qed_alerts(mol)[0]
 
 
 @lru_cache(maxsize=1)
@@ -879,7 +910,6 @@ def describe_mol(mol: Chem.Mol, with_alert_atoms: bool = False) -> dict:
     """Every property column for one parsed molecule."""
     if mol.GetNumAtoms() != mol.GetNumHeavyAtoms():  # RemoveHs copies and re-sanitises (~0.17 ms)
         mol = Chem.RemoveHs(mol)
-    bits = _pattern_bits(mol)
     catalog = alert_catalog()
     facts = catalog.screen.local_screen.present(mol)
     mw = Descriptors.MolWt(mol)
@@ -891,7 +921,7 @@ def describe_mol(mol: Chem.Mol, with_alert_atoms: bool = False) -> dict:
     # QED counts strict rotatable bonds; the default mode is strict unless someone changed it
     strict_rotb = (rotb if _DEFAULT_ROTATABLE_IS_STRICT else
                    rdMolDescriptors.CalcNumRotatableBonds(mol, rdMolDescriptors.NumRotatableBondsOptions.Strict))
-    alerts, qed_alerts = catalog.matches_and_qed_alerts(mol, bits, facts)
+    alerts, qed_alerts = catalog.matches_and_qed_alerts(mol, facts)
     qed_facts = _qed_atom_facts()
     violations = lipinski_violations(mw, logp, hbd, hba)
     row = {
