@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PySide6.QtCore import QBuffer, QCoreApplication, QIODevice, Signal
+from PySide6.QtCore import QBuffer, QIODevice, Signal
 from PySide6.QtGui import QImage
 
 from healthfm_desktop.controllers.base import WorkspaceController
-from healthfm_desktop.controllers.workers import Progress, run_job
+from healthfm_desktop.controllers.workers import AppWidePool, Progress
 from healthfm_desktop.core.errors import UserFacingError
 from healthfm_desktop.core.imaging import measure
 from healthfm_desktop.core.paths import user_data_dir
@@ -61,41 +61,15 @@ def _collector_paused():
                 gc.enable()
 
 
-def _stop_decode_pool() -> None:
-    """App quit: stop the decode worker processes (if an import ever started them)."""
-    module = sys.modules.get("healthfm_desktop.core.imaging.parallel_decode")
-    if module is not None:
-        module.shutdown_shared_pool()
-
-
-_decode_pool_jobs: set = set()
-
-
-def _warm_decode_pool() -> bool:
-    from healthfm_desktop.core.imaging.parallel_decode import warm_shared_pool
-
-    return warm_shared_pool()
-
-
-def _start_decode_pool() -> None:
-    """Start the decode worker processes on a worker thread (a fork server importing pydicom,
-    then two forks), unless they run or are starting already; a scan hands files to them once
-    they answer. The job belongs to no controller (the pool is shared by all, and outlives a
-    workspace that is closed while it starts), so it neither shows as busy nor is cancelled."""
-    if _decode_pool_jobs:
-        return
-    # Imported here, on the calling (UI) thread, before any job runs (~0.2 s: it pulls in
-    # pydicom). Importing pydicom for the first time on two threads at once - this job and,
-    # say, a PACS echo or a scan started right after launch - fails inside pydicom's own
-    # circular imports ("partially initialized module 'pydicom'"), measured in the PACS tests.
-    from healthfm_desktop.core.imaging import parallel_decode
-
+def _decode_pool_needs_start(parallel_decode) -> bool:
     pool = parallel_decode.shared_pool()
-    if pool is not None and pool.ready:
-        return
-    job = run_job(_warm_decode_pool, on_error=lambda text: log.warning("decode workers: %s", text))
-    _decode_pool_jobs.add(job)
-    job.finished.connect(lambda: _decode_pool_jobs.discard(job))
+    return pool is None or not pool.ready
+
+
+# decode workers (a fork server importing pydicom, then two forks); a scan hands files to them
+# once they answer
+DECODE_POOL = AppWidePool("decode workers", "healthfm_desktop.core.imaging.parallel_decode",
+                          _decode_pool_needs_start, start="warm_shared_pool", stop="shutdown_shared_pool")
 
 
 def _display():
@@ -299,16 +273,13 @@ class ImagesController(WorkspaceController):
         self._anonymiser = None  # core.imaging.anonymise.Anonymiser of this session's exports
         self._decoded.connect(self._on_decoded)
         self._failed.connect(self._on_failed)
-        app = QCoreApplication.instance()
-        if app is not None and not getattr(app, "_stops_decode_pool", False):
-            app.aboutToQuit.connect(_stop_decode_pool)
-            app._stops_decode_pool = True
+        DECODE_POOL.stop_when_the_app_quits()
         self._scan_step.connect(lambda done, total: self.progress.emit(
             Progress(done / max(total, 1), f"Indexing {done}/{total} files")))
         # the decode workers start now, in their own processes, so the first import does not pay
         # for them (0.1-0.3 s on an idle machine, 1-3 s on a loaded one: measured, it made the
         # first open 1.6x the plain pydicom loop instead of 0.5x); ~50 MB each, shared pages
-        _start_decode_pool()
+        DECODE_POOL.start()
 
     # ------------------------------------------------------------------ import
     def open_paths(self, paths: list[Path]) -> None:
@@ -316,7 +287,7 @@ class ImagesController(WorkspaceController):
         the index is ready, the rest decodes in the background."""
         self.status.emit(f"Reading {len(paths)} item(s)…")
         started = time.perf_counter()
-        _start_decode_pool()  # again, if it was shut down since
+        DECODE_POOL.start()  # again, if it was shut down since
         cancel = self._new_cancel_event()
         job = self.start_job(self._scan, [Path(p) for p in paths], cancel,
                              on_result=lambda result: self._on_scanned(result, started))

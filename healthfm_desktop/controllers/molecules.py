@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import csv
 import logging
-import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PySide6.QtCore import QCoreApplication, Signal
+from PySide6.QtCore import Signal
 
 from healthfm_desktop.controllers.base import WorkspaceController
-from healthfm_desktop.controllers.workers import Progress, run_job
+from healthfm_desktop.controllers.workers import AppWidePool, Progress
 from healthfm_desktop.core.errors import UserFacingError
 from healthfm_desktop.core.routing import MOLECULES
 
@@ -190,40 +189,11 @@ def _index_stamp(folder: Path) -> tuple | None:
     return stat.st_mtime_ns, stat.st_size
 
 
-def _stop_substructure_workers() -> None:
-    """App quit: stop the substructure worker processes (if a search ever started them)."""
-    module = sys.modules.get("healthfm_desktop.core.chemistry.search_index")
-    if module is not None:
-        module.shutdown_substructure_workers()
-
-
-_substructure_worker_jobs: set = set()
-
-
-def _warm_substructure_workers() -> bool:
-    from healthfm_desktop.core.chemistry.search_index import warm_substructure_workers
-
-    return warm_substructure_workers()
-
-
-def _start_substructure_workers() -> None:
-    """Start the substructure worker processes on a worker thread (a fork server importing
-    RDKit, then one process per core), unless they run or are starting already, so that the
-    searches over an index opened now match their candidates on every core. Like the Images
-    decode pool's start job: it belongs to no controller (the pool is shared and outlives a
-    closed workspace), so it neither shows as busy nor is cancelled."""
-    if _substructure_worker_jobs:
-        return
-    # imported on the calling (UI) thread before the job runs, as Images does for its pool:
-    # the search job started next imports the same module, and a first import on two threads
-    # at once is best avoided (RDKit is loaded already once molecules were read: ~0.1 s)
-    from healthfm_desktop.core.chemistry import search_index
-
-    if search_index._pool is not None:
-        return
-    job = run_job(_warm_substructure_workers, on_error=lambda text: log.warning("substructure workers: %s", text))
-    _substructure_worker_jobs.add(job)
-    job.finished.connect(lambda: _substructure_worker_jobs.discard(job))
+# substructure workers (a fork server importing RDKit, then one process per core): the searches
+# over an index opened now match their candidates on every core
+SUBSTRUCTURE_WORKERS = AppWidePool("substructure workers", "healthfm_desktop.core.chemistry.search_index",
+                                   lambda search_index: search_index._pool is None,
+                                   start="warm_substructure_workers", stop="shutdown_substructure_workers")
 
 
 def _analogues(seed, known: set[str], count: int, source: str, min_similarity: float):
@@ -282,10 +252,7 @@ class MoleculesController(WorkspaceController):
         self.showing_search = False
         self._depictions: OrderedDict = OrderedDict()
         self._index = None  # (folder, stamp, LibraryIndex) of the library index searched last
-        app = QCoreApplication.instance()
-        if app is not None and not getattr(app, "_stops_substructure_workers", False):
-            app.aboutToQuit.connect(_stop_substructure_workers)
-            app._stops_substructure_workers = True
+        SUBSTRUCTURE_WORKERS.stop_when_the_app_quits()
 
     # ---- import -------------------------------------------------------------------------
     def open_paths(self, paths: list[Path], smiles_column: str | None = None) -> None:
@@ -394,7 +361,7 @@ class MoleculesController(WorkspaceController):
             if self._index is not None and self._index[:2] == (library, stamp):
                 opened = self._index[2]
             else:  # an index opened for searching: its worker processes start alongside the search
-                _start_substructure_workers()
+                SUBSTRUCTURE_WORKERS.start()
 
         def done(result) -> None:
             rows, index = result

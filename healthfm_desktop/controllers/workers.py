@@ -6,6 +6,7 @@ finished (always last)."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
 import sys
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QCoreApplication, QObject, Signal
 from superqt.utils import create_worker
 
 from healthfm_desktop.core.errors import UserFacingError
@@ -153,3 +154,42 @@ def run_job(
     if on_finished:
         job.finished.connect(on_finished)
     return job.start()
+
+
+class AppWidePool:
+    """A process pool the whole app shares (the Images decode pool, the Molecules substructure
+    workers): started on a worker job, at most one start at a time, and stopped when the app
+    quits. The start job belongs to no controller (the pool outlives a workspace closed while it
+    starts), so it neither shows as busy nor is cancelled.
+
+    The pool's core module is imported on the calling (UI) thread before the job runs: a first
+    import of pydicom on two threads at once (this job and, say, a PACS echo started right after
+    launch) fails inside pydicom's own circular imports. ``needs_start(module)`` says whether the
+    pool has to be started; ``start`` and ``stop`` name the module's functions doing it."""
+
+    def __init__(self, label: str, module: str, needs_start: Callable[[Any], bool], start: str, stop: str):
+        self.label, self.module, self.needs_start = label, module, needs_start
+        self._start, self._stop = start, stop
+        self.jobs: set[Job] = set()
+
+    def start(self) -> None:
+        if self.jobs:
+            return
+        module = importlib.import_module(self.module)
+        if not self.needs_start(module):
+            return
+        job = run_job(getattr(module, self._start), on_error=lambda text: log.warning("%s: %s", self.label, text))
+        self.jobs.add(job)
+        job.finished.connect(lambda: self.jobs.discard(job))
+
+    def stop(self) -> None:
+        """What app quit runs: stop the workers, if anything ever imported their module."""
+        module = sys.modules.get(self.module)
+        if module is not None:
+            getattr(module, self._stop)()
+
+    def stop_when_the_app_quits(self) -> None:
+        app = QCoreApplication.instance()
+        if app is not None and self not in getattr(app, "_healthfm_pools_stopped_on_quit", ()):
+            app.aboutToQuit.connect(self.stop)
+            app._healthfm_pools_stopped_on_quit = (*getattr(app, "_healthfm_pools_stopped_on_quit", ()), self)

@@ -58,7 +58,8 @@ def test_index_search_shows_rdkit_hits_and_starts_then_stops_the_workers(qtbot, 
     view.resize(1400, 900)
     view.show()
     app = QCoreApplication.instance()
-    assert getattr(app, "_stops_substructure_workers", False)  # aboutToQuit is connected
+    workers = molecules_controller.SUBSTRUCTURE_WORKERS
+    assert workers in app._healthfm_pools_stopped_on_quit  # aboutToQuit is connected
 
     view.search_mode.setCurrentText("substructure")
     # selective (a few hits among many candidates: the workers match the rest) and a ring query
@@ -72,14 +73,14 @@ def test_index_search_shows_rdkit_hits_and_starts_then_stops_the_workers(qtbot, 
         assert [view.proxy.index(i, ID).data() for i in range(view.proxy.rowCount())] == expected
         view.controller.showing_search = False
         # the worker processes were started by opening the index, on a worker thread
-        qtbot.waitUntil(lambda: not molecules_controller._substructure_worker_jobs, timeout=60_000)
+        qtbot.waitUntil(lambda: not workers.jobs, timeout=60_000)
         assert search_index._pool is not None
     assert any(on_workers)  # candidates were matched on the worker processes
     # the second search reused the index opened by the first (its atom types loaded once)
     opened = view.controller._index
     assert opened is not None and opened[0] == index_folder
 
-    molecules_controller._stop_substructure_workers()  # what app quit runs
+    workers.stop()  # what app quit runs
     assert search_index._pool is None
 
 
