@@ -337,6 +337,7 @@ class _MolFacts:
     kinds: list[int]
     signatures: list[tuple]  # per atom: (Z, aromatic, charge, H, D, X, ring count, smallest ring, valence, isotope)
     bonds: list[tuple[int, int, Chem.BondType, bool]]  # (begin, end, type, in a ring)
+    numbers: list[int]  # per atom: its signature's number (one per signature, for the process's life)
 
 
 class _LocalScreen:
@@ -359,9 +360,10 @@ class _LocalScreen:
         self.angles: list[tuple[int, int, Chem.Bond, int | None, Chem.Bond, int | None]] = []
         self._angle_bits: dict[tuple, int] = {}
         self._index: dict[tuple, int] = {}
-        self._atom_bits: dict[tuple, int] = {}
+        self._signature_numbers: dict[tuple, int] = {}  # atom signature -> its number, for good
+        self._atom_bits: dict[int, int] = {}  # signature number -> the conditions it meets
         self._bond_bits: dict[tuple, int] = {}
-        self._bond_kinds: dict[tuple, np.ndarray] = {}  # (bond type, in ring) -> which bond queries match
+        self._bond_kinds: dict[int, np.ndarray] = {}  # bond kind (type, ring) -> which bond queries match
         self._tables: tuple[np.ndarray, ...] | None = None
         self._queries: list[Chem.Mol] = []  # the conditions' molecules stay alive with them
 
@@ -466,35 +468,42 @@ class _LocalScreen:
         # without H atoms in the graph, H counts with and without H neighbours agree and the
         # total degree is degree + H count
         no_h_atoms = n_atoms == mol.GetNumHeavyAtoms()
-        known = self._atom_bits
-        mask, kinds, signatures = 0, [], []
+        # each signature gets a small number for good (the keys below hash numbers, not nested
+        # tuples); what it meets is remembered until require() adds conditions
+        numbers, atom_bits = self._signature_numbers, self._atom_bits
+        mask, kinds, signatures, ids = 0, [], [], []
         for i in range(n_atoms):
             atom = mol.GetAtomWithIdx(i)
             hydrogens, degree = atom.GetTotalNumHs(True), atom.GetDegree()
             signature = (atom.GetAtomicNum(), atom.GetIsAromatic(), atom.GetFormalCharge(), hydrogens, degree,
                          degree + hydrogens if no_h_atoms else atom.GetTotalDegree(), in_rings[i], smallest[i],
                          atom.GetTotalValence(), atom.GetIsotope())
-            bits = known.get(signature)
+            number = numbers.get(signature)
+            if number is None:
+                number = numbers[signature] = len(numbers)
+            bits = atom_bits.get(number)
             if bits is None:
-                bits = known[signature] = sum(1 << k for k, query_atom in self.atoms if query_atom.Match(atom))
+                bits = atom_bits[number] = sum(1 << k for k, query_atom in self.atoms if query_atom.Match(atom))
             mask |= bits
             kinds.append(signature[0] + 1000 * signature[1])
             signatures.append(signature)
+            ids.append(number)
         known = self._bond_bits
         bonds = []
-        arms: list[list[tuple]] = [[] for _ in range(n_atoms)]
+        arms: list[list[tuple[int, int]]] = [[] for _ in range(n_atoms)]
         for i in range(mol.GetNumBonds()):
             bond = mol.GetBondWithIdx(i)
             begin, end = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
-            signature = (signatures[begin], bond.GetBondType(), i in ring_bonds, signatures[end])
-            bits = known.get(signature)
+            bond_type, in_ring = bond.GetBondType(), i in ring_bonds
+            kind = 2 * int(bond_type) + in_ring  # the bond's type and ring membership as one number
+            key = (ids[begin], kind, ids[end])
+            bits = known.get(key)
             if bits is None:
-                bits = known[signature] = self._bond_conditions(
-                    bond, signature[1:3], self._atom_bits[signature[0]], self._atom_bits[signature[3]])
+                bits = known[key] = self._bond_conditions(bond, kind, atom_bits[key[0]], atom_bits[key[2]])
             mask |= bits
-            bonds.append((begin, end, signature[1], signature[2]))
-            arms[begin].append((signature[1:3], signature[3]))
-            arms[end].append((signature[1:3], signature[0]))
+            bonds.append((begin, end, bond_type, in_ring))
+            arms[begin].append((kind, ids[end]))
+            arms[end].append((kind, ids[begin]))
         known = self._angle_bits
         for i in range(n_atoms):
             around = arms[i]
@@ -503,16 +512,16 @@ class _LocalScreen:
             around.sort()
             for p in range(len(around) - 1):
                 for r in range(p + 1, len(around)):
-                    signature = (signatures[i], around[p], around[r])
-                    bits = known.get(signature)
+                    key = (ids[i], around[p], around[r])
+                    bits = known.get(key)
                     if bits is None:
-                        bits = known[signature] = self._angle_conditions(*signature)
+                        bits = known[key] = self._angle_conditions(*key)
                     mask |= bits
-        return _MolFacts(mask, kinds, signatures, bonds)
+        return _MolFacts(mask, kinds, signatures, bonds, ids)
 
-    def _angle_conditions(self, centre: tuple, arm: tuple, other_arm: tuple) -> int:
-        """The angle conditions an atom of signature ``centre`` meets with two of its bonds,
-        each given as ((bond type, in a ring), the other atom's signature)."""
+    def _angle_conditions(self, centre: int, arm: tuple[int, int], other_arm: tuple[int, int]) -> int:
+        """The angle conditions an atom of signature number ``centre`` meets with two of its
+        bonds, each given as (bond kind, the other atom's signature number)."""
         self._bond_tables()
         condition, centres, query, end, other_query, other_end = self._angle_tables
         # both bonds were read in this molecule's bond loop: their kinds are known (they are
@@ -526,7 +535,7 @@ class _LocalScreen:
         bits[condition[met]] = True
         return int.from_bytes(np.packbits(bits, bitorder="little").tobytes(), "little")
 
-    def _bond_conditions(self, bond: Chem.Bond, kind: tuple, begin_bits: int, end_bits: int) -> int:
+    def _bond_conditions(self, bond: Chem.Bond, kind: int, begin_bits: int, end_bits: int) -> int:
         """The bond conditions ``bond`` meets, from its ends' atom conditions and which bond
         queries its type and ring membership ``kind`` meet (asked of RDKit once per kind)."""
         condition, begin, end, query = self._bond_tables()
@@ -746,15 +755,15 @@ class _QedAtomFacts:
             else:
                 relaxed = _first_atom_union(atom.GetSmarts()) if atom is not None else None
                 self.other.append((pattern, relaxed if relaxed is not None and _signature_screenable(relaxed) else None))
-        self._by_signature: dict[tuple, tuple[int, int]] = {}
+        self._by_signature: dict[int, tuple[int, int]] = {}  # by signature number (_MolFacts.numbers)
 
     def acceptors(self, mol: Chem.Mol, facts: _MolFacts) -> int:
         count, others = 0, 0
-        for i, signature in enumerate(facts.signatures):
-            known = self._by_signature.get(signature)
+        for i, number in enumerate(facts.numbers):
+            known = self._by_signature.get(number)
             if known is None:
                 atom = mol.GetAtomWithIdx(i)
-                known = self._by_signature[signature] = (
+                known = self._by_signature[number] = (
                     sum(1 for query in self.simple if query.Match(atom)),
                     sum(1 << k for k, (_, relaxed) in enumerate(self.other) if relaxed is None or relaxed.Match(atom)))
             count += known[0]
@@ -817,14 +826,15 @@ class _CrippenByEnvironment:
         for a, b, kind, _ in facts.bonds:
             neighbours[a].append((b, kind))
             neighbours[b].append((a, kind))
+        numbers = facts.numbers  # one per signature: cheaper to hash than the signatures
         environments = []
         for i in range(n):
             if signatures[i][0] == 8:
-                around = sorted((kind, signatures[j], tuple(sorted((kind_k, signatures[k]) for k, kind_k in neighbours[j] if k != i)))
+                around = sorted((kind, numbers[j], tuple(sorted((kind_k, numbers[k]) for k, kind_k in neighbours[j] if k != i)))
                                 for j, kind in neighbours[i])
             else:
-                around = sorted((kind, signatures[j]) for j, kind in neighbours[i])
-            environments.append((signatures[i], tuple(around)))
+                around = sorted((kind, numbers[j]) for j, kind in neighbours[i])
+            environments.append((numbers[i], tuple(around)))
         return environments
 
     def logp(self, mol: Chem.Mol, facts: _MolFacts) -> float:
