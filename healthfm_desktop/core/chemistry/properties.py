@@ -341,15 +341,18 @@ class _MolFacts:
 
 
 class _LocalScreen:
-    """Which of the queries' atom and bond conditions some atom or bond of a molecule meets.
+    """Which of the queries' atom, bond and angle conditions a molecule meets.
 
     An atom's signature (element, aromaticity, charge, H count, degrees, ring count, smallest
-    ring, valence, isotope) decides every atom query built of the leaves in _SIGNATURE_LEAVES; a bond's (its type,
-    whether it is in a ring, and its two atoms' signatures) decides a bond query of the leaves in
-    _SIGNATURE_BOND_LEAVES between two such atom queries. So the answers for one signature, asked
-    of RDKit once (``Atom.Match``, ``Bond.Match``), hold for every atom or bond with that
-    signature. A query one of whose atoms or bonds nothing in the molecule meets cannot match:
-    the screen is exact. Drug-like molecules have a few hundred signatures in all."""
+    ring, valence, isotope) decides every atom query built of the leaves in _SIGNATURE_LEAVES.
+    A bond's type, ring membership and two atom signatures decide a bond query of the leaves in
+    _SIGNATURE_BOND_LEAVES between two such atom queries; an atom's signature and two of its
+    bonds (type, ring membership, other atom's signature) decide a pair of bond queries of one
+    query atom (an "angle"). So the answers for one signature, asked of RDKit once
+    (``Atom.Match``, ``Bond.Match``), hold for every atom, bond or angle with that signature. A
+    query one of whose conditions nothing in the molecule meets cannot match: the screen is
+    exact. Drug-like molecules have a few hundred atom signatures, a few thousand bond and angle
+    signatures in all."""
 
     def __init__(self) -> None:
         self.atoms: list[tuple[int, Chem.Atom]] = []  # (condition index, atom query)
