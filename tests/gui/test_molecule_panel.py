@@ -134,3 +134,21 @@ def test_a_large_library_imports_on_worker_processes(view, qtbot, tmp_path):
     assert max(atoms) < with_alerts.mol.GetNumAtoms()
     view.table.sortByColumn(MW, Qt.SortOrder.AscendingOrder)
     assert float(view.proxy.index(0, MW).data()) <= float(view.proxy.index(2499, MW).data())
+
+
+def test_sorting_reorders_rows_and_the_selection_follows(view, qtbot):
+    """A header click sorts the rows themselves (one Python sort, not a proxy calling data()
+    per comparison); the selected molecule stays selected and shown, filters still apply."""
+    view.controller.open_paths([CSV])
+    qtbot.waitUntil(lambda: len(view.controller.rows) >= 10 and not view.controller.busy, timeout=60_000)
+    view.table.selectRow(3)
+    chosen = view.controller.rows[view.selected_rows()[0]]
+    view.table.sortByColumn(MW, Qt.SortOrder.DescendingOrder)
+    weights = [r.properties["mw"] for r in view.controller.rows]
+    assert weights == sorted(weights, reverse=True)
+    assert [view.controller.rows[r] for r in view.selected_rows()] == [chosen]
+    assert chosen.id in view.detail_text.toPlainText()
+    view.table.sortByColumn(ID, Qt.SortOrder.AscendingOrder)
+    assert [r.id for r in view.controller.rows] == sorted(r.id for r in view.controller.rows)
+    view.filter_text.setText(chosen.id)
+    assert [view.proxy.index(i, ID).data() for i in range(view.proxy.rowCount())] == [chosen.id]

@@ -5,6 +5,7 @@ similarity/substructure search and export. Everything chemical comes from the co
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
 import pyqtgraph as pg
@@ -29,8 +30,10 @@ ORIGIN = LIPINSKI + 6  # analogues only: where a proposal came from and its simi
 HEADERS = ["Structure", "ID", "SMILES", *[c[0] for c in PROPERTY_COLUMNS], "Lipinski", "Veber", "Alerts", "Score",
            "logS (pred.)", "Status", "Origin (sim.)"]
 ANALOGUE_SOURCES = {"model + mutations": "both", "model": "model", "mutations": "mutation"}
-SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 ROW_HEIGHT = 84
+
+
+_PIXMAPS_KEPT = 600  # a few screens of rows, both ways
 
 
 class MoleculeTableModel(QAbstractTableModel):
@@ -39,7 +42,9 @@ class MoleculeTableModel(QAbstractTableModel):
     def __init__(self, controller, parent=None):
         super().__init__(parent)
         self.controller = controller
-        self._pixmaps: dict[int, QPixmap] = {}
+        # the painted rows' pixmaps, least recently painted dropped first: scrolling through
+        # 100k rows must not keep 100k pixmaps (50 KB each)
+        self._pixmaps: OrderedDict[int, QPixmap] = OrderedDict()
         controller.rows_changed.connect(self.reload)
         controller.rows_updated.connect(self.refresh)
 
@@ -88,24 +93,45 @@ class MoleculeTableModel(QAbstractTableModel):
             return float(item.fields.get("similarity to seed", 0.0))
         return None
 
+    def sort(self, column: int, order=Qt.SortOrder.AscendingOrder) -> None:
+        """Reorder the rows themselves by one column, in one Python sort (0.1 s for 100k rows).
+        A sorting proxy would call data() twice a comparison: ~30 s for 100k rows. Selections
+        follow their rows (persistent indexes); empty values sort first, stably."""
+        rows = self.controller.rows
+        if column == STRUCTURE or len(rows) < 2:
+            return
+        self.layoutAboutToBeChanged.emit()
+        values = [self._value(r, column) for r in range(len(rows))]
+        keys = [(0, 0) if v is None else (1, v) for v in values]
+        order_of = sorted(range(len(rows)), key=keys.__getitem__, reverse=order == Qt.SortOrder.DescendingOrder)
+        new_row = [0] * len(rows)
+        for new, old in enumerate(order_of):
+            new_row[old] = new
+        persistent = self.persistentIndexList()
+        self.changePersistentIndexList(persistent, [self.index(new_row[i.row()], i.column()) for i in persistent])
+        rows[:] = [rows[i] for i in order_of]
+        self._pixmaps.clear()
+        self.layoutChanged.emit()
+
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
             return None
         row, column = index.row(), index.column()
         item = self.controller.rows[row]
         if role == Qt.ItemDataRole.DecorationRole and column == STRUCTURE:
-            if row not in self._pixmaps:
+            pixmap = self._pixmaps.get(row)
+            if pixmap is None:
                 png = self.controller.depiction(row)
                 pixmap = QPixmap()
                 if png:
                     pixmap.loadFromData(png, "PNG")
                 self._pixmaps[row] = pixmap
-            return self._pixmaps[row]
+                if len(self._pixmaps) > _PIXMAPS_KEPT:
+                    self._pixmaps.popitem(last=False)
+            else:
+                self._pixmaps.move_to_end(row)
+            return pixmap
         value = self._value(row, column)
-        if role == SORT_ROLE:
-            if isinstance(value, bool):
-                return int(value)
-            return value if value is not None else float("-inf")
         if role == Qt.ItemDataRole.DisplayRole:
             if column in (LIPINSKI, VEBER) and value is not None:
                 return "pass" if value else "fail"
@@ -132,7 +158,6 @@ class MoleculeFilter(QSortFilterProxyModel):
         self.lipinski_only = False
         self.no_alerts = False
         self.valid_only = False
-        self.setSortRole(SORT_ROLE)
 
     def update(self, text=None, lipinski_only=None, no_alerts=None, valid_only=None) -> None:
         if text is not None:
@@ -144,6 +169,11 @@ class MoleculeFilter(QSortFilterProxyModel):
         if valid_only is not None:
             self.valid_only = valid_only
         self.invalidateFilter()
+
+    def sort(self, column: int, order=Qt.SortOrder.AscendingOrder) -> None:
+        """Header clicks sort the rows in the source model (MoleculeTableModel.sort); this
+        proxy only filters and keeps the source order."""
+        self.sourceModel().sort(column, order)
 
     def filterAcceptsRow(self, source_row, source_parent):  # noqa: N802
         item = self.sourceModel().controller.rows[source_row]
@@ -282,6 +312,7 @@ class MoleculesWorkspace(QWidget):
         layout.addWidget(self.status)
 
         controller.rows_changed.connect(self._rows_changed)
+        self.model.layoutChanged.connect(self._rows_changed)  # sorted: the plot's row numbers change
         controller.rows_updated.connect(self._selection_changed)
         controller.message.connect(lambda level, text: self.status.setText(text))
         controller.progress.connect(self._progress)
