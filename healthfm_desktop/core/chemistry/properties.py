@@ -53,7 +53,6 @@ EXTRA_COLUMNS = ("rings", "aromatic_rings", "heavy_atoms", "fsp3", "lipinski_pas
 _PICKLE_MAGIC = b"\xef\xbe\xad\xde"
 _KEY_CONDITIONS = 6
 _LEARN_KEYS_FROM = 200
-_ONE = np.ones(1, dtype=np.uint8)
 _SINGLE_OR_AROMATIC = (Chem.BondType.SINGLE, Chem.BondType.AROMATIC)
 log = logging.getLogger(__name__)
 
@@ -152,13 +151,10 @@ def _relaxed_atom_expression(body: str, depth: int = 0) -> str | None:
         parts: list[str] | None = []
         for alternative in _split_top_level(conjunct, ","):
             if _one_recursive_part(alternative):
-                sub = Chem.MolFromSmarts(alternative[2:-1]) if depth < 3 else None
-                if sub is None or sub.GetNumAtoms() == 0:
+                first = _first_atom_body(alternative[2:-1]) if depth < 3 else None
+                if first is None:
                     parts = None
                     break
-                first = sub.GetAtomWithIdx(0).GetSmarts()
-                if first.startswith("[") and first.endswith("]"):
-                    first = first[1:-1]
                 relaxed = _relaxed_atom_expression(first, depth + 1)
             else:
                 # an AND of primitives (',' and ';' bind looser than '&'): its conjuncts without
@@ -310,10 +306,15 @@ _SIGNATURE_LEAVES = frozenset({
 })
 
 
+def query_names(description: str) -> set[str]:
+    """The node names (AtomAtomicNum, BondOrder, AtomOr...) of an RDKit DescribeQuery() text."""
+    return {line.split()[0] for line in description.splitlines() if line.strip()}
+
+
 def _signature_screenable(atom: Chem.Atom) -> bool:
     if not atom.HasQuery():
         return False  # a plain atom in a query mol: matched by element, aromaticity and charge only
-    leaves = {re.match(r"\s*([A-Za-z]+)", line).group(1) for line in atom.DescribeQuery().splitlines() if line.strip()}
+    leaves = query_names(atom.DescribeQuery())
     return leaves <= _SIGNATURE_LEAVES and "AtomNull" not in leaves
 
 
@@ -326,8 +327,7 @@ _SIGNATURE_BOND_LEAVES = frozenset({
 def _bond_screenable(bond: Chem.Bond) -> bool:
     if not bond.HasQuery():
         return False
-    leaves = {re.match(r"\s*([A-Za-z]+)", line).group(1) for line in bond.DescribeQuery().splitlines() if line.strip()}
-    return leaves <= _SIGNATURE_BOND_LEAVES
+    return query_names(bond.DescribeQuery()) <= _SIGNATURE_BOND_LEAVES
 
 
 @dataclass(frozen=True)
@@ -627,18 +627,12 @@ class _ScreenedQueries:
     def _words(self, mask: int) -> np.ndarray:
         return np.frombuffer(mask.to_bytes(8 * self.words, "little"), dtype=np.uint64)
 
-    def _conditions(self, present: int) -> np.ndarray:
-        """The molecule's conditions as 0/1, then a 1 that pads the key table."""
-        met = np.unpackbits(np.frombuffer(present.to_bytes(8 * self.words, "little"), dtype=np.uint8),
-                            bitorder="little", count=self.n_conditions)
-        return np.append(met, _ONE)
-
     def _learn_keys(self) -> None:
         rarity = np.argsort(self._condition_counts, kind="stable")
         rank = np.empty_like(rarity)
         rank[rarity] = np.arange(len(rarity))
         bits = np.unpackbits(self.required.view(np.uint8), axis=1, bitorder="little")[:, : self.n_conditions]
-        keys = np.full((self.n, _KEY_CONDITIONS), self.n_conditions, dtype=np.int64)  # the padding 1
+        keys = np.full((self.n, _KEY_CONDITIONS), self.n_conditions, dtype=np.int64)  # _unpacked's padding True
         for i, row in enumerate(bits):
             needed = np.flatnonzero(row)
             chosen = needed[np.argsort(rank[needed])[:_KEY_CONDITIONS]]
@@ -649,10 +643,10 @@ class _ScreenedQueries:
         facts = facts or self.local_screen.present(mol)
         present, kinds = facts.mask, facts.kinds
         if self._keys is not None:
-            rows = np.flatnonzero(self._conditions(present)[self._keys].all(axis=1))
+            rows = np.flatnonzero(self.local_screen._unpacked(present)[self._keys].all(axis=1))
         else:
             rows = np.arange(self.n)
-            self._condition_counts += self._conditions(present)[:-1]
+            self._condition_counts += self.local_screen._unpacked(present)[:-1]
             self._screened += 1
             if self._screened == _LEARN_KEYS_FROM:
                 self._learn_keys()

@@ -65,6 +65,7 @@ import numpy as np
 from rdkit import Chem, DataStructs
 
 from healthfm_desktop.core.chemistry.fingerprints import FP_BITS, FP_BYTES, morgan_generator
+from healthfm_desktop.core.chemistry import properties
 from healthfm_desktop.core.chemistry.reading import parse_smarts, parse_smiles, read_molecules
 from healthfm_desktop.core.errors import UnreadableFileError, UserFacingError
 
@@ -1038,7 +1039,7 @@ def _element_only(atom: Chem.Atom, query: Chem.Mol) -> bool:
     with (a SMILES atom: RDKit compares a charge, isotope or radical only when the query atom
     has one, and ring counts only when it is in a ring)."""
     if atom.HasQuery():
-        return _query_names(atom.DescribeQuery()) <= _ELEMENT_QUERIES
+        return properties.query_names(atom.DescribeQuery()) <= _ELEMENT_QUERIES
     return (not atom.GetFormalCharge() and not atom.GetIsotope() and not atom.GetNumRadicalElectrons()
             and not query.GetRingInfo().NumAtomRings(atom.GetIdx()))
 
@@ -1046,7 +1047,7 @@ def _element_only(atom: Chem.Atom, query: Chem.Mol) -> bool:
 def _bond_local(bond: Chem.Bond) -> bool:
     """Whether a query bond reads only order, aromaticity and ring membership (a SMILES bond:
     its order)."""
-    return not bond.HasQuery() or _query_names(bond.DescribeQuery()) <= _LOCAL_BOND_QUERIES
+    return not bond.HasQuery() or properties.query_names(bond.DescribeQuery()) <= _LOCAL_BOND_QUERIES
 
 
 def _assignable(options: list[list[int]], used: set[int]) -> bool:
@@ -1062,10 +1063,6 @@ def _assignable(options: list[list[int]], used: set[int]) -> bool:
     return False
 
 
-def _query_names(description: str) -> set[str]:
-    return {line.split()[0] for line in description.splitlines() if line.strip()}
-
-
 def _ring_system_query(query: Chem.Mol) -> bool:
     """Whether a connected query with bonds can only match inside one ring system and reads only
     what a ring system cut out of its molecule keeps (see LibraryIndex._ring_system_screen)."""
@@ -1073,11 +1070,11 @@ def _ring_system_query(query: Chem.Mol) -> bool:
         return False
     ring_info = query.GetRingInfo()  # FastFindRings was run on the query: ring membership
     for atom in query.GetAtoms():
-        if atom.HasQuery() and not _query_names(atom.DescribeQuery()) <= _SYSTEM_ATOM_QUERIES:
+        if atom.HasQuery() and not properties.query_names(atom.DescribeQuery()) <= _SYSTEM_ATOM_QUERIES:
             return False
     for bond in query.GetBonds():
         description = bond.DescribeQuery() if bond.HasQuery() else ""
-        if description and not _query_names(description) <= _SYSTEM_BOND_QUERIES:
+        if description and not properties.query_names(description) <= _SYSTEM_BOND_QUERIES:
             return False
         lines = description.splitlines()
         asks_ring_bond = bool(lines) and (lines[0].strip() == "BondInRing 1 = val" or (
@@ -1251,9 +1248,7 @@ def _substructure_pool(workers: int) -> ProcessPoolExecutor | None:
     with _pool_lock:
         if _pool is not None and _pool_workers == workers:
             return _pool
-        from healthfm_desktop.core.chemistry.properties import _start_method
-
-        method = _start_method()
+        method = properties._start_method()
         if method is None:
             return None
         if _pool is not None:
