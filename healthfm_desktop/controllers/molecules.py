@@ -181,7 +181,8 @@ def _table_hits(rows: list[MoleculeRow], query, mode: str, threshold: float | No
 
 
 def _index_stamp(folder: Path) -> tuple | None:
-    """What tells an index folder rebuilt since it was opened (its index.json rewritten)."""
+    """What tells an index folder rebuilt since it was opened (its index.json rewritten); None
+    when ``folder`` holds no index (search_index.is_index reads the same file)."""
     try:
         stat = (folder / "index.json").stat()
     except OSError:
@@ -355,9 +356,9 @@ class MoleculesController(WorkspaceController):
         replace the table, best first, with their score."""
 
         library = Path(library) if library else None
-        opened = stamp = None
-        if library is not None and (library / "index.json").is_file():
-            stamp = _index_stamp(library)
+        opened = None
+        stamp = _index_stamp(library) if library is not None else None  # None: not an index folder
+        if stamp is not None:
             if self._index is not None and self._index[:2] == (library, stamp):
                 opened = self._index[2]
             else:  # an index opened for searching: its worker processes start alongside the search

@@ -721,9 +721,6 @@ class AlertCatalog:
                 found.append(StructuralAlert(catalog_name, entry.GetDescription(), atoms))
         return found, qed_alerts
 
-    def matches(self, mol: Chem.Mol) -> list[StructuralAlert]:
-        return self.matches_and_qed_alerts(mol)[0]
-
 
 @lru_cache(maxsize=1)
 def alert_catalog() -> AlertCatalog:
