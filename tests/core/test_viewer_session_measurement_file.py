@@ -8,7 +8,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from healthfm_desktop.controllers.images import measurement_records_from_json
+from healthfm_desktop.core.imaging.viewer_session import measurement_records_from_json
 from healthfm_desktop.core.imaging.measure import Measurement, measurements_to_json
 
 GOOD = Measurement(kind="distance", points=[[1.0, 2.0], [30.5, 40.0]], study_uid="1.2", series_uid="1.2.3",
@@ -48,7 +48,16 @@ def test_any_json_loads_without_raising(value):
 @given(st.text(max_size=200))
 def test_any_text_loads_without_raising(text):
     records, dropped = measurement_records_from_json(text)
-    assert isinstance(records, list)
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        assert (records, dropped) == ([], 1)  # not JSON: nothing kept, the file counted as damaged
+        return
+    items = payload.get("measurements") if isinstance(payload, dict) else None
+    if isinstance(items, list):
+        assert len(records) + dropped == len(items)
+    else:
+        assert records == [] and dropped == (0 if isinstance(payload, dict) and "measurements" not in payload else 1)
 
 
 @settings(max_examples=100, deadline=None)
