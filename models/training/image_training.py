@@ -1,7 +1,9 @@
-"""What the image training scripts share: static INT8 quantisation of an exported model."""
+"""What the image training scripts share: static INT8 quantisation of an exported model, the
+INT8 copy's manifest and card, and the cards' common sections."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -27,3 +29,53 @@ def quantise(float_path: Path, int8_path: Path, calibration: np.ndarray) -> None
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
     )
     pre.unlink()
+
+
+def ship_int8_variant(out_dir: Path, name: str, version: str, common: dict, quantization: str,
+                      metrics: dict, shipped: bool) -> None:
+    """Write the INT8 copy's manifest and card beside the float model when it ``shipped`` (its
+    test metric stayed within the float model's tolerance); otherwise delete the copy and any
+    stale manifest/card of an earlier run."""
+    from healthfm_desktop.core.inference.registry import write_manifest
+
+    int8_path = out_dir / f"{name}_int8.onnx"
+    stale = (out_dir / f"{name}_int8.json", out_dir / f"{name}_int8.md")
+    if not shipped:
+        int8_path.unlink()
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return
+    manifest = {
+        "name": f"{name}_int8", "version": version, "file": int8_path.name, **common,
+        "quantization": quantization, "float_model": name, "metrics": metrics,
+    }
+    write_manifest(stale[0], manifest)
+    stale[1].write_text(int8_card(manifest), encoding="utf-8")
+
+
+def int8_card(manifest: dict) -> str:
+    """The INT8 variant's card: what differs, its own test metrics, and the float model's card."""
+    return f"""# {manifest['name']} {manifest['version']}: INT8 variant of {manifest['float_model']}
+
+{manifest['quantization']}. Chosen in Settings (`inference/quantized = true`); shipped only
+because its test metric stayed within 0.5 points of the float model's.
+
+## Test metrics ({manifest['metrics']['split']})
+```
+{json.dumps({k: v for k, v in manifest['metrics'].items() if k != 'split'}, indent=1)}
+```
+
+Everything else (data, intended use, limitations, training) is the float model's:
+see [{manifest['float_model']}.md]({manifest['float_model']}.md).
+"""
+
+
+def reproduce_and_log(manifest: dict, log_lines: list[str]) -> str:
+    """The card's "Reproduce" and "Training log" sections, the same for every image model."""
+    return f"""## Reproduce
+`nice -n 10 python {manifest['training_script']} --threads 1` (seed {manifest['seed']}, CPU; the wall time of this run is the last line of the log below).
+
+## Training log
+```
+{chr(10).join(log_lines)}
+```"""

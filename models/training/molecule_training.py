@@ -1,5 +1,5 @@
 """Shared by train_esol.py and train_tox21.py: data loading, random split, bootstrap CIs, the
-applicability-domain file. Featurisation itself lives in healthfm_desktop.core.chemistry."""
+applicability domain, and writing the model with its manifest and card. Featurisation itself lives in healthfm_desktop.core.chemistry."""
 
 from __future__ import annotations
 
@@ -171,3 +171,40 @@ def export_onnx(module, n_features: int, path: Path, input_name="features", outp
         dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}}, opset_version=17,
         dynamo=False, external_data=False,
     )
+
+
+def fit_domain(packed: np.ndarray, train: np.ndarray, valid: np.ndarray, test: np.ndarray) -> tuple[float, np.ndarray]:
+    """The applicability-domain threshold (from validation molecules' max Tanimoto to the
+    training set) and which test molecules fall inside it."""
+    from healthfm_desktop.core.chemistry.applicability import choose_threshold
+    from healthfm_desktop.core.chemistry.fingerprints import tanimoto_packed
+
+    def max_similarities(queries: np.ndarray) -> np.ndarray:
+        return np.array([tanimoto_packed(q, packed[train]).max() for q in packed[queries]])
+
+    threshold = choose_threshold(max_similarities(valid))
+    return threshold, max_similarities(test) >= threshold
+
+
+def save_model(out: Path, module, onnx_output: str, domain, manifest: dict, write_card, started: float) -> None:
+    """Export ``module`` to ONNX as the manifest's ``file``, save its applicability domain, then
+    the manifest (completed in place with the domain file's hash) and the card, all under ``out``."""
+    import time
+
+    from healthfm_desktop.core.chemistry.featurize import FEATURE_SIZE
+    from healthfm_desktop.core.inference.registry import sha256_of, write_manifest
+
+    name = manifest["name"]
+    out.mkdir(parents=True, exist_ok=True)
+    onnx_path = out / manifest["file"]
+    export_onnx(module, FEATURE_SIZE, onnx_path, output_name=onnx_output)
+    ad_path = out / f"{name}_ad.npz"
+    domain.save(ad_path)
+    manifest["applicability_domain"] = {
+        "file": ad_path.name, "sha256": sha256_of(ad_path), "fingerprint": "Morgan r=2, 2048 bits",
+        "measure": "max Tanimoto to the training set", "threshold": domain.threshold,
+        "threshold_rule": "10th percentile of validation molecules' max Tanimoto to the training set",
+    }
+    write_manifest(out / f"{name}.json", manifest)
+    write_card(out / f"{name}.md", manifest, time.time() - started)
+    print(f"wrote {onnx_path} ({onnx_path.stat().st_size // 1024} KiB) in {time.time() - started:.0f} s")

@@ -17,13 +17,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from molecule_training import (  # noqa: E402
-    DATA, MODELS, bootstrap_ci, export_onnx, make_mlp_ensemble, random_split, read_rows, seed_everything,
+    DATA, MODELS, bootstrap_ci, fit_domain, make_mlp_ensemble, random_split, read_rows, save_model, seed_everything,
 )
 
-from healthfm_desktop.core.chemistry.applicability import ApplicabilityDomain, choose_threshold  # noqa: E402
+from healthfm_desktop.core.chemistry.applicability import ApplicabilityDomain  # noqa: E402
 from healthfm_desktop.core.chemistry.featurize import FEATURE_SIZE, FEATURISATION, MORGAN_SIZE, featurize_mols  # noqa: E402
-from healthfm_desktop.core.chemistry.fingerprints import packed_morgan_many, tanimoto_packed  # noqa: E402
-from healthfm_desktop.core.inference.registry import sha256_of, write_manifest  # noqa: E402
+from healthfm_desktop.core.chemistry.fingerprints import packed_morgan_many  # noqa: E402
 
 NAME = "esol_solubility"
 SEED = 20240601
@@ -32,10 +31,6 @@ KEY = "solubility_logS"
 
 def rmse(a, b):
     return float(np.sqrt(np.mean((np.asarray(a) - np.asarray(b)) ** 2)))
-
-
-def max_sims(packed_q, packed_ref):
-    return np.array([tanimoto_packed(q, packed_ref).max() for q in packed_q])
 
 
 def main(argv=None) -> int:
@@ -72,21 +67,11 @@ def main(argv=None) -> int:
     r2 = 1 - ss_res / float(np.sum((y[test] - y[test].mean()) ** 2))
     print(f"validation RMSE {valid_rmse:.3f}; test RMSE {test_rmse:.3f} (95% CI {ci[0]:.3f}-{ci[1]:.3f}), MAE {test_mae:.3f}, R2 {r2:.3f}")
 
-    # applicability domain: threshold from validation molecules' similarity to the training set
-    valid_sim = max_sims(packed[valid], packed[train])
-    threshold = choose_threshold(valid_sim)
-    test_sim = max_sims(packed[test], packed[train])
-    inside = test_sim >= threshold
+    threshold, inside = fit_domain(packed, train, valid, test)
     in_rmse = round(rmse(y[test][inside], pred[test][inside]), 4) if inside.any() else None
     out_rmse = round(rmse(y[test][~inside], pred[test][~inside]), 4) if (~inside).any() else None
     print(f"AD threshold {threshold:.2f}: test in-domain {inside.sum()}/{len(test)} RMSE {in_rmse}, out-of-domain RMSE {out_rmse}")
 
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    onnx_path = out / f"{NAME}.onnx"
-    export_onnx(model, FEATURE_SIZE, onnx_path, output_name=KEY)
-    ad_path = out / f"{NAME}_ad.npz"
-    ApplicabilityDomain(packed[train], smiles[train], y[train, None], ["logS"], threshold).save(ad_path)
     metrics = {
         "split": "random 80/10/10 (seed 20240601) of the 900 shared ESOL molecules",
         "test_n": int(len(test)),
@@ -101,7 +86,7 @@ def main(argv=None) -> int:
     manifest = {
         "name": NAME,
         "version": "1.0.0",
-        "file": onnx_path.name,
+        "file": f"{NAME}.onnx",
         "task": "regression: aqueous solubility log10(mol/L)",
         "inputs": [{"name": "features", "shape": ["batch", FEATURE_SIZE], "dtype": "float32"}],
         "outputs": [{"name": KEY, "shape": ["batch", 1], "dtype": "float32", "unit": "log10 mol/L"}],
@@ -113,19 +98,13 @@ def main(argv=None) -> int:
             "split": metrics["split"],
         },
         "metrics": metrics,
-        "applicability_domain": {
-            "file": ad_path.name, "sha256": sha256_of(ad_path), "fingerprint": "Morgan r=2, 2048 bits",
-            "measure": "max Tanimoto to the training set", "threshold": threshold,
-            "threshold_rule": "10th percentile of validation molecules' max Tanimoto to the training set",
-        },
         "license": "MIT",
         "intended_use": "Ranking and triage of small organic molecules by predicted aqueous solubility in research; not for regulatory or clinical decisions.",
         "limitations": "Trained on 720 mostly small, neutral organic molecules (pesticides, solvents, drugs); unreliable for salts, metals, peptides and large drug-like molecules far from the training set (see in_domain).",
         "training_script": "models/training/train_esol.py",
     }
-    write_manifest(out / f"{NAME}.json", manifest)
-    write_card(out / f"{NAME}.md", manifest, time.time() - start)
-    print(f"wrote {onnx_path} ({onnx_path.stat().st_size // 1024} KiB) in {time.time() - start:.0f} s")
+    domain = ApplicabilityDomain(packed[train], smiles[train], y[train, None], ["logS"], threshold)
+    save_model(args.out, model, KEY, domain, manifest, write_card, start)
     return 0
 
 

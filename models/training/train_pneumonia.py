@@ -16,7 +16,6 @@ manifest and the model card; an INT8 static-quantised copy is shipped only if it
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -40,7 +39,7 @@ from healthfm_desktop.core.imaging.ai.evaluation import (  # noqa: E402
 )
 from healthfm_desktop.core.imaging.ai.intended_use import training_profile  # noqa: E402
 from healthfm_desktop.core.inference.registry import write_manifest  # noqa: E402
-from image_training import quantise  # noqa: E402  (beside this script)
+from image_training import quantise, reproduce_and_log, ship_int8_variant  # noqa: E402  (beside this script)
 
 NAME = "pneumonia_resnet"
 VERSION = "1.0.0"
@@ -334,42 +333,18 @@ def main(argv: list[str] | None = None) -> int:
     drop_acc = metrics["acc"]["value"] - int8_metrics["acc"]["value"]
     log(f"INT8 test AUC {int8_metrics['auc']} ACC {int8_metrics['acc']} (drop {drop_auc:.4f} / {drop_acc:.4f})")
     int8_shipped = drop_auc <= 0.005 and drop_acc <= 0.005
-    if int8_shipped:
-        int8_manifest = {
-            "name": f"{NAME}_int8", "version": VERSION, "file": int8_path.name, **common,
-            "quantization": "onnxruntime static QDQ, per-channel INT8 weights, UINT8 activations, 300 training images",
-            "float_model": NAME,
-            "metrics": {"split": f"test ({len(y_test)} images)", **int8_metrics,
-                        "float_model_metrics": {"auc": metrics["auc"], "acc": metrics["acc"]},
-                        "bootstrap": "1000 percentile resamples of the test images, seed 0"},
-        }
-        write_manifest(out_dir / f"{NAME}_int8.json", int8_manifest)
-        (out_dir / f"{NAME}_int8.md").write_text(int8_card(int8_manifest, f"{NAME}.md"), encoding="utf-8")
-    else:
-        int8_path.unlink()
-        for stale in (out_dir / f"{NAME}_int8.json", out_dir / f"{NAME}_int8.md"):
-            stale.unlink(missing_ok=True)
+    ship_int8_variant(
+        out_dir, NAME, VERSION, common,
+        "onnxruntime static QDQ, per-channel INT8 weights, UINT8 activations, 300 training images",
+        {"split": f"test ({len(y_test)} images)", **int8_metrics,
+         "float_model_metrics": {"auc": metrics["auc"], "acc": metrics["acc"]},
+         "bootstrap": "1000 percentile resamples of the test images, seed 0"},
+        int8_shipped,
+    )
     log(f"INT8 variant {'shipped' if int8_shipped else 'not shipped (metric fell by more than 0.5 points)'}")
     (out_dir / f"{NAME}.md").write_text(model_card(manifest, int8_metrics, int8_shipped, log_lines), encoding="utf-8")
     log(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.2f} MB)")
     return 0
-
-
-def int8_card(manifest: dict, float_card: str) -> str:
-    """The INT8 variant's card: what differs, its own test metrics, and the float model's card."""
-    return f"""# {manifest['name']} {manifest['version']}: INT8 variant of {manifest['float_model']}
-
-{manifest['quantization']}. Chosen in Settings (`inference/quantized = true`); shipped only
-because its test metric stayed within 0.5 points of the float model's.
-
-## Test metrics ({manifest['metrics']['split']})
-```
-{json.dumps({k: v for k, v in manifest['metrics'].items() if k != 'split'}, indent=1)}
-```
-
-Everything else (data, intended use, limitations, training) is the float model's:
-see [{manifest['float_model']}.md]({manifest['float_model']}.md).
-"""
 
 
 def model_card(manifest: dict, int8_metrics: dict, int8_shipped: bool, log_lines: list[str]) -> str:
@@ -410,13 +385,7 @@ Expected calibration error (15 bins) on test: {m['ece']} after temperature scali
 ## Limitations
 {chr(10).join('- ' + x for x in manifest['limitations'])}
 
-## Reproduce
-`nice -n 10 python {manifest['training_script']} --threads 1` (seed {manifest['seed']}, CPU; the wall time of this run is the last line of the log below).
-
-## Training log
-```
-{chr(10).join(log_lines)}
-```
+{reproduce_and_log(manifest, log_lines)}
 
 ## Citation
 Yang, J. et al. MedMNIST v2. Scientific Data 10, 41 (2023). Kermany, D. S. et al. Cell 172(5), 1122-1131 (2018).

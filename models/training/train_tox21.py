@@ -18,13 +18,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from molecule_training import (  # noqa: E402
-    DATA, MODELS, bootstrap_ci, export_onnx, make_mlp_ensemble, random_split, read_rows, seed_everything,
+    DATA, MODELS, bootstrap_ci, fit_domain, make_mlp_ensemble, random_split, read_rows, save_model, seed_everything,
 )
 
-from healthfm_desktop.core.chemistry.applicability import ApplicabilityDomain, choose_threshold  # noqa: E402
+from healthfm_desktop.core.chemistry.applicability import ApplicabilityDomain  # noqa: E402
 from healthfm_desktop.core.chemistry.featurize import FEATURE_SIZE, FEATURISATION, featurize_mols  # noqa: E402
-from healthfm_desktop.core.chemistry.fingerprints import packed_morgan_many, tanimoto_packed  # noqa: E402
-from healthfm_desktop.core.inference.registry import sha256_of, write_manifest  # noqa: E402
+from healthfm_desktop.core.chemistry.fingerprints import packed_morgan_many  # noqa: E402
 
 NAME = "tox21_multitask"
 SEED = 20240601
@@ -95,10 +94,7 @@ def main(argv=None) -> int:
     for task, v in per_task.items():
         print(f"  {task:14s} {v['roc_auc']:.3f} ({v['ci95'][0]:.3f}-{v['ci95'][1]:.3f}) n={v['n']} pos={v['positives']}")
 
-    valid_sim = np.array([tanimoto_packed(q, packed[train]).max() for q in packed[valid]])
-    threshold = choose_threshold(valid_sim)
-    test_sim = np.array([tanimoto_packed(q, packed[train]).max() for q in packed[test]])
-    inside = test_sim >= threshold
+    threshold, inside = fit_domain(packed, train, valid, test)
     try:
         in_auc = mean_auc(y0[test][inside], prob[test][inside], mask[test][inside])
         out_auc = mean_auc(y0[test][~inside], prob[test][~inside], mask[test][~inside]) if (~inside).sum() > 20 else None
@@ -108,12 +104,6 @@ def main(argv=None) -> int:
     out_auc = None if out_auc is None else round(out_auc, 4)
     print(f"AD threshold {threshold:.2f}: test in-domain {inside.sum()}/{len(test)}, mean AUC in {in_auc}, out {out_auc}")
 
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    onnx_path = out / f"{NAME}.onnx"
-    export_onnx(model, FEATURE_SIZE, onnx_path, output_name="probabilities")
-    ad_path = out / f"{NAME}_ad.npz"
-    ApplicabilityDomain(packed[train], smiles[train], y[train], TASKS, threshold).save(ad_path)
     metrics = {
         "split": f"random 80/10/10 (seed {SEED}) of the {len(y)} parsable shared Tox21 molecules",
         "test_n": int(len(test)),
@@ -127,7 +117,7 @@ def main(argv=None) -> int:
     manifest = {
         "name": NAME,
         "version": "1.0.0",
-        "file": onnx_path.name,
+        "file": f"{NAME}.onnx",
         "task": "multi-task binary classification: probability of activity in 12 Tox21 assays",
         "inputs": [{"name": "features", "shape": ["batch", FEATURE_SIZE], "dtype": "float32"}],
         "outputs": [{"name": "probabilities", "shape": ["batch", len(TASKS)], "dtype": "float32"}],
@@ -139,19 +129,13 @@ def main(argv=None) -> int:
             "split": metrics["split"],
         },
         "metrics": metrics,
-        "applicability_domain": {
-            "file": ad_path.name, "sha256": sha256_of(ad_path), "fingerprint": "Morgan r=2, 2048 bits",
-            "measure": "max Tanimoto to the training set", "threshold": threshold,
-            "threshold_rule": "10th percentile of validation molecules' max Tanimoto to the training set",
-        },
         "license": "MIT",
         "intended_use": "Flagging possible nuclear-receptor and stress-response assay activity of small molecules for research triage; not a toxicity verdict, not for regulatory or clinical use.",
         "limitations": "Trained on ~5,000 environmental chemicals and drugs with many missing labels and few actives per assay (2-15 %); probabilities are not calibrated; in vitro assay activity is not in vivo toxicity.",
         "training_script": "models/training/train_tox21.py",
     }
-    write_manifest(out / f"{NAME}.json", manifest)
-    write_card(out / f"{NAME}.md", manifest, time.time() - start)
-    print(f"wrote {onnx_path} ({onnx_path.stat().st_size // 1024} KiB) in {time.time() - start:.0f} s")
+    domain = ApplicabilityDomain(packed[train], smiles[train], y[train], TASKS, threshold)
+    save_model(args.out, model, "probabilities", domain, manifest, write_card, start)
     return 0
 
 
