@@ -64,7 +64,7 @@ def _decode_failures(series_list, workers: int | None = None) -> list[tuple[str,
             return str(instance.source), f"pixel data could not be decoded ({type(exc).__name__}: {exc})"
         return None
 
-    from healthfm_desktop.core.imaging.decoding import decode_objects_in_processes, process_pool_available
+    from healthfm_desktop.core.imaging.parallel_decode import decode_objects_in_processes, process_pool_available
 
     processes = workers or default_decode_processes()
     if processes > 1 and len(instances) >= 8 and process_pool_available():

@@ -24,7 +24,7 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def risk(args) -> int:
-    from healthfm_desktop.core.patients.importing import read_patient_file
+    from healthfm_desktop.core.patients.reading import read_patient_file
     from healthfm_desktop.core.patients.risk import RiskModel
 
     path = Path(args.file)
@@ -57,7 +57,7 @@ def _sample_files() -> list[Path]:
 
 
 def _check_samples() -> str:
-    from healthfm_desktop.core.patients.importing import read_patient_file
+    from healthfm_desktop.core.patients.reading import read_patient_file
     from healthfm_desktop.core.patients.risk import RiskModel
 
     files = _sample_files()

@@ -13,7 +13,7 @@ from PySide6.QtCore import Signal
 from healthfm_desktop.controllers.base import WorkspaceController
 from healthfm_desktop.controllers.workers import Progress
 from healthfm_desktop.core.errors import ModelError, UserFacingError
-from healthfm_desktop.core.patients.importing import read_patient_file, sniff_patient_format
+from healthfm_desktop.core.patients.reading import read_patient_file, sniff_patient_format
 from healthfm_desktop.core.patients.record import PatientRecord
 from healthfm_desktop.core.patients.risk import RiskAssessment, RiskModel
 from healthfm_desktop.core.patients.timeline import LinkedNote, NoteIndex, link_note

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from healthfm_desktop.batch.patients import self_test_checks
-from healthfm_desktop.core.patients.importing import read_patient_file
+from healthfm_desktop.core.patients.reading import read_patient_file
 from healthfm_desktop.core.patients.risk import RiskModel
 
 REPO = Path(__file__).resolve().parents[2]

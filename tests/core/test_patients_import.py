@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from healthfm_desktop.core.errors import UnreadableFileError, UserFacingError
 from healthfm_desktop.core.patients.cleaning import describe_exclusion, exclusion_codes
 from healthfm_desktop.core.patients.fhir_bundle import bundle_from_record, read_fhir_bundle
-from healthfm_desktop.core.patients.importing import read_long_csv, read_patient_file
+from healthfm_desktop.core.patients.importing import read_long_csv
+from healthfm_desktop.core.patients.reading import read_patient_file
 from healthfm_desktop.core.patients.variables import VARIABLE_INDEX, VARIABLE_NAMES
 from healthfm_desktop.core.routing import PATIENTS, route_file
 

@@ -16,7 +16,8 @@ import pytest
 from healthfm_desktop.core.errors import ModelError
 from healthfm_desktop.core.inference.registry import load_registry
 from healthfm_desktop.core.patients.features import FEATURE_NAMES, N_FEATURES, cohort_features, record_features
-from healthfm_desktop.core.patients.importing import read_long_csv, read_patient_file
+from healthfm_desktop.core.patients.importing import read_long_csv
+from healthfm_desktop.core.patients.reading import read_patient_file
 from healthfm_desktop.core.patients.risk import TRAJECTORY_HOURS, RiskModel
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from healthfm_desktop.controllers.patients import PatientsController
-from healthfm_desktop.core.patients.importing import read_patient_file
+from healthfm_desktop.core.patients.reading import read_patient_file
 from healthfm_desktop.core.patients.risk import RiskModel
 from healthfm_desktop.core.patients.timeline import panels_for
 from healthfm_desktop.views.patient_view.workspace import RISK_COLUMN, PatientsWorkspace

@@ -331,25 +331,3 @@ class DecodeRequest:
             instance.samples_per_pixel, instance.bits_allocated, instance.pixel_value_offset,
             instance.pixel_value_length, pixel_module,
         )
-
-
-def process_pool_available() -> bool:
-    """Whether objects can decode in worker processes here (see ``parallel_decode``)."""
-    from healthfm_desktop.core.imaging.parallel_decode import shared_pool
-
-    return shared_pool() is not None
-
-
-def decode_objects_in_processes(instances: list["Instance"], processes: int | None = None):
-    """Yield ``(instance, all frames | UnreadableFileError)`` in order, decoded by the shared
-    decode pool (``parallel_decode``; its size is set there, ``processes`` is kept for callers
-    that pass it) when that pays (``parallel_decode.pool_for``), else in this process."""
-    from healthfm_desktop.core.imaging.parallel_decode import _decode, pool_for
-
-    pool = pool_for(len(instances))
-    if pool is not None and not pool.ready:
-        pool = None if not pool.start() else pool
-    if pool is None:
-        yield from ((instance, _decode(instance)) for instance in instances)
-        return
-    yield from zip(instances, pool.decode_instances(instances))

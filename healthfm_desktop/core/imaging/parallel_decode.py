@@ -378,6 +378,24 @@ def pool_for(object_count: int) -> DecodePool | None:
     return None
 
 
+def process_pool_available() -> bool:
+    """Whether objects can decode in worker processes here."""
+    return shared_pool() is not None
+
+
+def decode_objects_in_processes(instances: list, processes: int | None = None):
+    """Yield ``(instance, all frames | UnreadableFileError)`` in order, decoded by the shared
+    decode pool (its size is set here, ``processes`` is kept for callers that pass it) when that
+    pays (``pool_for``), else in this process."""
+    pool = pool_for(len(instances))
+    if pool is not None and not pool.ready:
+        pool = None if not pool.start() else pool
+    if pool is None:
+        yield from ((instance, _decode(instance)) for instance in instances)
+        return
+    yield from zip(instances, pool.decode_instances(instances))
+
+
 class DecodeAhead:
     """Decode objects in the pool while indexing goes on: ``offer(instance)`` as each file is
     indexed hands its pixels to a worker at once (the header is parsed once, by the indexer;

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from healthfm_desktop.core.errors import UnreadableFileError
-from healthfm_desktop.core.patients.importing import MAX_ID_LENGTH, MAX_MINUTES
+from healthfm_desktop.core.patients.limits import MAX_ID_LENGTH, MAX_MINUTES
 from healthfm_desktop.core.patients.record import CohortBuilder, PatientCohort, PatientRecord
 from healthfm_desktop.core.patients.variables import (
     BY_NAME,

@@ -1,4 +1,5 @@
-"""Read ICU stays from the files a user has:
+"""Read ICU stays from the CSV files a user has (reading.py picks the reader for a file; FHIR
+Bundles are read by fhir_bundle.py):
 
 - the long CSV ``patient_id,time,variable,value[,unit]`` (time in minutes or HH:MM since ICU
   admission; plain or gzipped). Descriptors may come as rows named Age, Gender, Height,
@@ -7,7 +8,6 @@
   challenge data is distributed; rows win over the table;
 - PhysioNet/CinC 2012 record files (``Time,Parameter,Value`` with HH:MM; one stay per file), or
   a folder of them;
-- FHIR R4 Bundles (JSON) of Observations, validated with fhir.resources (see fhir_bundle.py).
 
 Units are checked against the variable catalogue and converted to the canonical unit. A row that
 cannot be used is reported with its line number and the rest of the file is kept."""
@@ -21,6 +21,7 @@ import math
 from pathlib import Path
 
 from healthfm_desktop.core.errors import UnreadableFileError
+from healthfm_desktop.core.patients.limits import MAX_ID_LENGTH, MAX_MINUTES
 from healthfm_desktop.core.patients.record import CohortBuilder, PatientCohort
 from healthfm_desktop.core.patients.variables import (
     BY_NAME,
@@ -34,8 +35,6 @@ LONG_CSV_COLUMNS = ("patient_id", "time", "variable", "value")
 RECORD_HEADER = ("time", "parameter", "value")
 PATIENT_TABLE_NAME = "patients.csv"
 _PATIENT_TABLE_COLUMNS = {"age": "Age", "gender": "Gender", "height_cm": "Height", "icu_type": "ICUType", "weight_kg": "Weight"}
-MAX_MINUTES = 366 * 24 * 60
-MAX_ID_LENGTH = 64
 _DESCRIPTOR_ONLY = ("Age", "Gender", "Height", "ICUType")
 
 
@@ -160,7 +159,7 @@ def _same_number(value: float, patient_id: str) -> bool:
         return False
 
 
-def _open_text(path: Path) -> io.TextIOBase:
+def open_text(path: Path) -> io.TextIOBase:
     try:
         with open(path, "rb") as probe:
             magic = probe.read(2)
@@ -195,7 +194,7 @@ def read_long_csv(path: str | Path, patient_table: str | Path | None = None) -> 
     and the stays it lists that have no rows."""
     path = Path(path)
     rows = ObservationRows()
-    with _open_text(path) as handle:
+    with open_text(path) as handle:
         reader = csv.reader(handle)
         header = None
         for line, row, problem in _rows(reader, path):
@@ -279,7 +278,7 @@ def _read_long_rows(reader, rows: ObservationRows, path: Path, width: int, colum
 def _read_patient_table(path: Path, builder: CohortBuilder) -> None:
     """Descriptors from the challenge's patients.csv; silently skipped when it is not one."""
     try:
-        with _open_text(path) as handle:
+        with open_text(path) as handle:
             reader = csv.DictReader(handle)
             fields = {f.strip().casefold(): f for f in (reader.fieldnames or [])}
             if "patient_id" not in fields or not any(c in fields for c in _PATIENT_TABLE_COLUMNS):
@@ -310,7 +309,7 @@ def read_physionet_records(paths: list[Path]) -> PatientCohort:
     for path in paths:
         path = Path(path)
         start = len(rows.builder.bad_rows)
-        with _open_text(path) as handle:
+        with open_text(path) as handle:
             lines = _rows(csv.reader(handle), path)
             header = None
             for line, row, problem in lines:
@@ -339,49 +338,3 @@ def read_physionet_records(paths: list[Path]) -> PatientCohort:
                 bad_row = rows.builder.bad_rows[i]
                 rows.builder.bad_rows[i] = type(bad_row)(bad_row.line, bad_row.reason, str(path))
     return rows.build(str(paths[0]) if len(paths) == 1 else str(Path(paths[0]).parent))
-
-
-def sniff_patient_format(path: Path) -> str | None:
-    """"long_csv", "record", "fhir" or None, from the first bytes of the file."""
-    try:
-        with _open_text(path) as handle:
-            head = handle.read(4096)
-    except (UnreadableFileError, UnicodeDecodeError, OSError, EOFError):
-        return None
-    stripped = head.lstrip()
-    if stripped.startswith("{"):
-        return "fhir" if '"resourceType"' in head else None
-    first = stripped.splitlines()[0] if stripped else ""
-    columns = [c.strip().casefold() for c in first.split(",")]
-    if tuple(columns[:3]) == RECORD_HEADER:
-        return "record"
-    if all(c in columns for c in LONG_CSV_COLUMNS):
-        return "long_csv"
-    return None
-
-
-def read_patient_file(path: str | Path) -> PatientCohort:
-    """Any supported patient file (or a folder of PhysioNet record files), by content."""
-    path = Path(path)
-    if path.is_dir():
-        records = sorted(p for p in path.iterdir() if p.is_file() and sniff_patient_format(p) == "record")
-        if not records:
-            raise UnreadableFileError(f"{path.name} holds no PhysioNet record files")
-        return read_physionet_records(records)
-    kind = sniff_patient_format(path)
-    if kind == "long_csv":
-        return read_long_csv(path)
-    if kind == "record":
-        return read_physionet_records([path])
-    if kind == "fhir":
-        from healthfm_desktop.core.patients.fhir_bundle import read_fhir_bundle
-
-        return read_fhir_bundle(path)
-    if not path.exists():
-        raise UnreadableFileError(f"{path.name} does not exist")
-    if path.is_file() and path.stat().st_size == 0:
-        raise UnreadableFileError(f"{path.name} is empty")
-    raise UnreadableFileError(
-        f"{path.name} is not a patient file (expected a CSV patient_id,time,variable,value[,unit], "
-        "a PhysioNet record file Time,Parameter,Value, or a FHIR Bundle of Observations)"
-    )
