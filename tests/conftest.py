@@ -38,3 +38,8 @@ def repo_root() -> Path:
 @pytest.fixture
 def test_data() -> Path:
     return TEST_DATA
+
+
+@pytest.fixture
+def _orthanc_missing_in_ci():
+    pytest.fail("CI must run the PACS tests against a real Orthanc, and its binary is missing (scripts/system-deps.sh installs it)")

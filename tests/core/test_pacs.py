@@ -32,11 +32,9 @@ from healthfm_desktop.core.imaging.pacs import (
 )
 from healthfm_desktop.core.imaging.pacs.retrieval import retrieve_into_database
 from healthfm_desktop.core.storage.studies import StudyDatabase
-from tests.orthanc import OrthancServer, free_port, orthanc_binary
+from tests.orthanc import OrthancServer, free_port, needs_orthanc
 
-pytestmark = pytest.mark.skipif(
-    orthanc_binary() is None, reason="the Orthanc binary is not installed (apt-get install orthanc)"
-)
+pytestmark = needs_orthanc()
 
 DICOM = Path(__file__).resolve().parent.parent / "data" / "dicom"
 DICOMDIR_FILES = DICOM / "dicomdir"  # 2 patients, 6 studies (CR, CT, MR), 16x16 images

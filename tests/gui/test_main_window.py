@@ -53,6 +53,10 @@ def test_dropping_a_dicom_file_opens_the_images_workspace(window, qtbot):
     qtbot.waitUntil(lambda: window.current_workspace() == "images", timeout=20_000)
     controller = window.controllers["images"]
     qtbot.waitUntil(lambda: not controller.busy, timeout=30_000)
+    # the dropped file is open and drawn, not only the workspace switched
+    assert len(controller.series) == 1
+    qtbot.waitUntil(lambda: window.workspace_widget("images").active_viewport().frame() is not None, timeout=20_000)
+    assert window.workspace_widget("images").active_viewport().frame().shape == (128, 128)
 
 
 def test_dicom_without_preamble_goes_to_images_too(window, qtbot, tmp_path):
@@ -73,6 +77,13 @@ def test_dropping_a_note_opens_the_notes_workspace(window, qtbot, tmp_path):
     note = _find("discharge_summary.txt")
     drop(window, [note])
     qtbot.waitUntil(lambda: window.current_workspace() == "notes", timeout=20_000)
+    # the note is open and annotated: its text is shown and the pipeline found entities in it
+    annotator = window.workspace_widget("notes")
+    qtbot.waitUntil(lambda: annotator.current_id == "discharge_summary", timeout=60_000)
+    text = note.read_text(encoding="utf-8")
+    qtbot.waitUntil(lambda: len(window.controllers["notes"].note("discharge_summary").entities) > 0, timeout=60_000)
+    for entity in window.controllers["notes"].note("discharge_summary").entities:
+        assert text[entity.start:entity.end] == entity.text
 
 
 def test_dropping_an_unknown_file_gives_a_clear_message(window, qtbot, tmp_path):
@@ -128,6 +139,14 @@ def test_recent_files_menu_lists_what_was_opened(window, qtbot):
     dicom = _find("CT_small.dcm")
     drop(window, [dicom])
     qtbot.waitUntil(lambda: str(dicom) in [a.text() for a in window.recent_menu.actions()], timeout=20_000)
+    # choosing it again from the menu opens it again (the series is already open: said so, not doubled)
+    images = window.controllers["images"]
+    qtbot.waitUntil(lambda: not images.busy and len(images.series) == 1, timeout=30_000)
+    window.show_workspace("notes")
+    next(a for a in window.recent_menu.actions() if a.text() == str(dicom)).trigger()
+    qtbot.waitUntil(lambda: window.current_workspace() == "images", timeout=20_000)
+    qtbot.waitUntil(lambda: not images.busy, timeout=30_000)
+    assert len(images.series) == 1
 
 
 def test_progress_bar_hides_when_every_job_is_done(window, qtbot):

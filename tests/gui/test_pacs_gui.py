@@ -11,11 +11,9 @@ import pytest
 from PySide6.QtCore import QTimer
 
 from healthfm_desktop.app import build_main_window
-from tests.orthanc import OrthancServer, free_port, orthanc_binary
+from tests.orthanc import OrthancServer, free_port, needs_orthanc
 
-pytestmark = pytest.mark.skipif(
-    orthanc_binary() is None, reason="the Orthanc binary is not installed (apt-get install orthanc)"
-)
+pytestmark = needs_orthanc()
 
 DICOM = Path(__file__).resolve().parent.parent / "data" / "dicom"
 CT_SERIES = DICOM / "series" / "CT_head_phantom_philips_1mm_20sl"
