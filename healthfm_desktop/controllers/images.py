@@ -433,6 +433,10 @@ class ImagesController(WorkspaceController):
         """Why frame ``index`` cannot be shown, once a decode has failed."""
         return self.session.frame_failure(key, index)
 
+    def failure_sentence(self, key: str, index: int) -> str:
+        """The plain sentence a viewport shows for an image that will not decode."""
+        return self.session.failure_sentence(key, index)
+
     def _on_decoded(self, key: str, index: int) -> None:
         self._pending.discard((key, index))
         self.frame_ready.emit(key, index)

@@ -68,7 +68,7 @@ def test_frames_decode_into_the_cache_with_their_modality_values(tmp_path, head_
     np.testing.assert_allclose(pixels.astype(np.float64) * scale + offset, series.load_frame(3), atol=1e-3)
     assert values.shape == (series.rows, series.columns)
     info = session.frame_info(series.key, 3)
-    assert info["units"] == "HU" and info["window"] is not None and info["orientation"] is not None
+    assert info["units"] == "HU" and info["window"] is not None and set(info["edges"]) == {"left", "right", "top", "bottom"}
     assert info["bottom_left"][0] == "Image 4 / 20"
 
 
@@ -87,10 +87,10 @@ def test_mpr_meta_carries_the_series_window_and_inversion(tmp_path, head_scan):
     key = session.series[0].key
     volume = object()
     _, meta = session.keep_mpr_volume(key, volume)
-    assert meta["window"] != (35.0, 80.0) and meta["invert"] is False
+    assert meta["window"] != (35.0, 80.0) and meta["invert"] is False and meta["inverted"] is False
     session.update_display(key, window=(35, 80), inverted=True)
     kept_volume, meta = session.mpr_volume(key)
-    assert kept_volume is volume and meta["window"] == (35.0, 80.0) and meta["invert"] is True
+    assert kept_volume is volume and meta["window"] == (35.0, 80.0) and meta["inverted"] is True
     assert session.mpr_volume("another series") is None
 
 

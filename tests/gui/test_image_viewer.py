@@ -16,7 +16,7 @@ import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QImage
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QLabel, QToolButton
 
 from healthfm_desktop.app import build_main_window
 from healthfm_desktop.controllers.images import ImagesController
@@ -516,7 +516,15 @@ def test_an_image_that_cannot_be_decoded_says_why_instead_of_loading_forever(win
     qtbot.waitUntil(lambda: not controller.busy, timeout=30_000)
     viewport = workspace.active_viewport()
     assert viewport.frame() is None
-    assert "cannot be shown" in viewport._message
+    # one plain sentence in the viewport; the decoder's words only behind "Details…"
+    assert viewport.message() == "The JPEG 2000 data in this file is damaged; the series has no other image."
+    details = viewport.findChild(QToolButton, "viewportDetails")
+    assert details.isVisible()
+    with qtbot.waitSignal(viewport.details_requested) as asked:
+        details.click()
+    assert asked.args[0] == controller.frame_failure(controller.series[0].key, 0)
+    assert "JPEG 2000" in asked.args[0] and asked.args[0] != viewport.message()
+    viewport.grab().save(str(SCREENSHOTS / "viewer_decode_failure.png"))
     assert any(level in ("warning", "error") for level, _ in window.messages)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from healthfm_desktop.core.errors import UserFacingError
 from healthfm_desktop.core.imaging.series import Series
+from healthfm_desktop.core.imaging.orientation import edge_letters
 
 PLANES = ("axial", "coronal", "sagittal")
 
@@ -100,6 +101,36 @@ class Volume:
         if self.offset != 0.0:
             image += np.float32(self.offset)
         return image, (self.spacing[ra], self.spacing[ca])
+
+    def plane_directions(self, plane: str) -> tuple[np.ndarray, np.ndarray]:
+        """(right, down): the LPS directions in which the plane image's columns and rows
+        increase (for its orientation letters)."""
+        (_ia, _), (ra, rflip), (ca, cflip) = self._plane_spec(plane)
+        down = self.axis_directions[ra] * (-1.0 if rflip else 1.0)
+        right = self.axis_directions[ca] * (-1.0 if cflip else 1.0)
+        return np.asarray(right, dtype=float), np.asarray(down, dtype=float)
+
+    def plane_edge_letters(self, plane: str) -> dict[str, str]:
+        """Orientation letters at the plane image's four edges."""
+        return edge_letters(*self.plane_directions(plane))
+
+    def plane_slab(self, plane: str, index: int, thickness: int, mode: str) -> tuple[np.ndarray, tuple[float, float]]:
+        """A slab of ``thickness`` planes centred on ``index`` projected by ``mode`` ("mip":
+        maximum, "minip": minimum, "mean"); thickness 1 is plane_image itself."""
+        if mode not in ("mip", "minip", "mean"):
+            raise MprError(f"unknown slab projection {mode!r} (mip, minip or mean)")
+        count = self.plane_count(plane)
+        if thickness <= 1:
+            return self.plane_image(plane, index)
+        first = max(0, index - (thickness - 1) // 2)
+        last = min(count - 1, first + thickness - 1)
+        image, spacing = self.plane_image(plane, first)
+        reduce = {"mip": np.maximum, "minip": np.minimum, "mean": np.add}[mode]
+        for k in range(first + 1, last + 1):
+            reduce(image, self.plane_image(plane, k)[0], out=image)
+        if mode == "mean":
+            image /= np.float32(last - first + 1)
+        return image, spacing
 
     def voxel_to_plane(self, plane: str, voxel: Sequence[float]) -> tuple[float, float, float]:
         """Voxel (slice, row, column) -> (plane index, image column, image row)."""

@@ -17,6 +17,7 @@ import numpy as np
 
 from healthfm_desktop.core.errors import UserFacingError
 from healthfm_desktop.core.imaging import measure
+from healthfm_desktop.core.imaging.orientation import frame_edge_letters
 from healthfm_desktop.core.storage.atomic import atomic_write_text
 
 if TYPE_CHECKING:
@@ -175,6 +176,23 @@ def render_window(pixels: np.ndarray, center: float, width: float, invert: bool,
     if (scale, offset) != (1.0, 0.0):
         pixels = pixels.astype(np.float32) * np.float32(scale) + np.float32(offset)
     return _display().render_uint8(pixels, window, invert=invert)
+
+
+#: Transfer Syntax UID prefixes -> the compression a user knows them by
+_COMPRESSION_FAMILIES = (
+    ("1.2.840.10008.1.2.4.20", "HTJ2K (JPEG 2000)"), ("1.2.840.10008.1.2.4.9", "JPEG 2000"),
+    ("1.2.840.10008.1.2.4.8", "JPEG-LS"), ("1.2.840.10008.1.2.4.5", "JPEG"), ("1.2.840.10008.1.2.4.7", "JPEG"),
+    ("1.2.840.10008.1.2.4.10", "MPEG video"), ("1.2.840.10008.1.2.5", "RLE"),
+    ("1.2.840.10008.1.2.1.99", "deflated"),
+)
+
+
+def compression_family(transfer_syntax: str | None) -> str:
+    """"JPEG 2000", "JPEG-LS", "RLE"... for a Transfer Syntax UID; "image" when uncompressed or unknown."""
+    for prefix, family in _COMPRESSION_FAMILIES:
+        if (transfer_syntax or "").startswith(prefix):
+            return family
+    return "image"
 
 
 def fmt_date(value: str) -> str:
@@ -435,6 +453,19 @@ class ViewerSession:
         """Why frame ``index`` cannot be shown, once a decode has failed."""
         return self._failures.get((key, index))
 
+    def failure_sentence(self, key: str, index: int) -> str:
+        """One plain sentence for an image that will not decode (the technical reason goes
+        behind "Details"): what kind of data it is, and what the user still sees."""
+        series = self._by_key[key]
+        reason = self._failures.get((key, index), "")
+        family = compression_family(series.frames[index].instance.transfer_syntax)
+        others = series.frame_count - 1
+        rest = (f"the other {others} image(s) of the series are shown" if others
+                else "the series has no other image")
+        if "no decoder" in reason or "unsupported" in reason:
+            return f"This image is stored as {family}, which this installation cannot decode; {rest}."
+        return f"The {family} data in this file is damaged; {rest}."
+
     def has_failed(self, key: str, index: int) -> bool:
         return (key, index) in self._failures
 
@@ -490,7 +521,7 @@ class ViewerSession:
             "voi_lut": self._file_voi_lut(series, index),
             "value_scale": scaling[0],
             "value_offset": scaling[1],
-            "orientation": list(frame.orientation) if getattr(frame, "orientation", None) is not None else None,
+            "edges": frame_edge_letters(frame.orientation),
             "top_left": [line for line in top_left if line],
             "top_right": [line for line in top_right if line],
             "bottom_left": bottom_left,
@@ -505,7 +536,7 @@ class ViewerSession:
         bits = series.first.bits_stored
         return {
             "pixel_spacing": None, "spacing_source": None, "invert": False, "units": "",
-            "window": window, "voi_lut": None, "value_scale": 1.0, "value_offset": 0.0, "orientation": None,
+            "window": window, "voi_lut": None, "value_scale": 1.0, "value_offset": 0.0, "edges": None,
             "top_left": [f"{series.modality}, not DICOM"],
             "top_right": [series.description, f"{series.columns} x {series.rows}, "
                           f"{'RGB' if series.is_colour else f'{bits}-bit grey'}"],
@@ -617,7 +648,8 @@ class ViewerSession:
         return None
 
     def keep_mpr_volume(self, key: str, volume) -> tuple[Any, dict]:
-        """Keep the one MPR volume; its meta carries the series' own W/L and inversion."""
+        """Keep the one MPR volume; its meta carries the series' W/L and the user's inversion
+        ("inverted", on top of the photometric "invert") as the user left them."""
         series = self._by_key[key]
         middle = series.frame_count // 2
         meta = {"description": f"{series.modality} {series.description}".strip(),
@@ -631,7 +663,7 @@ class ViewerSession:
     def _mpr_meta(self, key: str, meta: dict) -> dict:
         state = self.display_state(key)
         window = state.window or meta["window"]
-        return {**meta, "window": window, "invert": meta["invert"] != state.inverted, "key": key}
+        return {**meta, "window": window, "inverted": state.inverted, "key": key}
 
     # --------------------------------------------------------- measurements
     def studies_to_read(self, series: Iterable[Series]) -> list[str]:

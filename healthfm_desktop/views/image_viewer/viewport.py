@@ -26,7 +26,7 @@ from PySide6.QtGui import (
     QTransform,
     QWheelEvent,
 )
-from PySide6.QtWidgets import QSizePolicy, QWidget
+from PySide6.QtWidgets import QSizePolicy, QToolButton, QWidget
 
 from healthfm_desktop.views.image_viewer.rendering import RenderedImage, WindowRenderer, qimage_from_uint8, rgba_to_qimage
 
@@ -59,6 +59,12 @@ class FrameInfo:
     #: modality value = pixel * value_scale + value_offset (stored values of rescaled series)
     value_scale: float = 1.0
     value_offset: float = 0.0
+    #: orientation letters of the unrotated image's edges ("left", "right", "top", "bottom")
+    edges: dict[str, str] | None = None
+
+
+#: bar lengths (mm) the scale bar picks from: the longest that fits a fifth of the width
+_SCALE_BAR_MM = (1, 2, 5, 10, 20, 50, 100, 200, 500)
 
 
 @dataclass
@@ -88,6 +94,8 @@ class ImageViewport(QWidget):
     crosshair_moved = Signal(float, float)
     view_changed = Signal()
     activated = Signal()
+    #: the user asked for the technical detail behind the problem shown in the viewport
+    details_requested = Signal(str)
 
     def __init__(self, renderer: WindowRenderer, parent: QWidget | None = None):
         super().__init__(parent)
@@ -120,6 +128,13 @@ class ImageViewport(QWidget):
         self._crosshair: tuple[float, float] | None = None
         self._active = False
         self._message = "Drop DICOM files, folders, zips, a DICOMDIR or PNG / JPEG images here"
+        self._user_invert = False  # on top of the photometric interpretation's own
+        self._details_button = QToolButton(self)
+        self._details_button.setText("Details…")
+        self._details_button.setObjectName("viewportDetails")
+        self._details_button.hide()
+        self._details = ""
+        self._details_button.clicked.connect(lambda: self.details_requested.emit(self._details))
         #: a short notice drawn at the top centre (sync state, "not DICOM"...): text, good?
         self._badges: dict[str, tuple[str, bool]] = {}
         self._cursor_text = ""
@@ -139,6 +154,8 @@ class ImageViewport(QWidget):
         """Show ``frame`` (modality units). ``keep_view`` keeps zoom/pan/window (scrolling a
         series); otherwise the view resets to fit and the frame's default window."""
         previous_shape = None if self._frame is None else self._frame.shape[:2]
+        if frame is not None:
+            self._details_button.hide()
         self._frame = frame
         self._info = info or FrameInfo()
         if frame is None:
@@ -164,7 +181,26 @@ class ImageViewport(QWidget):
     def set_message(self, text: str) -> None:
         """Text shown in the middle when there is no frame (e.g. "Loading…")."""
         self._message = text
+        self._details = ""
+        self._details_button.hide()
         self.update()
+
+    def set_problem(self, sentence: str, details: str) -> None:
+        """A frame that cannot be shown: one plain sentence in the middle, the technical
+        detail behind a "Details…" button (never decoder text over the image)."""
+        self.set_frame(None)
+        self._message = sentence
+        self._details = details
+        self._details_button.setVisible(bool(details))
+        self._place_details_button()
+        self.update()
+
+    def message(self) -> str:
+        return self._message
+
+    def _place_details_button(self) -> None:
+        hint = self._details_button.sizeHint()
+        self._details_button.move(int((self.width() - hint.width()) / 2), int(self.height() / 2 + 3 * QFontMetrics(self._font).height()))
 
     def set_badge(self, name: str, text: str | None, good: bool = True) -> None:
         """Show (or, with ``text`` None, remove) a notice at the top centre: green when
@@ -211,10 +247,23 @@ class ImageViewport(QWidget):
             pixels = self._frame  # colour: display values already
         elif self._file_lut_active and self._info.voi_lut is not None:
             pixels = self._info.voi_lut(self._frame)
+            if self._user_invert:
+                pixels = 255 - pixels
         else:
-            pixels = self._renderer(self._frame, self._center, self._width, self._info.invert,
+            pixels = self._renderer(self._frame, self._center, self._width, self._info.invert != self._user_invert,
                                     self._info.value_scale, self._info.value_offset)
         self._rendered = qimage_from_uint8(pixels)
+
+    def set_inverted(self, inverted: bool) -> None:
+        """Invert the grey scale on top of the file's photometric interpretation."""
+        if inverted != self._user_invert:
+            self._user_invert = bool(inverted)
+            self._render()
+            self.update()
+            self.view_changed.emit()
+
+    def inverted(self) -> bool:
+        return self._user_invert
 
     def rendered_image(self) -> QImage | None:
         return None if self._rendered is None else self._rendered.image
@@ -305,6 +354,16 @@ class ImageViewport(QWidget):
         return {"zoom": self.zoom(), "fit": self._fit, "flip_h": self._flip_h, "flip_v": self._flip_v,
                 "rotation": self._rotation, "pan": (self._pan.x(), self._pan.y())}
 
+    def set_view_state(self, state: dict) -> None:
+        """Restore what ``view_state`` returned (a series the user comes back to)."""
+        self._fit = bool(state.get("fit", True))
+        self._zoom = float(state.get("zoom", 1.0))
+        self._flip_h, self._flip_v = bool(state.get("flip_h")), bool(state.get("flip_v"))
+        self._rotation = int(state.get("rotation", 0)) % 360
+        pan = state.get("pan") or (0.0, 0.0)
+        self._pan = QPointF(float(pan[0]), float(pan[1]))
+        self._view_changed()
+
     def _view_changed(self) -> None:
         self.update()
         self.view_changed.emit()
@@ -366,6 +425,15 @@ class ImageViewport(QWidget):
 
     def overlay_names(self) -> list[str]:
         return list(self._overlays)
+
+    def overlay_state(self) -> tuple[dict, dict]:
+        """The RGBA and shape overlays as they are, for ``restore_overlay_state`` when the
+        viewport comes back to the image they were computed for."""
+        return dict(self._overlays), dict(self._shapes)
+
+    def restore_overlay_state(self, state: tuple[dict, dict]) -> None:
+        self._overlays, self._shapes = dict(state[0]), dict(state[1])
+        self.update()
 
     def add_shape_overlay(self, name: str, polygon_points, label: str = "") -> None:
         """A closed outline (e.g. a segmented contour) in image (column, row) coordinates with a
@@ -467,7 +535,79 @@ class ImageViewport(QWidget):
         if self._crosshair is not None:
             self._draw_crosshair(painter, transform)
         self._draw_corners(painter)
+        self._draw_edge_letters(painter, transform)
+        self._draw_scale_bar(painter)
         self._draw_badges(painter)
+
+    def edge_letters(self) -> dict[str, str]:
+        """Orientation letters at the screen's edges now (after flips and rotation): what the
+        user reads at the middle of each side; {} without orientation."""
+        edges = self._info.edges
+        if not edges or self._frame is None:
+            return {}
+        transform = self.image_to_widget()
+        origin = transform.map(QPointF(0, 0))
+        along_x, along_y = transform.map(QPointF(1, 0)) - origin, transform.map(QPointF(0, 1)) - origin
+        shown = {}
+        for side, (dx, dy) in {"right": (1, 0), "left": (-1, 0), "bottom": (0, 1), "top": (0, -1)}.items():
+            on_x = along_x.x() * dx + along_x.y() * dy
+            on_y = along_y.x() * dx + along_y.y() * dy
+            if abs(on_x) >= abs(on_y):
+                shown[side] = edges["right" if on_x > 0 else "left"]
+            else:
+                shown[side] = edges["bottom" if on_y > 0 else "top"]
+        return shown
+
+    def _draw_edge_letters(self, painter: QPainter, transform: QTransform) -> None:
+        font = QFont(self._font)
+        font.setBold(True)
+        painter.setFont(font)
+        metrics = QFontMetrics(font)
+        for side, letters in self.edge_letters().items():
+            width = metrics.horizontalAdvance(letters)
+            x = {"left": 6, "right": self.width() - 6 - width}.get(side, (self.width() - width) / 2)
+            y = {"top": 6 + metrics.ascent(), "bottom": self.height() - 6 - metrics.descent()}.get(
+                side, self.height() / 2 + metrics.ascent() / 2)
+            self._outlined_text(painter, QPointF(x, y), letters, QColor(255, 235, 120))
+        painter.setFont(self._font)
+
+    def scale_bar(self) -> tuple[float, float] | None:
+        """(millimetres, screen pixels) of the scale bar drawn now; None without pixel spacing."""
+        spacing = self._info.pixel_spacing
+        if self._frame is None or not spacing or spacing[1] <= 0:
+            return None
+        pixels_per_mm = self.zoom() / float(spacing[1])  # rows are scaled by the aspect: isotropic
+        fitting = [mm for mm in _SCALE_BAR_MM if mm * pixels_per_mm <= self.width() / 5]
+        if not fitting:
+            return None
+        return float(fitting[-1]), fitting[-1] * pixels_per_mm
+
+    def _draw_scale_bar(self, painter: QPainter) -> None:
+        bar = self.scale_bar()
+        if bar is None:
+            return
+        millimetres, length = bar
+        metrics = QFontMetrics(self._font)
+        right = self.width() - 12.0
+        y = self.height() - 12.0 - metrics.height() * (2 if self._cursor_text else 1)
+        for colour, width in ((QColor(0, 0, 0, 220), 4), (QColor(235, 235, 235), 2)):
+            pen = QPen(colour, width)
+            painter.setPen(pen)
+            painter.drawLine(QPointF(right - length, y), QPointF(right, y))
+            painter.drawLine(QPointF(right - length, y - 4), QPointF(right - length, y + 4))
+            painter.drawLine(QPointF(right, y - 4), QPointF(right, y + 4))
+        text = f"{millimetres:g} mm" if millimetres < 10 else f"{millimetres / 10:g} cm"
+        self._outlined_text(painter, QPointF(right - length / 2 - metrics.horizontalAdvance(text) / 2, y - 6), text,
+                            QColor(235, 235, 235))
+
+    @staticmethod
+    def _outlined_text(painter: QPainter, at: QPointF, text: str, colour: QColor) -> None:
+        # a dark outline keeps the text readable over bright anatomy (MONOCHROME1 CR)
+        painter.setPen(QColor(0, 0, 0, 220))
+        for dx, dy in ((-1, 0), (1, 0), (0, -1), (0, 1), (1, 1)):
+            painter.drawText(QPointF(at.x() + dx, at.y() + dy), text)
+        painter.setPen(colour)
+        painter.drawText(at, text)
 
     def _draw_badges(self, painter: QPainter) -> None:
         """Top centre, below any corner line they would cover."""
@@ -570,12 +710,7 @@ class ImageViewport(QWidget):
                 row = (len(lines) - 1 - i) if bottom else i
                 y = (self.height() - margin - row * line_height - metrics.descent()) if bottom else (margin + row * line_height + metrics.ascent())
                 x = (self.width() - margin - metrics.horizontalAdvance(line)) if right else margin
-                # a dark outline keeps the text readable over bright anatomy (MONOCHROME1 CR)
-                painter.setPen(QColor(0, 0, 0, 220))
-                for dx, dy in ((-1, 0), (1, 0), (0, -1), (0, 1), (1, 1)):
-                    painter.drawText(QPointF(x + dx, y + dy), line)
-                painter.setPen(QColor(235, 235, 235))
-                painter.drawText(QPointF(x, y), line)
+                self._outlined_text(painter, QPointF(x, y), line, QColor(235, 235, 235))
 
     # ------------------------------------------------------------------ input
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
@@ -702,6 +837,7 @@ class ImageViewport(QWidget):
 
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
+        self._place_details_button()
         self.view_changed.emit()
 
     def _drag_window_level(self, position: QPointF) -> None:

@@ -7,6 +7,7 @@ It draws and forwards intents to the ImagesController it is given; it never read
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,11 +40,15 @@ from healthfm_desktop.views.image_viewer.series_browser import SeriesBrowser
 from healthfm_desktop.views.image_viewer.tag_browser import TagBrowser
 from healthfm_desktop.views.image_viewer.unreadable_panel import UnreadableFilesPanel
 from healthfm_desktop.views.image_viewer.viewport import DrawnMeasurement, FrameInfo, ImageViewport
+from healthfm_desktop.views.shortcuts import shortcut
 
 #: layout name -> (rows, columns)
 LAYOUTS = {"1x1": (1, 1), "1x2": (1, 2), "2x2": (2, 2)}
-_TOOL_LABELS = [("pan", "Pan", "P"), ("zoom", "Zoom", "Z"), ("window", "W/L", "W"), ("distance", "Distance", "D"),
-                ("angle", "Angle", "A"), ("rectangle", "Rectangle ROI", "R"), ("ellipse", "Ellipse ROI", "E")]
+_TOOL_LABELS = [("pan", "Pan"), ("zoom", "Zoom"), ("window", "W/L"), ("distance", "Distance"),
+                ("angle", "Angle"), ("rectangle", "Rectangle ROI"), ("ellipse", "Ellipse ROI")]
+_MEASURE_TOOLS = ("distance", "angle", "rectangle", "ellipse")
+#: AI overlays kept for images the user scrolled away from (restored when they come back)
+_KEPT_OVERLAY_IMAGES = 32
 
 
 @dataclass
@@ -70,6 +75,7 @@ def frame_info_from(description: dict) -> FrameInfo:
         value_scale=float(description.get("value_scale", 1.0)),
         value_offset=float(description.get("value_offset", 0.0)),
         corners={key: list(description.get(key) or []) for key in ("top_left", "top_right", "bottom_left")},
+        edges=description.get("edges"),
     )
 
 
@@ -83,6 +89,8 @@ class ImagesWorkspace(QWidget):
         self.slots: list[ViewportSlot] = []
         self._active = 0
         self._layout_name = "1x1"
+        self._kept_overlays: OrderedDict[tuple[str, int], tuple[dict, dict]] = OrderedDict()
+        self._mpr_key: str | None = None
         #: the open burned-in annotation question of a de-identified export, if any
         self.burned_in_question: QMessageBox | None = None
 
@@ -145,6 +153,7 @@ class ImagesWorkspace(QWidget):
         self.set_layout("1x1")
         self._connect_controller()
         self.series_browser.series_activated.connect(self.show_series)
+        self.mpr_view.window_changed.connect(self._on_mpr_window)
         self.measurement_list.label_edited.connect(self.controller.rename_measurement)
         self.measurement_list.delete_requested.connect(self.controller.delete_measurements)
         self.measurement_list.measurement_chosen.connect(self._go_to_measurement)
@@ -153,41 +162,83 @@ class ImagesWorkspace(QWidget):
 
     # ------------------------------------------------------------ construction
     def _build_toolbar(self) -> None:
+        """Grouped so that the main tools stay visible at 1280 px: left-drag tools (the four
+        measurements behind one button), presets, a View menu, layout, MPR / Overlays /
+        Export, then cine, which is the first to go into the toolbar's overflow."""
         bar = self.toolbar
         self.tool_actions: dict[str, QAction] = {}
+        self._shortcut_actions: list[QAction] = []
         group = QActionGroup(self)
-        for tool, label, key in _TOOL_LABELS:
+        for tool, label in _TOOL_LABELS:
             action = QAction(label, self, checkable=True)
-            action.setShortcut(QKeySequence(key))
-            action.setToolTip(f"Left-drag: {label} ({key}). Right-drag is always window/level, middle-drag pans, "
-                              "wheel or arrow keys scroll slices, Ctrl+wheel zooms.")
+            action.setShortcut(shortcut(f"images.{tool}"))
+            action.setToolTip(f"Left-drag: {label} ({action.shortcut().toString()}). Right-drag is always "
+                              "window/level, middle-drag pans, wheel or arrow keys scroll slices, Ctrl+wheel zooms.")
             action.triggered.connect(lambda checked=False, t=tool: self.set_tool(t))
             group.addAction(action)
-            bar.addAction(action)
             self.tool_actions[tool] = action
+            self._shortcut_actions.append(action)
+            if tool not in _MEASURE_TOOLS:
+                bar.addAction(action)
+        self.measure_button = QToolButton()
+        self.measure_button.setObjectName("measureTools")
+        self.measure_button.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
+        measure_menu = QMenu(self.measure_button)
+        for tool in _MEASURE_TOOLS:
+            measure_menu.addAction(self.tool_actions[tool])
+            self.tool_actions[tool].triggered.connect(
+                lambda checked=False, t=tool: self.measure_button.setDefaultAction(self.tool_actions[t]))
+        self.measure_button.setMenu(measure_menu)
+        self.measure_button.setDefaultAction(self.tool_actions["distance"])
+        bar.addWidget(self.measure_button)
         self.tool_actions["pan"].setChecked(True)
         bar.addSeparator()
 
         self.preset_combo = QComboBox()
         self.preset_combo.setObjectName("windowPresets")
-        self.preset_combo.setToolTip("Window/level presets for the modality")
+        self.preset_combo.setToolTip("Window/level presets for the modality (keys 1-9)")
         self.preset_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
-        self.preset_combo.setMinimumContentsLength(14)
+        self.preset_combo.setMinimumContentsLength(12)
         self.preset_combo.activated.connect(self._apply_preset)
         bar.addWidget(self.preset_combo)
+        self.preset_actions = []
+        for number in range(1, 10):
+            action = QAction(f"Preset {number}", self)
+            action.setShortcut(shortcut(f"images.preset{number}"))
+            action.triggered.connect(lambda checked=False, n=number: self.apply_preset_number(n))
+            self.preset_actions.append(action)
+            self._shortcut_actions.append(action)
 
-        self.fit_action = bar.addAction("Fit", lambda: self.active_viewport().fit())
-        self.fit_action.setShortcut(QKeySequence("F"))
-        self.actual_size_action = bar.addAction("1:1", lambda: self.active_viewport().actual_size())
-        self.actual_size_action.setShortcut(QKeySequence("1"))
-        self.flip_h_action = bar.addAction("Flip H", lambda: self.active_viewport().flip_horizontal())
-        self.flip_h_action.setShortcut(QKeySequence("H"))
-        self.flip_v_action = bar.addAction("Flip V", lambda: self.active_viewport().flip_vertical())
-        self.flip_v_action.setShortcut(QKeySequence("V"))
-        self.rotate_action = bar.addAction("Rotate", lambda: self.active_viewport().rotate(90))
-        self.rotate_action.setShortcut(QKeySequence("Ctrl+R"))
-        self.reset_action = bar.addAction("Reset", self._reset_view)
-        self.reset_action.setShortcut(QKeySequence("0"))
+        view_menu = QMenu(self)
+        self.view_menu = view_menu
+
+        def view_action(text: str, name: str, slot, checkable: bool = False) -> QAction:
+            action = QAction(text, self, checkable=checkable)
+            action.setShortcut(shortcut(name))
+            (action.toggled if checkable else action.triggered).connect(slot)
+            view_menu.addAction(action)
+            self._shortcut_actions.append(action)
+            return action
+
+        self.fit_action = view_action("Fit", "images.fit", lambda: self.active_viewport().fit())
+        self.actual_size_action = view_action("Actual size (1:1)", "images.actual_size", lambda: self.active_viewport().actual_size())
+        self.flip_h_action = view_action("Flip horizontally", "images.flip_h", lambda: self.active_viewport().flip_horizontal())
+        self.flip_v_action = view_action("Flip vertically", "images.flip_v", lambda: self.active_viewport().flip_vertical())
+        self.rotate_action = view_action("Rotate 90°", "images.rotate", lambda: self.active_viewport().rotate(90))
+        self.reset_action = view_action("Reset view and W/L", "images.reset", self._reset_view)
+        view_button = QToolButton()
+        view_button.setText("View")
+        view_button.setObjectName("viewMenuButton")
+        view_button.setToolTip("Fit, 1:1, flip, rotate, reset")
+        view_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        view_button.setMenu(view_menu)
+        bar.addWidget(view_button)
+        self.invert_action = QAction("Invert", self, checkable=True)
+        self.invert_action.setShortcut(shortcut("images.invert"))
+        self.invert_action.setToolTip(f"Invert the grey scale ({self.invert_action.shortcut().toString()})")
+        self.invert_action.toggled.connect(self.set_inverted)
+        bar.addAction(self.invert_action)
+        self._shortcut_actions.append(self.invert_action)
         bar.addSeparator()
 
         self.layout_combo = QComboBox()
@@ -203,30 +254,21 @@ class ImagesWorkspace(QWidget):
         bar.addWidget(self.sync_check)
         bar.addSeparator()
 
-        self.cine_action = QAction("Play", self, checkable=True)
-        self.cine_action.setToolTip("Cine playback of the active viewport")
-        self.cine_action.toggled.connect(self.set_cine)
-        bar.addAction(self.cine_action)
-        self.fps_spin = QSpinBox()
-        self.fps_spin.setRange(1, 60)
-        self.fps_spin.setValue(10)
-        self.fps_spin.setSuffix(" fps")
-        self.fps_spin.valueChanged.connect(lambda fps: self.cine_timer.setInterval(int(1000 / fps)))
-        bar.addWidget(self.fps_spin)
-        bar.addSeparator()
-
+        self.mpr_action = QAction("MPR", self, checkable=True)
+        self.mpr_action.setShortcut(shortcut("images.mpr"))
+        self.mpr_action.setToolTip("Axial, coronal and sagittal reformats of the active series, with MIP/MinIP slabs")
+        self.mpr_action.toggled.connect(self.set_mpr_mode)
+        bar.addAction(self.mpr_action)
         self.overlay_action = QAction("Overlays", self, checkable=True, checked=True)
-        self.overlay_action.setShortcut(QKeySequence("I"))
+        self.overlay_action.setShortcut(shortcut("images.overlays"))
         self.overlay_action.setToolTip("Show or hide annotations, measurements and overlays")
         self.overlay_action.toggled.connect(self.set_overlays_visible)
         bar.addAction(self.overlay_action)
-        self.mpr_action = QAction("MPR", self, checkable=True)
-        self.mpr_action.setToolTip("Axial, coronal and sagittal reformats of the active series")
-        self.mpr_action.toggled.connect(self.set_mpr_mode)
-        bar.addAction(self.mpr_action)
+        self._shortcut_actions += [self.mpr_action, self.overlay_action]
 
         export_button = QToolButton()
         export_button.setText("Export")
+        export_button.setObjectName("exportButton")
         export_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         menu = QMenu(export_button)
         menu.addAction("View as PNG (with overlays)…", lambda: self._ask_export_png(True))
@@ -235,15 +277,25 @@ class ImagesWorkspace(QWidget):
         export_button.setMenu(menu)
         self.export_menu = menu
         bar.addWidget(export_button)
+        bar.addSeparator()
+
+        self.cine_action = QAction("Play", self, checkable=True)
+        self.cine_action.setToolTip("Cine playback of the active viewport (Space)")
+        self.cine_action.toggled.connect(self.set_cine)
+        bar.addAction(self.cine_action)
+        self.fps_spin = QSpinBox()
+        self.fps_spin.setRange(1, 60)
+        self.fps_spin.setValue(10)
+        self.fps_spin.setSuffix(" fps")
+        self.fps_spin.valueChanged.connect(lambda fps: self.cine_timer.setInterval(int(1000 / fps)))
+        bar.addWidget(self.fps_spin)
+        self.cine_action.setShortcut(shortcut("images.cine"))
+        self._shortcut_actions.append(self.cine_action)
         # shortcuts act only while this workspace (or a child) has the focus, so the other
         # workspaces keep their own letters
-        for action in bar.actions():
-            if not action.shortcut().isEmpty():
-                action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-                self.addAction(action)
-        self.cine_action.setShortcut(QKeySequence("Space"))
-        self.cine_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        self.addAction(self.cine_action)
+        for action in self._shortcut_actions:
+            action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            self.addAction(action)
 
     def _connect_controller(self) -> None:
         c = self.controller
@@ -332,6 +384,7 @@ class ImagesWorkspace(QWidget):
         viewport.measurement_edited.connect(self.controller.move_measurement)
         viewport.measurement_selected.connect(self.measurement_list.select_id)
         viewport.window_changed.connect(lambda c, w, s=slot: self._on_window_changed(s, c, w))
+        viewport.details_requested.connect(self._show_details)
 
     def _activate(self, index: int) -> None:
         if index == self._active:
@@ -352,9 +405,12 @@ class ImagesWorkspace(QWidget):
         self.update_sync_badges()
 
     # ----------------------------------------------------------------- series
-    def show_series(self, key: str, index: int = 0) -> None:
-        """Show series ``key`` in the active viewport (or the MPR view when it is open)."""
+    def show_series(self, key: str, index: int | None = None) -> None:
+        """Show series ``key`` in the active viewport (or the MPR view when it is open), at
+        ``index`` or, without one, where the user left it."""
         slot = self.active_slot()
+        if index is None:
+            index = self.controller.display_state(key).index if slot.series_key != key else slot.index
         self._assign(slot, key, index)
         rate = self.controller.frame_rate(key)
         if rate:  # cine plays at the rate the file was acquired at (US loops)
@@ -368,19 +424,36 @@ class ImagesWorkspace(QWidget):
 
     def _assign(self, slot: ViewportSlot, key: str, index: int) -> None:
         new_series = slot.series_key != key
+        if new_series:
+            self._remember(slot)
         count = self.controller.frame_count(key)
         self._retarget(slot, key, min(max(index, 0), max(count - 1, 0)))
         self._show(slot, reset=new_series)
         if new_series:
             self.update_sync_badges()
 
-    @staticmethod
-    def _retarget(slot: ViewportSlot, key: str | None, index: int) -> None:
+    def _remember(self, slot: ViewportSlot) -> None:
+        """Keep how the user left the slot's series (slice, zoom/pan, inversion) in the session;
+        the window is kept as it changes."""
+        if slot.series_key is not None and slot.shown == (slot.series_key, slot.index):
+            self.controller.remember_display(slot.series_key, index=slot.index, inverted=slot.viewport.inverted(),
+                                             view=slot.viewport.view_state())
+
+    def _retarget(self, slot: ViewportSlot, key: str | None, index: int) -> None:
         """Point a viewport at another image. Overlays (AI heatmaps, contours) belong to the
         image they were computed for: they go as soon as the viewport moves, before the new
-        pixels arrive, so one set for the new image while it decodes is kept."""
+        pixels arrive, so one set for the new image while it decodes is kept; they come back
+        when the viewport returns to that image."""
         if (slot.series_key, slot.index) != (key, index):
+            state = slot.viewport.overlay_state()
+            if slot.series_key is not None and (state[0] or state[1]):
+                self._kept_overlays[(slot.series_key, slot.index)] = state
+                while len(self._kept_overlays) > _KEPT_OVERLAY_IMAGES:
+                    self._kept_overlays.popitem(last=False)
             slot.viewport.clear_overlays()
+            kept = self._kept_overlays.pop((key, index), None) if key is not None else None
+            if kept is not None:
+                slot.viewport.restore_overlay_state(kept)
         slot.series_key, slot.index = key, index
 
     def _show(self, slot: ViewportSlot, reset: bool = False) -> None:
@@ -390,8 +463,7 @@ class ImagesWorkspace(QWidget):
         if shown is None:
             failure = self.controller.frame_failure(slot.series_key, slot.index)
             if failure:
-                slot.viewport.set_frame(None)
-                slot.viewport.set_message(f"Image {slot.index + 1} cannot be shown:\n{failure}")
+                slot.viewport.set_problem(self.controller.failure_sentence(slot.series_key, slot.index), failure)
                 slot.shown = None
                 return
             slot.viewport.set_message("Loading…")
@@ -406,7 +478,31 @@ class ImagesWorkspace(QWidget):
         slot.viewport.set_badge("notice", self.controller.image_notice(slot.series_key), good=False)
         if keep_window:
             slot.viewport.set_window(*window)
+        elif reset:
+            self._restore_display(slot)
         slot.viewport.set_measurements(self._drawn_measurements(slot))
+
+    def _restore_display(self, slot: ViewportSlot) -> None:
+        """The series' window, inversion and zoom/pan as the user left them."""
+        state = self.controller.display_state(slot.series_key)
+        if state.window is not None:
+            slot.viewport.set_window(*state.window)
+        if state.view is not None:
+            slot.viewport.set_view_state(state.view)
+        slot.viewport.set_inverted(state.inverted)
+        if slot is self.active_slot() and self.invert_action.isChecked() != state.inverted:
+            self.invert_action.blockSignals(True)
+            self.invert_action.setChecked(state.inverted)
+            self.invert_action.blockSignals(False)
+
+    def _show_details(self, details: str) -> None:
+        box = QMessageBox(QMessageBox.Icon.Information, "Why this image cannot be shown",
+                          "The technical detail, for whoever looks after the files:", parent=self)
+        box.setDetailedText(details)
+        box.setInformativeText(details.splitlines()[0] if details else "")
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.details_box = box
+        box.open()
 
     def _on_preview(self, pixels, description: dict) -> None:
         """The first image found, while the files are still being indexed; the series
@@ -520,11 +616,35 @@ class ImagesWorkspace(QWidget):
     def _reset_view(self) -> None:
         viewport = self.active_viewport()
         viewport.reset_view()
+        self.set_inverted(False)
         slot = self.active_slot()
         if slot.series_key is not None:
             window = self.controller.frame_info(slot.series_key, slot.index).get("window")
             if window:
                 viewport.set_window(*window)
+            self.controller.remember_display(slot.series_key, window=None, view=None, inverted=False)
+
+    def set_inverted(self, inverted: bool) -> None:
+        """Invert the grey scale of the active series (kept with the series, MPR included)."""
+        if self.invert_action.isChecked() != inverted:
+            self.invert_action.setChecked(inverted)
+            return
+        slot = self.active_slot()
+        if self.center.currentWidget() is self.mpr_view:
+            self.mpr_view.set_inverted(inverted)
+            key = self._mpr_key
+        else:
+            key = slot.series_key
+        for other in self.slots:
+            if other.series_key == key:
+                other.viewport.set_inverted(inverted)
+        if key is not None:
+            self.controller.remember_display(key, inverted=inverted)
+
+    def apply_preset_number(self, number: int) -> None:
+        """Keys 1-9: the n-th preset of the presets box (the file's windows first)."""
+        if number < self.preset_combo.count():
+            self._apply_preset(number)
 
     def _fill_presets(self) -> None:
         slot = self.active_slot()
@@ -537,7 +657,9 @@ class ImagesWorkspace(QWidget):
 
     def _apply_preset(self, row: int) -> None:
         data = self.preset_combo.itemData(row)
-        if data:
+        if data and self.center.currentWidget() is self.mpr_view:
+            self.mpr_view.set_window(*data)
+        elif data:
             self.active_viewport().set_window(*data)
         self.preset_combo.setCurrentIndex(0)
 
@@ -550,6 +672,8 @@ class ImagesWorkspace(QWidget):
         raise KeyError(name)
 
     def _on_window_changed(self, slot: ViewportSlot, center: float, width: float) -> None:
+        if slot.series_key is not None and slot.shown == (slot.series_key, slot.index):
+            self.controller.remember_display(slot.series_key, window=(center, width))
         # viewports on the same series share a window, as in every radiology viewer
         for other in self.slots:
             if other is not slot and other.series_key == slot.series_key and other.viewport.frame() is not None:
@@ -611,16 +735,44 @@ class ImagesWorkspace(QWidget):
         if self.mpr_action.isChecked() != on:
             self.mpr_action.setChecked(on)
             return
-        self.center.setCurrentWidget(self.mpr_view if on else self.grid_host)
         slot = self.active_slot()
+        if on:
+            self._remember(slot)
+        else:
+            self._leave_mpr(slot)
+        self.center.setCurrentWidget(self.mpr_view if on else self.grid_host)
         if on and slot.series_key is not None:
             self.mpr_view.show_problem("Building the volume…")
             self.controller.request_mpr(slot.series_key)
 
+    def _leave_mpr(self, slot: ViewportSlot) -> None:
+        """Back from MPR: the series' slice follows the cross-hair, its window the MPR's."""
+        key, self._mpr_key = self._mpr_key, None
+        if key is None or slot.series_key != key or self.mpr_view.volume() is None:
+            return
+        state = self.controller.display_state(key)
+        count = self.controller.frame_count(key)
+        volume = self.mpr_view.volume()
+        if volume.shape[0] == count:  # the volume's slices are the series' (not resampled)
+            self._move_to(slot, int(round(min(max(self.mpr_view.voxel()[0], 0), count - 1))))
+        if state.window is not None and slot.viewport.frame() is not None:
+            slot.viewport.set_window(*state.window)
+        slot.viewport.set_inverted(state.inverted)
+
     def _on_mpr_ready(self, volume, meta: dict) -> None:
+        self._mpr_key = meta.get("key")
+        state = self.controller.display_state(self._mpr_key) if self._mpr_key else None
+        start = None
+        if state is not None and volume.shape[0] == self.controller.frame_count(self._mpr_key):
+            start = state.index
         self.mpr_view.set_volume(volume, meta.get("description", ""), meta.get("units", ""),
                                  tuple(meta["window"]) if meta.get("window") else None,
-                                 bool(meta.get("invert")), meta.get("notes"))
+                                 bool(meta.get("invert")), meta.get("notes"), slice_index=start,
+                                 inverted=bool(meta.get("inverted")))
+
+    def _on_mpr_window(self, center: float, width: float) -> None:
+        if self._mpr_key is not None:
+            self.controller.remember_display(self._mpr_key, window=(center, width))
 
     # -------------------------------------------------------------------- tags
     def _schedule_tags(self) -> None:
