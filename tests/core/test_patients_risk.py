@@ -112,17 +112,24 @@ def test_a_stay_with_no_rows_still_gets_a_score(cohort, model):
     assert any("not measured" in c.summary or "age" in c.summary for c in assessment.contributions)
 
 
-def test_manifest_and_card_report_the_figures():
+@pytest.mark.slow
+def test_the_shipped_model_scores_set_c_as_its_manifest_says():
+    # re-run the shipped model on the held-out set c shipped with the training data, then
+    # compare with what the manifest and card claim (not the manifest's numbers against themselves)
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    training = _training_module()
+    records, y, split, _ = training.load_dataset(REPO / "models" / "training" / "data" / "patients")
+    test = split == "c"
+    risk = RiskModel().risk_of_features(cohort_features([r for r, t in zip(records, test) if t]))
     manifest = load_registry().get("icu_mortality")
     metrics = manifest.metrics
+    assert roc_auc_score(y[test], risk) == pytest.approx(metrics["auroc"], abs=1e-3)
+    assert average_precision_score(y[test], risk) == pytest.approx(metrics["auprc"], abs=1e-3)
     assert metrics["auroc"] >= 0.87 and metrics["auprc"] >= 0.55
     assert metrics["auroc_95ci"][0] < metrics["auroc"] < metrics["auroc_95ci"][1]
-    assert metrics["event1_score_min_se_ppv"] >= 0.54 and metrics["hosmer_lemeshow_h"] > 0
+    assert abs(float(risk.mean()) - float(y[test].mean())) < 0.03, "calibrated on set c's event rate"
     assert manifest.preprocessing["feature_names"] == list(FEATURE_NAMES)
-    # the risk over time is calibrated at every window, not only at 48 h
-    for window in metrics["trajectory_calibrated_per_window"].values():
-        assert abs(window["mean_predicted_risk"] - metrics["observed_rate"]) < 0.03
-        assert window["auroc"] > 0.75
     card = (REPO / "models" / "icu_mortality.md").read_text(encoding="utf-8")
     assert "icu_mortality_reliability.png" in card and f"**{metrics['auroc']}**" in card
     assert (REPO / "models" / "icu_mortality_reliability.png").stat().st_size < 50_000
