@@ -1,108 +1,44 @@
-"""Molecules workspace controller: holds the compound table, imports files on a worker
-(properties, alerts, optional standardisation), depicts, predicts with applicability domain,
-searches a library or the table, exports CSV/SDF. Views get plain rows and PNG bytes."""
+"""Molecules workspace controller: starts the work on workers (import, prediction, searches,
+library indexing, analogues, export) and passes the session model's events on as signals.
+The state lives in core's MoleculeSession; the chemistry in core."""
 
 from __future__ import annotations
 
-import csv
 import logging
+import threading
+import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from PySide6.QtCore import Signal
 
+from healthfm_desktop.controllers.app import open_settings
 from healthfm_desktop.controllers.base import WorkspaceController
 from healthfm_desktop.controllers.workers import AppWidePool, Progress
+from healthfm_desktop.core.chemistry.session import HITS, MoleculeRow, MoleculeSession
 from healthfm_desktop.core.errors import UserFacingError
 from healthfm_desktop.core.routing import MOLECULES
 
 log = logging.getLogger(__name__)
 
 _DEPICTION_CACHE = 2000
-_PROGRESS_EVERY = 200
+_PROGRESS_EVERY_S = 0.1  # the least time between two progress updates of a blocking job
+HIT_LIMIT_SETTING = "molecules/hit_limit"
 
-
-@dataclass
-class MoleculeRow:
-    """One row of the grid. ``mol`` is RDKit's molecule (kept in the controller layer, never
-    read by views), ``original`` the input SMILES/title when standardisation changed it."""
-
-    id: str
-    smiles: str
-    source: str
-    mol: object | None = None
-    error: str | None = None
-    original: str | None = None
-    properties: dict = field(default_factory=dict)
-    alert_atoms: dict = field(default_factory=dict)
-    predictions: dict = field(default_factory=dict)
-    in_domain: dict = field(default_factory=dict)
-    neighbours: dict = field(default_factory=dict)
-    score: float | None = None
-    fields: dict = field(default_factory=dict)
-
-
-_PARALLEL_FROM = 2000  # records: below this, starting worker processes costs more than it saves
+__all__ = ["MoleculeRow", "MoleculesController", "SUBSTRUCTURE_WORKERS"]
 
 
 def _import_rows(path: Path, smiles_column: str | None, standardise: bool, tautomer: bool):
-    """Generator job: read, optionally standardise, describe; yields Progress, returns rows.
-    Large files are described on worker processes (RDKit holds the GIL)."""
-    from rdkit import Chem
+    """Generator job over core's import: Progress between steps, returns (path, rows)."""
+    from healthfm_desktop.core.chemistry.table import import_rows
 
-    from healthfm_desktop.core.chemistry.properties import describe_mol, describe_smiles_parallel
-    from healthfm_desktop.core.chemistry.reading import read_molecules
-    from healthfm_desktop.core.chemistry.standardize import standardize
-
-    rows: list[MoleculeRow] = []
-    size = max(path.stat().st_size, 1)
-    consumed = 0
-    for record in read_molecules(path, smiles_column=smiles_column):
-        consumed += len(record.source) + 1
-        row = MoleculeRow(id=record.id, smiles=record.smiles, source=record.source, fields=dict(record.fields))
-        if record.mol is None:
-            row.error = record.error
-        else:
-            mol = record.mol
-            if standardise:
-                try:
-                    mol = standardize(mol, canonical_tautomer=tautomer)
-                except ValueError as exc:
-                    row.error = str(exc)
-                    mol = None
-            if mol is not None:
-                row.mol = mol
-                row.smiles = Chem.MolToSmiles(mol)
-                if row.smiles != record.smiles:
-                    row.original = record.smiles
-        rows.append(row)
-        if len(rows) % _PROGRESS_EVERY == 0:
-            yield Progress(min(consumed / size, 0.99) * 0.3, f"{path.name}: read {len(rows)} molecules")
-    valid = [r for r in rows if r.mol is not None]
-    if len(valid) < _PARALLEL_FROM:
-        for i, row in enumerate(valid):
-            props = describe_mol(row.mol, with_alert_atoms=True)
-            row.alert_atoms = props.pop("alert_atoms")
-            row.properties = props
-            if i % _PROGRESS_EVERY == 0:
-                yield Progress(0.3 + 0.7 * i / len(valid), f"{path.name}: described {i} of {len(valid)}")
-        return path, rows
-    position = 0
-    for done, described in describe_smiles_parallel([r.smiles for r in valid]):
-        for props in described:
-            row = valid[position]
-            position += 1
-            if "error" in props:
-                row.error = props["error"]
-                row.mol = None
-                continue
-            # alert atoms are numbered as in the molecule parsed from the SMILES: depict that one
-            row.mol = Chem.MolFromSmiles(row.smiles)
-            row.alert_atoms = props.pop("alert_atoms")
-            row.properties = {k: v for k, v in props.items() if k not in ("id", "smiles")}
-        yield Progress(0.3 + 0.7 * done / len(valid), f"{path.name}: described {done} of {len(valid)}")
-    return path, rows
+    steps = import_rows(path, smiles_column, standardise, tautomer)
+    while True:
+        try:
+            fraction, message = next(steps)
+        except StopIteration as stop:
+            return path, stop.value
+        yield Progress(fraction, message)
 
 
 def _predict_rows(rows: list[MoleculeRow]):
@@ -117,77 +53,14 @@ def _predict_rows(rows: list[MoleculeRow]):
     return list(zip(valid, results))
 
 
-def _search(library: Path | None, rows: list[MoleculeRow], query_text: str, mode: str, threshold: float | None,
-            top: int | None, opened=None):
-    """(hit rows, the LibraryIndex searched when ``library`` is an index folder, else None).
-    ``opened``: that index as an earlier search opened it (its atom types already loaded)."""
-    from rdkit import Chem
-
-    from healthfm_desktop.core.chemistry.properties import describe_mol
-    from healthfm_desktop.core.chemistry.search_index import (
-        LibraryIndex, build_index, is_index, parse_query_smiles, substructure_query,
-    )
-
-    query = parse_query_smiles(query_text) if mode == "similar" else substructure_query(query_text)
-    yield Progress(None, "searching…")
-    kept = None
-    if library is None:
-        hits = _table_hits(rows, query, mode, threshold, top)
-    else:
-        if is_index(library):
-            index = kept = opened if opened is not None else LibraryIndex.open(library)
-        else:
-            import tempfile
-
-            index = build_index([library], tempfile.mkdtemp(prefix="healthfm-index-"), workers=1)
-        found = index.similar(query, threshold=threshold, top=top) if mode == "similar" else index.substructure(query, top=top)
-        hits = [(hit.id, hit.smiles, hit.score) for hit in found]
-    out = []
-    for ident, smiles, score in hits:
-        mol = Chem.MolFromSmiles(smiles)
-        row = MoleculeRow(id=ident, smiles=Chem.MolToSmiles(mol), source=smiles, mol=mol, score=score)
-        props = describe_mol(mol, with_alert_atoms=True)
-        row.alert_atoms = props.pop("alert_atoms")
-        row.properties = props
-        out.append(row)
-    return out, kept
-
-
-def _table_hits(rows: list[MoleculeRow], query, mode: str, threshold: float | None, top: int | None):
-    """(id, SMILES, score) of the table's hits, as an index of the table would give them - each
-    row's molecule rebuilt from its SMILES by RDKit; substructure: HasSubstructMatch, in table
-    order; similarity: BulkTanimotoSimilarity on Morgan radius-2 2048-bit fingerprints, best
-    first, ties in table order - without writing and indexing the table for every search."""
-    from rdkit import Chem, DataStructs
-
-    from healthfm_desktop.core.chemistry.fingerprints import morgan_generator
-
-    valid = [(r, Chem.MolFromSmiles(r.smiles)) for r in rows if r.mol is not None]
-    valid = [(r, mol) for r, mol in valid if mol is not None]
-    if mode != "similar":
-        found = [(r.id, r.smiles, 1.0) for r, mol in valid if mol.HasSubstructMatch(query)]
-        return found[:top] if top else found
-    if threshold is None:
-        threshold = 0.0 if top else 0.7
-    if not 0.0 <= threshold <= 1.0:
-        raise UserFacingError("the similarity threshold must lie between 0 and 1")
-    generator = morgan_generator()
-    scores = DataStructs.BulkTanimotoSimilarity(generator.GetFingerprint(query),
-                                                [generator.GetFingerprint(mol) for _, mol in valid])
-    ranked = sorted((i for i, score in enumerate(scores) if score >= threshold), key=lambda i: (-scores[i], i))
-    if top:
-        ranked = ranked[:top]
-    return [(valid[i][0].id, valid[i][0].smiles, scores[i]) for i in ranked]
-
-
-def _index_stamp(folder: Path) -> tuple | None:
-    """What tells an index folder rebuilt since it was opened (its index.json rewritten); None
-    when ``folder`` holds no index (search_index.is_index reads the same file)."""
-    try:
-        stat = (folder / "index.json").stat()
-    except OSError:
-        return None
-    return stat.st_mtime_ns, stat.st_size
+def _drain(steps, report, message: str):
+    """Run a core generator of fractions to its return value, reporting each fraction."""
+    while True:
+        try:
+            fraction = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        report(Progress(fraction, message))
 
 
 # substructure workers (a fork server importing RDKit, then one process per core): the searches
@@ -199,7 +72,7 @@ SUBSTRUCTURE_WORKERS = AppWidePool("substructure workers", "healthfm_desktop.cor
 
 def _analogues(seed, known: set[str], count: int, source: str, min_similarity: float):
     from healthfm_desktop.core.chemistry.analogues import generate_analogues_steps
-    from healthfm_desktop.core.chemistry.properties import describe_mol
+    from healthfm_desktop.core.chemistry.table import describe_row
 
     yield Progress(0.0, "generating analogues…")
     steps = generate_analogues_steps(seed, count=count, known=known, source=source, min_similarity=min_similarity)
@@ -212,14 +85,11 @@ def _analogues(seed, known: set[str], count: int, source: str, min_similarity: f
         yield Progress(fraction, message)  # also where a cancel takes effect
     rows = []
     for i, analogue in enumerate(analogues, start=1):
-        row = MoleculeRow(id=f"{analogue.origin}-{i}", smiles=analogue.smiles, source=analogue.smiles, mol=analogue.mol,
-                          score=analogue.score, predictions=analogue.predictions, in_domain=analogue.in_domain,
-                          fields={"origin": analogue.origin, "similarity to seed": f"{analogue.similarity:.2f}",
-                                  "route": " → ".join(analogue.route)})
-        props = describe_mol(analogue.mol, with_alert_atoms=True)
-        row.alert_atoms = props.pop("alert_atoms")
-        row.properties = props
-        rows.append(row)
+        rows.append(describe_row(MoleculeRow(
+            id=f"{analogue.origin}-{i}", smiles=analogue.smiles, source=analogue.smiles, mol=analogue.mol,
+            score=analogue.score, predictions=analogue.predictions, in_domain=analogue.in_domain,
+            fields={"origin": analogue.origin, "similarity to seed": f"{analogue.similarity:.2f}",
+                    "route": " → ".join(analogue.route)})))
     return rows, report
 
 
@@ -241,19 +111,36 @@ class MoleculesController(WorkspaceController):
     title = "Molecules"
 
     files_opened = Signal(list)
-    rows_changed = Signal()  # the whole table was replaced or extended
-    rows_updated = Signal()  # values (predictions) of existing rows changed
+    rows_changed = Signal()  # the shown rows were replaced, extended, removed or reordered
+    rows_updated = Signal()  # values (predictions) of shown rows changed
+    view_changed = Signal()  # filters, table search, table/hit list
+    index_changed = Signal(object)  # IndexState of the library index in use
     column_choice_needed = Signal(object, list)  # path, candidate columns
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, index_cache=None):
         super().__init__(parent)
-        self.rows: list[MoleculeRow] = []
+        self.session = MoleculeSession()
+        self.session.events.rows_changed.connect(self.rows_changed.emit)
+        self.session.events.rows_updated.connect(self.rows_updated.emit)
+        self.session.events.view_changed.connect(self.view_changed.emit)
+        self.session.events.index_changed.connect(lambda state: self.index_changed.emit(state))
         self.standardise = True
         self.canonical_tautomer = False
-        self.showing_search = False
+        self._index_cache = index_cache
         self._depictions: OrderedDict = OrderedDict()
-        self._index = None  # (folder, stamp, LibraryIndex) of the library index searched last
+        self._opened = None  # (folder, LibraryIndex) of the library index searched last
+        self._cancel_flags: set[threading.Event] = set()  # seen by the searches between steps
+        self._settings = open_settings()
+        try:
+            self.session.hit_limit = max(0, int(self._settings.value(HIT_LIMIT_SETTING, self.session.hit_limit)))
+        except (TypeError, ValueError):
+            pass
         SUBSTRUCTURE_WORKERS.stop_when_the_app_quits()
+
+    @property
+    def rows(self) -> list[MoleculeRow]:
+        """The rows of the view in front (the table or the hit list), as views index them."""
+        return self.session.shown
 
     # ---- import -------------------------------------------------------------------------
     def open_paths(self, paths: list[Path], smiles_column: str | None = None) -> None:
@@ -281,20 +168,19 @@ class MoleculesController(WorkspaceController):
         if rows and isinstance(rows[0], str):
             self.column_choice_needed.emit(path, rows)
             return
-        if self.showing_search:
-            self.rows = []
-            self.showing_search = False
-        self.rows.extend(rows)
+        self.session.add_rows(rows)
         bad = sum(1 for r in rows if r.error)
-        self.message.emit("info", f"{path.name}: {len(rows)} records, {bad} unreadable (kept, marked)")
-        self.rows_changed.emit()
+        duplicates = sum(len(g) - 1 for g in self.session.duplicate_groups().values())
+        self.message.emit("info", f"{path.name}: {len(rows)} records, {bad} unreadable (kept, marked)"
+                                  + (f"; {duplicates} duplicate structure(s) in the table (marked)" if duplicates else ""))
 
     # ---- depiction and editing ----------------------------------------------------------
     def depiction(self, row: int, width: int = 160, height: int = 80, highlight: bool = False) -> bytes | None:
-        if not 0 <= row < len(self.rows) or self.rows[row].mol is None:
+        rows = self.session.shown
+        if not 0 <= row < len(rows) or rows[row].mol is None:
             return None
-        item = self.rows[row]
-        key = (id(item), width, height, highlight)
+        item = rows[row]
+        key = (item.key, width, height, highlight)
         if key in self._depictions:
             self._depictions.move_to_end(key)
             return self._depictions[key]
@@ -320,24 +206,37 @@ class MoleculesController(WorkspaceController):
         return True, f"valid: {mol.GetNumHeavyAtoms()} heavy atoms, MW {Descriptors.MolWt(mol):.1f}", depict_png(mol, width, height)
 
     def add_smiles(self, text: str, ident: str | None = None) -> None:
-        from rdkit import Chem
+        from healthfm_desktop.core.chemistry.table import row_from_smiles
 
-        from healthfm_desktop.core.chemistry.properties import describe_mol
-        from healthfm_desktop.core.chemistry.reading import parse_smiles
+        self.session.add_rows([row_from_smiles(text, ident or f"new-{len(self.session.rows) + 1}")])
 
-        mol, error = parse_smiles(text)
-        if mol is None:
-            raise UserFacingError(f"invalid SMILES: {error}")
-        row = MoleculeRow(id=ident or f"new-{len(self.rows) + 1}", smiles=Chem.MolToSmiles(mol), source=text, mol=mol)
-        props = describe_mol(mol, with_alert_atoms=True)
-        row.alert_atoms = props.pop("alert_atoms")
-        row.properties = props
-        self.rows.append(row)
-        self.rows_changed.emit()
+    # ---- filters, views, duplicates -----------------------------------------------------
+    def set_filters(self, **changes) -> None:
+        self.session.set_filters(**changes)
+
+    def show_all(self) -> None:
+        self.session.show_all()
+
+    def show_hit_list(self) -> None:
+        self.session.show_hit_list()
+
+    def add_hits_to_table(self) -> None:
+        added = self.session.add_hits_to_table()
+        self.message.emit("info", f"{added} hits added to the table (structures already in it left out)")
+
+    def merge_duplicates(self) -> None:
+        merged = self.session.merge_duplicates()
+        self.message.emit("info", f"merged {merged} duplicate row(s) into the first row of their structure"
+                          if merged else "no duplicate structures in the table")
+
+    def set_hit_limit(self, limit: int) -> None:
+        self.session.hit_limit = max(0, int(limit))
+        self._settings.setValue(HIT_LIMIT_SETTING, self.session.hit_limit)
 
     # ---- models -------------------------------------------------------------------------
     def predict(self, rows: list[int] | None = None) -> None:
-        chosen = [self.rows[i] for i in (rows if rows is not None else range(len(self.rows)))]
+        shown = self.session.shown
+        chosen = [shown[i] for i in (rows if rows is not None else range(len(shown)))]
 
         def done(pairs) -> None:
             for row, prediction in pairs:
@@ -345,111 +244,135 @@ class MoleculesController(WorkspaceController):
                 row.in_domain = prediction.in_domain
                 row.neighbours = prediction.neighbours
             self.message.emit("info", f"predicted {len(pairs)} molecules")
-            self.rows_updated.emit()
+            self.session.rows_updated()
 
         self.start_job(_predict_rows, chosen, on_result=done)
 
     # ---- search -------------------------------------------------------------------------
-    def search(self, query: str, mode: str = "similar", library: Path | None = None,
-               threshold: float | None = None, top: int | None = 100) -> None:
-        """Search a library file/index (or the current table when ``library`` is None); the hits
-        replace the table, best first, with their score."""
+    def cancel_jobs(self) -> None:
+        for flag in self._cancel_flags:
+            flag.set()
+        super().cancel_jobs()
 
-        library = Path(library) if library else None
-        opened = None
-        stamp = _index_stamp(library) if library is not None else None  # None: not an index folder
-        if stamp is not None:
-            if self._index is not None and self._index[:2] == (library, stamp):
-                opened = self._index[2]
-            else:  # an index opened for searching: its worker processes start alongside the search
-                SUBSTRUCTURE_WORKERS.start()
+    def _start_search(self, run, done) -> None:
+        """Start a search job with its own cancel flag (set by cancel_jobs)."""
+        cancel = threading.Event()
+        self._cancel_flags.add(cancel)
+        job = self.start_job(run, cancel, on_result=done)
+        job.finished.connect(lambda: self._cancel_flags.discard(cancel))
+
+    def _reporter(self):
+        """A progress callback for a blocking job: emits at most every _PROGRESS_EVERY_S."""
+        last = [0.0]
+
+        def report(progress: Progress) -> None:
+            now = time.perf_counter()
+            if now - last[0] >= _PROGRESS_EVERY_S:
+                last[0] = now
+                self.progress.emit(progress)  # queued to the UI thread
+
+        return report
+
+    def search(self, query: str, mode: str = "similar", library: Path | None = None,
+               threshold: float | None = None, rows: list[int] | None = None) -> None:
+        """Search the table (all of it, or the shown ``rows`` when the user narrows it): the hits
+        become a filter on the table, best first. Or search a library file or index folder: the
+        file is indexed once (progress, cancel) and the index reused; the hits are shown beside
+        the table. At most the session's hit limit (0: all)."""
+        from healthfm_desktop.core.chemistry.workspace_search import SearchCancelled
+
+        limit = self.session.hit_limit or None
+        report = self._reporter()
+        what = f"{'similar to' if mode == 'similar' else 'containing'} {query}"
+        if library is None:
+            from healthfm_desktop.core.chemistry.workspace_search import search_rows
+
+            table = self.session.rows if self.session.view != HITS else []
+            searched = [table[i] for i in rows] if rows is not None else list(table)
+
+            def run(cancel):
+                try:
+                    return _drain(search_rows(searched, query, mode, threshold, limit, cancel.is_set), report,
+                                  f"searching {len(searched)} rows…")
+                except SearchCancelled:
+                    return None
+
+            def done(scored) -> None:
+                if scored is None:
+                    return
+                self.session.apply_table_search(what, scored, len(searched))
+                self.message.emit("info", f"{len(scored)} hits among {len(searched)} rows")
+
+            self._start_search(run, done)
+            return
+
+        from healthfm_desktop.core.chemistry.workspace_search import IndexCache, open_library, search_library
+
+        library = Path(library)
+        if mode != "similar":  # the substructure workers start alongside the search
+            SUBSTRUCTURE_WORKERS.start()
+        cache = self._index_cache or IndexCache(_default_index_root())
+        opened = self._opened
+
+        def run(cancel):
+            try:
+                index, state = open_library(library, cache, lambda rate: report(Progress(rate.fraction, rate.message())),
+                                            cancel.is_set, opened)
+                report(Progress(None, f"searching {index.size:,} molecules…"))
+                hits = _drain(search_library(index, query, mode, threshold, limit, cancel.is_set), report,
+                              "describing the hits…")
+                return index, state, hits
+            except SearchCancelled:
+                return None
 
         def done(result) -> None:
-            rows, index = result
-            if index is not None:
-                self._index = (library, stamp, index)
-            self.rows = rows
-            self.showing_search = True
-            self._depictions.clear()
-            self.message.emit("info", f"{len(rows)} hits")
-            self.rows_changed.emit()
+            if result is None:
+                return
+            index, state, hits = result
+            self._opened = (index.folder, index)
+            self.session.set_index(state)
+            self.session.show_hits(f"hits {what} in {library.name}", hits)
+            self.message.emit("info", f"{len(hits)} hits in {state.describe()}")
 
-        self.start_job(_search, library, list(self.rows), query, mode, threshold, top, opened, on_result=done)
+        self._start_search(run, done)
 
     # ---- analogue generation ------------------------------------------------------------
     def generate(self, row: int, count: int = 50, source: str = "both", min_similarity: float = 0.0) -> None:
         """Analogues of one molecule from ``source`` ("both", "model", "mutation"), new to the
-        table, at least ``min_similarity`` (Tanimoto) to it, ranked; they replace the table."""
-        seed = self.rows[row]
+        table, at least ``min_similarity`` (Tanimoto) to it, ranked; shown beside the table."""
+        seed = self.session.shown[row]
         if seed.mol is None:
             self.message.emit("error", "this record could not be read, so it has no analogues")
             return
-        known = {r.smiles for r in self.rows if r.mol is not None}
+        known = {r.smiles for r in self.session.rows if r.mol is not None}
 
         def done(result) -> None:
             rows, report = result
-            self.rows = rows
-            self.showing_search = True
-            self._depictions.clear()
+            self.session.show_hits(f"analogues of {seed.id}", rows)
             notes = "".join(f"; {note}" for note in report.notes)
             if report.model_samples:
                 notes = f"; SMILES model: {report.model_valid} of {report.model_samples} samples valid" + notes
             self.message.emit("info", f"{len(rows)} analogues of {seed.id} (validity {report.validity:.0%}, "
                                       f"novel {report.novelty:.0%} of unique proposals){notes}")
-            self.rows_changed.emit()
 
         self.start_job(_analogues, seed.mol, known, count, source, min_similarity, on_result=done)
 
     # ---- export -------------------------------------------------------------------------
-    def export(self, path: Path, rows: list[int] | None = None) -> int:
-        from rdkit import Chem
+    def export(self, path: Path, rows: list[int] | None = None) -> None:
+        """Write the shown ``rows`` (all shown rows when None) to CSV or SD on a worker."""
+        from healthfm_desktop.core.chemistry.table import export_rows
 
-        from healthfm_desktop.core.storage.atomic import atomic_write_bytes
-
+        shown = self.session.shown
+        chosen = [shown[i] for i in (rows if rows is not None else range(len(shown)))]
         path = Path(path)
-        chosen = [self.rows[i] for i in (rows if rows is not None else range(len(self.rows)))]
-        if path.suffix.lower() in (".sdf", ".sd"):
-            import io
 
-            buffer = io.StringIO()
-            writer = Chem.SDWriter(buffer)
-            count = 0
-            for row in chosen:
-                if row.mol is None:
-                    continue
-                mol = Chem.Mol(row.mol)
-                mol.SetProp("_Name", row.id)
-                for key, value in self._flat(row).items():
-                    if key not in ("id", "smiles"):
-                        mol.SetProp(key, str(value))
-                writer.write(mol)
-                count += 1
-            writer.close()
-            atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
-            return count
-        import io
+        def done(count: int) -> None:
+            self.message.emit("info", f"exported {count} molecules to {path}")
 
-        buffer = io.StringIO()
-        flat = [self._flat(r) for r in chosen]
-        columns = list(dict.fromkeys(k for f in flat for k in f))
-        writer = csv.DictWriter(buffer, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(flat)
-        atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
-        return len(flat)
+        self.start_job(export_rows, path, chosen, on_result=done)
 
-    @staticmethod
-    def _flat(row: MoleculeRow) -> dict:
-        flat = {"id": row.id, "smiles": row.smiles}
-        if row.original:
-            flat["original_smiles"] = row.original
-        for key, value in row.properties.items():
-            flat[key] = ";".join(value) if isinstance(value, list) else value
-        for key, value in row.predictions.items():
-            flat[key] = value
-            flat[f"{key} in_domain"] = row.in_domain.get(key)
-        if row.score is not None:
-            flat["score"] = row.score
-        if row.error:
-            flat["error"] = row.error
-        return flat
+
+def _default_index_root() -> Path:
+    from healthfm_desktop.core.paths import user_cache_dir
+
+    return user_cache_dir() / "molecule-indexes"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from rdkit import Chem
 
+from healthfm_desktop.core.chemistry.session import HITS, TABLE
 from healthfm_desktop.views.molecule_panel.workspace import ORIGIN
 from tests.gui.test_molecule_panel import drop_files, panel_view
 
@@ -25,14 +26,15 @@ def view(qtbot):
 
 
 def test_model_and_mutation_analogues_of_the_selected_molecule(view, qtbot):
-    known = {r.smiles for r in view.controller.rows}
+    known_order = [r.smiles for r in view.controller.rows]
+    known = set(known_order)
     ibuprofen = next(i for i, r in enumerate(view.controller.rows) if r.id == "CHEMBL521")
     view.select_source_row(ibuprofen)
     view.analogue_source.setCurrentText("model + mutations")
     view.analogue_count.setValue(12)
     view.analogue_similarity.setValue(0.3)
     view.analogues_button.click()
-    qtbot.waitUntil(lambda: view.controller.showing_search and not view.controller.busy, timeout=180_000)
+    qtbot.waitUntil(lambda: view.session.view == HITS and not view.controller.busy, timeout=180_000)
     rows = view.controller.rows
     assert len(rows) == 12
     smiles = [r.smiles for r in rows]
@@ -45,6 +47,12 @@ def test_model_and_mutation_analogues_of_the_selected_molecule(view, qtbot):
     assert all(o.split(" (")[0] in ("model", "mutation") for o in origins)
     assert any(o.startswith("model") for o in origins)
     view.grab().save("/tmp/molecule_analogues.png")
+    # the table is kept beside the analogues, one click away; analogues can join it
+    view.show_all_button.click()
+    assert [r.smiles for r in view.controller.rows] == list(known_order)
+    view.hit_list_button.click()
+    view.add_hits_button.click()
+    assert len(view.controller.rows) == 19 + 12 and view.session.view == TABLE
 
 
 def test_cancelling_a_generation_keeps_the_table(view, qtbot):
@@ -57,7 +65,7 @@ def test_cancelling_a_generation_keeps_the_table(view, qtbot):
     view.cancel_button.click()
     qtbot.waitUntil(lambda: not view.controller.busy, timeout=30_000)
     assert [r.smiles for r in view.controller.rows] == before
-    assert not view.controller.showing_search
+    assert view.session.view == TABLE and view.session.hits is None
     assert "Cancelled" in view.status.text()
 
 

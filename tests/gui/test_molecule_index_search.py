@@ -10,7 +10,7 @@ import gzip
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QCoreApplication
+from PySide6.QtCore import QCoreApplication, Qt
 from rdkit import Chem
 
 from healthfm_desktop.controllers import molecules as molecules_controller
@@ -65,20 +65,21 @@ def test_index_search_shows_rdkit_hits_and_starts_then_stops_the_workers(qtbot, 
     # selective (a few hits among many candidates: the workers match the rest) and a ring query
     for smarts in ("C1CCNCC1C(=O)N", "[r5;H0]@[r6]"):
         view.search_query.setText(smarts)
+        view.session.hits = None
         view.run_search(index_folder)
-        qtbot.waitUntil(lambda: view.controller.showing_search and not view.controller.busy, timeout=60_000)
+        qtbot.waitUntil(lambda: view.session.hits is not None and not view.controller.busy, timeout=60_000)
         expected = _rdkit_hits(rows, smarts)
         assert expected
         assert [r.id for r in view.controller.rows] == expected
         assert [view.proxy.index(i, ID).data() for i in range(view.proxy.rowCount())] == expected
-        view.controller.showing_search = False
+        view.show_all_button.click()
         # the worker processes were started by opening the index, on a worker thread
         qtbot.waitUntil(lambda: not workers.jobs, timeout=60_000)
         assert search_index._pool is not None
     assert any(on_workers)  # candidates were matched on the worker processes
     # the second search reused the index opened by the first (its atom types loaded once)
-    opened = view.controller._index
-    assert opened is not None and opened[0] == index_folder
+    assert view.session.index.reused and view.session.index.folder == str(index_folder)
+    assert "reused" in view.index_status.text()
 
     workers.stop()  # what app quit runs
     assert search_index._pool is None
@@ -100,21 +101,22 @@ def test_table_search_equals_rdkit_on_the_table(qtbot):
     view.search_mode.setCurrentText("substructure")
     view.search_query.setText("c1ccccc1")
     view.run_search(None)
-    qtbot.waitUntil(lambda: view.controller.showing_search and not view.controller.busy, timeout=60_000)
+    qtbot.waitUntil(lambda: view.session.table_search is not None and not view.controller.busy, timeout=60_000)
     expected_ids = _rdkit_hits(rows, "c1ccccc1")
     assert 0 < len(expected_ids) < len(rows)
-    assert [r.id for r in view.controller.rows] == expected_ids
-    view.controller.showing_search = False
-    view.controller.rows = []
-    view.controller.open_paths([table])
-    qtbot.waitUntil(lambda: len(view.controller.rows) > 10 and not view.controller.busy, timeout=60_000)
+    assert [view.proxy.index(i, ID).data() for i in range(view.proxy.rowCount())] == expected_ids
+    assert len(view.controller.rows) == len(rows)  # the table is kept, the hits are a filter on it
+    view.show_all_button.click()
+    view.table.sortByColumn(ID, Qt.SortOrder.AscendingOrder)  # back to a known order for ties
+    rows = [(r.id, r.smiles) for r in view.controller.rows if r.mol is not None]
     view.search_mode.setCurrentText("similar")
     view.search_query.setText("CC(=O)Oc1ccccc1C(=O)O")
     view.search_threshold.setValue(0.1)
     view.run_search(None)
-    qtbot.waitUntil(lambda: view.controller.showing_search and not view.controller.busy, timeout=60_000)
+    qtbot.waitUntil(lambda: view.session.table_search is not None and not view.controller.busy, timeout=60_000)
     generator = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
     scores = DataStructs.BulkTanimotoSimilarity(generator.GetFingerprint(Chem.MolFromSmiles("CC(=O)Oc1ccccc1C(=O)O")),
                                                 [generator.GetFingerprint(Chem.MolFromSmiles(s)) for _, s in rows])
     expected = sorted(((-score, i) for i, score in enumerate(scores) if score >= 0.1))[:100]
-    assert [(r.id, r.score) for r in view.controller.rows] == [(rows[i][0], -negative) for negative, i in expected]
+    shown = [view.controller.rows[view.proxy.mapToSource(view.proxy.index(i, 0)).row()] for i in range(view.proxy.rowCount())]
+    assert [(r.id, view.session.score_of(r)) for r in shown] == [(rows[i][0], -negative) for negative, i in expected]

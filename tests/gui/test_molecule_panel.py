@@ -79,11 +79,15 @@ def test_drop_sdf_and_csv_sort_filter_select(view, qtbot, tmp_path):
     out = tmp_path / "out.csv"
     view.valid_only.setChecked(True)
     rows_shown = [view.proxy.mapToSource(view.proxy.index(i, 0)).row() for i in range(view.proxy.rowCount())]
-    assert view.controller.export(out, rows_shown) == 37
+    view.controller.export(out, rows_shown)
+    qtbot.waitUntil(lambda: not view.controller.busy and out.exists(), timeout=30_000)
+    assert "exported 37 molecules" in view.status.text()
     exported = list(csv.DictReader(open(out)))
+    assert len(exported) == 37
     assert {r["id"] for r in exported} >= {"CHEMBL25"} and "qed" in exported[0]
     sdf_out = tmp_path / "out.sdf"
-    assert view.controller.export(sdf_out, rows_shown) == 37
+    view.controller.export(sdf_out, rows_shown)
+    qtbot.waitUntil(lambda: not view.controller.busy and sdf_out.exists(), timeout=30_000)
     assert len([m for m in Chem.SDMolSupplier(str(sdf_out)) if m is not None]) == 37
 
 def test_search_and_predict(view, qtbot):
@@ -92,18 +96,16 @@ def test_search_and_predict(view, qtbot):
     view.search_mode.setCurrentText("substructure")
     view.search_query.setText("c1ccccc1C(=O)[OH]")
     view.run_search(None)
-    qtbot.waitUntil(lambda: view.controller.showing_search and not view.controller.busy, timeout=60_000)
-    ids = {r.id for r in view.controller.rows}
-    assert "CHEMBL25" in ids and all(r.score == 1.0 for r in view.controller.rows)
-    view.controller.showing_search = False
-    view.controller.rows = []
-    drop_files(view, [CSV])
-    qtbot.waitUntil(lambda: view.model.rowCount() == 19 and not view.controller.busy, timeout=60_000)
+    qtbot.waitUntil(lambda: view.session.table_search is not None and not view.controller.busy, timeout=60_000)
+    ids = {view.proxy.index(i, ID).data() for i in range(view.proxy.rowCount())}
+    assert "CHEMBL25" in ids and {view.proxy.index(i, SCORE).data() for i in range(view.proxy.rowCount())} == {"1.000"}
+    view.show_all_button.click()
+    assert view.proxy.rowCount() == 19
     view.search_mode.setCurrentText("similar")
     view.search_query.setText("CC(=O)Oc1ccccc1C(=O)O")
     view.run_search(None)
-    qtbot.waitUntil(lambda: view.controller.showing_search and not view.controller.busy, timeout=60_000)
-    assert view.controller.rows[0].id == "CHEMBL25" and view.proxy.index(0, SCORE).data() == "1.000"
+    qtbot.waitUntil(lambda: view.session.table_search is not None and not view.controller.busy, timeout=60_000)
+    assert view.proxy.index(0, ID).data() == "CHEMBL25" and view.proxy.index(0, SCORE).data() == "1.000"
     view.predict_button.click()
     qtbot.waitUntil(lambda: bool(view.controller.rows[0].predictions) and not view.controller.busy, timeout=120_000)
     first = view.controller.rows[0]

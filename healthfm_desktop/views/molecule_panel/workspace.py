@@ -1,34 +1,44 @@
-"""Molecules workspace: a virtualised compound grid (depictions, sortable properties, rule
-flags, alerts), filters, a property scatter linked to the selection, a detail pane with the
-alert atoms highlighted and predictions with their applicability domain, a live SMILES editor,
-similarity/substructure search and export. Everything chemical comes from the controller."""
+"""Molecules workspace: a virtualised compound table and a structure grid (depictions, the
+file's ids, names and tags, sortable properties, rule flags, alerts, duplicates), filters,
+searches shown as a filter or as a hit list beside the table ("Show all" one click away), a
+scatter with any axes and colour, a histogram per column, a detail pane with alert atoms
+highlighted and predictions with their applicability domain, a live SMILES editor and export.
+Everything chemical comes from the controller; the state is its core session model."""
 
 from __future__ import annotations
 
+import html
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QRect, QSize, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QHeaderView, QInputDialog, QLabel,
-    QLineEdit, QProgressBar, QPushButton, QSpinBox, QSplitter, QTableView, QTextBrowser, QVBoxLayout, QWidget,
+    QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QHeaderView, QInputDialog,
+    QLabel, QLineEdit, QListView, QProgressBar, QPushButton, QSpinBox, QSplitter, QStackedWidget, QStyle,
+    QStyledItemDelegate, QTableView, QTabWidget, QTextBrowser, QVBoxLayout, QWidget,
 )
 
 from healthfm_desktop.controllers.workers import Progress
+from healthfm_desktop.core.chemistry.session import HITS, PROPERTY_COLUMNS, TABLE
 
-PROPERTY_COLUMNS = [
-    ("MW", "mw", 1), ("cLogP", "logp", 2), ("TPSA", "tpsa", 1), ("HBD", "hbd", 0), ("HBA", "hba", 0),
-    ("RotB", "rotb", 0), ("Rings", "rings", 0), ("Fsp3", "fsp3", 2), ("QED", "qed", 2),
-]
 STRUCTURE, ID, SMILES = 0, 1, 2
 FIRST_PROPERTY = 3
 LIPINSKI = FIRST_PROPERTY + len(PROPERTY_COLUMNS)
 VEBER, ALERTS, SCORE, SOLUBILITY, STATUS = LIPINSKI + 1, LIPINSKI + 2, LIPINSKI + 3, LIPINSKI + 4, LIPINSKI + 5
-ORIGIN = LIPINSKI + 6  # analogues only: where a proposal came from and its similarity to the seed
+DUPLICATES = LIPINSKI + 6  # how many rows of the table have this structure
+ORIGIN = LIPINSKI + 7  # analogues only: where a proposal came from and its similarity to the seed
+FIRST_FIELD = ORIGIN + 1  # then one column per field the file carried (name, chembl_id, SD tags)
 HEADERS = ["Structure", "ID", "SMILES", *[c[0] for c in PROPERTY_COLUMNS], "Lipinski", "Veber", "Alerts", "Score",
-           "logS (pred.)", "Status", "Origin (sim.)"]
+           "logS (pred.)", "Status", "Duplicates", "Origin (sim.)"]
+GRID_LABEL_ROLE = Qt.ItemDataRole.UserRole + 1  # "id" or "id · name", under a grid cell's structure
+NAME_FIELDS = ("name", "pref_name", "title", "compound_name", "drug_name")
+GRID_CELL = QSize(190, 132)
+CATEGORY_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+                    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+MAX_CATEGORIES = len(CATEGORY_COLOURS)
 ANALOGUE_SOURCES = {"model + mutations": "both", "model": "model", "mutations": "mutation"}
 ROW_HEIGHT = 84
 
@@ -37,19 +47,23 @@ _PIXMAPS_KEPT = 600  # a few screens of rows, both ways
 
 
 class MoleculeTableModel(QAbstractTableModel):
-    """Rows come from the controller; depictions are asked for only when a row is painted."""
+    """The shown rows of the session (the table or the hit list beside it), with one column per
+    field the file carried; depictions are asked for only when a row is painted."""
 
     def __init__(self, controller, parent=None):
         super().__init__(parent)
         self.controller = controller
-        # the painted rows' pixmaps, least recently painted dropped first: scrolling through
-        # 100k rows must not keep 100k pixmaps (50 KB each)
+        self.session = controller.session
+        self.fields: list[str] = []
+        # the painted rows' pixmaps by row key, least recently painted dropped first: scrolling
+        # through 100k rows must not keep 100k pixmaps (50 KB each)
         self._pixmaps: OrderedDict[int, QPixmap] = OrderedDict()
         controller.rows_changed.connect(self.reload)
         controller.rows_updated.connect(self.refresh)
 
     def reload(self) -> None:
         self.beginResetModel()
+        self.fields = self.session.field_names()
         self._pixmaps.clear()
         self.endResetModel()
 
@@ -58,18 +72,18 @@ class MoleculeTableModel(QAbstractTableModel):
             self.dataChanged.emit(self.index(0, 0), self.index(self.rowCount() - 1, self.columnCount() - 1))
 
     def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 (Qt API)
-        return 0 if parent.isValid() else len(self.controller.rows)
+        return 0 if parent.isValid() else len(self.session.shown)
 
     def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(HEADERS)
+        return 0 if parent.isValid() else len(HEADERS) + len(self.fields)
 
     def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return HEADERS[section]
+            return HEADERS[section] if section < len(HEADERS) else self.fields[section - len(HEADERS)]
         return None
 
     def _value(self, row, column):
-        item = self.controller.rows[row]
+        item = self.session.shown[row]
         props = item.properties
         if column == ID:
             return item.id
@@ -84,25 +98,32 @@ class MoleculeTableModel(QAbstractTableModel):
         if column == ALERTS:
             return None if not props else len(props["alerts"])
         if column == SCORE:
-            return item.score
+            return self.session.score_of(item)
         if column == SOLUBILITY:
             return item.predictions.get("solubility_logS")
         if column == STATUS:
             return item.error or ("standardised" if item.original else "ok")
+        if column == DUPLICATES:
+            count = self.session.duplicate_count(item)
+            return count if count > 1 else None
         if column == ORIGIN and "origin" in item.fields:
             return float(item.fields.get("similarity to seed", 0.0))
+        if column >= len(HEADERS):
+            return self.session.column_value(item, self.fields[column - len(HEADERS)])
         return None
 
     def sort(self, column: int, order=Qt.SortOrder.AscendingOrder) -> None:
         """Reorder the rows themselves by one column, in one Python sort (0.1 s for 100k rows).
         A sorting proxy would call data() twice a comparison: ~30 s for 100k rows. Selections
-        follow their rows (persistent indexes); empty values sort first, stably."""
-        rows = self.controller.rows
+        follow their rows (persistent indexes); empty values sort first, stably; numbers before
+        text in a column holding both."""
+        rows = self.session.shown
         if column == STRUCTURE or len(rows) < 2:
             return
         self.layoutAboutToBeChanged.emit()
         values = [self._value(r, column) for r in range(len(rows))]
-        keys = [(0, 0) if v is None else (1, v) for v in values]
+        keys = [(0, 0, 0) if v is None or v == "" else (1, 0, v) if isinstance(v, (int, float)) else (1, 1, str(v))
+                for v in values]
         order_of = sorted(range(len(rows)), key=keys.__getitem__, reverse=order == Qt.SortOrder.DescendingOrder)
         new_row = [0] * len(rows)
         for new, old in enumerate(order_of):
@@ -110,27 +131,31 @@ class MoleculeTableModel(QAbstractTableModel):
         persistent = self.persistentIndexList()
         self.changePersistentIndexList(persistent, [self.index(new_row[i.row()], i.column()) for i in persistent])
         rows[:] = [rows[i] for i in order_of]
-        self._pixmaps.clear()
         self.layoutChanged.emit()
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
             return None
         row, column = index.row(), index.column()
-        item = self.controller.rows[row]
+        item = self.session.shown[row]
         if role == Qt.ItemDataRole.DecorationRole and column == STRUCTURE:
-            pixmap = self._pixmaps.get(row)
+            pixmap = self._pixmaps.get(item.key)
             if pixmap is None:
                 png = self.controller.depiction(row)
                 pixmap = QPixmap()
                 if png:
                     pixmap.loadFromData(png, "PNG")
-                self._pixmaps[row] = pixmap
+                self._pixmaps[item.key] = pixmap
                 if len(self._pixmaps) > _PIXMAPS_KEPT:
                     self._pixmaps.popitem(last=False)
             else:
-                self._pixmaps.move_to_end(row)
+                self._pixmaps.move_to_end(item.key)
             return pixmap
+        if role == GRID_LABEL_ROLE:
+            name = next((item.fields[n] for n in item.fields if n.lower() in NAME_FIELDS and item.fields[n]), None)
+            label = f"{item.id} · {name}" if name else item.id
+            score = self.session.score_of(item)
+            return label + (f"  ({score:.2f})" if score is not None else "")
         value = self._value(row, column)
         if role == Qt.ItemDataRole.DisplayRole:
             if column in (LIPINSKI, VEBER) and value is not None:
@@ -143,32 +168,27 @@ class MoleculeTableModel(QAbstractTableModel):
                 return f"{value:.{PROPERTY_COLUMNS[column - FIRST_PROPERTY][2]}f}"
             if column == SCORE and value is not None:
                 return f"{value:.3f}"
+            if column == DUPLICATES and value is not None:
+                return self.session.duplicate_label(item)
             if column == ORIGIN and value is not None:
                 return f"{item.fields['origin']} ({value:.2f})"
+            if column >= len(HEADERS):
+                raw = item.fields.get(self.fields[column - len(HEADERS)])
+                return None if raw is None else str(raw)
             return None if value is None else str(value)
         if role == Qt.ItemDataRole.ToolTipRole and column in (STATUS, ALERTS, SMILES):
             return item.error or (f"original: {item.original}" if item.original else item.smiles)
+        if role == Qt.ItemDataRole.ToolTipRole and column == DUPLICATES and value is not None:
+            return "Rows with the same structure (canonical SMILES after standardisation); Merge duplicates joins them"
         return None
 
 
 class MoleculeFilter(QSortFilterProxyModel):
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.text = ""
-        self.lipinski_only = False
-        self.no_alerts = False
-        self.valid_only = False
+    """Rows the session accepts (filters, and the table search while one is shown)."""
 
-    def update(self, text=None, lipinski_only=None, no_alerts=None, valid_only=None) -> None:
-        if text is not None:
-            self.text = text.strip().lower()
-        if lipinski_only is not None:
-            self.lipinski_only = lipinski_only
-        if no_alerts is not None:
-            self.no_alerts = no_alerts
-        if valid_only is not None:
-            self.valid_only = valid_only
-        self.invalidateFilter()
+    def __init__(self, session, parent=None):
+        super().__init__(parent)
+        self.session = session
 
     def sort(self, column: int, order=Qt.SortOrder.AscendingOrder) -> None:
         """Header clicks sort the rows in the source model (MoleculeTableModel.sort); this
@@ -176,43 +196,82 @@ class MoleculeFilter(QSortFilterProxyModel):
         self.sourceModel().sort(column, order)
 
     def filterAcceptsRow(self, source_row, source_parent):  # noqa: N802
-        item = self.sourceModel().controller.rows[source_row]
-        if self.text and self.text not in item.id.lower() and self.text not in item.smiles.lower():
-            return False
-        if self.valid_only and item.error:
-            return False
-        if self.lipinski_only and not item.properties.get("lipinski_pass"):
-            return False
-        if self.no_alerts and item.properties.get("alerts"):
-            return False
-        return True
+        return self.session.accepts(self.session.shown[source_row])
+
+
+class StructureGridDelegate(QStyledItemDelegate):
+    """A grid cell: the depiction, and the id (and name) under it."""
+
+    def paint(self, painter, option, index) -> None:
+        painter.save()
+        if option.state & QStyle.StateFlag.State_Selected:
+            painter.fillRect(option.rect, option.palette.highlight())
+        pixmap = index.data(Qt.ItemDataRole.DecorationRole)
+        area = option.rect.adjusted(4, 4, -4, -22)
+        if isinstance(pixmap, QPixmap) and not pixmap.isNull():
+            scaled = pixmap.scaled(area.size(), Qt.AspectRatioMode.KeepAspectRatio,
+                                   Qt.TransformationMode.SmoothTransformation)
+            painter.drawPixmap(area.x() + (area.width() - scaled.width()) // 2,
+                               area.y() + (area.height() - scaled.height()) // 2, scaled)
+        painter.setPen(option.palette.highlightedText().color() if option.state & QStyle.StateFlag.State_Selected
+                       else option.palette.text().color())
+        text_rect = QRect(option.rect.x() + 2, option.rect.bottom() - 20, option.rect.width() - 4, 18)
+        label = index.data(GRID_LABEL_ROLE) or ""
+        painter.drawText(text_rect, Qt.AlignmentFlag.AlignCenter,
+                         option.fontMetrics.elidedText(label, Qt.TextElideMode.ElideRight, text_rect.width()))
+        painter.setPen(option.palette.mid().color())
+        painter.drawRect(option.rect.adjusted(0, 0, -1, -1))
+        painter.restore()
+
+    def sizeHint(self, option, index) -> QSize:  # noqa: N802
+        return GRID_CELL
 
 
 class MoleculesWorkspace(QWidget):
     def __init__(self, controller, parent=None):
         super().__init__(parent)
         self.controller = controller
+        self.session = controller.session
         self.setAcceptDrops(True)
         self.model = MoleculeTableModel(controller, self)
-        self.proxy = MoleculeFilter(self)
+        self.proxy = MoleculeFilter(self.session, self)
         self.proxy.setSourceModel(self.model)
 
-        # toolbar: filters, search, models, export
-        self.filter_text = QLineEdit(placeholderText="Filter by ID or SMILES")
-        self.filter_text.textChanged.connect(lambda t: self.proxy.update(text=t))
+        # toolbar: filters, duplicates, table/grid, models, export
+        self.filter_text = QLineEdit(placeholderText="Filter by ID, name, SMILES or any column")
+        self.filter_text.textChanged.connect(lambda t: controller.set_filters(text=t))
         self.lipinski_only = QCheckBox("Lipinski pass")
-        self.lipinski_only.toggled.connect(lambda on: self.proxy.update(lipinski_only=on))
+        self.lipinski_only.toggled.connect(lambda on: controller.set_filters(lipinski_only=on))
         self.no_alerts = QCheckBox("No alerts")
-        self.no_alerts.toggled.connect(lambda on: self.proxy.update(no_alerts=on))
+        self.no_alerts.toggled.connect(lambda on: controller.set_filters(no_alerts=on))
         self.valid_only = QCheckBox("Valid only")
-        self.valid_only.toggled.connect(lambda on: self.proxy.update(valid_only=on))
+        self.valid_only.toggled.connect(lambda on: controller.set_filters(valid_only=on))
+        self.duplicates_only = QCheckBox("Duplicates only")
+        self.duplicates_only.setToolTip("Rows whose structure (canonical SMILES after standardisation) the table "
+                                        "holds more than once")
+        self.duplicates_only.toggled.connect(lambda on: controller.set_filters(duplicates_only=on))
+        self.merge_button = QPushButton("Merge duplicates")
+        self.merge_button.setToolTip("Join rows of the same structure into the first: ids and the file's values kept")
+        self.merge_button.clicked.connect(controller.merge_duplicates)
         self.standardise = QCheckBox("Standardise on import")
         self.standardise.setChecked(controller.standardise)
         self.standardise.toggled.connect(lambda on: setattr(controller, "standardise", on))
         self.tautomer = QCheckBox("canonical tautomer")
         self.tautomer.toggled.connect(lambda on: setattr(controller, "canonical_tautomer", on))
+        self.table_button = QPushButton("Table")
+        self.grid_button = QPushButton("Grid")
+        self.layout_buttons = QButtonGroup(self)
+        for button in (self.table_button, self.grid_button):
+            button.setCheckable(True)
+            self.layout_buttons.addButton(button)
+        self.table_button.setChecked(True)
+        self.table_button.toggled.connect(lambda on: self.views.setCurrentIndex(0 if on else 1))
         self.predict_button = QPushButton("Predict")
         self.predict_button.clicked.connect(lambda: controller.predict())
+        self.export_button = QPushButton("Export…")
+        self.export_button.clicked.connect(self._export_dialog)
+
+        # analogues
         self.analogues_button = QPushButton("Analogues")
         self.analogues_button.setToolTip("Propose analogues of the selected molecule, scored and ranked")
         self.analogues_button.clicked.connect(self._generate)
@@ -226,17 +285,37 @@ class MoleculesWorkspace(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setVisible(False)
         self.cancel_button.clicked.connect(self._cancel)
-        self.export_button = QPushButton("Export…")
-        self.export_button.clicked.connect(self._export_dialog)
 
+        # search: over the whole table unless narrowed to the shown rows; a library beside it
         self.search_mode = QComboBox()
         self.search_mode.addItems(["similar", "substructure"])
         self.search_query = QLineEdit(placeholderText="query SMILES / SMARTS (empty: the selected molecule)")
         self.search_threshold = QDoubleSpinBox(minimum=0.0, maximum=1.0, singleStep=0.05, value=0.0)
+        self.search_only_shown = QCheckBox("only the rows shown")
+        self.search_only_shown.setToolTip("Search the rows the filters show instead of the whole table")
+        self.hit_limit = QSpinBox(minimum=0, maximum=10_000_000, singleStep=100, value=self.session.hit_limit)
+        self.hit_limit.setSpecialValueText("all")
+        self.hit_limit.setToolTip("The most hits a search keeps (0: all of them); kept in Settings")
+        self.hit_limit.valueChanged.connect(controller.set_hit_limit)
         self.search_button = QPushButton("Search table")
         self.search_button.clicked.connect(lambda: self.run_search(None))
         self.search_library_button = QPushButton("Search library…")
+        self.search_library_button.setToolTip("Search a library file (indexed once, the index reused while the "
+                                              "file is unchanged) or an index folder; hits shown beside the table")
         self.search_library_button.clicked.connect(self._search_library_dialog)
+
+        # what is shown: the whole table, a table search (a filter), or the hit list beside it
+        self.view_status = QLabel()
+        self.show_all_button = QPushButton("Show all")
+        self.show_all_button.setToolTip("Back to the whole table")
+        self.show_all_button.clicked.connect(controller.show_all)
+        self.hit_list_button = QPushButton("Hit list")
+        self.hit_list_button.setToolTip("Back to the last library hits or analogues")
+        self.hit_list_button.clicked.connect(controller.show_hit_list)
+        self.add_hits_button = QPushButton("Add hits to table")
+        self.add_hits_button.clicked.connect(controller.add_hits_to_table)
+        self.index_status = QLabel("No library index in use.")
+        self.index_status.setStyleSheet("color: #555")
 
         self.table = QTableView()
         self.table.setModel(self.proxy)
@@ -247,10 +326,24 @@ class MoleculesWorkspace(QWidget):
         self.table.setColumnWidth(STRUCTURE, 165)
         self.table.setColumnWidth(SMILES, 220)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
+        self.grid = QListView()
+        self.grid.setViewMode(QListView.ViewMode.IconMode)
+        self.grid.setResizeMode(QListView.ResizeMode.Adjust)
+        self.grid.setMovement(QListView.Movement.Static)
+        self.grid.setUniformItemSizes(True)
+        self.grid.setGridSize(GRID_CELL)
+        self.grid.setSelectionMode(QListView.SelectionMode.ExtendedSelection)
+        self.grid.setItemDelegate(StructureGridDelegate(self.grid))
+        self.grid.setModel(self.proxy)
+        self.grid.setModelColumn(STRUCTURE)
+        self.grid.setSelectionModel(self.table.selectionModel())  # one selection, two layouts
+        self.views = QStackedWidget()
+        self.views.addWidget(self.table)
+        self.views.addWidget(self.grid)
 
         # detail pane
         self.detail_picture = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
-        self.detail_picture.setMinimumSize(320, 220)
+        self.detail_picture.setMinimumSize(320, 200)
         self.detail_text = QTextBrowser()
         self.smiles_editor = QLineEdit(placeholderText="Type a SMILES: live depiction and validation")
         self.smiles_status = QLabel()
@@ -259,15 +352,26 @@ class MoleculesWorkspace(QWidget):
         self.add_button = QPushButton("Add to table")
         self.add_button.clicked.connect(self._add_smiles)
 
+        # scatter: any two numeric columns, coloured by any column
+        self.x_column, self.y_column, self.colour_column = QComboBox(), QComboBox(), QComboBox()
         self.plot = pg.PlotWidget(background="w")
-        self.plot.setLabel("bottom", "MW")
-        self.plot.setLabel("left", "cLogP")
         self.plot.setMinimumHeight(200)
         self.scatter = pg.ScatterPlotItem(size=6, brush=pg.mkBrush(70, 110, 200, 140), pen=None)
         self.selected_points = pg.ScatterPlotItem(size=11, brush=pg.mkBrush(230, 60, 40, 220), pen=pg.mkPen("k"))
         self.plot.addItem(self.scatter)
         self.plot.addItem(self.selected_points)
         self.scatter.sigClicked.connect(self._point_clicked)
+        self.colour_legend = QLabel()
+        self.colour_legend.setWordWrap(True)
+        # histogram of any column (numbers binned, text counted)
+        self.histogram_column = QComboBox()
+        self.histogram = pg.PlotWidget(background="w")
+        self.histogram.setMinimumHeight(200)
+        self.histogram_bars = pg.BarGraphItem(x=[], height=[], width=1.0, brush=pg.mkBrush(70, 110, 200, 180))
+        self.histogram.addItem(self.histogram_bars)
+        for combo in (self.x_column, self.y_column, self.colour_column):
+            combo.currentTextChanged.connect(self._redraw_scatter)
+        self.histogram_column.currentTextChanged.connect(self._redraw_histogram)
 
         self.progress = QProgressBar()
         self.progress.setVisible(False)
@@ -275,28 +379,63 @@ class MoleculesWorkspace(QWidget):
         self.status.setWordWrap(True)
 
         top = QHBoxLayout()
-        for widget in (self.filter_text, self.lipinski_only, self.no_alerts, self.valid_only, self.standardise,
-                       self.tautomer, self.predict_button, self.export_button):
+        for widget in (self.filter_text, self.lipinski_only, self.no_alerts, self.valid_only, self.duplicates_only,
+                       self.merge_button, self.standardise, self.tautomer, self.table_button, self.grid_button,
+                       self.predict_button, self.export_button):
             top.addWidget(widget)
         search = QHBoxLayout()
         for widget in (self.search_mode, self.search_query, QLabel("min. Tanimoto"), self.search_threshold,
-                       self.search_button, self.search_library_button, QLabel("  Analogues from"),
-                       self.analogue_source, QLabel("count"), self.analogue_count, QLabel("min. similarity"),
-                       self.analogue_similarity, self.analogues_button):
+                       QLabel("max. hits"), self.hit_limit, self.search_only_shown, self.search_button,
+                       self.search_library_button):
             search.addWidget(widget)
+        analogues = QHBoxLayout()
+        for widget in (QLabel("Analogues from"), self.analogue_source, QLabel("count"), self.analogue_count,
+                       QLabel("min. similarity"), self.analogue_similarity, self.analogues_button):
+            analogues.addWidget(widget)
+        analogues.addStretch(1)
+        analogues.addWidget(self.index_status)
+        shown = QHBoxLayout()
+        shown.addWidget(self.view_status, 1)
+        for widget in (self.show_all_button, self.hit_list_button, self.add_hits_button):
+            shown.addWidget(widget)
+
+        scatter_tab = QWidget()
+        scatter_layout = QVBoxLayout(scatter_tab)
+        axes = QHBoxLayout()
+        for widget in (QLabel("x"), self.x_column, QLabel("y"), self.y_column, QLabel("colour"), self.colour_column):
+            axes.addWidget(widget)
+        scatter_layout.addLayout(axes)
+        scatter_layout.addWidget(self.plot, 1)
+        scatter_layout.addWidget(self.colour_legend)
+        histogram_tab = QWidget()
+        histogram_layout = QVBoxLayout(histogram_tab)
+        chooser = QHBoxLayout()
+        chooser.addWidget(QLabel("column"))
+        chooser.addWidget(self.histogram_column, 1)
+        histogram_layout.addLayout(chooser)
+        histogram_layout.addWidget(self.histogram, 1)
+        self.plots = QTabWidget()
+        self.plots.addTab(scatter_tab, "Scatter")
+        self.plots.addTab(histogram_tab, "Histogram")
+
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.addWidget(self.detail_picture)
         right_layout.addWidget(self.detail_text, 1)
-        right_layout.addWidget(self.plot, 1)
+        right_layout.addWidget(self.plots, 2)
         right_layout.addWidget(self.smiles_editor)
         editor_row = QHBoxLayout()
         editor_row.addWidget(self.smiles_picture, 1)
         editor_row.addWidget(self.add_button)
         right_layout.addLayout(editor_row)
         right_layout.addWidget(self.smiles_status)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addLayout(shown)
+        left_layout.addWidget(self.views, 1)
         splitter = QSplitter()
-        splitter.addWidget(self.table)
+        splitter.addWidget(left)
         splitter.addWidget(right)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
@@ -304,6 +443,7 @@ class MoleculesWorkspace(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addLayout(search)
+        layout.addLayout(analogues)
         layout.addWidget(splitter, 1)
         progress_row = QHBoxLayout()
         progress_row.addWidget(self.progress, 1)
@@ -312,12 +452,15 @@ class MoleculesWorkspace(QWidget):
         layout.addWidget(self.status)
 
         controller.rows_changed.connect(self._rows_changed)
+        controller.view_changed.connect(self._view_changed)
         self.model.layoutChanged.connect(self._rows_changed)  # sorted: the plot's row numbers change
-        controller.rows_updated.connect(self._selection_changed)
+        controller.rows_updated.connect(self._rows_updated)
+        controller.index_changed.connect(lambda state: self.index_status.setText(state.describe()))
         controller.message.connect(lambda level, text: self.status.setText(text))
         controller.progress.connect(self._progress)
         controller.busy_changed.connect(self._busy_changed)
         controller.column_choice_needed.connect(self._choose_column)
+        self._view_changed()
 
     # ---- drag and drop -------------------------------------------------------------------
     def dragEnterEvent(self, event):  # noqa: N802
@@ -356,10 +499,119 @@ class MoleculesWorkspace(QWidget):
             self.status.setText(progress.message)
 
     def _rows_changed(self) -> None:
-        points = [(r.properties["mw"], r.properties["logp"], i) for i, r in enumerate(self.controller.rows) if r.properties]
-        self.scatter.setData([p[0] for p in points], [p[1] for p in points], data=[p[2] for p in points])
-        self.selected_points.clear()
+        self._fill_column_choices()
+        self._view_changed()
+
+    def _rows_updated(self) -> None:
+        self._fill_column_choices()
+        self._redraw_scatter()
+        self._redraw_histogram()
         self._selection_changed()
+
+    def _view_changed(self) -> None:
+        """Filters, a table search or the table/hit-list switch changed: refilter and redraw."""
+        self.proxy.invalidateFilter()
+        session = self.session
+        filtered = self.proxy.rowCount() != len(session.shown)
+        self.view_status.setText(session.status() + (f" · {self.proxy.rowCount()} pass the filters" if filtered else ""))
+        searching = session.view == HITS or session.table_search is not None
+        self.show_all_button.setEnabled(searching)
+        self.hit_list_button.setEnabled(session.hits is not None and session.view == TABLE)
+        self.add_hits_button.setEnabled(session.view == HITS)
+        self.search_button.setEnabled(session.view == TABLE)
+        self.merge_button.setEnabled(session.view == TABLE)
+        self._redraw_scatter()
+        self._redraw_histogram()
+        self._selection_changed()
+
+    def _fill_column_choices(self) -> None:
+        numeric = self.session.numeric_column_names()
+        every = self.session.column_names()
+        for combo, names, default in ((self.x_column, numeric, "MW"), (self.y_column, numeric, "cLogP"),
+                                      (self.colour_column, ["none", *every], "none"),
+                                      (self.histogram_column, every, "MW")):
+            current = combo.currentText() or default
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(names)
+            combo.setCurrentText(current if current in names else default)
+            combo.blockSignals(False)
+
+    def _visible_source_rows(self) -> list[int]:
+        return [self.proxy.mapToSource(self.proxy.index(i, 0)).row() for i in range(self.proxy.rowCount())]
+
+    def _redraw_scatter(self, *args) -> None:
+        session, shown = self.session, self.session.shown
+        x_name, y_name = self.x_column.currentText(), self.y_column.currentText()
+        self.plot.setLabel("bottom", x_name)
+        self.plot.setLabel("left", y_name)
+        points = []
+        for i in self._visible_source_rows():
+            x, y = session.column_value(shown[i], x_name), session.column_value(shown[i], y_name)
+            if isinstance(x, (int, float)) and isinstance(y, (int, float)):
+                points.append((float(x), float(y), i))
+        brushes, legend = self._colours([p[2] for p in points])
+        self.scatter.setData([p[0] for p in points], [p[1] for p in points], data=[p[2] for p in points],
+                             brush=brushes)
+        self.colour_legend.setText(legend)
+        self._selection_changed()
+
+    def _colours(self, rows: list[int]):
+        """Brushes for the points of ``rows`` by the colour column, and a legend (HTML)."""
+        name = self.colour_column.currentText()
+        default = pg.mkBrush(70, 110, 200, 140)
+        if not rows or name in ("", "none"):
+            return [default] * len(rows), ""
+        values = [self.session.column_value(self.session.shown[i], name) for i in rows]
+        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        grey = pg.mkBrush(190, 190, 190, 120)
+        if numbers and len(numbers) == len([v for v in values if v not in (None, "")]):
+            lo, hi = min(numbers), max(numbers)
+            colormap = pg.colormap.get("viridis")
+            span = (hi - lo) or 1.0
+            brushes = [grey if not isinstance(v, (int, float)) else pg.mkBrush(colormap.map((v - lo) / span, "qcolor"))
+                       for v in values]
+            return brushes, f"colour: {name} from {lo:.3g} (purple) to {hi:.3g} (yellow); grey: no value"
+        counts: dict[str, int] = {}
+        for v in values:
+            if v not in (None, ""):
+                counts[str(v)] = counts.get(str(v), 0) + 1
+        top = sorted(counts, key=lambda k: -counts[k])[:MAX_CATEGORIES]
+        colour_of = {k: CATEGORY_COLOURS[i] for i, k in enumerate(top)}
+        brushes = [pg.mkBrush(*colour_of[str(v)], 200) if str(v) in colour_of else grey for v in values]
+        legend = " ".join(f"<span style='color:rgb{colour_of[k]}'>■</span> {k}" for k in top)
+        if len(counts) > len(top):
+            legend += f" <span style='color:#999'>■</span> {len(counts) - len(top)} other values"
+        return brushes, f"colour: {name}: {legend}"
+
+    def _redraw_histogram(self, *args) -> None:
+        name = self.histogram_column.currentText()
+        shown = self.session.shown
+        values = [self.session.column_value(shown[i], name) for i in self._visible_source_rows()] if name else []
+        values = [v for v in values if v not in (None, "")]
+        axis = self.histogram.getAxis("bottom")
+        self.histogram.setLabel("left", "rows")
+        if not values:
+            self.histogram_bars.setOpts(x=[], height=[], width=1.0)
+            axis.setTicks(None)
+            return
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            counts, edges = np.histogram(np.asarray(values, dtype=float), bins=min(30, max(5, len(set(values)))))
+            self.histogram_bars.setOpts(x=(edges[:-1] + edges[1:]) / 2, height=counts, width=float(edges[1] - edges[0]) * 0.9)
+            axis.setTicks(None)
+            self.histogram.setLabel("bottom", name)
+            return
+        counted: dict[str, int] = {}
+        for v in values:
+            counted[str(v)] = counted.get(str(v), 0) + 1
+        top = sorted(counted, key=lambda k: -counted[k])[:20]
+        self.histogram_bars.setOpts(x=list(range(len(top))), height=[counted[k] for k in top], width=0.8)
+        axis.setTicks([[(i, k[:14]) for i, k in enumerate(top)]])
+        self.histogram.setLabel("bottom", name + (f" (20 most frequent of {len(counted)})" if len(counted) > 20 else ""))
+
+    def histogram_counts(self) -> list[float]:
+        """The bar heights drawn (what a user reads off the histogram)."""
+        return [float(h) for h in self.histogram_bars.opts.get("height", [])]
 
     def selected_rows(self) -> list[int]:
         rows = {self.proxy.mapToSource(i).row() for i in self.table.selectionModel().selectedRows()}
@@ -367,9 +619,12 @@ class MoleculesWorkspace(QWidget):
 
     def _selection_changed(self, *args) -> None:
         rows = self.selected_rows()
-        chosen = [self.controller.rows[r] for r in rows if r < len(self.controller.rows)]
-        self.selected_points.setData([r.properties["mw"] for r in chosen if r.properties],
-                                     [r.properties["logp"] for r in chosen if r.properties])
+        shown = self.session.shown
+        chosen = [shown[r] for r in rows if r < len(shown)]
+        x_name, y_name = self.x_column.currentText(), self.y_column.currentText()
+        pairs = [(self.session.column_value(r, x_name), self.session.column_value(r, y_name)) for r in chosen]
+        pairs = [(x, y) for x, y in pairs if isinstance(x, (int, float)) and isinstance(y, (int, float))]
+        self.selected_points.setData([p[0] for p in pairs], [p[1] for p in pairs])
         if not chosen:
             self.detail_picture.clear()
             self.detail_text.setHtml("")
@@ -380,11 +635,13 @@ class MoleculesWorkspace(QWidget):
         if png:
             pixmap.loadFromData(png, "PNG")
         self.detail_picture.setPixmap(pixmap)
-        self.detail_text.setHtml(self._detail_html(chosen[0]))
+        self.detail_text.setHtml(self._detail_html(chosen[0], self.session.duplicate_label(chosen[0])))
 
     @staticmethod
-    def _detail_html(item) -> str:
-        parts = [f"<b>{item.id}</b><br><tt>{item.smiles}</tt>"]
+    def _detail_html(item, duplicates: str | None = None) -> str:
+        parts = [f"<b>{html.escape(item.id)}</b><br><tt>{html.escape(item.smiles)}</tt>"]
+        if duplicates:
+            parts.append(f"same structure in the table: {html.escape(duplicates)}")
         if item.original:
             parts.append(f"original: <tt>{item.original}</tt>")
         if item.error:
@@ -413,7 +670,8 @@ class MoleculesWorkspace(QWidget):
                 )
                 parts.append(f"Nearest training molecules ({model}):<ul>{rows}</ul>")
         if item.fields:
-            parts.append("<br>".join(f"{k}: {v}" for k, v in list(item.fields.items())[:12]))
+            parts.append("<br>".join(f"{html.escape(str(k))}: {html.escape(str(v))}"
+                                     for k, v in list(item.fields.items())[:12]))
         return "<p>" + "</p><p>".join(parts) + "</p>"
 
     def _point_clicked(self, item, points, *args) -> None:
@@ -447,16 +705,18 @@ class MoleculesWorkspace(QWidget):
             self.status.setText(str(exc))
 
     def run_search(self, library: Path | None) -> None:
+        """Search the whole table (or only the rows shown, when asked), or a library."""
         query = self.search_query.text().strip()
         if not query:
             rows = self.selected_rows()
             if not rows:
                 self.status.setText("Type a query or select a molecule first.")
                 return
-            query = self.controller.rows[rows[0]].smiles
+            query = self.session.shown[rows[0]].smiles
         mode = self.search_mode.currentText()
         threshold = self.search_threshold.value() if mode == "similar" else None
-        self.controller.search(query, mode=mode, library=library, threshold=threshold, top=100)
+        narrowed = self._visible_source_rows() if library is None and self.search_only_shown.isChecked() else None
+        self.controller.search(query, mode=mode, library=library, threshold=threshold, rows=narrowed)
 
     def _generate(self) -> None:
         rows = self.selected_rows()
@@ -476,9 +736,7 @@ class MoleculesWorkspace(QWidget):
     def _export_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export molecules", "molecules.csv", "CSV (*.csv);;SD file (*.sdf)")
         if path:
-            rows = [self.proxy.mapToSource(self.proxy.index(i, 0)).row() for i in range(self.proxy.rowCount())]
-            count = self.controller.export(Path(path), rows)
-            self.status.setText(f"exported {count} molecules to {path}")
+            self.controller.export(Path(path), self._visible_source_rows())
 
     def _choose_column(self, path, candidates: list) -> None:
         column, ok = QInputDialog.getItem(self, "Which column holds the SMILES?", f"{Path(path).name}:", candidates, 0, False)
