@@ -343,7 +343,7 @@ class MoleculesWorkspace(QWidget):
 
         # detail pane
         self.detail_picture = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
-        self.detail_picture.setMinimumSize(320, 200)
+        self.detail_picture.setMinimumSize(280, 150)
         self.detail_text = QTextBrowser()
         self.smiles_editor = QLineEdit(placeholderText="Type a SMILES: live depiction and validation")
         self.smiles_status = QLabel()
@@ -355,7 +355,7 @@ class MoleculesWorkspace(QWidget):
         # scatter: any two numeric columns, coloured by any column
         self.x_column, self.y_column, self.colour_column = QComboBox(), QComboBox(), QComboBox()
         self.plot = pg.PlotWidget(background="w")
-        self.plot.setMinimumHeight(200)
+        self.plot.setMinimumHeight(120)
         self.scatter = pg.ScatterPlotItem(size=6, brush=pg.mkBrush(70, 110, 200, 140), pen=None)
         self.selected_points = pg.ScatterPlotItem(size=11, brush=pg.mkBrush(230, 60, 40, 220), pen=pg.mkPen("k"))
         self.plot.addItem(self.scatter)
@@ -366,7 +366,7 @@ class MoleculesWorkspace(QWidget):
         # histogram of any column (numbers binned, text counted)
         self.histogram_column = QComboBox()
         self.histogram = pg.PlotWidget(background="w")
-        self.histogram.setMinimumHeight(200)
+        self.histogram.setMinimumHeight(120)
         self.histogram_bars = pg.BarGraphItem(x=[], height=[], width=1.0, brush=pg.mkBrush(70, 110, 200, 180))
         self.histogram.addItem(self.histogram_bars)
         for combo in (self.x_column, self.y_column, self.colour_column):
