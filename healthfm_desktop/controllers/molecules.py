@@ -123,7 +123,7 @@ class MoleculesController(WorkspaceController):
         self.session.events.rows_changed.connect(self.rows_changed.emit)
         self.session.events.rows_updated.connect(self.rows_updated.emit)
         self.session.events.view_changed.connect(self.view_changed.emit)
-        self.session.events.index_changed.connect(lambda state: self.index_changed.emit(state))
+        self.session.events.index_changed.connect(self.index_changed.emit)
         self.standardise = True
         self.canonical_tautomer = False
         self._index_cache = index_cache

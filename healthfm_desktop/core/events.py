@@ -1,5 +1,5 @@
-"""Plain-Python events for the workspaces' session models (napari's EventEmitter, reduced): a
-model emits, the Qt layer or a test connects callbacks. No Qt here."""
+"""Plain-Python events of the workspaces' session models (napari's model events, reduced): a
+session emits, its controller relays each as a Qt signal, a test connects a list. No Qt here."""
 
 from __future__ import annotations
 
@@ -7,29 +7,18 @@ from collections.abc import Callable
 from typing import Any
 
 
-class EventEmitter:
-    """One kind of event: ``connect(callback)``, ``emit(**values)`` calls each callback with the
-    values as keyword arguments, in the order they were connected."""
+class Event:
+    """A list of callbacks called with the event's values, in the thread that emits."""
 
-    def __init__(self, name: str):
-        self.name = name
+    def __init__(self) -> None:
         self._callbacks: list[Callable[..., Any]] = []
 
-    def connect(self, callback: Callable[..., Any]) -> Callable[..., Any]:
+    def connect(self, callback: Callable[..., Any]) -> None:
         self._callbacks.append(callback)
-        return callback
 
     def disconnect(self, callback: Callable[..., Any]) -> None:
         self._callbacks.remove(callback)
 
-    def emit(self, **values: Any) -> None:
+    def emit(self, *values: Any) -> None:
         for callback in list(self._callbacks):
-            callback(**values)
-
-
-class Events:
-    """A namespace of named emitters: ``Events("rows_changed", "index_changed").rows_changed``."""
-
-    def __init__(self, *names: str):
-        for name in names:
-            setattr(self, name, EventEmitter(name))
+            callback(*values)

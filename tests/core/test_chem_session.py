@@ -45,7 +45,7 @@ def _session(*paths, standardise=True) -> MoleculeSession:
 def _events(session):
     seen = []
     for name in ("rows_changed", "view_changed", "index_changed"):
-        getattr(session.events, name).connect(lambda name=name, **values: seen.append(name))
+        getattr(session.events, name).connect(lambda *values, name=name: seen.append(name))
     return seen
 
 

@@ -8,7 +8,7 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
-from healthfm_desktop.core.events import Events
+from healthfm_desktop.core.events import Event
 
 #: (header, property key, decimals) of the described properties, in table order
 PROPERTY_COLUMNS = [
@@ -110,14 +110,21 @@ class IndexState:
         return f"index of {self.library}: {self.size:,} molecules ({how})"
 
 
-class MoleculeSession:
-    """State and events of one Molecules workspace. Events (keyword arguments):
-    ``rows_changed`` (the shown rows were replaced, added, removed or reordered),
-    ``rows_updated`` (values of rows changed), ``view_changed`` (filters, search, table/hits),
-    ``index_changed`` (``state``)."""
+class SessionEvents:
+    """What a MoleculeSession announces (its controller relays each as a Qt signal)."""
 
     def __init__(self) -> None:
-        self.events = Events("rows_changed", "rows_updated", "view_changed", "index_changed")
+        self.rows_changed = Event()  # () the shown rows were replaced, added, removed or reordered
+        self.rows_updated = Event()  # () values of rows changed (predictions)
+        self.view_changed = Event()  # () filters, the table search, table or hit list
+        self.index_changed = Event()  # (IndexState) the library index in use
+
+
+class MoleculeSession:
+    """State and events of one Molecules workspace."""
+
+    def __init__(self) -> None:
+        self.events = SessionEvents()
         self.rows: list[MoleculeRow] = []
         self.filters = Filters()
         self.table_search: TableSearch | None = None
@@ -242,7 +249,7 @@ class MoleculeSession:
 
     def set_index(self, state: IndexState) -> None:
         self.index = state
-        self.events.index_changed.emit(state=state)
+        self.events.index_changed.emit(state)
 
     # ---- duplicates ------------------------------------------------------------------------
     def duplicate_groups(self) -> dict[str, list[MoleculeRow]]:

@@ -9,13 +9,14 @@ import json
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from healthfm_desktop.core.errors import UserFacingError
+from healthfm_desktop.core.events import Event
 from healthfm_desktop.core.imaging import measure
 from healthfm_desktop.core.imaging.orientation import frame_edge_letters
 from healthfm_desktop.core.storage.atomic import atomic_write_text
@@ -33,23 +34,6 @@ def _display():
     from healthfm_desktop.core.imaging import display
 
     return display
-
-
-class Event:
-    """A list of callbacks called with the event's values, in the thread that emits."""
-
-    def __init__(self) -> None:
-        self._callbacks: list[Callable[..., Any]] = []
-
-    def connect(self, callback: Callable[..., Any]) -> None:
-        self._callbacks.append(callback)
-
-    def disconnect(self, callback: Callable[..., Any]) -> None:
-        self._callbacks.remove(callback)
-
-    def emit(self, *values: Any) -> None:
-        for callback in list(self._callbacks):
-            callback(*values)
 
 
 class SessionEvents:
