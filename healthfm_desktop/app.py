@@ -17,13 +17,14 @@ from healthfm_desktop.controllers.images import ImagesController
 from healthfm_desktop.controllers.molecules import MoleculesController
 from healthfm_desktop.controllers.notes import NotesController
 from healthfm_desktop.controllers.patients import PatientsController
-from healthfm_desktop.core.paths import resources_dir, samples_dir
+from healthfm_desktop.core.paths import demo_paths, resources_dir
 from healthfm_desktop.views.dialogs import DocumentsDialog, SelfTestDialog, SettingsDialog
 from healthfm_desktop.views.image_viewer.workspace import ImagesWorkspace
 from healthfm_desktop.views.main_window import MainWindow
 from healthfm_desktop.views.molecule_panel.workspace import MoleculesWorkspace
 from healthfm_desktop.views.patient_view.workspace import PatientsWorkspace
 from healthfm_desktop.views.record_annotator.workspace import NotesWorkspace
+from healthfm_desktop.views.theme import apply_viewer_theme
 
 # (controller class, view class), in the order of the workspace switcher
 WORKSPACES = [
@@ -121,6 +122,17 @@ def build_main_window() -> MainWindow:
         window.documents_dialog = dialog
         dialog.open()
 
+    images_view = window.workspace_widget("images")
+    dark = app_controller.setting("appearance/dark_viewer") != "false"
+    apply_viewer_theme(images_view, dark)
+    window.dark_viewer_action.setChecked(dark)
+
+    def choose_theme(dark: bool) -> None:
+        apply_viewer_theme(images_view, dark)
+        app_controller.set_setting("appearance/dark_viewer", "true" if dark else "false")
+
+    window.viewer_theme_requested.connect(choose_theme)
+
     window.settings_requested.connect(edit_settings)
     _install_pacs(window)  # after edit_settings: its Settings page joins the dialog just built
     window.self_test_requested.connect(run_self_test)
@@ -166,7 +178,7 @@ def run_gui(args) -> int:
     window.show()
     paths = [Path(p) for p in getattr(args, "paths", []) or []]
     if getattr(args, "demo", False):
-        paths += sorted(p for p in samples_dir().iterdir() if p.name != "README.md")
+        paths += demo_paths()
     if paths:
         window.app_controller.open_paths(paths)
     if getattr(args, "quit_after_show", False):

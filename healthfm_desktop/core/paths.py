@@ -44,6 +44,21 @@ def samples_dir() -> Path:
     return resources_dir() / "samples"
 
 
+def demo_paths() -> list[Path]:
+    """What `healthfm gui --demo` opens: the bundled samples without the README.md files that
+    document them, and each sample once where it ships in two formats (approved_drugs.csv and
+    .sdf hold the same 19 drugs: the CSV, sorted first, is opened)."""
+    chosen: list[Path] = []
+    for folder in sorted(p for p in samples_dir().iterdir() if p.is_dir()):
+        stems: set[str] = set()
+        for path in sorted(folder.iterdir()):
+            if path.name.lower() == "readme.md" or (path.is_file() and path.stem in stems):
+                continue
+            stems.add(path.stem)
+            chosen.append(path)
+    return chosen
+
+
 def user_data_dir() -> Path:
     """Per-user writable folder for settings, autosaves and the local study database."""
     override = os.environ.get("HEALTHFM_HOME")

@@ -3,9 +3,11 @@ panel, drag and drop. It only draws and emits intents; the app controller does t
 
 from __future__ import annotations
 
-from PySide6.QtCore import QByteArray, Qt, Signal
-from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtCore import QByteArray, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
     QDockWidget,
     QFileDialog,
     QHBoxLayout,
@@ -16,10 +18,45 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QStackedWidget,
+    QTextBrowser,
+    QVBoxLayout,
     QWidget,
 )
 
 from healthfm_desktop import __version__
+from healthfm_desktop.views.shortcuts import shortcut, shortcuts_html, user_guide_html
+
+#: the Open dialog's first filter; its pattern is "*" and DicomNames narrows it, since a name
+#: filter cannot say "no extension" (how PACS exports and CD-ROMs name their DICOM files)
+DICOM_FILTER = "DICOM: .dcm, .dicom, .ima, .zip, DICOMDIR or no extension (*)"
+OPEN_FILTERS = [DICOM_FILTER, "Images (*.png *.jpg *.jpeg)", "Notes (*.txt *.jsonl)",
+                "Molecules (*.smi *.smiles *.sdf *.sd *.mol *.csv *.gz)", "Patients (*.csv *.psv)", "All files (*)"]
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima", ".zip")
+
+
+def is_dicom_file_name(name: str) -> bool:
+    """Names the Open dialog's DICOM filter shows (it decides nothing about the content)."""
+    lowered = name.lower()
+    return lowered == "dicomdir" or lowered.endswith(DICOM_SUFFIXES) or "." not in name.lstrip(".")
+
+
+class DicomNames(QSortFilterProxyModel):
+    """Folders and DICOM-looking names while the DICOM filter is chosen; everything otherwise."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.active = True
+
+    def set_active(self, active: bool) -> None:
+        self.active = active
+        self.invalidateFilter()
+
+    def filterAcceptsRow(self, row: int, parent) -> bool:  # noqa: N802 - Qt API
+        if not self.active:
+            return True
+        model = self.sourceModel()
+        index = model.index(row, 0, parent)
+        return model.isDir(index) or is_dicom_file_name(model.fileName(index))
 
 
 class MainWindow(QMainWindow):
@@ -28,6 +65,8 @@ class MainWindow(QMainWindow):
     self_test_requested = Signal()
     model_cards_requested = Signal()
     licenses_requested = Signal()
+    #: the user chose the image viewer's colours: True dark, False light
+    viewer_theme_requested = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -70,7 +109,7 @@ class MainWindow(QMainWindow):
     # --- construction -------------------------------------------------------------------
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
-        self.open_files_action = QAction("&Open Files…", self, shortcut=QKeySequence.StandardKey.Open)
+        self.open_files_action = QAction("&Open Files…", self, shortcut=shortcut("app.open"))
         self.open_files_action.triggered.connect(self._ask_files)
         self.open_folder_action = QAction("Open &Folder…", self)
         self.open_folder_action.triggered.connect(self._ask_folder)
@@ -79,12 +118,16 @@ class MainWindow(QMainWindow):
         file_menu.addActions([self.open_files_action, self.open_folder_action, self.open_zip_action])
         self.recent_menu = file_menu.addMenu("&Recent")
         file_menu.addSeparator()
-        quit_action = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
+        quit_action = QAction("&Quit", self, shortcut=shortcut("app.quit"))
         quit_action.triggered.connect(self.close)
         file_menu.addAction(quit_action)
 
         self.view_menu = self.menuBar().addMenu("&View")
         self.view_menu.addAction(self.log_dock.toggleViewAction())
+        self.dark_viewer_action = QAction("&Dark Image Viewer", self, checkable=True, checked=True)
+        self.dark_viewer_action.setToolTip("Dark colours in the Images workspace (reading rooms); off: light")
+        self.dark_viewer_action.toggled.connect(self.viewer_theme_requested)
+        self.view_menu.addAction(self.dark_viewer_action)
 
         self.tools_menu = self.menuBar().addMenu("&Tools")
         settings_action = QAction("&Settings…", self)
@@ -100,7 +143,14 @@ class MainWindow(QMainWindow):
         cards_action.triggered.connect(self.model_cards_requested)
         licenses_action = QAction("Third-party &Licenses and Data Attributions…", self)
         licenses_action.triggered.connect(self.licenses_requested)
+        self.shortcuts_action = QAction("&Keyboard Shortcuts", self, shortcut=shortcut("app.shortcuts"))
+        self.shortcuts_action.triggered.connect(self.show_shortcuts)
+        self.guide_action = QAction("&User Guide", self)
+        self.guide_action.triggered.connect(self.show_user_guide)
+        help_menu.addActions([self.guide_action, self.shortcuts_action])
+        help_menu.addSeparator()
         help_menu.addActions([about_action, cards_action, licenses_action])
+        self.help_menu = help_menu
 
     def add_workspace(self, name: str, title: str, widget: QWidget) -> None:
         self._names.append(name)
@@ -165,6 +215,30 @@ class MainWindow(QMainWindow):
             action.triggered.connect(lambda checked=False, p=path: self.paths_requested.emit([p]))
         self.recent_menu.setEnabled(bool(paths))
 
+    def show_shortcuts(self) -> QDialog:
+        """Help › Keyboard shortcuts: every key of every workspace, from views/shortcuts.py."""
+        return self._show_html("Keyboard shortcuts", shortcuts_html())
+
+    def show_user_guide(self) -> QDialog:
+        return self._show_html("User guide", user_guide_html())
+
+    def _show_html(self, title: str, text: str) -> QDialog:
+        dialog = QDialog(self)
+        dialog.setWindowTitle(title)
+        dialog.resize(640, 640)
+        browser = QTextBrowser(dialog)
+        browser.setObjectName("helpText")
+        browser.setHtml(text)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, parent=dialog)
+        buttons.rejected.connect(dialog.reject)
+        layout = QVBoxLayout(dialog)
+        layout.addWidget(browser)
+        layout.addWidget(buttons)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.help_dialog = dialog
+        dialog.open()
+        return dialog
+
     def show_about(self) -> None:
         QMessageBox.about(
             self,
@@ -195,9 +269,22 @@ class MainWindow(QMainWindow):
 
     # --- files --------------------------------------------------------------------------
     def _ask_files(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(self, "Open files")
-        if files:
-            self.paths_requested.emit(files)
+        self.open_dialog().open()
+
+    def open_dialog(self) -> QFileDialog:
+        """File › Open: DICOM names first (a Qt dialog, so the DICOM filter can show files
+        without an extension), then the other workspaces' files."""
+        dialog = QFileDialog(self, "Open files")
+        dialog.setOption(QFileDialog.Option.DontUseNativeDialog, True)
+        dialog.setFileMode(QFileDialog.FileMode.ExistingFiles)
+        names = DicomNames(dialog)
+        dialog.setProxyModel(names)
+        dialog.setNameFilters(OPEN_FILTERS)
+        dialog.filterSelected.connect(lambda chosen: names.set_active(chosen == DICOM_FILTER))
+        dialog.filesSelected.connect(lambda files: files and self.paths_requested.emit(list(files)))
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.file_dialog = dialog
+        return dialog
 
     def _ask_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open folder")

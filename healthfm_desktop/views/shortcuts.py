@@ -39,7 +39,8 @@ class Key:
     def text(self) -> str:
         """The keys as Help shows them."""
         if isinstance(self.keys, QKeySequence.StandardKey):
-            return " or ".join(s.toString() for s in QKeySequence.keyBindings(self.keys)) or str(self.keys.name)
+            bindings = QKeySequence.keyBindings(self.keys)  # the platform's first is its usual one
+            return bindings[0].toString() if bindings else str(self.keys.name)
         return self.keys
 
 
