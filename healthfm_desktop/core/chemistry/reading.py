@@ -27,7 +27,7 @@ SUPPORTED_SUFFIXES = SDF_SUFFIXES | MOL_SUFFIXES | SMILES_SUFFIXES | TABLE_SUFFI
 
 # Column names that say "this column holds SMILES", most specific first.
 SMILES_COLUMN_NAMES = ("smiles", "canonical_smiles", "isomeric_smiles", "smiles_string", "smile", "structure", "mol")
-ID_COLUMN_NAMES = ("id",)
+ID_COLUMN_NAMES = ("id", "chembl_id", "molecule_chembl_id", "compound_id", "mol_id", "zinc_id", "cid")
 _CONTENT_SAMPLE = 50
 _CONTENT_MIN_FRACTION = 0.8
 _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
