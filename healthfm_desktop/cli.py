@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--json", action="store_true")
     p.add_argument("--saliency", metavar="DIR", help="write saliency heatmap PNGs here")
+    p.add_argument("--force", action="store_true", help="give the answer even for images outside the model's scope (marked)")
     p.set_defaults(handler="batch.images:classify")
 
     p = images.add_parser("segment", help="segment images and measure the result")
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--json", action="store_true")
     p.add_argument("--pixel-spacing", type=float, metavar="MM", help="mm per pixel when the file has none")
+    p.add_argument("--force", action="store_true", help="segment even images outside the model's scope (marked)")
     p.set_defaults(handler="batch.images:segment")
 
     # --- notes ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """`healthfm images classify|segment` (CLI.md): run the shipped image models over DICOM, PNG and
 JPEG files (or folders of them), JSON Lines on stdout, ``path: reason`` on stderr for files that
-cannot be processed, exit 1 at the end if any could not."""
+cannot be processed, exit 1 at the end if any could not. An image outside a model's scope gets
+``in_scope: false`` and its ``scope_reasons``, and no answer unless ``--force``."""
 
 from __future__ import annotations
 
@@ -84,6 +85,11 @@ def _each_image(paths: list[str], command: str, handle) -> int:
     return 1 if failed else 0
 
 
+def _scope_notes(path: Path, scope) -> None:
+    for reason in scope.reasons:
+        print(f"{path}: note: outside the model's scope: {reason}", file=sys.stderr)
+
+
 def classify(args) -> int:
     from healthfm_desktop.core.imaging.ai.classification import classify as run_classifier
     from healthfm_desktop.core.imaging.ai.classification import saliency_overlay
@@ -96,21 +102,21 @@ def classify(args) -> int:
 
     def one(path: Path) -> None:
         image = read_image(path)
-        result = run_classifier(image, model)
+        result = run_classifier(image, model, force=args.force)
         record = result.to_json(str(path))
-        if saliency_dir is not None:
+        if saliency_dir is not None and result.answer is not None:
             out = _output_name(saliency_dir, path, "_saliency", used)
             _write_png(out, cv2.cvtColor(saliency_overlay(image, result.saliency), cv2.COLOR_RGB2BGR))
             record["saliency_path"] = str(out)
-        if result.intended_use_notes:
-            record["outside_intended_use"] = result.intended_use_notes
         if args.json:
             emit_json(record)
+        elif result.answer is None:
+            print(f"{path}: no answer (outside the scope of {result.model}; --force to run anyway)")
         else:
-            probability = result.probabilities[result.label]
-            print(f"{path}: {result.label} (p={probability:.3f}, {result.model})")
-        for note in result.intended_use_notes:
-            print(f"{path}: note: outside intended use: {note}", file=sys.stderr)
+            forced = " RUN ANYWAY, outside the model's scope" if record["forced"] else ""
+            in_set = f", {result.set_coverage:.0%} set {{{', '.join(result.prediction_set)}}}" if result.prediction_set else ""
+            print(f"{path}: {result.label} (p={result.probability:.3f}{in_set}, {result.model}){forced}")
+        _scope_notes(path, result.scope)
 
     return _each_image(args.paths, "classify", one)
 
@@ -132,20 +138,28 @@ def segment(args) -> int:
 
     def one(path: Path) -> None:
         image = read_image(path)
-        result = run_segmenter(image, args.pixel_spacing, model)
-        mask_path = _output_name(out_dir, path, "_mask", used)
-        _write_png(mask_path, (result.mask > 0).astype("uint8") * 255)
-        record = {"path": str(path), "model": result.model, "mask_path": str(mask_path), "measurements": result.measurements}
+        result = run_segmenter(image, args.pixel_spacing, model, force=args.force)
+        mask_path = None
+        if not result.withheld:
+            mask_path = _output_name(out_dir, path, "_mask", used)
+            _write_png(mask_path, (result.mask > 0).astype("uint8") * 255)
+        record = {"path": str(path), "model": result.model, "mask_path": None if mask_path is None else str(mask_path),
+                  "measurements": result.measurements, **result.scope.to_json(),
+                  "forced": result.forced and not result.scope.in_scope}
         if result.spacing_mm is not None:
             record["pixel_spacing_mm"] = list(result.spacing_mm)
             record["pixel_spacing_source"] = result.spacing_source
-        if result.intended_use_notes:
-            record["outside_intended_use"] = result.intended_use_notes
         if args.json:
             emit_json(record)
+        elif result.withheld:
+            print(f"{path}: no answer (outside the scope of {result.model}; --force to run anyway)")
         else:
             hc = result.measurements.get("head_circumference_mm")
-            print(f"{path}: mask {mask_path}" + (f", head circumference {hc:.1f} mm" if hc is not None else ""))
+            forced = " RUN ANYWAY, outside the model's scope" if record["forced"] else ""
+            print(f"{path}: mask {mask_path}" + (f", head circumference {hc:.1f} mm" if hc is not None else "") + forced)
+        _scope_notes(path, result.scope)
+        if result.withheld:
+            return
         if result.ellipse is None:
             print(f"{path}: note: no fetal head found, so nothing was measured", file=sys.stderr)
         elif result.spacing_mm is None:
@@ -154,8 +168,6 @@ def segment(args) -> int:
                 "so no measurement in mm",
                 file=sys.stderr,
             )
-        for note in result.intended_use_notes:
-            print(f"{path}: note: outside intended use: {note}", file=sys.stderr)
 
     return _each_image(args.paths, "segment", one)
 

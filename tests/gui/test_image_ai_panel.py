@@ -82,7 +82,8 @@ def test_analyse_a_chest_xray_shows_label_probability_and_saliency(workspace, qt
     assert outcome.overlay_rgba.shape[:2] == (224, 224)
     label = outcome.classification.label
     assert label in panel.headline.text() and "pneumonia_resnet" in panel.details.text()
-    assert "Calibrated probabilities" in panel.details.text()
+    assert "Calibrated probabilities" in panel.details.text() and "90% conformal set" in panel.details.text()
+    assert panel.colour_bar.isVisible() and "not where the disease is" in panel.caption.text()
     # the opacity slider reaches the viewport's overlay
     panel.opacity.setValue(80)
     assert viewport._overlays["ai-saliency"][1] == pytest.approx(0.8)
@@ -90,11 +91,13 @@ def test_analyse_a_chest_xray_shows_label_probability_and_saliency(workspace, qt
     qtbot.wait(50)
     view.grab().save(str(SCREENSHOTS / "image_ai_saliency.png"))
 
-    # forcing the segmenter on an X-ray: it runs, and says the image is outside its intended use
+    # choosing the segmenter for an X-ray: its answer is withheld, the reasons shown first
     panel.model_choice.setCurrentIndex(2)
     outcome = _analyse(qtbot, panel, analysis)
-    assert outcome.task == "segment" and "ai-saliency" not in viewport.overlay_names()
-    assert panel.warning.isVisible() and "modality CR" in panel.warning.text()
+    assert outcome.task == "segment" and outcome.withheld and "ai-saliency" not in viewport.overlay_names()
+    assert "ai-segmentation" not in viewport.overlay_names()
+    assert panel.warning.isVisible() and "modality is CR" in panel.warning.text()
+    assert panel.run_anyway_button.isVisible() and not panel.export_button.isEnabled()
 
     # export: a DICOM SR that references the image on screen
     with qtbot.waitSignal(analysis.exported, timeout=30_000) as exported:
@@ -104,6 +107,43 @@ def test_analyse_a_chest_xray_shows_label_probability_and_saliency(workspace, qt
     sr = pydicom.dcmread(exported.args[0][-1])
     assert sr.Modality == "SR"
     assert sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == outcome.image.dicom.SOPInstanceUID
+
+
+def test_an_ultrasound_png_given_to_automatic_gets_no_pneumonia_answer_and_says_why(workspace, qtbot):
+    view, images, analysis, panel = workspace
+    _open(qtbot, view, images, IMAGE_TEST_DATA / "hc18_test_172_HC.png")
+    assert panel.model_choice.currentData() == "auto"
+    outcome = _analyse(qtbot, panel, analysis)
+    assert outcome.task == "segment" and outcome.classification is None
+    assert "pneumonia" not in panel.headline.text() and "normal" not in panel.headline.text()
+    assert "head" in panel.headline.text()
+    assert "outside the scope of pneumonia_resnet" in panel.details.text() and panel.details.isVisible()
+    assert not panel.run_anyway_button.isVisible()
+
+
+def test_a_photo_gets_no_answer_the_reasons_first_and_run_anyway_is_marked(workspace, qtbot):
+    view, images, analysis, panel = workspace
+    _open(qtbot, view, images, IMAGE_TEST_DATA / "photos" / "camera.jpg")
+    outcome = _analyse(qtbot, panel, analysis)
+    viewport = view.active_viewport()
+    assert outcome.withheld and outcome.classification is None or outcome.classification.answer is None
+    assert panel.headline.text().startswith("No answer")
+    assert panel.warning.isVisible() and "Answer withheld" in panel.warning.text()
+    assert "pneumonia_resnet:" in panel.warning.text() and "hc18_unet:" in panel.warning.text()
+    assert panel.warning.y() < panel.headline.y()  # the reasons come first
+    assert not viewport.overlay_names() and not panel.colour_bar.isVisible()
+    qtbot.wait(50)
+    panel.grab().save(str(SCREENSHOTS / "image_ai_withheld.png"))
+    with qtbot.waitSignal(analysis.result, timeout=60_000) as result:
+        panel.run_anyway_button.click()
+    qtbot.waitUntil(lambda: not analysis.busy, timeout=10_000)
+    forced = result.args[0]
+    assert forced.forced and forced.classification is not None and forced.classification.answer is not None
+    assert forced.classification.label in panel.headline.text() and "run anyway" in panel.headline.text()
+    assert "Run anyway" in panel.warning.text() and panel.warning.isVisible()
+    assert "ai-saliency" in viewport.overlay_names() and panel.colour_bar.isVisible()
+    qtbot.wait(50)
+    panel.grab().save(str(SCREENSHOTS / "image_ai_run_anyway.png"))
 
 
 def test_analyse_without_an_image_says_so_and_cancel_is_clean(workspace, qtbot):

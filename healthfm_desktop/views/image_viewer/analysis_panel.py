@@ -1,12 +1,13 @@
-"""The "AI analysis" side panel of the Images workspace: choose a model (or let the modality
-choose), Analyse / Cancel with progress, and the result: label and calibrated probability or
-head circumference, model name and version, execution provider, measured latency, the
-outside-intended-use note, the saliency / segmentation overlay with an opacity slider, and
-export of the result as DICOM SEG/SR."""
+"""The "AI analysis" side panel of the Images workspace: choose a model (or let the scope
+choose), Analyse / Cancel with progress, and the result: first why an image is outside the
+model's scope (the answer withheld, "Run anyway" to see it marked), then the label, calibrated
+probability and conformal set or the head circumference, model, provider, latency, the saliency
+(with its colour scale and caption) or segmentation overlay with an opacity slider, and export."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -24,13 +25,14 @@ from PySide6.QtWidgets import (
 PANEL_TITLE = "AI analysis"
 OVERLAY_NAMES = ("ai-saliency", "ai-segmentation")
 SHAPE_NAME = "ai-head"
-CHOICES = [("Automatic (by modality)", "auto"), ("Pneumonia classifier (chest X-ray)", "classify"),
+CHOICES = [("Automatic (the model made for the image)", "auto"), ("Pneumonia classifier (chest X-ray)", "classify"),
            ("Fetal head segmenter (ultrasound)", "segment")]
 
 
 class AnalysisPanel(QWidget):
     analyse_requested = Signal(str, object)  # choice, pixel spacing in mm or None
     analyse_series_requested = Signal(str, object)
+    run_anyway_requested = Signal(str, object)  # task of the withheld answer, pixel spacing
     cancel_requested = Signal()
     export_requested = Signal(str)  # folder
     opacity_changed = Signal(float)
@@ -70,6 +72,16 @@ class AnalysisPanel(QWidget):
         self.progress.hide()
         layout.addWidget(self.progress)
 
+        self.warning = QLabel("")
+        self.warning.setWordWrap(True)
+        self.warning.setStyleSheet("QLabel { background: #fff3cd; color: #664d03; border: 1px solid #ffe69c; padding: 6px; }")
+        self.warning.hide()
+        layout.addWidget(self.warning)  # the reasons come first, before any answer
+        self.run_anyway_button = QPushButton("Run anyway")
+        self.run_anyway_button.setToolTip("Show the model's answer for this image although it is outside what the model was made for")
+        self.run_anyway_button.hide()
+        layout.addWidget(self.run_anyway_button)
+
         self.headline = QLabel("No analysis yet.")
         self.headline.setWordWrap(True)
         font = self.headline.font()
@@ -85,11 +97,16 @@ class AnalysisPanel(QWidget):
         self.series_summary.setWordWrap(True)
         self.series_summary.hide()
         layout.addWidget(self.series_summary)
-        self.warning = QLabel("")
-        self.warning.setWordWrap(True)
-        self.warning.setStyleSheet("QLabel { background: #fff3cd; color: #664d03; border: 1px solid #ffe69c; padding: 6px; }")
-        self.warning.hide()
-        layout.addWidget(self.warning)
+        self.colour_bar = QLabel()
+        self.colour_bar.setToolTip("Saliency colour scale: blue = least, red = most evidence for the label")
+        self.colour_bar_ends = QLabel("low ◀ saliency (share of the map's maximum) ▶ high")
+        self.colour_bar_ends.setStyleSheet("QLabel { color: gray; }")
+        self.caption = QLabel("")
+        self.caption.setWordWrap(True)
+        self.caption.setStyleSheet("QLabel { color: gray; }")
+        for widget in (self.colour_bar, self.colour_bar_ends, self.caption):
+            widget.hide()
+            layout.addWidget(widget)
 
         opacity_row = QHBoxLayout()
         opacity_row.addWidget(QLabel("Overlay opacity"))
@@ -109,6 +126,8 @@ class AnalysisPanel(QWidget):
 
         self.analyse_button.clicked.connect(self._request)
         self.series_button.clicked.connect(self._request_series)
+        self.run_anyway_button.clicked.connect(self._request_run_anyway)
+        self._withheld_task: str | None = None
         self.cancel_button.clicked.connect(self.cancel_requested.emit)
         self.opacity.valueChanged.connect(lambda value: self.opacity_changed.emit(value / 100.0))
         self.export_button.clicked.connect(self._ask_export)
@@ -116,6 +135,11 @@ class AnalysisPanel(QWidget):
     def _request(self) -> None:
         spacing = self.spacing.value()
         self.analyse_requested.emit(self.model_choice.currentData(), spacing if spacing > 0 else None)
+
+    def _request_run_anyway(self) -> None:
+        spacing = self.spacing.value()
+        if self._withheld_task is not None:
+            self.run_anyway_requested.emit(self._withheld_task, spacing if spacing > 0 else None)
 
     def _request_series(self) -> None:
         spacing = self.spacing.value()
@@ -156,10 +180,20 @@ class AnalysisPanel(QWidget):
     def show_outcome(self, outcome, wall_ms: float | None = None) -> None:
         self.headline.setText(outcome.headline)
         lines = [f"Model: {outcome.model} {outcome.model_version}"]
-        if outcome.task == "classify":
+        if outcome.details.get("choice_note"):
+            lines.append(outcome.details["choice_note"])
+        saliency_shown = outcome.task == "classify" and not outcome.withheld
+        if outcome.task == "classify" and not outcome.withheld:
             probabilities = outcome.details.get("probabilities", {})
             lines.append("Calibrated probabilities: " + ", ".join(f"{k} {v:.3f}" for k, v in probabilities.items()))
+            prediction_set = outcome.details.get("prediction_set")
+            if prediction_set:
+                coverage = outcome.details.get("set_coverage") or 0.9
+                lines.append(f"{coverage:.0%} conformal set: {{{', '.join(prediction_set)}}} "
+                             f"(contains the true label for {coverage:.0%} of held-out X-rays)")
             lines.append("Overlay: class activation map (saliency) for the predicted label")
+        elif outcome.withheld:
+            lines.append("No label, probability or overlay is shown for an image the model was not made for.")
         else:
             measurements = outcome.details.get("measurements", {})
             for key, label, unit in (("head_circumference_mm", "Head circumference", "mm"),
@@ -176,19 +210,38 @@ class AnalysisPanel(QWidget):
             latency += f", {wall_ms:.0f} ms end to end"
         lines.append(latency)
         self.details.setText("\n".join(lines))
-        if outcome.intended_use_notes:
-            self.warning.setText("Outside the model's intended use; do not rely on this result:\n• " + "\n• ".join(outcome.intended_use_notes))
+        if outcome.scope_reasons:
+            intro = ("Run anyway on an image outside the model's scope; do not rely on this result:"
+                     if outcome.forced else "Answer withheld: this image is outside what the model was made for:")
+            self.warning.setText(intro + "\n• " + "\n• ".join(outcome.scope_reasons))
             self.warning.show()
         else:
             self.warning.hide()
-        self.opacity.setEnabled(True)
-        self.export_button.setEnabled(True)
+        self._withheld_task = outcome.task if outcome.withheld else None
+        self.run_anyway_button.setVisible(outcome.withheld)
+        self._show_colour_scale(outcome if saliency_shown else None)
+        self.opacity.setEnabled(outcome.overlay_rgba is not None)
+        self.export_button.setEnabled(not outcome.withheld)
         self.layout().activate()  # word-wrapped labels need a fresh layout pass for their new height
+
+    def _show_colour_scale(self, outcome) -> None:
+        if outcome is None:
+            for widget in (self.colour_bar, self.colour_bar_ends, self.caption):
+                widget.hide()
+            return
+        rgb = outcome.details["colour_scale"]
+        image = QImage(rgb.data, rgb.shape[1], rgb.shape[0], rgb.strides[0], QImage.Format.Format_RGB888).copy()
+        self.colour_bar.setPixmap(QPixmap.fromImage(image))
+        self.caption.setText(outcome.details.get("saliency_caption", ""))
+        for widget in (self.colour_bar, self.colour_bar_ends, self.caption):
+            widget.show()
 
     def show_problem(self, text: str) -> None:
         self.headline.setText("Analysis failed")
         self.details.setText(text)
         self.warning.hide()
+        self.run_anyway_button.hide()
+        self._show_colour_scale(None)
 
     def show_cancelled(self) -> None:
         self.headline.setText("Analysis cancelled")
@@ -218,6 +271,8 @@ def install_image_analysis(workspace, analysis) -> AnalysisPanel:
         panel.set_idle()
         panel.show_outcome(outcome, analysis.last_wall_ms)
         clear_overlays()
+        if outcome.overlay_rgba is None:  # withheld: nothing is drawn over the image
+            return
         if not analysis.result_is_on_screen():
             panel.details.setText(panel.details.text() + "\nThe image on screen changed while the model ran, "
                                   "so no overlay is drawn; run Analyse again on this image.")
@@ -240,6 +295,7 @@ def install_image_analysis(workspace, analysis) -> AnalysisPanel:
 
     panel.analyse_requested.connect(lambda choice, spacing: analysis.analyse(choice, spacing))
     panel.analyse_series_requested.connect(lambda choice, spacing: analysis.analyse_series(choice, spacing))
+    panel.run_anyway_requested.connect(lambda task, spacing: analysis.analyse(task, spacing, force=True))
     panel.cancel_requested.connect(analysis.cancel)
     analysis.series_result.connect(panel.show_series)
     panel.export_requested.connect(lambda folder: analysis.export(folder))

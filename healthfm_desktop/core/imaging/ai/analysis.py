@@ -1,7 +1,8 @@
 """One "Analyse" of the image on screen, as the viewer needs it: pick the model for the image
-(by modality, or the user's choice), run it, and return plain values to draw: the label and
-calibrated probability, the saliency heat map or the head mask as RGBA overlays, the fitted
-ellipse outline with its circumference, the latency and the intended-use notes."""
+(the one whose scope fits, or the user's choice), run it, and return plain values to draw: the
+label, calibrated probability and conformal set, the saliency heat map or the head mask as RGBA
+overlays, the fitted ellipse outline with its circumference, the latency, and, for an image out
+of the model's scope, the reasons instead of an answer (unless the user runs it anyway)."""
 
 from __future__ import annotations
 
@@ -31,14 +32,20 @@ class AnalysisOutcome:
     provider_notes: list[str]
     latency_ms: float
     headline: str  # "pneumonia 0.93" / "head circumference 175.2 mm"
-    overlay_rgba: np.ndarray  # uint8 (H, W, 4) at the image's size
+    overlay_rgba: np.ndarray | None  # uint8 (H, W, 4) at the image's size; None when the answer is withheld
     overlay_name: str
     contour_xy: list[tuple[float, float]] = field(default_factory=list)
     contour_label: str = ""
     details: dict = field(default_factory=dict)
-    intended_use_notes: list[str] = field(default_factory=list)
+    in_scope: bool = True
+    scope_reasons: list[str] = field(default_factory=list)  # why the model's answer is withheld / doubtful
+    forced: bool = False  # run anyway on an out-of-scope image: the answer is shown, marked
     classification: ClassificationResult | None = None
     segmentation: SegmentationResult | None = None
+
+    @property
+    def withheld(self) -> bool:
+        return not self.in_scope and not self.forced
 
 
 def task_for(image: SourceImage, choice: str) -> str:
@@ -57,6 +64,12 @@ def saliency_rgba(saliency: np.ndarray) -> np.ndarray:
     return rgba
 
 
+def colour_scale_rgb(width: int = 256, height: int = 12) -> np.ndarray:
+    """The saliency colours from 0 (left) to 1 (right), uint8 (height, width, 3), for a colour bar."""
+    ramp = np.tile(np.linspace(0, 255, width).astype(np.uint8), (height, 1))
+    return np.ascontiguousarray(cv2.cvtColor(cv2.applyColorMap(ramp, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB))
+
+
 def mask_rgba(mask: np.ndarray, colour=(0, 200, 255)) -> np.ndarray:
     rgba = np.zeros(mask.shape + (4,), dtype=np.uint8)
     rgba[mask > 0] = (*colour, 255)
@@ -71,32 +84,70 @@ def image_from_dicom_object(data: bytes, frame: int = 0, name: str | None = None
     return read_dicom_bytes(data, frame=frame, path=Path(name) if name else None)
 
 
+WITHHELD = "No answer: this image is outside what {model} was made for"
+SALIENCY_CAPTION = (
+    "Colour: class activation map (CAM) of the predicted label, scaled to its own maximum "
+    "(red = the regions that pushed the 28x28 network most towards it, blue = least; weak values are drawn transparent). It shows where "
+    "the network looked, not where the disease is, and is coarse (28x28 cells over the centre square).")
+
+
 def analyse(
-    image: SourceImage, choice: str = AUTOMATIC, pixel_spacing_mm: float | None = None
+    image: SourceImage, choice: str = AUTOMATIC, pixel_spacing_mm: float | None = None, force: bool = False
 ) -> Iterator[tuple[float, str]]:
     """A generator: yields (fraction, step) between steps (where a job can be cancelled) and
-    returns an AnalysisOutcome."""
+    returns an AnalysisOutcome. Automatic: the model preferred by modality if the image is in
+    its scope, else the other if it is in that one's, else the preferred one with its answer
+    withheld and every model's reasons. ``force`` gives an out-of-scope answer, marked."""
     task = task_for(image, choice)
+    outcome = yield from _run(image, task, pixel_spacing_mm, force)
+    if choice == AUTOMATIC and not outcome.in_scope and not force:
+        other = SEGMENT if task == CLASSIFY else CLASSIFY
+        alternative = yield from _run(image, other, pixel_spacing_mm, False)
+        if alternative.in_scope:
+            alternative.details["choice_note"] = (
+                f"Automatic chose {alternative.model}: the image is outside the scope of {outcome.model} ("
+                + "; ".join(outcome.scope_reasons) + ")")
+            return alternative
+        outcome.scope_reasons = [f"{outcome.model}: {r}" for r in outcome.scope_reasons] + [
+            f"{alternative.model}: {r}" for r in alternative.scope_reasons]
+        outcome.headline = "No answer: no shipped model is made for this kind of image"
+    return outcome
+
+
+def _run(image: SourceImage, task: str, pixel_spacing_mm: float | None, force: bool):
     yield 0.2, "loading the model"
     model = load_model(CLASSIFIER if task == CLASSIFY else SEGMENTER)
     yield 0.4, f"running {model.label}"
     if task == CLASSIFY:
-        result = classify(image, model)
+        result = classify(image, model, force=force)
         yield 0.9, "drawing the saliency map"
-        probability = result.probability
+        scope = result.scope
+        if result.answer is None:
+            headline, overlay = WITHHELD.format(model=result.model), None
+        else:
+            headline = f"{result.label} (p = {result.probability:.2f})"
+            if result.forced and not scope.in_scope:
+                headline += " (run anyway, outside the model's scope)"
+            overlay = saliency_rgba(result.saliency)
+        details = {"probabilities": result.probabilities, "calibration": "temperature-scaled on the validation split",
+                   "prediction_set": result.prediction_set if result.answer is not None else None,
+                   "set_coverage": result.set_coverage, "saliency_caption": SALIENCY_CAPTION,
+                   "colour_scale": colour_scale_rgb()}
         return AnalysisOutcome(
             task=task, image=image, model=result.model, model_version=result.model_version,
             provider=result.provider, provider_notes=list(model.provider.notes), latency_ms=result.latency_ms,
-            headline=f"{result.label} (p = {probability:.2f})",
-            overlay_rgba=saliency_rgba(result.saliency), overlay_name="ai-saliency",
-            details={"probabilities": result.probabilities, "calibration": "temperature-scaled on the validation split"},
-            intended_use_notes=result.intended_use_notes, classification=result,
+            headline=headline, overlay_rgba=overlay, overlay_name="ai-saliency", details=details,
+            in_scope=scope.in_scope, scope_reasons=list(scope.reasons), forced=force and not scope.in_scope,
+            classification=result,
         )
-    result = segment(image, pixel_spacing_mm, model)
+    result = segment(image, pixel_spacing_mm, model, force=force)
     yield 0.9, "fitting the head ellipse"
     hc = result.head_circumference_mm
-    if result.ellipse is None:
-        headline, contour, contour_label = "no fetal head found", [], ""
+    contour, contour_label = [], ""
+    if result.withheld:
+        headline = WITHHELD.format(model=result.model)
+    elif result.ellipse is None:
+        headline = "no fetal head found"
     elif hc is None:
         headline = "head outlined; no pixel spacing, so no circumference in mm"
         contour = [tuple(map(float, p)) for p in result.ellipse.polygon()]
@@ -105,13 +156,16 @@ def analyse(
         headline = f"head circumference {hc:.1f} mm"
         contour = [tuple(map(float, p)) for p in result.ellipse.polygon()]
         contour_label = f"HC {hc:.1f} mm"
+    if result.forced and not result.scope.in_scope:
+        headline += " (run anyway, outside the model's scope)"
     return AnalysisOutcome(
         task=task, image=image, model=result.model, model_version=result.model_version,
         provider=result.provider, provider_notes=list(model.provider.notes), latency_ms=result.latency_ms,
-        headline=headline, overlay_rgba=mask_rgba(result.mask), overlay_name="ai-segmentation",
-        contour_xy=contour, contour_label=contour_label,
+        headline=headline, overlay_rgba=None if result.withheld else mask_rgba(result.mask),
+        overlay_name="ai-segmentation", contour_xy=contour, contour_label=contour_label,
         details={"measurements": result.measurements, "pixel_spacing_source": result.spacing_source},
-        intended_use_notes=result.intended_use_notes, segmentation=result,
+        in_scope=result.scope.in_scope, scope_reasons=list(result.scope.reasons),
+        forced=force and not result.scope.in_scope, segmentation=result,
     )
 
 
@@ -122,6 +176,8 @@ def export_results(outcome: AnalysisOutcome, folder) -> list:
 
     from healthfm_desktop.core.imaging.ai import dicom_export
 
+    if outcome.withheld:
+        raise UserFacingError("there is no result to export: the answer was withheld (the image is outside the model's scope)")
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -164,26 +220,32 @@ def run_to_end(steps) -> AnalysisOutcome:
 
 
 def summarise_series(task: str, per_image: list[dict]) -> str:
+    withheld = [r for r in per_image if r.get("withheld")]
+    per_image = [r for r in per_image if not r.get("withheld")]
+    note = f"; {len(withheld)} withheld (outside the model's scope)" if withheld else ""
+    if not per_image:
+        return f"{len(withheld)} images: every answer withheld (outside the model's scope)"
     if task == CLASSIFY:
         positives = [r for r in per_image if r["label"] == "pneumonia"]
         top = max(per_image, key=lambda r: r["probabilities"].get("pneumonia", 0.0))
-        return (f"{len(per_image)} images: pneumonia on {len(positives)}; highest p(pneumonia) "
-                f"{top['probabilities']['pneumonia']:.2f} on image {top['index'] + 1}")
+        return (f"{len(per_image)} images answered: pneumonia on {len(positives)}; highest p(pneumonia) "
+                f"{top['probabilities']['pneumonia']:.2f} on image {top['index'] + 1}{note}")
     measured = [r for r in per_image if r.get("head_circumference_mm") is not None]
     if not measured:
         found = sum(1 for r in per_image if r["head_found"])
-        return f"{len(per_image)} images: a head outlined on {found}; no circumference in mm (no pixel spacing)"
+        return f"{len(per_image)} images: a head outlined on {found}; no circumference in mm (no pixel spacing){note}"
     values = [r["head_circumference_mm"] for r in measured]
     return (f"{len(per_image)} images: head measured on {len(measured)}; circumference "
-            f"{min(values):.1f}-{max(values):.1f} mm (median {float(np.median(values)):.1f} mm)")
+            f"{min(values):.1f}-{max(values):.1f} mm (median {float(np.median(values)):.1f} mm){note}")
 
 
 def analyse_series(
-    load_image, count: int, on_screen: int, choice: str = AUTOMATIC, pixel_spacing_mm: float | None = None
+    load_image, count: int, on_screen: int, choice: str = AUTOMATIC, pixel_spacing_mm: float | None = None,
+    force: bool = False,
 ):
     """A generator over ``count`` images (``load_image(i)`` -> SourceImage): yields (fraction,
-    step) after each image, returns a SeriesAnalysis. The task is chosen from the first image
-    when ``choice`` is automatic, so a series goes through one model."""
+    step) after each image, returns a SeriesAnalysis. The task is chosen on the first image
+    when ``choice`` is automatic (the model whose scope fits it), so a series goes through one model."""
     if count <= 0:
         raise UserFacingError("the series has no images")
     per_image: list[dict] = []
@@ -191,11 +253,12 @@ def analyse_series(
     kept: AnalysisOutcome | None = None
     for index in range(count):
         image = load_image(index)
-        task = task or task_for(image, choice)
-        outcome = run_to_end(analyse(image, task, pixel_spacing_mm))
-        record = {"index": index, "headline": outcome.headline, "notes": outcome.intended_use_notes}
+        outcome = run_to_end(analyse(image, task or choice, pixel_spacing_mm, force))
+        task = task or outcome.task
+        record = {"index": index, "headline": outcome.headline, "in_scope": outcome.in_scope,
+                  "scope_reasons": outcome.scope_reasons, "withheld": outcome.withheld}
         if outcome.classification is not None:
-            record.update(label=outcome.classification.label, probabilities=outcome.classification.probabilities)
+            record.update(label=outcome.classification.answer, probabilities=outcome.classification.probabilities)
         else:
             record.update(head_found=outcome.segmentation.ellipse is not None,
                           head_circumference_mm=outcome.segmentation.head_circumference_mm)
@@ -203,5 +266,5 @@ def analyse_series(
         if index == on_screen:
             kept = outcome
         yield (index + 1) / count, f"image {index + 1} of {count}"
-    model = kept.model if kept is not None else (CLASSIFIER if task == CLASSIFY else SEGMENTER)
+    model = kept.model if kept is not None else outcome.model
     return SeriesAnalysis(task, model, per_image, summarise_series(task, per_image), kept)

@@ -1,5 +1,6 @@
 """Pneumonia classification of a chest X-ray with its saliency map: one ONNX run gives the
-temperature-calibrated probabilities and the class activation map (CAM) of every class."""
+temperature-calibrated probabilities and the class activation map (CAM) of every class; the
+scope gate decides whether the label may be given, the conformal set goes beside it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 
 from healthfm_desktop.core.errors import ModelError
 from healthfm_desktop.core.imaging.ai import preprocessing as prep
-from healthfm_desktop.core.imaging.ai.intended_use import intended_use_notes
+from healthfm_desktop.core.imaging.ai.intended_use import ImageScope, ScopeDecision
 from healthfm_desktop.core.imaging.ai.models import CLASSIFIER, LoadedModel, load_model
 
 
@@ -25,12 +26,20 @@ class ClassificationResult:
     latency_ms: float  # preprocessing + inference
     class_activation: np.ndarray  # float32 (28, 28) activation map of the predicted label
     source_shape: tuple[int, int]
-    intended_use_notes: list[str] = field(default_factory=list)
+    scope: ScopeDecision = field(default_factory=lambda: ScopeDecision(True))
+    forced: bool = False  # the user asked for the answer although the image is out of scope
+    prediction_set: list[str] | None = None  # conformal set at the manifest's coverage
+    set_coverage: float | None = None
     _saliency: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def probability(self) -> float:
         return self.probabilities[self.label]
+
+    @property
+    def answer(self) -> str | None:
+        """The label the user is given: None when the image is out of scope and not forced."""
+        return self.label if self.scope.in_scope or self.forced else None
 
     @property
     def saliency(self) -> np.ndarray:
@@ -41,7 +50,11 @@ class ClassificationResult:
         return self._saliency
 
     def to_json(self, path: str) -> dict:
-        return {"path": path, "label": self.label, "probabilities": self.probabilities, "model": self.model}
+        record = {"path": path, "label": self.answer, "probabilities": self.probabilities, "model": self.model,
+                  **self.scope.to_json(), "forced": self.forced and not self.scope.in_scope}
+        if self.prediction_set is not None:
+            record["prediction_set"] = self.prediction_set if self.answer is not None else None
+        return record
 
 
 def saliency_at_source(cam: np.ndarray, source_shape: tuple[int, int]) -> np.ndarray:
@@ -58,8 +71,9 @@ def saliency_at_source(cam: np.ndarray, source_shape: tuple[int, int]) -> np.nda
     return out
 
 
-def classify(image: prep.SourceImage, model: LoadedModel | None = None) -> ClassificationResult:
-    """Run the shipped classifier (float or INT8 per Settings) on one image."""
+def classify(image: prep.SourceImage, model: LoadedModel | None = None, force: bool = False) -> ClassificationResult:
+    """Run the shipped classifier (float or INT8 per Settings) on one image. The probabilities
+    are always computed; ``answer`` is None for an out-of-scope image unless ``force``."""
     model = model or load_model(CLASSIFIER)
     started = time.perf_counter()
     small = prep.resize_for_classifier(image.pixels)
@@ -72,7 +86,13 @@ def classify(image: prep.SourceImage, model: LoadedModel | None = None) -> Class
     probs = probabilities[0].astype(np.float64)
     index = int(np.argmax(probs))
     latency = (time.perf_counter() - started) * 1000
-    profile = model.manifest.extra.get("intended_use_profile", {})
+    scope = ImageScope.of_manifest(model.manifest)
+    conformal = model.manifest.extra.get("conformal")
+    prediction_set = None
+    if conformal:
+        from healthfm_desktop.core.inference.conformal import ConformalClassifier
+
+        prediction_set = ConformalClassifier.from_dict(conformal).prediction_sets(probs[None], labels)[0]
     return ClassificationResult(
         label=labels[index],
         probabilities={label: round(float(p), 6) for label, p in zip(labels, probs)},
@@ -82,7 +102,10 @@ def classify(image: prep.SourceImage, model: LoadedModel | None = None) -> Class
         latency_ms=latency,
         class_activation=np.ascontiguousarray(cams[0, index]),
         source_shape=image.shape,
-        intended_use_notes=intended_use_notes(image, profile, small),
+        scope=scope.decide(image, small) if scope is not None else ScopeDecision(True),
+        forced=force,
+        prediction_set=prediction_set,
+        set_coverage=float(conformal["coverage"]) if conformal else None,
     )
 
 

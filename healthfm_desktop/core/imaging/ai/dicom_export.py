@@ -169,7 +169,8 @@ def results_to_json(
             "probabilities": classification.probabilities,
             "model": classification.model,
             "model_version": classification.model_version,
-            "intended_use_notes": classification.intended_use_notes,
+            **classification.scope.to_json(),
+            "forced": classification.forced and not classification.scope.in_scope,
         }
     if segmentation is not None:
         record["segmentation"] = {
@@ -178,7 +179,8 @@ def results_to_json(
             "measurements": segmentation.measurements,
             "pixel_spacing_mm": list(segmentation.spacing_mm) if segmentation.spacing_mm else None,
             "pixel_spacing_source": segmentation.spacing_source,
-            "intended_use_notes": segmentation.intended_use_notes,
+            **segmentation.scope.to_json(),
+            "forced": segmentation.forced and not segmentation.scope.in_scope,
         }
     return record
 

@@ -1,15 +1,183 @@
-"""The "outside intended use" check: does an input look like the images a model was trained on?
-The training script stores a profile of its training set in the model manifest (modalities,
-per-image intensity statistics, aspect ratio); an input outside it gets plain-language notes.
-The model still runs: the note tells the user not to trust the result."""
+"""The scope gate of an image model: is this input the kind of image the model was made for?
+Decided from the DICOM tags where the file has them (modality, body part, view, photometric,
+bit depth, size) and, for every input, from the distance of the image's features to the model's
+training images (kNN, threshold set on validation images; shipped as ``<model>_scope.npz``)."""
 
 from __future__ import annotations
 
+import io
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
-from healthfm_desktop.core.imaging.ai.preprocessing import SourceImage, intensity_statistics
+from healthfm_desktop.core.errors import ModelError
+from healthfm_desktop.core.imaging.ai.preprocessing import SourceImage
+from healthfm_desktop.core.inference.domain import EmbeddingDomain
+from healthfm_desktop.core.inference.registry import sha256_of
+from healthfm_desktop.core.storage.atomic import atomic_write_bytes
+
+# Gradient-orientation histograms (4x4 cells, 8 orientations) and a 16-bin intensity histogram
+# of what the model sees: chosen on development images (PneumoniaMNIST val, HC18, CT/MR slices,
+# photos) over raw pixels, PCA of pixels and the classifier's activation maps, which let
+# photographs through (models/training/fit_image_scope.py prints the figures).
+CELLS, ORIENTATIONS, INTENSITY_BINS = 4, 8, 16
+
+
+@dataclass(frozen=True)
+class ScopeDecision:
+    in_scope: bool
+    reasons: list[str] = field(default_factory=list)  # why not, in words; empty when in scope
+    distance: float | None = None  # to the training images (mean over k nearest, scaled features)
+    threshold: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"in_scope": self.in_scope, "scope_reasons": list(self.reasons)}
+
+
+def image_features(pixels_uint8: np.ndarray) -> np.ndarray:
+    """float32 (CELLS*CELLS*ORIENTATIONS + INTENSITY_BINS,) description of one grey image."""
+    image = np.asarray(pixels_uint8, dtype=np.float32) / 255.0
+    gx = cv2.Sobel(image, cv2.CV_32F, 1, 0)
+    gy = cv2.Sobel(image, cv2.CV_32F, 0, 1)
+    magnitude = np.hypot(gx, gy)
+    orientation = ((np.arctan2(gy, gx) % np.pi) / np.pi * ORIENTATIONS).astype(np.int64) % ORIENTATIONS
+    height, width = image.shape
+    cells = []
+    for i in range(CELLS):
+        for j in range(CELLS):
+            rows = slice(i * height // CELLS, (i + 1) * height // CELLS)
+            cols = slice(j * width // CELLS, (j + 1) * width // CELLS)
+            cells.append(np.bincount(orientation[rows, cols].ravel(), magnitude[rows, cols].ravel(), ORIENTATIONS))
+    gradients = np.concatenate(cells)
+    gradients = gradients / (np.linalg.norm(gradients) + 1e-6)
+    levels = np.asarray(pixels_uint8, dtype=np.uint8).ravel() // (256 // INTENSITY_BINS)
+    histogram = np.bincount(levels, minlength=INTENSITY_BINS) / levels.size
+    return np.concatenate([gradients, histogram]).astype(np.float32)
+
+
+def features_of(batch_uint8) -> np.ndarray:
+    return np.stack([image_features(p) for p in batch_uint8])
+
+
+_LOADED: dict[tuple, "ImageScope"] = {}  # per file stamp: checked and read once, not once per image
+_LOCK = threading.Lock()
+
+
+@dataclass
+class ImageScope:
+    """A model's scope: the tag rules of its manifest entry and the kNN domain of its npz."""
+
+    spec: dict[str, Any]
+    domain: EmbeddingDomain | None
+    feature_scale: np.ndarray | None
+
+    @classmethod
+    def of_manifest(cls, manifest) -> "ImageScope | None":
+        """The scope a model's manifest declares (None when it declares none: a user's model)."""
+        spec = manifest.extra.get("scope")
+        if not spec:
+            return None
+        path = Path(manifest.model_path).parent / spec["file"]
+        try:
+            stat = path.stat()
+        except OSError:
+            raise ModelError(f"scope file {path.name} of model {manifest.name!r} is missing; reinstall the model") from None
+        key = (str(path), spec["sha256"], stat.st_mtime_ns, stat.st_size)
+        with _LOCK:
+            cached = _LOADED.get(key)
+        if cached is not None:
+            return cached
+        if sha256_of(path) != spec["sha256"]:
+            raise ModelError(f"scope file {path.name} does not match the manifest of {manifest.name!r}; reinstall the model")
+        with np.load(path, allow_pickle=False) as data:
+            scale = np.asarray(data["feature_scale"], dtype=np.float32)
+        scope = cls(spec, EmbeddingDomain.load(path), scale)
+        with _LOCK:
+            _LOADED[key] = scope
+        return scope
+
+    def decide(self, image: SourceImage, model_pixels: np.ndarray) -> ScopeDecision:
+        """``model_pixels``: the uint8 picture the model sees (the 28x28 crop, the letterbox)."""
+        reasons = tag_reasons(image, self.spec)
+        distance = threshold = None
+        if self.domain is not None:
+            query = image_features(scope_pixels(model_pixels, self.spec)) / self.feature_scale
+            distance = float(self.domain.distances(query[None])[0])
+            threshold = self.domain.threshold
+            if distance > threshold:
+                reasons.append(
+                    f"it does not look like {self.spec.get('description', 'the training images')}: its distance to the "
+                    f"nearest training images is {distance:.1f}, above the {threshold:.1f} that "
+                    f"{self.domain.quantile:.1%} of the validation images stay within"
+                )
+        return ScopeDecision(not reasons, reasons, distance, threshold)
+
+
+def scope_pixels(model_pixels: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    """The model's picture at the scope's feature grid (area resize), as uint8."""
+    height, width = spec.get("feature_grid", list(np.asarray(model_pixels).shape[:2]))
+    pixels = np.asarray(model_pixels, dtype=np.uint8)
+    if pixels.shape[:2] == (height, width):
+        return pixels
+    return cv2.resize(pixels, (int(width), int(height)), interpolation=cv2.INTER_AREA)
+
+
+def _tag(dataset, keyword: str) -> str:
+    value = getattr(dataset, keyword, None) if dataset is not None else None
+    return str(value).strip().upper() if value not in (None, "") else ""
+
+
+def tag_reasons(image: SourceImage, spec: dict[str, Any]) -> list[str]:
+    """Reasons from what the file says about itself (DICOM tags) and its size and colour."""
+    reasons: list[str] = []
+    what = spec.get("description", "the training images")
+    dataset = image.dicom
+    modalities = spec.get("modalities") or []
+    if image.modality and modalities and image.modality.upper() not in modalities:
+        reasons.append(f"its modality is {image.modality}; the model is made for {what} ({', '.join(modalities)})")
+    body_parts = spec.get("body_parts") or []
+    body_part = _tag(dataset, "BodyPartExamined")
+    if body_part and body_parts and body_part not in body_parts:
+        reasons.append(f"the body part is {body_part}; the model is made for {', '.join(body_parts).lower()} images")
+    views = spec.get("views") or []
+    view = _tag(dataset, "ViewPosition")
+    if view and views and view not in views:
+        reasons.append(f"the view is {view}; the model is made for {'/'.join(views)} views")
+    photometric = _tag(dataset, "PhotometricInterpretation")
+    if photometric and not photometric.startswith("MONOCHROME"):
+        reasons.append(f"the image is stored in colour ({photometric}); the model is made for grey-scale images")
+    elif image.was_colour:
+        reasons.append("the image is in colour; the model is made for grey-scale images")
+    bits = _tag(dataset, "BitsStored")
+    if bits.isdigit() and int(bits) < int(spec.get("min_bits_stored", 0)):
+        reasons.append(f"it has {bits} bits per pixel; the model needs at least {spec['min_bits_stored']}")
+    height, width = image.shape
+    if min(height, width) < int(spec.get("min_side_px", 0)):
+        reasons.append(f"it is {width}x{height} px, smaller than the {spec['min_side_px']} px the model needs on each side")
+    low, high = spec.get("aspect_ratio_range", [0.0, float("inf")])
+    if not low <= width / max(height, 1) <= high:
+        reasons.append(f"its aspect ratio {width / max(height, 1):.2f} is outside the training images' ({low:.2f}-{high:.2f})")
+    return reasons
+
+
+def fit_scope(train_pixels, validation_pixels, spec: dict[str, Any], path: Path, quantile: float, k: int = 5) -> dict:
+    """Fit and save a model's scope file from its training and validation pictures (uint8, as
+    the model sees them); returns the manifest's ``scope`` entry."""
+    train = features_of(scope_pixels(p, spec) for p in train_pixels)
+    scale = train.std(axis=0) + 1e-6
+    validation = features_of(scope_pixels(p, spec) for p in validation_pixels)
+    domain = EmbeddingDomain.fit(train / scale, validation / scale, quantile=quantile, k=k, metric="euclidean")
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, reference=domain.reference.astype(np.float32), threshold=np.float64(domain.threshold),
+                        k=np.int64(domain.k), metric=np.array(domain.metric), quantile=np.float64(domain.quantile),
+                        feature_scale=scale.astype(np.float32))
+    atomic_write_bytes(path, buffer.getvalue())
+    return {**spec, "file": Path(path).name, "sha256": sha256_of(path), "threshold": round(domain.threshold, 4),
+            "quantile": quantile, "k": domain.k, "n_reference": int(len(train))}
 
 
 def training_profile(images_uint8: np.ndarray, modalities: list[str], description: str) -> dict[str, Any]:
@@ -27,32 +195,3 @@ def training_profile(images_uint8: np.ndarray, modalities: list[str], descriptio
         "min_side_px": int(min(height, width) // 2),
     }
 
-
-def intended_use_notes(image: SourceImage, profile: dict[str, Any], pixels_for_stats: np.ndarray | None = None) -> list[str]:
-    """Reasons why ``image`` is outside the model's intended use; empty when it looks in-domain.
-    ``pixels_for_stats`` is what the model actually sees (e.g. the 28x28 crop) when the
-    statistics were gathered on that."""
-    notes: list[str] = []
-    if not profile:
-        return notes
-    modalities = profile.get("modalities") or []
-    description = profile.get("description", "the training images")
-    if image.modality and modalities and image.modality.upper() not in modalities:
-        notes.append(f"modality {image.modality} is not one the model was trained on ({', '.join(modalities)})")
-    if image.was_colour:
-        notes.append("the image is in colour; the model was trained on grey-scale images")
-    height, width = image.shape
-    if min(height, width) < int(profile.get("min_side_px", 0)):
-        notes.append(f"the image is very small ({width}x{height} px)")
-    low_ratio, high_ratio = profile.get("aspect_ratio_range", [0, float("inf")])
-    ratio = width / max(height, 1)
-    if not low_ratio <= ratio <= high_ratio:
-        notes.append(f"the aspect ratio {ratio:.2f} is far from the training images'")
-    mean, std = intensity_statistics(image.pixels if pixels_for_stats is None else pixels_for_stats)
-    low_mean, high_mean = profile.get("mean_intensity_range", [0.0, 1.0])
-    low_std, high_std = profile.get("std_intensity_range", [0.0, 1.0])
-    if not low_mean <= mean <= high_mean:
-        notes.append(f"the brightness (mean {mean:.2f}) is outside the range of {description} ({low_mean:.2f}-{high_mean:.2f})")
-    if not low_std <= std <= high_std:
-        notes.append(f"the contrast (std {std:.2f}) is outside the range of {description} ({max(low_std, 0.0):.2f}-{high_std:.2f})")
-    return notes

@@ -18,7 +18,7 @@ from healthfm_desktop.core.imaging.ai.head_circumference import (
     largest_region,
     ramanujan_circumference,
 )
-from healthfm_desktop.core.imaging.ai.intended_use import intended_use_notes
+from healthfm_desktop.core.imaging.ai.intended_use import ImageScope, ScopeDecision
 from healthfm_desktop.core.imaging.ai.models import SEGMENTER, LoadedModel, load_model
 
 THRESHOLD = 0.5
@@ -40,7 +40,13 @@ class SegmentationResult:
     spacing_mm: tuple[float, float] | None
     spacing_source: str | None  # "dicom", "user" or None
     measurements: dict[str, float] = field(default_factory=dict)
-    intended_use_notes: list[str] = field(default_factory=list)
+    scope: ScopeDecision = field(default_factory=lambda: ScopeDecision(True))
+    forced: bool = False  # the user asked for the answer although the image is out of scope
+
+    @property
+    def withheld(self) -> bool:
+        """The image is out of the model's scope and the user did not ask to run it anyway."""
+        return not self.scope.in_scope and not self.forced
 
     @property
     def head_circumference_mm(self) -> float | None:
@@ -73,10 +79,12 @@ def measure(mask: np.ndarray, spacing_mm: tuple[float, float] | None) -> tuple[H
 
 
 def segment(
-    image: prep.SourceImage, pixel_spacing_mm: float | None = None, model: LoadedModel | None = None
+    image: prep.SourceImage, pixel_spacing_mm: float | None = None, model: LoadedModel | None = None,
+    force: bool = False,
 ) -> SegmentationResult:
     """Run the shipped segmenter (float or INT8 per Settings) on one image and measure the head.
-    Spacing: the file's own (DICOM) first, else ``pixel_spacing_mm``, else no mm values."""
+    Spacing: the file's own (DICOM) first, else ``pixel_spacing_mm``, else no mm values. An
+    image out of the model's scope gets an empty mask and no measurement unless ``force``."""
     model = model or load_model(SEGMENTER)
     started = time.perf_counter()
     tensor, letterbox = prep.segmenter_input(image)
@@ -93,7 +101,10 @@ def segment(
     ellipse, measurements = measure(mask, spacing)
     latency = (time.perf_counter() - started) * 1000
     frame, _ = prep.letterbox_pixels(image.pixels)
-    profile = model.manifest.extra.get("intended_use_profile", {})
+    gate = ImageScope.of_manifest(model.manifest)
+    scope = gate.decide(image, frame) if gate is not None else ScopeDecision(True)
+    if not scope.in_scope and not force:
+        mask, ellipse, measurements = np.zeros_like(mask), None, {}
     return SegmentationResult(
         mask=mask,
         model=model.manifest.name,
@@ -104,5 +115,6 @@ def segment(
         spacing_mm=spacing,
         spacing_source=source,
         measurements=measurements,
-        intended_use_notes=intended_use_notes(image, profile, frame),
+        scope=scope,
+        forced=force,
     )
