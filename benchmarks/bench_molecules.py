@@ -1,30 +1,26 @@
-"""Benchmark the molecule search and describe against RDKit, in the same process.
+"""Benchmark the molecule index, searches and describe against the strongest library baselines.
 
-    python benchmarks/bench_molecules.py LIBRARY [LIBRARY...] [--index DIR] [--queries Q]
-        [--describe N] [--substructure-rows N] [--substructure-in-process] [--skip-similarity]
+    python benchmarks/bench_molecules.py LIBRARY [LIBRARY...] [--rows N] [--queries Q] [--repeat R]
+        [--skip build,size,similarity,substructure,describe] [--describe N]
 
-LIBRARY: SMILES/CSV files (e.g. the MOSES parts; never committed). The index is built in DIR
-(or reused when DIR already holds one). Prints `<what>: <ratio>x <baseline> (<ours> vs <baseline>)`.
-Results are checked to be identical to RDKit's before a ratio is printed.
+LIBRARY: SMILES/CSV files (e.g. the MOSES parts of the shared data; never committed); the first
+``--rows`` rows are used for every part. Each line reads ``<what>: <ratio>x <baseline> (<ours> vs
+<baseline>, ...)``; a ratio above 1 means we are faster (or smaller). Timings alternate
+ours/baseline (ABAB) and the medians are compared; results are checked against the baseline's
+before a ratio is printed (exit 1 on a mismatch). The load average is printed at start and end.
 
-Baselines (what a user would write without this program):
-- similarity: RDKit ``BulkTanimotoSimilarity`` over a list of ExplicitBitVects, then a sort.
-  The bit vectors are made from the index's packed bits (making them from SMILES costs ~5 min
-  for the full library); a random sample of them is first checked equal to RDKit's
-  ``GetMorganGenerator(radius=2, fpSize=2048).GetFingerprint`` of the SMILES.
-- substructure: ``Chem.MolFromSmiles`` of every library SMILES, then ``HasSubstructMatch``.
-  The substructure worker processes are started first (``warm_substructure_workers``, as the
-  app does when it opens an index; its cost is printed), so is the index's one-time
-  preparation (its atom types: ``prepare_substructure``), and CPU time (this process plus the
-  workers, from /proc) is printed beside wall time: on a shared machine the wall ratio
-  depends on what else runs, the CPU ratio much less. Each query is timed ``--repeat`` times,
-  baseline and ours alternating, and the fastest of each is compared (the least disturbed by
-  other work on the machine); the slowest of ours is printed too.
-  Also printed, for full disclosure: the ratio against a loop over molecules parsed beforehand
-  (a user holding every molecule in memory; 1.94 M RDKit molecules would need ~10 GB).
-- describe: per molecule, MolFromSmiles and RDKit's own MolWt, MolLogP, TPSA, NumHDonors,
-  NumHAcceptors, NumRotatableBonds, QED.qed and one FilterCatalog (PAINS A/B/C, Brenk, NIH)
-  GetMatches, on one process, timed on the first 2,000 molecules and extrapolated."""
+Baselines, all run in this process (FPSim2 comes with the ``bench`` extra):
+- build: RDKit ``MolFromSmiles`` + ``GetMorganGenerator(radius=2, fpSize=2048)`` fingerprints on
+  2 processes (ProcessPoolExecutor over chunks), against ``build_index(workers=2)``;
+- size: FPSim2's ``create_db_file`` .h5 of the same molecules (Morgan r=2, 2048 bits), against
+  what our similarity search reads (bit planes, popcounts, order) and the whole index;
+- similarity: FPSim2 in memory (``FPSim2Engine(in_memory_fps=True)``) ``top_k(k=100)`` and
+  ``similarity(0.7)``, one worker;
+- substructure: RDKit ``SubstructLibrary(CachedTrustedSmilesMolHolder, PatternHolder)``
+  ``GetMatches(q, numThreads=-1, maxResults=N)`` (its build time is printed, not counted);
+- describe: ``FilterCatalog.RunFilterCatalog(catalog, smiles, numThreads=0)`` for the alerts plus
+  ``QED.qed``, ``Crippen.MolLogP`` and RDKit's MolWt/TPSA/HBD/HBA/rotatable bonds on 2 processes,
+  against ``describe_records(workers=2)``."""
 
 from __future__ import annotations
 
@@ -32,17 +28,24 @@ import argparse
 import csv
 import gzip
 import os
+import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from rdkit import Chem, DataStructs
+from rdkit import Chem, RDLogger
 
-from healthfm_desktop.core.chemistry.fingerprints import morgan_generator
-from healthfm_desktop.core.chemistry import search_index
-from healthfm_desktop.core.chemistry.search_index import LibraryIndex, build_index, is_index
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from healthfm_desktop.core.chemistry import search_index  # noqa: E402
+from healthfm_desktop.core.chemistry.fingerprints import morgan_generator  # noqa: E402
+from healthfm_desktop.core.chemistry.search_index import LibraryIndex, build_index  # noqa: E402
+
+RDLogger.DisableLog("rdApp.*")
 
 SMARTS = {
     "aromatic nitro": "c[N+](=O)[O-]",
@@ -50,21 +53,20 @@ SMARTS = {
     "indole": "c1ccc2[nH]ccc2c1",
     "carboxylic acid": "C(=O)[OH]",
     "piperazine": "N1CCNCC1",
-    # unselective: most library molecules match, so the fingerprint screen removes few
     "benzene (unselective)": "c1ccccc1",
     "any nitrogen (unselective)": "[#7]",
     "amide (unselective)": "C(=O)N",
-    "ring atom in 5-ring (unselective, ring perception)": "[r5]",
-    # more ring queries: ring count (one atom, like [r5] decided by the atom types), a ring
-    # closure, and ring bonds (two atoms: every ring-bearing molecule is matched with its rings)
-    "atom in two rings (ring count)": "[R2]",
-    "cyclopropane (ring closure)": "C1CC1",
-    "ring bond (unselective, ring perception)": "*@*",
-    # what the index cannot decide from atom types or ring systems (a chain, an atom and a
-    # ring, an H count): matched molecule by molecule, ~15 µs a candidate
+    "ring atom in 5-ring (unselective)": "[r5]",
     "N-alkyl amide (unselective, matched)": "C(=O)NC",
     "alkyl benzene (unselective, matched)": "c1ccccc1C",
-    "ring CH2 next to ring N (ring perception, matched)": "[CH2;R]@[#7;R]",
+    "ring CH2 next to ring N (matched)": "[CH2;R]@[#7;R]",
+    # rare scaffolds: few candidates after the pattern screen
+    "adamantane (rare scaffold)": "C1C2CC3CC1CC(C2)C3",
+    "cubane-like cage (rare scaffold)": "C12C3C4C1C5C2C3C45",
+    "steroid core (rare scaffold)": "C1CCC2C(C1)CCC1C2CCC2CCCC12",
+    # nothing in MOSES has them: no candidate after the screen (the per-query floor)
+    "phenylsilane (no candidates)": "c1ccccc1[Si]",
+    "phosphonate (no candidates)": "P(=O)(O)O",
 }
 
 
@@ -72,245 +74,8 @@ def _load() -> str:
     return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("libraries", nargs="+")
-    parser.add_argument("--index", type=Path)
-    parser.add_argument("--queries", type=int, default=10)
-    parser.add_argument("--describe", type=int, default=0, metavar="N",
-                        help="also time describing the first N library rows (2 processes) against plain RDKit calls")
-    parser.add_argument("--substructure-rows", type=int, default=50000,
-                        help="rows of the library for the substructure comparison (the baseline parses every SMILES)")
-    parser.add_argument("--skip-similarity", action="store_true")
-    parser.add_argument("--fingerprints-only", type=Path, metavar="DIR",
-                        help="for the similarity part, build (or reuse) in DIR only what similarity search reads "
-                             "(Morgan bit planes, popcounts, records): a third of a full build's work")
-    parser.add_argument("--skip-substructure", action="store_true")
-    parser.add_argument("--substructure-in-process", action="store_true",
-                        help="match substructure candidates in this process only (to compare with the worker processes)")
-    parser.add_argument("--repeat", type=int, default=2,
-                        help="substructure: time each query this many times, baseline and ours alternating (fastest kept)")
-    parser.add_argument("--substructure-only", nargs="+", metavar="WORD",
-                        help="substructure: only the queries whose name holds one of these words (e.g. for the whole library)")
-    parser.add_argument("--no-premade-loop", action="store_true",
-                        help="substructure: skip the disclosure loop over molecules parsed beforehand (the whole "
-                             "library would need ~10 GB for them)")
-    args = parser.parse_args(argv)
-    print(f"start: {_load()} on {os.cpu_count()} cores")
-    if args.describe:
-        bench_describe(args.libraries, args.describe)
-    if args.skip_similarity and args.skip_substructure:
-        return 0
-    if args.fingerprints_only:
-        status = bench_similarity(fingerprint_index(args.libraries, args.fingerprints_only), args.queries)
-        if not args.skip_substructure:
-            status |= bench_substructure(build_index(args.libraries[:1], Path(tempfile.mkdtemp(prefix="bench-sub-"))),
-                                         args.substructure_rows)
-        print(f"end: {_load()}")
-        return status
-    folder = args.index or Path(tempfile.mkdtemp(prefix="bench-index-"))
-    if is_index(folder):
-        index = LibraryIndex.open(folder)
-    else:
-        start = time.perf_counter()
-        index = build_index(args.libraries, folder)
-        print(f"index build: {index.size} molecules in {time.perf_counter() - start:.0f} s on {os.cpu_count()} processes")
-    size = sum(f.stat().st_size for f in Path(folder).iterdir())
-    print(f"index: {index.size} molecules, {size / 1e6:.0f} MB on disk")
-    status = 0
-    if not args.skip_similarity:
-        status |= bench_similarity(index, args.queries)
-    if not args.skip_substructure:
-        status |= bench_substructure(index, args.substructure_rows, args.substructure_in_process, args.repeat,
-                                     args.substructure_only, not args.no_premade_loop)
-    print(f"end: {_load()}")
-    return status
-
-
-def _morgan_chunk(smiles: list[str]) -> np.ndarray:
-    gen = morgan_generator()
-    out = np.zeros((len(smiles), 256), dtype=np.uint8)
-    for i, text in enumerate(smiles):
-        out[i] = np.packbits(gen.GetFingerprintAsNumPy(Chem.MolFromSmiles(text)).astype(np.uint8), bitorder="little")
-    return out
-
-
-def fingerprint_index(paths: list[str], folder: Path) -> LibraryIndex:
-    """A LibraryIndex holding only what ``similar`` reads, built with the index's own code for
-    the bit planes; the library SMILES are all valid (MOSES)."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    from healthfm_desktop.core.chemistry.fingerprints import popcounts
-    from healthfm_desktop.core.chemistry.search_index import _bit_planes
-
-    folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "morgan_planes.npy").exists():
-        start = time.perf_counter()
-        rows = _library_smiles(paths, 10**9)
-        chunks = [[s for _, s in rows[k : k + 20000]] for k in range(0, len(rows), 20000)]
-        with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
-            packed = np.concatenate(list(pool.map(_morgan_chunk, chunks)))
-        pops = popcounts(packed)
-        order = np.argsort(pops, kind="stable").astype(np.int64)
-        np.save(folder / "popcount.npy", pops[order].astype(np.int32))
-        np.save(folder / "order.npy", order)
-        np.save(folder / "morgan_planes.npy", _bit_planes(packed[order]))
-        lines = [f"{i}\t{s}\n".encode() for i, s in rows]
-        offsets = np.zeros(len(lines) + 1, dtype=np.int64)
-        np.cumsum([len(line) for line in lines], out=offsets[1:])
-        np.save(folder / "offsets.npy", offsets)
-        (folder / "records.tsv").write_bytes(b"".join(lines))
-        print(f"fingerprint-only index: {len(rows)} molecules in {time.perf_counter() - start:.0f} s")
-    load = lambda name: np.load(folder / name, mmap_mode="r")  # noqa: E731
-    index = LibraryIndex(folder, {}, np.asarray(load("popcount.npy")), np.asarray(load("order.npy")),
-                         load("morgan_planes.npy"), None, np.asarray(load("offsets.npy")),
-                         np.memmap(folder / "records.tsv", dtype=np.uint8, mode="r"), None, None)
-    size = sum(f.stat().st_size for f in folder.iterdir())
-    print(f"similarity index: {index.size} molecules, {size / 1e6:.0f} MB on disk (Morgan planes + records)")
-    return index
-
-
-def _bitvects_from_index(index: LibraryIndex) -> list:
-    """ExplicitBitVects in library row order, from the index's bit planes."""
-    n = index.size
-    fps = [None] * n
-    step = 65536
-    for start in range(0, n, step):
-        stop = min(start + step, n)
-        w0, w1 = start // 64, (stop + 63) // 64
-        planes = np.ascontiguousarray(index.morgan[:, w0:w1])  # (2048, words)
-        bits = np.unpackbits(planes.view(np.uint8), axis=1, bitorder="little")[:, : stop - start]  # (2048, m)
-        rows = np.packbits(np.ascontiguousarray(bits.T), axis=1, bitorder="little")  # (m, 256)
-        for j, row in enumerate(rows):
-            fps[int(index.order[start + j])] = DataStructs.CreateFromFPSText(row.tobytes().hex())
-    return fps
-
-
-def bench_similarity(index: LibraryIndex, n_queries: int) -> int:
-    n = index.size
-    gen = morgan_generator()
-    start = time.perf_counter()
-    fps = _bitvects_from_index(index)
-    rng = np.random.default_rng(7)
-    for row in rng.choice(n, min(n, 20000), replace=False):
-        if fps[row] != gen.GetFingerprint(Chem.MolFromSmiles(index.record(int(row))[1])):
-            print(f"MISMATCH: index fingerprint of row {row} differs from RDKit's", file=sys.stderr)
-            return 1
-    print(f"baseline bit vectors: {time.perf_counter() - start:.0f} s (20,000 random ones checked equal to RDKit's GetFingerprint)")
-    queries = [Chem.MolFromSmiles(index.record(int(i))[1]) for i in rng.choice(n, n_queries, replace=False)]
-    ours_k, base_k, ours_t, base_t = [], [], [], []
-    rows = np.arange(n)
-    for q in queries:
-        qfp = gen.GetFingerprint(q)
-        t0 = time.perf_counter()
-        sims = np.array(DataStructs.BulkTanimotoSimilarity(qfp, fps))
-        t1 = time.perf_counter()
-        top = np.lexsort((rows, -sims))[:100]
-        t2 = time.perf_counter()
-        hits = index.similar(q, top=100)
-        t3 = time.perf_counter()
-        hits7 = index.similar(q, threshold=0.7)
-        t4 = time.perf_counter()
-        if [(h.row, h.score) for h in hits] != [(int(r), float(sims[r])) for r in top]:
-            print("MISMATCH top-100", file=sys.stderr)
-            return 1
-        exp7 = sorted(((float(sims[r]), int(r)) for r in np.flatnonzero(sims >= 0.7)), key=lambda x: (-x[0], x[1]))
-        if [(h.score, h.row) for h in hits7] != exp7:
-            print("MISMATCH threshold 0.7", file=sys.stderr)
-            return 1
-        base_k.append(t2 - t0)
-        base_t.append(t1 - t0)
-        ours_k.append(t3 - t2)
-        ours_t.append(t4 - t3)
-    bk, ok, bt, ot = (float(np.median(x)) for x in (base_k, ours_k, base_t, ours_t))
-    print(f"similarity top-100 over {n} molecules: {bk / ok:.1f}x RDKit BulkTanimotoSimilarity+sort "
-          f"({ok * 1e3:.1f} ms vs {bk * 1e3:.1f} ms, median of {len(queries)} queries, identical hits and scores; "
-          f"ours min {min(ours_k) * 1e3:.1f} / max {max(ours_k) * 1e3:.1f} ms)")
-    print(f"similarity threshold 0.7 over {n} molecules: {bt / ot:.1f}x RDKit BulkTanimotoSimilarity "
-          f"({ot * 1e3:.1f} ms vs {bt * 1e3:.1f} ms, identical hits and scores)")
-    print(f"comparisons per second per core (top-100, full library equivalent): {n / ok / 1e6:.1f} M/s "
-          f"vs RDKit {n / bt / 1e6:.1f} M/s (chemfp published: 130 M/s at 1024 bits)")
-    print(f"after similarity: {_load()}")
-    return 0
-
-
-def _cpu_seconds() -> float:
-    """CPU time of this process and of the substructure worker processes (Linux /proc)."""
-    total = sum(os.times()[:2])
-    pool = search_index._pool
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    for pid in list(getattr(pool, "_processes", None) or {}):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
-
-
-def bench_substructure(index: LibraryIndex, rows: int, in_process: bool = False, repeat: int = 2,
-                       only: list[str] | None = None, premade_loop: bool = True) -> int:
-    n = index.size
-    rows = min(rows, n)
-    if rows < n:
-        sub_folder = Path(tempfile.mkdtemp(prefix="bench-sub-"))
-        lib = sub_folder / "subset.smi"
-        lib.write_text("".join(f"{index.record(i)[1]} {i}\n" for i in range(rows)))
-        sub_index = build_index([lib], sub_folder / "index")
-    else:
-        sub_index = index
-    smiles = [sub_index.record(i)[1] for i in range(rows)]
-    premade = [Chem.MolFromSmiles(s) for s in smiles] if premade_loop else None
-    t0 = time.perf_counter()
-    if in_process:  # for comparison: never hand candidates to worker processes
-        search_index._PARALLEL_MIN_CANDIDATES = search_index._PARALLEL_MIN_CANDIDATES_COLD = 1 << 62
-    warm = not in_process and search_index.warm_substructure_workers()
-    print(f"substructure workers: {'started' if warm else 'none (in-process)'} in {(time.perf_counter() - t0) * 1e3:.0f} ms "
-          f"(once per session); {_load()}")
-    t0 = time.perf_counter()
-    sub_index.prepare_substructure()
-    print(f"index preparation (atom types: {sub_index.meta.get('atom_types')} standing atoms parsed): "
-          f"{(time.perf_counter() - t0) * 1e3:.0f} ms (once per opened index)")
-    for name, smarts in SMARTS.items():
-        if only and not any(word in name for word in only):
-            continue
-        query = Chem.MolFromSmarts(smarts)
-        base_wall, base_cpu, ours_wall, ours_cpu = [], [], [], []
-        for _ in range(max(repeat, 1)):
-            t0, c0 = time.perf_counter(), _cpu_seconds()
-            expected = [i for i in range(rows) if Chem.MolFromSmiles(smiles[i]).HasSubstructMatch(query)]
-            t1, c1 = time.perf_counter(), _cpu_seconds()
-            got = [h.row for h in sub_index.substructure(query)]
-            t2, c2 = time.perf_counter(), _cpu_seconds()
-            if got != expected:
-                print(f"MISMATCH substructure {name}", file=sys.stderr)
-                return 1
-            base_wall.append(t1 - t0)
-            base_cpu.append(c1 - c0)
-            ours_wall.append(t2 - t1)
-            ours_cpu.append(c2 - c1)
-        ours, base = min(ours_wall), min(base_wall)
-        premade_note = ""
-        if premade is not None:
-            t2 = time.perf_counter()
-            again = [i for i in range(rows) if premade[i].HasSubstructMatch(query)]
-            t3 = time.perf_counter()
-            if again != expected:
-                print(f"MISMATCH substructure {name} (molecules parsed beforehand)", file=sys.stderr)
-                return 1
-            premade_note = (f"; {(t3 - t2) / ours:.2f}x a HasSubstructMatch loop over molecules parsed beforehand, "
-                            f"{(t3 - t2) * 1e3:.0f} ms")
-        print(f"substructure {name} over {rows} molecules: {base / ours:.1f}x plain MolFromSmiles+HasSubstructMatch loop "
-              f"({ours * 1e3:.0f} ms vs {base * 1e3:.0f} ms, fastest of {len(ours_wall)}; ours at most "
-              f"{max(ours_wall) * 1e3:.0f} ms; {len(got)} identical hits{premade_note})")
-        print(f"  CPU time: {min(base_cpu) / max(min(ours_cpu), 0.01):.1f}x ({min(ours_cpu) * 1e3:.0f} ms vs "
-              f"{min(base_cpu) * 1e3:.0f} ms, workers included); {_load()}")
-    print(f"after substructure: {_load()}")
-    return 0
-
-
-def _library_smiles(paths: list[str], n: int) -> list[tuple[str, str]]:
-    out = []
+def _library_rows(paths: list[str], n: int) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
     for path in paths:
         opener = gzip.open if path.endswith(".gz") else open
         with opener(path, "rt", newline="") as handle:
@@ -321,50 +86,270 @@ def _library_smiles(paths: list[str], n: int) -> list[tuple[str, str]]:
     return out
 
 
-def bench_describe(paths: list[str], n: int) -> None:
-    from rdkit.Chem import QED, Crippen, Descriptors, Lipinski, rdMolDescriptors
-    from rdkit.Chem.FilterCatalog import FilterCatalog, FilterCatalogParams
+def _abab(ours, baseline, repeat: int) -> tuple[float, float, object, object]:
+    """Medians of ``repeat`` alternating runs (ours first), and the last results of each."""
+    ours_t, base_t = [], []
+    got = expected = None
+    for _ in range(max(repeat, 1)):
+        t0 = time.perf_counter()
+        got = ours()
+        t1 = time.perf_counter()
+        expected = baseline()
+        t2 = time.perf_counter()
+        ours_t.append(t1 - t0)
+        base_t.append(t2 - t1)
+    return statistics.median(ours_t), statistics.median(base_t), got, expected
 
-    from healthfm_desktop.core.chemistry.properties import ALERT_CATALOGS, describe_records
+
+# ---- build ---------------------------------------------------------------------------------------
+def _morgan_chunk(smiles: list[str]) -> np.ndarray:
+    gen = morgan_generator()
+    out = np.zeros((len(smiles), 256), dtype=np.uint8)
+    for i, text in enumerate(smiles):
+        out[i] = np.packbits(gen.GetFingerprintAsNumPy(Chem.MolFromSmiles(text)).astype(np.uint8), bitorder="little")
+    return out
+
+
+def rdkit_fingerprints(smiles: list[str], workers: int = 2) -> np.ndarray:
+    chunks = [smiles[k:k + 20000] for k in range(0, len(smiles), 20000)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return np.concatenate(list(pool.map(_morgan_chunk, chunks)))
+
+
+def bench_build(library: Path, smiles: list[str], folder: Path, repeat: int) -> LibraryIndex:
+    runs = iter(range(10**6))
+    index_box = {}
+
+    def ours():
+        out = folder / f"index{next(runs)}"
+        index_box["index"] = build_index([library], out, workers=2)
+        return index_box["index"]
+
+    ours_s, base_s, index, packed = _abab(ours, lambda: rdkit_fingerprints(smiles), repeat)
+    # the index's Morgan bits are RDKit's: compare a sample, unpacked from the planes
+    sample = np.random.default_rng(3).choice(len(smiles), min(2000, len(smiles)), replace=False)
+    positions = np.argsort(index.order)[sample]
+    words, shift = positions // 64, (positions % 64).astype(np.uint64)
+    bits = ((np.asarray(index.morgan)[:, words] >> shift) & np.uint64(1)).astype(np.uint8).T
+    if not np.array_equal(np.packbits(bits, axis=1, bitorder="little"), packed[sample]):
+        print("MISMATCH: index fingerprints differ from RDKit's", file=sys.stderr)
+        raise SystemExit(1)
+    print(f"index build {len(smiles)} molecules: {base_s / ours_s:.2f}x RDKit parse + Morgan fingerprint on "
+          f"2 processes ({ours_s:.1f} s vs {base_s:.1f} s, median of {repeat}; goal >= 0.67x); {_load()}")
+    return index
+
+
+# ---- size ----------------------------------------------------------------------------------------
+SIMILARITY_FILES = ("morgan_planes.npy", "popcount.npy", "order.npy")
+
+
+def fpsim2_file(library_smi: Path, folder: Path) -> Path:
+    from FPSim2.io import create_db_file
+
+    h5 = folder / "fpsim2.h5"
+    if not h5.exists():
+        t0 = time.perf_counter()
+        create_db_file(str(library_smi), str(h5), "smi", "Morgan", {"radius": 2, "fpSize": 2048})
+        print(f"FPSim2 create_db_file: {time.perf_counter() - t0:.1f} s (one process)")
+    return h5
+
+
+def bench_size(index: LibraryIndex, h5: Path) -> None:
+    sizes = {f.name: f.stat().st_size for f in index.folder.iterdir()}
+    similarity = sum(sizes.get(name, 0) for name in SIMILARITY_FILES)
+    total = sum(sizes.values())
+    theirs = h5.stat().st_size
+    print(f"index size, what similarity reads: {similarity / theirs:.2f}x FPSim2 .h5 ({similarity / 1e6:.1f} MB vs "
+          f"{theirs / 1e6:.1f} MB; goal <= 2x); whole index {total / theirs:.2f}x ({total / 1e6:.1f} MB, records and "
+          f"substructure data included)")
+    for name, size in sorted(sizes.items(), key=lambda item: -item[1])[:8]:
+        print(f"  {name}: {size / 1e6:.1f} MB")
+
+
+# ---- similarity ----------------------------------------------------------------------------------
+def bench_similarity(index: LibraryIndex, h5: Path, smiles: list[str], n_queries: int, repeat: int) -> int:
+    from FPSim2 import FPSim2Engine
+
+    engine = FPSim2Engine(str(h5), in_memory_fps=True)
+    rng = np.random.default_rng(7)
+    queries = [smiles[i] for i in rng.choice(len(smiles), n_queries, replace=False)]
+    results = {"top-100": ([], []), "threshold 0.7": ([], [])}
+    for text in queries:
+        mol = Chem.MolFromSmiles(text)
+        for name, ours, theirs in (
+                ("top-100", lambda: index.similar(mol, top=100), lambda: engine.top_k(text, k=100, threshold=0.0)),
+                ("threshold 0.7", lambda: index.similar(mol, threshold=0.7), lambda: engine.similarity(text, 0.7))):
+            ours_s, base_s, hits, expected = _abab(ours, theirs, repeat)
+            # FPSim2's mol_id is the 1-based line of the .smi; its scores are float32
+            got = {h.row + 1: h.score for h in hits}
+            want = {int(i): float(s) for i, s in expected}
+            cut = min(want.values()) if name == "top-100" and want else None
+            same_ids = set(got) == set(want) if cut is None else \
+                {i for i, s in got.items() if s > cut + 1e-6} == {i for i, s in want.items() if s > cut + 1e-6}
+            if not same_ids or any(abs(got[i] - want[i]) > 1e-6 for i in set(got) & set(want)):
+                print(f"MISMATCH similarity {name} for {text}", file=sys.stderr)
+                return 1
+            results[name][0].append(ours_s)
+            results[name][1].append(base_s)
+    for name, (ours_t, base_t) in results.items():
+        ours_m, base_m = statistics.median(ours_t), statistics.median(base_t)
+        print(f"similarity {name} over {index.size} molecules: {base_m / ours_m:.1f}x FPSim2 in memory "
+              f"({ours_m * 1e3:.2f} ms vs {base_m * 1e3:.2f} ms, median of {len(queries)} queries x {repeat}, "
+              f"same hits and scores)")
+    return 0
+
+
+# ---- substructure --------------------------------------------------------------------------------
+def substruct_library(smiles: list[str]):
+    from rdkit.Chem import rdSubstructLibrary
+
+    holder = rdSubstructLibrary.CachedTrustedSmilesMolHolder()
+    patterns = rdSubstructLibrary.PatternHolder()
+    for text in smiles:
+        mol = Chem.MolFromSmiles(text)
+        holder.AddSmiles(Chem.MolToSmiles(mol))
+        patterns.AddFingerprint(patterns.MakeFingerprint(mol))
+    return rdSubstructLibrary.SubstructLibrary(holder, patterns)
+
+
+def bench_substructure(index: LibraryIndex, smiles: list[str], repeat: int) -> int:
+    t0 = time.perf_counter()
+    library = substruct_library(smiles)
+    print(f"SubstructLibrary build: {time.perf_counter() - t0:.1f} s (not counted); {_load()}")
+    t0 = time.perf_counter()
+    warm = search_index.warm_substructure_workers(2)  # as the app does when it opens an index
+    print(f"substructure workers: {'started' if warm else 'none'} in {(time.perf_counter() - t0) * 1e3:.0f} ms "
+          f"(once per session, not counted)")
+    index.prepare_substructure()
+    index.substructure(Chem.MolFromSmarts("C"))  # first search: loads what searches read
+    worst = 0.0
+    for name, smarts in SMARTS.items():
+        query = Chem.MolFromSmarts(smarts)
+        n = len(smiles)
+        ours_s, base_s, hits, expected = _abab(
+            lambda: index.substructure(query),
+            lambda: library.GetMatches(query, numThreads=-1, maxResults=n), repeat)
+        got, want = [h.row for h in hits], sorted(expected)
+        if got != want:
+            # SubstructLibrary matches trusted (unsanitised) molecules; ours is RDKit's HasSubstructMatch on
+            # MolFromSmiles: arbitrate on the rows where they differ
+            differ = sorted(set(got) ^ set(want))
+            if any((r in got) != Chem.MolFromSmiles(smiles[r]).HasSubstructMatch(query) for r in differ):
+                print(f"MISMATCH substructure {name}: ours differs from HasSubstructMatch", file=sys.stderr)
+                return 1
+            note = f"; SubstructLibrary differs from HasSubstructMatch on {len(differ)} rows, ours does not"
+        else:
+            note = ""
+        worst = max(worst, ours_s / base_s)
+        print(f"substructure {name}: {base_s / ours_s:.2f}x SubstructLibrary+PatternHolder numThreads=-1 "
+              f"({ours_s * 1e3:.1f} ms vs {base_s * 1e3:.1f} ms, median of {repeat}; {len(got)} hits in "
+              f"{n} molecules{note})")
+    print(f"substructure slowest relative to SubstructLibrary: {1 / worst:.2f}x; {_load()}")
+    search_index.shutdown_substructure_workers()
+    return 0
+
+
+# ---- describe ------------------------------------------------------------------------------------
+_CATALOG = None
+
+
+def _catalog():
+    global _CATALOG
+    if _CATALOG is None:
+        from rdkit.Chem.FilterCatalog import FilterCatalog, FilterCatalogParams
+
+        from healthfm_desktop.core.chemistry.properties import ALERT_CATALOGS
+
+        params = FilterCatalogParams()
+        for catalog in ALERT_CATALOGS.values():
+            params.AddCatalog(catalog)
+        _CATALOG = FilterCatalog(params)
+    return _CATALOG
+
+
+def _rdkit_descriptors(smiles: list[str]) -> list[tuple]:
+    from rdkit.Chem import QED, Crippen, Descriptors, Lipinski, rdMolDescriptors
+
+    out = []
+    for text in smiles:
+        mol = Chem.MolFromSmiles(text)
+        out.append((Descriptors.MolWt(mol), Crippen.MolLogP(mol), rdMolDescriptors.CalcTPSA(mol),
+                    Lipinski.NumHDonors(mol), Lipinski.NumHAcceptors(mol),
+                    rdMolDescriptors.CalcNumRotatableBonds(mol), QED.qed(mol)))
+    return out
+
+
+def rdkit_describe(smiles: list[str], pool: ProcessPoolExecutor) -> list[tuple]:
+    from rdkit.Chem.FilterCatalog import RunFilterCatalog
+
+    chunks = [smiles[k:k + 500] for k in range(0, len(smiles), 500)]
+    futures = [pool.submit(_rdkit_descriptors, chunk) for chunk in chunks]  # descriptors on 2 processes...
+    alerts = RunFilterCatalog(_catalog(), smiles, numThreads=0)  # ...while the catalog runs on every core
+    values = [row for future in futures for row in future.result()]
+    return [v + (sorted(e.GetDescription() for e in a),) for v, a in zip(values, alerts)]
+
+
+def bench_describe(rows: list[tuple[str, str]], folder: Path, repeat: int) -> int:
+    from healthfm_desktop.core.chemistry.properties import describe_records
     from healthfm_desktop.core.chemistry.reading import read_molecules
 
-    rows = _library_smiles(paths, n)
-    folder = Path(tempfile.mkdtemp(prefix="bench-describe-"))
-    table = folder / "library.csv"
+    table = folder / "describe.csv"
     with open(table, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["id", "smiles"])
         writer.writerows(rows)
-    params = FilterCatalogParams()
-    for catalog in ALERT_CATALOGS.values():
-        params.AddCatalog(catalog)
-    catalog = FilterCatalog(params)
-    baseline_n = min(len(rows), 2000)
-    print(f"describe: {_load()}")
-    t0 = time.perf_counter()
-    expected = []
-    for _, s in rows[:baseline_n]:
-        mol = Chem.MolFromSmiles(s)
-        expected.append((Descriptors.MolWt(mol), Crippen.MolLogP(mol), rdMolDescriptors.CalcTPSA(mol),
-                         Lipinski.NumHDonors(mol), Lipinski.NumHAcceptors(mol), rdMolDescriptors.CalcNumRotatableBonds(mol),
-                         QED.qed(mol), sorted(e.GetDescription() for e in catalog.GetMatches(mol))))
-    per_mol = (time.perf_counter() - t0) / baseline_n
-    print(f"describe baseline done: {_load()}")
-    # what `healthfm molecules describe FILE` does: read without parsing, parse and describe on 2 processes
-    t1, cpu1 = time.perf_counter(), time.process_time()
-    described = list(describe_records(read_molecules(table, parse=False), workers=2))
-    ours, parent_cpu = time.perf_counter() - t1, time.process_time() - cpu1
+    smiles = [s for _, s in rows]
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        list(pool.map(_rdkit_descriptors, [smiles[:10]] * 2))  # workers started outside the timing
+
+        def ours():
+            return list(describe_records(read_molecules(table, parse=False), workers=2))
+
+        ours_s, base_s, described, expected = _abab(ours, lambda: rdkit_describe(smiles, pool), repeat)
     got = [(r["mw"], r["logp"], r["tpsa"], r["hbd"], r["hba"], r["rotb"], r["qed"],
-            sorted(a.split(":", 1)[1] for a in r["alerts"])) for r in described[:baseline_n]]
+            sorted(a.split(":", 1)[1] for a in r["alerts"])) for r in described]
     if got != expected:
         print("MISMATCH describe", file=sys.stderr)
-    baseline = per_mol * len(described)
-    print(f"describe {len(described)} molecules: {baseline / ours:.1f}x plain RDKit calls on one process "
-          f"({ours:.1f} s vs {baseline:.1f} s extrapolated from {baseline_n}; "
-          f"100k would take {ours / len(described) * 1e5:.0f} s; {_load()})")
-    # the reading (parent) process shares the cores with the workers: its CPU is time they lose
-    print(f"describe parent process CPU: {parent_cpu:.1f} s ({parent_cpu / len(described) * 1e6:.0f} us/molecule, "
-          f"{parent_cpu / ours:.0%} of one core over the run)")
+        return 1
+    print(f"describe {len(rows)} molecules: {base_s / ours_s:.2f}x RunFilterCatalog(numThreads=0) + QED.qed + "
+          f"MolLogP + descriptors on 2 processes ({ours_s:.1f} s vs {base_s:.1f} s, median of {repeat}, identical "
+          f"values and alerts; keep our code only at >= 2x); {_load()}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("libraries", nargs="+")
+    parser.add_argument("--rows", type=int, default=50000, help="library rows used (default 50,000)")
+    parser.add_argument("--queries", type=int, default=10, help="similarity queries (random library molecules)")
+    parser.add_argument("--repeat", type=int, default=3, help="alternating runs per measure (medians compared)")
+    parser.add_argument("--describe", type=int, default=5000, metavar="N", help="rows described (default 5,000)")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: build,size,similarity,substructure,describe")
+    args = parser.parse_args(argv)
+    skip = set(filter(None, args.skip.split(",")))
+    print(f"start: {_load()} on {os.cpu_count()} cores")
+    rows = _library_rows(args.libraries, args.rows)
+    smiles = [s for _, s in rows]
+    folder = Path(tempfile.mkdtemp(prefix="bench-molecules-"))
+    library = folder / "library.smi"  # FPSim2's .smi format: SMILES and a numeric id (the 1-based row)
+    library.write_text("".join(f"{s} {i}\n" for i, s in enumerate(smiles, start=1)))
+    status = 0
+    if "describe" not in skip:
+        status |= bench_describe(rows[:args.describe], folder, args.repeat)
+    if "build" in skip:
+        index = build_index([library], folder / "index", workers=2)
+    else:
+        index = bench_build(library, smiles, folder, 1 if args.repeat < 3 else 2)
+    if not {"size", "similarity"} <= skip:
+        h5 = fpsim2_file(library, folder)
+        if "size" not in skip:
+            bench_size(index, h5)
+        if "similarity" not in skip:
+            status |= bench_similarity(index, h5, smiles, args.queries, args.repeat)
+    if "substructure" not in skip:
+        status |= bench_substructure(index, smiles, args.repeat)
+    print(f"end: {_load()}")
+    return status
 
 
 if __name__ == "__main__":

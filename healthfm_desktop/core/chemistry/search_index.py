@@ -86,6 +86,13 @@ _CORE_FRACTION = 0.02  # top-k: share of the library scored exactly first, aroun
 _PARALLEL_MIN_CANDIDATES = 4000  # workers already running
 _PARALLEL_MIN_CANDIDATES_COLD = 50000  # workers to be started first
 _PARALLEL_CHUNK = 1000  # candidates per worker task: small enough to balance, large enough to amortise
+# substructure: a candidate matched costs ~15-22 µs, the atom-type screen ~30 ns a molecule
+# (~15 types each through one reduceat); below that break-even the candidates of the pattern
+# screen are matched directly (rare scaffolds such as adamantane: 0.09x SubstructLibrary
+# before, see benchmarks/bench_molecules.py)
+_MATCH_SECONDS = 20e-6
+_TYPE_SCREEN_SECONDS_PER_MOLECULE = 30e-9
+_ATOM_MATCH_SECONDS = 1.5e-6  # one query atom against one standing atom of a type
 _TOP_HEAD = 2000  # with a top: candidates matched in-process before the rest goes to the workers
 
 
@@ -422,6 +429,7 @@ class LibraryIndex:
         self.size = len(popcount)
         self._trusted_map = None
         self._records_map = None
+        self._pattern_array = None  # ``pattern`` as a plain ndarray (see _pattern_planes)
         self._files = None  # what substructure matching reads (see _substructure_files)
         self._types = None  # atom types, loaded at the first substructure search
         self._types_lock = threading.Lock()
@@ -589,6 +597,12 @@ class LibraryIndex:
         query.UpdatePropertyCache(strict=False)
         Chem.FastFindRings(query)
         smarts = Chem.MolToSmarts(query)
+        mode = _ring_mode(smarts)
+        rows = self._screen(query)
+        if len(rows) == 0 or len(rows) * _MATCH_SECONDS <= self._screens_seconds(query, smarts):
+            # few candidates (a rare scaffold, or none at all): matching them costs less than the
+            # atom-type and ring-system screens would, which read every molecule's types
+            return self._hits(_match_rows(self._substructure_files(), rows, query, mode, top, progress))
         typed = self._type_screen(query, smarts)
         if query.GetNumAtoms() == 1 and typed is not None:  # decided by the atom types alone
             rows = np.flatnonzero(typed) if isinstance(typed, np.ndarray) else np.arange(self.size)
@@ -597,10 +611,8 @@ class LibraryIndex:
         if star is not None:  # decided by the atom types and their neighbours
             rows = np.flatnonzero(star)
             return self._hits(rows[:top] if top else rows)
-        rows = self._screen(query)
         if isinstance(typed, np.ndarray):
             rows = rows[typed[rows]]
-        mode = _ring_mode(smarts)
         in_systems = self._ring_system_screen(query, smarts)
         if in_systems is not None:  # decided on the ring systems, but for the few molecules matched in full
             files = self._substructure_files()
@@ -625,6 +637,17 @@ class LibraryIndex:
             more = _match_rows(self._substructure_files(), rows, query, mode, left, progress)
         return self._hits(matched + more)
 
+    def _screens_seconds(self, query: Chem.Mol, smarts: str) -> float:
+        """What the atom-type screen (a pass over every molecule's types) and, for a query
+        confined to ring systems, the ring-system screen (a match per distinct system) cost."""
+        if "$" in smarts:
+            return 0.0  # neither screen applies: matching is the only path
+        seconds = (self.size * _TYPE_SCREEN_SECONDS_PER_MOLECULE
+                   + int(self.meta.get("atom_types", 0)) * query.GetNumAtoms() * _ATOM_MATCH_SECONDS)
+        if query.GetNumBonds() and _ring_system_query(query):
+            seconds += int(self.meta.get("ring_systems", 0)) * _MATCH_SECONDS
+        return seconds
+
     def _hits(self, rows) -> list[Hit]:
         rows = [int(r) for r in rows]
         hits = []
@@ -634,15 +657,46 @@ class LibraryIndex:
         return hits
 
     def _screen(self, query: Chem.Mol) -> np.ndarray:
-        """Library rows (sorted) whose pattern fingerprint holds every bit of the query's."""
+        """Library rows (sorted) whose pattern fingerprint holds every bit of the query's.
+
+        Once the AND of the first planes has left few non-zero words (a selective query), only
+        those words are read from the remaining planes; an empty AND stops early. A query sets
+        hundreds of pattern bits: this keeps the per-query floor near one pass over a few planes."""
         qfp = Chem.PatternFingerprint(query, fpSize=PATTERN_BITS)
-        bits = np.array(list(qfp.GetOnBits()), dtype=np.int64)
-        words = self.pattern.shape[1]
+        on = np.zeros(PATTERN_BITS, dtype=np.uint8)
+        DataStructs.ConvertToNumpyArray(qfp, on)
+        pattern = self._pattern_planes()
+        words = pattern.shape[1]
         mask = np.full(words, np.uint64(0xFFFFFFFFFFFFFFFF), dtype=np.uint64)
-        for bit in bits:
-            np.bitwise_and(mask, self.pattern[bit], out=mask)
-        positions = np.flatnonzero(np.unpackbits(mask.view(np.uint8), bitorder="little")[: self.size])
+        kept = None  # word numbers still non-zero, once few
+        for k, bit in enumerate(np.flatnonzero(on).tolist()):
+            if kept is None:
+                np.bitwise_and(mask, pattern[bit], out=mask)
+            else:
+                mask &= pattern[bit, kept]
+            if k % 8 == 7:
+                alive = np.flatnonzero(mask)
+                if kept is not None:
+                    kept, mask = kept[alive], mask[alive]
+                elif len(alive) * 16 < words:
+                    kept, mask = alive, mask[alive]
+                if len(mask) == 0 or (kept is None and len(alive) == 0):
+                    return np.zeros(0, dtype=np.int64)
+        bits = np.unpackbits(mask.view(np.uint8), bitorder="little")
+        if kept is None:
+            positions = np.flatnonzero(bits[: self.size])
+        else:
+            set_bits = np.flatnonzero(bits)
+            positions = kept[set_bits // 64] * 64 + set_bits % 64
+            positions = positions[positions < self.size]
         return np.sort(self.order[positions])
+
+    def _pattern_planes(self) -> np.ndarray:
+        # a plain ndarray over the memmap: indexing a np.memmap costs ~6 µs a plane in its
+        # __getitem__/__array_finalize__, and a query reads hundreds of planes
+        if self._pattern_array is None:
+            self._pattern_array = np.asarray(self.pattern)
+        return self._pattern_array
 
     def _type_screen(self, query: Chem.Mol, smarts: str) -> np.ndarray | bool | None:
         """Per library row, whether it holds, for every query atom, an atom of a type that
@@ -658,11 +712,13 @@ class LibraryIndex:
         seen: set[bytes] = set()
         for query_atom in query.GetAtoms():
             ok = np.fromiter((query_atom.Match(atom) for atom in standing), dtype=bool, count=len(standing))
+            if not ok.any():  # no molecule holds an atom this query atom matches
+                return np.zeros(self.size, dtype=bool)
             if ok.all() or ok.tobytes() in seen:
                 continue
             seen.add(ok.tobytes())
             # each molecule holds at least one atom type: no empty segment for reduceat
-            has = np.logical_or.reduceat(ok[flat], starts) if ok.any() else np.zeros(self.size, dtype=bool)
+            has = np.logical_or.reduceat(ok[flat], starts)
             mask = has if mask is True else mask & has
         return mask
 
