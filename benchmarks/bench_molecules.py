@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO))
 
 from healthfm_desktop.core.chemistry import search_index  # noqa: E402
 from healthfm_desktop.core.chemistry.fingerprints import morgan_generator  # noqa: E402
-from healthfm_desktop.core.chemistry.search_index import LibraryIndex, build_index  # noqa: E402
+from healthfm_desktop.core.chemistry.search_index import LibraryIndex, build_index, is_index  # noqa: E402
 
 RDLogger.DisableLog("rdApp.*")
 
@@ -324,20 +324,28 @@ def main(argv=None) -> int:
     parser.add_argument("--queries", type=int, default=10, help="similarity queries (random library molecules)")
     parser.add_argument("--repeat", type=int, default=3, help="alternating runs per measure (medians compared)")
     parser.add_argument("--describe", type=int, default=5000, metavar="N", help="rows described (default 5,000)")
+    parser.add_argument("--work", type=Path, help="folder kept between runs (library, FPSim2 file; with --skip build, "
+                                                  "the index is reused)")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: build,size,similarity,substructure,describe")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     print(f"start: {_load()} on {os.cpu_count()} cores")
     rows = _library_rows(args.libraries, args.rows)
     smiles = [s for _, s in rows]
-    folder = Path(tempfile.mkdtemp(prefix="bench-molecules-"))
+    folder = args.work or Path(tempfile.mkdtemp(prefix="bench-molecules-"))
+    folder.mkdir(parents=True, exist_ok=True)
     library = folder / "library.smi"  # FPSim2's .smi format: SMILES and a numeric id (the 1-based row)
-    library.write_text("".join(f"{s} {i}\n" for i, s in enumerate(smiles, start=1)))
+    text = "".join(f"{s} {i}\n" for i, s in enumerate(smiles, start=1))
+    if not library.exists() or library.read_text() != text:
+        library.write_text(text)
+        for stale in (folder / "fpsim2.h5", folder / "index" / "index.json"):
+            stale.unlink(missing_ok=True)
     status = 0
     if "describe" not in skip:
         status |= bench_describe(rows[:args.describe], folder, args.repeat)
     if "build" in skip:
-        index = build_index([library], folder / "index", workers=2)
+        index = LibraryIndex.open(folder / "index") if is_index(folder / "index") else \
+            build_index([library], folder / "index", workers=2)
     else:
         index = bench_build(library, smiles, folder, 1 if args.repeat < 3 else 2)
     if not {"size", "similarity"} <= skip:

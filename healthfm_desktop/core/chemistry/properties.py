@@ -18,8 +18,10 @@ compares with the unscreened calls and with FilterCatalog / QED.qed):
 The rarest six conditions of each query, learnt from the first molecules, are tested first for
 all queries at once. About 21 of the 795 queries reach RDKit's matcher on a typical MOSES
 molecule (114 with the pattern-fingerprint screen this replaced). The same one pass over atoms
-and bonds gives QED's acceptor and aromatic-ring counts and, by atom environment, Crippen logP
-(``_QedAtomFacts``, ``_CrippenByEnvironment``), each equal to RDKit's own to the last bit.
+and bonds gives QED's acceptor and aromatic-ring counts (``_QedAtomFacts``), equal to RDKit's
+own. logP is RDKit's ``Crippen.MolLogP``: summing contributions learnt per atom environment
+(through RDKit's private ``_CalcCrippenContribs``) was only 1.4-1.6x faster, under the 2x that
+keeping our own code needs; MolWt is the public ``Descriptors.MolWt`` (QED's ``_CalcMolWt``).
 ``describe_records`` runs on fork-server worker processes (``map_chunks_ordered``)."""
 
 from __future__ import annotations
@@ -796,74 +798,6 @@ class _QedAtomFacts:
         return kept_bonds - len(kept_atoms) + sum(1 for i in kept_atoms if root(i) == i)
 
 
-class _CrippenByEnvironment:
-    """``Crippen.MolLogP``, exactly, from per-atom contributions remembered by environment.
-
-    RDKit adds the H atoms, gives each atom the contribution of the first of Crippen's ~110
-    SMARTS types that matches at it, and sums them: heavy atoms in order, then the added H atoms
-    (appended parent by parent). Every type's SMARTS reaches at most one bond from its atom,
-    except the O types and the types of H on O, which reach two bonds from the O, always through
-    one neighbour (no two branches that a small ring could join). So an atom's contribution, and
-    those of its H atoms, follow from its signature and its neighbours' (bond types included),
-    and for an O also its neighbours' neighbours. Contributions are learnt from RDKit
-    (``_CalcCrippenContribs`` on the molecule with H atoms) the first time an environment is
-    seen, and the sum is made in RDKit's order, so the float is the same to the last bit.
-    Molecules with H atoms in the graph are left to RDKit."""
-
-    def __init__(self) -> None:
-        self._known: dict[tuple, tuple[float, tuple[float, ...]]] = {}
-
-    @staticmethod
-    def _environments(facts: _MolFacts) -> list[tuple]:
-        signatures, n = facts.signatures, len(facts.signatures)
-        neighbours: list[list[tuple[int, Chem.BondType]]] = [[] for _ in range(n)]
-        for a, b, kind, _ in facts.bonds:
-            neighbours[a].append((b, kind))
-            neighbours[b].append((a, kind))
-        numbers = facts.numbers  # one per signature: cheaper to hash than the signatures
-        environments = []
-        for i in range(n):
-            if signatures[i][0] == 8:
-                around = sorted((kind, numbers[j], tuple(sorted((kind_k, numbers[k]) for k, kind_k in neighbours[j] if k != i)))
-                                for j, kind in neighbours[i])
-            else:
-                around = sorted((kind, numbers[j]) for j, kind in neighbours[i])
-            environments.append((numbers[i], tuple(around)))
-        return environments
-
-    def logp(self, mol: Chem.Mol, facts: _MolFacts) -> float:
-        n = mol.GetNumAtoms()
-        if n != mol.GetNumHeavyAtoms():
-            return Crippen.MolLogP(mol)
-        environments = self._environments(facts)
-        known = [self._known.get(e) for e in environments]
-        if None in known:
-            self._learn(mol, environments)
-            return Crippen.MolLogP(mol)
-        total = 0.0
-        for heavy, _ in known:
-            total += heavy
-        for _, hydrogens in known:
-            for value in hydrogens:
-                total += value
-        return total
-
-    def _learn(self, mol: Chem.Mol, environments: list[tuple]) -> None:
-        with_h = Chem.AddHs(mol)
-        contributions = rdMolDescriptors._CalcCrippenContribs(with_h)
-        hydrogens: list[list[float]] = [[] for _ in environments]
-        for atom in with_h.GetAtoms():
-            if atom.GetIdx() >= len(environments):
-                hydrogens[atom.GetNeighbors()[0].GetIdx()].append(contributions[atom.GetIdx()][0])
-        for i, environment in enumerate(environments):
-            self._known[environment] = (contributions[i][0], tuple(hydrogens[i]))
-
-
-@lru_cache(maxsize=1)
-def _crippen_logp() -> _CrippenByEnvironment:
-    return _CrippenByEnvironment()
-
-
 @lru_cache(maxsize=1)
 def _qed_atom_facts() -> _QedAtomFacts:
     return _QedAtomFacts()
@@ -873,11 +807,11 @@ def qed_screened(mol: Chem.Mol, logp: float, n_alerts: int, known: dict | None =
     """QED.qed with its properties gathered as QED.properties does; ``n_alerts``: how many of
     QED.StructuralAlerts match (from ``AlertCatalog.matches_and_qed_alerts``). ``known`` may
     carry MW, HBD, PSA and ROTB already computed by the very calls QED.properties makes
-    (``_CalcMolWt``, ``CalcNumHBD``, ``CalcTPSA``, strict ``CalcNumRotatableBonds``), and HBA
+    (``Descriptors.MolWt``, which is QED's ``_CalcMolWt``; ``CalcNumHBD``, ``CalcTPSA``, strict ``CalcNumRotatableBonds``), and HBA
     and AROM as _QedAtomFacts counts them."""
     known = known or {}
     props = QED.QEDproperties(
-        MW=known["MW"] if "MW" in known else rdMolDescriptors._CalcMolWt(mol),
+        MW=known["MW"] if "MW" in known else Descriptors.MolWt(mol),
         ALOGP=logp,
         # QED.properties skips GetSubstructMatches when HasSubstructMatch is False: no matches
         # either way, so the sum is the same without the extra call
@@ -917,7 +851,7 @@ def describe_mol(mol: Chem.Mol, with_alert_atoms: bool = False) -> dict:
     catalog = alert_catalog()
     facts = catalog.screen.local_screen.present(mol)
     mw = Descriptors.MolWt(mol)
-    logp = _crippen_logp().logp(mol, facts)
+    logp = Crippen.MolLogP(mol)
     tpsa = rdMolDescriptors.CalcTPSA(mol)
     hbd = Lipinski.NumHDonors(mol)  # rdMolDescriptors.CalcNumHBD, as in QED.properties
     hba = Lipinski.NumHAcceptors(mol)
