@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from healthfm_desktop.checks import Check, collect_checks
 
@@ -27,12 +28,13 @@ def run_self_test(args=None) -> int:
     checks: list[Check] = collect_checks() + [("main window", _check_main_window)]
     failures = 0
     for label, check in checks:
+        start = time.perf_counter()
         try:
             detail = check()
-            print(f"ok    {label}: {detail}")
+            print(f"ok    {label}: {detail} ({time.perf_counter() - start:.2f} s)")
         except Exception as exc:  # a self-test reports every failure and goes on
             failures += 1
-            print(f"FAIL  {label}: {type(exc).__name__}: {exc}")
+            print(f"FAIL  {label}: {type(exc).__name__}: {exc} ({time.perf_counter() - start:.2f} s)")
         sys.stdout.flush()
     print(f"self-test: {'all checks passed' if not failures else f'{failures} check(s) failed'}")
     return 0 if failures == 0 else 1

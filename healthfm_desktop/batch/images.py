@@ -18,14 +18,14 @@ _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom"}
 
 def _expand(paths: list[str]) -> list[Path]:
     """Files as given; folders recursively (image suffixes, or DICOM files without one)."""
-    from healthfm_desktop.core.imaging.ai.preprocessing import _looks_like_dicom
+    from healthfm_desktop.core.routing import is_dicom_file
 
     files: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             for child in sorted(p for p in path.rglob("*") if p.is_file()):
-                if child.suffix.lower() in _IMAGE_SUFFIXES or (not child.suffix and _looks_like_dicom(child)):
+                if child.suffix.lower() in _IMAGE_SUFFIXES or (not child.suffix and is_dicom_file(child)):
                     files.append(child)
         else:
             files.append(path)

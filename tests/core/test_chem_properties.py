@@ -88,9 +88,9 @@ def test_parallel_describe_of_unparsed_records_equals_serial():
 
 
 def test_describe_goes_on_in_process_when_no_pool_can_start(monkeypatch):
-    from healthfm_desktop.core.chemistry import properties
+    from healthfm_desktop.core import processes
 
-    monkeypatch.setattr(properties, "_start_method", lambda: None)
+    monkeypatch.setattr(processes, "start_method", lambda: None)
     rows = list(describe_records(read_molecules(SAMPLES / "approved_drugs.csv", parse=False), workers=2))
     assert rows == list(describe_records(read_molecules(SAMPLES / "approved_drugs.csv"), workers=1))
 

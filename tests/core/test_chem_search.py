@@ -48,6 +48,8 @@ def test_similarity_equals_rdkit(library):
     # unselective (the screen keeps most molecules) and queries on what the trusted-SMILES
     # molecules must recompute: H counts, valence, ring sizes and counts, hybridisation
     "c1ccccc1", "[#7]", "[r5]", "[R2]", "[N^3]", "[O;h1]",
+    # few candidates after the pattern screen (matched directly): rare scaffolds, and none at all
+    "C1C2CC3CC1CC(C2)C3", "C1CCC2C(C1)CCC1C2CCC2CCCC12", "c1ccccc1[Si]", "P(=O)(O)O",
 ])
 def test_substructure_equals_rdkit(library, smarts):
     rows, mols, index = library
@@ -118,13 +120,14 @@ def test_substructure_on_worker_processes_equals_in_process(library, monkeypatch
 
 
 def test_substructure_matches_in_process_when_no_worker_can_start(library, monkeypatch):
-    from healthfm_desktop.core.chemistry import properties, search_index
+    from healthfm_desktop.core import processes
+    from healthfm_desktop.core.chemistry import search_index
 
     rows, mols, index = library
     query = Chem.MolFromSmarts("[#7]")
     expected = [i for i, m in enumerate(mols) if m.HasSubstructMatch(query)]
     search_index._drop_pool()
-    monkeypatch.setattr(properties, "_start_method", lambda: None)
+    monkeypatch.setattr(processes, "start_method", lambda: None)
     monkeypatch.setattr(search_index, "_PARALLEL_MIN_CANDIDATES_COLD", 1)
     assert not search_index.warm_substructure_workers(2)
     assert [h.row for h in index.substructure(query)] == expected

@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pytest
 
+from healthfm_desktop.core import processes
 from healthfm_desktop.core.errors import UnreadableFileError
 from healthfm_desktop.core.imaging import parallel_decode
 from healthfm_desktop.core.imaging.scanning import scan_paths
@@ -100,7 +101,7 @@ def test_disabled_pool_decodes_in_process(monkeypatch):
 
 def test_a_pool_that_cannot_start_falls_back(monkeypatch):
     parallel_decode.set_decode_processes(2)
-    monkeypatch.setattr(parallel_decode, "start_method", lambda: "no-such-start-method")
+    monkeypatch.setattr(processes, "start_method", lambda: "no-such-start-method")
     pool = parallel_decode.shared_pool()
     assert pool is not None and not pool.start()
     assert pool.failed and parallel_decode.shared_pool() is None

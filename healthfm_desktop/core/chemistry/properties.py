@@ -22,19 +22,12 @@ and bonds gives QED's acceptor and aromatic-ring counts (``_QedAtomFacts``), equ
 own. logP is RDKit's ``Crippen.MolLogP``: summing contributions learnt per atom environment
 (through RDKit's private ``_CalcCrippenContribs``) was only 1.4-1.6x faster, under the 2x that
 keeping our own code needs; MolWt is the public ``Descriptors.MolWt`` (QED's ``_CalcMolWt``).
-``describe_records`` runs on fork-server worker processes (``map_chunks_ordered``)."""
+``describe_records`` runs on worker processes (``core/processes.py``)."""
 
 from __future__ import annotations
 
-import logging
-import multiprocessing
-import os
 import re
-import sys
-from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -42,6 +35,8 @@ import numpy as np
 from rdkit import Chem
 from rdkit.Chem import QED, Crippen, Descriptors, Lipinski, rdMolDescriptors
 from rdkit.Chem.FilterCatalog import FilterCatalog, FilterCatalogParams
+
+from healthfm_desktop.core import processes
 
 ALERT_CATALOGS = {
     "PAINS_A": FilterCatalogParams.FilterCatalogs.PAINS_A,
@@ -56,7 +51,6 @@ _PICKLE_MAGIC = b"\xef\xbe\xad\xde"
 _KEY_CONDITIONS = 6
 _LEARN_KEYS_FROM = 200
 _SINGLE_OR_AROMATIC = (Chem.BondType.SINGLE, Chem.BondType.AROMATIC)
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -922,75 +916,10 @@ def _warm_worker() -> None:
     alert_catalog()
 
 
-def _start_method() -> str | None:
-    """'forkserver' where there is one, else 'spawn'. Never 'fork': the GUI describes from a
-    Qt process with threads running, and forking copies locks other threads hold. The frozen
-    bundle's entry point calls multiprocessing.freeze_support() for the re-entry."""
-    methods = multiprocessing.get_all_start_methods()
-    if sys.platform != "win32" and "forkserver" in methods:
-        return "forkserver"
-    return "spawn" if "spawn" in methods else None
-
-
-def _process_pool(workers: int) -> ProcessPoolExecutor | None:
-    method = _start_method()
-    if method is None:
-        return None
-    context = multiprocessing.get_context(method)
-    try:
-        return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_warm_worker)
-    except (OSError, ValueError, RuntimeError) as exc:
-        log.warning("describe worker processes unavailable, describing in-process (%s)", exc)
-        return None
-
-
-def map_chunks_ordered(chunks: Iterable[tuple], workers: int | None = None) -> Iterator[list]:
-    """``fn(chunk)`` for every ``(fn, chunk)``, in input order, on ``workers`` processes (default:
-    every core). One process, or a pool that cannot start or breaks, computes in-process
-    instead: the results are the same either way. Unreadable records (``_error_rows``) stay
-    in-process."""
-    workers = workers or os.cpu_count() or 1
-    pool = _process_pool(workers) if workers > 1 else None
-    if pool is None:
-        for chunk_fn, chunk in chunks:
-            yield chunk_fn(chunk)
-        return
-    pending: deque = deque()
-    try:
-        broken = False
-        for chunk_fn, chunk in chunks:
-            if not broken and chunk_fn is not _error_rows:
-                try:
-                    pending.append((chunk_fn, chunk, pool.submit(chunk_fn, chunk)))
-                except (BrokenProcessPool, RuntimeError, OSError) as exc:
-                    log.warning("describe pool failed (%s): going on in-process", exc)
-                    broken = True
-            if broken or chunk_fn is _error_rows:
-                pending.append((chunk_fn, chunk, None))
-            while len(pending) > workers * 3:
-                broken = (yield from _resolve_one(pending)) or broken
-        while pending:
-            broken = (yield from _resolve_one(pending)) or broken
-    finally:
-        for _, _, future in pending:
-            if future is not None:
-                future.cancel()
-        pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _resolve_one(pending: deque):
-    chunk_fn, chunk, future = pending.popleft()
-    if future is None:
-        yield chunk_fn(chunk)
-        return False
-    try:
-        result = future.result()
-    except BrokenProcessPool as exc:
-        log.warning("describe worker died (%s): going on in-process", exc)
-        yield chunk_fn(chunk)
-        return True
-    yield result
-    return False
+def _map_ordered(chunks: Iterable[tuple], workers: int | None) -> Iterator[list]:
+    # unreadable records (_error_rows) cost nothing to report: they stay in this process
+    return processes.map_ordered(chunks, workers, initializer=_warm_worker, local=lambda fn: fn is _error_rows,
+                                 purpose="describe")
 
 
 def describe_smiles_parallel(smiles: list[str], workers: int | None = None, chunk_size: int = 500) -> Iterator[tuple[int, list[dict]]]:
@@ -999,7 +928,7 @@ def describe_smiles_parallel(smiles: list[str], workers: int | None = None, chun
     chunks = ((_describe_smiles_with_atoms, [(str(i), s) for i, s in enumerate(smiles[k : k + chunk_size], start=k)])
               for k in range(0, len(smiles), chunk_size))
     done = 0
-    for rows in map_chunks_ordered(chunks, workers):
+    for rows in _map_ordered(chunks, workers):
         done += len(rows)
         yield done, rows
 
@@ -1031,5 +960,5 @@ def describe_records(records: Iterable, workers: int | None = None, chunk_size: 
         if batch:
             yield kind, batch
 
-    for rows in map_chunks_ordered(chunks(), workers):
+    for rows in _map_ordered(chunks(), workers):
         yield from rows

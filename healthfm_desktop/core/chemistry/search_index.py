@@ -50,11 +50,11 @@ import array
 import json
 import logging
 import mmap
-import multiprocessing
 import os
 import pickle
 import re
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -64,8 +64,9 @@ from pathlib import Path
 import numpy as np
 from rdkit import Chem, DataStructs
 
-from healthfm_desktop.core.chemistry.fingerprints import FP_BITS, FP_BYTES, morgan_generator
+from healthfm_desktop.core import processes
 from healthfm_desktop.core.chemistry import properties
+from healthfm_desktop.core.chemistry.fingerprints import FP_BITS, FP_BYTES, morgan_generator
 from healthfm_desktop.core.chemistry.reading import parse_smarts, parse_smiles, read_molecules
 from healthfm_desktop.core.errors import UnreadableFileError, UserFacingError
 
@@ -94,6 +95,10 @@ _MATCH_SECONDS = 20e-6
 _TYPE_SCREEN_SECONDS_PER_MOLECULE = 30e-9
 _ATOM_MATCH_SECONDS = 1.5e-6  # one query atom against one standing atom of a type
 _TOP_HEAD = 2000  # with a top: candidates matched in-process before the rest goes to the workers
+
+
+class IndexBuildCancelled(UserFacingError):
+    """The user stopped an index build; nothing was written."""
 
 
 @dataclass
@@ -931,8 +936,11 @@ def _library_records(files: list[Path], on_bad: Callable[[Path, str], None]) -> 
 
 def build_index(paths: Iterable[str | Path], out: str | Path, workers: int | None = None,
                 on_bad: Callable[[Path, str], None] = lambda p, r: None,
-                progress: Callable[[int], None] | None = None, chunk: int = 20000) -> LibraryIndex:
-    """Read libraries, fingerprint them on ``workers`` processes and write the index folder."""
+                progress: Callable[[int], None] | None = None, chunk: int = 20000,
+                cancel: Callable[[], bool] | None = None) -> LibraryIndex:
+    """Read libraries, fingerprint them on ``workers`` processes (core/processes.py, as describe)
+    and write the index folder; ``progress(molecules done)``; ``cancel()`` true stops the build
+    (``IndexBuildCancelled``) before anything is written."""
     out = Path(out)
     files = library_files(paths)
     if not files:
@@ -989,19 +997,17 @@ def build_index(paths: Iterable[str | Path], out: str | Path, workers: int | Non
         if progress:
             progress(len(ids))
 
-    if workers <= 1:
+    read: deque = deque()  # the batches handed out, in order: map_ordered returns their results so
+
+    def tasks():
         for batch in batches():
-            collect(batch, _fingerprint_chunk([r[2] for r in batch]))
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            pending = []
-            for batch in batches():
-                pending.append((batch, pool.submit(_fingerprint_chunk, [r[2] for r in batch])))
-                while len(pending) > workers * 2:
-                    b, f = pending.pop(0)
-                    collect(b, f.result())
-            for b, f in pending:
-                collect(b, f.result())
+            read.append(batch)
+            yield _fingerprint_chunk, [r[2] for r in batch]
+
+    for result in processes.map_ordered(tasks(), workers, purpose="index build", cancel=cancel):
+        collect(read.popleft(), result)
+    if cancel and cancel():
+        raise IndexBuildCancelled("index build cancelled")
     n = len(ids)
     morgan = np.concatenate(morgan_parts) if morgan_parts else np.zeros((0, FP_BYTES), np.uint8)
     pattern = np.concatenate(pattern_parts) if pattern_parts else np.zeros((0, PATTERN_BITS // 8), np.uint8)
@@ -1298,23 +1304,15 @@ def _match_chunk(folder: str, query: Chem.Mol, mode: int, rows: np.ndarray) -> l
 
 def _substructure_pool(workers: int) -> ProcessPoolExecutor | None:
     """One pool for the life of the process: the GUI's second search finds its workers warm.
-    Started with properties' start method (forkserver, else spawn; never fork from a Qt process),
+    Started by core/processes.py (forkserver, else spawn; never fork from a Qt process),
     without the describe pool's initializer (it builds the alert catalogs, ~1 s a worker)."""
     global _pool, _pool_workers
     with _pool_lock:
         if _pool is not None and _pool_workers == workers:
             return _pool
-        method = properties._start_method()
-        if method is None:
-            return None
         if _pool is not None:
             _pool.shutdown(wait=False, cancel_futures=True)
-        try:
-            _pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
-        except (OSError, ValueError, RuntimeError) as exc:
-            log.warning("substructure worker processes unavailable, matching in-process (%s)", exc)
-            _pool = None
-            return None
+        _pool = processes.process_pool(workers, purpose="substructure")
         _pool_workers = workers
         return _pool
 

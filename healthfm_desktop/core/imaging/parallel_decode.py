@@ -5,14 +5,9 @@ Why processes: the codec bindings (pyjpegls/CharLS, pylibjpeg-libjpeg and -openj
 the GIL while they decode (measured: two threads decode the 140-slice JPEG-LS CT no faster than
 one, 0.97-1.35x), so threads never use a second core.
 
-Why 'forkserver' (Linux, macOS) and not 'fork': the app is a Qt process with threads running;
-forking it copies locks held by other threads. The fork server is a fresh interpreter started
-once, which imports pydicom and the codecs (``set_forkserver_preload``) and then forks the
-workers from that clean state, so a worker starts in milliseconds instead of the ~0.5 s an
-import of pydicom costs. The fork server does not re-run ``__main__`` (unlike 'spawn'), so
-``python -m healthfm_desktop`` and pytest are safe; the frozen bundle's entry point calls
-``multiprocessing.freeze_support()``, which routes PyInstaller's re-entry to the server. Windows
-has no fork server: 'spawn' is used there.
+The workers start through core/processes.py (forkserver, never fork from the Qt process); the
+fork server preloads pydicom and the codecs (``_PRELOAD``) when the decode pool is the first to
+start it, so a worker starts in milliseconds instead of the ~0.5 s an import of pydicom costs.
 
 Results travel back pickled through the pool's pipe: for a 512x512 int16 slice that costs
 ~0.3 ms against 5-15 ms of decoding (measured; shared memory would save little and needs
@@ -28,9 +23,7 @@ from __future__ import annotations
 
 import atexit
 import logging
-import multiprocessing
 import os
-import sys
 import threading
 import time
 from collections import deque
@@ -40,6 +33,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
+from healthfm_desktop.core import processes
 from healthfm_desktop.core.errors import UnreadableFileError
 from healthfm_desktop.core.imaging.decoding import DecodeRequest, decode_stored
 
@@ -133,15 +127,6 @@ class DecodePart:
         return self.future.cancel()
 
 
-def start_method() -> str | None:
-    methods = multiprocessing.get_all_start_methods()
-    if sys.platform != "win32" and "forkserver" in methods:
-        return "forkserver"
-    if "spawn" in methods:
-        return "spawn"
-    return None
-
-
 class DecodePool:
     """A process pool that decodes DICOM objects. ``start()`` launches the workers and waits
     until each answers (call it on a worker thread: it takes a few hundred ms the first time);
@@ -178,14 +163,10 @@ class DecodePool:
                 return True
             started = time.perf_counter()
             try:
-                method = start_method()
-                if method is None:
-                    raise RuntimeError("no safe multiprocessing start method on this platform")
-                context = multiprocessing.get_context(method)
-                if method == "forkserver":
-                    context.set_forkserver_preload(_PRELOAD)
-                executor = ProcessPoolExecutor(max_workers=self.processes, mp_context=context,
-                                               initializer=_worker_start)
+                executor = processes.process_pool(self.processes, initializer=_worker_start, preload=_PRELOAD,
+                                                  purpose="decode")
+                if executor is None:
+                    raise RuntimeError("no worker process can start here")
                 # one round trip per worker: they are all forked and answering afterwards
                 pings = [executor.submit(_ping) for _ in range(self.processes)]
                 for ping in pings:
@@ -333,7 +314,7 @@ def shared_pool(start: bool = False) -> DecodePool | None:
     failed to start). ``start=True`` also starts it (blocking; call from a worker thread)."""
     global _shared
     count = decode_processes()
-    if count < 2 or start_method() is None:
+    if count < 2 or processes.start_method() is None:
         return None
     with _shared_lock:
         if _shared is None or (_shared.failed is not None and _shared.failed == "shut down"):

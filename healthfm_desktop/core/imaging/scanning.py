@@ -51,23 +51,6 @@ _DEFER_SIZE = 64 * 1024
 # --- reading one header ------------------------------------------------------------------
 
 
-def _looks_like_bare_dataset(head: bytes) -> bool:
-    """A dataset without preamble/File Meta: starts with a plausible group 0002/0008 tag."""
-    if len(head) < 8:
-        return False
-    for order in ("little", "big"):
-        group = int.from_bytes(head[0:2], order)
-        element = int.from_bytes(head[2:4], order)
-        if group in (0x0002, 0x0008) and element < 0x0200:
-            vr = head[4:6]
-            if vr.isalpha() and vr.isupper():
-                return True
-            length = int.from_bytes(head[4:8], order)
-            if 0 <= length < 1 << 16:
-                return True
-    return False
-
-
 def _int(ds: Dataset, keyword: str, default: int | None = None) -> int | None:
     try:
         value = ds.get(keyword, None)

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from healthfm_desktop.core.errors import UnreadableFileError
+from healthfm_desktop.core.routing import is_dicom_file
 
 CLASSIFIER_SIZE = 28
 # Mean and standard deviation of the PneumoniaMNIST training pixels (0..1 scale), rounded;
@@ -238,15 +239,6 @@ def _ultrasound_region_spacing(dataset) -> tuple[float, float] | None:
     return None
 
 
-def _looks_like_dicom(path: Path) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
-
-
 def read_image(path: str | Path) -> SourceImage:
     """Read a DICOM, PNG or JPEG file into a grey-scale ``SourceImage``."""
     path = Path(path)
@@ -254,7 +246,7 @@ def read_image(path: str | Path) -> SourceImage:
         raise UnreadableFileError("no such file")
     if path.is_dir():
         raise UnreadableFileError("is a folder, not an image file")
-    if _looks_like_dicom(path) or path.suffix.lower() in (".dcm", ".dicom"):
+    if is_dicom_file(path) or path.suffix.lower() in (".dcm", ".dicom"):
         return read_dicom(path)
     return read_raster(path)
 
