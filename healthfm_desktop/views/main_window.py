@@ -132,9 +132,10 @@ class MainWindow(QMainWindow):
         self.tools_menu = self.menuBar().addMenu("&Tools")
         settings_action = QAction("&Settings…", self)
         settings_action.triggered.connect(self.settings_requested)
-        self_test_action = QAction("Run &Self-test", self)
-        self_test_action.triggered.connect(self.self_test_requested)
-        self.tools_menu.addActions([settings_action, self_test_action])
+        self.self_test_action = QAction("Run &Self-test", self)
+        self.self_test_action.setToolTip("The offline check of `healthfm self-test`: models, workspaces, this window")
+        self.self_test_action.triggered.connect(self.self_test_requested)
+        self.tools_menu.addActions([settings_action, self.self_test_action])
 
         help_menu = self.menuBar().addMenu("&Help")
         about_action = QAction("&About HealthFM Desktop", self)
@@ -148,6 +149,8 @@ class MainWindow(QMainWindow):
         self.guide_action = QAction("&User Guide", self)
         self.guide_action.triggered.connect(self.show_user_guide)
         help_menu.addActions([self.guide_action, self.shortcuts_action])
+        help_menu.addSeparator()
+        help_menu.addAction(self.self_test_action)  # where a user looks when something seems wrong
         help_menu.addSeparator()
         help_menu.addActions([about_action, cards_action, licenses_action])
         self.help_menu = help_menu
