@@ -1,113 +1,16 @@
-"""Patients workspace controller: reads ICU stays and scores them on a worker, holds the open
-stays, assesses the selected stay (risk trajectory and explanations) on a worker, and keeps the
-clinical notes that name a stay so the timeline can show them."""
+"""Patients workspace controller: reads and scores ICU stays and assesses the selected one on
+workers, and relays the events of the workspace's state (core/patients/session.py) as signals."""
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from PySide6.QtCore import Signal
 
 from healthfm_desktop.controllers.base import WorkspaceController
-from healthfm_desktop.controllers.workers import Progress
-from healthfm_desktop.core.errors import ModelError, UserFacingError
-from healthfm_desktop.core.patients.reading import read_patient_file, sniff_patient_format
-from healthfm_desktop.core.patients.record import PatientRecord
-from healthfm_desktop.core.patients.risk import RiskAssessment, RiskModel
-from healthfm_desktop.core.patients.timeline import LinkedNote, NoteIndex, link_note
+from healthfm_desktop.core.errors import UserFacingError
+from healthfm_desktop.core.patients.session import PatientSession, assess, read_and_score
 from healthfm_desktop.core.routing import PATIENTS
-
-log = logging.getLogger(__name__)
-
-
-@dataclass
-class PatientRow:
-    """What the patient list shows for one stay."""
-
-    patient_id: str
-    source: str
-    n_observations: int
-    n_excluded: int
-    risk: float | None
-
-
-@dataclass
-class LoadResult:
-    records: list[PatientRecord] = field(default_factory=list)
-    risks: list[float | None] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # bad rows and unreadable files, for the user
-    model_problem: str | None = None
-
-
-@dataclass
-class PatientDetail:
-    record: PatientRecord
-    assessment: RiskAssessment | None
-    notes: list[LinkedNote]
-    model_problem: str | None = None
-
-
-_MODEL: RiskModel | None = None
-
-
-def _model() -> RiskModel:
-    global _MODEL
-    if _MODEL is None:
-        _MODEL = RiskModel()
-    return _MODEL
-
-
-def expand_folders(paths: list[Path]) -> list[Path]:
-    """A folder becomes its patient CSVs and FHIR Bundles, plus the folder itself when it holds
-    PhysioNet record files (read together, one stay per file)."""
-    out: list[Path] = []
-    for path in paths:
-        if not path.is_dir():
-            out.append(path)
-            continue
-        kinds = {p: sniff_patient_format(p) for p in sorted(path.rglob("*")) if p.is_file()}
-        if any(kind == "record" for kind in kinds.values()):
-            out.append(path)
-        out += [p for p, kind in kinds.items() if kind in ("long_csv", "fhir")]
-    return out
-
-
-def load_and_score(paths: list[Path]):
-    """Worker job: read every file, score every stay; yields progress between files."""
-    result = LoadResult()
-    paths = expand_folders(paths)
-    for number, path in enumerate(paths):
-        yield Progress(number / max(1, len(paths)), f"Reading {path.name}")
-        try:
-            cohort = read_patient_file(path)
-        except UserFacingError as exc:
-            result.problems.append(f"{path.name}: {exc}")
-            continue
-        result.problems += [bad.format(path.name) for bad in cohort.bad_rows[:200]]
-        if len(cohort.bad_rows) > 200:
-            result.problems.append(f"{path.name}: {len(cohort.bad_rows) - 200} more bad rows")
-        result.problems += [f"{path.name}: {note}" for note in cohort.notes]
-        result.records += cohort.records
-        result.sources += [path.name] * len(cohort.records)
-    yield Progress(0.9, "Scoring")
-    try:
-        risks = _model().score(result.records).tolist() if result.records else []
-        result.risks = [float(r) for r in risks]
-    except ModelError as exc:
-        result.model_problem = str(exc)
-        result.risks = [None] * len(result.records)
-    log.info("read %d stays from %d file(s), %d problem(s)", len(result.records), len(paths), len(result.problems))
-    return result
-
-
-def assess_patient(record: PatientRecord) -> tuple[RiskAssessment | None, str | None]:
-    try:
-        return _model().assess(record), None
-    except ModelError as exc:
-        return None, str(exc)
 
 
 class PatientsController(WorkspaceController):
@@ -121,42 +24,24 @@ class PatientsController(WorkspaceController):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.records: dict[str, PatientRecord] = {}
-        self.rows: dict[str, PatientRow] = {}
-        self.notes = NoteIndex()
-        self.current: PatientDetail | None = None
-        self.problems: list[str] = []
-        self._wanted: str | None = None
+        self.session = PatientSession()
+        events = self.session.events
+        events.patients_changed.connect(self.patients_changed.emit)
+        events.patient_shown.connect(self.patient_shown.emit)
+        events.problems_found.connect(self.problems_found.emit)
+        events.notes_linked.connect(self.notes_linked.emit)
+        events.message.connect(self.message.emit)
 
     # --- opening -------------------------------------------------------------------------
     def open_paths(self, paths: list[Path]) -> None:
-        self.start_job(load_and_score, [Path(p) for p in paths], on_result=self._on_loaded)
-
-    def _on_loaded(self, result: LoadResult) -> None:
-        for record, risk, source in zip(result.records, result.risks, result.sources):
-            self.records[record.patient_id] = record
-            self.rows[record.patient_id] = PatientRow(record.patient_id, source, record.n_observations, record.n_excluded, risk)
-        self.patients_changed.emit(list(self.rows.values()))
-        self.problems = result.problems
-        if result.problems:
-            self.problems_found.emit(result.problems)
-            self.message.emit("warning", f"{len(result.problems)} row(s) or file(s) could not be used; see the list under the patients")
-        if result.model_problem:
-            self.message.emit("error", f"Risk scores unavailable: {result.model_problem}")
+        self.start_job(read_and_score, [Path(p) for p in paths], self.session.model, on_result=self.session.add_loaded)
 
     # --- selection -----------------------------------------------------------------------
     def select_patient(self, patient_id: str) -> None:
-        record = self.records.get(patient_id)
+        record = self.session.choose(patient_id)
         if record is None:
             return
-        self._wanted = patient_id
-        self.start_job(assess_patient, record, on_result=lambda out, r=record: self._on_assessed(r, *out))
-
-    def _on_assessed(self, record: PatientRecord, assessment: RiskAssessment | None, problem: str | None) -> None:
-        if record.patient_id != self._wanted:
-            return  # the user has moved on to another stay; its own job will show it
-        self.current = PatientDetail(record, assessment, self.notes.notes_for(record.patient_id), problem)
-        self.patient_shown.emit(self.current)
+        self.start_job(assess, record, self.session.model, on_result=lambda out, r=record: self.session.show_assessment(r, *out))
 
     # --- notes from the Notes workspace --------------------------------------------------
     def follow_notes(self, notes_controller) -> None:
@@ -175,14 +60,5 @@ class PatientsController(WorkspaceController):
         notes_controller.notes_added.connect(on_added)
 
     def link_notes(self, notes: list[tuple[str, str]]) -> None:
-        """Slot for the Notes workspace's ``notes_opened`` ([(title, text)]): keep the notes
-        that name a stay; refresh the shown stay if it gained notes."""
-        linked: list[LinkedNote] = []
-        for title, text in notes:
-            linked += link_note(title, text)
-        touched = self.notes.add(linked)
-        if touched:
-            self.notes_linked.emit(sorted(touched))
-        if self.current is not None and self.current.record.patient_id in touched:
-            self.current.notes = self.notes.notes_for(self.current.record.patient_id)
-            self.patient_shown.emit(self.current)
+        """Slot for the Notes workspace's notes ([(title, text)]): keep those that name a stay."""
+        self.session.link_notes(notes)

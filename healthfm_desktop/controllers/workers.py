@@ -12,13 +12,13 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, Signal
 from superqt.utils import create_worker
 
 from healthfm_desktop.core.errors import UserFacingError
+from healthfm_desktop.core.events import Progress
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +26,6 @@ log = logging.getLogger(__name__)
 # default) each time the UI thread asks for it, and one turn of the event loop asks many
 # times: 60-250 ms stalls were measured during a 2 s job. 1 ms keeps them far under 50 ms.
 sys.setswitchinterval(0.001)
-
-
-@dataclass(frozen=True)
-class Progress:
-    """A step of a job: ``fraction`` in [0, 1] (None when unknown) and a short message."""
-
-    fraction: float | None = None
-    message: str = ""
 
 
 #: shortest time between two progress updates sent to the UI thread

@@ -1,9 +1,11 @@
 """Plain-Python events of the workspaces' session models (napari's model events, reduced): a
-session emits, its controller relays each as a Qt signal, a test connects a list. No Qt here."""
+session emits, its controller relays each as a Qt signal, a test connects a list; and the
+Progress a core job yields between steps (a worker relays it, and cancels at a yield). No Qt here."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -22,3 +24,11 @@ class Event:
     def emit(self, *values: Any) -> None:
         for callback in list(self._callbacks):
             callback(*values)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A step of a job: ``fraction`` in [0, 1] (None when unknown) and a short message."""
+
+    fraction: float | None = None
+    message: str = ""

@@ -35,13 +35,13 @@ def workspace(qtbot):
     view.show()
     controller.open_paths([DATA / "timeseries.csv.gz"])
     qtbot.waitUntil(lambda: view.model.rowCount() == 61, timeout=30_000)
-    qtbot.waitUntil(lambda: controller.current is not None and bool(view.timeline.shown), timeout=30_000)
+    qtbot.waitUntil(lambda: controller.session.current is not None and bool(view.timeline.shown), timeout=30_000)
     return view
 
 
 def _select(view, qtbot, patient_id: str) -> None:
     view.select_patient(patient_id)
-    qtbot.waitUntil(lambda: view.controller.current is not None and view.controller.current.record.patient_id == patient_id
+    qtbot.waitUntil(lambda: view.controller.session.current is not None and view.controller.session.current.record.patient_id == patient_id
                     and view.timeline.record is not None and view.timeline.record.patient_id == patient_id, timeout=30_000)
 
 
@@ -53,7 +53,7 @@ def test_list_is_sorted_by_risk_and_searchable(workspace, cohort):
     top = view.proxy.index(0, 0).data()
     assert risks[0] == pytest.approx(expected[top] * 100, abs=0.051)
     # the first (highest-risk) stay is shown straight away
-    assert view.controller.current.record.patient_id == top
+    assert view.controller.session.current.record.patient_id == top
     view.search.setText("1569")
     assert view.proxy.rowCount() == 1 and view.proxy.index(0, 0).data() == "156930"
     view.search.clear()
@@ -174,5 +174,5 @@ def test_moving_quickly_through_the_list_shows_the_last_stay_chosen(workspace, q
         view.table.selectRow(row)
     last = view.proxy.index(7, 0).data()
     qtbot.waitUntil(lambda: not view.controller.busy, timeout=30_000)
-    assert view.controller.current.record.patient_id == last
+    assert view.controller.session.current.record.patient_id == last
     assert view.timeline.record.patient_id == last
