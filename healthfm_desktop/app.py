@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import gc
 import logging
+import logging.handlers
 import os
 import sys
+import warnings
 from pathlib import Path
 
-from PySide6.QtCore import QThreadPool
+from PySide6.QtCore import QThreadPool, QtMsgType, qInstallMessageHandler
 from PySide6.QtWidgets import QApplication
 
 from healthfm_desktop import __version__
@@ -17,7 +19,7 @@ from healthfm_desktop.controllers.images import ImagesController
 from healthfm_desktop.controllers.molecules import MoleculesController
 from healthfm_desktop.controllers.notes import NotesController
 from healthfm_desktop.controllers.patients import PatientsController
-from healthfm_desktop.core.paths import demo_paths, resources_dir
+from healthfm_desktop.core.paths import demo_paths, resources_dir, user_data_dir
 from healthfm_desktop.views.dialogs import DocumentsDialog, SelfTestDialog, SettingsDialog
 from healthfm_desktop.views.image_viewer.workspace import ImagesWorkspace
 from healthfm_desktop.views.main_window import MainWindow
@@ -162,9 +164,46 @@ def build_main_window() -> MainWindow:
     return window
 
 
+#: libraries whose warnings can quote DICOM header values (patient data): logged without text
+_DICOM_LIBRARIES = ("pydicom", "pynetdicom", "highdicom", "pylibjpeg", "gdcm")
+
+
+def _warning_to_log(message, category, filename, lineno, file=None, line=None) -> None:
+    source = Path(filename).parts
+    library = next((part for part in source if part in _DICOM_LIBRARIES), None)
+    text = f"{category.__name__} from {library} (text withheld: it may quote patient data)" if library \
+        else f"{category.__name__}: {message} ({Path(filename).name}:{lineno})"
+    logging.getLogger("healthfm_desktop.warnings").warning(text)
+
+
+def configure_gui_logging(folder: Path | None = None) -> Path:
+    """The GUI's log: a file in the user's data folder (logs/healthfm.log, rotated), which also
+    receives the libraries' warnings (pydicom, medspaCy...) instead of the console; the
+    console keeps errors only. Returns the log file."""
+    folder = folder or user_data_dir() / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "healthfm.log"
+    handler = logging.handlers.RotatingFileHandler(path, maxBytes=1_000_000, backupCount=3, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    console = logging.StreamHandler()
+    console.setLevel(logging.ERROR)
+    root = logging.getLogger()
+    root.handlers[:] = [handler, console]
+    root.setLevel(logging.INFO)
+    warnings.showwarning = _warning_to_log
+    qInstallMessageHandler(_qt_message_to_log)
+    return path
+
+
+def _qt_message_to_log(mode, _context, message: str) -> None:
+    level = {QtMsgType.QtDebugMsg: logging.DEBUG, QtMsgType.QtInfoMsg: logging.INFO,
+             QtMsgType.QtWarningMsg: logging.WARNING}.get(mode, logging.ERROR)
+    logging.getLogger("healthfm_desktop.qt").log(level, message)
+
+
 def run_gui(args) -> int:
     """`healthfm gui [PATH...]`; with --demo (or HEALTHFM_DEMO=1) opens the bundled samples."""
-    logging.basicConfig(level=logging.WARNING)
+    configure_gui_logging()
     if (
         sys.platform.startswith("linux")
         and not os.environ.get("QT_QPA_PLATFORM")

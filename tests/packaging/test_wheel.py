@@ -14,17 +14,31 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
+def built(tmp_path_factory) -> tuple[Path, str]:
+    """The wheel and what the build printed (verbose, so setuptools' warnings show)."""
     out = tmp_path_factory.mktemp("wheel")
     build = tmp_path_factory.mktemp("build")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)],
+    log = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v", "-w", str(out), str(REPO)],
         check=True,
         timeout=600,
         cwd=build,
+        capture_output=True,
+        text=True,
     )
     (wheel_path,) = out.glob("healthfm_desktop-*.whl")
-    return wheel_path
+    return wheel_path, log.stdout + log.stderr
+
+
+@pytest.fixture(scope="module")
+def wheel(built) -> Path:
+    return built[0]
+
+
+def test_the_build_declares_its_package_data_without_setuptools_warnings(built):
+    _wheel, log = built
+    assert "Package would be ignored" not in log
+    assert "SetuptoolsDeprecationWarning" not in log
 
 
 def test_wheel_ships_every_model_with_its_manifest(wheel):
