@@ -21,6 +21,7 @@ from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    JPEGExtended12Bit,
     JPEGLSLossless,
     JPEGLSNearLossless,
 )
@@ -32,10 +33,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# CharLS (pyjpegls) decodes JPEG-LS about 3x faster than libjpeg here; GDCM last because it is
-# the broadest but slowest fallback.
-_PLUGIN_ORDER_JPEGLS = ("pyjpegls", "pylibjpeg", "gdcm")
+# CharLS (pyjpegls) decodes JPEG-LS fastest; GDCM last because it is the broadest but slowest.
+_PLUGIN_ORDER_JPEGLS = ("pyjpegls", "gdcm")
 _PLUGIN_ORDER_DEFAULT = ("pylibjpeg", "pillow", "pyjpegls", "gdcm")
+# For these syntaxes pydicom's "pylibjpeg" plugin means pylibjpeg-libjpeg, which is GPL-3 and
+# may not ship in the MIT bundle; it is never used even where it happens to be installed
+# (pylibjpeg's openjpeg and rle plugins, BSD/MIT, still serve JPEG 2000 and RLE).
+_LIBJPEG_SYNTAXES = frozenset({
+    "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",
+    "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81",
+})
 
 
 # one decode call never allocates more than this (a corrupt header can claim any size)
@@ -99,10 +106,109 @@ def check_decoder_available(transfer_syntax: UID) -> None:
         decoder = get_decoder(transfer_syntax)
     except NotImplementedError as exc:
         raise UnsupportedCodecError(f"unsupported transfer syntax {transfer_syntax.name} ({transfer_syntax})") from exc
-    if not decoder.is_available:
+    if not decoder.is_available or not _plugins_for(transfer_syntax):
         raise UnsupportedCodecError(
             f"no decoder installed for {transfer_syntax.name} ({transfer_syntax})"
         )
+
+
+# JPEG start-of-frame markers (ITU T.81 B.1.1.3; 0xF7 is JPEG-LS SOF55, T.87): P, Y, X, Nf follow
+_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7})
+
+
+def _jpeg_problem(codestream: bytes, rows: int, columns: int) -> str | None:
+    """What is structurally wrong with a JPEG / JPEG-LS codestream (ITU T.81 B.2, T.87), or None.
+    Some decoders (GDCM's) print an error and still return pixels for these: values known wrong."""
+    pos, frame = 2, None
+    while pos + 4 <= len(codestream):
+        if codestream[pos] != 0xFF:
+            return "a marker is missing where the codestream needs one"
+        marker = codestream[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        length = int.from_bytes(codestream[pos + 2 : pos + 4], "big")
+        if length < 2 or pos + 2 + length > len(codestream):
+            return "a marker segment runs past the end of the codestream (truncated)"
+        segment = codestream[pos + 4 : pos + 2 + length]
+        if marker in _JPEG_SOF:
+            if len(segment) < 6:
+                return "the frame header is cut short"
+            precision = segment[0]
+            height, width = int.from_bytes(segment[1:3], "big"), int.from_bytes(segment[3:5], "big")
+            if height <= 0 or width <= 0:
+                return f"the codestream declares a {width} x {height} frame"
+            if (height, width) != (rows, columns):
+                return f"the codestream holds a {width} x {height} frame but the header says {columns} x {rows}"
+            frame = (marker, precision)
+        elif marker == 0xDA:  # start of scan: check its parameters against the frame's process
+            if frame is None:
+                return "scan data comes before any frame header"
+            count = segment[0] if segment else 0
+            tail = segment[1 + 2 * count : 1 + 2 * count + 3]
+            if count < 1 or len(tail) < 3:
+                return "the scan header is cut short"
+            ss, se, ah, al = tail[0], tail[1], tail[2] >> 4, tail[2] & 0x0F
+            sof, precision = frame
+            if sof in (0xC0, 0xC1, 0xC9) and (ss, se, ah, al) != (0, 63, 0, 0):
+                return "invalid scan (SOS) parameters for sequential JPEG"
+            if sof in (0xC3, 0xCB) and not (1 <= ss <= 7 and se == 0 and ah == 0 and al < precision):
+                return "invalid scan (SOS) parameters for lossless JPEG"
+            # DICOM pads an odd-length codestream with one byte (0x00 or 0xFF) after EOI
+            if b"\xff\xd9" not in codestream[-4:]:
+                return "the codestream has no end-of-image marker (truncated)"
+            return None
+        pos += 2 + length
+    return "no frame or scan header in the codestream" if frame is None else "the codestream ends before its scan"
+
+
+def _j2k_problem(codestream: bytes, rows: int, columns: int) -> str | None:
+    start = codestream.find(b"\xff\x4f\xff\x51", 0, 4096)  # SOC then SIZ (also inside a JP2 box)
+    if start < 0 or start + 24 > len(codestream):
+        return None  # left to the decoder
+    siz = codestream[start + 4 :]
+    x, y, x0, y0 = (int.from_bytes(siz[k : k + 4], "big") for k in (4, 8, 12, 16))
+    height, width = y - y0, x - x0
+    if height <= 0 or width <= 0:
+        return f"the codestream declares a {width} x {height} frame"
+    if (height, width) != (rows, columns):
+        return f"the codestream holds a {width} x {height} frame but the header says {columns} x {rows}"
+    return None
+
+
+def check_codestream(codestream: bytes, rows: int, columns: int, transfer_syntax: UID | str = "") -> None:
+    """Refuse a compressed frame before any decoder sees it when its own headers disagree with
+    the DICOM header's Rows and Columns or break the codec's rules: a frame height of 0 made a
+    decoder allocate until memory ran out, a bad scan header gave pixels known to be wrong."""
+    if codestream[:2] == b"\xff\xd8":
+        problem = _jpeg_problem(codestream, rows, columns)
+    else:
+        problem = _j2k_problem(codestream, rows, columns)
+    if problem is not None:
+        name = UID(str(transfer_syntax)).name if transfer_syntax else "compressed"
+        raise DecodeError(f"corrupt or undecodable {name} pixel data: {problem}")
+
+
+def _first_frame(pixel_data: bytes, frames: int) -> bytes | None:
+    from pydicom.encaps import generate_frames
+
+    try:
+        return next(generate_frames(pixel_data, number_of_frames=frames))
+    except Exception:  # not encapsulated as expected: left to the decoder to refuse
+        return None
+
+
+def check_first_frame(ds: Dataset, transfer_syntax: UID) -> None:
+    """``check_codestream`` on the first frame of an encapsulated dataset."""
+    if not transfer_syntax.is_encapsulated or "PixelData" not in ds:
+        return
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    codestream = _first_frame(ds.PixelData, frames)
+    if codestream:
+        check_codestream(codestream, int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0), transfer_syntax)
 
 
 def _plugins_for(transfer_syntax: UID) -> list[str]:
@@ -111,6 +217,8 @@ def _plugins_for(transfer_syntax: UID) -> list[str]:
         return [""]
     order = _PLUGIN_ORDER_JPEGLS if transfer_syntax in (JPEGLSLossless, JPEGLSNearLossless) else _PLUGIN_ORDER_DEFAULT
     available = list(decoder.available_plugins)
+    if str(transfer_syntax) in _LIBJPEG_SYNTAXES:
+        available = [p for p in available if p != "pylibjpeg"]
     plugins = [p for p in order if p in available] + [p for p in available if p not in order]
     return plugins
 
@@ -152,9 +260,20 @@ def read_full_dataset(instance: "Instance") -> Dataset:
     cached = _dataset_cache.get(instance.source)
     if cached is not None:
         return cached
-    raw = instance.source.read_bytes()
     try:
-        ds = dcmread(io.BytesIO(raw[instance.byte_offset :]), force=instance.forced)
+        if instance.byte_offset:
+            # pydicom rewinds a stream without preamble to 0: give it one that starts there
+            raw = instance.source.read_bytes()
+            size = len(raw)
+            ds = dcmread(io.BytesIO(raw[instance.byte_offset :]), force=instance.forced)
+        else:
+            # a stream (a big zip member is a temporary file), so the object is held once
+            with instance.source.open() as handle:
+                size = handle.seek(0, io.SEEK_END)
+                handle.seek(0)
+                ds = dcmread(handle, force=instance.forced)
+    except UnreadableFileError:
+        raise
     except Exception as exc:  # pydicom raises many types on corrupt input
         raise UnreadableFileError(f"cannot read the DICOM dataset ({type(exc).__name__}: {exc})") from exc
     if transfer_syntax_of(ds) is None:
@@ -163,12 +282,67 @@ def read_full_dataset(instance: "Instance") -> Dataset:
 
             ds.file_meta = FileMetaDataset()
         ds.file_meta.TransferSyntaxUID = guess_missing_transfer_syntax(ds)
-    _dataset_cache.put(instance.source, ds, len(raw))
+    _dataset_cache.put(instance.source, ds, size)
     return ds
+
+
+def _decode_jpeg12_with_gdcm(ds: Dataset, index: int | None) -> np.ndarray:
+    """12-bit JPEG Extended through GDCM's own 12-bit codec. pydicom's GDCM plugin refuses
+    this precision and the only other decoder, pylibjpeg-libjpeg, is GPL-3; GDCM decodes it to
+    within the IDCT rounding of libjpeg (max difference 1 on the NEMA NM1 sample)."""
+    import gdcm
+    from pydicom.encaps import generate_frames
+
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    spp, bits = int(ds.get("SamplesPerPixel", 1) or 1), int(ds.get("BitsStored", 12) or 12)
+    signed = int(ds.get("PixelRepresentation", 0) or 0)
+    if spp != 1:
+        raise DecodeError("12-bit JPEG Extended colour images cannot be decoded here")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    wanted = range(frames) if index is None else [index]
+    out = []
+    for k, codestream in enumerate(generate_frames(ds.PixelData, number_of_frames=frames)):
+        if k not in wanted:
+            continue
+        check_codestream(codestream, rows, columns, JPEGExtended12Bit)
+        fragment = gdcm.Fragment()
+        fragment.SetByteStringValue(codestream)
+        fragments = gdcm.SequenceOfFragments.New()
+        fragments.AddFragment(fragment)
+        element = gdcm.DataElement(gdcm.Tag(0x7FE0, 0x0010))
+        element.SetValue(fragments.__ref__())
+        image = gdcm.Image()
+        image.SetNumberOfDimensions(2)
+        image.SetDimensions((columns, rows, 1))
+        image.SetDataElement(element)
+        image.SetPhotometricInterpretation(gdcm.PhotometricInterpretation(gdcm.PhotometricInterpretation.MONOCHROME2))
+        image.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGExtendedProcess2_4))
+        image.SetPixelFormat(gdcm.PixelFormat(1, 16, bits, bits - 1, signed))
+        buffer = image.GetBuffer()
+        data = buffer.encode("utf-8", "surrogateescape") if isinstance(buffer, str) else bytes(buffer or b"")
+        if len(data) != rows * columns * 2:
+            raise DecodeError("corrupt or undecodable JPEG Extended (12-bit) pixel data (GDCM returned no image)")
+        out.append(np.frombuffer(data, np.int16 if signed else np.uint16).reshape(rows, columns))
+        if len(out) == len(wanted):
+            break
+    if len(out) != len(wanted):
+        raise DecodeError("truncated JPEG Extended (12-bit) pixel data: fewer frames than the header says")
+    return out[0] if index is not None or frames == 1 else np.stack(out)
 
 
 def _decode_with_plugins(src, transfer_syntax: UID, index: int | None) -> np.ndarray:
     check_decoder_available(transfer_syntax)
+    if isinstance(src, Dataset):
+        check_first_frame(src, transfer_syntax)
+    if transfer_syntax == JPEGExtended12Bit:
+        ds = src if isinstance(src, Dataset) else dcmread(src)
+        if int(ds.get("BitsStored", 8) or 8) > 8:
+            try:
+                return _decode_jpeg12_with_gdcm(ds, index)
+            except UnreadableFileError:
+                raise
+            except Exception as exc:  # GDCM raises its own types on a corrupt codestream
+                raise DecodeError(f"corrupt or undecodable JPEG Extended (12-bit) pixel data ({type(exc).__name__})") from exc
     errors: list[str] = []
     for plugin in _plugins_for(transfer_syntax):
         try:

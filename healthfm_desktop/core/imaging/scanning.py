@@ -34,7 +34,8 @@ from healthfm_desktop.core.imaging.series import (
     ScanResult,
     Series,
 )
-from healthfm_desktop.core.imaging.sources import SourceRef, check_archive
+from healthfm_desktop.core.imaging.sources import MAX_IMPORT_ARCHIVE_BYTES, SourceRef, check_archive
+from healthfm_desktop.core.user_files import regular_file_problem
 
 if TYPE_CHECKING:
     from healthfm_desktop.core.imaging.parallel_decode import DecodeAhead
@@ -546,6 +547,8 @@ def _case_insensitive(root: Path, parts: list[str]) -> Path | None:
 
 
 def _is_zip(path: Path) -> bool:
+    if regular_file_problem(path) is not None:
+        return False
     try:
         with open(path, "rb") as fh:
             return fh.read(4) in (b"PK\x03\x04", b"PK\x05\x06")
@@ -561,6 +564,7 @@ def _expand(paths: Iterable[str | os.PathLike], result: ScanResult) -> list[Sour
     """Every candidate object under the paths, deduplicated, DICOMDIRs and zips expanded."""
     sources: list[SourceRef] = []
     seen: set[str] = set()
+    archive_bytes = [0]  # what the archives opened so far expand to
 
     def add(source: SourceRef) -> None:
         key = str(source) if source.member else os.path.realpath(source.path)
@@ -569,6 +573,10 @@ def _expand(paths: Iterable[str | os.PathLike], result: ScanResult) -> list[Sour
             sources.append(source)
 
     def add_file(path: Path) -> None:
+        problem = regular_file_problem(path)
+        if problem is not None:  # a FIFO blocks its reader forever, /dev/zero never ends
+            result.rejected.append((str(path), problem))
+            return
         if _is_dicomdir_name(path):
             try:
                 refs, missing = _dicomdir_references(path)
@@ -585,6 +593,14 @@ def _expand(paths: Iterable[str | os.PathLike], result: ScanResult) -> list[Sour
             except UserFacingError as exc:
                 result.rejected.append((str(path), str(exc)))
                 return
+            expanded = sum(info.file_size for info in members)
+            if archive_bytes[0] + expanded > MAX_IMPORT_ARCHIVE_BYTES:
+                result.rejected.append((str(path), (
+                    f"archive not opened: with it, the archives of this import would expand to "
+                    f"{(archive_bytes[0] + expanded) / 1024**3:.1f} GiB (limit {MAX_IMPORT_ARCHIVE_BYTES // 1024**3} GiB "
+                    "per import; import it on its own)")))
+                return
+            archive_bytes[0] += expanded
             for info in members:
                 if info.filename.lower().endswith(".zip"):
                     result.notes.append(f"{path}!{info.filename}: zip inside a zip not opened")
@@ -607,10 +623,8 @@ def _expand(paths: Iterable[str | os.PathLike], result: ScanResult) -> list[Sour
                     if _is_dicomdir_name(full):
                         continue  # the walk reaches the referenced files anyway
                     add_file(full)
-        elif path.is_file():
+        elif path.exists() or path.is_symlink():
             add_file(path)
-        elif path.exists():
-            result.rejected.append((str(path), "not a regular file or folder"))
         else:
             result.rejected.append((str(path), "no such file or folder"))
     return sources
