@@ -151,6 +151,37 @@ def rdkit_reason(messages: str, fallback: str) -> str:
     return chosen[0] if chosen else fallback
 
 
+# Per-record limits. The shipped models and descriptors are made for small molecules (the
+# largest training molecule has under 150 heavy atoms); a 5,000-atom chain stopped `predict` for
+# minutes and a 10,000-atom macrocycle took 3 GB in `describe`. Records beyond these get an error.
+MAX_RECORD_ATOMS = 1000
+MAX_RECORD_RINGS = 100
+_MAX_SMILES_CHARS = 8 * MAX_RECORD_ATOMS  # longer text cannot be under the atom limit worth parsing
+_MAX_BLOCK_ATOMS = 3 * MAX_RECORD_ATOMS  # declared atoms of a molblock, explicit hydrogens included
+_V3000_COUNTS = re.compile(r"^M  V30 COUNTS (\d+) (\d+)", re.MULTILINE)
+
+
+def _too_big(mol: Chem.Mol) -> str | None:
+    atoms = mol.GetNumHeavyAtoms()
+    if atoms > MAX_RECORD_ATOMS:
+        return f"too large: {atoms} heavy atoms (limit {MAX_RECORD_ATOMS} for one molecule)"
+    rings = mol.GetRingInfo().NumRings()
+    if rings > MAX_RECORD_RINGS:
+        return f"too large: {rings} rings (limit {MAX_RECORD_RINGS} for one molecule)"
+    return None
+
+
+def declared_block_atoms(block: str) -> int | None:
+    """The atom count a molblock's counts line declares (V2000 or V3000), read before parsing."""
+    found = _V3000_COUNTS.search(block)
+    if found:
+        return int(found.group(1))
+    lines = block.splitlines()
+    if len(lines) >= 4 and "V3000" not in lines[3] and lines[3][:3].strip().isdigit():
+        return int(lines[3][:3])  # V2000: the atom count is the counts line's first 3 columns
+    return None
+
+
 def parse_smiles(text: str) -> tuple[Chem.Mol | None, str | None]:
     """RDKit's MolFromSmiles with its log captured: (mol, None) or (None, reason)."""
     text = text.strip()
@@ -160,12 +191,21 @@ def parse_smiles(text: str) -> tuple[Chem.Mol | None, str | None]:
         # SMILES are ASCII; RDKit's log bridge also fails (SystemError) on the truncated
         # multi-byte characters it echoes back
         return None, "not a SMILES: contains non-ASCII characters"
+    if any(c.isspace() for c in text):
+        # RDKit stops at the first blank and reads the rest as a name: "CC\tCC" became ethane
+        kind = "a tab" if "\t" in text else "a line break" if "\n" in text or "\r" in text else "a space"
+        return None, f"not one SMILES: {kind} inside it ({text[:40]!r})"
+    if len(text) > _MAX_SMILES_CHARS:
+        return None, f"too large: a SMILES of {len(text)} characters (limit {_MAX_SMILES_CHARS}; {MAX_RECORD_ATOMS} atoms)"
     with capture_rdkit_log() as capture:
         mol = Chem.MolFromSmiles(text)
     if mol is None:
         return None, rdkit_reason(capture.messages, "RDKit could not parse the SMILES")
     if mol.GetNumAtoms() == 0:
         return None, "the SMILES has no atoms"
+    problem = _too_big(mol)
+    if problem is not None:
+        return None, problem
     return mol, None
 
 
@@ -186,6 +226,9 @@ def parse_smarts(text: str) -> Chem.Mol:
 def parse_molblock(block: str) -> tuple[Chem.Mol | None, str | None]:
     if not block.strip():
         return None, "empty record (no molecule before $$$$)"
+    declared = declared_block_atoms(block)
+    if declared is not None and declared > _MAX_BLOCK_ATOMS:
+        return None, f"too large: the record declares {declared} atoms (limit {MAX_RECORD_ATOMS} heavy atoms for one molecule)"
     with capture_rdkit_log() as capture:
         try:
             mol = Chem.MolFromMolBlock(block)
@@ -193,6 +236,9 @@ def parse_molblock(block: str) -> tuple[Chem.Mol | None, str | None]:
             return None, rdkit_reason(str(exc) + "\n" + capture.messages, "RDKit could not read the molblock")
     if mol is None:
         return None, rdkit_reason(capture.messages, "RDKit could not read the molblock")
+    problem = _too_big(mol)
+    if problem is not None:
+        return None, problem
     return mol, None
 
 
