@@ -149,7 +149,7 @@ class IndexCache:
               on_bad: Callable[[Path, str], None] = lambda p, r: None):
         """Index ``library`` into its folder (replacing an out-of-date one); raise SearchCancelled
         when ``cancelled()`` turns true, leaving nothing behind. Returns (index, seconds)."""
-        from healthfm_desktop.core.chemistry.search_index import build_index
+        from healthfm_desktop.core.chemistry.search_index import IndexBuildCancelled, build_index
 
         stamp = self._stamp(library)
         total = estimate_records(library)
@@ -164,7 +164,10 @@ class IndexCache:
 
         try:
             progress(Rate("indexed", 0, total, 0.0))
-            build_index([library], partial, workers=1, on_bad=on_bad, progress=step, chunk=BUILD_STEP)
+            try:  # on every core (the shared process pool), a small chunk between two cancel checks
+                build_index([library], partial, on_bad=on_bad, progress=step, chunk=BUILD_STEP, cancel=cancelled)
+            except IndexBuildCancelled as exc:
+                raise SearchCancelled() from exc
             if cancelled():
                 raise SearchCancelled()
             (partial / "library.json").write_text(json.dumps(stamp) + "\n", encoding="utf-8")
