@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 from PySide6.QtCore import QThreadPool, QtMsgType, qInstallMessageHandler
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from healthfm_desktop import __version__
@@ -45,6 +46,8 @@ def build_application(argv: list[str] | None = None) -> QApplication:
         app.setApplicationName("HealthFM Desktop")
         app.setOrganizationName("HealthFM")
         app.setApplicationVersion(__version__)
+        app.setDesktopFileName("healthfm")  # the .deb's healthfm.desktop: the shell shows its icon
+        app.setWindowIcon(QIcon(str(resources_dir() / "icons" / "healthfm.png")))
     return app
 
 
