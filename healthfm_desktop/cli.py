@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--saliency", metavar="DIR", help="write saliency heatmap PNGs here")
     p.add_argument("--force", action="store_true", help="give the answer even for images outside the model's scope (marked)")
+    p.add_argument("--model", metavar="NAME", help="an image classifier by manifest name (shipped or user's)")
     p.set_defaults(handler="batch.images:classify")
 
     p = images.add_parser("segment", help="segment images and measure the result")
@@ -90,6 +91,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pixel-spacing", type=float, metavar="MM", help="mm per pixel when the file has none")
     p.add_argument("--force", action="store_true", help="segment even images outside the model's scope (marked)")
     p.set_defaults(handler="batch.images:segment")
+
+    # --- models and adaptation -------------------------------------------------------------
+    models = sub.add_parser("models", help="the models the registry sees").add_subparsers(
+        dest="subcommand", metavar="SUBCOMMAND", required=True
+    )
+    p = models.add_parser("list", help="every model, shipped and user's, with its check")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler="batch.adapt:list_models")
+
+    adapt = sub.add_parser("adapt", help="teach an encoder your own labels").add_subparsers(
+        dest="subcommand", metavar="SUBCOMMAND", required=True
+    )
+    p = adapt.add_parser("train", help="embed labelled items, fit a head, save it as a user model")
+    p.add_argument("--kind", required=True, choices=["image", "text", "molecule"])
+    p.add_argument("--data", required=True, metavar="FILE")
+    p.add_argument("--name", required=True, metavar="NAME")
+    p.add_argument("--task", choices=["classification", "regression"], default="classification")
+    p.add_argument("--label-column", default="label", metavar="COL")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler="batch.adapt:train")
+    p = adapt.add_parser("predict", help="run an adapted (or any user) model")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler="batch.adapt:predict")
+
+    p = sub.add_parser("similar", help="nearest neighbours by the encoder's embedding")
+    p.add_argument("--kind", required=True, choices=["image", "text", "molecule"])
+    p.add_argument("--library", required=True, nargs="+", metavar="PATH")
+    p.add_argument("--query", required=True, metavar="PATH_OR_SMILES")
+    p.add_argument("--top", type=int, default=10, metavar="K")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler="batch.adapt:similar")
 
     # --- notes ---------------------------------------------------------------------------
     notes = sub.add_parser("notes", help="clinical-note NLP").add_subparsers(

@@ -93,11 +93,21 @@ def _scope_notes(path: Path, scope) -> None:
 def classify(args) -> int:
     from healthfm_desktop.core.imaging.ai.classification import classify as run_classifier
     from healthfm_desktop.core.imaging.ai.classification import saliency_overlay
-    from healthfm_desktop.core.imaging.ai.models import CLASSIFIER, load_model
+    from healthfm_desktop.core.imaging.ai.models import default_classifier, load_model
     from healthfm_desktop.core.imaging.ai.preprocessing import read_image
 
     saliency_dir = _prepare_folder(args.saliency)
-    model = load_model(CLASSIFIER)  # a missing or tampered model stops the run (exit 1)
+    name = getattr(args, "model", None)
+    if name:
+        from healthfm_desktop.core.inference.registry import load_registry
+
+        manifest = load_registry().get(name)
+        if manifest.task != "image-classification":
+            raise ModelError(f"model {name!r} is a {manifest.task} model, not an image classifier")
+        if manifest.encoder:
+            return _classify_with_head(args, manifest)
+    # a missing or tampered model stops the run (exit 1)
+    model = load_model(name or default_classifier())
     used: set[str] = set()
 
     def one(path: Path) -> None:
@@ -121,8 +131,29 @@ def classify(args) -> int:
     return _each_image(args.paths, "classify", one)
 
 
+def _classify_with_head(args, manifest) -> int:
+    """An adapted classifier (a head on the image encoder's embedding), in `images classify` shape."""
+    from healthfm_desktop.core.foundation.adaptation import AdaptedModel
+    from healthfm_desktop.core.imaging.ai.preprocessing import read_image
+
+    if args.saliency:
+        raise ModelError(f"model {manifest.name!r} is a head on embeddings: it has no saliency map")
+    model = AdaptedModel.load(manifest)
+
+    def one(path: Path) -> None:
+        (result,) = model.predict([read_image(path).pixels])
+        record = {"path": str(path), "label": result["label"], "probabilities": result["probabilities"],
+                  "model": manifest.name, "prediction_set": result["prediction_set"], "in_domain": result["in_domain"]}
+        if args.json:
+            emit_json(record)
+        else:
+            print(f"{path}: {record['label']} (p={record['probabilities'][record['label']]:.3f}, {manifest.name})")
+
+    return _each_image(args.paths, "classify", one)
+
+
 def segment(args) -> int:
-    from healthfm_desktop.core.imaging.ai.models import SEGMENTER, load_model
+    from healthfm_desktop.core.imaging.ai.models import default_segmenter, load_model
     from healthfm_desktop.core.imaging.ai.preprocessing import read_image
     from healthfm_desktop.core.imaging.ai.segmentation import parse_spacing
     from healthfm_desktop.core.imaging.ai.segmentation import segment as run_segmenter
@@ -133,7 +164,7 @@ def segment(args) -> int:
         print(f"healthfm images segment: --pixel-spacing: {exc}", file=sys.stderr)
         return 2
     out_dir = _prepare_folder(args.out)
-    model = load_model(SEGMENTER)
+    model = load_model(default_segmenter())
     used: set[str] = set()
 
     def one(path: Path) -> None:
@@ -180,24 +211,24 @@ def self_test_checks():
 
     def classifier_check() -> str:
         from healthfm_desktop.core.imaging.ai.classification import classify as run_classifier
-        from healthfm_desktop.core.imaging.ai.models import CLASSIFIER, load_model
+        from healthfm_desktop.core.imaging.ai.models import default_classifier, load_model
         from healthfm_desktop.core.imaging.ai.preprocessing import read_image
 
         sample = folder / "chest_xray_pneumonia.dcm"
-        result = run_classifier(read_image(sample), load_model(CLASSIFIER))
+        result = run_classifier(read_image(sample), load_model(default_classifier()))
         return f"{result.model} says {result.label} (p={result.probability:.2f}) on {sample.name} in {result.latency_ms:.1f} ms on {result.provider}"
 
     def segmenter_check() -> str:
-        from healthfm_desktop.core.imaging.ai.models import SEGMENTER, load_model
+        from healthfm_desktop.core.imaging.ai.models import default_segmenter, load_model
         from healthfm_desktop.core.imaging.ai.preprocessing import read_image
         from healthfm_desktop.core.imaging.ai.segmentation import segment as run_segmenter
 
         sample = folder / "fetal_head_ultrasound.dcm"
-        result = run_segmenter(read_image(sample), None, load_model(SEGMENTER))
+        result = run_segmenter(read_image(sample), None, load_model(default_segmenter()))
         if result.head_circumference_mm is None:
             raise RuntimeError(f"no head measured on {sample.name}")
         return f"{result.model}: head circumference {result.head_circumference_mm:.1f} mm on {sample.name} in {result.latency_ms:.1f} ms on {result.provider}"
 
-    from healthfm_desktop.core.imaging.ai.models import CLASSIFIER, SEGMENTER
+    from healthfm_desktop.core.imaging.ai.models import default_classifier, default_segmenter
 
-    return [(f"model {CLASSIFIER}", classifier_check), (f"model {SEGMENTER}", segmenter_check)]
+    return [(f"model {default_classifier()}", classifier_check), (f"model {default_segmenter()}", segmenter_check)]

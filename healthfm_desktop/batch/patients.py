@@ -41,10 +41,14 @@ def risk(args) -> int:
         report_bad_input(args.file, "no patient could be read")
         return EXIT_FAILED
     model = RiskModel()
-    risks = model.score(cohort.records)
-    for record, value in zip(cohort.records, risks.tolist()):
+    for record, (value, reason) in zip(cohort.records, model.score_or_withhold(cohort.records)):
         if args.json:
-            emit_json({"patient_id": record.patient_id, "risk": round(value, 6), "model": model.label})
+            row = {"patient_id": record.patient_id, "risk": None if value is None else round(value, 6), "model": model.label}
+            if reason is not None:
+                row["reason"] = reason
+            emit_json(row)
+        elif value is None:
+            sys.stdout.write(f"{record.patient_id}\t-\t{reason}\n")
         else:
             sys.stdout.write(f"{record.patient_id}\t{value:.4f}\n")
     sys.stdout.flush()

@@ -260,9 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         "outputs": [{"name": "probability", "shape": ["batch", 1, 144, 208], "dtype": "float32", "meaning": "fetal head probability per pixel"}],
         "labels": ["background", "fetal head"],
         "preprocessing": {
-            "module": "healthfm_desktop.core.imaging.ai.preprocessing",
-            "function": "segmenter_input",
-            "steps": "grey-scale uint8 -> keep aspect ratio, area-downscale to fit 144x208, zero-pad centred -> /255 -> (x - 0.1393) / 0.1677",
+            "steps": [{"op": "letterbox", "size": [144, 208]}, {"op": "scale", "divide": 255},
+                      {"op": "normalise", "mean": 0.1393, "std": 0.1677}],
+            "description": "grey-scale uint8 -> keep aspect ratio, area-downscale to fit 144x208, zero-pad centred -> /255 -> (x - 0.1393) / 0.1677",
             "postprocessing": "probability > 0.5 -> largest connected region, holes filled -> back to the input size; ellipse fit (cv2.fitEllipse) -> Ramanujan circumference x pixel spacing",
         },
         "training_data": {

@@ -409,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
         "name": NAME,
         "version": VERSION,
         "file": onnx_path.name,
-        "task": "binary risk: in-hospital death from the first 48 h of an ICU stay",
+        "task": "tabular-classification",
+        "task_description": "binary risk: in-hospital death from the first 48 h of an ICU stay",
         "inputs": [{"name": "features", "shape": ["N", N_FEATURES], "dtype": "float32"}],
         "outputs": [
             {"name": "risk", "shape": ["N", 1], "dtype": "float32", "meaning": "calibrated probability of in-hospital death"},

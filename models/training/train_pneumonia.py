@@ -288,9 +288,10 @@ def main(argv: list[str] | None = None) -> int:
         ],
         "labels": LABELS,
         "preprocessing": {
-            "module": "healthfm_desktop.core.imaging.ai.preprocessing",
-            "function": "classifier_input",
-            "steps": "grey-scale (DICOM: modality LUT, VOI window, MONOCHROME1 inverted) -> uint8 -> centre square -> 28x28 area resize -> /255 -> (x - 0.5719) / 0.1684",
+            # the same steps classification.py applies (core/inference/image_steps.py), as data
+            "steps": [{"op": "centre_square"}, {"op": "resize", "size": [28, 28]}, {"op": "scale", "divide": 255},
+                      {"op": "normalise", "mean": 0.5719, "std": 0.1684}],
+            "description": "grey-scale (DICOM: modality LUT, VOI window, MONOCHROME1 inverted) -> uint8 -> centre square -> 28x28 area resize -> /255 -> (x - 0.5719) / 0.1684",
         },
         "training_data": {
             "source": "PneumoniaMNIST (MedMNIST v2), Kermany et al. 2018 paediatric chest X-rays",

@@ -14,7 +14,9 @@ from PIL import Image
 from healthfm_desktop.core.imaging.ai import models as image_models
 from healthfm_desktop.core.imaging.ai.classification import classify
 from healthfm_desktop.core.imaging.ai.evaluation import accuracy, dice, roc_auc
-from healthfm_desktop.core.imaging.ai.models import CLASSIFIER, SEGMENTER, load_model
+from healthfm_desktop.core.imaging.ai.models import default_classifier, default_segmenter, load_model
+
+CLASSIFIER, SEGMENTER = default_classifier(), default_segmenter()  # chosen by manifest task
 from healthfm_desktop.core.imaging.ai.preprocessing import SourceImage, read_image
 from healthfm_desktop.core.imaging.ai.segmentation import segment
 from healthfm_desktop.core.inference.registry import load_registry

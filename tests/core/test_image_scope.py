@@ -17,7 +17,7 @@ from PIL import Image
 from healthfm_desktop.core.errors import ModelError
 from healthfm_desktop.core.imaging.ai.classification import classify
 from healthfm_desktop.core.imaging.ai.intended_use import ImageScope, image_features
-from healthfm_desktop.core.imaging.ai.models import CLASSIFIER, load_model
+from healthfm_desktop.core.imaging.ai.models import default_classifier, load_model
 from healthfm_desktop.core.imaging.ai.preprocessing import SourceImage, read_image
 from healthfm_desktop.core.imaging.ai.segmentation import segment
 from tests.core.test_image_ai_helpers import IMAGE_SAMPLES, IMAGE_TEST_DATA, REPO, make_dicom
@@ -34,7 +34,7 @@ def _as_png(path: Path) -> SourceImage:
 
 def test_chest_xrays_of_the_test_split_pass_and_other_images_are_withheld():
     data = np.load(DATA / "pneumoniamnist_28.npz")
-    model = load_model(CLASSIFIER, quantized=False)
+    model = load_model(default_classifier(), quantized=False)
     results = [classify(SourceImage(p), model) for p in data["test_images"]]
     withheld = np.mean([r.answer is None for r in results])
     assert withheld <= 0.02  # fit_image_trust.py printed 0.3 %

@@ -34,7 +34,7 @@ def models_folder(tmp_path):
             "name": "scale",
             "version": "1.0",
             "file": "scale.onnx",
-            "task": "test",
+            "task": "tabular-regression",
             "inputs": [{"name": "x", "shape": [None, 3], "dtype": "float32"}],
             "outputs": [{"name": "y", "shape": [None, 3], "dtype": "float32"}],
             "license": "MIT",

@@ -30,12 +30,20 @@ def test_risk_json_gives_one_object_per_stay():
     assert result.stderr == ""
     objects = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(objects) == 61
-    assert all(list(o) == ["patient_id", "risk", "model"] for o in objects)
-    assert all(isinstance(o["patient_id"], str) and 0 < o["risk"] < 1 and o["model"] == "icu_mortality" for o in objects)
+    scored = [o for o in objects if o["risk"] is not None]
+    withheld = [o for o in objects if o["risk"] is None]
+    assert all(list(o) == ["patient_id", "risk", "model"] for o in scored)
+    assert all(isinstance(o["patient_id"], str) and 0 < o["risk"] < 1 and o["model"] == "icu_mortality" for o in scored)
+    # a stay with too little data gets no number, and says so
+    assert "140501" in {o["patient_id"] for o in withheld}
+    assert all(list(o) == ["patient_id", "risk", "model", "reason"] and o["reason"].startswith("not enough data to score")
+               for o in withheld)
     cohort = read_patient_file(DATA / "timeseries.csv.gz")
-    expected = RiskModel().score(cohort.records)
     by_id = {o["patient_id"]: o["risk"] for o in objects}
-    assert [by_id[r.patient_id] for r in cohort.records] == pytest.approx(expected.tolist(), abs=1e-5)
+    records = [r for r in cohort.records if by_id[r.patient_id] is not None]
+    assert len(records) == len(scored) >= 55
+    expected = RiskModel().score(records)
+    assert [by_id[r.patient_id] for r in records] == pytest.approx(expected.tolist(), abs=1e-5)
 
 
 def test_bad_rows_are_reported_and_the_stays_still_scored(tmp_path):

@@ -18,7 +18,13 @@ from healthfm_desktop.core.inference.registry import load_registry
 from healthfm_desktop.core.patients.features import FEATURE_NAMES, N_FEATURES, cohort_features, record_features
 from healthfm_desktop.core.patients.importing import read_long_csv
 from healthfm_desktop.core.patients.reading import read_patient_file
-from healthfm_desktop.core.patients.risk import TRAJECTORY_HOURS, RiskModel
+from healthfm_desktop.core.patients.risk import (
+    MIN_OBSERVATIONS,
+    MIN_VARIABLES,
+    TRAJECTORY_HOURS,
+    RiskModel,
+    check_inputs,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "patients"
@@ -93,23 +99,43 @@ def test_trajectory_and_explanations(cohort, model):
         assert risk == pytest.approx(model.score([stay.truncated(hours * 60)], hours)[0], abs=1e-6)
     contributions = assessment.contributions
     assert 3 <= len(contributions) <= 6
-    magnitudes = [abs(c.log_odds) for c in contributions]
+    magnitudes = [abs(c.points) for c in contributions]
     assert magnitudes == sorted(magnitudes, reverse=True)
-    # an explanation is what the model does: removing that variable changes the logit by that much
+    # an explanation is what the model does: removing that variable changes the risk by that many points
     top = contributions[0]
     features = record_features(stay)[None, :].copy()
-    base = model._run(features, "logit")[0]
+    base = model._run(features, "risk")[0]
     masked = features.copy()
     masked[0, [i for i, name in enumerate(FEATURE_NAMES) if name.split(":")[0].split("=")[0] == top.source]] = np.nan
-    assert base - model._run(masked, "logit")[0] == pytest.approx(top.log_odds, abs=1e-4)
+    assert (base - model._run(masked, "risk")[0]) * 100 == pytest.approx(top.points, abs=1e-3)
     assert top.summary
 
 
-def test_a_stay_with_no_rows_still_gets_a_score(cohort, model):
+def test_a_stay_with_too_little_data_gets_no_number_and_says_why(cohort, model):
     empty = cohort.by_id("140501")
     assessment = model.assess(empty)
-    assert 0 < assessment.risk < 1
-    assert any("not measured" in c.summary or "age" in c.summary for c in assessment.contributions)
+    assert assessment.risk is None and assessment.reason.startswith("not enough data to score")
+    assert assessment.contributions == [] and assessment.trajectory == []
+    assert "HR" in assessment.inputs.missing
+    scored = dict(zip((r.patient_id for r in cohort.records), model.score_or_withhold(cohort.records)))
+    assert scored["140501"] == (None, assessment.reason)
+    full = [r for r in cohort.records if check_inputs(r).enough]
+    assert full and all(0 < scored[r.patient_id][0] < 1 and scored[r.patient_id][1] is None for r in full)
+
+
+def test_every_training_stay_below_the_minimum_is_withheld_and_the_rest_scored():
+    # the rule, not the sample: a stay is scored exactly when it has the data the minimum asks for
+    from healthfm_desktop.core.patients.reading import read_patient_file
+
+    cohort = read_patient_file(REPO / "models" / "training" / "data" / "patients" / "timeseries.csv.gz")
+    records = cohort.records[:1500]
+    for record in records:
+        check = check_inputs(record)
+        kept = (record.time <= 2880) & (record.excluded == 0)
+        sparse = kept.sum() < MIN_OBSERVATIONS or len(np.unique(record.variable[kept])) < MIN_VARIABLES
+        assert check.enough is not sparse
+    truncated = [r.truncated(60) for r in records[:200]]  # one hour of data: mostly too little
+    assert sum(not check_inputs(r).enough for r in truncated) > 100
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ top variables), all matching what core computes."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from healthfm_desktop.views.patient_view.workspace import RISK_COLUMN, PatientsW
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "patients"
+SCREENSHOT_DIR = Path(os.environ.get("HEALTHFM_SCREENSHOTS", "/tmp"))
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +49,9 @@ def _select(view, qtbot, patient_id: str) -> None:
 
 def test_list_is_sorted_by_risk_and_searchable(workspace, cohort):
     view = workspace
-    risks = [float(view.proxy.index(row, RISK_COLUMN).data()) for row in range(view.proxy.rowCount())]
-    assert risks == sorted(risks, reverse=True)
+    shown = [view.proxy.index(row, RISK_COLUMN).data() for row in range(view.proxy.rowCount())]
+    risks = [float(text) for text in shown if text != "-"]
+    assert risks == sorted(risks, reverse=True) and shown[len(risks):] == ["-"] * (len(shown) - len(risks))
     expected = dict(zip((r.patient_id for r in cohort.records), RiskModel().score(cohort.records)))
     top = view.proxy.index(0, 0).data()
     assert risks[0] == pytest.approx(expected[top] * 100, abs=0.051)
@@ -58,7 +61,7 @@ def test_list_is_sorted_by_risk_and_searchable(workspace, cohort):
     assert view.proxy.rowCount() == 1 and view.proxy.index(0, 0).data() == "156930"
     view.search.clear()
     view.table.sortByColumn(RISK_COLUMN, Qt.SortOrder.AscendingOrder)
-    assert float(view.proxy.index(0, RISK_COLUMN).data()) == min(risks)
+    assert view.proxy.index(0, RISK_COLUMN).data() == "-"  # not enough data to score: below every number
 
 
 def test_timeline_and_risk_panel_show_the_selected_stay(workspace, qtbot, cohort, tmp_path):
@@ -94,8 +97,24 @@ def test_timeline_and_risk_panel_show_the_selected_stay(workspace, qtbot, cohort
     np.testing.assert_allclose(risks, [r * 100 for _, r in assessment.trajectory], rtol=1e-6)
     assert panel.contributions.rowCount() == len(assessment.contributions) >= 3
     assert panel.contributions.item(0, 0).text() == assessment.contributions[0].source
+    assert panel.contributions.item(0, 1).text().endswith(" pp")
+    assert panel.contributions.item(0, 1).text() == f"{assessment.contributions[0].points:+.1f} pp"
     view.grab().save(str(tmp_path / "patient_view.png"))
     assert (tmp_path / "patient_view.png").stat().st_size > 10_000
+    panel.grab().save(str(SCREENSHOT_DIR / "patient_risk_panel.png"))
+
+
+def test_an_empty_stay_shows_not_enough_data_and_no_number(workspace, qtbot):
+    view = workspace
+    _select(view, qtbot, "140501")  # no observation at all
+    panel = view.risk_panel
+    qtbot.waitUntil(lambda: view.controller.session.current.assessment is not None, timeout=30_000)
+    assert view.controller.session.current.assessment.risk is None
+    assert panel.score.text() == "no score" and "%" not in panel.score.text()
+    assert "Not enough data to score" in panel.band.text() and panel.band.isVisible()
+    assert panel.contributions.rowCount() == 0 and "HR" in panel.inputs.text()
+    qtbot.wait(50)
+    panel.grab().save(str(SCREENSHOT_DIR / "patient_risk_not_enough_data.png"))
 
 
 def test_linked_notes_appear_on_the_timeline(workspace, qtbot):

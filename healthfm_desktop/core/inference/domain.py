@@ -33,10 +33,14 @@ class EmbeddingDomain:
     """kNN applicability domain over a model's training embeddings."""
 
     def __init__(self, reference: np.ndarray, threshold: float, k: int = 5, metric: str = "cosine",
-                 quantile: float = 0.95):
+                 quantile: float = 0.95, center: np.ndarray | None = None, scale: np.ndarray | None = None):
+        """``center``/``scale``: standardise every embedding first (features on unlike scales,
+        such as fingerprints beside descriptors); ``reference`` is given unstandardised."""
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}")
-        reference = np.asarray(reference, dtype=np.float32)
+        self.center = None if center is None else np.asarray(center, dtype=np.float32)
+        self.scale = None if scale is None else np.maximum(np.asarray(scale, dtype=np.float32), 1e-12)
+        reference = self._standardise(np.asarray(reference, dtype=np.float32))
         if reference.ndim != 2 or reference.shape[0] == 0:
             raise ValueError("the training embeddings must be a non-empty (n, d) array")
         self.metric = metric
@@ -45,12 +49,20 @@ class EmbeddingDomain:
         self.threshold = float(threshold)
         self.quantile = float(quantile)
 
+    def _standardise(self, x: np.ndarray) -> np.ndarray:
+        if self.center is None:
+            return x
+        return ((x - self.center) / self.scale).astype(np.float32)
+
     @classmethod
     def fit(cls, train: np.ndarray, validation: np.ndarray | None = None, quantile: float = 0.95,
-            k: int = 5, metric: str = "cosine") -> "EmbeddingDomain":
+            k: int = 5, metric: str = "cosine", standardise: bool = False) -> "EmbeddingDomain":
         """Threshold = ``quantile`` of the validation items' distances; without validation items,
         of the training items' leave-one-out distances (each item's own match excluded)."""
-        domain = cls(train, np.inf, k, metric, quantile)
+        train = np.asarray(train, dtype=np.float32)
+        center = train.mean(axis=0) if standardise else None
+        scale = train.std(axis=0) if standardise else None
+        domain = cls(train, np.inf, k, metric, quantile, center, scale)
         if validation is not None and len(validation):
             distances = domain.distances(validation)
         else:
@@ -76,6 +88,7 @@ class EmbeddingDomain:
         if x.shape[1] != self.reference.shape[1]:
             raise ValueError(f"embeddings have {x.shape[1]} dimensions; the domain was fitted on "
                              f"{self.reference.shape[1]}")
+        x = self._standardise(x)
         return _unit(x) if self.metric == "cosine" else x
 
     def _distances(self, x: np.ndarray, skip_self: bool = False, block: int = 1024):
@@ -101,9 +114,12 @@ class EmbeddingDomain:
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
+        # the reference is stored as used (standardised, unit length for cosine): loading must
+        # not standardise it again, hence raw=True below
+        extra = {} if self.center is None else {"center": self.center, "scale": self.scale}
         np.savez_compressed(buffer, reference=self.reference.astype(np.float32),
                             threshold=np.float64(self.threshold), k=np.int64(self.k),
-                            metric=np.array(self.metric), quantile=np.float64(self.quantile))
+                            metric=np.array(self.metric), quantile=np.float64(self.quantile), **extra)
         return buffer.getvalue()
 
     def save(self, path: Path | str) -> None:
@@ -112,8 +128,11 @@ class EmbeddingDomain:
     @classmethod
     def load(cls, path: Path | str | io.BytesIO) -> "EmbeddingDomain":
         with np.load(path, allow_pickle=False) as data:
-            return cls(data["reference"], float(data["threshold"]), int(data["k"]), str(data["metric"]),
-                       float(data["quantile"]))
+            domain = cls(data["reference"], float(data["threshold"]), int(data["k"]), str(data["metric"]),
+                         float(data["quantile"]))
+            if "center" in data:
+                domain.center, domain.scale = data["center"], data["scale"]
+            return domain
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

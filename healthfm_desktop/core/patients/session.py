@@ -84,8 +84,8 @@ def read_and_score(paths: list[Path], model: Callable[[], RiskModel]) -> Iterato
         result.sources += [path.name] * len(cohort.records)
     yield Progress(0.9, "Scoring")
     try:
-        risks = model().score(result.records).tolist() if result.records else []
-        result.risks = [float(r) for r in risks]
+        scored = model().score_or_withhold(result.records) if result.records else []
+        result.risks = [risk for risk, _reason in scored]  # None: not enough data to score
     except ModelError as exc:
         result.model_problem = str(exc)
         result.risks = [None] * len(result.records)

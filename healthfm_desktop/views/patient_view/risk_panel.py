@@ -1,5 +1,6 @@
 """The risk panel beside the timeline: the calibrated risk of in-hospital death, its trajectory
-at 12/24/36/48 h, and the variables that raise or lower it most for this stay."""
+at 12/24/36/48 h, the variables that raise or lower it most for this stay (in percentage
+points), the model's inputs the stay lacks or had out of range, or "not enough data to score"."""
 
 from __future__ import annotations
 
@@ -21,6 +22,18 @@ def risk_band(risk: float) -> str:
     if risk < 0.28:
         return "above average"
     return "high"
+
+
+def describe_inputs(inputs) -> str:
+    """The model's inputs this stay lacks or had excluded as impossible, in a line each."""
+    if inputs is None:
+        return ""
+    lines = []
+    if inputs.missing:
+        lines.append("Not measured (the model expects them): " + ", ".join(inputs.missing))
+    if inputs.out_of_range:
+        lines.append("Out of physiological range, not used: " + "; ".join(inputs.out_of_range))
+    return "\n".join(lines)
 
 
 class RiskPanel(QWidget):
@@ -54,12 +67,15 @@ class RiskPanel(QWidget):
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
         self.contributions.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.contributions.setWordWrap(True)
-        explanation = QLabel("Effect: change in log-odds when the variable is replaced by a typical value "
-                             "(red raises, green lowers the risk).")
+        explanation = QLabel("Effect: how many percentage points this stay's value adds to the risk, compared "
+                             "with a typical value of that variable (red raises, green lowers the risk).")
         explanation.setWordWrap(True)
         explanation.setStyleSheet("color: #555; font-size: 8pt")
+        self.inputs = QLabel("")
+        self.inputs.setWordWrap(True)
+        self.inputs.setStyleSheet("color: #664d03; font-size: 8pt")
         layout = QVBoxLayout(self)
-        for widget in (self.title, self.score, self.band, QLabel("Risk as known at 12, 24, 36, 48 h"), self.trajectory,
+        for widget in (self.title, self.score, self.band, self.inputs, QLabel("Risk as known at 12, 24, 36, 48 h"), self.trajectory,
                        QLabel("What drives this score"), self.contributions, explanation, self.model_note):
             layout.addWidget(widget)
         self.setMinimumWidth(320)
@@ -70,6 +86,16 @@ class RiskPanel(QWidget):
             self.band.setText(problem or "")
             self.trajectory_curve.setData([], [])
             self.contributions.setRowCount(0)
+            self.inputs.setText("")
+            return
+        self.inputs.setText(describe_inputs(assessment.inputs))
+        if assessment.risk is None:
+            self.score.setText("no score")
+            self.band.setText(assessment.reason[:1].upper() + assessment.reason[1:] + ".")
+            self.band.setWordWrap(True)
+            self.trajectory_curve.setData([], [])
+            self.contributions.setRowCount(0)
+            self.model_note.setText(f"Model {assessment.model}: it gives no number for a stay this sparse.")
             return
         self.score.setText(f"{assessment.risk * 100:.1f} %")
         self.band.setText(f"{risk_band(assessment.risk)} (ICU average about 14 %)")
@@ -80,8 +106,8 @@ class RiskPanel(QWidget):
         self.contributions.setRowCount(len(assessment.contributions))
         for row, contribution in enumerate(assessment.contributions):
             name = QTableWidgetItem(contribution.source)
-            effect = QTableWidgetItem(f"{contribution.log_odds:+.2f}")
-            effect.setForeground(RAISES if contribution.log_odds > 0 else LOWERS)
+            effect = QTableWidgetItem(f"{contribution.points:+.1f} pp")
+            effect.setForeground(RAISES if contribution.points > 0 else LOWERS)
             effect.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.contributions.setItem(row, 0, name)
             self.contributions.setItem(row, 1, effect)

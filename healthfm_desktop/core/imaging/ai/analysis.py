@@ -14,7 +14,7 @@ import numpy as np
 
 from healthfm_desktop.core.errors import UserFacingError
 from healthfm_desktop.core.imaging.ai.classification import ClassificationResult, classify
-from healthfm_desktop.core.imaging.ai.models import CLASSIFIER, SEGMENTER, load_model
+from healthfm_desktop.core.imaging.ai.models import CLASSIFICATION, SEGMENTATION, load_model, model_for
 from healthfm_desktop.core.imaging.ai.preprocessing import SourceImage, read_dicom_bytes
 from healthfm_desktop.core.imaging.ai.segmentation import SegmentationResult, segment
 
@@ -116,7 +116,7 @@ def analyse(
 
 def _run(image: SourceImage, task: str, pixel_spacing_mm: float | None, force: bool):
     yield 0.2, "loading the model"
-    model = load_model(CLASSIFIER if task == CLASSIFY else SEGMENTER)
+    model = load_model(model_for(CLASSIFICATION if task == CLASSIFY else SEGMENTATION, image.modality))
     yield 0.4, f"running {model.label}"
     if task == CLASSIFY:
         result = classify(image, model, force=force)
@@ -226,10 +226,12 @@ def summarise_series(task: str, per_image: list[dict]) -> str:
     if not per_image:
         return f"{len(withheld)} images: every answer withheld (outside the model's scope)"
     if task == CLASSIFY:
-        positives = [r for r in per_image if r["label"] == "pneumonia"]
-        top = max(per_image, key=lambda r: r["probabilities"].get("pneumonia", 0.0))
-        return (f"{len(per_image)} images answered: pneumonia on {len(positives)}; highest p(pneumonia) "
-                f"{top['probabilities']['pneumonia']:.2f} on image {top['index'] + 1}{note}")
+        # the finding is the classifier's last label (its manifest lists the normal class first)
+        finding = list(per_image[0]["probabilities"])[-1]
+        positives = [r for r in per_image if r["label"] == finding]
+        top = max(per_image, key=lambda r: r["probabilities"].get(finding, 0.0))
+        return (f"{len(per_image)} images answered: {finding} on {len(positives)}; highest p({finding}) "
+                f"{top['probabilities'][finding]:.2f} on image {top['index'] + 1}{note}")
     measured = [r for r in per_image if r.get("head_circumference_mm") is not None]
     if not measured:
         found = sum(1 for r in per_image if r["head_found"])

@@ -13,7 +13,8 @@ import numpy as np
 from healthfm_desktop.core.errors import ModelError
 from healthfm_desktop.core.imaging.ai import preprocessing as prep
 from healthfm_desktop.core.imaging.ai.intended_use import ImageScope, ScopeDecision
-from healthfm_desktop.core.imaging.ai.models import CLASSIFIER, LoadedModel, load_model
+from healthfm_desktop.core.imaging.ai.models import LoadedModel, default_classifier, load_model
+from healthfm_desktop.core.inference.image_steps import apply_steps, frame_pixels
 
 
 @dataclass
@@ -74,14 +75,19 @@ def saliency_at_source(cam: np.ndarray, source_shape: tuple[int, int]) -> np.nda
 def classify(image: prep.SourceImage, model: LoadedModel | None = None, force: bool = False) -> ClassificationResult:
     """Run the shipped classifier (float or INT8 per Settings) on one image. The probabilities
     are always computed; ``answer`` is None for an out-of-scope image unless ``force``."""
-    model = model or load_model(CLASSIFIER)
+    model = model or load_model(default_classifier())
     started = time.perf_counter()
-    small = prep.resize_for_classifier(image.pixels)
-    tensor = prep.normalise_classifier_batch(small[None])
+    steps = model.manifest.preprocessing["steps"]
+    small = frame_pixels(image.pixels, steps)
+    tensor = apply_steps(small, steps)
+    outputs = [o["name"] for o in model.manifest.outputs]
     try:
-        probabilities, cams = model.session.run(["probabilities", "class_activation"], {"image": tensor})
+        results = dict(zip(outputs, model.session.run(outputs, {model.manifest.inputs[0]["name"]: tensor})))
     except Exception as exc:  # onnxruntime errors have no common base class
         raise ModelError(f"the classifier failed to run: {type(exc).__name__}") from exc
+    probabilities = results.get("probabilities", results[outputs[0]])
+    # a classifier brought by the user may have no class activation output: no saliency then
+    cams = results.get("class_activation", np.zeros((1, len(model.manifest.labels)) + small.shape, np.float32))
     labels = list(model.manifest.labels)
     probs = probabilities[0].astype(np.float64)
     index = int(np.argmax(probs))

@@ -13,13 +13,37 @@ from healthfm_desktop.core.config import read_setting
 from healthfm_desktop.core.inference.registry import ModelManifest, ModelRegistry, load_registry
 from healthfm_desktop.core.inference.runtime import ProviderChoice
 
-CLASSIFIER = "pneumonia_resnet"
-SEGMENTER = "hc18_unet"
+CLASSIFICATION, SEGMENTATION = "image-classification", "image-segmentation"
 QUANTIZED_SUFFIX = "_int8"
-# Both graphs are small: one intra-op thread keeps latency and its tail down when other
+# The shipped graphs are small: one intra-op thread keeps latency and its tail down when other
 # programs load the CPU, and leaves a core to the UI thread (onnxruntime's pool spin-waits).
 # benchmarks/bench_image_ai.py on 2 busy cores: segmenter p50 14.4 vs 20.9 ms, p95 24 vs 44 ms.
-INTRA_OP_THREADS = {CLASSIFIER: 1, SEGMENTER: 1}
+INTRA_OP_THREADS = 1
+
+
+def model_for(task: str, modality: str | None = None, registry: ModelRegistry | None = None) -> str:
+    """The shipped model of ``task`` (image-classification / image-segmentation) whose intended
+    use lists the image's modality, else the first shipped one of that task: chosen by manifest,
+    so a new shipped model needs no code. INT8 variants are picked later by ``model_name``."""
+    registry = registry or load_registry()
+    candidates = [m for m in registry.by_task(task, source="shipped") if "float_model" not in m.extra]
+    if not candidates:
+        from healthfm_desktop.core.errors import ModelError
+
+        raise ModelError(f"no shipped {task} model is installed")
+    wanted = (modality or "").upper()
+    for manifest in candidates:
+        if wanted and wanted in manifest.extra.get("intended_use_profile", {}).get("modalities", []):
+            return manifest.name
+    return candidates[0].name
+
+
+def default_classifier(registry: ModelRegistry | None = None) -> str:
+    return model_for(CLASSIFICATION, registry=registry)
+
+
+def default_segmenter(registry: ModelRegistry | None = None) -> str:
+    return model_for(SEGMENTATION, registry=registry)
 
 
 def wants_quantized() -> bool:
@@ -64,7 +88,6 @@ def load_model(
     with _LOCK:
         cached = _CACHE.get(key)
         if cached is None:
-            threads = INTRA_OP_THREADS.get(base, 0)
-            session, manifest, choice = registry.session(name, override=override, threads=threads)
+            session, manifest, choice = registry.session(name, override=override, threads=INTRA_OP_THREADS)
             cached = _CACHE[key] = LoadedModel(session, manifest, choice)
     return cached

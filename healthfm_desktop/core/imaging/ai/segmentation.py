@@ -19,7 +19,7 @@ from healthfm_desktop.core.imaging.ai.head_circumference import (
     ramanujan_circumference,
 )
 from healthfm_desktop.core.imaging.ai.intended_use import ImageScope, ScopeDecision
-from healthfm_desktop.core.imaging.ai.models import SEGMENTER, LoadedModel, load_model
+from healthfm_desktop.core.imaging.ai.models import LoadedModel, default_segmenter, load_model
 
 THRESHOLD = 0.5
 
@@ -85,7 +85,7 @@ def segment(
     """Run the shipped segmenter (float or INT8 per Settings) on one image and measure the head.
     Spacing: the file's own (DICOM) first, else ``pixel_spacing_mm``, else no mm values. An
     image out of the model's scope gets an empty mask and no measurement unless ``force``."""
-    model = model or load_model(SEGMENTER)
+    model = model or load_model(default_segmenter())
     started = time.perf_counter()
     tensor, letterbox = prep.segmenter_input(image)
     try:
