@@ -150,3 +150,27 @@ def exclusion_summary(record: PatientRecord) -> list[tuple[str, int]]:
     """(rule description, count) of the stay's excluded points, most frequent first."""
     codes, counts = np.unique(record.excluded[record.excluded != 0], return_counts=True)
     return sorted(((describe_exclusion(c), int(n)) for c, n in zip(codes, counts)), key=lambda x: -x[1])
+
+
+#: PhysioNet 2012's ICUType codes
+ICU_TYPES = {1: "Coronary care unit", 2: "Cardiac surgery recovery unit", 3: "Medical ICU", 4: "Surgical ICU"}
+
+
+def stay_summary(record: PatientRecord) -> str:
+    """The header a clinician reads first: age, sex and ICU type (then height and weight when
+    known); "unknown" where the stay does not say."""
+    descriptors = record.descriptors
+
+    def known(name: str) -> float | None:
+        value = descriptors.get(name, float("nan"))
+        return None if value is None or value != value else float(value)
+
+    age, gender, icu, height, weight = (known(n) for n in ("Age", "Gender", "ICUType", "Height", "Weight"))
+    parts = [f"Age {age:.0f}" if age is not None else "Age unknown",
+             {0.0: "female", 1.0: "male"}.get(gender, "sex unknown"),
+             ICU_TYPES.get(int(icu), "ICU type unknown") if icu is not None else "ICU type unknown"]
+    if height is not None:
+        parts.append(f"{height:.0f} cm")
+    if weight is not None:
+        parts.append(f"{weight:.1f} kg")
+    return " · ".join(parts)

@@ -23,14 +23,24 @@ from healthfm_desktop.core.patients.timeline import (
     exclusion_summary,
     panel_series,
     panels_for,
+    stay_summary,
 )
 from healthfm_desktop.core.patients.variables import FLUID, LAB, RESPIRATORY, VITAL
 
-PANEL_HEIGHT = 96
+PANEL_HEIGHT = 112
 COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44))  # red is kept for excluded points
 GROUP_TINT = {VITAL: (255, 255, 255), RESPIRATORY: (250, 250, 255), LAB: (255, 252, 246), FLUID: (246, 252, 255)}
 EXCLUDED_BRUSH = pg.mkBrush(220, 0, 0)
 REFERENCE_BRUSH = pg.mkBrush(60, 170, 60, 40)
+
+
+def panel_title_html(panel: Panel) -> str:
+    """The panel's name, then each variable in its line's colour when there are several."""
+    if len(panel.variables) == 1:
+        return panel.title
+    names = " ".join(f"<span style='color: rgb{COLOURS[i % len(COLOURS)]}'>&#9632; {name}</span>"
+                     for i, name in enumerate(panel.variables))
+    return f"{panel.title} &nbsp; {names}"
 
 
 def _clock(hours: float) -> str:
@@ -60,6 +70,12 @@ class PatientTimeline(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         pg.setConfigOptions(antialias=False, background="w", foreground="k")
+        self.summary = QLabel("")
+        self.summary.setObjectName("staySummary")
+        font = self.summary.font()
+        font.setBold(True)
+        font.setPointSizeF(font.pointSizeF() * 1.15)
+        self.summary.setFont(font)
         self.header = QLabel("No patient selected.")
         self.header.setWordWrap(True)
         self.canvas = QWidget()
@@ -73,6 +89,7 @@ class PatientTimeline(QWidget):
         self.time_axis_label.setAlignment(Qt.AlignmentFlag.AlignHCenter)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.summary)
         layout.addWidget(self.header)
         layout.addWidget(self.scroll, 1)
         layout.addWidget(self.time_axis_label)
@@ -96,7 +113,12 @@ class PatientTimeline(QWidget):
         plot.getAxis("bottom").enableAutoSIPrefix(False)
         plot.getAxis("bottom").setStyle(showValues=False)
         plot.getViewBox().sigXRangeChanged.connect(self._sync_time_axis)
-        plot.setLabel("left", f"{panel.title}", units=None, **{"font-size": "8pt"})
+        # the panel's name (and which colour is which variable) as a title above the plot: a
+        # rotated axis title longer than the panel ran into its neighbours, and a legend
+        # inside the plot covered points
+        plot.setTitle(panel_title_html(panel), size="8pt", justify="left")
+        if panel.unit:
+            plot.setLabel("left", panel.unit, **{"font-size": "7pt"})
         plot.getViewBox().setBackgroundColor(GROUP_TINT[panel.group])
         band = None
         if panel.reference is not None and panel.reference[1] > panel.reference[0]:
@@ -107,11 +129,6 @@ class PatientTimeline(QWidget):
             plot.addItem(band)
         curves, points = [], []
         bars = None
-        legend = None
-        if len(panel.variables) > 1:  # say which line is which (systolic, mean, diastolic)
-            legend = pg.LegendItem(offset=(-4, 1), colCount=len(panel.variables), labelTextSize="7pt",
-                                   brush=pg.mkBrush(255, 255, 255, 200), verSpacing=-6)
-            legend.setParentItem(plot.getViewBox())
         for slot, name in enumerate(panel.variables):
             colour = COLOURS[slot % len(COLOURS)]
             if panel.style == "bars":
@@ -121,8 +138,6 @@ class PatientTimeline(QWidget):
                 curve = pg.PlotDataItem(pen=pg.mkPen(colour, width=1.2))
                 plot.addItem(curve)
                 curves.append(curve)
-                if legend is not None:
-                    legend.addItem(curve, name)
             unit = panel.unit
             scatter = pg.ScatterPlotItem(
                 size=5, brush=pg.mkBrush(*colour), pen=None, hoverable=True, hoverSize=9,
@@ -173,7 +188,9 @@ class PatientTimeline(QWidget):
         self.shown = []
         if record is None:
             self.header.setText("No patient selected.")
+            self.summary.setText("")
             return
+        self.summary.setText(f"Stay {record.patient_id} — {stay_summary(record)}")
         end = max(48.0, float(record.time.max()) / 60.0 if record.time.size else 48.0)
         self._syncing = True
         try:

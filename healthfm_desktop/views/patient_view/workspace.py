@@ -10,7 +10,10 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
+    QProxyStyle,
     QSplitter,
+    QStyle,
+    QStyleOptionHeader,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -22,6 +25,20 @@ from healthfm_desktop.views.patient_view.timeline import PatientTimeline
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 COLUMNS = ("Patient", "Risk %", "Obs.", "Excluded", "File")
 RISK_COLUMN = 1
+
+
+class SortArrowStyle(QProxyStyle):
+    """Qt draws a descending sort as an up arrow (the macOS convention); users read the arrow
+    as the way the values go, so highest risk first points down."""
+
+    _SWAPPED = {QStyleOptionHeader.SortIndicator.SortUp: QStyleOptionHeader.SortIndicator.SortDown,
+                QStyleOptionHeader.SortIndicator.SortDown: QStyleOptionHeader.SortIndicator.SortUp}
+
+    def drawPrimitive(self, element, option, painter, widget=None) -> None:  # noqa: N802 - Qt API
+        if element == QStyle.PrimitiveElement.PE_IndicatorHeaderArrow and isinstance(option, QStyleOptionHeader):
+            option = QStyleOptionHeader(option)
+            option.sortIndicator = self._SWAPPED.get(option.sortIndicator, option.sortIndicator)
+        super().drawPrimitive(element, option, painter, widget)
 
 
 class PatientsWorkspace(QWidget):
@@ -45,6 +62,8 @@ class PatientsWorkspace(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
+        self.sort_arrow_style = SortArrowStyle(self.style().name())
+        self.table.horizontalHeader().setStyle(self.sort_arrow_style)
         self.table.sortByColumn(RISK_COLUMN, Qt.SortOrder.DescendingOrder)
         self.hint = QLabel("Open or drop a patient CSV (patient_id,time,variable,value[,unit]), PhysioNet record "
                            "files or a FHIR Bundle.")
