@@ -122,7 +122,7 @@ class ImagesController(WorkspaceController):
         # one event per running job: Cancel sets them all, a new job starts with a fresh one
         self._cancel_events: set[threading.Event] = set()
         self._scan_jobs: set = set()
-        self._anonymiser = None  # core.imaging.anonymise.Anonymiser of this session's exports
+        self._anonymisers: dict = {}  # DeidOptions -> core.imaging.anonymise.Anonymiser of this run's exports
         self._decoded.connect(self._on_decoded)
         self._failed.connect(self._on_failed)
         DECODE_POOL.stop_when_the_app_quits()
@@ -600,7 +600,10 @@ class ImagesController(WorkspaceController):
         series = self.session.get(key)
         return None if series is None or self.is_plain_image(key) else series_burned_in_risk(series)
 
-    def export_deidentified(self, key: str, folder: Path):
+    def export_deidentified(self, key: str, folder: Path, shift_dates: bool = False, keep_descriptions: bool = False,
+                            folders: bool = False):
+        """De-identify series ``key`` into ``folder`` on a worker: the basic profile, with the
+        Modified Dates option (``shift_dates``), descriptions kept, Patient/Study/Series folders."""
         series = self.session.get(key)
         if series is None:
             return None
@@ -612,11 +615,13 @@ class ImagesController(WorkspaceController):
         def export():
             from healthfm_desktop.core.imaging import anonymise
 
-            # one de-identification session for the whole app run: two series of one study
-            # exported one after the other keep one (new) Study Instance UID and patient
-            if self._anonymiser is None:
-                self._anonymiser = anonymise.Anonymiser()
-            return anonymise.anonymise_series(series, folder, self._anonymiser)
+            # one de-identification session per set of options for the whole app run: two series
+            # of one study exported one after the other keep one (new) Study UID, patient and
+            # date offset
+            options = anonymise.DeidOptions(shift_dates=shift_dates, keep_descriptions=keep_descriptions)
+            if options not in self._anonymisers:
+                self._anonymisers[options] = anonymise.Anonymiser(options=options)
+            return anonymise.anonymise_series(series, folder, self._anonymisers[options], folders=folders)
 
         def done(report) -> None:
             written = getattr(report, "written", report)

@@ -107,3 +107,47 @@ def test_cli_anonymize_writes_files_and_reports_bad_inputs(tmp_path, capsys):
     assert "readme.txt: not a DICOM file" in captured.err
     assert len(list((tmp_path / "out").glob("*.dcm"))) == 7
     assert main(["dicom", "anonymize", str(DICOM / "single" / "CT_small.dcm"), "--out", str(tmp_path / "ok")]) == 0
+
+
+def test_the_modified_dates_and_keep_descriptions_options_and_readable_folders(tmp_path):
+    """PS3.15's Retain Longitudinal Temporal Information with Modified Dates Option: every date
+    moves back by one offset for the export (intervals kept), the birth date still goes;
+    descriptions kept when asked; Patient/Study/Series folders named from de-identified values."""
+    import datetime
+    from pathlib import Path
+
+    import pydicom
+
+    from healthfm_desktop.core.imaging.anonymise import DeidOptions, MODIFIED_DATES_CODE
+    from healthfm_desktop.core.imaging.scanning import scan_paths
+
+    source = Path(__file__).resolve().parents[1] / "data" / "dicom" / "series" / "CT_head_phantom_philips_1mm_20sl"
+    series = scan_paths([source]).series[0]
+    original = pydicom.dcmread(series.instances[0].source.path)
+    session = Anonymiser(options=DeidOptions(shift_dates=True, keep_descriptions=True))
+    report = anonymise_series(series, tmp_path / "export", session, folders=True)
+    assert len(report.written) == len(series.instances) and not report.rejected
+    assert not report.burned_in
+    out = pydicom.dcmread(report.written[0])
+    day = datetime.timedelta(days=session.date_shift_days)
+    parse = lambda text: datetime.datetime.strptime(text, "%Y%m%d").date()  # noqa: E731
+    assert parse(out.StudyDate) == parse(original.StudyDate) - day
+    if original.get("AcquisitionDate"):
+        assert parse(out.AcquisitionDate) == parse(original.AcquisitionDate) - day
+    assert out.get("PatientBirthDate", "") == ""
+    assert out.StudyDescription == original.StudyDescription and out.SeriesDescription == original.SeriesDescription
+    assert out.LongitudinalTemporalInformationModified == "MODIFIED"
+    assert MODIFIED_DATES_CODE[0] in [item.CodeValue for item in out.DeidentificationMethodCodeSequence]
+    # one readable folder per series, from the new values only
+    folders = {p.parent.relative_to(tmp_path / "export") for p in report.written}
+    assert len(folders) == 1
+    (patient, study, series_folder) = next(iter(folders)).parts
+    assert patient == out.PatientID and out.StudyDate[:4] in study and out.Modality in series_folder
+    names = " ".join(next(iter(folders)).parts)
+    assert str(original.PatientID) not in names and original.StudyDate not in names.replace("-", "")
+    # the basic profile alone: dates emptied or removed, descriptions gone, one flat folder
+    flat = anonymise_series(series, tmp_path / "flat")
+    basic = pydicom.dcmread(flat.written[0])
+    assert basic.get("StudyDate", "") in ("", None) and basic.LongitudinalTemporalInformationModified == "REMOVED"
+    assert basic.get("SeriesDescription", "") != original.SeriesDescription or not original.SeriesDescription
+    assert {p.parent for p in flat.written} == {tmp_path / "flat"}

@@ -175,3 +175,31 @@ def test_two_series_of_a_study_exported_one_after_the_other_stay_one_study(windo
     assert len(studies) == 1 and studies.isdisjoint({controller.series[0].study_uid})
     assert len({d.FrameOfReferenceUID for d in first + second}) == 1  # still one frame of reference
     assert len({str(d.PatientID) for d in first + second}) == 1
+
+
+# ------------------------------------------------------------------- export options dialog
+def test_the_export_dialog_keeps_dates_shifted_and_writes_patient_study_series_folders(window, qtbot, tmp_path):
+    controller, workspace, _ = open_and_wait(window, qtbot, [CT_SERIES])
+    workspace.request_deidentified_export()  # Export > Series as de-identified DICOM…
+    dialog = workspace.export_dialog
+    assert dialog is not None and dialog.isVisible()
+    assert dialog.shift_dates.isChecked()  # dates are not blanked unless the user asks
+    assert not dialog.keep_descriptions.isChecked()
+    assert dialog.layout_choice.currentData() is True
+    ok = dialog.buttons.button(dialog.buttons.StandardButton.Ok)
+    assert not ok.isEnabled()  # no folder yet
+    dialog.folder_edit.setText(str(tmp_path / "export"))
+    dialog.keep_descriptions.setChecked(True)
+    dialog.grab().save(str(SCREENSHOTS / "image_viewer_export_dialog.png"))
+    with qtbot.waitSignal(controller.status, timeout=60_000, check_params_cb=lambda t: "De-identified" in t):
+        ok.click()
+    written = sorted((tmp_path / "export").rglob("*.dcm"))
+    assert len(written) == 20
+    assert len({p.parent for p in written}) == 1 and len(written[0].relative_to(tmp_path / "export").parts) == 4
+    original = pydicom.dcmread(sorted(CT_SERIES.glob("*.dcm"))[0])
+    copy = pydicom.dcmread(written[0])
+    assert copy.StudyDate and copy.StudyDate != original.StudyDate
+    assert copy.LongitudinalTemporalInformationModified == "MODIFIED"
+    assert copy.SeriesDescription == original.SeriesDescription
+    patient, study, series = written[0].parent.relative_to(tmp_path / "export").parts
+    assert patient == copy.PatientID and copy.SeriesDescription.split()[0].replace(",", "_") in series

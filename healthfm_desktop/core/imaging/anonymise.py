@@ -24,11 +24,13 @@ and the output records it (warnings, and a second De-identification Method value
 
 from __future__ import annotations
 
+import datetime
 import functools
 import hashlib
 import io
 import json
 import os
+import re
 import secrets
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -50,6 +52,56 @@ from healthfm_desktop.core.paths import user_cache_dir
 PROFILE_NAME = "PS3.15 E.1 Basic Application Confidentiality Profile"
 PROFILE_CODE = ("113100", "DCM", "Basic Application Confidentiality Profile")
 BURNED_IN_NOTE = "Pixels not cleaned: burned-in text possible"  # <= 64 chars (LO)
+MODIFIED_DATES_NAME = "Retain Longitudinal Temporal Information Modified Dates Option"[:64]
+MODIFIED_DATES_CODE = ("113107", "DCM", "Retain Longitudinal Temporal Information Modified Dates Option")
+DESCRIPTIONS_NOTE = "Descriptions kept as written (not cleaned)"
+#: what "keep descriptions" keeps (top level): the words a user finds a series by
+DESCRIPTION_KEYWORDS = ("StudyDescription", "SeriesDescription", "ProtocolName",
+                        "PerformedProcedureStepDescription", "RequestedProcedureDescription")
+DESCRIPTIONS_WARNING = ("study and series descriptions were kept as written: check them for names, "
+                        "IDs or dates before sharing")
+
+
+@dataclass(frozen=True)
+class DeidOptions:
+    """PS3.15 options on top of the basic profile. ``shift_dates``: the Retain Longitudinal
+    Temporal Information with Modified Dates Option: every date (not the birth date) moves back
+    by one offset per session, so intervals survive; times are kept. ``keep_descriptions``:
+    the descriptions of DESCRIPTION_KEYWORDS are kept as written (the user is warned)."""
+
+    shift_dates: bool = False
+    keep_descriptions: bool = False
+
+
+def _shift_date_text(value: str, days: int) -> str:
+    """A DA (YYYYMMDD) or the date part of a DT moved back ``days``; "" when unparseable."""
+    value = value.strip()
+    try:
+        day = datetime.datetime.strptime(value[:8], "%Y%m%d").date()
+    except ValueError:
+        return ""
+    return (day - datetime.timedelta(days=days)).strftime("%Y%m%d") + value[8:]
+
+
+def readable_folder(ds: Dataset) -> Path:
+    """Patient / Study / Series folder names for a de-identified object, from its de-identified
+    values only (so no name, ID or original date reaches the file system)."""
+
+    def clean(text: str, fallback: str) -> str:
+        text = re.sub(r"[^A-Za-z0-9 ._+-]+", "_", str(text or "")).strip(" ._")[:60]
+        return text or fallback
+
+    patient = clean(ds.get("PatientID", "") or ds.get("PatientName", ""), "patient")
+    study_date = str(ds.get("StudyDate", "") or "")
+    study_uid = str(ds.get("StudyInstanceUID", "") or "")
+    study = clean(" ".join(p for p in (f"{study_date[:4]}-{study_date[4:6]}-{study_date[6:8]}" if len(study_date) == 8 else "",
+                                       str(ds.get("StudyDescription", "") or "") or "Study") if p), "Study")
+    series_number = str(ds.get("SeriesNumber", "") or "").strip()
+    series = clean(" ".join(p for p in (f"{int(series_number):03d}" if series_number.isdigit() else "",
+                                        str(ds.get("Modality", "") or ""), str(ds.get("SeriesDescription", "") or ""))
+                            if p), "Series")
+    # two studies (series) with the same readable name stay apart by their new UID's tail
+    return Path(patient) / f"{study} {study_uid[-6:]}".strip() / f"{series} {str(ds.get('SeriesInstanceUID', ''))[-6:]}".strip()
 
 # Class-like UIDs that identify a kind of thing, not a patient's thing: never replaced.
 _KEEP_UIDS = {
@@ -349,11 +401,27 @@ class Anonymiser:
     """One de-identification session (one export): the same original UID (or patient) always
     maps to the same replacement within the session, and to an unrelated one in another."""
 
-    def __init__(self, salt: bytes | None = None, table: ProfileTable | None = None):
+    def __init__(self, salt: bytes | None = None, table: ProfileTable | None = None, options: DeidOptions | None = None):
         self._salt = salt if salt is not None else secrets.token_bytes(16)
         self.table = table or profile_table()
+        self.options = options or DeidOptions()
         self.uid_map: dict[str, str] = {}
         self._inside_dummy_sequence = 0
+        # one offset for the whole session, 30 days to 10 years back, from the secret salt
+        digest = hashlib.sha256(self._salt + b"date shift").digest()
+        self.date_shift_days = 30 + int.from_bytes(digest[:4], "big") % 3620
+
+    def _kept_by_option(self, element, keyword: str, top_level: bool) -> bool:
+        """Apply the chosen options to ``element``; True when that settles it."""
+        if self.options.keep_descriptions and top_level and keyword in DESCRIPTION_KEYWORDS:
+            return True
+        if self.options.shift_dates and keyword != "PatientBirthDate" and element.VR in ("DA", "DT", "TM"):
+            if element.VR != "TM" and element.value:
+                values = element.value if isinstance(element.value, (list, tuple, MultiValue)) else [element.value]
+                shifted = [_shift_date_text(str(v), self.date_shift_days) for v in values]
+                element.value = shifted if len(shifted) > 1 else shifted[0]
+            return True
+        return False
 
     def new_uid(self, old: str) -> str:
         if old not in self.uid_map:
@@ -434,6 +502,8 @@ class Anonymiser:
                 self._beyond_table(ds, element, keyword, path, iod)
                 continue
             action = resolve_action(row[0], self.table.attribute_type(keyword, path, iod) if keyword else "3")
+            if action != "K" and element.VR != "SQ" and self._kept_by_option(element, keyword, top_level):
+                continue
             if action == "X":
                 if 0x6000 <= tag.group <= 0x60FF and tag.element == 0x3000:
                     overlay_groups_to_drop.add(tag.group)  # an overlay plane without its data
@@ -497,11 +567,23 @@ class Anonymiser:
                                          "SendingPresentationAddress", "ReceivingPresentationAddress"):
                     del meta[element.tag]  # who sent it where: identifies the site
         ds.PatientIdentityRemoved = "YES"
-        ds.DeidentificationMethod = [PROFILE_NAME, BURNED_IN_NOTE] if risk else PROFILE_NAME
-        code = Dataset()
-        code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = PROFILE_CODE
-        ds.DeidentificationMethodCodeSequence = Sequence([code])
-        ds.LongitudinalTemporalInformationModified = "REMOVED"
+        methods, codes = [PROFILE_NAME], [PROFILE_CODE]
+        if self.options.shift_dates:
+            methods.append(MODIFIED_DATES_NAME)
+            codes.append(MODIFIED_DATES_CODE)
+        if self.options.keep_descriptions:
+            methods.append(DESCRIPTIONS_NOTE)
+            warnings.append(DESCRIPTIONS_WARNING)
+        if risk:
+            methods.append(BURNED_IN_NOTE)
+        ds.DeidentificationMethod = methods if len(methods) > 1 else methods[0]
+        items = []
+        for value, scheme, meaning in codes:
+            code = Dataset()
+            code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = value, scheme, meaning
+            items.append(code)
+        ds.DeidentificationMethodCodeSequence = Sequence(items)
+        ds.LongitudinalTemporalInformationModified = "MODIFIED" if self.options.shift_dates else "REMOVED"
         if burned == "YES":
             ds.BurnedInAnnotation = "YES"  # kept: the receiver must know
         return warnings
@@ -527,8 +609,10 @@ def _read_for_anonymisation(source: SourceRef) -> Dataset:
     return ds
 
 
-def anonymise_source(source: SourceRef, out_dir: Path, anonymiser: Anonymiser) -> tuple[Path, list[str]]:
-    """De-identify one object into ``out_dir/<new SOP Instance UID>.dcm`` (written atomically)."""
+def anonymise_source(source: SourceRef, out_dir: Path, anonymiser: Anonymiser,
+                     folders: bool = False) -> tuple[Path, list[str]]:
+    """De-identify one object into ``out_dir/<new SOP Instance UID>.dcm`` (written atomically);
+    with ``folders``, into ``out_dir/<patient>/<study>/<series>/`` (readable_folder)."""
     from healthfm_desktop.core.storage.atomic import atomic_write_bytes
 
     ds = _read_for_anonymisation(source)
@@ -541,7 +625,7 @@ def anonymise_source(source: SourceRef, out_dir: Path, anonymiser: Anonymiser) -
         ds.save_as(buffer, enforce_file_format=True)
     except Exception as exc:  # a dataset pydicom cannot re-encode
         raise UnreadableFileError(f"cannot write the de-identified file ({type(exc).__name__}: {exc})") from exc
-    target = Path(out_dir) / f"{ds.SOPInstanceUID}.dcm"
+    target = Path(out_dir) / (readable_folder(ds) if folders else Path()) / f"{ds.SOPInstanceUID}.dcm"
     atomic_write_bytes(target, buffer.getvalue())
     return target, warnings
 
@@ -579,27 +663,29 @@ def anonymise_paths(
         else:
             report.written.append(target)
             report.warnings.extend(f"{source}: {w}" for w in warnings)
-            if warnings:
+            if any(w != DESCRIPTIONS_WARNING for w in warnings):
                 report.burned_in.append(target)
         if progress is not None:
             progress(done, len(sources))
     return report
 
 
-def anonymise_series(series, folder: str | os.PathLike, anonymiser: Anonymiser | None = None) -> AnonymisationReport:
-    """De-identify every object of a ``Series`` into ``folder`` (one session: consistent UIDs)."""
+def anonymise_series(series, folder: str | os.PathLike, anonymiser: Anonymiser | None = None,
+                     folders: bool = False) -> AnonymisationReport:
+    """De-identify every object of a ``Series`` into ``folder`` (one session: consistent UIDs),
+    in Patient/Study/Series subfolders with ``folders``."""
     anonymiser = anonymiser or Anonymiser()
     report = AnonymisationReport()
     out = _output_folder(folder)
     for instance in series.instances:
         try:
-            target, warnings = anonymise_source(instance.source, out, anonymiser)
+            target, warnings = anonymise_source(instance.source, out, anonymiser, folders)
         except UserFacingError as exc:
             report.rejected.append((str(instance.source), str(exc)))
         else:
             report.written.append(target)
             report.warnings.extend(w for w in warnings if w not in report.warnings)  # once per series
-            if warnings:
+            if any(w != DESCRIPTIONS_WARNING for w in warnings):
                 report.burned_in.append(target)
     return report
 

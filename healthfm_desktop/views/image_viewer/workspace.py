@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from healthfm_desktop.views.image_viewer.export_dialog import DeidExportDialog
 from healthfm_desktop.views.image_viewer.measurement_list import MeasurementList
 from healthfm_desktop.views.image_viewer.mpr_view import MprView
 from healthfm_desktop.views.image_viewer.series_browser import SeriesBrowser
@@ -808,18 +809,24 @@ class ImagesWorkspace(QWidget):
     def _ask_export_dicom(self) -> None:
         self.request_deidentified_export()
 
-    def request_deidentified_export(self, folder: Path | str | None = None) -> None:
+    def request_deidentified_export(self, folder: Path | str | None = None, choices: dict | None = None) -> None:
         """Export the active series as de-identified DICOM. A series that may show burned-in
         identifying text (declared, or by modality / SOP class) is confirmed first, with No as
-        the default; nothing is written before the answer. ``folder`` None: ask for one."""
+        the default; nothing is written before the answer. ``folder`` None: the export dialog
+        asks where to and with which options (``choices``: its values, for scripts and tests)."""
         slot = self.active_slot()
         if slot.series_key is None:
             self.controller.message.emit("warning", "Open a series first.")
             return
         key = slot.series_key
+        if folder is None and choices is None:
+            self._ask_export_options(key)
+            return
+        choices = dict(choices or {})
+        folder = folder if folder is not None else choices.get("folder")
         reason = self.controller.burned_in_reason(key)
         if reason is None:
-            self._export_dicom_to(key, folder)
+            self._export_dicom_to(key, folder, choices)
             return
         box = QMessageBox(QMessageBox.Icon.Warning, "Burned-in annotation",
                           "This series may show identifying text burned into its pixels.", parent=self)
@@ -838,18 +845,33 @@ class ImagesWorkspace(QWidget):
             self.burned_in_question = None
             box.deleteLater()
             if result == QMessageBox.StandardButton.Yes:
-                self._export_dicom_to(key, folder)
+                self._export_dicom_to(key, folder, choices)
             else:
                 self.status_label.setText("De-identified export cancelled: the series may show burned-in text.")
 
         box.finished.connect(answered)
         box.open()
 
-    def _export_dicom_to(self, key: str, folder: Path | str | None) -> None:
-        if folder is None:
-            folder = QFileDialog.getExistingDirectory(self, "Export de-identified DICOM to folder")
+    def _ask_export_options(self, key: str) -> None:
+        dialog = DeidExportDialog(self)
+        dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        self.export_dialog = dialog
+
+        def chosen() -> None:
+            choices = dialog.choices()
+            self.export_dialog = None
+            if self.active_slot().series_key == key:
+                self.request_deidentified_export(choices["folder"], choices)
+
+        dialog.accepted.connect(chosen)
+        dialog.rejected.connect(lambda: setattr(self, "export_dialog", None))
+        dialog.open()
+
+    def _export_dicom_to(self, key: str, folder: Path | str | None, choices: dict) -> None:
         if folder:
-            self.controller.export_deidentified(key, Path(folder))
+            self.controller.export_deidentified(key, Path(folder), shift_dates=bool(choices.get("shift_dates")),
+                                                keep_descriptions=bool(choices.get("keep_descriptions")),
+                                                folders=bool(choices.get("folders")))
 
     # ---------------------------------------------------------------- feedback
     def _on_unreadable(self, rows: list) -> None:
