@@ -256,6 +256,18 @@ def test_unreadable_files_are_listed_with_the_reason_and_do_not_stop_the_folder(
     assert "truncated" in rows["truncated.dcm"]
     assert "no pixel data" in rows["report.dcm"]
     assert workspace.side_tabs.tabText(workspace.side_tabs.indexOf(workspace.unreadable_panel)) == "Unreadable files (2)"
+    # whole reasons, wrapped in the panel's width (not elided)
+    workspace.side_tabs.setCurrentWidget(workspace.unreadable_panel)
+    tree = workspace.unreadable_panel.tree
+    qtbot.wait(50)
+    for row in range(tree.topLevelItemCount()):
+        item = tree.topLevelItem(row)
+        reason = item.text(1)
+        needed = tree.fontMetrics().horizontalAdvance(reason)
+        if needed > tree.columnWidth(1):
+            lines = tree.visualItemRect(item).height() / tree.fontMetrics().lineSpacing()
+            assert lines >= min(needed / tree.columnWidth(1), 3) - 0.2, (reason, lines)
+    workspace.unreadable_panel.grab().save(str(SCREENSHOTS / "viewer_unreadable_wrapped.png"))
 
 
 def test_bad_folder_and_hostile_zips_never_crash(window, qtbot):

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pathlib import PurePath
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QRect, QSize, Qt, Signal
 from PySide6.QtWidgets import (
     QHBoxLayout,
+    QStyledItemDelegate,
     QHeaderView,
     QLabel,
     QListWidget,
@@ -26,6 +27,18 @@ def short_name(path: str) -> str:
     return f"{PurePath(archive).name}!{PurePath(member).name}" if member else PurePath(archive).name
 
 
+class WrappingDelegate(QStyledItemDelegate):
+    """Rows as tall as their text wrapped in the column's width (QTreeView's own size hint
+    ignores the column width, so a long reason stayed on one clipped line)."""
+
+    def sizeHint(self, option, index) -> QSize:  # noqa: N802 - Qt API
+        view = self.parent()
+        width = max(view.columnWidth(index.column()) - 10, 40)
+        text = str(index.data() or "")
+        bounds = option.fontMetrics.boundingRect(QRect(0, 0, width, 100_000), Qt.TextFlag.TextWordWrap, text)
+        return QSize(width, bounds.height() + 6)
+
+
 class UnreadableFilesPanel(QWidget):
     clear_requested = Signal()
 
@@ -37,11 +50,15 @@ class UnreadableFilesPanel(QWidget):
         self.tree.setObjectName("unreadableFiles")
         self.tree.setHeaderLabels(["File", "Why"])
         self.tree.setRootIsDecorated(False)
+        # whole reasons, wrapped: an elided "cannot read the DICOM da…" tells the user nothing
         self.tree.setWordWrap(True)
+        self.tree.setUniformRowHeights(False)
+        self.tree.setItemDelegate(WrappingDelegate(self.tree))
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideNone)
         self.tree.header().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.tree.header().resizeSection(0, 170)
-        self.tree.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.tree.header().setStretchLastSection(True)
+        self.tree.header().sectionResized.connect(lambda *_: self.tree.doItemsLayout())
         self.notes_title = QLabel("Notes on the import:")
         self.notes = QListWidget()
         self.notes.setObjectName("importNotes")
@@ -76,7 +93,7 @@ class UnreadableFilesPanel(QWidget):
         self._rows = list(rows)
         self.tree.clear()
         for path, reason in self._rows:
-            item = QTreeWidgetItem([short_name(path), reason])
+            item = QTreeWidgetItem([short_name(path), reason])  # the full path in the tooltip
             item.setToolTip(0, path)
             item.setToolTip(1, reason)
             self.tree.addTopLevelItem(item)
@@ -88,6 +105,10 @@ class UnreadableFilesPanel(QWidget):
         self.notes.clear()
         self.notes.addItems(self._notes)
         self.notes_title.setText(f"Notes on the import ({len(self._notes)}):" if self._notes else "Notes on the import: none")
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        self.tree.doItemsLayout()  # wrapped rows take their new height
 
     def files(self) -> list[tuple[str, str]]:
         return list(self._rows)
