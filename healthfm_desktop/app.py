@@ -215,6 +215,12 @@ def run_gui(args) -> int:
         print("healthfm gui: no display found (DISPLAY/WAYLAND_DISPLAY unset); run it from a desktop session, "
               "or use the command-line subcommands", file=sys.stderr)
         return 1
+    from healthfm_desktop.core.storage.atomic import remove_stale_temporaries
+
+    # autosaves and settings whose writes a crash or kill -9 interrupted left temporaries (the
+    # received-DICOM store is left out: too big to list here, and its writes are not durable)
+    for folder in (user_data_dir(), user_data_dir() / "measurements"):
+        remove_stale_temporaries(folder)
     app = build_application(sys.argv[:1])
     window = build_main_window()
     window.show()

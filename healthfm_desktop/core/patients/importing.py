@@ -146,7 +146,7 @@ class ObservationRows:
             if raw == -1:
                 return
             builder.set_descriptor(patient_id, "Weight", raw * factor + offset)
-        builder.add(index, minutes, VARIABLE_INDEX[target], raw * factor + offset)
+        builder.add(index, minutes, VARIABLE_INDEX[target], raw * factor + offset, line)
 
     def build(self, source: str) -> PatientCohort:
         return self.builder.build(source)
@@ -230,6 +230,7 @@ def _read_long_rows(reader, rows: ObservationRows, path: Path, width: int, colum
     observation_of: dict[tuple[str, str], tuple[int, float, float]] = {}
     append_patient, append_time = builder.patient.append, builder.time.append
     append_variable, append_value = builder.variable.append, builder.value.append
+    append_line = builder.line.append
     weight = VARIABLE_INDEX["Weight"]
 
     def slow(line: int, row: list[str]) -> None:
@@ -264,6 +265,7 @@ def _read_long_rows(reader, rows: ObservationRows, path: Path, width: int, colum
                             append_time(minutes)
                             append_variable(target[0])
                             append_value(value * target[1] + target[2])
+                            append_line(reader.line_num)
                             continue
                 slow(reader.line_num, row)
             return

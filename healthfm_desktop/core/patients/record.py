@@ -102,6 +102,7 @@ class CohortBuilder:
         self.time: list[int] = []
         self.variable: list[int] = []
         self.value: list[float] = []
+        self.line: list[int] = []  # where each observation came from (0: not from a line)
         self.bad_rows: list[BadRow] = []
 
     def patient_index(self, patient_id: str) -> int:
@@ -118,11 +119,12 @@ class CohortBuilder:
         index = self._order.get(patient_id)
         return index is not None and not math.isnan(self._descriptors[index][name])
 
-    def add(self, patient_index: int, minutes: int, variable_index: int, value: float) -> None:
+    def add(self, patient_index: int, minutes: int, variable_index: int, value: float, line: int = 0) -> None:
         self.patient.append(patient_index)
         self.time.append(minutes)
         self.variable.append(variable_index)
         self.value.append(value)
+        self.line.append(line)
 
     def bad(self, line: int, reason: str, where: str = "line") -> None:
         self.bad_rows.append(BadRow(line, reason, None, where))
@@ -132,8 +134,25 @@ class CohortBuilder:
         time = np.asarray(self.time, dtype=np.int32)
         variable = np.asarray(self.variable, dtype=np.int16)
         value = np.asarray(self.value, dtype=np.float64)
-        order = np.lexsort((variable, time, patient))
-        patient, time, variable, value = patient[order], time[order], variable[order], value[order]
+        line = np.asarray(self.line, dtype=np.int64)
+        order = np.lexsort((line, value, variable, time, patient))
+        patient, time, variable, value, line = patient[order], time[order], variable[order], value[order], line[order]
+        # An exact repeat (same patient, time, variable, value) counts the same measurement twice
+        # and shifts the stay's summary features (a risk of 0.0154 became 0.0099): keep the
+        # first, report the others.
+        repeat = np.zeros(len(patient), dtype=bool)
+        if len(patient) > 1:
+            repeat[1:] = ((patient[1:] == patient[:-1]) & (time[1:] == time[:-1]) & (variable[1:] == variable[:-1])
+                          & (value[1:] == value[:-1]))
+        if repeat.any():
+            first_line = line.copy()
+            for k in np.flatnonzero(repeat):  # runs of repeats point back to the run's first row
+                first_line[k] = first_line[k - 1]
+            for k in np.flatnonzero(repeat):
+                where = f" of line {first_line[k]}" if first_line[k] else ""
+                self.bad(int(line[k]), f"duplicate{where} (same patient, time, variable and value): ignored")
+            keep = ~repeat
+            patient, time, variable, value = patient[keep], time[keep], variable[keep], value[keep]
         excluded = exclusion_codes(variable, value)
         bounds = np.searchsorted(patient, np.arange(len(self._order) + 1))
         ids = list(self._order)

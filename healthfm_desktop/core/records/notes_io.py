@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,9 @@ class BadRecord:
     reason: str
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def check_note_text(text: str) -> str:
     """The note text as processed, or UnreadableFileError for empty/binary/huge notes."""
     if text.startswith("\ufeff"):
@@ -43,6 +47,13 @@ def check_note_text(text: str) -> str:
         raise UnreadableFileError("the note is empty")
     if "\x00" in text:
         raise UnreadableFileError("the note contains NUL bytes: it is a binary file, not text")
+    surrogate = _LONE_SURROGATE.search(text)
+    if surrogate is not None:
+        # only a JSON escape (\ud800) can carry one; it cannot be written as UTF-8 anywhere
+        raise UnreadableFileError(
+            f"the note holds an invalid character (lone surrogate U+{ord(surrogate.group()):04X} at offset "
+            f"{surrogate.start()}, from a JSON escape): not Unicode text"
+        )
     if len(text) > MAX_NOTE_CHARS:
         raise UnreadableFileError(
             f"the note has {len(text):,} characters, more than the {MAX_NOTE_CHARS:,} one note may have; split it into smaller notes"
@@ -90,6 +101,8 @@ def parse_jsonl_line(line: str, line_number: int) -> Note:
     note_id = record.get("id", line_number)
     if not isinstance(note_id, (str, int)) or isinstance(note_id, bool) or str(note_id).strip() == "":
         raise UnreadableFileError(f"line {line_number}: \"id\" must be a non-empty string or number")
+    if isinstance(note_id, str) and _LONE_SURROGATE.search(note_id):
+        raise UnreadableFileError(f"line {line_number}: \"id\" holds an invalid character (a lone surrogate)")
     try:
         text = check_note_text(text)
     except UnreadableFileError as exc:

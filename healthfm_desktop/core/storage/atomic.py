@@ -1,20 +1,33 @@
-"""Atomic file writes: the old file stays whole until the new one is complete on disk."""
+"""Atomic file writes: the old file stays whole until the new one is complete on disk; the
+temporaries of writes a crash interrupted are cleaned up later."""
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
+
+# a write still running in another process is younger than this; older temporaries are debris
+STALE_TEMPORARY_SECONDS = 600
+# what mkstemp(prefix=".<name>.", suffix=".tmp") below makes: a dot, the name, 8 random characters
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.name[:40]}."
 
 
 def atomic_write_bytes(path: Path | str, data: bytes, durable: bool = True) -> None:
     """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``.
 
     ``durable=False`` skips the fsync: a crash may then lose the newest file, but never leaves a
-    partial one (for bulk writes, such as received DICOM objects, where fsync would dominate)."""
+    partial one (for bulk writes, such as received DICOM objects, where fsync would dominate).
+    Temporaries of earlier writes to ``path`` that a kill left behind are removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:40]}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -28,7 +41,34 @@ def atomic_write_bytes(path: Path | str, data: bytes, durable: bool = True) -> N
         except OSError:
             pass
         raise
+    if durable:  # bulk writes skip the folder listing this costs
+        remove_stale_temporaries(path.parent, only_for=path.name)
 
 
 def atomic_write_text(path: Path | str, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def remove_stale_temporaries(folder: Path | str, only_for: str | None = None, recursive: bool = False,
+                             older_than_s: float = STALE_TEMPORARY_SECONDS) -> list[Path]:
+    """Remove the temporaries of atomic writes that a crash or kill -9 interrupted (older than
+    ``older_than_s``); ``only_for``: just those of that file name. Returns what was removed."""
+    removed: list[Path] = []
+    now = time.time()
+    prefix = _temporary_prefix(Path(only_for)) if only_for else None
+    try:
+        walk = os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]
+        for root, _dirs, files in walk:
+            for name in files:
+                if not _TEMPORARY.match(name) or (prefix is not None and not name.startswith(prefix)):
+                    continue
+                candidate = Path(root) / name
+                try:
+                    if now - candidate.lstat().st_mtime > older_than_s:
+                        candidate.unlink()
+                        removed.append(candidate)
+                except OSError:
+                    continue
+    except OSError:
+        pass
+    return removed

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -100,13 +101,45 @@ def shorten_reactor_sleep(assoc) -> None:
 
 
 class LowLatencyAE(AE):
-    """An AE whose outgoing sockets have TCP_NODELAY set."""
+    """An AE whose outgoing sockets have TCP_NODELAY set, and can be cut (``cut_connections``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.opened_sockets: list[socket.socket] = []
 
     def _create_socket(self, assoc, address, tls_args):
         association_socket = super()._create_socket(assoc, address, tls_args)
         if association_socket.socket is not None:
             set_no_delay(association_socket.socket)
+            self.opened_sockets.append(association_socket.socket)
         return association_socket
+
+    def cut_connections(self) -> None:
+        """Shut the TCP connections down from another thread: a read blocked on them returns.
+        pynetdicom's own timeouts are idle timers, which a peer trickling bytes never lets fire."""
+        for sock in self.opened_sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class Watchdog:
+    """Calls ``cut`` unless disarmed within ``seconds``: a hard deadline on one network wait."""
+
+    def __init__(self, seconds: float, cut):
+        self.fired = False
+
+        def fire():
+            self.fired = True
+            cut()
+
+        self._timer = threading.Timer(seconds, fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def disarm(self) -> None:
+        self._timer.cancel()
 
 
 def _diagnose_tls(peer: DicomPeer, timeout: float) -> str:
@@ -153,18 +186,33 @@ def open_association(
     connected = []
     handlers = list(evt_handlers or []) + [(evt.EVT_CONN_OPEN, lambda event: connected.append(True))]
     tls_args = (tls_context(peer), peer.host) if peer.tls else None
-    assoc = ae.associate(
-        peer.host, peer.port, ae_title=peer.ae_title, ext_neg=ext_neg or None,
-        evt_handlers=handlers, tls_args=tls_args,
-    )
+    # negotiation gets connect + ACSE seconds in all, however the peer paces its bytes
+    watchdog = Watchdog(timeouts.connect + timeouts.acse, ae.cut_connections)
     try:
+        assoc = ae.associate(
+            peer.host, peer.port, ae_title=peer.ae_title, ext_neg=ext_neg or None,
+            evt_handlers=handlers, tls_args=tls_args,
+        )
+    finally:
+        watchdog.disarm()
+    try:
+        if watchdog.fired and not assoc.is_established:
+            raise PeerTimeoutError(
+                f"{peer.label()} did not complete the association within {timeouts.connect + timeouts.acse:g} s "
+                "(is it a DICOM port? does the peer require TLS?)"
+            )
         if not assoc.is_established:
             raise _association_failure(assoc, peer, calling_aet, bool(connected), timeouts)
         shorten_reactor_sleep(assoc)
         yield assoc
     except BaseException:
         if assoc.is_established:
-            assoc.abort()
+            # a peer stuck mid-PDU would keep pynetdicom's abort waiting: cut first
+            cutter = Watchdog(timeouts.acse, ae.cut_connections)
+            try:
+                assoc.abort()
+            finally:
+                cutter.disarm()
         raise
     else:
         if assoc.is_established:
