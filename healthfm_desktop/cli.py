@@ -150,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = molecules.add_parser("predict", help="run every shipped molecular model")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--force", action="store_true", help="give values outside a model's applicability domain too (marked)")
     p.set_defaults(handler="batch.molecules:predict")
 
     p = molecules.add_parser("index", help="build a similarity/substructure search index")

@@ -68,6 +68,19 @@ def describe(args) -> int:
     return 1 if bad[0] else 0
 
 
+def answers(prediction, force: bool) -> dict:
+    """A record's answers as `molecules predict` gives them: a key outside its model's
+    applicability domain has its value, interval and set withheld (null) unless ``force``."""
+    shown = {key: force or inside for key, inside in prediction.in_domain.items()}
+    return {
+        "predictions": {k: v if shown[k] else None for k, v in prediction.values.items()},
+        "in_domain": prediction.in_domain,
+        "intervals": {k: v if shown[k] else None for k, v in prediction.intervals.items()},
+        "prediction_sets": {k: v if shown[k] else None for k, v in prediction.prediction_sets.items()},
+        "forced": force and not all(prediction.in_domain.values()),
+    }
+
+
 def predict(args) -> int:
     from healthfm_desktop.core.chemistry.predictors import predict_mols
     from healthfm_desktop.core.chemistry.reading import read_molecules
@@ -78,12 +91,12 @@ def predict(args) -> int:
     def flush(batch):
         predictions = predict_mols([r.mol for r in batch])
         for record, prediction in zip(batch, predictions):
-            row = {"id": record.id, "smiles": record.smiles, "predictions": prediction.values,
-                   "in_domain": prediction.in_domain}
+            row = {"id": record.id, "smiles": record.smiles, **answers(prediction, args.force)}
             if args.json:
                 emit_json(row)
             else:
-                values = " ".join(f"{k}={v:.3f}" for k, v in prediction.values.items())
+                values = " ".join(f"{k}={v:.3f}" if v is not None else f"{k}=withheld(out of domain)"
+                                  for k, v in row["predictions"].items())
                 print(f"{record.id}\t{record.smiles}\t{values}")
 
     try:

@@ -243,6 +243,7 @@ class MoleculesController(WorkspaceController):
                 row.predictions = prediction.values
                 row.in_domain = prediction.in_domain
                 row.neighbours = prediction.neighbours
+                row.intervals, row.prediction_sets = prediction.intervals, prediction.prediction_sets
             self.message.emit("info", f"predicted {len(pairs)} molecules")
             self.session.rows_updated()
 

@@ -61,9 +61,11 @@ def test_predict_json_keys():
     rows = lines(result)
     assert len(rows) == 19 and rows[0]["id"] == "CHEMBL25"
     for row in rows:
-        assert set(row) == {"id", "smiles", "predictions", "in_domain"}
+        assert set(row) == {"id", "smiles", "predictions", "in_domain", "intervals", "prediction_sets", "forced"}
         assert "solubility_logS" in row["predictions"] and "tox21:NR-AR" in row["predictions"]
         assert set(row["in_domain"]) == set(row["predictions"])
+        # out of a model's domain: that model's answer withheld (null), the flag says why
+        assert all((row["predictions"][k] is None) == (not row["in_domain"][k]) for k in row["predictions"])
 
 
 def test_index_then_search_equals_rdkit(tmp_path):

@@ -114,6 +114,7 @@ def test_search_and_predict(view, qtbot):
     view.select_source_row(0)
     text = view.detail_text.toPlainText()
     assert "solubility_logS" in text and "Nearest training molecules" in text
+    assert "90% interval" in text and "90% set {" in text  # calibrated uncertainty beside each answer
 
 def test_a_large_library_imports_on_worker_processes(view, qtbot, tmp_path):
     import gzip

@@ -1,6 +1,7 @@
 """The shipped molecular models (ESOL solubility, Tox21): featurise once, run each ONNX model
 through the registry, and add each model's applicability domain (max Tanimoto to its training
-set against the threshold in its manifest) with the nearest training neighbours."""
+set against the threshold in its manifest) with the nearest training neighbours, and its
+split-conformal interval (regression) or set (classification) at the manifest's coverage."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from healthfm_desktop.core.chemistry.applicability import ApplicabilityDomain, N
 from healthfm_desktop.core.chemistry.featurize import featurize_mols
 from healthfm_desktop.core.chemistry.fingerprints import packed_morgan
 from healthfm_desktop.core.errors import ModelError
+from healthfm_desktop.core.inference.conformal import ConformalClassifier, ConformalRegressor, conformal_from_dict
 from healthfm_desktop.core.inference.registry import load_registry
 
 MOLECULE_MODELS = ("esol_solubility", "tox21_multitask")
@@ -25,6 +27,8 @@ class Prediction:
     in_domain: dict[str, bool] = field(default_factory=dict)  # key -> flag
     similarity: dict[str, float] = field(default_factory=dict)  # model -> max Tanimoto
     neighbours: dict[str, list[Neighbour]] = field(default_factory=dict)  # model -> nearest
+    intervals: dict[str, list[float]] = field(default_factory=dict)  # key -> [low, high] (regression)
+    prediction_sets: dict[str, list[str]] = field(default_factory=dict)  # key -> labels (classification)
 
 
 class MoleculeModel:
@@ -38,10 +42,21 @@ class MoleculeModel:
             raise ModelError(f"model {name!r} has no applicability domain in its manifest")
         self.domain = ApplicabilityDomain.load(self.manifest.model_path.parent / ad["file"], ad["sha256"], ad["threshold"])
         self.input_name = self.manifest.inputs[0]["name"]
+        self.conformal, self.set_labels = _conformal_of(self.manifest.extra.get("conformal"), self.keys)
 
     def run(self, features: np.ndarray) -> np.ndarray:
         out = self.session.run(None, {self.input_name: features.astype(np.float32)})[0]
         return np.asarray(out, dtype=np.float64).reshape(len(features), -1)
+
+
+def _conformal_of(entry, keys) -> tuple[dict[str, ConformalClassifier | ConformalRegressor], list[str]]:
+    """The manifest's calibration per output key: one for a single-output model, or one per key
+    (``kind: per-label``, binary sets over ``labels``)."""
+    if not entry:
+        return {}, []
+    if entry.get("kind") == "per-label":
+        return {key: conformal_from_dict(entry["by_key"][key]) for key in keys if key in entry["by_key"]}, list(entry["labels"])
+    return {keys[0]: conformal_from_dict(entry)}, []
 
 
 @lru_cache(maxsize=1)
@@ -72,4 +87,13 @@ def predict_mols(mols: list[Chem.Mol], neighbours: int = 0) -> list[Prediction]:
             for j, key in enumerate(model.keys):
                 result.values[key] = float(outputs[i, j])
                 result.in_domain[key] = bool(inside)
+        for j, key in enumerate(model.keys):
+            calibration = model.conformal.get(key)
+            if isinstance(calibration, ConformalRegressor):
+                for result, (low, high) in zip(results, calibration.intervals(outputs[:, j])):
+                    result.intervals[key] = [round(float(low), 4), round(float(high), 4)]
+            elif isinstance(calibration, ConformalClassifier):
+                two = np.stack([1.0 - outputs[:, j], outputs[:, j]], axis=1)
+                for result, labels in zip(results, calibration.prediction_sets(two, model.set_labels)):
+                    result.prediction_sets[key] = labels
     return results

@@ -38,6 +38,8 @@ class MoleculeRow:
     predictions: dict = field(default_factory=dict)
     in_domain: dict = field(default_factory=dict)
     neighbours: dict = field(default_factory=dict)
+    intervals: dict = field(default_factory=dict)  # key -> 90 % conformal [low, high]
+    prediction_sets: dict = field(default_factory=dict)  # key -> 90 % conformal set of labels
     score: float | None = None
     fields: dict = field(default_factory=dict)
     key: int = field(default_factory=lambda: next(_keys))

@@ -660,7 +660,12 @@ class MoleculesWorkspace(QWidget):
             lines = []
             for key, value in item.predictions.items():
                 flag = "in domain" if item.in_domain.get(key) else "<span style='color:#b00'>out of domain</span>"
-                lines.append(f"{key}: <b>{value:.3f}</b> ({flag})")
+                spread = ""
+                if key in item.intervals:
+                    spread = f" · 90% interval {item.intervals[key][0]:.2f} to {item.intervals[key][1]:.2f}"
+                elif key in item.prediction_sets:
+                    spread = " · 90% set {" + ", ".join(item.prediction_sets[key]) + "}"
+                lines.append(f"{key}: <b>{value:.3f}</b>{spread} ({flag})")
             parts.append("<br>".join(lines))
             for model, near in item.neighbours.items():
                 rows = "".join(
