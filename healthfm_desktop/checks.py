@@ -1,14 +1,15 @@
 """The offline checks behind `healthfm self-test` and Tools > Self-test: every shipped model
-verifies its sha256 and runs once; each workspace's core path runs once on the bundled samples;
-the traps of a frozen bundle (provider libraries, spaCy registries, RDKit data, DICOM codec
-plugins) are probed. The GUI check is added by `selftest`."""
+verifies its sha256 and runs once on bundled sample data; each workspace's core path runs once
+on the bundled samples; the traps of a frozen bundle (spaCy registries, RDKit data, DICOM codec
+plugins, worker processes) are probed. Only core is called (no command-line module); the GUI
+check is added by `selftest`."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -26,44 +27,30 @@ def _check_onnxruntime() -> str:
     return f"active provider {choice.active}" + (f" ({'; '.join(choice.notes)})" if choice.notes else "")
 
 
-def _zeros_for(spec: dict) -> np.ndarray:
-    shape = [d if isinstance(d, int) and d > 0 else 1 for d in spec.get("shape", [1])]
-    return np.zeros(shape, dtype=np.dtype(spec.get("dtype", "float32")))
-
-
-def _model_check(name: str) -> Check:
-    def run() -> str:
-        from healthfm_desktop.core.inference.registry import load_registry
-
-        session, manifest, choice = load_registry().session(name)
-        feeds = {spec["name"]: _zeros_for(spec) for spec in manifest.inputs}
-        start = time.perf_counter()
-        outputs = session.run(None, feeds)
-        ms = (time.perf_counter() - start) * 1000
-        if not all(np.all(np.isfinite(o)) for o in outputs if np.issubdtype(np.asarray(o).dtype, np.floating)):
-            raise RuntimeError("the model returned non-finite values")
-        return f"sha256 ok, ran on {choice.active} in {ms:.1f} ms"
-
-    return f"model {name}", run
-
-
 def _check_spacy_registry() -> str:
-    import medspacy
+    """The factories the notes pipeline is built from are registered (in a frozen bundle spaCy's
+    entry points can go missing); the pipeline itself runs in the notes check."""
+    import medspacy  # noqa: F401 - registers medspaCy's factories
     import spacy
+    from spacy.language import Language
 
-    spacy.blank("en")
-    nlp = medspacy.load()
-    doc = nlp("No evidence of pneumonia.")
-    return f"medspaCy pipeline {', '.join(nlp.pipe_names)} ran on {len(doc)} tokens"
+    from healthfm_desktop.core.records import pipeline  # noqa: F401 - registers ours
+
+    wanted = ("healthfm_sentences", "healthfm_entities", "medspacy_context", "medspacy_sectionizer")
+    missing = [name for name in wanted if not Language.has_factory(name)]
+    if missing:
+        raise RuntimeError("spaCy factories not registered: " + ", ".join(missing))
+    tokens = len(spacy.blank("en")("No evidence of pneumonia."))
+    return f"spaCy {spacy.__version__} tokenizes ({tokens} tokens); factories {', '.join(wanted)} registered"
 
 
 def _check_rdkit_data() -> str:
     from rdkit.Chem import Descriptors
 
-    fragment_descriptors = [n for n, _ in Descriptors._descList if n.startswith("fr_")]
+    fragment_descriptors = [n for n, _ in Descriptors.descList if n.startswith("fr_")]
     if len(fragment_descriptors) < 80:
         raise RuntimeError(f"only {len(fragment_descriptors)} fr_* descriptors: RDKit's Data folder is missing")
-    return f"{len(Descriptors._descList)} descriptors, {len(fragment_descriptors)} fr_*"
+    return f"{len(Descriptors.descList)} descriptors, {len(fragment_descriptors)} fr_*"
 
 
 def _check_dicom_codecs() -> str:
@@ -100,6 +87,275 @@ def _check_samples() -> str:
     return ", ".join(f"{len(v)} {k}" for k, v in sorted(routing.by_workspace.items()))
 
 
+def _samples(kind: str) -> Path:
+    from healthfm_desktop.core.paths import samples_dir
+
+    folder = Path(samples_dir()) / kind
+    if not folder.is_dir():
+        raise RuntimeError(f"no bundled {kind} samples in {folder}")
+    return folder
+
+
+def _dicom_sample_series():
+    from healthfm_desktop.core.imaging.scanning import scan_paths
+
+    entries = sorted(p for p in _samples("dicom").iterdir() if p.name != "README.md" and not p.name.startswith("."))
+    result = scan_paths(entries)
+    if not result.series:
+        raise RuntimeError("no series found in the bundled DICOM samples")
+    if result.rejected:
+        raise RuntimeError("samples rejected: " + "; ".join(f"{Path(p).name}: {r}" for p, r in result.rejected))
+    return result.series
+
+
+# ---- DICOM -------------------------------------------------------------------------------------
+def _check_dicom_samples() -> str:
+    """Scan the bundled DICOM samples, decode every frame, render one."""
+    from healthfm_desktop.core.imaging.decoding import decode_stored
+    from healthfm_desktop.core.imaging.display import render_frame
+
+    series = _dicom_sample_series()
+    for one in series:
+        for instance in one.instances:
+            pixels = decode_stored(instance, None)
+            if pixels.shape[-2] != instance.rows and pixels.shape[-3:-1] != (instance.rows, instance.columns):
+                raise RuntimeError(f"{Path(str(instance.source)).name}: decoded size {pixels.shape} is not Rows x Columns")
+    image = render_frame(series[0], 0)
+    if image.dtype != np.uint8 or image.size == 0:
+        raise RuntimeError("rendering the first sample failed")
+    frames = sum(s.frame_count for s in series)
+    return f"{len(series)} series, {frames} frames decoded, transfer syntaxes " + ", ".join(
+        sorted({ts for s in series for ts in s.transfer_syntaxes}))
+
+
+def _check_deidentify() -> str:
+    """One sample through the PS3.15 Basic Profile (the table comes from dicom-anonymizer and
+    highdicom at run time, so a bundle missing either fails here, not at export)."""
+    import pydicom
+
+    from healthfm_desktop.core.imaging.anonymise import anonymise_series
+
+    series = _dicom_sample_series()[0]
+    with tempfile.TemporaryDirectory(prefix="healthfm-selftest-") as out:
+        report = anonymise_series(series, out)
+        if report.rejected or not report.written:
+            raise RuntimeError("de-identification wrote nothing: " + "; ".join(r for _, r in report.rejected))
+        original = pydicom.dcmread(series.instances[0].source.path, stop_before_pixels=True)
+        result = pydicom.dcmread(report.written[0], stop_before_pixels=True)
+        if result.get("PatientIdentityRemoved") != "YES" or result.StudyInstanceUID == original.StudyInstanceUID:
+            raise RuntimeError("the de-identified sample keeps its identity")
+    return f"{len(report.written)} object(s) de-identified (PS3.15 Basic Profile)"
+
+
+def _check_decode_workers() -> str:
+    """The sample decoded by two worker processes equals the in-process decode (proves the
+    fork-server pool runs here, which matters most inside the frozen bundle)."""
+    from healthfm_desktop.core.imaging.decoding import decode_stored
+    from healthfm_desktop.core.imaging.parallel_decode import DecodePool
+
+    instances = _dicom_sample_series()[0].instances
+    pool = DecodePool(2)
+    try:
+        if not pool.start():
+            raise RuntimeError(f"decode worker processes do not start ({pool.failed})")
+        decoded = list(pool.decode_instances(instances))
+        if pool.failed:
+            raise RuntimeError(f"decode workers broke ({pool.failed})")
+    finally:
+        pool.shutdown()
+    for instance, frames in zip(instances, decoded):
+        if isinstance(frames, BaseException):
+            raise RuntimeError(f"a worker could not decode the sample: {frames}")
+        if not np.array_equal(frames, decode_stored(instance, None)):
+            raise RuntimeError("a worker's decode differs from the in-process decode")
+    return f"{len(decoded)} objects decoded by 2 worker processes, equal to in-process (started in {pool.start_seconds:.2f} s)"
+
+
+# ---- image models ------------------------------------------------------------------------------
+def _classifier_check(quantized: bool) -> Callable[[], str]:
+    def run() -> str:
+        from healthfm_desktop.core.imaging.ai.classification import classify
+        from healthfm_desktop.core.imaging.ai.models import default_classifier, load_model
+        from healthfm_desktop.core.imaging.ai.preprocessing import read_image
+
+        sample = _samples("images") / "chest_xray_pneumonia.dcm"
+        result = classify(read_image(sample), load_model(default_classifier(), quantized=quantized))
+        return (f"sha256 ok, says {result.label} (p={result.probability:.2f}) on {sample.name} in "
+                f"{result.latency_ms:.1f} ms on {result.provider}")
+
+    return run
+
+
+def _segmenter_check(quantized: bool) -> Callable[[], str]:
+    def run() -> str:
+        from healthfm_desktop.core.imaging.ai.models import default_segmenter, load_model
+        from healthfm_desktop.core.imaging.ai.preprocessing import read_image
+        from healthfm_desktop.core.imaging.ai.segmentation import segment
+
+        sample = _samples("images") / "fetal_head_ultrasound.dcm"
+        result = segment(read_image(sample), None, load_model(default_segmenter(), quantized=quantized))
+        if result.head_circumference_mm is None:
+            raise RuntimeError(f"no head measured on {sample.name}")
+        return (f"sha256 ok, head circumference {result.head_circumference_mm:.1f} mm on {sample.name} in "
+                f"{result.latency_ms:.1f} ms on {result.provider}")
+
+    return run
+
+
+# ---- notes -------------------------------------------------------------------------------------
+def _sample_notes():
+    from healthfm_desktop.core.records.notes_io import BadRecord, read_notes
+
+    folder = _samples("notes")
+    notes = [n for n in read_notes([folder]) if not isinstance(n, BadRecord)]
+    if not notes:
+        raise RuntimeError(f"no sample notes in {folder}")
+    return notes
+
+
+def _check_ner_model() -> str:
+    from healthfm_desktop.core.records.ner_model import NerTagger
+
+    words = _sample_notes()[0].text.split()[:64]
+    tagger = NerTagger()
+    start = time.perf_counter()
+    tags = tagger.tag_rows([words])
+    ms = (time.perf_counter() - start) * 1000
+    if len(tags[0]) != len(words):
+        raise RuntimeError("the tagger returned the wrong number of tags")
+    named = sum(tag != 0 for tag in tags[0])  # tag 0 is "O"
+    return f"sha256 ok, tagged {len(words)} words of a sample note ({named} in entities) on {tagger.provider.active} in {ms:.1f} ms"
+
+
+def _check_notes_pipeline() -> str:
+    from healthfm_desktop.core.records.pipeline import build_pipeline
+
+    notes = _sample_notes()
+    annotated = list(build_pipeline().annotate_many((n.id, n.text) for n in notes))
+    spans = sum(len(n.entities) for n in annotated)
+    negated = sum(e.negated for n in annotated for e in n.entities)
+    if spans == 0:
+        raise RuntimeError("the pipeline found no entity in the sample notes")
+    return f"{len(annotated)} sample notes, {spans} spans ({negated} negated)"
+
+
+# ---- molecules ---------------------------------------------------------------------------------
+def _sample_molecules():
+    from healthfm_desktop.core.chemistry.reading import read_molecules
+
+    path = _samples("molecules") / "approved_drugs.sdf"
+    records = [r for r in read_molecules(path) if r.ok]
+    if not records:
+        raise RuntimeError(f"no molecules in {path}")
+    return records
+
+
+def _molecule_model_check(name: str) -> Callable[[], str]:
+    def run() -> str:
+        from healthfm_desktop.core.chemistry.featurize import featurize_mols
+        from healthfm_desktop.core.chemistry.predictors import MoleculeModel
+
+        records = _sample_molecules()
+        out = MoleculeModel(name).run(featurize_mols([r.mol for r in records]))
+        if not np.all(np.isfinite(out)):
+            raise RuntimeError("non-finite predictions on the bundled samples")
+        if name.startswith("tox21") and not ((out >= 0) & (out <= 1)).all():
+            raise RuntimeError("probabilities outside [0, 1]")
+        if name.startswith("esol") and not (-12 < out.min() and out.max() < 3):
+            raise RuntimeError(f"implausible logS range {out.min():.1f}..{out.max():.1f}")
+        return f"sha256 ok, {len(records)} sample molecules, outputs {out.min():.2f}..{out.max():.2f}"
+
+    return run
+
+
+def _check_generator() -> str:
+    """The SMILES model primed with pieces of a sample drug: valid molecules come out."""
+    from healthfm_desktop.core.chemistry.analogues import GenerationReport, model_proposals
+
+    seed = _sample_molecules()[0].mol
+    report = GenerationReport()
+    steps = model_proposals(seed, 64, report, np.random.default_rng(0))
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            proposals = stop.value
+            break
+    if report.model_samples == 0 or not proposals:
+        raise RuntimeError("the SMILES model gave no valid molecule from a sample seed " + "; ".join(report.notes))
+    return f"sha256 ok, {len(proposals)} valid of {report.model_samples} SMILES sampled from a sample drug"
+
+
+def _check_describe() -> str:
+    from healthfm_desktop.core.chemistry.properties import describe_mol
+
+    rows = [describe_mol(r.mol) for r in _sample_molecules()]
+    alerts = sum(1 for r in rows if r["alerts"])
+    return f"properties and alerts of {len(rows)} samples ({alerts} with alerts)"
+
+
+def _check_search() -> str:
+    from healthfm_desktop.core.chemistry.search_index import build_index
+
+    records = _sample_molecules()
+    with tempfile.TemporaryDirectory() as tmp:
+        index = build_index([_samples("molecules") / "approved_drugs.sdf"], tmp, workers=1)
+        hits = index.similar(records[0].mol, top=1)
+    if not hits or abs(hits[0].score - 1.0) > 1e-12:
+        raise RuntimeError("a sample molecule does not find itself")
+    return f"index of {index.size} samples, self-similarity 1.0"
+
+
+# ---- patients ----------------------------------------------------------------------------------
+def _check_patients() -> str:
+    from healthfm_desktop.core.patients.reading import read_patient_file
+    from healthfm_desktop.core.patients.risk import RiskModel
+
+    files = sorted(p for p in _samples("patients").iterdir() if p.is_file() and p.name != "README.md")
+    if not files:
+        raise RuntimeError("no bundled patient samples in resources/samples/patients")
+    model = RiskModel()
+    start = time.perf_counter()
+    scored = 0
+    for path in files:
+        cohort = read_patient_file(path)
+        if cohort.bad_rows:
+            raise RuntimeError(f"{path.name}: {len(cohort.bad_rows)} bad rows")
+        risks = model.score(cohort.records)
+        if not ((risks > 0) & (risks < 1)).all():
+            raise RuntimeError(f"{path.name}: risk outside (0, 1)")
+        scored += len(cohort.records)
+        assessment = model.assess(cohort.records[0])
+        if not assessment.contributions or len(assessment.trajectory) != 4:
+            raise RuntimeError(f"{path.name}: no explanation or trajectory")
+    ms = (time.perf_counter() - start) * 1000
+    return (f"sha256 ok, {scored} sample stays from {len(files)} files read, scored and explained in {ms:.0f} ms "
+            f"on {model.provider}")
+
+
+def _sample_model_checks() -> dict[str, Callable[[], str]]:
+    """Per shipped model name, the check that runs it on bundled sample data."""
+    from healthfm_desktop.core.chemistry.predictors import MOLECULE_MODELS
+    from healthfm_desktop.core.imaging.ai.models import QUANTIZED_SUFFIX, default_classifier, default_segmenter
+
+    classifier, segmenter = default_classifier(), default_segmenter()
+    checks = {classifier: _classifier_check(False), classifier + QUANTIZED_SUFFIX: _classifier_check(True),
+              segmenter: _segmenter_check(False), segmenter + QUANTIZED_SUFFIX: _segmenter_check(True),
+              "ner_clinical": _check_ner_model, "smiles_generator": _check_generator, "icu_mortality": _check_patients}
+    checks.update({name: _molecule_model_check(name) for name in MOLECULE_MODELS})
+    return checks
+
+
+def _verify_only(name: str) -> Callable[[], str]:
+    def run() -> str:
+        from healthfm_desktop.core.inference.registry import load_registry
+
+        load_registry().verify(name)
+        return "sha256 ok; no bundled sample for this model to run on"
+
+    return run
+
+
 def collect_checks() -> list[Check]:
     from healthfm_desktop.core.inference.registry import load_registry
 
@@ -109,23 +365,17 @@ def collect_checks() -> list[Check]:
         ("RDKit data", _check_rdkit_data),
         ("DICOM codecs", _check_dicom_codecs),
         ("bundled samples", _check_samples),
+        ("DICOM samples scan + decode", _check_dicom_samples),
+        ("DICOM de-identification", _check_deidentify),
+        ("DICOM decode workers", _check_decode_workers),
+        ("notes pipeline", _check_notes_pipeline),
+        ("molecules describe", _check_describe),
+        ("molecules search", _check_search),
     ]
     registry = load_registry()
     for name, problem in sorted(registry.problems.items()):
         checks.append((f"model {name}", lambda problem=problem: (_ for _ in ()).throw(RuntimeError(problem))))
-    domain_checks: list[Check] = []
-    for domain in DOMAINS:
-        module_name = f"healthfm_desktop.batch.{domain}"
-        if importlib.util.find_spec(module_name) is None:
-            continue
-        module = importlib.import_module(module_name)
-        provider = getattr(module, "self_test_checks", None)
-        if provider is not None:
-            domain_checks.extend(provider())
-    covered = {label for label, _ in domain_checks}
+    on_samples = _sample_model_checks()
     for name in registry.names():
-        label, check = _model_check(name)
-        if label not in covered:
-            checks.append((label, check))
-    checks.extend(domain_checks)
+        checks.append((f"model {name}", on_samples.get(name) or _verify_only(name)))
     return checks

@@ -6,7 +6,6 @@ import sys
 import warnings
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 
@@ -232,86 +231,3 @@ def anonymize(args) -> int:
                     "(pixels are not cleaned: review them before sharing)")
     print(summary)
     return EXIT_FAILED if report.rejected else EXIT_OK
-
-
-def self_test_checks():
-    """Self-test: scan the bundled DICOM samples, decode every frame, render one."""
-
-    def check() -> str:
-        from healthfm_desktop.core.imaging.display import render_frame
-        from healthfm_desktop.core.imaging.scanning import scan_paths
-        from healthfm_desktop.core.paths import samples_dir
-
-        folder = Path(samples_dir()) / "dicom"
-        if not folder.is_dir():
-            raise RuntimeError(f"no bundled DICOM samples in {folder}")
-        entries = sorted(p for p in folder.iterdir() if p.name != "README.md" and not p.name.startswith("."))
-        result = scan_paths(entries)
-        if not result.series:
-            raise RuntimeError("no series found in the bundled DICOM samples")
-        if result.rejected:
-            raise RuntimeError("samples rejected: " + "; ".join(f"{Path(p).name}: {r}" for p, r in result.rejected))
-        failures = _decode_failures(result.series)
-        if failures:
-            raise RuntimeError("samples not decodable: " + "; ".join(f"{Path(p).name}: {r}" for p, r in failures))
-        frames = sum(s.frame_count for s in result.series)
-        image = render_frame(result.series[0], 0)
-        if image.dtype != np.uint8 or image.size == 0:
-            raise RuntimeError("rendering the first sample failed")
-        return f"{len(result.series)} series, {frames} frames decoded, transfer syntaxes " + ", ".join(
-            sorted({ts for s in result.series for ts in s.transfer_syntaxes})
-        )
-
-    def deidentify() -> str:
-        """One sample through the PS3.15 Basic Profile (the table comes from dicom-anonymizer
-        and highdicom at run time, so a bundle missing either fails here, not at export)."""
-        import tempfile
-
-        import pydicom
-
-        from healthfm_desktop.core.imaging.anonymise import anonymise_series
-        from healthfm_desktop.core.imaging.scanning import scan_paths
-        from healthfm_desktop.core.paths import samples_dir
-
-        folder = Path(samples_dir()) / "dicom"
-        entries = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".dcm" or p.is_dir())
-        series = scan_paths(entries).series[0]
-        with tempfile.TemporaryDirectory(prefix="healthfm-selftest-") as out:
-            report = anonymise_series(series, out)
-            if report.rejected or not report.written:
-                raise RuntimeError("de-identification wrote nothing: " + "; ".join(r for _, r in report.rejected))
-            original = pydicom.dcmread(series.instances[0].source.path, stop_before_pixels=True)
-            result = pydicom.dcmread(report.written[0], stop_before_pixels=True)
-            if result.get("PatientIdentityRemoved") != "YES" or result.StudyInstanceUID == original.StudyInstanceUID:
-                raise RuntimeError("the de-identified sample keeps its identity")
-        return f"{len(report.written)} object(s) de-identified (PS3.15 Basic Profile)"
-
-    def decode_workers() -> str:
-        """The sample decoded by two worker processes equals the in-process decode (proves the
-        fork-server pool runs here, which matters most inside the frozen bundle)."""
-        from healthfm_desktop.core.imaging.decoding import decode_stored
-        from healthfm_desktop.core.imaging.parallel_decode import DecodePool
-        from healthfm_desktop.core.imaging.scanning import scan_paths
-        from healthfm_desktop.core.paths import samples_dir
-
-        folder = Path(samples_dir()) / "dicom"
-        entries = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".dcm" or p.is_dir())
-        instances = scan_paths(entries).series[0].instances
-        pool = DecodePool(2)
-        try:
-            if not pool.start():
-                raise RuntimeError(f"decode worker processes do not start ({pool.failed})")
-            decoded = list(pool.decode_instances(instances))
-            if pool.failed:
-                raise RuntimeError(f"decode workers broke ({pool.failed})")
-        finally:
-            pool.shutdown()
-        for instance, frames in zip(instances, decoded):
-            if isinstance(frames, BaseException):
-                raise RuntimeError(f"a worker could not decode the sample: {frames}")
-            if not np.array_equal(frames, decode_stored(instance, None)):
-                raise RuntimeError("a worker's decode differs from the in-process decode")
-        return f"{len(decoded)} objects decoded by 2 worker processes, equal to in-process (started in {pool.start_seconds:.2f} s)"
-
-    return [("DICOM samples scan + decode", check), ("DICOM de-identification", deidentify),
-            ("DICOM decode workers", decode_workers)]

@@ -201,34 +201,3 @@ def segment(args) -> int:
             )
 
     return _each_image(args.paths, "segment", one)
-
-
-def self_test_checks():
-    """One check per shipped image model: verify and run it on a bundled sample image."""
-    from healthfm_desktop.core.paths import samples_dir
-
-    folder = samples_dir() / "images"
-
-    def classifier_check() -> str:
-        from healthfm_desktop.core.imaging.ai.classification import classify as run_classifier
-        from healthfm_desktop.core.imaging.ai.models import default_classifier, load_model
-        from healthfm_desktop.core.imaging.ai.preprocessing import read_image
-
-        sample = folder / "chest_xray_pneumonia.dcm"
-        result = run_classifier(read_image(sample), load_model(default_classifier()))
-        return f"{result.model} says {result.label} (p={result.probability:.2f}) on {sample.name} in {result.latency_ms:.1f} ms on {result.provider}"
-
-    def segmenter_check() -> str:
-        from healthfm_desktop.core.imaging.ai.models import default_segmenter, load_model
-        from healthfm_desktop.core.imaging.ai.preprocessing import read_image
-        from healthfm_desktop.core.imaging.ai.segmentation import segment as run_segmenter
-
-        sample = folder / "fetal_head_ultrasound.dcm"
-        result = run_segmenter(read_image(sample), None, load_model(default_segmenter()))
-        if result.head_circumference_mm is None:
-            raise RuntimeError(f"no head measured on {sample.name}")
-        return f"{result.model}: head circumference {result.head_circumference_mm:.1f} mm on {sample.name} in {result.latency_ms:.1f} ms on {result.provider}"
-
-    from healthfm_desktop.core.imaging.ai.models import default_classifier, default_segmenter
-
-    return [(f"model {default_classifier()}", classifier_check), (f"model {default_segmenter()}", segmenter_check)]

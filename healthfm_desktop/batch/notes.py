@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from pathlib import Path
 
 from healthfm_desktop.batch.output import progress, report_bad_input
@@ -86,38 +85,3 @@ def annotate(args) -> int:
     if written == 0 and failures == 0:
         raise UserFacingError("no notes were given")
     return 1 if failures else 0
-
-
-def self_test_checks():
-    """Checks for `healthfm self-test`: the NER model runs on words, and the whole pipeline
-    runs on the bundled sample notes."""
-
-    def check_model() -> str:
-        from healthfm_desktop.core.records.ner_model import NerTagger
-
-        tagger = NerTagger()
-        start = time.perf_counter()
-        tags = tagger.tag_rows([["Metoprolol", "50", "mg", "for", "chest", "pain", "."]])
-        ms = (time.perf_counter() - start) * 1000
-        if len(tags[0]) != 7:
-            raise RuntimeError("the tagger returned the wrong number of tags")
-        return f"sha256 ok, tagged 7 tokens on {tagger.provider.active} in {ms:.1f} ms"
-
-    def check_pipeline() -> str:
-        from healthfm_desktop.core.paths import samples_dir
-        from healthfm_desktop.core.records.notes_io import BadRecord, read_notes
-        from healthfm_desktop.core.records.pipeline import build_pipeline
-
-        folder = samples_dir() / "notes"
-        notes = [n for n in read_notes([folder]) if not isinstance(n, BadRecord)]
-        if not notes:
-            raise RuntimeError(f"no sample notes in {folder}")
-        pipeline = build_pipeline()
-        annotated = list(pipeline.annotate_many((n.id, n.text) for n in notes))
-        spans = sum(len(n.entities) for n in annotated)
-        negated = sum(e.negated for n in annotated for e in n.entities)
-        if spans == 0:
-            raise RuntimeError("the pipeline found no entity in the sample notes")
-        return f"{len(annotated)} sample notes, {spans} spans ({negated} negated)"
-
-    return [("model ner_clinical", check_model), ("notes pipeline", check_pipeline)]

@@ -12,12 +12,10 @@ documented cleaning rules and the command exits 0."""
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 from healthfm_desktop.batch.output import emit_json, report_bad_input
 from healthfm_desktop.core.errors import UserFacingError
-from healthfm_desktop.core.paths import samples_dir
 
 MAX_BAD_ROWS_SHOWN = 100
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -53,37 +51,3 @@ def risk(args) -> int:
             sys.stdout.write(f"{record.patient_id}\t{value:.4f}\n")
     sys.stdout.flush()
     return EXIT_FAILED if cohort.bad_rows else EXIT_OK
-
-
-def _sample_files() -> list[Path]:
-    folder = samples_dir() / "patients"
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.name != "README.md") if folder.is_dir() else []
-
-
-def _check_samples() -> str:
-    from healthfm_desktop.core.patients.reading import read_patient_file
-    from healthfm_desktop.core.patients.risk import RiskModel
-
-    files = _sample_files()
-    if not files:
-        raise RuntimeError("no bundled patient samples in resources/samples/patients")
-    model = RiskModel()
-    start = time.perf_counter()
-    scored = 0
-    for path in files:
-        cohort = read_patient_file(path)
-        if cohort.bad_rows:
-            raise RuntimeError(f"{path.name}: {len(cohort.bad_rows)} bad rows")
-        risks = model.score(cohort.records)
-        if not ((risks > 0) & (risks < 1)).all():
-            raise RuntimeError(f"{path.name}: risk outside (0, 1)")
-        scored += len(cohort.records)
-        assessment = model.assess(cohort.records[0])
-        if not assessment.contributions or len(assessment.trajectory) != 4:
-            raise RuntimeError(f"{path.name}: no explanation or trajectory")
-    ms = (time.perf_counter() - start) * 1000
-    return f"{scored} sample stays from {len(files)} files read, scored and explained in {ms:.0f} ms on {model.provider}"
-
-
-def self_test_checks():
-    return [("patients: read and score bundled samples", _check_samples)]

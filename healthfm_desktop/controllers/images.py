@@ -128,10 +128,9 @@ class ImagesController(WorkspaceController):
         DECODE_POOL.stop_when_the_app_quits()
         self._scan_step.connect(lambda done, total: self.progress.emit(
             Progress(done / max(total, 1), f"Indexing {done}/{total} files")))
-        # the decode workers start now, in their own processes, so the first import does not pay
-        # for them (0.1-0.3 s on an idle machine, 1-3 s on a loaded one: measured, it made the
-        # first open 1.6x the plain pydicom loop instead of 0.5x); ~50 MB each, shared pages
-        DECODE_POOL.start()
+        # the decode workers (~50 MB each) start with the first import (open_paths), not here: a
+        # session that never opens an image never pays for them; the first image is decoded
+        # in-process while they start beside the indexing
 
     # the session's state, under the names views and other controllers use
     @property
@@ -152,7 +151,7 @@ class ImagesController(WorkspaceController):
         the index is ready, the rest decodes in the background."""
         self.status.emit(f"Reading {len(paths)} item(s)…")
         started = time.perf_counter()
-        DECODE_POOL.start()  # again, if it was shut down since
+        DECODE_POOL.start()  # the first import needs them (no-op when they already run)
         cancel = self._new_cancel_event()
         job = self.start_job(self._scan, [Path(p) for p in paths], cancel,
                              on_result=lambda result: self._on_scanned(result, started))

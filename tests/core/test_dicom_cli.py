@@ -112,8 +112,8 @@ def test_mpr_axial_index_matches_render_index_on_an_axial_series(tmp_path):
 
 
 def test_self_test_check_scans_the_bundled_sample():
-    from healthfm_desktop.batch.dicom import self_test_checks
+    from healthfm_desktop.checks import collect_checks
 
-    checks = dict(self_test_checks())
+    checks = dict(collect_checks())
     assert "6 frames decoded" in checks["DICOM samples scan + decode"]()
     assert "6 object(s) de-identified" in checks["DICOM de-identification"]()

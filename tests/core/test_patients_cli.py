@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from healthfm_desktop.batch.patients import self_test_checks
+from healthfm_desktop.checks import collect_checks
 from healthfm_desktop.core.patients.reading import read_patient_file
 from healthfm_desktop.core.patients.risk import RiskModel
 
@@ -86,6 +86,5 @@ def test_plain_output_and_the_record_and_fhir_formats():
 
 
 def test_self_test_check_scores_the_bundled_samples():
-    (label, check), = self_test_checks()
-    assert label.startswith("patients")
-    assert check().startswith("4 sample stays from 2 files")
+    check = dict(collect_checks())["model icu_mortality"]
+    assert check().startswith("sha256 ok, 4 sample stays from 2 files")

@@ -68,3 +68,26 @@ def test_with_the_workers_disabled_the_series_loads_in_process(viewer, qtbot, mo
     assert seen["decoded_when_first_shown"] is not None and seen["decoded_when_first_shown"] < 170
     _check_all_slices(controller)
     assert not started
+
+
+def test_the_decode_workers_start_with_the_first_import_not_before(qtbot, tmp_path, monkeypatch):
+    """A session that never opens an image never starts the decode processes (~50 MB each)."""
+    from tests.gui.test_image_viewer import ImagesHarness
+
+    parallel_decode.shutdown_shared_pool()
+    parallel_decode.set_decode_processes(2)
+    started = []
+    monkeypatch.setattr(parallel_decode, "warm_shared_pool", lambda: started.append(True) or False)
+    monkeypatch.setenv("HEALTHFM_HOME", str(tmp_path / "home"))
+    harness = ImagesHarness()
+    qtbot.addWidget(harness.workspace)
+    harness.workspace.show()
+    qtbot.wait(200)
+    assert not started
+    controller = harness.controllers["images"]
+    with qtbot.waitSignal(controller.series_loaded, timeout=120_000):
+        drop(harness, [MR_SERIES])
+    qtbot.waitUntil(lambda: bool(started), timeout=10_000)
+    controller.cancel_jobs()
+    qtbot.waitUntil(lambda: not controller.busy, timeout=30_000)
+    parallel_decode.set_decode_processes(None)
