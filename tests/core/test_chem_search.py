@@ -27,7 +27,12 @@ def library(tmp_path_factory):
     return rows, mols, LibraryIndex.open(index.folder)
 
 
-def test_similarity_equals_rdkit(library):
+@pytest.mark.parametrize("dense", [True, False], ids=["ranges-scored-at-once", "bit-sliced-per-bin"])
+def test_similarity_equals_rdkit(library, monkeypatch, dense):
+    from healthfm_desktop.core.chemistry import search_index
+
+    if not dense:  # the path of large libraries: per popcount bin, compared in bit-sliced form
+        monkeypatch.setattr(search_index, "_DENSE_POSITIONS", 0)
     rows, mols, index = library
     gen = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
     fps = [gen.GetFingerprint(m) for m in mols]

@@ -76,6 +76,7 @@ INDEX_FORMAT = "healthfm-molecule-index"
 INDEX_VERSION = 3  # 2: trusted.smi (RDKit's canonical SMILES); 3: rings.bin and the atom types
 PATTERN_BITS = 2048
 _CHUNK = 65536  # molecules per transpose step: a multiple of 64
+_DENSE_POSITIONS = 1 << 17  # similarity: ranges up to this many molecules are scored at once
 _CORE_FRACTION = 0.02  # top-k: share of the library scored exactly first, around the query's popcount
 # substructure: candidates (after the screen) from which matching on worker processes pays.
 # Matching costs ~15 µs a candidate (~22 µs with the stored rings; index v2, which perceived
@@ -425,8 +426,10 @@ class LibraryIndex:
         self.meta = meta
         self.popcount = popcount  # sorted, per position
         self.order = order  # position -> library row
-        self.morgan = morgan  # (2048, words)
-        self.pattern = pattern  # (2048, words)
+        # plain ndarrays over the memmaps: indexing a np.memmap costs ~6 µs a plane in its
+        # __getitem__/__array_finalize__, and a query reads tens (Morgan) to hundreds (pattern)
+        self.morgan = np.asarray(morgan)  # (2048, words)
+        self.pattern = np.asarray(pattern) if pattern is not None else None  # (2048, words)
         self.offsets = offsets  # row -> byte offset into records (row order), n+1 entries
         self.records = records  # uint8 memmap of "id\tsmiles\n" lines in library row order
         self.trusted_offsets = trusted_offsets  # row -> byte offset into trusted, n+1 entries
@@ -434,7 +437,6 @@ class LibraryIndex:
         self.size = len(popcount)
         self._trusted_map = None
         self._records_map = None
-        self._pattern_array = None  # ``pattern`` as a plain ndarray (see _pattern_planes)
         self._files = None  # what substructure matching reads (see _substructure_files)
         self._types = None  # atom types, loaded at the first substructure search
         self._types_lock = threading.Lock()
@@ -467,6 +469,10 @@ class LibraryIndex:
         are ever unpacked."""
         if p1 <= p0:
             return np.zeros(0, dtype=np.int64)
+        if p1 - p0 <= _DENSE_POSITIONS:
+            # a short range: its exact scores at once cost less than a bit-sliced compare per bin
+            scores = self._exact_scores_range(query_bits, a, p0, p1)
+            return p0 + np.flatnonzero(scores >= threshold)
         w0, w1 = p0 // 64, (p1 + 63) // 64
         levels = _vertical_count(self.morgan, query_bits, w0, w1)
         found = []
@@ -670,7 +676,7 @@ class LibraryIndex:
         qfp = Chem.PatternFingerprint(query, fpSize=PATTERN_BITS)
         on = np.zeros(PATTERN_BITS, dtype=np.uint8)
         DataStructs.ConvertToNumpyArray(qfp, on)
-        pattern = self._pattern_planes()
+        pattern = self.pattern
         words = pattern.shape[1]
         mask = np.full(words, np.uint64(0xFFFFFFFFFFFFFFFF), dtype=np.uint64)
         kept = None  # word numbers still non-zero, once few
@@ -695,13 +701,6 @@ class LibraryIndex:
             positions = kept[set_bits // 64] * 64 + set_bits % 64
             positions = positions[positions < self.size]
         return np.sort(self.order[positions])
-
-    def _pattern_planes(self) -> np.ndarray:
-        # a plain ndarray over the memmap: indexing a np.memmap costs ~6 µs a plane in its
-        # __getitem__/__array_finalize__, and a query reads hundreds of planes
-        if self._pattern_array is None:
-            self._pattern_array = np.asarray(self.pattern)
-        return self._pattern_array
 
     def _type_screen(self, query: Chem.Mol, smarts: str) -> np.ndarray | bool | None:
         """Per library row, whether it holds, for every query atom, an atom of a type that
