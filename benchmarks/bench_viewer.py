@@ -77,7 +77,7 @@ def bench_render(folder: Path) -> None:
         reps = (int(np.ceil(512 / stored.shape[0])), int(np.ceil(512 / stored.shape[1])))
         stored = np.ascontiguousarray(np.tile(stored, reps)[:512, :512])
         modality = np.ascontiguousarray(np.tile(modality, reps)[:512, :512])
-    from healthfm_desktop.controllers.images import compact_frame, stored_scaling
+    from healthfm_desktop.core.imaging.viewer_session import compact_frame, stored_scaling
 
     # what the viewer caches and draws: stored values + rescale, or whole-number values as int16
     scaling = stored_scaling(series)
@@ -199,7 +199,7 @@ def bench_mpr_memory(app: "QApplication", folder: Path) -> None:
         return
     series = controller.series[0]
     int16_volume = series.frame_count * series.rows * series.columns * 2
-    pixels = controller._cache._bytes + ready[0].nbytes  # 2-D frame cache + MPR volume
+    pixels = controller.session.cache._bytes + ready[0].nbytes  # 2-D frame cache + MPR volume
     print(f"pixel memory with the series and MPR open: {pixels / int16_volume:.2f}x the int16 volume "
           f"({pixels / 1024**2:.1f} MiB vs {int16_volume / 1024**2:.1f} MiB; target <= 2x)")
     print(f"peak memory of all allocations (pixels + DICOM headers of every file, tracemalloc): "
