@@ -59,6 +59,9 @@ class MprView(QWidget):
         slab_form.addRow("Thickness", self.slab_thickness)
         side_layout.addLayout(slab_form)
         grid.addWidget(side, 1, 1)
+        for i in (0, 1):  # four equal cells, whatever the planes' aspect
+            grid.setColumnStretch(i, 1)
+            grid.setRowStretch(i, 1)
         self._inverted = False
         self._volume = None
         self._voxel = (0.0, 0.0, 0.0)

@@ -1,0 +1,82 @@
+"""Screenshots of each workspace on the bundled demo data, for docs/screenshots/:
+
+    QT_SCALE_FACTOR=1 python scripts/screenshots.py docs/screenshots   # 1280x800
+    QT_SCALE_FACTOR=2 python scripts/screenshots.py docs/screenshots   # 2560x1600 (HiDPI)
+
+Each PNG is quantised to 256 colours (PIL) to stay a few hundred KB."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("HEALTHFM_HOME", tempfile.mkdtemp(prefix="healthfm-shots-"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def wait(app, condition, seconds: float = 120.0) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def save(window, path: Path) -> None:
+    from PIL import Image
+    from PySide6.QtCore import QBuffer, QIODevice
+
+    buffer = QBuffer()
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    window.grab().save(buffer, "PNG")
+    image = Image.open(io.BytesIO(bytes(buffer.data()))).convert("RGB")
+    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    print(f"{path} {image.size[0]}x{image.size[1]} {path.stat().st_size // 1024} KB")
+
+
+def main() -> int:
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots")
+    out.mkdir(parents=True, exist_ok=True)
+    from healthfm_desktop.app import build_application, build_main_window
+    from healthfm_desktop.core.paths import demo_paths
+
+    app = build_application(sys.argv[:1])
+    window = build_main_window()
+    window.resize(1280, 800)
+    window.show()
+    window.app_controller.open_paths(demo_paths())
+    controllers = window.controllers
+    wait(app, lambda: bool(controllers["images"].series and controllers["molecules"].rows))
+    wait(app, lambda: not any(c.busy for c in controllers.values()), 240)
+    scale = round(window.devicePixelRatioF())
+    size = f"{1280 * scale}x{800 * scale}"
+    images = window.workspace_widget("images")
+    head = next((s.key for s in controllers["images"].series if s.frame_count > 1), controllers["images"].series[0].key)
+    window.show_workspace("images")
+    images.show_series(head, controllers["images"].frame_count(head) // 2)
+    wait(app, lambda: images.active_viewport().frame() is not None)
+    images.apply_preset_number(1)
+    wait(app, lambda: False, 0.5)
+    save(window, out / f"images_{size}.png")
+    images.mpr_action.setChecked(True)
+    wait(app, lambda: images.mpr_view.volume() is not None, 60)
+    wait(app, lambda: False, 0.5)
+    save(window, out / f"images_mpr_{size}.png")
+    images.mpr_action.setChecked(False)
+    for name in ("notes", "molecules", "patients"):
+        window.show_workspace(name)
+        wait(app, lambda: False, 1.5)
+        save(window, out / f"{name}_{size}.png")
+    window.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
