@@ -201,6 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--move-dest", metavar="AET")
     p.add_argument("--listen-port", type=int, metavar="P")
     p.set_defaults(handler="batch.pacs:get")
+
+    p = pacs.add_parser("listen", help="run the C-STORE/C-ECHO SCP until SIGINT/SIGTERM")
+    p.add_argument("--port", required=True, type=int, metavar="P")
+    p.add_argument("--aet", metavar="AET", help="our AE title (default: Settings)")
+    p.add_argument("--bind", metavar="ADDR", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--allow-calling-aet", action="append", default=[], metavar="AET",
+                   help="accept only these calling AE titles (repeat the option)")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler="batch.pacs:listen")
     return parser
 
 

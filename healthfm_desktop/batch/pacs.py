@@ -1,9 +1,12 @@
-"""`healthfm pacs echo|find|get` (CLI.md): DICOM networking with the peer given on the command
-line. One line per result; failures are one clear line on stderr and exit 1."""
+"""`healthfm pacs echo|find|get|listen` (CLI.md): DICOM networking with the peer given on the
+command line, and our own storage SCP. One line per result; failures are one clear line on
+stderr and exit 1."""
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from healthfm_desktop.batch.output import emit_json
@@ -114,3 +117,51 @@ def get(args) -> int:
         sys.stderr.write("\n")
     print(result.summary())
     return EXIT_OK
+
+
+def listen(args) -> int:
+    """Receive objects until SIGINT/SIGTERM: filed under --out and indexed in the local study
+    database. Exit 0, or 1 when an object was refused (each is reported on stderr)."""
+    from healthfm_desktop.core.imaging.pacs.storage_scp import DEFAULT_BIND_ADDRESS, StorageSCP
+    from healthfm_desktop.core.storage.studies import open_study_database
+
+    try:
+        port = validate_port(args.port, "--port")
+        aet = validate_ae_title(args.aet, "--aet") if args.aet else own_ae_title()
+        allowed = [validate_ae_title(t, "--allow-calling-aet") for t in args.allow_calling_aet]
+    except InvalidPeerError as exc:
+        return _usage("listen", str(exc))
+    database, note = open_study_database()
+    if note:
+        print(f"healthfm pacs listen: {note}", file=sys.stderr)
+    printing = threading.Lock()
+    refused = [0]
+
+    def outcome(result) -> None:  # on a server thread
+        with printing:
+            if result.status != 0:
+                refused[0] += 1
+                print(f"{result.sop_instance_uid or '(no SOP Instance UID)'}: {result.reason}", file=sys.stderr, flush=True)
+            if args.json:
+                emit_json(result.to_json())
+            elif result.path:
+                print(f"stored {result.sop_instance_uid} from {result.calling_aet} -> {result.path}", flush=True)
+
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    bind = args.bind if args.bind is not None else DEFAULT_BIND_ADDRESS
+    scp = StorageSCP(aet, port, Path(args.out), bind_address=bind, allowed_calling_aets=allowed,
+                     database=database, on_outcome=outcome)
+    try:
+        scp.start()
+        print(f"healthfm pacs listen: receiving as {aet} on {bind or 'all interfaces'} port {port}"
+              + (f", from {', '.join(allowed)} only" if allowed else "") + " (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        scp.stop()
+        database.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(f"healthfm pacs listen: {scp.received} stored, {scp.rejected} refused", file=sys.stderr)
+    return EXIT_FAILED if refused[0] else EXIT_OK

@@ -16,7 +16,14 @@ from healthfm_desktop.core.config import read_setting
 from healthfm_desktop.core.errors import UserFacingError
 from healthfm_desktop.core.imaging import pacs
 from healthfm_desktop.core.imaging.pacs.errors import InvalidPeerError
-from healthfm_desktop.core.imaging.pacs.peers import DicomPeer, load_peers, save_peers, validate_port
+from healthfm_desktop.core.imaging.pacs.peers import (
+    DicomPeer,
+    allowed_calling_aets,
+    load_peers,
+    save_peers,
+    scp_bind_address,
+    validate_port,
+)
 from healthfm_desktop.core.storage.studies import (
     InstanceRecord,
     StudyDatabase,
@@ -252,18 +259,23 @@ class PacsController(QObject):
     def scp_running(self) -> bool:
         return self._scp is not None
 
-    def start_storage_scp(self, bind_address: str = "") -> bool:
+    def start_storage_scp(self, bind_address: str | None = None) -> bool:
         if self._scp is not None:
             return True
         database = self.database()
 
-        def filed(item) -> None:  # on a pynetdicom server thread
-            database.add_instances([item.record])
+        def filed(item) -> None:  # on a pynetdicom server thread; the SCP has indexed it
             self.object_received.emit(item.record.sop_uid)
 
+        def refused(reason: str) -> None:
+            self.message.emit("warning", f"Received object refused: {reason}")
+
         try:
-            self._scp = pacs.StorageSCP(self.own_ae_title(), self.storage_port(), self.store_dir,
-                                   bind_address=bind_address, on_filed=filed).start()
+            self._scp = pacs.StorageSCP(
+                self.own_ae_title(), self.storage_port(), self.store_dir,
+                bind_address=bind_address if bind_address is not None else scp_bind_address(),
+                allowed_calling_aets=allowed_calling_aets(), database=database,
+                on_filed=filed, on_rejected=refused).start()
         except UserFacingError as exc:
             self._scp = None
             self.scp_state_changed.emit(False, str(exc))

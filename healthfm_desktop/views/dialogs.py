@@ -54,6 +54,13 @@ class SettingsDialog(QDialog):
         self.storage_port.setRange(1, 65535)
         self.storage_port.setValue(int(values.get("dicom/storage_port", "11112") or 11112))
         form.addRow("Own storage port:", self.storage_port)
+        self.scp_bind = QLineEdit(values.get("dicom/scp_bind_address", "127.0.0.1") or "127.0.0.1")
+        self.scp_bind.setToolTip("127.0.0.1: only this computer can send; 0.0.0.0: any network interface")
+        form.addRow("Receive DICOM on address:", self.scp_bind)
+        self.allowed_aets = QLineEdit(values.get("dicom/allowed_calling_aets", ""))
+        self.allowed_aets.setPlaceholderText("any (e.g. MODALITY1, PACS)")
+        self.allowed_aets.setToolTip("Only these calling AE titles may send images; empty: any")
+        form.addRow("Accept images from AE titles:", self.allowed_aets)
         self.tabs.addTab(general, "General")
 
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
@@ -72,6 +79,8 @@ class SettingsDialog(QDialog):
             "inference/quantized": "true" if self.quantized.isChecked() else "false",
             "dicom/ae_title": self.ae_title.text().strip() or "HEALTHFM",
             "dicom/storage_port": str(self.storage_port.value()),
+            "dicom/scp_bind_address": self.scp_bind.text().strip() or "127.0.0.1",
+            "dicom/allowed_calling_aets": ", ".join(t.strip().upper() for t in self.allowed_aets.text().replace(";", ",").split(",") if t.strip()),
         }
 
 

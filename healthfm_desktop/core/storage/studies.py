@@ -207,7 +207,8 @@ class FileProblem:
 
 @dataclass
 class ImportReport:
-    """What one import did. ``duplicates``: (new path, path already indexed for that SOP UID)."""
+    """What one import did. ``duplicates``: (new path, the path already indexed for that SOP UID,
+    or why the object conflicts with what is indexed)."""
 
     added: int = 0
     unchanged: int = 0
@@ -315,6 +316,12 @@ class StudyDatabase:
         return report
 
     def _add_one(self, conn: sqlite3.Connection, r: InstanceRecord, report: ImportReport) -> None:
+        owner = conn.execute("SELECT study_uid FROM series WHERE series_uid = ?", (r.series_uid,)).fetchone()
+        if owner is not None and owner[0] != r.study_uid:
+            # the series is indexed under another study: adding this would leave a study row
+            # with no series (what a hostile or broken sender's UIDs did)
+            report.duplicates.append((r.path, f"series {r.series_uid} already belongs to another study"))
+            return
         existing = conn.execute("SELECT path FROM instances WHERE sop_uid = ?", (r.sop_uid,)).fetchone()
         if existing is not None:
             old_path = existing[0]
@@ -445,6 +452,18 @@ class StudyDatabase:
 
     def has_instance(self, sop_uid: str) -> bool:
         return bool(self._query("SELECT 1 FROM instances WHERE sop_uid = ?", (sop_uid,)))
+
+    def instance_identity(self, sop_uid: str) -> tuple[str, str, str, str] | None:
+        """(study UID, series UID, patient id, path) of an indexed SOP instance, or None."""
+        rows = self._query(
+            "SELECT series.study_uid, instances.series_uid, patients.patient_id, instances.path FROM instances "
+            "JOIN series ON series.series_uid = instances.series_uid JOIN studies ON studies.study_uid = series.study_uid "
+            "JOIN patients ON patients.id = studies.patient WHERE instances.sop_uid = ?", (sop_uid,))
+        return tuple(rows[0]) if rows else None
+
+    def series_study(self, series_uid: str) -> str | None:
+        rows = self._query("SELECT study_uid FROM series WHERE series_uid = ?", (series_uid,))
+        return rows[0][0] if rows else None
 
     def verify(self, study_uid: str | None = None, read_headers: bool = True) -> list[FileProblem]:
         """Files that are gone, changed size, or no longer read as the indexed object."""

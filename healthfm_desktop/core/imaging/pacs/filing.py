@@ -51,9 +51,23 @@ def _past_group_0020(tag, _vr, _length) -> bool:
     return tag.group > 0x0020
 
 
-def file_encoded_object(encoded: bytes, root: Path) -> FiledObject:
-    """``encoded``: a DICOM file (preamble, meta, dataset) as pynetdicom's encoded_dataset()
-    gives it. An object without its identifying UIDs is refused before anything is written."""
+@dataclass(frozen=True)
+class ReceivedHeader:
+    """What a received object says it is, read before anything is written."""
+
+    header: object  # pydicom Dataset, groups 0008-0020
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    patient_id: str
+
+    def path_under(self, root: Path) -> Path:
+        return Path(root) / safe_uid_name(self.study_uid) / safe_uid_name(self.series_uid) / f"{safe_uid_name(self.sop_uid)}.dcm"
+
+
+def read_received_header(encoded: bytes) -> ReceivedHeader:
+    """The identifying UIDs of a received DICOM file (preamble, meta, dataset); an object
+    without them is refused (UnreadableFileError)."""
     from pydicom.filereader import read_partial
 
     try:
@@ -61,15 +75,24 @@ def file_encoded_object(encoded: bytes, root: Path) -> FiledObject:
         # groups 0008-0020; stopping there skips private groups and pixel data
         ds = read_partial(BytesIO(encoded), stop_when=_past_group_0020)
         uids = [str(ds.get(k, "") or "").strip() for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")]
+        patient_id = str(ds.get("PatientID", "") or "").strip()
     except Exception as exc:  # a peer can send anything; pydicom raises many types on bad data
         raise UnreadableFileError(f"received object cannot be read ({type(exc).__name__})") from None
     if not all(uids):
         raise UnreadableFileError("received object has no study, series or instance UID")
-    study, series, sop = (safe_uid_name(uid) for uid in uids)
-    folder = Path(root) / study / series
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{sop}.dcm"
+    return ReceivedHeader(ds, *uids, patient_id)
+
+
+def write_received(encoded: bytes, received: ReceivedHeader, root: Path) -> FiledObject:
+    path = received.path_under(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
     # No fsync per object (durable=False): a crash can lose the newest file but never leave a
     # partial one, and per-file fsync would cost more than the network transfer itself.
     atomic_write_bytes(path, encoded, durable=False)
-    return FiledObject(path, len(encoded), ds)
+    return FiledObject(path, len(encoded), received.header)
+
+
+def file_encoded_object(encoded: bytes, root: Path) -> FiledObject:
+    """``encoded``: a DICOM file (preamble, meta, dataset) as pynetdicom's encoded_dataset()
+    gives it. An object without its identifying UIDs is refused before anything is written."""
+    return write_received(encoded, read_received_header(encoded), root)

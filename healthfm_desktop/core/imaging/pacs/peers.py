@@ -100,6 +100,17 @@ def own_storage_port() -> int:
     return validate_port(read_setting("dicom/storage_port") or 11112, "storage port (Settings)")
 
 
+def scp_bind_address() -> str:
+    """Where our storage SCP listens (Settings); loopback unless the user opens it up."""
+    return read_setting("dicom/scp_bind_address").strip() or "127.0.0.1"
+
+
+def allowed_calling_aets() -> list[str]:
+    """Calling AE titles our storage SCP accepts (Settings); empty: any."""
+    text = read_setting("dicom/allowed_calling_aets")
+    return [validate_ae_title(t, "allowed calling AE title (Settings)") for t in text.replace(";", ",").split(",") if t.strip()]
+
+
 def peers_path() -> Path:
     return user_data_dir() / "pacs_peers.json"
 
