@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR")
     p.set_defaults(handler="batch.dicom:anonymize")
 
+    p = sub.add_parser("data-quality", help="what an import would find unreadable, out of range, duplicated or missing")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler="batch.quality:report")
+
     # --- images --------------------------------------------------------------------------
     images = sub.add_parser("images", help="run the shipped image models").add_subparsers(
         dest="subcommand", metavar="SUBCOMMAND", required=True

@@ -169,7 +169,39 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pneumonia_resnet conformal sets at {COVERAGE:.0%} (calibrated on val, n={conformal.n_calibration}): "
           f"test coverage {coverage:.1%}, mean set size {members.sum(axis=1).mean():.2f}, "
           f"both labels in {np.mean(members.sum(axis=1) == 2):.1%} of {len(labels)} test images")
+    failure_cases(pneumonia, hc18)
     return 0
+
+
+def failure_cases(pneumonia, hc18) -> None:
+    """The measured failures the model cards' "When not to use this" sections quote."""
+    from healthfm_desktop.core.imaging.ai.classification import classify
+    from healthfm_desktop.core.imaging.ai.models import load_model
+    from healthfm_desktop.core.imaging.ai.segmentation import segment
+
+    classifier = load_model("pneumonia_resnet", quantized=False)
+    forced = [classify(image, classifier, force=True) for image in hc18_images(hc18, "test")]
+    p = np.array([r.probabilities["pneumonia"] for r in forced])
+    print(f"pneumonia_resnet run anyway on HC18 test: 'pneumonia' for {np.mean(p >= 0.5):.0%}, median p {np.median(p):.2f}, "
+          f"p > 0.9 for {np.mean(p > 0.9):.0%}")
+    results = [classify(prep.SourceImage(a), classifier) for a in pneumonia["test_images"]]
+    truth = pneumonia["test_labels"].ravel() == 1
+    said = np.array([r.label == "pneumonia" for r in results])
+    confident = np.array([max(r.probabilities.values()) > 0.9 for r in results])
+    wrong = said != truth
+    print(f"pneumonia_resnet test: sensitivity {said[truth].mean():.1%} ({int((~said & truth).sum())} missed of {int(truth.sum())}), "
+          f"specificity {1 - said[~truth].mean():.1%} ({int((said & ~truth).sum())} false of {int((~truth).sum())}); "
+          f"{int((wrong & confident).sum())} of {int(wrong.sum())} errors had p > 0.9")
+    segmenter = load_model("hc18_unet", quantized=False)
+    errors = []
+    for pixels, hc, (sx, _) in zip(hc18["test_images"], hc18["test_hc_mm"], hc18["test_pixel_size_xy_mm"]):
+        measured = segment(prep.SourceImage(pixels), float(sx), segmenter, force=True).head_circumference_mm
+        errors.append(np.nan if measured is None else abs(measured - hc))
+    errors = np.array(errors)
+    worst = hc18["test_hc_mm"][errors > np.nanpercentile(errors, 90)]
+    print(f"hc18_unet test HC error: median {np.nanmedian(errors):.1f} mm, 95th percentile {np.nanpercentile(errors, 95):.1f} mm, "
+          f"{int((errors > 10).sum())} above 10 mm, max {np.nanmax(errors):.1f} mm on a {hc18['test_hc_mm'][np.nanargmax(errors)]:.0f} mm head; "
+          f"worst 10 %: mean HC {worst.mean():.0f} mm (all {hc18['test_hc_mm'].mean():.0f} mm)")
 
 
 if __name__ == "__main__":
