@@ -86,16 +86,16 @@ def _library_rows(paths: list[str], n: int) -> list[tuple[str, str]]:
     return out
 
 
-def _abab(ours, baseline, repeat: int) -> tuple[float, float, object, object]:
-    """Medians of ``repeat`` alternating runs (ours first), and the last results of each."""
+def _abab(ours, baseline, repeat: int, clock=time.perf_counter) -> tuple[float, float, object, object]:
+    """Medians of ``repeat`` alternating runs (ours first) on ``clock``, and the last results of each."""
     ours_t, base_t = [], []
     got = expected = None
     for _ in range(max(repeat, 1)):
-        t0 = time.perf_counter()
+        t0 = clock()
         got = ours()
-        t1 = time.perf_counter()
+        t1 = clock()
         expected = baseline()
-        t2 = time.perf_counter()
+        t2 = clock()
         ours_t.append(t1 - t0)
         base_t.append(t2 - t1)
     return statistics.median(ours_t), statistics.median(base_t), got, expected
@@ -289,6 +289,12 @@ def rdkit_describe(smiles: list[str], pool: ProcessPoolExecutor) -> list[tuple]:
     return [v + (sorted(e.GetDescription() for e in a),) for v, a in zip(values, alerts)]
 
 
+def _describe_rows(described: list[dict]) -> list[tuple]:
+    """Our rows in the baseline's shape (alert labels without their catalog prefix, sorted)."""
+    return [(r["mw"], r["logp"], r["tpsa"], r["hbd"], r["hba"], r["rotb"], r["qed"],
+             sorted(a.split(":", 1)[1] for a in r["alerts"])) for r in described]
+
+
 def bench_describe(rows: list[tuple[str, str]], folder: Path, repeat: int) -> int:
     from healthfm_desktop.core.chemistry.properties import describe_records
     from healthfm_desktop.core.chemistry.reading import read_molecules
@@ -306,9 +312,7 @@ def bench_describe(rows: list[tuple[str, str]], folder: Path, repeat: int) -> in
             return list(describe_records(read_molecules(table, parse=False), workers=2))
 
         ours_s, base_s, described, expected = _abab(ours, lambda: rdkit_describe(smiles, pool), repeat)
-    got = [(r["mw"], r["logp"], r["tpsa"], r["hbd"], r["hba"], r["rotb"], r["qed"],
-            sorted(a.split(":", 1)[1] for a in r["alerts"])) for r in described]
-    if got != expected:
+    if _describe_rows(described) != expected:
         print("MISMATCH describe", file=sys.stderr)
         return 1
     print(f"describe {len(rows)} molecules: {base_s / ours_s:.2f}x RunFilterCatalog(numThreads=0) + QED.qed + "
@@ -334,21 +338,10 @@ def bench_describe_cpu(smiles: list[str], repeat: int) -> int:
         return [v + (sorted(e.GetDescription() for e in catalog.GetMatches(Chem.MolFromSmiles(t))),)
                 for v, t in zip(_rdkit_descriptors(test), test)]
 
-    ours_t, base_t = [], []
-    for _ in range(max(repeat, 1)):
-        c0 = time.process_time()
-        described = ours()
-        c1 = time.process_time()
-        expected = baseline()
-        c2 = time.process_time()
-        ours_t.append(c1 - c0)
-        base_t.append(c2 - c1)
-    got = [(r["mw"], r["logp"], r["tpsa"], r["hbd"], r["hba"], r["rotb"], r["qed"],
-            sorted(a.split(":", 1)[1] for a in r["alerts"])) for r in described]
-    if got != expected:
+    o, b, described, expected = _abab(ours, baseline, repeat, clock=time.process_time)
+    if _describe_rows(described) != expected:
         print("MISMATCH describe (in-process)", file=sys.stderr)
         return 1
-    o, b = statistics.median(ours_t), statistics.median(base_t)
     print(f"describe per molecule, one process: {b / o:.2f}x FilterCatalog.GetMatches + QED.qed + MolLogP + descriptors "
           f"({o / len(test) * 1e3:.2f} vs {b / len(test) * 1e3:.2f} ms CPU a molecule, median of {repeat} over {len(test)} "
           f"molecules, identical; keep our code only at >= 2x); {_load()}")

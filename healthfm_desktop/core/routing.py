@@ -19,6 +19,7 @@ _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 _PATIENT_COLUMNS = {"patient_id", "time", "variable", "value"}
 _SMILES_COLUMNS = {"smiles", "canonical_smiles", "smiles_string", "mol", "structure"}
 _MAX_FOLDER_SNIFF = 200
+_FOLDER_AGREE = 16  # a folder whose first files all go to one workspace is decided there
 
 
 @dataclass
@@ -139,7 +140,9 @@ def route_file(path: Path) -> tuple[str | None, str]:
 
 
 def route_folder(folder: Path) -> tuple[str | None, str]:
-    """A folder goes to the workspace most of its first files belong to (DICOM wins ties)."""
+    """A folder goes to the workspace most of its first files belong to (DICOM wins ties).
+    Sniffing stops once the first ``_FOLDER_AGREE`` files all went to one workspace: the Images
+    workspace reads every file of a series anyway, so each one sniffed here is read twice."""
     counts: dict[str, int] = {}
     seen = 0
     for root, _dirs, files in os.walk(folder):
@@ -148,10 +151,12 @@ def route_folder(folder: Path) -> tuple[str | None, str]:
             if workspace:
                 counts[workspace] = counts.get(workspace, 0) + 1
             seen += 1
-            if seen >= _MAX_FOLDER_SNIFF:
+            if seen >= _MAX_FOLDER_SNIFF or (seen >= _FOLDER_AGREE and len(counts) == 1
+                                             and sum(counts.values()) == seen):
                 break
-        if seen >= _MAX_FOLDER_SNIFF:
-            break
+        else:
+            continue
+        break
     if not counts:
         return None, "the folder holds no file HealthFM can open"
     best = max(counts, key=lambda w: (counts[w], w == IMAGES))

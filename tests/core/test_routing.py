@@ -72,6 +72,24 @@ def test_folders_go_where_most_of_their_files_go(tmp_path):
     assert list(routing.by_workspace) == [IMAGES]
 
 
+def test_a_folder_whose_first_files_agree_is_decided_without_reading_the_rest(tmp_path, monkeypatch):
+    from healthfm_desktop.core import routing as routing_module
+
+    series = DATA / "dicom/series/CT_head_phantom_philips_1mm_20sl"
+    shutil.copytree(series, tmp_path / "ct")
+    opened = []
+    real = routing_module.route_file
+    monkeypatch.setattr(routing_module, "route_file", lambda path: opened.append(path) or real(path))
+    assert list(route_paths([tmp_path / "ct"]).by_workspace) == [IMAGES]
+    assert len(opened) == routing_module._FOLDER_AGREE < len(list(series.iterdir()))
+    # notes first in name order: the first files disagree, so every file is sniffed and the majority decides
+    for k in range(5):
+        (tmp_path / "ct" / f"A_note_{k}.txt").write_text("No acute distress.", encoding="utf-8")
+    opened.clear()
+    assert list(route_paths([tmp_path / "ct"]).by_workspace) == [IMAGES]
+    assert len(opened) == 25
+
+
 @pytest.mark.parametrize(
     "name, content, reason",
     [
