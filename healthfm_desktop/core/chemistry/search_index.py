@@ -517,6 +517,14 @@ class LibraryIndex:
             threshold = 0.0 if top else 0.7
         if not 0.0 <= threshold <= 1.0:
             raise UserFacingError("the similarity threshold must lie between 0 and 1")
+        if self.size <= _DENSE_POSITIONS:  # a small library: every exact score at once
+            scores = self._exact_scores_range(query_bits, a, 0, self.size)
+            positions = np.flatnonzero(scores >= threshold)
+            scores = scores[positions]
+            if top and len(scores) > top:  # the top-th best and its ties
+                keep = scores >= np.partition(scores, len(scores) - top)[len(scores) - top]
+                positions, scores = positions[keep], scores[keep]
+            return self._ranked(positions, scores, top)
         floor = threshold
         done = (0, 0)
         positions = np.zeros(0, dtype=np.int64)
@@ -543,7 +551,10 @@ class LibraryIndex:
         positions = np.concatenate(parts)
         scores = self._exact_scores(query_bits, a, positions)
         keep = scores >= floor
-        positions, scores = positions[keep], scores[keep]
+        return self._ranked(positions[keep], scores[keep], top)
+
+    def _ranked(self, positions: np.ndarray, scores: np.ndarray, top: int | None) -> list[Hit]:
+        """Hits best first, ties in library order, at most ``top``."""
         rows = self.order[positions]
         ranking = np.lexsort((rows, -scores))
         if top:
