@@ -70,6 +70,16 @@ def _install_image_analysis(window: MainWindow, controllers: list) -> None:
     install_image_analysis(window.workspace_widget("images"), analysis)
 
 
+def _install_data_quality(window: MainWindow) -> None:
+    """The Data quality dock: every opened file or folder gets its report."""
+    from healthfm_desktop.controllers.data_quality import DataQualityController
+    from healthfm_desktop.views.data_quality_panel import install_data_quality
+
+    controller = DataQualityController(parent=window)
+    install_data_quality(window, controller)
+    window.paths_requested.connect(controller.check)
+
+
 def _install_pacs(window: MainWindow) -> None:
     """PACS: Tools > query/retrieve, a PACS page in Settings, the study browser in Images."""
     from healthfm_desktop.controllers.pacs import PacsController
@@ -92,6 +102,7 @@ def build_main_window() -> MainWindow:
         controllers.append(controller)
 
     _install_image_analysis(window, controllers)
+    _install_data_quality(window)
     app_controller = AppController(controllers, open_settings(), parent=window)
     window.app_controller = app_controller
     window.controllers = app_controller.workspaces

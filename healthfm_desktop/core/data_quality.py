@@ -38,7 +38,8 @@ class QualityReport:
 
     @property
     def unit(self) -> str:
-        return {"images": "images", "notes": "notes", "molecules": "records", "patients": "stays"}.get(self.workspace, "items")
+        unit = {"images": "image", "notes": "note", "molecules": "record", "patients": "stay"}.get(self.workspace, "item")
+        return unit if self.items == 1 else unit + "s"
 
     def to_json(self) -> dict:
         return {"workspace": self.workspace, "source": self.source, "items": self.items,
