@@ -123,8 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     hc18 = np.load(DATA / "hc18_seg_144x208.npz")
 
     if not args.check:
+        classes = [str(c) for c in pneumonia["classes"]] if "classes" in pneumonia.files else ["normal", "pneumonia"]
         entry = fit_scope(pneumonia["train_images"], pneumonia["val_images"], CLASSIFIER_SCOPE,
-                          MODELS / "pneumonia_resnet_scope.npz", QUANTILE)
+                          MODELS / "pneumonia_resnet_scope.npz", QUANTILE,
+                          example_labels=[classes[int(y)] for y in pneumonia["train_labels"].ravel()])
         for name in ("pneumonia_resnet", "pneumonia_resnet_int8"):
             update_manifest(name, scope=entry)
         # the letterbox of each image's content, as a user's PNG of it reaches the model

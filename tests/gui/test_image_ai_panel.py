@@ -84,6 +84,10 @@ def test_analyse_a_chest_xray_shows_label_probability_and_saliency(workspace, qt
     assert label in panel.headline.text() and "pneumonia_resnet" in panel.details.text()
     assert "Calibrated probabilities" in panel.details.text() and "90% conformal set" in panel.details.text()
     assert panel.colour_bar.isVisible() and "not where the disease is" in panel.caption.text()
+    # the nearest training X-rays, with their labels
+    assert panel.similar_title.isVisible() and sum(t.isVisible() for t in panel.similar_images) == 3
+    labels = panel.similar_title.text().split("left to right: ")[1].split(", ")
+    assert len(labels) == 3 and set(labels) <= {"normal", "pneumonia"}
     # the opacity slider reaches the viewport's overlay
     panel.opacity.setValue(80)
     assert viewport._overlays["ai-saliency"][1] == pytest.approx(0.8)
@@ -131,7 +135,7 @@ def test_a_photo_gets_no_answer_the_reasons_first_and_run_anyway_is_marked(works
     assert panel.warning.isVisible() and "Answer withheld" in panel.warning.text()
     assert "pneumonia_resnet:" in panel.warning.text() and "hc18_unet:" in panel.warning.text()
     assert panel.warning.y() < panel.headline.y()  # the reasons come first
-    assert not viewport.overlay_names() and not panel.colour_bar.isVisible()
+    assert not viewport.overlay_names() and not panel.colour_bar.isVisible() and not panel.similar_title.isVisible()
     qtbot.wait(50)
     panel.grab().save(str(SCREENSHOTS / "image_ai_withheld.png"))
     with qtbot.waitSignal(analysis.result, timeout=60_000) as result:

@@ -107,6 +107,20 @@ class AnalysisPanel(QWidget):
         for widget in (self.colour_bar, self.colour_bar_ends, self.caption):
             widget.hide()
             layout.addWidget(widget)
+        self.similar_title = QLabel("Most similar training images (by the scope gate's image features), with their labels:")
+        self.similar_title.setWordWrap(True)
+        self.similar_title.setStyleSheet("QLabel { color: gray; }")
+        self.similar_row = QHBoxLayout()
+        self.similar_images: list[QLabel] = []
+        for _ in range(3):
+            thumb = QLabel()
+            thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            self.similar_images.append(thumb)
+            self.similar_row.addWidget(thumb)
+        self.similar_row.addStretch(1)
+        layout.addWidget(self.similar_title)
+        layout.addLayout(self.similar_row)
+        self._show_similar([])
 
         opacity_row = QHBoxLayout()
         opacity_row.addWidget(QLabel("Overlay opacity"))
@@ -220,9 +234,25 @@ class AnalysisPanel(QWidget):
         self._withheld_task = outcome.task if outcome.withheld else None
         self.run_anyway_button.setVisible(outcome.withheld)
         self._show_colour_scale(outcome if saliency_shown else None)
+        self._show_similar(outcome.details.get("nearest_examples", []) if saliency_shown else [])
         self.opacity.setEnabled(outcome.overlay_rgba is not None)
         self.export_button.setEnabled(not outcome.withheld)
         self.layout().activate()  # word-wrapped labels need a fresh layout pass for their new height
+
+    def _show_similar(self, examples) -> None:
+        self.similar_title.setVisible(bool(examples))
+        self.similar_title.setText("Most similar training images (nearest by the scope gate's image features), left to "
+                                   "right: " + ", ".join(label for _, label in examples))
+        for thumb, example in zip(self.similar_images, list(examples) + [None] * 3):
+            if example is None:
+                thumb.hide()
+                continue
+            pixels, label = example
+            grey = QImage(pixels.data, pixels.shape[1], pixels.shape[0], pixels.strides[0], QImage.Format.Format_Grayscale8)
+            thumb.setPixmap(QPixmap.fromImage(grey.copy()).scaled(64, 64, Qt.AspectRatioMode.KeepAspectRatio,
+                                                                    Qt.TransformationMode.SmoothTransformation))
+            thumb.setToolTip(label)
+            thumb.show()
 
     def _show_colour_scale(self, outcome) -> None:
         if outcome is None:
@@ -242,6 +272,7 @@ class AnalysisPanel(QWidget):
         self.warning.hide()
         self.run_anyway_button.hide()
         self._show_colour_scale(None)
+        self._show_similar([])
 
     def show_cancelled(self) -> None:
         self.headline.setText("Analysis cancelled")

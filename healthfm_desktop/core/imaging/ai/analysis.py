@@ -132,7 +132,8 @@ def _run(image: SourceImage, task: str, pixel_spacing_mm: float | None, force: b
         details = {"probabilities": result.probabilities, "calibration": "temperature-scaled on the validation split",
                    "prediction_set": result.prediction_set if result.answer is not None else None,
                    "set_coverage": result.set_coverage, "saliency_caption": SALIENCY_CAPTION,
-                   "colour_scale": colour_scale_rgb()}
+                   "colour_scale": colour_scale_rgb(),
+                   "nearest_examples": result.nearest_examples if result.answer is not None else []}
         return AnalysisOutcome(
             task=task, image=image, model=result.model, model_version=result.model_version,
             provider=result.provider, provider_notes=list(model.provider.notes), latency_ms=result.latency_ms,

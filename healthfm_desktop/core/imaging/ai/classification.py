@@ -31,6 +31,7 @@ class ClassificationResult:
     forced: bool = False  # the user asked for the answer although the image is out of scope
     prediction_set: list[str] | None = None  # conformal set at the manifest's coverage
     set_coverage: float | None = None
+    nearest_examples: list[tuple[np.ndarray, str]] = field(default_factory=list, repr=False)  # training (picture, label)
     _saliency: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -99,6 +100,8 @@ def classify(image: prep.SourceImage, model: LoadedModel | None = None, force: b
         from healthfm_desktop.core.inference.conformal import ConformalClassifier
 
         prediction_set = ConformalClassifier.from_dict(conformal).prediction_sets(probs[None], labels)[0]
+    decision = scope.decide(image, small) if scope is not None else ScopeDecision(True)
+    nearest = [scope.example(i) for i in decision.nearest[:3]] if scope is not None else []
     return ClassificationResult(
         label=labels[index],
         probabilities={label: round(float(p), 6) for label, p in zip(labels, probs)},
@@ -108,7 +111,8 @@ def classify(image: prep.SourceImage, model: LoadedModel | None = None, force: b
         latency_ms=latency,
         class_activation=np.ascontiguousarray(cams[0, index]),
         source_shape=image.shape,
-        scope=scope.decide(image, small) if scope is not None else ScopeDecision(True),
+        scope=decision,
+        nearest_examples=[example for example in nearest if example is not None],
         forced=force,
         prediction_set=prediction_set,
         set_coverage=float(conformal["coverage"]) if conformal else None,

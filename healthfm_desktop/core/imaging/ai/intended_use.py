@@ -33,6 +33,7 @@ class ScopeDecision:
     reasons: list[str] = field(default_factory=list)  # why not, in words; empty when in scope
     distance: float | None = None  # to the training images (mean over k nearest, scaled features)
     threshold: float | None = None
+    nearest: list[int] = field(default_factory=list)  # indices of the nearest training images, nearest first
 
     def to_json(self) -> dict[str, Any]:
         return {"in_scope": self.in_scope, "scope_reasons": list(self.reasons)}
@@ -74,6 +75,14 @@ class ImageScope:
     spec: dict[str, Any]
     domain: EmbeddingDomain | None
     feature_scale: np.ndarray | None
+    examples: np.ndarray | None = None  # uint8 (n, h, w) training pictures, when shipped
+    example_labels: list[str] = field(default_factory=list)
+
+    def example(self, index: int) -> tuple[np.ndarray, str] | None:
+        """A training picture and its label, for "the most similar training images"."""
+        if self.examples is None or not 0 <= index < len(self.examples):
+            return None
+        return self.examples[index], self.example_labels[index]
 
     @classmethod
     def of_manifest(cls, manifest) -> "ImageScope | None":
@@ -95,7 +104,9 @@ class ImageScope:
             raise ModelError(f"scope file {path.name} does not match the manifest of {manifest.name!r}; reinstall the model")
         with np.load(path, allow_pickle=False) as data:
             scale = np.asarray(data["feature_scale"], dtype=np.float32)
-        scope = cls(spec, EmbeddingDomain.load(path), scale)
+            examples = data["examples"] if "examples" in data.files else None
+            labels = [str(x) for x in data["example_labels"]] if "example_labels" in data.files else []
+        scope = cls(spec, EmbeddingDomain.load(path), scale, examples, labels)
         with _LOCK:
             _LOADED[key] = scope
         return scope
@@ -104,17 +115,19 @@ class ImageScope:
         """``model_pixels``: the uint8 picture the model sees (the 28x28 crop, the letterbox)."""
         reasons = tag_reasons(image, self.spec)
         distance = threshold = None
+        nearest: list[int] = []
         if self.domain is not None:
             query = image_features(scope_pixels(model_pixels, self.spec)) / self.feature_scale
-            distance = float(self.domain.distances(query[None])[0])
-            threshold = self.domain.threshold
+            assessment = self.domain.assess(query[None])
+            distance, threshold = float(assessment.distance[0]), self.domain.threshold
+            nearest = [int(i) for i in assessment.nearest[0]]
             if distance > threshold:
                 reasons.append(
                     f"it does not look like {self.spec.get('description', 'the training images')}: its distance to the "
                     f"nearest training images is {distance:.1f}, above the {threshold:.1f} that "
                     f"{self.domain.quantile:.1%} of the validation images stay within"
                 )
-        return ScopeDecision(not reasons, reasons, distance, threshold)
+        return ScopeDecision(not reasons, reasons, distance, threshold, nearest)
 
 
 def scope_pixels(model_pixels: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
@@ -164,9 +177,12 @@ def tag_reasons(image: SourceImage, spec: dict[str, Any]) -> list[str]:
     return reasons
 
 
-def fit_scope(train_pixels, validation_pixels, spec: dict[str, Any], path: Path, quantile: float, k: int = 5) -> dict:
+def fit_scope(train_pixels, validation_pixels, spec: dict[str, Any], path: Path, quantile: float, k: int = 5,
+              example_labels: list[str] | None = None) -> dict:
     """Fit and save a model's scope file from its training and validation pictures (uint8, as
-    the model sees them); returns the manifest's ``scope`` entry."""
+    the model sees them); returns the manifest's ``scope`` entry. With ``example_labels`` the
+    training pictures are stored too, to be shown as the most similar training images."""
+    train_pixels = list(train_pixels)
     train = features_of(scope_pixels(p, spec) for p in train_pixels)
     scale = train.std(axis=0) + 1e-6
     validation = features_of(scope_pixels(p, spec) for p in validation_pixels)
@@ -174,7 +190,9 @@ def fit_scope(train_pixels, validation_pixels, spec: dict[str, Any], path: Path,
     buffer = io.BytesIO()
     np.savez_compressed(buffer, reference=domain.reference.astype(np.float32), threshold=np.float64(domain.threshold),
                         k=np.int64(domain.k), metric=np.array(domain.metric), quantile=np.float64(domain.quantile),
-                        feature_scale=scale.astype(np.float32))
+                        feature_scale=scale.astype(np.float32),
+                        **({"examples": np.stack(train_pixels).astype(np.uint8), "example_labels": np.array(example_labels)}
+                           if example_labels is not None else {}))
     atomic_write_bytes(path, buffer.getvalue())
     return {**spec, "file": Path(path).name, "sha256": sha256_of(path), "threshold": round(domain.threshold, 4),
             "quantile": quantile, "k": domain.k, "n_reference": int(len(train))}
