@@ -725,7 +725,16 @@ class LibraryIndex:
         standing, flat, starts = types
         mask: np.ndarray | bool = True
         seen: set[bytes] = set()
-        for query_atom in query.GetAtoms():
+        asked: set[tuple] = set()
+        # heteroatoms first (the rarer types: an atom no molecule holds ends the screen early);
+        # equal query atoms (a benzene's six c) are matched against the types once
+        for query_atom in sorted(query.GetAtoms(), key=lambda atom: atom.GetAtomicNum() in (0, 6)):
+            key = (query_atom.DescribeQuery() if query_atom.HasQuery() else None, query_atom.GetSmarts(),
+                   query_atom.GetAtomicNum(), query_atom.GetFormalCharge(), query_atom.GetIsAromatic(),
+                   query_atom.GetIsotope(), query_atom.GetNumExplicitHs(), query_atom.GetNumRadicalElectrons())
+            if key in asked:
+                continue
+            asked.add(key)
             ok = np.fromiter((query_atom.Match(atom) for atom in standing), dtype=bool, count=len(standing))
             if not ok.any():  # no molecule holds an atom this query atom matches
                 return np.zeros(self.size, dtype=bool)
