@@ -158,6 +158,12 @@ class AppController(QObject):
             manifest = registry.manifests[name]
             card = manifest.model_path.with_suffix(".md")
             text = card.read_text(encoding="utf-8") if card.is_file() else f"# {name}\n\nNo model card file."
+            if manifest.source == "user":
+                # a model the user trained or added: not part of what this build ships and checks
+                text = (f"> **User model** from {manifest.model_path.parent}: not shipped with HealthFM; its "
+                        "integrity is checked against its own manifest only.\n\n" + text)
+                cards.append((f"{name} {manifest.version} [user model]", text))
+                continue
             cards.append((f"{name} {manifest.version}", text))
         for name, problem in registry.problems.items():
             cards.append((f"{name} (broken)", f"# {name}\n\n**This model cannot be used:** {problem}"))

@@ -29,11 +29,16 @@ def _data_candidates(name: str) -> list[Path]:
     return candidates
 
 
+def packaged_models_dir() -> Path:
+    """The models folder that ships with this build (whatever HEALTHFM_MODELS_DIR says)."""
+    return _first_existing(_data_candidates("models"))
+
+
 def models_dir() -> Path:
     override = os.environ.get("HEALTHFM_MODELS_DIR")
     if override:
         return Path(override)
-    return _first_existing(_data_candidates("models"))
+    return packaged_models_dir()
 
 
 def resources_dir() -> Path:

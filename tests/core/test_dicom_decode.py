@@ -18,9 +18,27 @@ LOSSY_JPEG = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"}
 DECODABLE = [r for r in rows_where("single/") + rows_where("dicomdir/") + rows_where("bad/") if r["decodes"] == "yes"]
 
 
+def _gdcm_reference(path) -> np.ndarray:
+    """GDCM's own file reader: the reference where pydicom has no decoder left (12-bit JPEG
+    Extended, once the GPL-3 libjpeg plugin is gone)."""
+    import gdcm
+
+    reader = gdcm.ImageReader()
+    reader.SetFileName(str(path))
+    assert reader.Read()
+    image = reader.GetImage()
+    data = image.GetBuffer().encode("utf-8", "surrogateescape")
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    dtype = np.int16 if int(ds.get("PixelRepresentation", 0)) else np.uint16
+    return np.frombuffer(data, dtype).reshape(int(ds.Rows), int(ds.Columns))
+
+
 def _reference_frames(path, forced=False):
     ds = pydicom.dcmread(path, force=forced)
-    arr = ds.pixel_array
+    try:
+        arr = ds.pixel_array
+    except Exception:  # no decoder left for it in pydicom (12-bit JPEG Extended without libjpeg)
+        arr = _gdcm_reference(path)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames == 1:
         arr = arr[np.newaxis]

@@ -134,13 +134,12 @@ def test_jpeg_syntaxes_never_use_the_gpl_libjpeg_plugin(uid):
 
 
 def test_twelve_bit_jpeg_extended_decodes_without_libjpeg():
-    import pydicom
-
     path = DICOM / "single" / "NM_jpeg_extended_12bit.dcm"
-    stored = scan_paths([path]).series[0].load_stored(0)
-    reference = pydicom.dcmread(path).pixel_array
-    assert stored.shape == reference.shape == (1024, 256)
-    assert np.abs(stored.astype(int) - reference.astype(int)).max() <= 1  # lossy IDCT rounding
+    stored = scan_paths([path]).series[0].load_stored(0).astype(np.int64)
+    # what pylibjpeg-libjpeg 2.2.0 decoded (before it was dropped); lossy: IDCT rounding differs by 1
+    assert stored.shape == (1024, 256) and stored.min() == 0 and abs(int(stored.max()) - 264) <= 1
+    assert abs(int(stored.sum()) - 3_770_427) <= 4000
+    np.testing.assert_allclose(stored[500, 100:110], [31, 28, 24, 21, 24, 24, 23, 22, 22, 21], atol=1)
 
 
 # --- held-back case: truncated pixel data inside a series -----------------------------------

@@ -134,3 +134,68 @@ def test_verification_is_cached_until_the_file_changes(models_folder, monkeypatc
     os.utime(models_folder / "scale.onnx", (1, 1))
     with pytest.raises(ModelError):
         registry.verify("scale")
+
+
+# --- issue 18, case 11: shipped models are checked against the digests frozen into the build
+
+
+def _packaged_copy(tmp_path, monkeypatch):
+    import shutil
+
+    from healthfm_desktop.core.paths import packaged_models_dir
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for path in packaged_models_dir().iterdir():
+        if path.name.startswith("esol_solubility"):
+            shutil.copy(path, folder / path.name)
+    monkeypatch.setattr(registry_module, "packaged_models_dir", lambda: folder)
+    return folder
+
+
+def test_frozen_digest_list_matches_the_shipped_models_folder():
+    from healthfm_desktop.core.inference.shipped_digests import SHIPPED_SHA256, digests_of
+    from healthfm_desktop.core.paths import packaged_models_dir
+
+    # fails after a retraining that did not regenerate the list:
+    #   python -m healthfm_desktop.core.inference.shipped_digests
+    assert digests_of(packaged_models_dir()) == SHIPPED_SHA256
+
+
+def test_flipped_byte_with_a_rewritten_manifest_sha256_is_refused(tmp_path, monkeypatch):
+    folder = _packaged_copy(tmp_path, monkeypatch)
+    assert ModelRegistry(folder).verify("esol_solubility").name == "esol_solubility"
+    model = folder / "esol_solubility.onnx"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    manifest_path = folder / "esol_solubility.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["sha256"] = registry_module.sha256_of(model)  # the attacker updates the manifest too
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="was changed after this build"):
+        ModelRegistry(folder).verify("esol_solubility")
+    from healthfm_desktop.core.paths import packaged_models_dir
+
+    manifest_path.write_bytes((packaged_models_dir() / "esol_solubility.json").read_bytes())
+    with pytest.raises(ModelError, match="does not match the digest frozen into this build"):
+        ModelRegistry(folder).verify("esol_solubility")  # the byte flip alone
+    manifest["sha256"] = registry_module.sha256_of(model)
+    manifest_path.write_text(json.dumps(manifest))
+    # outside the packaged folder the same files pass: the manifest is all there is to check
+    monkeypatch.setattr(registry_module, "packaged_models_dir", lambda: tmp_path / "elsewhere")
+    assert ModelRegistry(folder).verify("esol_solubility")
+
+
+def test_rewritten_shipped_manifest_is_refused(tmp_path, monkeypatch):
+    folder = _packaged_copy(tmp_path, monkeypatch)
+    domain = folder / "esol_solubility_ad.npz"
+    domain.write_bytes(domain.read_bytes() + b"\0")  # a changed applicability domain...
+    manifest_path = folder / "esol_solubility.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["applicability_domain"]["sha256"] = registry_module.sha256_of(domain)  # ...and its sha256
+    manifest_path.write_text(json.dumps(manifest))
+    registry = ModelRegistry(folder)
+    with pytest.raises(ModelError, match="model manifest esol_solubility.json was changed after this build"):
+        registry.get("esol_solubility")
+    assert "esol_solubility" not in registry.names()

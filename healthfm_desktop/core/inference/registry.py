@@ -2,8 +2,9 @@
 inputs, outputs, labels, preprocessing as data, sha256, training data, metrics, licence),
 shipped in the app's models folder or in the user's (``$HEALTHFM_HOME/models``). Manifests
 are validated against resources/schemas/model-manifest.schema.json; the sha256 is checked
-before a model is loaded; a missing, tampered or invalid model is reported by name, never
-skipped. Code that runs models asks for them by task (``by_task``), not by name."""
+before a model is loaded, for the shipped models against the digests frozen into this build
+(``shipped_digests``), not the manifest beside them, so rewriting both is still caught; a
+missing, tampered or invalid model is reported by name, never skipped. Code that runs models asks for them by task (``by_task``), not by name."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from healthfm_desktop.core.errors import ModelError
-from healthfm_desktop.core.paths import models_dir, resources_dir, user_data_dir
+from healthfm_desktop.core.paths import models_dir, packaged_models_dir, resources_dir, user_data_dir
 
 REQUIRED_KEYS = ("name", "version", "file", "sha256", "task", "inputs", "outputs", "license")
 SHIPPED, USER = "shipped", "user"
@@ -39,6 +40,7 @@ class ModelManifest:
     extra: dict[str, Any] = field(default_factory=dict)
     manifest_path: Path | None = None
     source: str = SHIPPED
+    frozen_sha256: dict[str, str] | None = None  # shipped in this build: its files' frozen digests
 
     @property
     def model_path(self) -> Path:
@@ -64,9 +66,17 @@ class ModelManifest:
         path = self.model_path.parent / entry["file"]
         if not path.is_file():
             raise ModelError(f"model {self.name!r}: its {key} file {entry['file']} is missing")
-        if sha256_of(path) != entry["sha256"]:
-            raise ModelError(f"model {self.name!r}: {entry['file']} does not match its manifest; reinstall the model")
+        if sha256_of(path) != self.expected_sha256(entry["file"], entry["sha256"]):
+            raise ModelError(f"model {self.name!r}: {entry['file']} does not match "
+                             f"{'this build' if self.frozen_sha256 is not None else 'its manifest'}; reinstall the model")
         return path
+
+    def expected_sha256(self, file_name: str, declared: str) -> str:
+        """What a file of this model must hash to: the frozen digest for a shipped model (an
+        unknown file hashes to nothing), else what the manifest declares."""
+        if self.frozen_sha256 is None:
+            return declared
+        return self.frozen_sha256.get(file_name, "not shipped with this build")
 
     @classmethod
     def from_json(cls, path: Path, source: str = SHIPPED) -> "ModelManifest":
@@ -151,6 +161,7 @@ class ModelRegistry:
 
     def __init__(self, folder: Path, user_folder: Path | None = None):
         self.folder = Path(folder)
+        self.frozen_sha256 = _frozen_digests_for(self.folder)
         self.user_folder = Path(user_folder) if user_folder is not None else None
         self.manifests: dict[str, ModelManifest] = {}
         self.problems: dict[str, str] = {}
@@ -181,6 +192,13 @@ class ModelRegistry:
                 if isinstance(data, ModelError):
                     raise data
                 manifest = ModelManifest.from_dict(data, path, source)
+                if source == SHIPPED and self.frozen_sha256 is not None:
+                    # checked here, before anything reads it: the sha256s it lists for side files
+                    # (domain, calibration) are then as trustworthy as the frozen list
+                    if sha256_of(path) != self.frozen_sha256.get(path.name):
+                        raise ModelError(f"model manifest {path.name} was changed after this build (it does not "
+                                         "match the digest frozen into the app); reinstall HealthFM")
+                    manifest.frozen_sha256 = self.frozen_sha256
                 if manifest.name in self.manifests:
                     other = self.manifests[manifest.name]
                     raise ModelError(f"model manifest {path.name} is named {manifest.name!r}, which "
@@ -223,10 +241,12 @@ class ModelRegistry:
         if self._verified.get(name) == stamp:
             return manifest
         actual = sha256_of(path)
-        if actual != manifest.sha256:
+        expected = manifest.expected_sha256(manifest.file, manifest.sha256)
+        if actual != expected:
+            against = "the digest frozen into this build" if manifest.frozen_sha256 is not None else "its manifest"
             raise ModelError(
-                f"model {name!r}: {manifest.file} does not match its manifest (sha256 {actual[:12]}…, "
-                f"expected {manifest.sha256[:12]}…); the file was changed or damaged, reinstall it"
+                f"model {name!r}: {manifest.file} does not match {against} (sha256 {actual[:12]}…, "
+                f"expected {expected[:12]}…); the file was changed or damaged, reinstall it"
             )
         self._verified[name] = stamp
         return manifest
@@ -256,6 +276,18 @@ class ModelRegistry:
         manifest = self.verify(name)
         session, choice = create_session(manifest.model_path, override=override, threads=threads)
         return session, manifest, choice
+
+
+def _frozen_digests_for(folder: Path) -> dict[str, str] | None:
+    """The frozen digests when ``folder`` is the models folder this build ships, else None
+    (a folder a test or a training script names is checked against its manifests)."""
+    from healthfm_desktop.core.inference.shipped_digests import SHIPPED_SHA256
+
+    try:
+        shipped = Path(folder).resolve() == packaged_models_dir().resolve()
+    except OSError:
+        return None
+    return SHIPPED_SHA256 if shipped else None
 
 
 _REGISTRY: ModelRegistry | None = None
@@ -294,3 +326,8 @@ def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
     if problems:
         raise ValueError(f"manifest {path.name} is not valid: {'; '.join(problems)}")
     atomic_write_text(path, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    if _frozen_digests_for(path.parent) is not None:
+        # a retrained shipped model: the build's frozen list follows (commit it with the model)
+        from healthfm_desktop.core.inference.shipped_digests import write_module
+
+        write_module(path.parent)

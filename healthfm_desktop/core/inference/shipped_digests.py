@@ -1,0 +1,63 @@
+"""The sha256 of every shipped model file (ONNX, manifest, side files), frozen into the code of
+this build: a manifest beside a model can be rewritten along with the model, this list cannot
+without rebuilding the app. Regenerate after retraining: ``python -m
+healthfm_desktop.core.inference.shipped_digests`` (``write_manifest`` does it for shipped models)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# files in models/ that are documentation, not loaded: left out of the list
+_NOT_LOADED = (".md", ".png")
+
+SHIPPED_SHA256: dict[str, str] = {
+    "esol_solubility.json": "3d27e5db861f88ef6605a326a21dc16edeabf25b0c54b71e1b7902b452f6f8cd",
+    "esol_solubility.onnx": "1f11e3b2a2980d416fbf734266126e2897d4dadd083664fcf835592684a6da89",
+    "esol_solubility_ad.npz": "bbfb4a3bc4879fabae95acf5ba639e0238476393aa4c92f73a2ad3f8fff71426",
+    "hc18_unet.json": "65d6aa9818a020996624da73ddfd610ed6eeb38a743fd2e219e202c5362cd0e1",
+    "hc18_unet.onnx": "2e24defe5cb4e56b14cb19a4c87fd4d1b4803159d2600f78ebba95582dd72669",
+    "hc18_unet_int8.json": "b767c23aa9de83ebe9ec4395953a38d9bb0c85e68a89dfe9c85cd1954a703ceb",
+    "hc18_unet_int8.onnx": "7f8029237c250ff39982376175bd1e1b6304c4591a41bb7d28c49e1e43fd6528",
+    "hc18_unet_scope.npz": "431c6670f2c5959d3fa180fb2e018fe3fdc416c28e3d86bb705669f24502d7dc",
+    "icu_mortality.json": "cc34b496af9b0f8c29c22109d2165f1c060c7a400f7eab061c9454008e20cc24",
+    "icu_mortality.onnx": "dfb099966182ba2e0f91c99fa9a01ea29e65050cfc5941fd7ba019890b7bb37a",
+    "ner_clinical.json": "02629fce2b72c27f82f56952fa4299faccd69e6e22cbc9f515d4a799eb7700f7",
+    "ner_clinical.onnx": "9135347f87ea51b3cb6e52fcc2a7b273072c25dc47bf078f179e001f7d6e2140",
+    "pneumonia_resnet.json": "777c8daf1772e9794e6634763ed30610d7e4db1b652af826322553ba5d27423e",
+    "pneumonia_resnet.onnx": "fb47d35bd5c2b01703dd017162de5c79d6bbc79c678c30eae5b82e4201e61e15",
+    "pneumonia_resnet_int8.json": "41d9c8a8090d66e4548f78dfeb1470c7b702c9b9a9f0b637d854e1ca7f9e9080",
+    "pneumonia_resnet_int8.onnx": "f5d34e6ccee32e003c00978f0fe98206e7b503ee5f400395d25ed88adbd02038",
+    "pneumonia_resnet_scope.npz": "d2979f87ca475fb54fa4a471713fd4973e78b2819c01a796bfb2c5eda0bb3aed",
+    "smiles_generator.json": "6e6fe7ac9b78b4b1b33fd589d3650eea01213927e33fb4afe20ffffa94e3ff11",
+    "smiles_generator.onnx": "4e9c514ba2ad7f7f552c7bedbb511dcfe1675727a1f8586393e319b2f50d1a49",
+    "tox21_multitask.json": "4c3e3212e357be80c3eb012e3ce23220da00b858ffa6ef836dff591bc06e42a4",
+    "tox21_multitask.onnx": "cbe50c984198f3f05243118173bf3d67995c2144859bb29b1466a86cb73a18a1",
+    "tox21_multitask_ad.npz": "857549f1b0cef014aef37017efc4293224e79df04ef961a46082810c564e6670",
+}
+
+
+def digests_of(folder: Path) -> dict[str, str]:
+    """sha256 of every loaded file directly in ``folder`` (the shipped models folder)."""
+    from healthfm_desktop.core.inference.registry import sha256_of
+
+    return {path.name: sha256_of(path) for path in sorted(folder.iterdir())
+            if path.is_file() and not path.name.startswith(".") and path.suffix.lower() not in _NOT_LOADED}
+
+
+def write_module(folder: Path) -> None:
+    """Rewrite this module's SHIPPED_SHA256 from ``folder``."""
+    from healthfm_desktop.core.storage.atomic import atomic_write_text
+
+    module = Path(__file__)
+    text = module.read_text(encoding="utf-8")
+    start = text.index("SHIPPED_SHA256: dict[str, str] = {")
+    end = text.index("\n}\n", start) + 3
+    body = "".join(f'    "{name}": "{digest}",\n' for name, digest in digests_of(folder).items())
+    atomic_write_text(module, text[:start] + "SHIPPED_SHA256: dict[str, str] = {\n" + body + "}\n" + text[end:])
+
+
+if __name__ == "__main__":
+    from healthfm_desktop.core.paths import models_dir
+
+    write_module(models_dir())
+    print(f"froze the digests of the files in {models_dir()}")
