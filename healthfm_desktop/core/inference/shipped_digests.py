@@ -5,6 +5,7 @@ healthfm_desktop.core.inference.shipped_digests`` (``write_manifest`` does it fo
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 # files in models/ that are documentation, not loaded: left out of the list
@@ -38,10 +39,12 @@ SHIPPED_SHA256: dict[str, str] = {
 
 def digests_of(folder: Path) -> dict[str, str]:
     """sha256 of every loaded file directly in ``folder`` (the shipped models folder)."""
-    from healthfm_desktop.core.inference.registry import sha256_of
-
-    return {path.name: sha256_of(path) for path in sorted(folder.iterdir())
-            if path.is_file() and not path.name.startswith(".") and path.suffix.lower() not in _NOT_LOADED}
+    found = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and not path.name.startswith(".") and path.suffix.lower() not in _NOT_LOADED:
+            with open(path, "rb") as handle:
+                found[path.name] = hashlib.file_digest(handle, "sha256").hexdigest()
+    return found
 
 
 def write_module(folder: Path) -> None:
