@@ -13,6 +13,9 @@ import cv2
 from healthfm_desktop.batch.output import emit_json, progress, report_bad_input
 from healthfm_desktop.core.errors import ModelError, UserFacingError
 
+# an adapted head's scope is its embedding applicability domain (core/inference/domain.py)
+ADAPTED_OUT_OF_DOMAIN = ("it is unlike the images this adapted model was trained on: its image-encoder embedding is "
+                         "further from them than the validation images' threshold")
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom"}
 
 
@@ -142,12 +145,21 @@ def _classify_with_head(args, manifest) -> int:
 
     def one(path: Path) -> None:
         (result,) = model.predict([read_image(path).pixels])
-        record = {"path": str(path), "label": result["label"], "probabilities": result["probabilities"],
-                  "model": manifest.name, "prediction_set": result["prediction_set"], "in_domain": result["in_domain"]}
+        inside = bool(result["in_domain"])
+        reasons = [] if inside else [ADAPTED_OUT_OF_DOMAIN]
+        shown = inside or args.force
+        record = {"path": str(path), "label": result["label"] if shown else None, "probabilities": result["probabilities"],
+                  "model": manifest.name, "prediction_set": result["prediction_set"] if shown else None,
+                  "in_domain": inside, "in_scope": inside, "scope_reasons": reasons, "forced": args.force and not inside}
         if args.json:
             emit_json(record)
+        elif not shown:
+            print(f"{path}: no answer (outside the scope of {manifest.name}; --force to run anyway)")
         else:
-            print(f"{path}: {record['label']} (p={record['probabilities'][record['label']]:.3f}, {manifest.name})")
+            forced = " RUN ANYWAY, outside the model's scope" if record["forced"] else ""
+            print(f"{path}: {record['label']} (p={record['probabilities'][record['label']]:.3f}, {manifest.name}){forced}")
+        for reason in reasons:
+            print(f"{path}: note: outside the model's scope: {reason}", file=sys.stderr)
 
     return _each_image(args.paths, "classify", one)
 

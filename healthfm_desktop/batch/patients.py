@@ -38,12 +38,16 @@ def risk(args) -> int:
     if not cohort.records:
         report_bad_input(args.file, "no patient could be read")
         return EXIT_FAILED
+    from healthfm_desktop.core.patients.risk import check_inputs
+
     model = RiskModel()
     for record, (value, reason) in zip(cohort.records, model.score_or_withhold(cohort.records)):
         if args.json:
             row = {"patient_id": record.patient_id, "risk": None if value is None else round(value, 6), "model": model.label}
             if reason is not None:
                 row["reason"] = reason
+            inputs = check_inputs(record)  # what the model expects and this stay lacks, or had out of range
+            row["inputs_missing"], row["inputs_out_of_range"] = inputs.missing, inputs.out_of_range
             emit_json(row)
         elif value is None:
             sys.stdout.write(f"{record.patient_id}\t-\t{reason}\n")

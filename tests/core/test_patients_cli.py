@@ -32,12 +32,15 @@ def test_risk_json_gives_one_object_per_stay():
     assert len(objects) == 61
     scored = [o for o in objects if o["risk"] is not None]
     withheld = [o for o in objects if o["risk"] is None]
-    assert all(list(o) == ["patient_id", "risk", "model"] for o in scored)
+    assert all(list(o) == ["patient_id", "risk", "model", "inputs_missing", "inputs_out_of_range"] for o in scored)
     assert all(isinstance(o["patient_id"], str) and 0 < o["risk"] < 1 and o["model"] == "icu_mortality" for o in scored)
     # a stay with too little data gets no number, and says so
     assert "140501" in {o["patient_id"] for o in withheld}
-    assert all(list(o) == ["patient_id", "risk", "model", "reason"] and o["reason"].startswith("not enough data to score")
-               for o in withheld)
+    assert all(list(o) == ["patient_id", "risk", "model", "reason", "inputs_missing", "inputs_out_of_range"]
+               and o["reason"].startswith("not enough data to score") for o in withheld)
+    by_stay = {o["patient_id"]: o for o in objects}
+    assert "HR" in by_stay["140501"]["inputs_missing"]
+    assert any(o["inputs_out_of_range"] for o in scored)  # e.g. zero blood pressures, excluded and listed
     cohort = read_patient_file(DATA / "timeseries.csv.gz")
     by_id = {o["patient_id"]: o["risk"] for o in objects}
     records = [r for r in cohort.records if by_id[r.patient_id] is not None]
