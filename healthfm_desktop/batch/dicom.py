@@ -39,6 +39,15 @@ def _progress_callback(label: str):
     return show
 
 
+# objects whose frames together are bigger than this are decoded frame by frame when checked
+_WHOLE_OBJECT_BYTES = 128 * 1024**2
+
+
+def _stored_bytes(instance) -> int:
+    return instance.rows * instance.columns * max(instance.samples_per_pixel, 1) * max(instance.bits_allocated // 8, 1) \
+        * instance.number_of_frames
+
+
 def _decode_failures(series_list, workers: int | None = None) -> list[tuple[str, str]]:
     """Decode every frame of every object; ``(path, reason)`` for each object that fails."""
     from healthfm_desktop.core.imaging.decoding import decode_stored
@@ -50,6 +59,13 @@ def _decode_failures(series_list, workers: int | None = None) -> list[tuple[str,
         try:
             if isinstance(outcome, BaseException):
                 raise outcome
+            if outcome is None and instance.number_of_frames > 1 and _stored_bytes(instance) > _WHOLE_OBJECT_BYTES:
+                # a big multi-frame object is checked a frame at a time: memory stays at one frame
+                for index in range(instance.number_of_frames):
+                    frame = decode_stored(instance, index)
+                    if frame.shape[0] != instance.rows:
+                        return str(instance.source), f"decoded size {frame.shape} does not match Rows x Columns"
+                return None
             arr = decode_stored(instance, None) if outcome is None else outcome
             single_ndim = 3 if instance.samples_per_pixel == 3 else 2
             frames = 1 if arr.ndim == single_ndim else arr.shape[0]

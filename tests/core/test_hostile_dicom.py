@@ -253,3 +253,25 @@ def test_total_expansion_per_import_is_capped(tmp_path, monkeypatch):
     assert len(result.series) == 1
     (path, reason), = result.rejected
     assert path == str(tmp_path / "b.zip") and "per import" in reason
+
+
+@pytest.mark.timeout(300)
+def test_cli_scan_of_a_large_multiframe_member_checks_it_frame_by_frame(tmp_path, monkeypatch):
+    from healthfm_desktop.batch import dicom as batch_dicom
+
+    path = tmp_path / "large.zip"
+    write_big_member_zip(path, frames=6, rows=1024, columns=1024)  # 12 MiB of frames
+    monkeypatch.setattr(batch_dicom, "_WHOLE_OBJECT_BYTES", 4 * 1024**2)
+    asked = []
+    from healthfm_desktop.core.imaging import decoding
+
+    original = decoding.decode_stored
+
+    def spy(instance, index=None):
+        asked.append(index)
+        return original(instance, index)
+
+    monkeypatch.setattr(decoding, "decode_stored", spy)
+    result = scan_paths([path])
+    assert batch_dicom._decode_failures(result.series, workers=1) == []
+    assert None in asked and sorted(i for i in asked if i is not None) == list(range(6))  # ok.dcm whole, big by frame
