@@ -101,11 +101,21 @@ smiles_text = st.one_of(
 )
 
 
+def _records_or_refusal(path: Path):
+    """Every record of a molecule file, or None when the file as a whole is refused (clearly)."""
+    from healthfm_desktop.core.chemistry.reading import read_molecules
+
+    try:
+        return list(read_molecules(path))
+    except UserFacingError as exc:
+        assert str(exc)
+        return None
+
+
 @FUZZ
 @given(st.lists(smiles_text, min_size=1, max_size=15), st.sampled_from(["smi", "csv"]))
 def test_fuzzed_smiles_files_give_one_row_per_record(tmp_path_factory, texts, kind):
     from healthfm_desktop.core.chemistry.properties import describe_records
-    from healthfm_desktop.core.chemistry.reading import read_molecules
 
     folder = tmp_path_factory.mktemp("mol")
     path = folder / f"fuzz.{kind}"
@@ -117,12 +127,10 @@ def test_fuzzed_smiles_files_give_one_row_per_record(tmp_path_factory, texts, ki
         path.write_text("".join(t.replace("\n", " ") + f" r{k}\n" for k, t in enumerate(texts)), encoding="utf-8",
                         errors="surrogatepass")
     with bounded():
-        try:
-            records = list(read_molecules(path))
-        except UserFacingError as exc:
-            assert str(exc)
-            return
-        rows = list(describe_records(records, workers=1))
+        records = _records_or_refusal(path)
+        rows = list(describe_records(records or [], workers=1))
+    if records is None:
+        return
     assert len(rows) == len(records)
     for record, row in zip(records, rows):
         assert row["id"] == record.id
@@ -146,16 +154,12 @@ sd_block = st.one_of(
 @FUZZ
 @given(st.lists(sd_block, min_size=1, max_size=6))
 def test_fuzzed_sd_files_give_one_row_per_record(tmp_path_factory, blocks):
-    from healthfm_desktop.core.chemistry.reading import read_molecules
-
     path = tmp_path_factory.mktemp("sdf") / "fuzz.sdf"
     path.write_text("".join(b + ("" if b.endswith("\n") else "\n") + "$$$$\n" for b in blocks))
     with bounded():
-        try:
-            records = list(read_molecules(path))
-        except UserFacingError as exc:
-            assert str(exc)
-            return
+        records = _records_or_refusal(path)
+    if records is None:
+        return
     assert len(records) == len(blocks)  # an empty record is an error row, not dropped
     for record in records:
         assert (record.mol is None) == (record.error is not None)
