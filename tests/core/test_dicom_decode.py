@@ -137,7 +137,7 @@ def test_multiframe_frames_and_zip_members_decode_lazily():
 
 
 def test_decoding_in_worker_processes_gives_the_same_frames():
-    from healthfm_desktop.core.imaging.decoding import process_pool_available
+    from healthfm_desktop.core.imaging.parallel_decode import process_pool_available
 
     series = scan_paths([DICOM / "series" / "CT_head_phantom_philips_1mm_20sl"]).series[0]
     serial = dict(series.iter_frames(range(6), workers=1))

@@ -275,3 +275,29 @@ def test_cli_scan_of_a_large_multiframe_member_checks_it_frame_by_frame(tmp_path
     result = scan_paths([path])
     assert batch_dicom._decode_failures(result.series, workers=1) == []
     assert None in asked and sorted(i for i in asked if i is not None) == list(range(6))  # ok.dcm whole, big by frame
+
+
+def test_jpeg_lossless_precision_beyond_bits_allocated_is_reported(tmp_path):
+    import pydicom
+
+    ds = pydicom.dcmread(DICOM / "single" / "NM_jpeg_lossless_sv1.dcm")
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7  # the 16-bit codestream cannot fit: values wrong
+    path = tmp_path / "lossless_bits.dcm"
+    ds.save_as(path)
+    series = scan_paths([path]).series[0]
+    with pytest.raises(decoding.DecodeError, match="16-bit samples but the header allocates 8 bits"):
+        series.load_frame(0)
+
+
+def test_truncated_jpeg_codestream_is_reported_not_padded(tmp_path):
+    import pydicom
+    from pydicom.encaps import encapsulate, generate_frames
+
+    ds = pydicom.dcmread(DICOM / "single" / "NM_jpeg_lossless_sv1.dcm")
+    frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    ds.PixelData = encapsulate([frame[: len(frame) * 3 // 4]])  # cut, still a well-formed encapsulation
+    path = tmp_path / "lossless_cut.dcm"
+    ds.save_as(path)
+    series = scan_paths([path]).series[0]
+    with pytest.raises(decoding.DecodeError, match="no end-of-image marker"):
+        series.load_frame(0)

@@ -116,7 +116,7 @@ def check_decoder_available(transfer_syntax: UID) -> None:
 _JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7})
 
 
-def _jpeg_problem(codestream: bytes, rows: int, columns: int) -> str | None:
+def _jpeg_problem(codestream: bytes, rows: int, columns: int, bits_allocated: int = 0) -> str | None:
     """What is structurally wrong with a JPEG / JPEG-LS codestream (ITU T.81 B.2, T.87), or None.
     Some decoders (GDCM's) print an error and still return pixels for these: values known wrong."""
     pos, frame = 2, None
@@ -143,6 +143,9 @@ def _jpeg_problem(codestream: bytes, rows: int, columns: int) -> str | None:
                 return f"the codestream declares a {width} x {height} frame"
             if (height, width) != (rows, columns):
                 return f"the codestream holds a {width} x {height} frame but the header says {columns} x {rows}"
+            if bits_allocated and precision > bits_allocated:
+                # the decoded samples cannot fit the stored ones: values would come out wrong
+                return f"the codestream has {precision}-bit samples but the header allocates {bits_allocated} bits"
             frame = (marker, precision)
         elif marker == 0xDA:  # start of scan: check its parameters against the frame's process
             if frame is None:
@@ -179,12 +182,13 @@ def _j2k_problem(codestream: bytes, rows: int, columns: int) -> str | None:
     return None
 
 
-def check_codestream(codestream: bytes, rows: int, columns: int, transfer_syntax: UID | str = "") -> None:
+def check_codestream(codestream: bytes, rows: int, columns: int, transfer_syntax: UID | str = "",
+                     bits_allocated: int = 0) -> None:
     """Refuse a compressed frame before any decoder sees it when its own headers disagree with
     the DICOM header's Rows and Columns or break the codec's rules: a frame height of 0 made a
     decoder allocate until memory ran out, a bad scan header gave pixels known to be wrong."""
     if codestream[:2] == b"\xff\xd8":
-        problem = _jpeg_problem(codestream, rows, columns)
+        problem = _jpeg_problem(codestream, rows, columns, bits_allocated)
     else:
         problem = _j2k_problem(codestream, rows, columns)
     if problem is not None:
@@ -208,7 +212,8 @@ def check_first_frame(ds: Dataset, transfer_syntax: UID) -> None:
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     codestream = _first_frame(ds.PixelData, frames)
     if codestream:
-        check_codestream(codestream, int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0), transfer_syntax)
+        check_codestream(codestream, int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0), transfer_syntax,
+                         int(ds.get("BitsAllocated", 0) or 0))
 
 
 def _plugins_for(transfer_syntax: UID) -> list[str]:
@@ -304,7 +309,7 @@ def _decode_jpeg12_with_gdcm(ds: Dataset, index: int | None) -> np.ndarray:
     for k, codestream in enumerate(generate_frames(ds.PixelData, number_of_frames=frames)):
         if k not in wanted:
             continue
-        check_codestream(codestream, rows, columns, JPEGExtended12Bit)
+        check_codestream(codestream, rows, columns, JPEGExtended12Bit, int(ds.get("BitsAllocated", 0) or 0))
         fragment = gdcm.Fragment()
         fragment.SetByteStringValue(codestream)
         fragments = gdcm.SequenceOfFragments.New()
