@@ -24,10 +24,10 @@ sys.path.insert(0, str(REPO))
 from healthfm_desktop.core.imaging.ai import preprocessing as prep  # noqa: E402
 from healthfm_desktop.core.imaging.ai.classification import classify  # noqa: E402
 from healthfm_desktop.core.imaging.ai.models import default_classifier, default_segmenter, load_model  # noqa: E402
-
-CLASSIFIER, SEGMENTER = default_classifier(), default_segmenter()  # chosen by manifest task
 from healthfm_desktop.core.imaging.ai.segmentation import segment  # noqa: E402
 from healthfm_desktop.core.inference.registry import load_registry  # noqa: E402
+
+CLASSIFIER, SEGMENTER = default_classifier(), default_segmenter()  # chosen by manifest task
 
 SAMPLES = REPO / "resources" / "samples" / "images"
 

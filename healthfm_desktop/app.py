@@ -152,6 +152,14 @@ def build_main_window() -> MainWindow:
     window.settings_requested.connect(edit_settings)
     _install_pacs(window)  # after edit_settings: its Settings page joins the dialog just built
     window.self_test_requested.connect(run_self_test)
+
+    def show_models() -> None:
+        from healthfm_desktop.controllers.adaptation import AdaptationController
+        from healthfm_desktop.views.models.dialog import ModelsDialog
+
+        ModelsDialog(AdaptationController(window), window).show()
+
+    window.models_requested.connect(show_models)
     window.model_cards_requested.connect(lambda: show_documents("Model cards", app_controller.model_cards()))
     window.licenses_requested.connect(
         lambda: show_documents("Third-party licenses and data attributions", _license_documents())

@@ -23,3 +23,108 @@ def list_models(args) -> int:
         if not entry.valid:
             print(f"{entry.path}: {entry.error}", file=sys.stderr)
     return 0 if all(e.valid for e in entries) else 1
+
+
+def _report_errors(errors) -> None:
+    from healthfm_desktop.batch.output import report_bad_input
+
+    for item_id, reason in errors:
+        report_bad_input(item_id, reason)
+
+
+def train(args) -> int:
+    from pathlib import Path
+
+    from healthfm_desktop.core.foundation.adaptation import train_adapted_model
+    from healthfm_desktop.core.foundation.datasets import read_labelled
+    from healthfm_desktop.core.foundation.model_files import check_new_name
+    from healthfm_desktop.core.errors import UserFacingError
+
+    check_new_name(args.name)
+    try:
+        items = read_labelled(args.kind, args.data, args.label_column)
+    except UserFacingError as exc:
+        raise UserFacingError(f"{args.data}: {exc}") from None
+    _report_errors(items.errors)
+    summary = train_adapted_model(args.kind, items, args.name, args.task, data_name=Path(args.data).name,
+                                  progress=_progress_bar("adapt train"))
+    if args.json:
+        emit_json(summary.to_json())
+    else:
+        cv = ", ".join(f"{k} {v}" for k, v in summary.cv.items())
+        print(f"{summary.name} v{summary.version}: {summary.task} on {summary.n} {summary.kind} items, "
+              f"{summary.fit.head}; cross-validated {cv}; {summary.seconds:.1f} s -> {summary.path.parent}")
+    return 1 if items.errors else 0
+
+
+def predict(args) -> int:
+    from healthfm_desktop.core.foundation.adaptation import AdaptedModel
+    from healthfm_desktop.core.foundation.datasets import read_unlabelled
+    from healthfm_desktop.core.inference.registry import load_registry
+
+    manifest = load_registry().get(args.name)
+    model = AdaptedModel.load(manifest)
+    items = read_unlabelled(manifest.kind, args.paths)
+    results = model.predict(items.payloads, progress=_progress_bar("adapt predict", per_item=True))
+    for item_id, result in zip(items.ids, results):
+        record = {"id": item_id, **result}
+        if args.json:
+            emit_json(record)
+        elif "label" in record:
+            print(f"{item_id}: {record['label']} (set {record['prediction_set']}, in domain {record['in_domain']})")
+        else:
+            print(f"{item_id}: {record['value']:.4g} [{record['interval'][0]:.4g}, {record['interval'][1]:.4g}] "
+                  f"(in domain {record['in_domain']})")
+    for item_id, reason in items.errors:
+        if args.json:
+            emit_json({"id": item_id, "error": reason})
+    _report_errors(items.errors)
+    return 1 if items.errors or not (items.ids or items.errors) else 0
+
+
+def similar(args) -> int:
+    from pathlib import Path
+
+    from healthfm_desktop.core.errors import UserFacingError
+    from healthfm_desktop.core.foundation.datasets import read_unlabelled
+    from healthfm_desktop.core.foundation.encoders import load_encoder
+    from healthfm_desktop.core.foundation.similar import nearest
+
+    if args.top < 1:
+        print("healthfm similar: --top must be at least 1", file=sys.stderr)
+        return 2
+    library = read_unlabelled(args.kind, args.library)
+    _report_errors(library.errors)
+    if args.kind == "molecule" and not Path(args.query).exists():
+        from healthfm_desktop.core.chemistry.reading import parse_smiles
+
+        mol, reason = parse_smiles(args.query)
+        if mol is None:
+            raise UserFacingError(f"{args.query}: not a readable SMILES ({reason})")
+        query = [mol]
+    else:
+        found = read_unlabelled(args.kind, [args.query])
+        if found.errors or len(found) != 1:
+            reason = found.errors[0][1] if found.errors else f"holds {len(found)} items, not one"
+            raise UserFacingError(f"{args.query}: {reason}")
+        query = found.payloads
+    encoder = load_encoder(args.kind)
+    embeddings = encoder.embed(library.payloads + query)
+    for hit in nearest(embeddings[-1], embeddings[:-1], args.top, standardise=args.kind == "molecule"):
+        record = {"id": library.ids[hit.index], "score": round(hit.score, 6)}
+        if library.labels[hit.index] is not None:
+            record["label"] = library.labels[hit.index]
+        if args.json:
+            emit_json(record)
+        else:
+            print(f"{record['id']}\t{record['score']:.4f}\t{record.get('label', '')}")
+    return 1 if library.errors else 0
+
+
+def _progress_bar(label: str, per_item: bool = False):
+    """A one-line progress report on stderr when stderr is a terminal; None otherwise."""
+    if not sys.stderr.isatty():
+        return None
+    if per_item:
+        return lambda done, total: print(f"\r{label}: {done}/{total}", end="", file=sys.stderr, flush=True)
+    return lambda fraction, step: print(f"\r{label}: {fraction:4.0%} {step[:50]:<50}", end="", file=sys.stderr, flush=True)

@@ -63,6 +63,7 @@ class MainWindow(QMainWindow):
     paths_requested = Signal(list)  # [str] from drop or File > Open
     settings_requested = Signal()
     self_test_requested = Signal()
+    models_requested = Signal()
     model_cards_requested = Signal()
     licenses_requested = Signal()
     #: the user chose the image viewer's colours: True dark, False light
@@ -135,7 +136,10 @@ class MainWindow(QMainWindow):
         self.self_test_action = QAction("Run &Self-test", self)
         self.self_test_action.setToolTip("The offline check of `healthfm self-test`: models, workspaces, this window")
         self.self_test_action.triggered.connect(self.self_test_requested)
-        self.tools_menu.addActions([settings_action, self.self_test_action])
+        self.models_action = QAction("&Models and Adaptation…", self)
+        self.models_action.setToolTip("Every model, shipped and yours; train a head on your own labels; export/import")
+        self.models_action.triggered.connect(self.models_requested)
+        self.tools_menu.addActions([settings_action, self.self_test_action, self.models_action])
 
         help_menu = self.menuBar().addMenu("&Help")
         about_action = QAction("&About HealthFM Desktop", self)

@@ -15,13 +15,13 @@ from healthfm_desktop.core.imaging.ai import models as image_models
 from healthfm_desktop.core.imaging.ai.classification import classify
 from healthfm_desktop.core.imaging.ai.evaluation import accuracy, dice, roc_auc
 from healthfm_desktop.core.imaging.ai.models import default_classifier, default_segmenter, load_model
-
-CLASSIFIER, SEGMENTER = default_classifier(), default_segmenter()  # chosen by manifest task
 from healthfm_desktop.core.imaging.ai.preprocessing import SourceImage, read_image
 from healthfm_desktop.core.imaging.ai.segmentation import segment
 from healthfm_desktop.core.inference.registry import load_registry
 from healthfm_desktop.core.paths import settings_path
 from tests.core.test_image_ai_helpers import IMAGE_TEST_DATA, REPO, make_dicom
+
+CLASSIFIER, SEGMENTER = default_classifier(), default_segmenter()  # chosen by manifest task
 
 DATA = REPO / "models" / "training" / "data" / "images"
 

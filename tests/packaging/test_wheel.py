@@ -43,9 +43,14 @@ def test_the_build_declares_its_package_data_without_setuptools_warnings(built):
 
 def test_wheel_ships_every_model_with_its_manifest(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for manifest in (REPO / "models").glob("*.json"):
-        assert f"healthfm_desktop/data/models/{manifest.name}" in names
-        assert f"healthfm_desktop/data/models/{manifest.stem}.onnx" in names
+    from healthfm_desktop.core.inference.registry import ModelRegistry
+
+    registry = ModelRegistry(REPO / "models")
+    for manifest in registry.manifests.values():
+        assert f"healthfm_desktop/data/models/{manifest.manifest_path.name}" in names
+        assert f"healthfm_desktop/data/models/{manifest.file}" in names
+        for side in manifest.extra.get("files", {}).values():  # tokenizer, domain files
+            assert f"healthfm_desktop/data/models/{side['file']}" in names
     assert not any("/training/" in n for n in names), "training scripts and data must not be in the wheel"
 
 

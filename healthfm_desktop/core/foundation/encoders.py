@@ -1,0 +1,110 @@
+"""The one encoder per kind of input, found through the model registry by task
+(image-embedding, text-embedding) or, for molecules, the built-in RDKit featurisation; each
+turns items into a float32 (n, d) array with progress and cancel."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from healthfm_desktop.core.errors import ModelError
+
+KINDS = ("image", "text", "molecule")
+ENCODER_TASKS = {"image": "image-embedding", "text": "text-embedding"}
+MOLECULE_ENCODER = "molecule_features"
+
+Progress = Callable[[int, int], None]
+Cancelled = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    kind: str
+    name: str
+    version: str
+    dim: int
+
+
+class MoleculeEncoder:
+    """Morgan radius-2 count fingerprint (2048, log1p) + RDKit 2D descriptors, the featurisation
+    the shipped molecule models use (core/chemistry/featurize.py). Chosen over a learned encoder
+    because it measured better (see models/molecule_features.md)."""
+
+    def __init__(self):
+        from healthfm_desktop.core.chemistry.featurize import FEATURE_SIZE
+
+        self.dim = FEATURE_SIZE
+
+    def embed(self, mols: Sequence, progress: Progress | None = None, cancelled: Cancelled | None = None) -> np.ndarray:
+        from healthfm_desktop.core.chemistry.featurize import featurize_mol
+
+        out = np.zeros((len(mols), self.dim), dtype=np.float32)
+        for i, mol in enumerate(mols):
+            if cancelled is not None and i % 32 == 0 and cancelled():
+                raise InterruptedError("cancelled")
+            out[i] = featurize_mol(mol)
+            if progress is not None and (i % 32 == 31 or i == len(mols) - 1):
+                progress(i + 1, len(mols))
+        return out
+
+
+_CACHE: dict[tuple, object] = {}
+_LOCK = threading.Lock()
+
+
+def encoder_name(kind: str, registry=None) -> str:
+    if kind not in KINDS:
+        raise ModelError(f"unknown kind {kind!r} (image, text or molecule)")
+    if kind == "molecule":
+        return MOLECULE_ENCODER
+    from healthfm_desktop.core.inference.registry import load_registry
+
+    registry = registry or load_registry()
+    shipped = registry.by_task(ENCODER_TASKS[kind], source="shipped")
+    if not shipped:
+        raise ModelError(f"no shipped {kind} encoder is installed (a {ENCODER_TASKS[kind]} model)")
+    return shipped[0].name
+
+
+def encoder_info(kind: str, registry=None) -> EncoderInfo:
+    if kind == "molecule":
+        from healthfm_desktop.core.chemistry.featurize import FEATURE_SIZE
+        from rdkit import rdBase
+
+        return EncoderInfo(kind, MOLECULE_ENCODER, f"rdkit-{rdBase.rdkitVersion}", FEATURE_SIZE)
+    from healthfm_desktop.core.inference.registry import load_registry
+
+    registry = registry or load_registry()
+    manifest = registry.get(encoder_name(kind, registry))
+    return EncoderInfo(kind, manifest.name, manifest.version, int(manifest.extra["embedding_dim"]))
+
+
+def load_encoder(kind: str, registry=None, name: str | None = None, threads: int = 1):
+    """The encoder of ``kind`` (verified against its sha256, loaded once per file stamp)."""
+    if kind == "molecule":
+        return MoleculeEncoder()
+    from healthfm_desktop.core.inference.registry import load_registry
+
+    registry = registry or load_registry()
+    name = name or encoder_name(kind, registry)
+    manifest = registry.verify(name)
+    stat = manifest.model_path.stat()
+    key = (str(manifest.model_path), stat.st_mtime_ns, stat.st_size, threads)
+    with _LOCK:
+        cached = _CACHE.get(key)
+        if cached is None:
+            if kind == "image":
+                from healthfm_desktop.core.foundation.images import ImageEmbedder
+
+                cached = ImageEmbedder(manifest.model_path, manifest.preprocessing["steps"], threads=threads)
+            else:
+                from healthfm_desktop.core.foundation.text import TextEmbedder
+
+                step = manifest.preprocessing["steps"][0]
+                cached = TextEmbedder(manifest.model_path, manifest.side_file("tokenizer"),
+                                      max_tokens=int(step.get("max_tokens", 256)), threads=threads)
+            _CACHE[key] = cached
+    return cached

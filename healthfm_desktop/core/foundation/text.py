@@ -1,0 +1,43 @@
+"""Text embeddings: the shipped sentence encoder (ONNX) fed by the `tokenizers` WordPiece
+tokenizer that ships beside it; mean pooling and unit length are inside the graph."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from healthfm_desktop.core.errors import ModelError
+
+class TextEmbedder:
+    def __init__(self, model_path: Path | str, tokenizer_path: Path | str, max_tokens: int = 256, threads: int = 0):
+        from tokenizers import Tokenizer
+
+        from healthfm_desktop.core.inference.runtime import create_session
+
+        try:
+            self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        except Exception as exc:  # tokenizers raises its own Exception type for a bad file
+            raise ModelError(f"the text encoder's tokenizer {Path(tokenizer_path).name} cannot be read: {exc}") from exc
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length=max_tokens)
+        self.session, _ = create_session(Path(model_path), threads=threads)
+        self.output_name = self.session.get_outputs()[0].name
+        self.dim = int(self.session.get_outputs()[0].shape[-1])
+
+    def embed(self, texts: Sequence[str], progress: Callable[[int, int], None] | None = None,
+              cancelled: Callable[[], bool] | None = None) -> np.ndarray:
+        """(n, dim) float32 unit vectors, one text per run: the int8 graph quantises activations
+        per run, so batching would make a text's embedding depend on its neighbours (and padding);
+        one at a time is also faster on a 2-core desk (300 NegEx sentences: 3.2 s vs 13.7 s at 32)."""
+        texts = [str(t) for t in texts]
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for index, encoding in enumerate(self.tokenizer.encode_batch(texts)):
+            if cancelled is not None and index % 16 == 0 and cancelled():
+                raise InterruptedError("cancelled")
+            ids = np.asarray([encoding.ids], dtype=np.int64)
+            (out[index],) = self.session.run([self.output_name], {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0]
+            if progress is not None and (index % 16 == 15 or index == len(texts) - 1):
+                progress(index + 1, len(texts))
+        return out

@@ -1,0 +1,1 @@
+"""The Models window: the registry's models, training a head on the user's labels, running it, export/import."""

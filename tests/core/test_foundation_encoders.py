@@ -1,0 +1,73 @@
+"""The shipped encoders through the app's own path: the text encoder (ONNX + tokenizers) gives
+unit vectors that rank a paraphrase above an unrelated sentence; the image encoder embeds DICOM,
+PNG and arrays alike and keeps chest X-rays apart from fetal ultrasound."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from healthfm_desktop.core.foundation.encoders import encoder_info, encoder_name, load_encoder
+from healthfm_desktop.core.foundation.images import embed_images
+from healthfm_desktop.core.imaging.ai.preprocessing import read_image
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGES = REPO / "tests" / "data" / "images"
+
+
+def test_text_encoder_ranks_meaning_not_words():
+    encoder = load_encoder("text")
+    vectors = encoder.embed([
+        "The patient denies chest pain.",
+        "No chest pain was reported by the patient.",
+        "The chest X-ray shows a right lower lobe infiltrate.",
+        "Metformin 500 mg twice daily was started.",
+    ])
+    assert vectors.shape == (4, 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    similarity = vectors @ vectors.T
+    assert similarity[0, 1] > similarity[0, 2] + 0.1 and similarity[0, 1] > similarity[0, 3] + 0.1
+
+
+def test_text_encoder_truncates_long_notes_and_batches_by_length():
+    encoder = load_encoder("text")
+    long_note = "Patient seen in clinic for follow up of hypertension. " * 200
+    short = ["Afebrile.", "Lungs clear to auscultation bilaterally."]
+    together = encoder.embed([short[0], long_note, short[1]])
+    alone = encoder.embed(short)
+    np.testing.assert_array_equal(together[[0, 2]], alone)  # a text's embedding does not depend on its neighbours
+    assert np.isfinite(together).all()
+
+
+def test_image_encoder_embeds_files_and_arrays_alike():
+    dicom = read_image(REPO / "resources" / "samples" / "images" / "chest_xray_pneumonia.dcm")
+    png = read_image(IMAGES / "pneumoniamnist_test_045_pneumonia.png")
+    vectors = embed_images([dicom, png, png.pixels])
+    info = encoder_info("image")
+    assert vectors.shape == (3, info.dim) and info.name == encoder_name("image") == "image_encoder"
+    np.testing.assert_array_equal(vectors[1], vectors[2])
+
+
+def test_image_embeddings_separate_xray_from_ultrasound():
+    xrays = [read_image(p) for p in sorted(IMAGES.glob("pneumoniamnist_*.png"))]
+    ultrasound = [read_image(p) for p in sorted(IMAGES.glob("hc18_test_*_HC.png"))]
+    vectors = embed_images(xrays + ultrasound)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    similarity = unit @ unit.T
+    n = len(xrays)
+    within = min(similarity[:n, :n].min(), similarity[n:, n:].min())
+    across = similarity[:n, n:].max()
+    assert within > across  # every X-ray is closer to every X-ray than to any ultrasound frame
+
+
+def test_molecule_encoder_is_the_shipped_models_featurisation():
+    from rdkit import Chem
+
+    from healthfm_desktop.core.chemistry.featurize import featurize_mols
+
+    mols = [Chem.MolFromSmiles(s) for s in ("CCO", "c1ccccc1O")]
+    np.testing.assert_array_equal(load_encoder("molecule").embed(mols), featurize_mols(mols))
+    with pytest.raises(InterruptedError):
+        load_encoder("molecule").embed(mols, cancelled=lambda: True)
