@@ -1,24 +1,67 @@
 #!/usr/bin/env bash
 # Wrap dist/healthfm/ into a .deb that installs under /opt/healthfm with a launcher, a desktop
-# entry and a MIME association for DICOM files.
+# entry, an icon and a MIME association for DICOM files, declaring the system libraries the
+# bundle does not carry (Qt's X11/xcb and OpenGL stack); removing it leaves nothing behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSION=${1:?version}
 ROOT=build/deb/healthfm_${VERSION}_amd64
 rm -rf "$ROOT"
-mkdir -p "$ROOT/DEBIAN" "$ROOT/opt" "$ROOT/usr/bin" "$ROOT/usr/share/applications" "$ROOT/usr/share/mime/packages"
+ICONS="$ROOT/usr/share/icons/hicolor"
+mkdir -p "$ROOT/DEBIAN" "$ROOT/opt" "$ROOT/usr/bin" "$ROOT/usr/share/applications" "$ROOT/usr/share/mime/packages" \
+    "$ICONS/scalable/apps" "$ICONS/256x256/apps"
 cp -a dist/healthfm "$ROOT/opt/healthfm"
 ln -s /opt/healthfm/healthfm "$ROOT/usr/bin/healthfm"
 cp packaging/healthfm.desktop "$ROOT/usr/share/applications/"
 cp packaging/healthfm-dicom.xml "$ROOT/usr/share/mime/packages/"
+cp resources/icons/healthfm.svg "$ICONS/scalable/apps/healthfm.svg"
+cp resources/icons/healthfm.png "$ICONS/256x256/apps/healthfm.png"
 SIZE=$(du -sk "$ROOT/opt" | cut -f1)
+# The libraries Qt's xcb platform plugin, EGL/OpenGL and fonts load from the system (the bundle
+# carries Qt itself); `packaging/smoke_test.sh` checks that nothing the bundle links is missing.
+DEPENDS=$(paste -sd, - <<'LIBS' | sed 's/,/, /g'
+libc6 (>= 2.36)
+libegl1
+libgl1
+libopengl0
+libfontconfig1
+libfreetype6
+libx11-6
+libx11-xcb1
+libxext6
+libxrender1
+libxcb1
+libxcb-cursor0
+libxcb-glx0
+libxcb-icccm4
+libxcb-image0
+libxcb-keysyms1
+libxcb-randr0
+libxcb-render0
+libxcb-render-util0
+libxcb-shape0
+libxcb-shm0
+libxcb-sync1
+libxcb-util1
+libxcb-xfixes0
+libxcb-xinerama0
+libxcb-xkb1
+libxkbcommon0
+libxkbcommon-x11-0
+libdbus-1-3
+libglib2.0-0
+libwayland-client0
+libwayland-cursor0
+libwayland-egl1
+LIBS
+)
 cat > "$ROOT/DEBIAN/control" <<CONTROL
 Package: healthfm-desktop
 Version: ${VERSION}
 Architecture: amd64
 Maintainer: HealthFM Desktop developers <healthfm@localhost>
 Installed-Size: ${SIZE}
-Depends: libegl1, libgl1, libfontconfig1, libxkbcommon0, libxkbcommon-x11-0, libdbus-1-3, libglib2.0-0, libxcb-cursor0, libxcb-icccm4, libxcb-keysyms1, libxcb-image0, libxcb-render-util0, libxcb-shape0, libxcb-xkb1, libxcb-randr0, libxcb-xinerama0
+Depends: ${DEPENDS}
 Recommends: shared-mime-info, desktop-file-utils
 Section: science
 Priority: optional
@@ -31,8 +74,21 @@ cat > "$ROOT/DEBIAN/postinst" <<'POSTINST'
 set -e
 command -v update-mime-database >/dev/null && update-mime-database /usr/share/mime || true
 command -v update-desktop-database >/dev/null && update-desktop-database /usr/share/applications || true
+command -v gtk-update-icon-cache >/dev/null && gtk-update-icon-cache -q -t /usr/share/icons/hicolor || true
 POSTINST
-chmod 755 "$ROOT/DEBIAN/postinst"
-cp "$ROOT/DEBIAN/postinst" "$ROOT/DEBIAN/postrm"
-dpkg-deb --root-owner-group -Zgzip -z1 --build "$ROOT" "dist/healthfm_${VERSION}_amd64.deb" >/dev/null
+cat > "$ROOT/DEBIAN/postrm" <<'POSTRM'
+#!/bin/sh
+set -e
+# files the bundle wrote into its own folder at run time (caches) are not dpkg's: remove them
+# too, so that nothing of the package is left under /opt
+if [ "$1" = remove ] || [ "$1" = purge ]; then
+    rm -rf /opt/healthfm
+fi
+command -v update-mime-database >/dev/null && update-mime-database /usr/share/mime || true
+command -v update-desktop-database >/dev/null && update-desktop-database /usr/share/applications || true
+command -v gtk-update-icon-cache >/dev/null && gtk-update-icon-cache -q -t /usr/share/icons/hicolor || true
+POSTRM
+chmod 755 "$ROOT/DEBIAN/postinst" "$ROOT/DEBIAN/postrm"
+# xz (every dpkg reads it): about half the size of gzip for this bundle
+dpkg-deb --root-owner-group -Zxz -z6 --threads-max="$(nproc)" --build "$ROOT" "dist/healthfm_${VERSION}_amd64.deb" >/dev/null
 echo "deb: dist/healthfm_${VERSION}_amd64.deb $(du -h "dist/healthfm_${VERSION}_amd64.deb" | cut -f1)"
