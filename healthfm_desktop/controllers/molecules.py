@@ -317,10 +317,12 @@ class MoleculesController(WorkspaceController):
 
         def run(cancel):
             try:
-                index, state = open_library(library, cache, lambda rate: report(Progress(rate.fraction, rate.message())),
-                                            cancel.is_set, opened)
+                def rate(step) -> None:
+                    report(Progress(step.fraction, step.message()))
+
+                index, state = open_library(library, cache, rate, cancel.is_set, opened)
                 report(Progress(None, f"searching {index.size:,} molecules…"))
-                hits = _drain(search_library(index, query, mode, threshold, limit, cancel.is_set), report,
+                hits = _drain(search_library(index, query, mode, threshold, limit, cancel.is_set, report), report,
                               "describing the hits…")
                 return index, state, hits
             except SearchCancelled:

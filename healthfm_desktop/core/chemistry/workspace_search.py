@@ -16,6 +16,7 @@ from pathlib import Path
 
 from healthfm_desktop.core.chemistry.session import IndexState, MoleculeRow
 from healthfm_desktop.core.errors import UserFacingError
+from healthfm_desktop.core.events import Progress
 
 #: molecules fingerprinted between two checks of the cancel flag (~0.1-0.2 s of work)
 BUILD_STEP = 100
@@ -218,8 +219,11 @@ def open_library(library: Path, cache: IndexCache, progress: Callable[[Rate], No
 
 
 def search_library(index, query_text: str, mode: str, threshold: float | None, limit: int | None,
-                   cancelled: Callable[[], bool] = lambda: False):
-    """Generator: yields fractions; returns the hits as described rows (best first)."""
+                   cancelled: Callable[[], bool] = lambda: False,
+                   progress: Callable[[Progress], None] = lambda step: None):
+    """Generator: yields fractions while the hits are described; returns them as rows (best
+    first). A substructure search reports how far it matched the screen's candidates
+    (``progress``) and stops at ``cancelled()``."""
     from rdkit import Chem
 
     from healthfm_desktop.core.chemistry.search_index import parse_query_smiles, substructure_query
@@ -234,6 +238,8 @@ def search_library(index, query_text: str, mode: str, threshold: float | None, l
         def step(fraction: float) -> None:
             if cancelled():
                 raise SearchCancelled()
+            progress(Progress(fraction, f"matching the candidates the screen left of {index.size:,} molecules: "
+                                        f"{fraction:.0%}"))
 
         hits = index.substructure(substructure_query(query_text), top=top, progress=step)
     rows = []
