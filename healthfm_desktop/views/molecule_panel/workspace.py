@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QRect, QSize, QSortFilterProxyModel, Qt
-from PySide6.QtGui import QPixmap
+from PySide6.QtGui import QGuiApplication, QPixmap
 from PySide6.QtWidgets import (
     QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QHeaderView, QInputDialog,
-    QLabel, QLineEdit, QListView, QProgressBar, QPushButton, QSpinBox, QSplitter, QStackedWidget, QStyle,
+    QLabel, QLineEdit, QListView, QProgressBar, QPushButton, QSizePolicy, QSpinBox, QSplitter, QStackedWidget, QStyle,
     QStyledItemDelegate, QTableView, QTabWidget, QTextBrowser, QVBoxLayout, QWidget,
 )
 
@@ -44,6 +44,12 @@ ROW_HEIGHT = 84
 
 
 _PIXMAPS_KEPT = 600  # a few screens of rows, both ways
+DEPICTION = QSize(160, 80)  # a table cell's structure, in logical pixels
+
+
+def _pixel_ratio() -> float:
+    app = QGuiApplication.instance()
+    return app.devicePixelRatio() if app is not None else 1.0
 
 
 class MoleculeTableModel(QAbstractTableModel):
@@ -141,10 +147,12 @@ class MoleculeTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DecorationRole and column == STRUCTURE:
             pixmap = self._pixmaps.get(item.key)
             if pixmap is None:
-                png = self.controller.depiction(row)
+                ratio = _pixel_ratio()  # drawn for the screen's pixels: sharp at 2x
+                png = self.controller.depiction(row, round(DEPICTION.width() * ratio), round(DEPICTION.height() * ratio))
                 pixmap = QPixmap()
                 if png:
                     pixmap.loadFromData(png, "PNG")
+                    pixmap.setDevicePixelRatio(ratio)
                 self._pixmaps[item.key] = pixmap
                 if len(self._pixmaps) > _PIXMAPS_KEPT:
                     self._pixmaps.popitem(last=False)
@@ -209,10 +217,13 @@ class StructureGridDelegate(QStyledItemDelegate):
         pixmap = index.data(Qt.ItemDataRole.DecorationRole)
         area = option.rect.adjusted(4, 4, -4, -22)
         if isinstance(pixmap, QPixmap) and not pixmap.isNull():
-            scaled = pixmap.scaled(area.size(), Qt.AspectRatioMode.KeepAspectRatio,
+            ratio = pixmap.devicePixelRatio()
+            scaled = pixmap.scaled(area.size() * ratio, Qt.AspectRatioMode.KeepAspectRatio,
                                    Qt.TransformationMode.SmoothTransformation)
-            painter.drawPixmap(area.x() + (area.width() - scaled.width()) // 2,
-                               area.y() + (area.height() - scaled.height()) // 2, scaled)
+            scaled.setDevicePixelRatio(ratio)
+            shown = scaled.deviceIndependentSize().toSize()
+            painter.drawPixmap(area.x() + (area.width() - shown.width()) // 2,
+                               area.y() + (area.height() - shown.height()) // 2, scaled)
         painter.setPen(option.palette.highlightedText().color() if option.state & QStyle.StateFlag.State_Selected
                        else option.palette.text().color())
         text_rect = QRect(option.rect.x() + 2, option.rect.bottom() - 20, option.rect.width() - 4, 18)
@@ -239,6 +250,7 @@ class MoleculesWorkspace(QWidget):
 
         # toolbar: filters, duplicates, table/grid, models, export
         self.filter_text = QLineEdit(placeholderText="Filter by ID, name, SMILES or any column")
+        self.filter_text.setMinimumWidth(160)
         self.filter_text.textChanged.connect(lambda t: controller.set_filters(text=t))
         self.lipinski_only = QCheckBox("Lipinski pass")
         self.lipinski_only.toggled.connect(lambda on: controller.set_filters(lipinski_only=on))
@@ -290,8 +302,9 @@ class MoleculesWorkspace(QWidget):
         self.search_mode = QComboBox()
         self.search_mode.addItems(["similar", "substructure"])
         self.search_query = QLineEdit(placeholderText="query SMILES / SMARTS (empty: the selected molecule)")
+        self.search_query.setMinimumWidth(160)
         self.search_threshold = QDoubleSpinBox(minimum=0.0, maximum=1.0, singleStep=0.05, value=0.0)
-        self.search_only_shown = QCheckBox("only the rows shown")
+        self.search_only_shown = QCheckBox("only rows shown")
         self.search_only_shown.setToolTip("Search the rows the filters show instead of the whole table")
         self.hit_limit = QSpinBox(minimum=0, maximum=10_000_000, singleStep=100, value=self.session.hit_limit)
         self.hit_limit.setSpecialValueText("all")
@@ -316,6 +329,9 @@ class MoleculesWorkspace(QWidget):
         self.add_hits_button.clicked.connect(controller.add_hits_to_table)
         self.index_status = QLabel("No library index in use.")
         self.index_status.setStyleSheet("color: #555")
+        for label in (self.view_status, self.index_status):  # long texts are cut, not widening the window
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            label.setMinimumWidth(120)
 
         self.table = QTableView()
         self.table.setModel(self.proxy)
@@ -344,6 +360,7 @@ class MoleculesWorkspace(QWidget):
         # detail pane
         self.detail_picture = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
         self.detail_picture.setMinimumSize(280, 150)
+        self.detail_picture.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
         self.detail_text = QTextBrowser()
         self.smiles_editor = QLineEdit(placeholderText="Type a SMILES: live depiction and validation")
         self.smiles_status = QLabel()
@@ -380,8 +397,7 @@ class MoleculesWorkspace(QWidget):
 
         top = QHBoxLayout()
         for widget in (self.filter_text, self.lipinski_only, self.no_alerts, self.valid_only, self.duplicates_only,
-                       self.merge_button, self.standardise, self.tautomer, self.table_button, self.grid_button,
-                       self.predict_button, self.export_button):
+                       self.merge_button, self.predict_button, self.export_button):
             top.addWidget(widget)
         search = QHBoxLayout()
         for widget in (self.search_mode, self.search_query, QLabel("min. Tanimoto"), self.search_threshold,
@@ -389,14 +405,15 @@ class MoleculesWorkspace(QWidget):
                        self.search_library_button):
             search.addWidget(widget)
         analogues = QHBoxLayout()
-        for widget in (QLabel("Analogues from"), self.analogue_source, QLabel("count"), self.analogue_count,
-                       QLabel("min. similarity"), self.analogue_similarity, self.analogues_button):
+        for widget in (self.standardise, self.tautomer, QLabel("   Analogues from"), self.analogue_source,
+                       QLabel("count"), self.analogue_count, QLabel("min. similarity"), self.analogue_similarity,
+                       self.analogues_button):
             analogues.addWidget(widget)
         analogues.addStretch(1)
-        analogues.addWidget(self.index_status)
         shown = QHBoxLayout()
         shown.addWidget(self.view_status, 1)
-        for widget in (self.show_all_button, self.hit_list_button, self.add_hits_button):
+        for widget in (self.show_all_button, self.hit_list_button, self.add_hits_button, self.table_button,
+                       self.grid_button):
             shown.addWidget(widget)
 
         scatter_tab = QWidget()
@@ -448,6 +465,7 @@ class MoleculesWorkspace(QWidget):
         progress_row = QHBoxLayout()
         progress_row.addWidget(self.progress, 1)
         progress_row.addWidget(self.cancel_button)
+        progress_row.addWidget(self.index_status, 1)
         layout.addLayout(progress_row)
         layout.addWidget(self.status)
 
@@ -455,7 +473,7 @@ class MoleculesWorkspace(QWidget):
         controller.view_changed.connect(self._view_changed)
         self.model.layoutChanged.connect(self._rows_changed)  # sorted: the plot's row numbers change
         controller.rows_updated.connect(self._rows_updated)
-        controller.index_changed.connect(lambda state: self.index_status.setText(state.describe()))
+        controller.index_changed.connect(self._index_changed)
         controller.message.connect(lambda level, text: self.status.setText(text))
         controller.progress.connect(self._progress)
         controller.busy_changed.connect(self._busy_changed)
@@ -514,6 +532,7 @@ class MoleculesWorkspace(QWidget):
         session = self.session
         filtered = self.proxy.rowCount() != len(session.shown)
         self.view_status.setText(session.status() + (f" · {self.proxy.rowCount()} pass the filters" if filtered else ""))
+        self.view_status.setToolTip(self.view_status.text())
         searching = session.view == HITS or session.table_search is not None
         self.show_all_button.setEnabled(searching)
         self.hit_list_button.setEnabled(session.hits is not None and session.view == TABLE)
@@ -523,6 +542,10 @@ class MoleculesWorkspace(QWidget):
         self._redraw_scatter()
         self._redraw_histogram()
         self._selection_changed()
+
+    def _index_changed(self, state) -> None:
+        self.index_status.setText(state.describe())
+        self.index_status.setToolTip(f"{state.describe()}\nkept in {state.folder}")
 
     def _fill_column_choices(self) -> None:
         numeric = self.session.numeric_column_names()
@@ -630,10 +653,13 @@ class MoleculesWorkspace(QWidget):
             self.detail_text.setHtml("")
             return
         row = rows[0]
-        png = self.controller.depiction(row, 340, 240, highlight=True)
+        size, ratio = self.detail_picture.size(), _pixel_ratio()  # drawn at the size shown, never cut
+        png = self.controller.depiction(row, round(max(size.width(), 200) * ratio), round(max(size.height(), 140) * ratio),
+                                        highlight=True)
         pixmap = QPixmap()
         if png:
             pixmap.loadFromData(png, "PNG")
+            pixmap.setDevicePixelRatio(ratio)
         self.detail_picture.setPixmap(pixmap)
         self.detail_text.setHtml(self._detail_html(chosen[0], self.session.duplicate_label(chosen[0])))
 
