@@ -83,11 +83,13 @@ def map_ordered(tasks: Iterable[tuple[Callable, object]], workers: int | None = 
                     broken = True
             pending.append((fn, arg, future))
             while len(pending) > workers * 3:
-                broken = (yield from _resolve_one(pending, purpose)) or broken
+                broken = (yield from _resolve_one(pending, purpose, cancel)) or broken
         while pending:
             if cancel and cancel():
                 return
-            broken = (yield from _resolve_one(pending, purpose)) or broken
+            broken = (yield from _resolve_one(pending, purpose, cancel)) or broken
+    except _Cancelled:
+        return
     finally:
         for _, _, future in pending:
             if future is not None:
@@ -95,13 +97,36 @@ def map_ordered(tasks: Iterable[tuple[Callable, object]], workers: int | None = 
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _resolve_one(pending: deque, purpose: str):
+class _Cancelled(Exception):
+    """cancel() turned true while a task's result was awaited."""
+
+
+#: how often a map with a cancel flag looks at it while it waits for a worker's result
+CANCEL_POLL_S = 0.05
+
+
+def _result(future, cancel: Callable[[], bool] | None):
+    """The task's result; with ``cancel``, looked at every CANCEL_POLL_S while waiting, so that a
+    cancel stops the map within that time however long the task runs (the pool's shutdown then
+    drops the tasks not started)."""
+    if cancel is None:
+        return future.result()
+    while True:
+        try:
+            return future.result(timeout=CANCEL_POLL_S)
+        except TimeoutError:
+            if cancel():
+                future.cancel()
+                raise _Cancelled() from None
+
+
+def _resolve_one(pending: deque, purpose: str, cancel: Callable[[], bool] | None = None):
     fn, arg, future = pending.popleft()
     if future is None:
         yield fn(arg)
         return False
     try:
-        result = future.result()
+        result = _result(future, cancel)
     except BrokenProcessPool as exc:
         log.warning("%s process died (%s): going on in-process", purpose, exc)
         yield fn(arg)

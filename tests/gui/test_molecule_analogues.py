@@ -4,25 +4,17 @@ similarity. A long generation can be cancelled and leaves the table as it was.""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from rdkit import Chem
 
 from healthfm_desktop.core.chemistry.session import HITS, TABLE
 from healthfm_desktop.views.molecule_panel.workspace import ORIGIN
-from tests.gui.test_molecule_panel import drop_files, panel_view
-
-REPO = Path(__file__).resolve().parents[2]
-CSV = REPO / "resources" / "samples" / "molecules" / "approved_drugs.csv"
+from tests.gui.test_molecule_panel import drugs_panel
 
 
 @pytest.fixture
 def view(qtbot):
-    widget = panel_view(qtbot)
-    drop_files(widget, [CSV])
-    qtbot.waitUntil(lambda: widget.model.rowCount() == 19 and not widget.controller.busy, timeout=60_000)
-    return widget
+    return drugs_panel(qtbot)
 
 
 def test_model_and_mutation_analogues_of_the_selected_molecule(view, qtbot):

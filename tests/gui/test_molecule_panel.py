@@ -28,12 +28,19 @@ def drop_files(view, paths):
     event = QDropEvent(QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
     view.dropEvent(event)
 
-def panel_view(qtbot) -> MoleculesWorkspace:
+def panel_view(qtbot, controller=None) -> MoleculesWorkspace:
     """The Molecules workspace with its own controller, shown at a workstation size."""
-    widget = MoleculesWorkspace(MoleculesController())
+    widget = MoleculesWorkspace(controller or MoleculesController())
     qtbot.addWidget(widget)
     widget.resize(1500, 950)
     widget.show()
+    return widget
+
+def drugs_panel(qtbot, controller=None) -> MoleculesWorkspace:
+    """The panel with the 19 bundled approved drugs (id, name, smiles) dropped on it."""
+    widget = panel_view(qtbot, controller)
+    drop_files(widget, [CSV])
+    qtbot.waitUntil(lambda: widget.model.rowCount() == 19 and not widget.controller.busy, timeout=60_000)
     return widget
 
 @pytest.fixture

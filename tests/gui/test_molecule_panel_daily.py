@@ -19,20 +19,12 @@ from rdkit import Chem
 from healthfm_desktop.controllers.molecules import MoleculesController
 from healthfm_desktop.core.chemistry.session import HITS
 from healthfm_desktop.core.chemistry.workspace_search import IndexCache
-from healthfm_desktop.views.molecule_panel.workspace import DUPLICATES, GRID_LABEL_ROLE, ID, MoleculesWorkspace
-from tests.gui.test_molecule_panel import drop_files
+from healthfm_desktop.views.molecule_panel.workspace import DUPLICATES, GRID_LABEL_ROLE, ID
+from tests.gui.test_molecule_panel import drop_files, drugs_panel, panel_view as _panel
 
 REPO = Path(__file__).resolve().parents[2]
 CSV = REPO / "resources" / "samples" / "molecules" / "approved_drugs.csv"
 MOSES = REPO / "tests" / "data" / "molecules" / "moses_subset_10k.csv.gz"
-
-
-def _panel(qtbot, controller=None) -> MoleculesWorkspace:
-    view = MoleculesWorkspace(controller or MoleculesController())
-    qtbot.addWidget(view)
-    view.resize(1500, 950)
-    view.show()
-    return view
 
 
 def _shown_ids(view) -> list[str]:
@@ -45,10 +37,7 @@ def _column(view, header: str) -> int:
 
 @pytest.fixture
 def drugs(qtbot):
-    view = _panel(qtbot)
-    drop_files(view, [CSV])
-    qtbot.waitUntil(lambda: view.model.rowCount() == 19 and not view.controller.busy, timeout=60_000)
-    return view
+    return drugs_panel(qtbot)
 
 
 def test_a_search_filters_the_table_and_show_all_brings_it_back(drugs, qtbot):
