@@ -56,7 +56,6 @@ def main(argv=None) -> int:
     registry = load_registry(args.models)
     full = evaluate_ner(ClinicalPipeline(registry=registry), test, MACCROBAT_TO_LABEL)
     rules_and_model = ClinicalPipeline(use_vocabulary=False, registry=registry)
-    rules_and_model.nlp.get_pipe("healthfm_entities").user_matcher = None
     without_vocabulary = evaluate_ner(rules_and_model, test, MACCROBAT_TO_LABEL)
     for name, result in (("full pipeline", full), ("rules + model, no vocabularies", without_vocabulary)):
         m = result["micro"]

@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 
 import pytest
-from medspacy.common.medspacy_matcher import MedspacyMatcher
 
-from healthfm_desktop.core.records.context import PivotedMatcher, context_rules
+from healthfm_desktop.core.records.context import context_rules
+from healthfm_desktop.core.records.medspacy_adapter import medspacy_matcher
 from healthfm_desktop.core.records.ner_features import TokenEncoder, build_word_index, encode_tokens
 from healthfm_desktop.core.records.pipeline import build_pipeline
 
@@ -33,10 +33,9 @@ def pipeline():
 
 
 def _matchers(nlp, rules):
-    plain = MedspacyMatcher(nlp, name="plain")
+    plain = medspacy_matcher(nlp, "plain", pivoted=False)
     plain.add(rules)
-    pivoted = MedspacyMatcher(nlp, name="pivoted")
-    pivoted._MedspacyMatcher__matcher = PivotedMatcher(nlp.vocab)
+    pivoted = medspacy_matcher(nlp, "pivoted", pivoted=True)
     pivoted.add(rules)
     return plain, pivoted
 

@@ -45,6 +45,7 @@ class Entity:
     triggers: list[Trigger] = field(default_factory=list)
     linked_to: str | None = None  # id of the drug (for DOSE...) or test (for LAB_VALUE)
     id: str = ""
+    confidence: float = 1.0  # the tagger's probability for a model span; 1.0 for rules, terms and people
 
     def key(self) -> tuple[int, int, str]:
         return (self.start, self.end, self.label)

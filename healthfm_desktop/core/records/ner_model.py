@@ -39,7 +39,11 @@ class NerTagger:
 
     def tag_rows(self, rows: list[list[str]]) -> list[list[int]]:
         """Tag ids per token for each row of words; rows of equal length share a call."""
-        results: list[list[int]] = [[] for _ in rows]
+        return [ids for ids, _probabilities in self.tag_rows_with_probabilities(rows)]
+
+    def tag_rows_with_probabilities(self, rows: list[list[str]]) -> list[tuple[list[int], list[float]]]:
+        """Tag ids per token and the softmax probability of each chosen tag."""
+        results: list[tuple[list[int], list[float]]] = [([], []) for _ in rows]
         by_length: dict[int, list[int]] = {}
         for i, row in enumerate(rows):
             if row:
@@ -51,15 +55,18 @@ class NerTagger:
                 feeds = dict(zip(("word_ids", "char_ids", "shape_ids"), (word_ids, char_ids, shape_ids)))
                 (logits,) = self.session.run(None, {name: feeds[name] for name in self.input_names})
                 best = np.argmax(logits, axis=-1)
+                shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+                chosen = np.take_along_axis(shifted, best[..., None], axis=-1)[..., 0] / shifted.sum(axis=-1)
                 for k, i in enumerate(batch):
-                    results[i] = best[k].tolist()
+                    results[i] = (best[k].tolist(), chosen[k].tolist())
         return results
 
-    def spans(self, doc: Doc) -> Iterator[tuple[int, int, str]]:
-        """(start_token, end_token, label) predicted in the doc."""
+    def spans(self, doc: Doc) -> Iterator[tuple[int, int, str, float]]:
+        """(start_token, end_token, label, confidence) predicted in the doc; the confidence is
+        the least probability the model gave any of the span's tags."""
         return iter(self.spans_many([doc])[0])
 
-    def spans_many(self, docs: list[Doc]) -> list[list[tuple[int, int, str]]]:
+    def spans_many(self, docs: list[Doc]) -> list[list[tuple[int, int, str, float]]]:
         """Spans of several docs, their sentences tagged in shared batches (fewer, fuller
         onnxruntime calls)."""
         rows: list[list[int]] = []
@@ -71,15 +78,15 @@ class NerTagger:
                 rows.append(row)
                 words.append([texts[i] for i in row])
                 owners.append(k)
-        results: list[list[tuple[int, int, str]]] = [[] for _ in docs]
+        results: list[list[tuple[int, int, str, float]]] = [[] for _ in docs]
         if not rows:
             return results
-        tagged = self.tag_rows(words)
-        for owner, row, tag_ids in zip(owners, rows, tagged):
+        tagged = self.tag_rows_with_probabilities(words)
+        for owner, row, (tag_ids, probabilities) in zip(owners, rows, tagged):
             if not any(tag_ids):
                 continue  # all "O" (tag 0)
             for a, b, label in decode_bio(tag_ids, self.tags):
-                results[owner].append((row[a], row[b - 1] + 1, label))
+                results[owner].append((row[a], row[b - 1] + 1, label, round(min(probabilities[a:b]), 3)))
         return results
 
     @staticmethod

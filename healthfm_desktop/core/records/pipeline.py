@@ -6,12 +6,12 @@ medication attributes linked to their drug and lab values to their test.
 Build it once per process (``build_pipeline``) and feed it many notes (``annotate_many``, which
 batches through ``nlp.pipe``); it needs no network and no download."""
 
-from __future__ import annotations
-
+import functools
 import gc
 import itertools
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 
 import spacy
 from loguru import logger
@@ -21,52 +21,83 @@ from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc, Span
 from spacy.util import filter_spans, minibatch
 
-from healthfm_desktop.core.records import sentences as _sentences  # noqa: F401  (registers the component)
+from healthfm_desktop.core.records import context as _context  # noqa: F401  (registers healthfm_context)
+from healthfm_desktop.core.records import sentences as _sentences  # noqa: F401  (registers healthfm_sentences)
 from healthfm_desktop.core.records.annotation import AnnotatedNote, Entity, Section, Trigger
-from healthfm_desktop.core.records.context import CATEGORY_TO_ASSERTION, build_context
+from healthfm_desktop.core.records.context import CATEGORY_TO_ASSERTION
 from healthfm_desktop.core.records.labels import MEDICATION_ATTRIBUTES
 from healthfm_desktop.core.records.phi import find_phi
 from healthfm_desktop.core.records.rules import find_rule_spans
-from healthfm_desktop.core.records.sections import extra_section_rules
-from healthfm_desktop.core.records.terminology import load_bundled_terms
+from healthfm_desktop.core.records.sections import SECTION_ASSERTIONS
+from healthfm_desktop.core.records.terminology import TermMatcher, load_bundled_terms
 
 logger.disable("PyRuSH")  # medspaCy's sentence splitter logs DEBUG lines through loguru
 
 PRIORITY = {"user_terms": 0, "phi_rule": 1, "rule": 2, "vocabulary": 3, "model": 4}
-# section categories whose entities are historical / about family members by position alone
-SECTION_ASSERTIONS = {
-    "past_medical_history": {"is_historical": True},
-    "allergy": {"is_historical": True},
-    "social_history": {"is_historical": True},
-    "sexual_and_social_history": {"is_historical": True},
-    "family_history": {"is_family": True},
-}
 
 if not Span.has_extension("hf_source"):
     Span.set_extension("hf_source", default="")
+if not Span.has_extension("hf_confidence"):
+    # the tagger's probability for a model span (the least of its tokens'); rules, vocabularies
+    # and the user's terms have none (1.0: they are not guesses)
+    Span.set_extension("hf_confidence", default=1.0)
 if not Span.has_extension("hf_chars"):
-    # exact character offsets of a rule match when they fall inside a token ("9.1 g/dL." is
-    # one token but the value is "9.1 g/dL")
+    # exact character offsets of a match when they fall inside a token ("9.1 g/dL." is one
+    # token but the value is "9.1 g/dL")
     Span.set_extension("hf_chars", default=None)
 
-NEVER_ENTITIES = frozenset({"sig", "disp", "refills", "patient", "pt", "the patient", "case", "history", "course"})
-_COMPONENTS: dict[int, "EntityFinder"] = {}  # handed to spaCy's factory, then dropped
+# never an entity by themselves: prescription words, ConText cue words the tagger sometimes tags
+# ("Status post", "S/p"), pronouns and phrases of well-being (issue 21's precision problems)
+NEVER_ENTITIES = frozenset(
+    {"sig", "disp", "refills", "patient", "pt", "the patient", "case", "history", "course", "status", "status post", "s", "s/p", "prior",
+     "them", "it", "they", "he", "she", "this", "that", "these", "those", "which", "doing well"}
+)
+
+
+def _verb_as_medication(words: str, label: str) -> bool:
+    """"cured", "prepped", "draped": a single lower-case past participle is not a drug."""
+    return label == "MEDICATION" and " " not in words and words.endswith("ed") and words.isalpha()
+# "negative"/"positive" right before "for" is ConText's trigger ("negative for cytokeratin"), not
+# a lab value: as an entity it would prune the trigger and leave the finding unnegated
+RESULT_CUES = frozenset({"negative", "positive", "neg", "pos"})
 # strings (words, numbers, IDs) the notes may add to the spaCy vocabulary before the pipeline is
 # rebuilt (~0.75 kB of memory each, StringStore + Lexeme + tokenizer cache: ~15 MB at most;
 # a rebuild takes ~2-3 s, about once every 2,000 notes of a stream of real notes)
 REFRESH_STRINGS = 20_000
 SEGMENT_NOTES = 256  # notes per nlp.pipe run in a stream; the pipeline can be rebuilt between two
-_COMPONENT_IDS = itertools.count()
+
+
+@functools.lru_cache(maxsize=4)
+def shared_tagger(models_folder: str = ""):
+    """The ONNX tagger of a models folder ("" = the app's), loaded once per process: a rebuilt
+    pipeline reuses it."""
+    from healthfm_desktop.core.records.ner_model import NerTagger
+
+    registry = None
+    if models_folder:
+        from healthfm_desktop.core.inference.registry import ModelRegistry
+
+        registry = ModelRegistry(Path(models_folder))
+    return NerTagger(registry)
+
+
+@functools.lru_cache(maxsize=1)
+def bundled_terms() -> tuple[tuple[str, str], ...]:
+    return tuple(load_bundled_terms())
 
 
 class EntityFinder:
     """Finds candidate spans from every source and keeps the best non-overlapping set as
-    ``doc.ents`` (lower PRIORITY wins, then the longer span)."""
+    ``doc.ents`` (lower PRIORITY wins, then the longer span). A user term keeps its exact
+    characters and is never trimmed."""
 
-    def __init__(self, nlp: Language, user_terms: Sequence[tuple[str, str]], bundled_terms: Sequence[tuple[str, str]], tagger=None):
-        self.user_matcher = self._matcher(nlp, user_terms)
-        self.vocabulary_matcher = self._matcher(nlp, bundled_terms)
+    def __init__(self, nlp: Language, user_terms: Sequence[tuple[str, str]], bundled: Sequence[tuple[str, str]], tagger=None):
+        self.user_terms = TermMatcher(user_terms)
+        self.vocabulary_matcher = self._matcher(nlp, bundled)
         self.tagger = tagger
+
+    def set_user_terms(self, terms: Sequence[tuple[str, str]]) -> None:
+        self.user_terms = TermMatcher(terms)
 
     @staticmethod
     def _matcher(nlp: Language, terms: Sequence[tuple[str, str]]) -> PhraseMatcher | None:
@@ -88,26 +119,37 @@ class EntityFinder:
     def candidates(self, doc: Doc, model_spans=None) -> list[tuple[int, int, str, str]]:
         found: list[tuple[int, int, str, str]] = []
         self._chars: dict[tuple[int, int, str], tuple[int, int]] = {}
+        self._confidence: dict[tuple[int, int, str], float] = {}
         strings = doc.vocab.strings
         text = doc.text  # Doc.text joins every token on each access: read it once
-        if self.user_matcher is not None:
-            found += [(s, e, strings[m], "user_terms") for m, s, e in self.user_matcher(doc)]
-        for source, spans in (("phi_rule", find_phi(text)), ("rule", find_rule_spans(text))):
+        for source, spans in (("user_terms", self.user_terms.find(text)), ("phi_rule", find_phi(text)), ("rule", find_rule_spans(text))):
             for start, end, label in spans:
                 span = doc.char_span(start, end, alignment_mode="expand")
                 if span is not None and len(span):
                     found.append((span.start, span.end, label, source))
                     if (span.start_char, span.end_char) != (start, end):
                         self._chars[(span.start, span.end, label)] = (start, end)
+        offsets = doc.to_array([IDX, LENGTH]).tolist()
         if self.vocabulary_matcher is not None:
-            found += [(s, e, strings[m], "vocabulary") for m, s, e in self.vocabulary_matcher(doc)]
+            for m, s, e in self.vocabulary_matcher(doc):
+                if text[offsets[s][0] : offsets[e - 1][0] + offsets[e - 1][1]].lower() not in NEVER_ENTITIES:
+                    found.append((s, e, strings[m], "vocabulary"))
+        cues = set()
+        for token in doc:
+            if token.lower_ in RESULT_CUES:
+                following = next((t for t in doc[token.i + 1 : token.i + 3] if not t.is_space), None)
+                if following is not None and following.lower_ == "for":
+                    cues.add(token.i)
+        if cues:
+            found = [c for c in found if c[3] == "user_terms" or not (c[1] - c[0] == 1 and c[0] in cues)]
         if self.tagger is not None:
-            offsets = doc.to_array([IDX, LENGTH]).tolist()
-            for s, e, label in (self.tagger.spans(doc) if model_spans is None else model_spans):
-                words = text[offsets[s][0] : offsets[e - 1][0] + offsets[e - 1][1]].lower()  # doc[s:e].text
+            for s, e, label, confidence in (self.tagger.spans(doc) if model_spans is None else model_spans):
+                original = text[offsets[s][0] : offsets[e - 1][0] + offsets[e - 1][1]]  # doc[s:e].text
+                words = original.lower()
                 # a bare number, or a prescription abbreviation, is never a TEST/PROBLEM by itself
-                if any(c.isalpha() for c in words) and words not in NEVER_ENTITIES:
+                if any(c.isalpha() for c in words) and words not in NEVER_ENTITIES and not (e - s == 1 and s in cues) and not (original.islower() and _verb_as_medication(words, label)):
                     found.append((s, e, label, "model"))
+                    self._confidence[(s, e, label)] = confidence
         return found
 
     def pipe(self, docs: Iterable[Doc], batch_size: int = 16) -> Iterator[Doc]:
@@ -124,16 +166,20 @@ class EntityFinder:
         for start, end, label, source in ranked:
             if any(taken[start:end]):
                 continue
-            exact = self._chars.get((start, end, label)) if source in ("phi_rule", "rule") else None
-            # a span never starts or ends on whitespace or bare punctuation
-            while start < end and (doc[start].is_space or doc[start].is_punct and doc[start].text not in "([<>"):
-                start += 1
-            while end > start and (doc[end - 1].is_space or doc[end - 1].is_punct and doc[end - 1].text not in ")%]"):
-                end -= 1
+            exact = self._chars.get((start, end, label)) if source in ("user_terms", "phi_rule", "rule") else None
+            confidence = self._confidence.get((start, end, label)) if source == "model" else None
+            if source != "user_terms":
+                # a span never starts or ends on whitespace or bare punctuation
+                while start < end and (doc[start].is_space or doc[start].is_punct and doc[start].text not in "([<>"):
+                    start += 1
+                while end > start and (doc[end - 1].is_space or doc[end - 1].is_punct and doc[end - 1].text not in ")%]"):
+                    end -= 1
             if start >= end:
                 continue
             span = Span(doc, start, end, label=label)
             span._.hf_source = source
+            if confidence is not None:
+                span._.hf_confidence = confidence
             if exact and span.start_char <= exact[0] < exact[1] <= span.end_char:
                 span._.hf_chars = exact
             chosen.append(span)
@@ -142,9 +188,63 @@ class EntityFinder:
         return doc
 
 
-@Language.factory("healthfm_entities", default_config={"component_id": 0})
-def make_entity_finder(nlp, name, component_id):  # untyped: confection cannot resolve postponed annotations
-    return _COMPONENTS[component_id]
+@Language.factory(
+    "healthfm_entities",
+    default_config={"user_terms": [], "use_vocabulary": True, "use_model": True, "models_folder": ""},
+)
+def make_entity_finder(nlp: Language, name: str, user_terms: list[list[str]], use_vocabulary: bool, use_model: bool, models_folder: str) -> EntityFinder:
+    """Entities from the user's terms ([term, label] pairs), the PHI and attribute rules, the
+    bundled vocabularies (``use_vocabulary``) and the ONNX tagger of ``models_folder``
+    ("" = the app's models; ``use_model``)."""
+    terms = [(term, label) for term, label in user_terms]
+    return EntityFinder(nlp, terms, bundled_terms() if use_vocabulary else (), shared_tagger(models_folder) if use_model else None)
+
+
+def build_nlp(
+    user_terms: Sequence[tuple[str, str]] = (),
+    use_model: bool = True,
+    use_vocabulary: bool = True,
+    context_extra: bool = True,
+    models_folder: str = "",
+    fast_context: bool = True,
+) -> Language:
+    """The spaCy pipeline, every component from a registered factory with its config, so
+    ``nlp.to_disk`` / ``spacy.load`` round-trip it and ``nlp.pipe(n_process=...)`` runs it."""
+    nlp = spacy.blank("en")
+    nlp.max_length = 1_100_000
+    nlp.add_pipe("healthfm_sentences")
+    nlp.add_pipe(
+        "healthfm_entities",
+        config={"user_terms": [[t, label] for t, label in user_terms], "use_vocabulary": use_vocabulary, "use_model": use_model, "models_folder": models_folder},
+    )
+    # named as medspaCy's components: code that looks them up by name finds them
+    nlp.add_pipe("healthfm_sections", name="medspacy_sectionizer")
+    nlp.add_pipe("healthfm_context", name="medspacy_context", config={"extra_rules": context_extra, "fast": fast_context})
+    nlp.add_pipe("healthfm_portable_doc")
+    return nlp
+
+
+if not Doc.has_extension("hf_sections"):
+    Doc.set_extension("hf_sections", default=None)
+if not Span.has_extension("hf_triggers"):
+    Span.set_extension("hf_triggers", default=None)
+
+
+@Language.component("healthfm_portable_doc")
+def make_doc_portable(doc: Doc) -> Doc:
+    """The last component: keeps the sections as plain (category, title_start, title_end,
+    body_start, body_end) tuples and drops ConText's graph, so Doc.to_bytes can write the Doc
+    and nlp.pipe(n_process=...) can send it back (medspaCy's graph holds Span objects, and its
+    implicit first Section, with no rule, does not read back; its modifiers come back as dicts):
+    each entity's modifiers become (category, trigger start, end, scope start, end) tuples."""
+    for ent in doc.ents:
+        extension = ent._
+        extension.hf_triggers = [(m.category, *m.modifier_span, *m.scope_span) for m in extension.modifiers]
+        extension.modifiers = ()
+    doc._.hf_sections = [(s.category, *s.title_span, *s.body_span) for s in (getattr(doc._, "sections", None) or [])]
+    doc._.sections = []
+    doc._.context_graph = None
+    return doc
 
 
 class ClinicalPipeline:
@@ -167,38 +267,26 @@ class ClinicalPipeline:
         context_extra: bool = True,
         refresh_strings: int = REFRESH_STRINGS,
     ):
-        tagger = None
-        if use_model:
-            from healthfm_desktop.core.records.ner_model import NerTagger
-
-            tagger = NerTagger(registry)
-        self.tagger = tagger
-        self._user_terms = list(user_terms)
-        self._bundled_terms = load_bundled_terms() if use_vocabulary else []
-        self._context_extra = context_extra
+        self._settings = {
+            "user_terms": list(user_terms),
+            "use_model": use_model,
+            "use_vocabulary": use_vocabulary,
+            "context_extra": context_extra,
+            "models_folder": str(registry.folder) if registry is not None else "",
+        }
         self.refresh_strings = refresh_strings
         self.segment_notes = SEGMENT_NOTES
         self.rebuilds = 0
         self._lock = threading.Lock()  # spaCy pipelines are not safe to share between threads
-        self.nlp = self._build_nlp()
+        self.nlp = build_nlp(**self._settings)
+        self.tagger = self.nlp.get_pipe("healthfm_entities").tagger
         self._base_strings = len(self.nlp.vocab.strings)
 
-    def _build_nlp(self) -> Language:
-        nlp = spacy.blank("en")
-        nlp.max_length = 1_100_000
-        nlp.add_pipe("healthfm_sentences")
-        component_id = next(_COMPONENT_IDS)
-        _COMPONENTS[component_id] = EntityFinder(nlp, self._user_terms, self._bundled_terms, self.tagger)
-        try:
-            nlp.add_pipe("healthfm_entities", config={"component_id": component_id})
-        finally:
-            _COMPONENTS.pop(component_id)  # the pipeline holds it now; a rebuilt one must not stay reachable
-        sectionizer = nlp.add_pipe(
-            "medspacy_sectionizer", config={"rules": "default", "span_attrs": SECTION_ASSERTIONS, "require_start_line": True}
-        )
-        sectionizer.add(extra_section_rules())
-        build_context(nlp, extra=self._context_extra)
-        return nlp
+    def set_user_terms(self, terms: Sequence[tuple[str, str]]) -> None:
+        """Replace the user's terms (a rebuild keeps them); cheap, the rest of the pipeline stays."""
+        with self._lock:
+            self._settings["user_terms"] = list(terms)
+            self.nlp.get_pipe("healthfm_entities").set_user_terms(terms)
 
     def _refresh_if_grown(self) -> None:
         """Called between segments of a stream, with the lock held."""
@@ -207,7 +295,7 @@ class ClinicalPipeline:
             # frees them now), so the two never sit in memory together
             self.nlp = None
             gc.collect()
-            self.nlp = self._build_nlp()
+            self.nlp = build_nlp(**self._settings)
             self._base_strings = len(self.nlp.vocab.strings)
             self.rebuilds += 1
 
@@ -269,33 +357,31 @@ class ClinicalPipeline:
             return doc_to_note(doc, "spans").entities
 
 
-def _trigger_from_modifier(doc: Doc, modifier) -> Trigger | None:
-    attribute = CATEGORY_TO_ASSERTION.get(modifier.category)
+def _trigger(doc: Doc, category: str, t_start: int, t_end: int, s_start: int, s_end: int) -> Trigger | None:
+    attribute = CATEGORY_TO_ASSERTION.get(category)
     if attribute is None:
         return None
-    t_start, t_end = modifier.modifier_span
-    s_start, s_end = modifier.scope_span
     trigger = doc[t_start:t_end]
     scope = doc[s_start:s_end]
-    return Trigger(attribute, trigger.start_char, trigger.end_char, trigger.text, scope.start_char, scope.end_char, modifier.category)
+    return Trigger(attribute, trigger.start_char, trigger.end_char, trigger.text, scope.start_char, scope.end_char, category)
 
 
 def doc_to_note(doc: Doc, note_id: str, source: str = "") -> AnnotatedNote:
     text = doc.text  # Doc.text joins every token on each access: read it once
     note = AnnotatedNote(id=str(note_id), text=text, source=source)
-    for section in getattr(doc._, "sections", []) or []:
-        body = section.body_span
-        header = section.title_span
-        start = doc[header[0]].idx if header[1] > header[0] else (doc[body[0]].idx if body[0] < len(doc) else len(doc.text))
-        end_token = body[1]
-        end = doc[end_token - 1].idx + len(doc[end_token - 1]) if end_token > 0 else 0
-        if section.category is not None:
-            note.sections.append(Section(start, end, section.category, doc[header[1] - 1].idx + len(doc[header[1] - 1]) if header[1] > header[0] else None))
+    sections = doc._.hf_sections
+    if sections is None:  # a Doc that did not run through healthfm_portable_doc
+        sections = [(s.category, *s.title_span, *s.body_span) for s in (getattr(doc._, "sections", None) or [])]
+    for category, title_start, title_end, body_start, body_end in sections:
+        start = doc[title_start].idx if title_end > title_start else (doc[body_start].idx if body_start < len(doc) else len(doc.text))
+        end = doc[body_end - 1].idx + len(doc[body_end - 1]) if body_end > 0 else 0
+        if category is not None:
+            note.sections.append(Section(start, end, category, doc[title_end - 1].idx + len(doc[title_end - 1]) if title_end > title_start else None))
     headers = [(s.start, s.header_end) for s in note.sections if s.header_end]
     for ent in doc.ents:
         extension = ent._  # each ``ent._`` builds a new accessor: build one per entity
         start, end = extension.hf_chars or (ent.start_char, ent.end_char)
-        if not ent.label_.startswith("PHI_") and any(h0 <= start and end <= h1 for h0, h1 in headers):
+        if extension.hf_source != "user_terms" and not ent.label_.startswith("PHI_") and any(h0 <= start and end <= h1 for h0, h1 in headers):
             continue  # words of a section header ("Discharge Medications:") are not findings
         entity = Entity(
             start=start,
@@ -303,10 +389,14 @@ def doc_to_note(doc: Doc, note_id: str, source: str = "") -> AnnotatedNote:
             label=ent.label_,
             text=text[start:end],
             source=extension.hf_source or "annotator",
+            confidence=extension.hf_confidence,
         )
         entity.section = note.section_at(ent.start_char)
         if not ent.label_.startswith("PHI_"):
-            triggers = [t for t in (_trigger_from_modifier(doc, m) for m in extension.modifiers) if t]
+            found = extension.hf_triggers
+            if found is None:  # a Doc that did not run through healthfm_portable_doc
+                found = [(m.category, *m.modifier_span, *m.scope_span) for m in extension.modifiers]
+            triggers = [t for t in (_trigger(doc, *m) for m in found) if t]
             entity.negated = bool(extension.is_negated)
             entity.uncertain = bool(extension.is_uncertain or extension.is_hypothetical)
             entity.historical = bool(extension.is_historical)

@@ -1,9 +1,18 @@
 """Section detection: medspaCy's sectionizer with its packaged rules plus ours, and normalised
-section titles (the medspaCy category, e.g. ``past_medical_history``)."""
+section titles (the medspaCy category, e.g. ``past_medical_history``), as the
+``healthfm_sections`` spaCy factory."""
 
-from __future__ import annotations
+from medspacy.section_detection import SectionRule, Sectionizer
+from spacy.language import Language
 
-from medspacy.section_detection import SectionRule
+# section categories whose entities are historical / about family members by position alone
+SECTION_ASSERTIONS = {
+    "past_medical_history": {"is_historical": True},
+    "allergy": {"is_historical": True},
+    "social_history": {"is_historical": True},
+    "sexual_and_social_history": {"is_historical": True},
+    "family_history": {"is_family": True},
+}
 
 # Headers of discharge summaries, operative/radiology reports and case reports that medspaCy's
 # packaged rules miss, mapped to its categories where one fits.
@@ -33,6 +42,16 @@ def extra_section_rules() -> list[SectionRule]:
         for literal in literals:
             rules.append(SectionRule(literal=literal, category=category))
     return rules
+
+
+@Language.factory("healthfm_sections", default_config={"extra_rules": True})
+def make_sectionizer(nlp: Language, name: str, extra_rules: bool) -> Sectionizer:
+    """medspaCy's sectionizer with its packaged rules and (``extra_rules``) ours; a header must
+    start a line, and a section's position implies the assertions of SECTION_ASSERTIONS."""
+    sectionizer = Sectionizer(nlp, name=name, rules="default", span_attrs=SECTION_ASSERTIONS, require_start_line=True)
+    if extra_rules:
+        sectionizer.add(extra_section_rules())
+    return sectionizer
 
 
 def section_title(category: str | None) -> str | None:

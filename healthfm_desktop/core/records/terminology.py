@@ -4,6 +4,8 @@ line, optionally ``term<TAB>LABEL`` (default PROBLEM)."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from healthfm_desktop.core.errors import UnreadableFileError
@@ -76,3 +78,58 @@ def read_terms_file(path: Path | str) -> list[tuple[str, str]]:
     if not terms:
         raise UnreadableFileError("the terms file holds no terms")
     return terms
+
+
+def term_key(text: str) -> str:
+    """How two spellings of a term are compared: lower case, any run of whitespace as one space."""
+    return " ".join(text.lower().split())
+
+
+class TermMatcher:
+    """Finds the user's terms in raw text as exact character spans, case-insensitively and
+    with any run of whitespace (spaces, tabs, line breaks) between their words; at each place the
+    longest term wins. Terms are filed by their first word, so a text is scanned once whatever the
+    size of the dictionary. The first entry of a term decides its label."""
+
+    _WORD = re.compile(r"\w+|[^\w\s]")
+
+    def __init__(self, terms: Sequence[tuple[str, str]]):
+        self.labels: dict[str, str] = {}
+        for term, label in terms:
+            key = term_key(term)
+            if key:
+                self.labels.setdefault(key, label)
+        by_first: dict[str, list[str]] = {}
+        for key in self.labels:
+            by_first.setdefault(self._WORD.match(key).group(), []).append(key)
+        self._patterns = {first: self._compile(keys) for first, keys in by_first.items()}
+
+    @staticmethod
+    def _compile(keys: list[str]) -> re.Pattern:
+        alternatives = []
+        for key in sorted(keys, key=len, reverse=True):
+            body = r"\s+".join(re.escape(word) for word in key.split(" "))
+            alternatives.append(body + (r"(?!\w)" if key[-1].isalnum() or key[-1] == "_" else ""))
+        return re.compile("|".join(alternatives), re.IGNORECASE)
+
+    def __bool__(self) -> bool:
+        return bool(self.labels)
+
+    def find(self, text: str) -> list[tuple[int, int, str]]:
+        """(start, end, label) of every match, left to right, never overlapping."""
+        found: list[tuple[int, int, str]] = []
+        if not self._patterns:
+            return found
+        cursor = 0
+        for word in self._WORD.finditer(text):  # not over text.lower(): lower-casing can change lengths
+            start = word.start()
+            if start < cursor:
+                continue
+            pattern = self._patterns.get(word.group().lower())
+            if pattern is None:
+                continue
+            match = pattern.match(text, start)
+            if match:
+                found.append((start, match.end(), self.labels[term_key(match.group())]))
+                cursor = match.end()
+        return found

@@ -1,0 +1,125 @@
+"""Assertion patterns at genConText level, each decision with its trigger and scope, and the
+user's terms coming back as exactly their own span whatever the case and whitespace."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from healthfm_desktop.core.records.pipeline import ClinicalPipeline
+from healthfm_desktop.core.records.terminology import TermMatcher
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    return ClinicalPipeline()
+
+
+def _asserted(pipeline, text, term):
+    pipeline.set_user_terms([(term, "PROBLEM")])
+    try:
+        note = pipeline.annotate(text)
+    finally:
+        pipeline.set_user_terms([])
+    found = [e for e in note.entities if " ".join(e.text.lower().split()) == term]
+    assert len(found) == 1 and found[0].source == "user_terms", [(e.text, e.label, e.source) for e in note.entities]
+    return found[0]
+
+
+NEGATED = [
+    ("No fever, chills, or night sweats.", "night sweats", "No"),
+    ("No fever, chills or night sweats.", "chills", "No"),
+    ("No pneumothorax can be identified.", "pneumothorax", "No"),
+    ("Pneumothorax can be ruled out.", "pneumothorax", "can be ruled out"),
+    ("A pleural effusion is not seen.", "pleural effusion", "is not seen"),
+    ("Free air cannot be identified.", "free air", "cannot be identified"),
+    ("Tumor cells are negative for cytokeratin and positive for vimentin.", "cytokeratin", "are negative for"),
+    ("Doppler of the lower extremities negative   for DVT.", "dvt", "negative   for"),
+    ("He denies chest pain.", "chest pain", "denies"),
+]
+AFFIRMED = [
+    ("No change in the pleural effusion.", "pleural effusion"),
+    ("There is no interval change of the left renal cyst.", "left renal cyst"),
+    ("Not only pneumonia but also sepsis.", "pneumonia"),
+    ("No pneumonia but there is a pleural effusion.", "pleural effusion"),
+    ("The patient denies chest pain but reports dyspnea.", "dyspnea"),
+    ("Tumor cells are negative for cytokeratin and positive for vimentin.", "vimentin"),
+]
+
+
+@pytest.mark.parametrize(("text", "term", "trigger"), NEGATED)
+def test_negation_patterns_keep_trigger_and_scope(pipeline, text, term, trigger):
+    entity = _asserted(pipeline, text, term)
+    assert entity.negated
+    cue = next(t for t in entity.triggers if t.attribute == "negated")
+    assert cue.text == trigger and text[cue.start : cue.end] == trigger
+    assert cue.scope_start < entity.end and entity.start < cue.scope_end  # the scope reaches the finding
+
+
+@pytest.mark.parametrize(("text", "term"), AFFIRMED)
+def test_pseudo_negation_and_termination(pipeline, text, term):
+    entity = _asserted(pipeline, text, term)
+    assert not entity.negated, entity.triggers
+
+
+def test_history_cues_list_items_and_terminators(pipeline):
+    note_text = "PAST MEDICAL HISTORY:\n1. Hypertension.\n2. Diabetes mellitus.\n\nHPI: Presents with cough."
+    diabetes = _asserted(pipeline, note_text, "diabetes mellitus")
+    assert diabetes.historical and diabetes.triggers[0].category == "SECTION" and diabetes.triggers[0].text == "PAST MEDICAL HISTORY:"
+    assert not _asserted(pipeline, note_text, "cough").historical
+    asthma = _asserted(pipeline, "She has a history of asthma and presents with wheezing.", "asthma")
+    assert asthma.historical and any(t.text == "history" for t in asthma.triggers)
+    assert not _asserted(pipeline, "She has a history of asthma and presents with wheezing.", "wheezing").historical
+    # "recent" ends the history scope only ...
+    assert not _asserted(pipeline, "Past medical history significant for ESRD and recent diagnosis of PE.", "pe").historical
+    assert _asserted(pipeline, "Past medical history significant for ESRD and recent diagnosis of PE.", "esrd").historical
+    # ... not a negation's
+    assert _asserted(pipeline, "No history of stroke and no recent fever.", "fever").negated
+    assert _asserted(pipeline, "Status post appendectomy.", "appendectomy").historical  # "Status" was a TEST of the tagger, which pruned the cue
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("New onset of CHEST   PAIN radiating to the arm.", "chest pain"),
+        ("Echo: TRACE  TRICUSPID\n REGURGITATION, no effusion.", "trace tricuspid regurgitation"),
+        ("history of Acute\tMyocardial\r\nInfarction in 2010", "acute myocardial infarction"),
+        ("left lower lobe pneumonia", "lower lobe"),
+    ],
+)
+def test_user_terms_come_back_as_exactly_their_span(pipeline, text, term):
+    entity = _asserted(pipeline, text, term)
+    assert " ".join(text[entity.start : entity.end].lower().split()) == term
+    assert entity.label == "PROBLEM"
+
+
+def test_user_term_wins_over_an_overlapping_longer_span_and_keeps_its_label(pipeline):
+    pipeline.set_user_terms([("pain", "ANATOMY")])
+    try:
+        note = pipeline.annotate("No chest pain today.")
+    finally:
+        pipeline.set_user_terms([])
+    pain = next(e for e in note.entities if e.text == "pain")
+    assert pain.label == "ANATOMY" and pain.source == "user_terms" and pain.negated
+    assert not any(e.start < pain.end and pain.start < e.end and e is not pain for e in note.entities)
+
+
+_WORDS = st.lists(st.text(alphabet="abcdefghij", min_size=1, max_size=6), min_size=1, max_size=4)
+_GAP = st.text(alphabet=" \t\n\r", min_size=1, max_size=4)
+
+
+@given(words=_WORDS, gaps=st.lists(_GAP, min_size=3, max_size=3), before=st.sampled_from(["", "x ", "(", "no "]), after=st.sampled_from(["", ".", " y", ","]), upper=st.booleans())
+def test_term_matcher_finds_the_term_through_any_whitespace_and_case(words, gaps, before, after, upper):
+    term = " ".join(words)
+    written = "".join(w + (gaps[k % 3] if k < len(words) - 1 else "") for k, w in enumerate(words))
+    written = written.upper() if upper else written
+    text = before + written + after
+    found = TermMatcher([(term, "TEST")]).find(text)
+    assert (len(before), len(before) + len(written), "TEST") in found
+    for start, end, label in found:
+        assert " ".join(text[start:end].lower().split()) == term and label == "TEST"
+
+
+def test_term_matcher_respects_word_boundaries_and_longest_term():
+    matcher = TermMatcher([("pain", "PROBLEM"), ("chest pain", "TEST"), ("CHEST PAIN", "ANATOMY")])
+    assert matcher.find("painful chest pain; pain.") == [(8, 18, "TEST"), (20, 24, "PROBLEM")]
+    assert TermMatcher([]).find("anything") == []
