@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from healthfm_desktop.batch.output import progress, report_bad_input
 from healthfm_desktop.core.errors import UnreadableFileError, UserFacingError
 
 
-def _unique_stem(stem: str, used: set[str]) -> str:
-    candidate, n = stem, 1
-    while candidate.lower() in used:
-        n += 1
-        candidate = f"{stem}_{n}"
-    used.add(candidate.lower())
-    return candidate
-
-
 def annotate(args) -> int:
-    from healthfm_desktop.core.records.export import note_to_jsonl_line, safe_file_stem, write_brat_files, write_fhir_file
+    from healthfm_desktop.core.records.export import check_destination, export_notes
     from healthfm_desktop.core.records.notes_io import BadRecord, read_notes
     from healthfm_desktop.core.records.pipeline import build_pipeline
     from healthfm_desktop.core.records.terminology import read_terms_file
@@ -33,14 +22,10 @@ def annotate(args) -> int:
             raise UserFacingError(f"{args.terms}: {exc}") from None
 
     out = Path(args.out)
-    if args.format == "jsonl":
-        if out.is_dir():
-            raise UserFacingError(f"{out}: is a folder; --format jsonl writes one file")
-        out.parent.mkdir(parents=True, exist_ok=True)
-    else:
-        if out.exists() and not out.is_dir():
-            raise UserFacingError(f"{out}: is a file; --format {args.format} writes a folder")
-        out.mkdir(parents=True, exist_ok=True)
+    try:
+        check_destination(args.format, out)
+    except UnreadableFileError as exc:
+        raise UserFacingError(f"{out}: {exc}") from None
 
     pipeline = build_pipeline(user_terms)
     failures = 0
@@ -55,33 +40,8 @@ def annotate(args) -> int:
                 continue
             yield item.id, item.text
 
-    used: set[str] = set()
-    handle = None
-    tmp_name = None
-    if args.format == "jsonl":
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-        handle = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
-    try:
-        for note in progress(pipeline.annotate_many(good_notes()), label="annotating"):
-            if args.format == "jsonl":
-                handle.write(note_to_jsonl_line(note))
-            elif args.format == "brat":
-                write_brat_files(note, out, _unique_stem(safe_file_stem(note.id), used))
-            else:
-                write_fhir_file(note, out, _unique_stem(safe_file_stem(note.id), used))
-            written += 1
-        if handle is not None:
-            handle.flush()
-            os.fsync(handle.fileno())
-            handle.close()
-            handle = None
-            os.replace(tmp_name, out)
-            tmp_name = None
-    finally:
-        if handle is not None:
-            handle.close()
-        if tmp_name and os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+    for _note in progress(export_notes(pipeline.annotate_many(good_notes()), args.format, out), label="annotating"):
+        written += 1
     if written == 0 and failures == 0:
         raise UserFacingError("no notes were given")
     return 1 if failures else 0

@@ -1,29 +1,26 @@
-"""Notes workspace controller: opens notes into an annotation project, pre-annotates them with
-the clinical pipeline on a worker, holds the current annotator's versions, applies the user's
-edits as undoable commands (QUndoStack), autosaves them to the project file, exports, and
-computes inter-annotator agreement."""
+"""Notes workspace controller: starts the work (reading notes, pre-annotating them with the
+clinical pipeline, exporting) on workers and passes the Qt-free NotesSession's events on as
+signals; the session (core/records/session.py) holds the state, the edits and the per-note
+undo histories. Changes are autosaved to the project file shortly after they happen."""
 
 from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QTimer, Signal
-from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from healthfm_desktop.controllers.base import WorkspaceController
 from healthfm_desktop.controllers.workers import Progress
 from healthfm_desktop.core.paths import user_data_dir
-from healthfm_desktop.core.records.annotation import NOTE_STATUSES, AnnotatedNote, Entity
-from healthfm_desktop.core.records.labels import ASSERTIONS, LABELS
+from healthfm_desktop.core.records.annotation import AnnotatedNote, Entity
+from healthfm_desktop.core.records.session import GOLD_ANNOTATOR, NotesSession
 from healthfm_desktop.core.routing import NOTES
 from healthfm_desktop.core.storage.annotations import DEFAULT_ANNOTATOR, AnnotationProject
 
 log = logging.getLogger(__name__)
 AUTOSAVE_DELAY_MS = 400
-EXPORT_FORMATS = ("jsonl", "brat", "fhir", "docbin")
 
 
 def default_project_path() -> Path:
@@ -33,7 +30,10 @@ def default_project_path() -> Path:
 # --- work done on workers (plain functions / generators, no Qt) ------------------------------
 
 
-def _read_into_project(project: AnnotationProject, paths: list[Path]):
+def _read_into_project(project: AnnotationProject, paths: list[Path], annotator: str = DEFAULT_ANNOTATOR):
+    """Notes into the project; a note that brings its own spans (a brat .ann beside the .txt, or
+    a JSONL record's "spans") keeps them as the "gold" version and as the annotator's starting
+    version, to review or compare instead of a pre-annotation."""
     from healthfm_desktop.core.records.notes_io import BadRecord, read_notes
 
     added, problems = [], []
@@ -48,6 +48,12 @@ def _read_into_project(project: AnnotationProject, paths: list[Path]):
                 break  # the same note opened again: keep the user's work on it
             note_id = f"{item.id}_{suffix}"
             suffix += 1
+        if item.gold is not None:
+            gold = copy.deepcopy(item.gold)
+            gold.id = note_id
+            project.save(gold, GOLD_ANNOTATOR)
+            if project.load(note_id, annotator) is None:
+                project.save(gold, annotator)
         added.append(note_id)
     return added, problems
 
@@ -77,40 +83,10 @@ def _pre_annotate(project: AnnotationProject, note_ids: list[str], annotator: st
 
 
 def _export(notes: list[AnnotatedNote], fmt: str, destination: Path) -> str:
-    from healthfm_desktop.core.records import export
+    from healthfm_desktop.core.records.export import export_notes
 
-    if fmt == "jsonl":
-        from healthfm_desktop.core.storage.atomic import atomic_write_text
-
-        atomic_write_text(destination, "".join(export.note_to_jsonl_line(n) for n in notes))
-    elif fmt == "docbin":
-        export.write_docbin(notes, destination)
-    else:
-        destination.mkdir(parents=True, exist_ok=True)
-        for note in notes:
-            if fmt == "brat":
-                export.write_brat_files(note, destination)
-            else:
-                export.write_fhir_file(note, destination)
-    return f"exported {len(notes)} note(s) as {fmt} to {destination}"
-
-
-# --- undoable edits ------------------------------------------------------------------------------
-
-
-class _EntitiesCommand(QUndoCommand):
-    """Replaces a note's entity list; undo puts the previous list back."""
-
-    def __init__(self, controller: "NotesController", note_id: str, before: list[Entity], after: list[Entity], text: str):
-        super().__init__(text)
-        self.controller, self.note_id = controller, note_id
-        self.before, self.after = before, after
-
-    def redo(self) -> None:
-        self.controller._replace_entities(self.note_id, copy.deepcopy(self.after))
-
-    def undo(self) -> None:
-        self.controller._replace_entities(self.note_id, copy.deepcopy(self.before))
+    written = sum(1 for _ in export_notes(notes, fmt, destination))
+    return f"exported {written} note(s) as {fmt} to {destination}"
 
 
 class NotesController(WorkspaceController):
@@ -123,22 +99,38 @@ class NotesController(WorkspaceController):
     annotation_finished = Signal(list)  # note ids just pre-annotated
     saved = Signal(str)  # note id written to the project file
 
+    history_changed = Signal(str)  # a note's undo history changed
+
     def __init__(self, parent=None, project_path: Path | None = None):
         super().__init__(parent)
-        self.annotator = DEFAULT_ANNOTATOR
-        self.undo_stack = QUndoStack(self)
-        self._notes: dict[str, AnnotatedNote] = {}
-        self._dirty: set[str] = set()
         self._autosave = QTimer(self, singleShot=True, interval=AUTOSAVE_DELAY_MS)
         self._autosave.timeout.connect(self.save_now)
-        self.project = AnnotationProject(project_path or default_project_path())
+        self._connect(NotesSession(AnnotationProject(project_path or default_project_path())))
+
+    def _connect(self, session: NotesSession) -> None:
+        self.session = session
+        session.events.connect("note_changed", self._session_note_changed)
+        session.events.connect("status_changed", self.status_changed.emit)
+        session.events.connect("history_changed", self.history_changed.emit)
+
+    def _session_note_changed(self, note_id: str) -> None:
+        self._autosave.start()
+        self.note_changed.emit(note_id)
+
+    @property
+    def project(self) -> AnnotationProject:
+        return self.session.project
+
+    @property
+    def annotator(self) -> str:
+        return self.session.annotator
 
     # --- project --------------------------------------------------------------------------
     def restore(self) -> list[str]:
         """Load what the project file holds (after a restart or a crash)."""
         ids = self.project.note_ids()
         for note_id in ids:
-            self._load(note_id)
+            self.session.reload(note_id)
         if ids:
             self.notes_added.emit(ids)
         return ids
@@ -146,43 +138,35 @@ class NotesController(WorkspaceController):
     def open_project(self, path: Path) -> list[str]:
         self.save_now()
         self.project.close()
-        self.project = AnnotationProject(path)
-        self._notes.clear()
-        self.undo_stack.clear()
+        self._connect(NotesSession(AnnotationProject(path), self.annotator))
         return self.restore()
 
     def note_ids(self) -> list[str]:
         return self.project.note_ids()
 
     def note(self, note_id: str) -> AnnotatedNote:
-        return self._notes.get(note_id) or self._load(note_id)
+        return self.session.note(note_id)
 
-    def _load(self, note_id: str) -> AnnotatedNote:
-        note = self.project.load(note_id, self.annotator)
-        if note is None:
-            note = AnnotatedNote(id=note_id, text=self.project.note_text(note_id))
-        self._notes[note_id] = note
-        return note
+    def gold(self, note_id: str) -> AnnotatedNote | None:
+        return self.session.gold(note_id)
 
     def is_annotated(self, note_id: str) -> bool:
         return self.project.load(note_id, self.annotator) is not None
 
     def set_annotator(self, name: str) -> None:
         """Switch to another annotator's versions (their own copies of the notes)."""
-        name = name.strip() or DEFAULT_ANNOTATOR
         self.save_now()
-        self.annotator = name
-        self._notes.clear()
-        self.undo_stack.clear()
+        self.session.set_annotator(name)
         ids = self.project.note_ids()
         for note_id in ids:
-            self._load(note_id)
+            self.session.reload(note_id)
             self.note_changed.emit(note_id)
+            self.history_changed.emit(note_id)
         self.annotate(ids)
 
     # --- opening and pre-annotation ---------------------------------------------------------------
     def open_paths(self, paths: list[Path]) -> None:
-        self.start_job(_read_into_project, self.project, [Path(p) for p in paths], on_result=self._on_read)
+        self.start_job(_read_into_project, self.project, [Path(p) for p in paths], self.annotator, on_result=self._on_read)
 
     def _on_read(self, result) -> None:
         added, problems = result
@@ -190,7 +174,7 @@ class NotesController(WorkspaceController):
             self.message.emit("warning", problem)
         if added:
             for note_id in added:
-                self._load(note_id)
+                self.session.reload(note_id)
             self.notes_added.emit(added)
             self.annotate(added)
         elif not problems:
@@ -202,99 +186,40 @@ class NotesController(WorkspaceController):
 
     def _on_annotated(self, done: list[str]) -> None:
         for note_id in done:
-            self._load(note_id)
+            self.session.reload(note_id)
             self.note_changed.emit(note_id)
         self.annotation_finished.emit(done)
 
-    # --- edits (undoable) --------------------------------------------------------------------------
-    def _push(self, note_id: str, change: Callable[[list[Entity]], list[Entity]], text: str) -> None:
-        before = copy.deepcopy(self.note(note_id).entities)
-        after = change(copy.deepcopy(before))
-        if [e.to_json() for e in after] == [e.to_json() for e in before]:
-            return
-        self.undo_stack.push(_EntitiesCommand(self, note_id, before, after, text))
-
-    def _replace_entities(self, note_id: str, entities: list[Entity]) -> None:
-        note = self.note(note_id)
-        note.entities = entities
-        note.assign_ids()
-        if self.project.status(note_id) == "todo":
-            self.set_status(note_id, "in_progress")
-        self._dirty.add(note_id)
-        self._autosave.start()
-        self.note_changed.emit(note_id)
-
-    def add_entity(self, note_id: str, start: int, end: int, label: str) -> None:
-        note = self.note(note_id)
-        if label not in LABELS:
-            raise ValueError(f"unknown label {label}")
-        while start < end and note.text[start].isspace():
-            start += 1
-        while end > start and note.text[end - 1].isspace():
-            end -= 1
-        if start >= end:
-            return
-
-        def change(entities):
-            kept = [e for e in entities if e.end <= start or e.start >= end]  # a new span replaces what it overlaps
-            section = note.section_at(start)
-            kept.append(Entity(start, end, label, note.text[start:end], section=section, source="annotator", status="manual"))
-            return kept
-
-        self._push(note_id, change, f"label {label}")
+    # --- edits (undoable, one history per note) ---------------------------------------------
+    def add_entity(self, note_id: str, start: int, end: int, label: str) -> Entity | None:
+        return self.session.add_entity(note_id, start, end, label)
 
     def remove_entity(self, note_id: str, entity_id: str) -> None:
-        self._push(note_id, lambda es: [e for e in es if e.id != entity_id], "delete span")
-
-    def _edit(self, note_id: str, entity_id: str, edit: Callable[[Entity], None], text: str) -> None:
-        def change(entities):
-            for e in entities:
-                if e.id == entity_id:
-                    edit(e)
-            return entities
-
-        self._push(note_id, change, text)
+        self.session.remove_entity(note_id, entity_id)
 
     def set_label(self, note_id: str, entity_id: str, label: str) -> None:
-        if label not in LABELS:
-            raise ValueError(f"unknown label {label}")
-
-        def edit(e: Entity) -> None:
-            e.label = label
-            e.status = "accepted" if e.status == "pre" else e.status
-
-        self._edit(note_id, entity_id, edit, f"relabel as {label}")
+        self.session.set_label(note_id, entity_id, label)
 
     def toggle_assertion(self, note_id: str, entity_id: str, attribute: str) -> None:
-        if attribute not in ASSERTIONS:
-            raise ValueError(f"unknown attribute {attribute}")
-
-        def edit(e: Entity) -> None:
-            setattr(e, attribute, not getattr(e, attribute))
-            e.status = "accepted" if e.status == "pre" else e.status
-
-        self._edit(note_id, entity_id, edit, f"toggle {attribute}")
+        self.session.toggle_assertion(note_id, entity_id, attribute)
 
     def accept(self, note_id: str, entity_id: str) -> None:
-        self._edit(note_id, entity_id, lambda e: setattr(e, "status", "accepted" if e.status == "pre" else e.status), "accept span")
+        self.session.accept(note_id, entity_id)
 
-    def accept_all(self, note_id: str) -> None:
-        def change(entities):
-            for e in entities:
-                if e.status == "pre":
-                    e.status = "accepted"
-            return entities
+    def accept_all(self, note_id: str, below: float | None = None) -> None:
+        self.session.accept_all(note_id, below)
 
-        self._push(note_id, change, "accept all")
+    def reject_all(self, note_id: str, below: float | None = None) -> None:
+        self.session.reject_all(note_id, below)
 
-    def reject_all(self, note_id: str) -> None:
-        self._push(note_id, lambda es: [e for e in es if e.status != "pre"], "reject all pre-annotations")
+    def undo(self, note_id: str) -> None:
+        self.session.undo(note_id)
+
+    def redo(self, note_id: str) -> None:
+        self.session.redo(note_id)
 
     def set_status(self, note_id: str, status: str) -> None:
-        if status not in NOTE_STATUSES:
-            raise ValueError(status)
-        self.project.set_status(note_id, status)
-        self.status_changed.emit(note_id, status)
+        self.session.set_status(note_id, status)
 
     def status(self, note_id: str) -> str:
         return self.project.status(note_id)
@@ -302,11 +227,8 @@ class NotesController(WorkspaceController):
     # --- saving, dictionary, export, agreement ---------------------------------------------
     def save_now(self) -> None:
         """Write every changed note now (the autosave timer calls this)."""
-        for note_id in sorted(self._dirty):
-            if note_id in self._notes:
-                self.project.save(self._notes[note_id], self.annotator)
-                self.saved.emit(note_id)
-        self._dirty.clear()
+        for note_id in self.session.save_dirty():
+            self.saved.emit(note_id)
 
     def add_term(self, term: str, label: str) -> None:
         """Add to the user's dictionary; it wins over every other source on the next annotation."""
@@ -320,13 +242,14 @@ class NotesController(WorkspaceController):
             return build_pipeline(self.project.terms()).annotate(self.project.note_text(note_id), note_id)
 
         def done(new: AnnotatedNote) -> None:
-            self._push(note_id, lambda _es: new.entities, "re-annotate")
-            self.note(note_id).sections = new.sections
+            self.session.replace_all(note_id, new, "re-annotate")
 
         self.start_job(work, on_result=done)
 
     def export(self, note_ids: list[str], fmt: str, destination: Path) -> None:
-        if fmt not in EXPORT_FORMATS:
+        from healthfm_desktop.core.records.export import EXPORTERS
+
+        if fmt not in EXPORTERS:
             raise ValueError(fmt)
         self.save_now()
         notes = [copy.deepcopy(self.note(n)) for n in note_ids]
@@ -340,6 +263,16 @@ class NotesController(WorkspaceController):
         a = [n for n in (self.project.load(i, first) for i in ids) if n]
         b = [n for n in (self.project.load(i, second) for i in ids) if n]
         return agreement(a, b)
+
+    def compare_with_gold(self, note_id: str) -> str:
+        """A sentence comparing this annotator's version of a note with its gold spans."""
+        from healthfm_desktop.core.records.agreement import agreement
+
+        gold = self.gold(note_id)
+        if gold is None:
+            return "this note has no gold spans (open a .txt with its .ann beside it, or JSONL with spans)"
+        result = agreement([gold], [self.note(note_id)])
+        return f"against the gold spans ({len(gold.entities)}): exact span F1 {result['exact_span_f1']:.3f}, relaxed {result['relaxed_span_f1']:.3f}"
 
     def annotators(self) -> list[str]:
         return self.project.annotators()

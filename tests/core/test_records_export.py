@@ -184,3 +184,49 @@ def test_fuzz_brat_reader(lines, text):
     note = brat_to_note("fuzz", text, doc)
     for entity in note.entities:
         assert 0 <= entity.start <= entity.end <= len(text)
+
+
+def _two_notes_with_one_file_name():
+    first = AnnotatedNote(id="ward 3/note 1", text="No fever.", entities=[Entity(3, 8, "PROBLEM", "fever", negated=True)])
+    second = AnnotatedNote(id="ward 3:note 1", text="Cough.", entities=[Entity(0, 5, "PROBLEM", "Cough")])
+    third = AnnotatedNote(id="WARD_3_NOTE_1", text="Rash.", entities=[Entity(0, 4, "PROBLEM", "Rash")])
+    for note in (first, second, third):
+        note.assign_ids()
+    return [first, second, third]
+
+
+@pytest.mark.parametrize("fmt", ["brat", "fhir"])
+def test_exporter_registry_never_overwrites_notes_whose_ids_clean_to_one_name(tmp_path, fmt):
+    from healthfm_desktop.core.records.export import export_notes
+
+    notes = _two_notes_with_one_file_name()
+    written = list(export_notes(notes, fmt, tmp_path / "out"))
+    assert written == notes
+    suffix = ".ann" if fmt == "brat" else ".json"
+    files = [p.name for p in (tmp_path / "out").iterdir() if p.suffix == suffix]
+    assert sorted(files) == sorted([f"ward_3_note_1{suffix}", f"ward_3_note_1_2{suffix}", f"WARD_3_NOTE_1_3{suffix}"])
+    contents = {(tmp_path / "out" / name).read_text(encoding="utf-8") for name in files}
+    assert len(contents) == 3  # three different notes, none lost
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temporaries left
+
+
+def test_exporter_registry_jsonl_is_atomic_and_refuses_a_folder(tmp_path):
+    from healthfm_desktop.core.records.export import export_notes
+
+    notes = _two_notes_with_one_file_name()
+    out = tmp_path / "notes.jsonl"
+    out.write_text("old\n")
+
+    def failing():
+        yield notes[0]
+        raise RuntimeError("stopped halfway")
+
+    with pytest.raises(RuntimeError):
+        list(export_notes(failing(), "jsonl", out))
+    assert out.read_text() == "old\n" and len(list(tmp_path.iterdir())) == 1  # the old file stays whole
+    list(export_notes(notes, "jsonl", out))
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [n.id for n in notes]
+    with pytest.raises(UnreadableFileError, match="is a folder"):
+        export_notes(notes, "jsonl", tmp_path)
+    with pytest.raises(UnreadableFileError, match="is a file"):
+        export_notes(notes, "brat", out)

@@ -1,7 +1,8 @@
 """Export and import of annotated notes: JSONL (CLI.md schema), brat standoff (read and write,
 round-trips MACCROBAT's .ann files), FHIR R4 Bundles (fhir.resources' R4B models: Condition,
 MedicationStatement and Observation resources that point at a DocumentReference holding the
-note) and spaCy DocBin."""
+note) and spaCy DocBin; ``EXPORTERS`` / ``export_notes`` is the one registry the GUI and the CLI
+write through (every file by core/storage/atomic.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import base64
 import json
 import re
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 from healthfm_desktop.core.errors import UnreadableFileError
 from healthfm_desktop.core.records.annotation import AnnotatedNote, Entity
 from healthfm_desktop.core.records.labels import ASSERTIONS, LABELS, MACCROBAT_TO_LABEL
-from healthfm_desktop.core.storage.atomic import atomic_write_bytes, atomic_write_text
+from healthfm_desktop.core.storage.atomic import atomic_text_writer, atomic_write_bytes, atomic_write_text
 
 # ---------------------------------------------------------------------------------------
 # JSONL
@@ -358,3 +360,84 @@ def notes_to_docbin(notes: list[AnnotatedNote]) -> bytes:
 
 def write_docbin(notes: list[AnnotatedNote], path: Path) -> None:
     atomic_write_bytes(path, notes_to_docbin(notes))
+
+
+# ---------------------------------------------------------------------------------------
+# the exporter registry
+
+
+class UniqueStems:
+    """File stems for note ids in one export folder: two ids that clean to one name (or differ
+    only in case, as on a case-insensitive disk) get ``_2``, ``_3``... instead of overwriting."""
+
+    def __init__(self):
+        self._used: set[str] = set()
+
+    def __call__(self, note_id: str) -> str:
+        stem = candidate = safe_file_stem(note_id)
+        n = 1
+        while candidate.lower() in self._used:
+            n += 1
+            candidate = f"{stem}_{n}"
+        self._used.add(candidate.lower())
+        return candidate
+
+
+def _write_jsonl(notes: Iterable[AnnotatedNote], path: Path) -> Iterator[AnnotatedNote]:
+    with atomic_text_writer(path) as handle:
+        for note in notes:
+            handle.write(note_to_jsonl_line(note))
+            yield note
+
+
+def _write_per_note(write_one: Callable[[AnnotatedNote, Path, str], object]):
+    def write(notes: Iterable[AnnotatedNote], folder: Path) -> Iterator[AnnotatedNote]:
+        folder.mkdir(parents=True, exist_ok=True)
+        stems = UniqueStems()
+        for note in notes:
+            write_one(note, folder, stems(note.id))
+            yield note
+
+    return write
+
+
+def _write_docbin_stream(notes: Iterable[AnnotatedNote], path: Path) -> Iterator[AnnotatedNote]:
+    kept = []
+    for note in notes:
+        kept.append(note)
+        yield note
+    write_docbin(kept, path)
+
+
+@dataclass(frozen=True)
+class NoteExporter:
+    name: str
+    writes_folder: bool  # brat and FHIR write one file (pair) per note into a folder
+    write: Callable[[Iterable[AnnotatedNote], Path], Iterator[AnnotatedNote]]  # yields each note once written
+
+
+EXPORTERS: dict[str, NoteExporter] = {
+    "jsonl": NoteExporter("jsonl", False, _write_jsonl),
+    "brat": NoteExporter("brat", True, _write_per_note(write_brat_files)),
+    "fhir": NoteExporter("fhir", True, _write_per_note(write_fhir_file)),
+    "docbin": NoteExporter("docbin", False, _write_docbin_stream),
+}
+
+
+def check_destination(fmt: str, destination: Path) -> None:
+    """Refuse a destination of the wrong kind before any note is written."""
+    exporter = EXPORTERS[fmt]
+    if exporter.writes_folder and destination.exists() and not destination.is_dir():
+        raise UnreadableFileError(f"is a file; --format {fmt} writes a folder")
+    if not exporter.writes_folder and destination.is_dir():
+        raise UnreadableFileError(f"is a folder; --format {fmt} writes one file")
+
+
+def export_notes(notes: Iterable[AnnotatedNote], fmt: str, destination: Path | str) -> Iterator[AnnotatedNote]:
+    """Write notes in a registered format; yields each note once it is written (a file appears
+    whole when the stream ends)."""
+    if fmt not in EXPORTERS:
+        raise ValueError(f"unknown export format {fmt!r} (one of {', '.join(EXPORTERS)})")
+    destination = Path(destination)
+    check_destination(fmt, destination)
+    return EXPORTERS[fmt].write(notes, destination)

@@ -1,4 +1,5 @@
-"""Reading notes: UTF-8 text files, folders of them, and JSON Lines of ``{"id", "text"}``.
+"""Reading notes: UTF-8 text files (with a brat ``.ann`` beside them as their gold spans),
+folders of them, and JSON Lines of ``{"id", "text"}`` (with CLI.md's ``"spans"`` as gold).
 Everything a user can get wrong (not UTF-8, empty, binary, too large, bad JSON) becomes an
 ``UnreadableFileError`` with a message a person understands; a JSONL file yields its good
 records and reports its bad lines."""
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from healthfm_desktop.core.errors import UnreadableFileError
+from healthfm_desktop.core.records.annotation import AnnotatedNote, Entity
+from healthfm_desktop.core.records.labels import ASSERTIONS, LABELS
 
 # spaCy's own default limit; a larger note should be split (a 5 MB note is ~1,000 pages).
 MAX_NOTE_CHARS = 1_000_000
@@ -26,6 +29,7 @@ class Note:
     id: str
     text: str
     source: str = ""  # file path (and line for JSONL), for messages and the note list
+    gold: AnnotatedNote | None = None  # spans the file brings (a .ann beside it, JSONL "spans")
 
 
 @dataclass
@@ -85,7 +89,43 @@ def read_note_file(path: Path | str) -> Note:
     except OSError as exc:
         raise UnreadableFileError(f"cannot be read: {exc.strerror or exc}") from None
     text = check_note_text(decode_note_bytes(data))
-    return Note(id=path.stem, text=text, source=str(path))
+    note = Note(id=path.stem, text=text, source=str(path))
+    ann = path.with_suffix(".ann")
+    if path.suffix.lower() == ".txt" and ann.is_file():
+        from healthfm_desktop.core.records.export import read_brat_pair
+
+        try:
+            note.gold = read_brat_pair(path)
+        except UnreadableFileError as exc:
+            raise UnreadableFileError(f"its gold annotation {ann.name}: {exc}") from None
+        note.gold.text = text
+    return note
+
+
+def _gold_from_spans(note_id: str, text: str, spans, line_number: int) -> AnnotatedNote:
+    """CLI.md's span objects as an AnnotatedNote; a span that does not fit the text is an error."""
+    if not isinstance(spans, list):
+        raise UnreadableFileError(f"line {line_number}: \"spans\" must be a list")
+    entities = []
+    for k, span in enumerate(spans, start=1):
+        where = f"line {line_number}, span {k}"
+        if not isinstance(span, dict):
+            raise UnreadableFileError(f"{where}: expected an object with start, end and label")
+        start, end, label = span.get("start"), span.get("end"), span.get("label")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)) or not 0 <= start < end <= len(text):
+            raise UnreadableFileError(f"{where}: start/end must be offsets inside the text")
+        if label not in LABELS:
+            raise UnreadableFileError(f"{where}: unknown label {label!r}")
+        if "text" in span and span["text"] != text[start:end]:
+            raise UnreadableFileError(f"{where}: its text does not match the note at {start}-{end}")
+        entity = Entity(start, end, label, text[start:end], source="import", status="accepted", section=span.get("section") if isinstance(span.get("section"), str) else None)
+        for attribute in ASSERTIONS:
+            if span.get(attribute) is True:
+                setattr(entity, attribute, True)
+        entities.append(entity)
+    gold = AnnotatedNote(id=note_id, text=text, entities=entities)
+    gold.assign_ids()
+    return gold
 
 
 def parse_jsonl_line(line: str, line_number: int) -> Note:
@@ -107,7 +147,10 @@ def parse_jsonl_line(line: str, line_number: int) -> Note:
         text = check_note_text(text)
     except UnreadableFileError as exc:
         raise UnreadableFileError(f"line {line_number}: {exc}") from None
-    return Note(id=str(note_id), text=text)
+    note = Note(id=str(note_id), text=text)
+    if record.get("spans"):
+        note.gold = _gold_from_spans(str(note_id), text, record["spans"], line_number)
+    return note
 
 
 def read_notes_jsonl(path: Path | str) -> Iterator[Note | BadRecord]:

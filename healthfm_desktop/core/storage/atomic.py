@@ -3,11 +3,14 @@ temporaries of writes a crash interrupted are cleaned up later."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 # a write still running in another process is younger than this; older temporaries are debris
 STALE_TEMPORARY_SECONDS = 600
@@ -72,3 +75,24 @@ def remove_stale_temporaries(folder: Path | str, only_for: str | None = None, re
     except OSError:
         pass
     return removed
+
+
+@contextlib.contextmanager
+def atomic_text_writer(path: Path | str) -> Iterator[TextIO]:
+    """A text handle for writing a file bit by bit (a stream of records): the file appears at
+    ``path`` whole when the block ends, and not at all if it raises."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -1,21 +1,21 @@
-"""The note text with coloured entity spans. Only the spans in (and near) the visible part of
-the document are drawn, as extra selections recomputed on scroll: a 50-page note costs what
-one screen costs."""
+"""The note text with coloured entity spans and their label names drawn under them (as brat
+draws them over theirs). Only the spans in (and near) the visible part of the document are drawn, as extra
+selections recomputed on scroll: a 50-page note costs what one screen costs."""
 
 from __future__ import annotations
 
 import bisect
 
-from PySide6.QtCore import QEvent, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QTextCharFormat, QTextCursor, QTextFormat
-from PySide6.QtWidgets import QPlainTextEdit, QTextEdit
+from PySide6.QtCore import QEvent, QRect, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QTextBlockFormat, QTextCharFormat, QTextCursor, QTextFormat
+from PySide6.QtWidgets import QTextEdit
 
-from healthfm_desktop.views.record_annotator.colours import colour_for
+from healthfm_desktop.views.record_annotator.colours import ASSERTION_KEYS, LABEL_KEYS, NAVIGATION_KEYS, colour_for, short_name
 
 
-class NoteTextView(QPlainTextEdit):
+class NoteTextView(QTextEdit):
     entity_clicked = Signal(str)  # entity id
-    key_command = Signal(str)  # "1".."9", "N", "U", "H", "F", "A", "DELETE"
+    key_command = Signal(str)  # a label key (colours.LABEL_KEYS), "N", "U", "H", "F", "A", "J", "K", "L", "DELETE"
 
     MARGIN_CHARS = 4000  # draw spans this far beyond the viewport so scrolling shows them at once
 
@@ -24,11 +24,15 @@ class NoteTextView(QPlainTextEdit):
         self.setReadOnly(True)
         self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse | Qt.TextInteractionFlag.TextSelectableByKeyboard)
         self.setFont(QFont("monospace", 10))
-        self.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
-        self._entities: list = []  # sorted by start
+        self.setLineWrapMode(QTextEdit.LineWrapMode.WidgetWidth)
+        self._entities: list = []  # the shown ones, sorted by start
+        self._all_entities: list = []
         self._starts: list[int] = []
         self._selected: str | None = None
         self._search_hits: list[tuple[int, int]] = []
+        self._tags: list = []  # the spans whose label names the last redraw painted
+        self.threshold = 0.0  # pre-annotations less confident than this are not shown
+        self._tag_font = QFont("sans-serif", 7)
         self._redraw = QTimer(self, singleShot=True, interval=15)
         self._redraw.timeout.connect(self._draw_visible)
         self.verticalScrollBar().valueChanged.connect(lambda _v: self._redraw.start())
@@ -39,9 +43,22 @@ class NoteTextView(QPlainTextEdit):
     def set_note(self, text: str, entities: list) -> None:
         if text != self.toPlainText():
             self.setPlainText(text)
+            # taller lines leave room under the text for the label names
+            cursor = QTextCursor(self.document())
+            cursor.select(QTextCursor.SelectionType.Document)
+            block = QTextBlockFormat()
+            block.setLineHeight(175, QTextBlockFormat.LineHeightTypes.ProportionalHeight.value)
+            block.setTopMargin(0)
+            cursor.mergeBlockFormat(block)
         self.set_entities(entities)
 
+    def set_threshold(self, threshold: float) -> None:
+        self.threshold = threshold
+        self.set_entities(self._all_entities)
+
     def set_entities(self, entities: list) -> None:
+        self._all_entities = list(entities)
+        entities = [e for e in entities if e.status != "pre" or e.confidence >= self.threshold]
         self._entities = sorted(entities, key=lambda e: (e.start, e.end))
         self._starts = [e.start for e in self._entities]
         self._draw_visible()
@@ -87,9 +104,12 @@ class NoteTextView(QPlainTextEdit):
         first = max(0, bisect.bisect_left(self._starts, low) - 50)  # a few long spans may start earlier
         selections = []
         selected_entity = None
+        self._tags = []
         for entity in self._entities[first : bisect.bisect_right(self._starts, high)]:
             if entity.end < low:
                 continue
+            if top <= entity.end and entity.start <= bottom:
+                self._tags.append(entity)
             fmt = QTextCharFormat()
             fmt.setBackground(colour_for(entity.label))
             if entity.status == "pre":
@@ -100,7 +120,8 @@ class NoteTextView(QPlainTextEdit):
                 fmt.setFontWeight(QFont.Weight.Bold)
                 fmt.setProperty(QTextFormat.Property.OutlinePen, QColor("black"))
                 selected_entity = entity
-            fmt.setToolTip(f"{entity.label} ({entity.source}, {entity.status})")
+            confidence = f", confidence {entity.confidence:.2f}" if entity.source == "model" else ""
+            fmt.setToolTip(f"{entity.label} ({entity.source}, {entity.status}{confidence})")
             selections.append(self._selection(entity.start, entity.end, fmt))
         if selected_entity is not None:
             for trigger in selected_entity.triggers:
@@ -117,6 +138,33 @@ class NoteTextView(QPlainTextEdit):
                 selections.append(self._selection(start, end, fmt))
         self.drawn_count = len(selections)
         self.setExtraSelections(selections)
+        self.viewport().update()
+
+    def paintEvent(self, event) -> None:
+        super().paintEvent(event)
+        if not self._tags:
+            return
+        painter = QPainter(self.viewport())
+        painter.setFont(self._tag_font)
+        metrics = QFontMetrics(self._tag_font)
+        right_of_last: dict[int, int] = {}  # per line (its y): where the last tag ended
+        for entity in self._tags:
+            cursor = QTextCursor(self.document())
+            cursor.setPosition(min(entity.start, self.document().characterCount() - 1))
+            rect = self.cursorRect(cursor)
+            name = short_name(entity.label)
+            width = metrics.horizontalAdvance(name) + 4
+            x = max(rect.left(), right_of_last.get(rect.top(), -10**6) + 2)
+            box = QRect(x, rect.bottom() + 1, width, metrics.height())  # in the gap the taller line leaves below the text
+            right_of_last[rect.top()] = box.right()
+            painter.fillRect(box, colour_for(entity.label).darker(135))
+            painter.setPen(QColor("black") if entity.status != "pre" else QColor("#333333"))
+            painter.drawText(box, Qt.AlignmentFlag.AlignCenter, name)
+        painter.end()
+
+    def tag_names(self) -> list[tuple[str, str]]:
+        """(entity id, drawn label name) of the spans whose names are on screen (tests read it)."""
+        return [(e.id, short_name(e.label)) for e in self._tags]
 
     def entity_at(self, position: int):
         index = bisect.bisect_right(self._starts, position)
@@ -142,9 +190,7 @@ class NoteTextView(QPlainTextEdit):
         text = event.text().upper()
         if event.modifiers() & (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier):
             super().keyPressEvent(event)
-        elif text and text in "123456789":
-            self.key_command.emit(text)
-        elif text in ("N", "U", "H", "F", "A") and text:
+        elif text and (text in LABEL_KEYS or text in ASSERTION_KEYS or text in NAVIGATION_KEYS or text == "A"):
             self.key_command.emit(text)
         elif event.key() in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):
             self.key_command.emit("DELETE")

@@ -2,8 +2,12 @@
 coloured spans and a legend, a span editor (label, assertions, ConText trigger), accept/reject
 of pre-annotations, undo/redo, search, the user's dictionary, export and agreement.
 
-Keys in the text: 1-9 label the selection (legend order), N/U/H/F toggle negated/uncertain/
-historical/family of the selected span, A accepts it, Delete removes it."""
+Keys in the text: every label has one (the legend shows it: 1-9 and 0 for the clinical labels,
+Q W E R T Y for PHI) and labels the selection, snapped to whole words, or relabels the selected
+span; N/U/H/F toggle negated/uncertain/historical/family of the selected span, A accepts it,
+Delete removes it; J / K go to the next / previous span, L to the next one not reviewed yet
+(least confident first when "review low-confidence first" is ticked). Undo and redo keep one
+history per note."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGridLayout,
@@ -33,7 +38,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from healthfm_desktop.views.record_annotator.colours import ASSERTION_KEYS, LABEL_COLOURS, SHORTCUT_LABELS
+from healthfm_desktop.views.record_annotator.colours import ASSERTION_KEYS, KEY_OF_LABEL, LABEL_COLOURS, LABEL_KEYS, NAVIGATION_KEYS
 from healthfm_desktop.views.record_annotator.text_view import NoteTextView
 
 ASSERTIONS = ("negated", "uncertain", "historical", "family")
@@ -41,7 +46,7 @@ STATUS_TEXT = {"todo": "to do", "in_progress": "in progress", "done": "done"}
 
 
 class Legend(QWidget):
-    """Coloured label chips; the first nine carry their shortcut digit."""
+    """Coloured label chips, each with its key."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -50,8 +55,7 @@ class Legend(QWidget):
         layout.setSpacing(3)
         self.chips: dict[str, QLabel] = {}
         for index, (label, colour) in enumerate(LABEL_COLOURS.items()):
-            key = SHORTCUT_LABELS.index(label) + 1 if label in SHORTCUT_LABELS else None
-            chip = QLabel(f"{key} {label}" if key else label)
+            chip = QLabel(f"{KEY_OF_LABEL[label]} {label}")
             chip.setStyleSheet(f"background:{colour}; color:black; padding:1px 4px; border-radius:3px; font-size:9pt")
             layout.addWidget(chip, index // 4, index % 4)  # a grid keeps the workspace narrow
             self.chips[label] = chip
@@ -90,7 +94,7 @@ class EntityEditor(QGroupBox):
         for widget in [self.label_box, self.accept_button, self.delete_button, *self.checks.values()]:
             widget.setEnabled(enabled)
         if entity is None:
-            self.text_label.setText("select text and press 1-9, or click a span")
+            self.text_label.setText("select text and press a label's key, or click a span (J / K: next / previous)")
             self.trigger_label.setText("")
             self.source_label.setText("")
             return
@@ -102,9 +106,17 @@ class EntityEditor(QGroupBox):
             box.blockSignals(True)
             box.setChecked(getattr(entity, attribute))
             box.blockSignals(False)
-        reasons = [f"{t.attribute}: “{t.text}”" + (" (section)" if t.category == "SECTION" else "") for t in entity.triggers]
-        self.trigger_label.setText("; ".join(reasons) or "no ConText trigger")
-        self.source_label.setText(f"{entity.source}, {entity.status}" + (f", section {entity.section}" if entity.section else ""))
+        self.trigger_label.setText("; ".join(_reason(t) for t in entity.triggers) or "no ConText trigger")
+        confidence = f", confidence {entity.confidence:.2f}" if entity.source == "model" else ""
+        self.source_label.setText(f"{entity.source}, {entity.status}{confidence}" + (f", section {entity.section}" if entity.section else ""))
+
+
+def _reason(trigger) -> str:
+    if trigger.category == "MANUAL_SET":
+        return f"{trigger.attribute}: set by the annotator"
+    if trigger.category == "MANUAL_CLEARED":
+        return f"not {trigger.attribute}: cleared by the annotator"
+    return f"{trigger.attribute}: “{trigger.text}”" + (" (section)" if trigger.category == "SECTION" else "")
 
 
 class NotesWorkspace(QWidget):
@@ -132,10 +144,10 @@ class NotesWorkspace(QWidget):
         left_layout.addLayout(status_row)
 
         # centre: toolbar, legend, text
-        self.undo_action = controller.undo_stack.createUndoAction(self, "Undo")
-        self.undo_action.setShortcut(QKeySequence.StandardKey.Undo)
-        self.redo_action = controller.undo_stack.createRedoAction(self, "Redo")
-        self.redo_action.setShortcut(QKeySequence.StandardKey.Redo)
+        self.undo_action = QAction("Undo", self, shortcut=QKeySequence.StandardKey.Undo, enabled=False)
+        self.undo_action.triggered.connect(lambda: self.current_id and controller.undo(self.current_id))
+        self.redo_action = QAction("Redo", self, shortcut=QKeySequence.StandardKey.Redo, enabled=False)
+        self.redo_action.triggered.connect(lambda: self.current_id and controller.redo(self.current_id))
         self.addActions([self.undo_action, self.redo_action])
         self.search_edit = QLineEdit()
         self.search_edit.setPlaceholderText("search the note…")
@@ -152,6 +164,7 @@ class NotesWorkspace(QWidget):
         more_menu.addAction("Add selection to my dictionary…", self._add_term)
         more_menu.addAction("Re-annotate this note", self._reannotate)
         more_menu.addAction("Agreement between annotators…", self._agreement)
+        more_menu.addAction("Compare with the gold spans", self._compare_gold)
         self.more_button.setMenu(more_menu)
         undo_button = QToolButton()
         undo_button.setDefaultAction(self.undo_action)
@@ -180,9 +193,16 @@ class NotesWorkspace(QWidget):
         right_layout = QVBoxLayout(right)
         right_layout.addWidget(self.editor)
         review = QGroupBox("Pre-annotations")
-        review_layout = QHBoxLayout(review)
-        review_layout.addWidget(self.accept_all_button)
-        review_layout.addWidget(self.reject_all_button)
+        review_layout = QFormLayout(review)
+        self.threshold_box = QDoubleSpinBox(minimum=0.0, maximum=1.0, singleStep=0.05, decimals=2, value=0.0)
+        self.threshold_box.setToolTip("hide the model's pre-annotations less confident than this")
+        self.low_first_box = QCheckBox("review low-confidence first")
+        review_layout.addRow("show from confidence", self.threshold_box)
+        review_layout.addRow(self.low_first_box)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.accept_all_button)
+        buttons.addWidget(self.reject_all_button)
+        review_layout.addRow(buttons)
         right_layout.addWidget(review)
         right_layout.addStretch(1)
 
@@ -202,8 +222,9 @@ class NotesWorkspace(QWidget):
         self.status_box.activated.connect(lambda _i: self.current_id and controller.set_status(self.current_id, self.status_box.currentData()))
         self.annotator_edit.editingFinished.connect(lambda: controller.set_annotator(self.annotator_edit.text()))
         self.search_edit.textChanged.connect(self._search)
-        self.accept_all_button.clicked.connect(lambda: self.current_id and controller.accept_all(self.current_id))
+        self.accept_all_button.clicked.connect(lambda: self.current_id and controller.accept_all(self.current_id, self.threshold_box.value()))
         self.reject_all_button.clicked.connect(lambda: self.current_id and controller.reject_all(self.current_id))
+        self.threshold_box.valueChanged.connect(self.text_view.set_threshold)
         self.text_view.key_command.connect(self.handle_key)
         self.text_view.entity_clicked.connect(self.select_entity)
         self.editor.label_box.activated.connect(lambda _i: self._relabel(self.editor.label_box.currentText()))
@@ -214,6 +235,7 @@ class NotesWorkspace(QWidget):
         controller.notes_added.connect(self._add_notes)
         controller.note_changed.connect(self._note_changed)
         controller.status_changed.connect(self._status_changed)
+        controller.history_changed.connect(lambda note_id: note_id == self.current_id and self._update_history())
         controller.message.connect(lambda level, text: self.info_label.setText(text))
         controller.progress.connect(lambda p: self.info_label.setText(p.message) if p.message else None)
         controller.restore()
@@ -247,12 +269,20 @@ class NotesWorkspace(QWidget):
         self.editor.show_entity(None)
         if note_id is None:
             self.text_view.set_note("", [])
+            self._update_history()
             return
         note = self.controller.note(note_id)
         self.text_view.set_note(note.text, note.entities)
         self.status_box.setCurrentIndex(self.status_box.findData(self.controller.status(note_id)))
         self._search(self.search_edit.text())
         self._update_info()
+        self._update_history()
+
+    def _update_history(self) -> None:
+        session = self.controller.session
+        for action, can, text, name in ((self.undo_action, session.can_undo, session.undo_text, "Undo"), (self.redo_action, session.can_redo, session.redo_text, "Redo")):
+            action.setEnabled(can(self.current_id))
+            action.setText(f"{name} {text(self.current_id)}".strip())
 
     def _note_changed(self, note_id: str) -> None:
         if note_id != self.current_id:
@@ -287,16 +317,17 @@ class NotesWorkspace(QWidget):
     def handle_key(self, key: str) -> None:
         if self.current_id is None:
             return
-        if key.isdigit():
+        if key in LABEL_KEYS:
+            label = LABEL_KEYS[key]
             selection = self.text_view.selection_range()
-            index = int(key) - 1
-            if selection and index < len(SHORTCUT_LABELS):
-                self.controller.add_entity(self.current_id, selection[0], selection[1], SHORTCUT_LABELS[index])
-                note = self.controller.note(self.current_id)
-                match = next((e for e in note.entities if e.start >= selection[0] and e.end <= selection[1] and e.source == "annotator"), None)
-                self.select_entity(match.id if match else None)
-            elif self.selected_entity and index < len(SHORTCUT_LABELS):
-                self._relabel(SHORTCUT_LABELS[index])
+            if selection:
+                added = self.controller.add_entity(self.current_id, selection[0], selection[1], label)
+                self.select_entity(added.id if added else None)
+            elif self.selected_entity:
+                self._relabel(label)
+            return
+        if key in NAVIGATION_KEYS:
+            self._move(NAVIGATION_KEYS[key])
             return
         if self.selected_entity is None:
             return
@@ -306,6 +337,26 @@ class NotesWorkspace(QWidget):
             self.controller.accept(self.current_id, self.selected_entity)
         elif key == "DELETE":
             self.controller.remove_entity(self.current_id, self.selected_entity)
+
+    def _move(self, where: str) -> None:
+        target = self.controller.session.neighbour(
+            self.current_id,
+            self.selected_entity,
+            -1 if where == "previous" else 1,
+            unreviewed_only=where == "next_unreviewed",
+            threshold=self.threshold_box.value(),
+            low_confidence_first=self.low_first_box.isChecked(),
+        )
+        if target is None:
+            self.info_label.setText("no span left to review in this note" if where == "next_unreviewed" else "no span in this note")
+            return
+        self.select_entity(target)
+        entity = self._entity(target)
+        if entity is not None:
+            cursor = self.text_view.textCursor()
+            cursor.setPosition(entity.start)
+            self.text_view.setTextCursor(cursor)
+            self.text_view.ensureCursorVisible()
 
     def _relabel(self, label: str) -> None:
         if self.current_id and self.selected_entity:
@@ -364,6 +415,10 @@ class NotesWorkspace(QWidget):
     def _reannotate(self) -> None:
         if self.current_id:
             self.controller.reannotate(self.current_id)
+
+    def _compare_gold(self) -> None:
+        if self.current_id:
+            self.info_label.setText(self.controller.compare_with_gold(self.current_id))
 
     def _agreement(self) -> None:
         names = self.controller.annotators()
