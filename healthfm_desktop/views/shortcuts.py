@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from PySide6.QtGui import QKeySequence
 
-from healthfm_desktop.views.record_annotator.colours import ASSERTION_KEYS, SHORTCUT_LABELS
+from healthfm_desktop.views.record_annotator.colours import ASSERTION_KEYS, LABEL_KEYS, NAVIGATION_KEYS
 
 #: workspaces in the order Help lists them ("Everywhere" first)
 WORKSPACES = ("Everywhere", "Images", "Notes", "Molecules", "Patients")
@@ -81,8 +81,11 @@ KEYS: tuple[Key, ...] = (
     # Notes: the annotator's own key tables (views/record_annotator/colours.py)
     Key("Notes", QKeySequence.StandardKey.Undo, "Undo", "notes.undo"),
     Key("Notes", QKeySequence.StandardKey.Redo, "Redo", "notes.redo"),
-    *(Key("Notes", str(n), f"Label the selection (or the selected span) {label}", handled_by_widget=True)
-      for n, label in enumerate(SHORTCUT_LABELS, start=1)),
+    *(Key("Notes", key, f"Label the selection (or the selected span) {label}", handled_by_widget=True)
+      for key, label in LABEL_KEYS.items()),
+    *(Key("Notes", key, {"next": "Next span", "previous": "Previous span", "next_unreviewed": "Next span not reviewed yet"}[move],
+          handled_by_widget=True)
+      for key, move in NAVIGATION_KEYS.items()),
     *(Key("Notes", letter, f"Toggle {attribute} on the selected span", handled_by_widget=True)
       for letter, attribute in ASSERTION_KEYS.items()),
     Key("Notes", "A", "Accept the selected suggested span", handled_by_widget=True),

@@ -10,7 +10,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import IO, TextIO
 
 # a write still running in another process is younger than this; older temporaries are debris
 STALE_TEMPORARY_SECONDS = 600
@@ -28,12 +28,20 @@ def atomic_write_bytes(path: Path | str, data: bytes, durable: bool = True) -> N
     ``durable=False`` skips the fsync: a crash may then lose the newest file, but never leaves a
     partial one (for bulk writes, such as received DICOM objects, where fsync would dominate).
     Temporaries of earlier writes to ``path`` that a kill left behind are removed."""
+    with _atomic_handle(path, "wb", durable) as handle:
+        handle.write(data)
+
+
+@contextlib.contextmanager
+def _atomic_handle(path: Path | str, mode: str, durable: bool = True) -> Iterator[IO]:
+    """A handle on a temporary file beside ``path``, renamed over ``path`` when the block ends
+    (and removed if it raises)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": "\n"})) as handle:
+            yield handle
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -77,22 +85,7 @@ def remove_stale_temporaries(folder: Path | str, only_for: str | None = None, re
     return removed
 
 
-@contextlib.contextmanager
-def atomic_text_writer(path: Path | str) -> Iterator[TextIO]:
+def atomic_text_writer(path: Path | str) -> contextlib.AbstractContextManager[TextIO]:
     """A text handle for writing a file bit by bit (a stream of records): the file appears at
     ``path`` whole when the block ends, and not at all if it raises."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    return _atomic_handle(path, "w")
