@@ -36,7 +36,8 @@ WORKSPACES = [
     (MoleculesController, MoleculesWorkspace),
     (PatientsController, PatientsWorkspace),
 ]
-SETTING_KEYS = ("inference/provider", "inference/quantized", "dicom/ae_title", "dicom/storage_port")
+SETTING_KEYS = ("inference/provider", "inference/quantized", "dicom/ae_title", "dicom/storage_port",
+                "compute/scheduler")
 
 
 def build_application(argv: list[str] | None = None) -> QApplication:

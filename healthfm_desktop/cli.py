@@ -24,6 +24,20 @@ def _add_peer(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calling-aet", metavar="AET", help="our AE title (default: from Settings)")
 
 
+def _scheduler_address(text: str) -> str:
+    from healthfm_desktop.core.cluster import check_address
+
+    try:
+        return check_address(text)
+    except UserFacingError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_scheduler(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scheduler", type=_scheduler_address, metavar="tcp://HOST:PORT",
+                        help="run the work on this Dask distributed cluster (same output as locally)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="healthfm",
@@ -49,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = dicom.add_parser("scan", help="index files, folders, zips and DICOMDIRs into studies/series")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--json", action="store_true", help="JSON Lines on stdout")
+    _add_scheduler(p)
     p.set_defaults(handler="batch.dicom:scan")
 
     p = dicom.add_parser("render", help="render one frame/slice of a series to PNG")
@@ -70,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = dicom.add_parser("anonymize", help="de-identify (PS3.15 Annex E basic profile)")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--out", required=True, metavar="DIR")
+    _add_scheduler(p)
     p.set_defaults(handler="batch.dicom:anonymize")
 
     p = sub.add_parser("data-quality", help="what an import would find unreadable, out of range, duplicated or missing")
@@ -87,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--saliency", metavar="DIR", help="write saliency heatmap PNGs here")
     p.add_argument("--force", action="store_true", help="give the answer even for images outside the model's scope (marked)")
     p.add_argument("--model", metavar="NAME", help="an image classifier by manifest name (shipped or user's)")
+    _add_scheduler(p)
     p.set_defaults(handler="batch.images:classify")
 
     p = images.add_parser("segment", help="segment images and measure the result")
@@ -95,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--pixel-spacing", type=float, metavar="MM", help="mm per pixel when the file has none")
     p.add_argument("--force", action="store_true", help="segment even images outside the model's scope (marked)")
+    _add_scheduler(p)
     p.set_defaults(handler="batch.images:segment")
 
     # --- models and adaptation -------------------------------------------------------------
@@ -139,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--terms", metavar="FILE", help="one term a line, optionally term<TAB>LABEL")
     p.add_argument("--format", required=True, choices=["jsonl", "brat", "fhir"])
     p.add_argument("--out", required=True, metavar="OUT")
+    _add_scheduler(p)
     p.set_defaults(handler="batch.notes:annotate")
 
     # --- molecules -----------------------------------------------------------------------
@@ -150,17 +169,20 @@ def build_parser() -> argparse.ArgumentParser:
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("--out", metavar="CSV")
     out.add_argument("--json", action="store_true")
+    _add_scheduler(p)
     p.set_defaults(handler="batch.molecules:describe")
 
     p = molecules.add_parser("predict", help="run every shipped molecular model")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--json", action="store_true")
     p.add_argument("--force", action="store_true", help="give values outside a model's applicability domain too (marked)")
+    _add_scheduler(p)
     p.set_defaults(handler="batch.molecules:predict")
 
     p = molecules.add_parser("index", help="build a similarity/substructure search index")
     p.add_argument("libraries", nargs="+", metavar="LIBRARY")
     p.add_argument("--out", required=True, metavar="INDEX")
+    _add_scheduler(p)
     p.set_defaults(handler="batch.molecules:index")
 
     p = molecules.add_parser("search", help="similarity or substructure search")
@@ -171,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, metavar="T")
     p.add_argument("--top", type=int, metavar="K")
     p.add_argument("--json", action="store_true")
+    _add_scheduler(p)
     p.set_defaults(handler="batch.molecules:search")
 
     # --- patients ------------------------------------------------------------------------
@@ -180,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = patients.add_parser("risk", help="score patients from a long CSV patient_id,time,variable,value[,unit]")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--json", action="store_true")
+    _add_scheduler(p)
     p.set_defaults(handler="batch.patients:risk")
 
     # --- pacs ----------------------------------------------------------------------------

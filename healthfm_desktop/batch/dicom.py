@@ -48,36 +48,54 @@ def _stored_bytes(instance) -> int:
         * instance.number_of_frames
 
 
-def _decode_failures(series_list, workers: int | None = None) -> list[tuple[str, str]]:
-    """Decode every frame of every object; ``(path, reason)`` for each object that fails."""
+def _decode_problem(instance, outcome=None) -> tuple[str, str] | None:
+    """``(path, reason)`` when an object does not decode to all its frames at its size."""
     from healthfm_desktop.core.imaging.decoding import decode_stored
+
+    try:
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if outcome is None and instance.number_of_frames > 1 and _stored_bytes(instance) > _WHOLE_OBJECT_BYTES:
+            # a big multi-frame object is checked a frame at a time: memory stays at one frame
+            for index in range(instance.number_of_frames):
+                frame = decode_stored(instance, index)
+                if frame.shape[0] != instance.rows:
+                    return str(instance.source), f"decoded size {frame.shape} does not match Rows x Columns"
+            return None
+        arr = decode_stored(instance, None) if outcome is None else outcome
+        single_ndim = 3 if instance.samples_per_pixel == 3 else 2
+        frames = 1 if arr.ndim == single_ndim else arr.shape[0]
+        if frames != instance.number_of_frames:
+            return str(instance.source), f"decoded {frames} of {instance.number_of_frames} frames"
+        if arr.shape[-2 if single_ndim == 2 else -3] != instance.rows:
+            return str(instance.source), f"decoded size {arr.shape} does not match Rows x Columns"
+    except UserFacingError as exc:
+        return str(instance.source), str(exc)
+    except Exception as exc:  # a decoder bug must not stop the scan
+        return str(instance.source), f"pixel data could not be decoded ({type(exc).__name__}: {exc})"
+    return None
+
+
+def decode_problems(instances: list) -> list[tuple[str, str] | None]:
+    """One cluster task of `dicom scan --scheduler`: decode a few objects."""
+    _quiet_pydicom()
+    return [_decode_problem(instance) for instance in instances]
+
+
+_CLUSTER_CHUNK = 8  # objects decoded per cluster task
+
+
+def _decode_failures(series_list, workers: int | None = None, scheduler: str | None = None) -> list[tuple[str, str]]:
+    """Decode every frame of every object; ``(path, reason)`` for each object that fails."""
     from healthfm_desktop.core.imaging.series import default_decode_processes
 
     instances = list(OrderedDict((id(i), i) for s in series_list for i in s.instances).values())
+    if scheduler:
+        from healthfm_desktop.core.cluster import chunked, map_ordered
 
-    def check(instance, outcome=None):
-        try:
-            if isinstance(outcome, BaseException):
-                raise outcome
-            if outcome is None and instance.number_of_frames > 1 and _stored_bytes(instance) > _WHOLE_OBJECT_BYTES:
-                # a big multi-frame object is checked a frame at a time: memory stays at one frame
-                for index in range(instance.number_of_frames):
-                    frame = decode_stored(instance, index)
-                    if frame.shape[0] != instance.rows:
-                        return str(instance.source), f"decoded size {frame.shape} does not match Rows x Columns"
-                return None
-            arr = decode_stored(instance, None) if outcome is None else outcome
-            single_ndim = 3 if instance.samples_per_pixel == 3 else 2
-            frames = 1 if arr.ndim == single_ndim else arr.shape[0]
-            if frames != instance.number_of_frames:
-                return str(instance.source), f"decoded {frames} of {instance.number_of_frames} frames"
-            if arr.shape[-2 if single_ndim == 2 else -3] != instance.rows:
-                return str(instance.source), f"decoded size {arr.shape} does not match Rows x Columns"
-        except UserFacingError as exc:
-            return str(instance.source), str(exc)
-        except Exception as exc:  # a decoder bug must not stop the scan
-            return str(instance.source), f"pixel data could not be decoded ({type(exc).__name__}: {exc})"
-        return None
+        chunks = map_ordered(decode_problems, list(chunked(instances, _CLUSTER_CHUNK)), scheduler=scheduler,
+                             label="decode")
+        return [problem for chunk in chunks for problem in chunk if problem is not None]
 
     from healthfm_desktop.core.imaging.parallel_decode import decode_objects_in_processes, process_pool_available
 
@@ -86,12 +104,12 @@ def _decode_failures(series_list, workers: int | None = None) -> list[tuple[str,
         # the command line runs no other thread: forked workers put every core on the codecs
         failures = []
         for instance, outcome in decode_objects_in_processes(instances, processes):
-            problem = check(instance, outcome)
+            problem = _decode_problem(instance, outcome)
             if problem is not None:
                 failures.append(problem)
         return failures
     with ThreadPoolExecutor(max_workers=processes) as pool:
-        return [r for r in pool.map(check, instances) if r is not None]
+        return [r for r in pool.map(_decode_problem, instances) if r is not None]
 
 
 def _group_by_uid(result):
@@ -106,7 +124,7 @@ def scan(args) -> int:
     from healthfm_desktop.core.imaging.scanning import scan_paths
 
     result = scan_paths(args.paths, progress=_progress_callback("indexing"))
-    failures = _decode_failures(result.series)
+    failures = _decode_failures(result.series, scheduler=getattr(args, "scheduler", None))
     failed_paths = {path for path, _ in failures}
     exit_code = EXIT_OK
     for uid, stacks in _group_by_uid(result).items():
@@ -234,7 +252,8 @@ def anonymize(args) -> int:
     _quiet_pydicom()
     from healthfm_desktop.core.imaging.anonymise import anonymise_paths
 
-    report = anonymise_paths(args.paths, args.out, progress=_progress_callback("de-identifying"))
+    report = anonymise_paths(args.paths, args.out, progress=_progress_callback("de-identifying"),
+                             scheduler=getattr(args, "scheduler", None))
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     for path, reason in report.rejected:

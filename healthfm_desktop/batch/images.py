@@ -6,6 +6,7 @@ cannot be processed, exit 1 at the end if any could not. An image outside a mode
 from __future__ import annotations
 
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -35,13 +36,17 @@ def _expand(paths: list[str]) -> list[Path]:
     return files
 
 
-def _write_png(path: Path, pixels) -> None:
-    from healthfm_desktop.core.storage.atomic import atomic_write_bytes
-
+def _png_bytes(pixels) -> bytes:
     ok, encoded = cv2.imencode(".png", pixels)
     if not ok:
-        raise UserFacingError(f"cannot encode {path.name}")
-    atomic_write_bytes(path, encoded.tobytes())
+        raise UserFacingError("cannot encode the PNG")
+    return encoded.tobytes()
+
+
+def _write_png(path: Path, png: bytes) -> None:
+    from healthfm_desktop.core.storage.atomic import atomic_write_bytes
+
+    atomic_write_bytes(path, png)
 
 
 def _output_name(folder: Path, source: Path, suffix: str, used: set[str]) -> Path:
@@ -69,19 +74,34 @@ def _prepare_folder(value: str | None) -> Path | None:
     return folder
 
 
-def _each_image(paths: list[str], command: str, handle) -> int:
-    """Run ``handle(path)`` on every image: a bad file is reported (`path: reason`) and the rest
-    go on; a missing or tampered model stops the run. Exit 1 if any file failed or none found."""
+def _computed(path: str, compute, *args):
+    """``compute(path, *args)``, or ``UserFacingError`` returned for a bad file (a missing or
+    tampered model, ModelError, is raised: it stops the run)."""
+    try:
+        return compute(Path(path), *args)
+    except ModelError:
+        raise
+    except UserFacingError as exc:
+        return exc
+
+
+def _each_image(paths: list[str], command: str, handle, compute, compute_args: tuple = (),
+                scheduler: str | None = None) -> int:
+    """``handle(path, compute(path, *compute_args))`` on every image, in input order; compute
+    runs here or, with ``scheduler``, as tasks on that Dask cluster. A bad file is reported
+    (`path: reason`) and the rest go on; a missing or tampered model stops the run. Exit 1 if
+    any file failed or none found."""
+    from healthfm_desktop.core.cluster import map_ordered
+
     files = _expand(paths)
     failed = 0
-    for path in progress(files, label=command):
-        try:
-            handle(path)
-        except ModelError:
-            raise
-        except UserFacingError as exc:
+    results = map_ordered(_computed, [str(f) for f in files], compute, *compute_args, scheduler=scheduler, label=command)
+    for path, computed in zip(files, results if scheduler else progress(results, total=len(files), label=command)):
+        if isinstance(computed, UserFacingError):
             failed += 1
-            report_bad_input(path, exc)
+            report_bad_input(path, computed)
+        else:
+            handle(path, computed)
     if not files:
         report_bad_input(f"images {command}", "no image files found")
         return 1
@@ -93,11 +113,29 @@ def _scope_notes(path: Path, scope) -> None:
         print(f"{path}: note: outside the model's scope: {reason}", file=sys.stderr)
 
 
-def classify(args) -> int:
+@lru_cache(maxsize=4)
+def _model(name: str):
+    from healthfm_desktop.core.imaging.ai.models import load_model
+
+    return load_model(name)
+
+
+def classify_image(path: Path, name: str, force: bool, saliency: bool):
+    """(result, saliency overlay PNG bytes or None) of one image: here or as a cluster task."""
     from healthfm_desktop.core.imaging.ai.classification import classify as run_classifier
     from healthfm_desktop.core.imaging.ai.classification import saliency_overlay
-    from healthfm_desktop.core.imaging.ai.models import default_classifier, load_model
     from healthfm_desktop.core.imaging.ai.preprocessing import read_image
+
+    image = read_image(path)
+    result = run_classifier(image, _model(name), force=force)
+    png = None
+    if saliency and result.answer is not None:
+        png = _png_bytes(cv2.cvtColor(saliency_overlay(image, result.saliency), cv2.COLOR_RGB2BGR))
+    return result, png
+
+
+def classify(args) -> int:
+    from healthfm_desktop.core.imaging.ai.models import default_classifier
 
     saliency_dir = _prepare_folder(args.saliency)
     name = getattr(args, "model", None)
@@ -110,16 +148,16 @@ def classify(args) -> int:
         if manifest.encoder:
             return _classify_with_head(args, manifest)
     # a missing or tampered model stops the run (exit 1)
-    model = load_model(name or default_classifier())
+    name = name or default_classifier()
+    _model(name)
     used: set[str] = set()
 
-    def one(path: Path) -> None:
-        image = read_image(path)
-        result = run_classifier(image, model, force=args.force)
+    def one(path: Path, computed) -> None:
+        result, saliency_png = computed
         record = result.to_json(str(path))
         if saliency_dir is not None and result.answer is not None:
             out = _output_name(saliency_dir, path, "_saliency", used)
-            _write_png(out, cv2.cvtColor(saliency_overlay(image, result.saliency), cv2.COLOR_RGB2BGR))
+            _write_png(out, saliency_png)
             record["saliency_path"] = str(out)
         if args.json:
             emit_json(record)
@@ -131,20 +169,17 @@ def classify(args) -> int:
             print(f"{path}: {result.label} (p={result.probability:.3f}{in_set}, {result.model}){forced}")
         _scope_notes(path, result.scope)
 
-    return _each_image(args.paths, "classify", one)
+    return _each_image(args.paths, "classify", one, classify_image, (name, args.force, saliency_dir is not None),
+                       getattr(args, "scheduler", None))
 
 
 def _classify_with_head(args, manifest) -> int:
     """An adapted classifier (a head on the image encoder's embedding), in `images classify` shape."""
-    from healthfm_desktop.core.foundation.adaptation import AdaptedModel
-    from healthfm_desktop.core.imaging.ai.preprocessing import read_image
-
     if args.saliency:
         raise ModelError(f"model {manifest.name!r} is a head on embeddings: it has no saliency map")
-    model = AdaptedModel.load(manifest)
+    _adapted_model(manifest.name)
 
-    def one(path: Path) -> None:
-        (result,) = model.predict([read_image(path).pixels])
+    def one(path: Path, result: dict) -> None:
         inside = bool(result["in_domain"])
         reasons = [] if inside else [ADAPTED_OUT_OF_DOMAIN]
         shown = inside or args.force
@@ -161,14 +196,37 @@ def _classify_with_head(args, manifest) -> int:
         for reason in reasons:
             print(f"{path}: note: outside the model's scope: {reason}", file=sys.stderr)
 
-    return _each_image(args.paths, "classify", one)
+    return _each_image(args.paths, "classify", one, classify_with_head, (manifest.name,), getattr(args, "scheduler", None))
+
+
+@lru_cache(maxsize=4)
+def _adapted_model(name: str):
+    from healthfm_desktop.core.foundation.adaptation import AdaptedModel
+    from healthfm_desktop.core.inference.registry import load_registry
+
+    return AdaptedModel.load(load_registry().get(name))
+
+
+def classify_with_head(path: Path, name: str) -> dict:
+    from healthfm_desktop.core.imaging.ai.preprocessing import read_image
+
+    (result,) = _adapted_model(name).predict([read_image(path).pixels])
+    return result
+
+
+def segment_image(path: Path, name: str, pixel_spacing: float | None, force: bool):
+    """(result, mask PNG bytes or None) of one image: here or as a cluster task."""
+    from healthfm_desktop.core.imaging.ai.preprocessing import read_image
+    from healthfm_desktop.core.imaging.ai.segmentation import segment as run_segmenter
+
+    result = run_segmenter(read_image(path), pixel_spacing, _model(name), force=force)
+    png = None if result.withheld else _png_bytes((result.mask > 0).astype("uint8") * 255)
+    return result, png
 
 
 def segment(args) -> int:
-    from healthfm_desktop.core.imaging.ai.models import default_segmenter, load_model
-    from healthfm_desktop.core.imaging.ai.preprocessing import read_image
+    from healthfm_desktop.core.imaging.ai.models import default_segmenter
     from healthfm_desktop.core.imaging.ai.segmentation import parse_spacing
-    from healthfm_desktop.core.imaging.ai.segmentation import segment as run_segmenter
 
     try:
         parse_spacing(args.pixel_spacing)
@@ -176,16 +234,16 @@ def segment(args) -> int:
         print(f"healthfm images segment: --pixel-spacing: {exc}", file=sys.stderr)
         return 2
     out_dir = _prepare_folder(args.out)
-    model = load_model(default_segmenter())
+    name = default_segmenter()
+    _model(name)
     used: set[str] = set()
 
-    def one(path: Path) -> None:
-        image = read_image(path)
-        result = run_segmenter(image, args.pixel_spacing, model, force=args.force)
+    def one(path: Path, computed) -> None:
+        result, mask_png = computed
         mask_path = None
         if not result.withheld:
             mask_path = _output_name(out_dir, path, "_mask", used)
-            _write_png(mask_path, (result.mask > 0).astype("uint8") * 255)
+            _write_png(mask_path, mask_png)
         record = {"path": str(path), "model": result.model, "mask_path": None if mask_path is None else str(mask_path),
                   "measurements": result.measurements, **result.scope.to_json(),
                   "forced": result.forced and not result.scope.in_scope}
@@ -212,4 +270,5 @@ def segment(args) -> int:
                 file=sys.stderr,
             )
 
-    return _each_image(args.paths, "segment", one)
+    return _each_image(args.paths, "segment", one, segment_image, (name, args.pixel_spacing, args.force),
+                       getattr(args, "scheduler", None))

@@ -15,15 +15,34 @@ from healthfm_desktop.core.errors import UserFacingError
 # small files are described in-process: starting worker processes costs more than it saves
 _PARALLEL_FROM_BYTES = 256 * 1024
 _PREDICT_BATCH = 256
+_CLUSTER_CHUNK = 5000  # records per cluster task: ~1-2 s of describing, so the ~ms a task costs is noise
 
 
-def _describe_rows(path: Path, bad: list[int]):
+def describe_chunk(records: list) -> list[dict]:
+    """One cluster task of `molecules describe --scheduler`: the rows of a chunk of records."""
+    from healthfm_desktop.core.chemistry.properties import describe_records
+
+    return list(describe_records(records, workers=1))
+
+
+def _described(path: Path, scheduler: str | None):
     from healthfm_desktop.core.chemistry.properties import describe_records
     from healthfm_desktop.core.chemistry.reading import read_molecules
+    from healthfm_desktop.core.cluster import chunked, map_ordered
 
+    records = read_molecules(path, parse=False)
+    if scheduler:
+        for rows in map_ordered(describe_chunk, chunked(records, _CLUSTER_CHUNK), scheduler=scheduler,
+                                label="describe"):
+            yield from rows
+        return
     workers = None if path.stat().st_size >= _PARALLEL_FROM_BYTES else 1
     # SMILES are parsed once, on the worker processes that describe them
-    for row in describe_records(read_molecules(path, parse=False), workers=workers):
+    yield from describe_records(records, workers=workers)
+
+
+def _describe_rows(path: Path, bad: list[int], scheduler: str | None = None):
+    for row in _described(path, scheduler):
         if "error" in row:
             bad[0] += 1
             report_bad_input(path, f"record {row['id']}: {row['error']}")
@@ -37,7 +56,7 @@ def describe(args) -> int:
     bad = [0]
     try:
         if args.json:
-            for row in _describe_rows(path, bad):
+            for row in _describe_rows(path, bad, getattr(args, "scheduler", None)):
                 if "error" in row:
                     emit_json({"id": row["id"], "smiles": row["smiles"], "error": row["error"]})
                 else:
@@ -49,7 +68,7 @@ def describe(args) -> int:
                 writer = csv.writer(handle)
                 writer.writerow([*DESCRIBE_COLUMNS, "error"])
                 count = 0
-                for row in _describe_rows(path, bad):
+                for row in _describe_rows(path, bad, getattr(args, "scheduler", None)):
                     count += 1
                     if "error" in row:
                         writer.writerow([row["id"], row["smiles"], *[""] * (len(DESCRIBE_COLUMNS) - 2), row["error"]])
@@ -81,44 +100,80 @@ def answers(prediction, force: bool) -> dict:
     }
 
 
-def predict(args) -> int:
+def predict_chunk(records: list, force: bool = False) -> list[dict]:
+    """The output rows of a chunk of records (a local run and a cluster task alike): SMILES read
+    with ``parse=False`` are parsed here, models run in batches of ``_PREDICT_BATCH``."""
     from healthfm_desktop.core.chemistry.predictors import predict_mols
+    from healthfm_desktop.core.chemistry.reading import parse_smiles
+
+    rows: list[dict] = []
+    batch: list = []
+
+    def flush():
+        for record, prediction in zip(batch, predict_mols([r.mol for r in batch])):
+            rows.append({"id": record.id, "smiles": record.smiles, **answers(prediction, force)})
+        batch.clear()
+
+    for record in records:
+        if record.unparsed:
+            record.mol, record.error = parse_smiles(record.source)
+        if record.mol is None:
+            flush()
+            rows.append({"id": record.id, "smiles": record.smiles, "error": record.error})
+            continue
+        batch.append(record)
+        if len(batch) >= _PREDICT_BATCH:
+            flush()
+    flush()
+    return rows
+
+
+def predict(args) -> int:
     from healthfm_desktop.core.chemistry.reading import read_molecules
+    from healthfm_desktop.core.cluster import chunked, map_ordered
 
     path = Path(args.file)
     bad = 0
-
-    def flush(batch):
-        predictions = predict_mols([r.mol for r in batch])
-        for record, prediction in zip(batch, predictions):
-            row = {"id": record.id, "smiles": record.smiles, **answers(prediction, args.force)}
-            if args.json:
-                emit_json(row)
-            else:
-                values = " ".join(f"{k}={v:.3f}" if v is not None else f"{k}=withheld(out of domain)"
-                                  for k, v in row["predictions"].items())
-                print(f"{record.id}\t{record.smiles}\t{values}")
-
     try:
-        batch = []
-        for record in read_molecules(path):
-            if record.mol is None:
-                flush(batch)
-                batch = []
-                bad += 1
-                report_bad_input(path, f"record {record.id}: {record.error}")
-                if args.json:
-                    emit_json({"id": record.id, "smiles": record.smiles, "error": record.error})
-                continue
-            batch.append(record)
-            if len(batch) >= _PREDICT_BATCH:
-                flush(batch)
-                batch = []
-        flush(batch)
+        chunks = chunked(read_molecules(path, parse=False), _CLUSTER_CHUNK)
+        for rows in map_ordered(predict_chunk, chunks, args.force, scheduler=getattr(args, "scheduler", None),
+                                label="predict"):
+            for row in rows:
+                if "error" in row:
+                    bad += 1
+                    report_bad_input(path, f"record {row['id']}: {row['error']}")
+                    if args.json:
+                        emit_json(row)
+                elif args.json:
+                    emit_json(row)
+                else:
+                    values = " ".join(f"{k}={v:.3f}" if v is not None else f"{k}=withheld(out of domain)"
+                                      for k, v in row["predictions"].items())
+                    print(f"{row['id']}\t{row['smiles']}\t{values}")
     except UserFacingError as exc:
         report_bad_input(path, exc)
         return 1
     return 1 if bad else 0
+
+
+def _index_sharded(args, on_bad) -> tuple[int, int]:
+    """`molecules index --scheduler`: one shard per cluster task, written by the workers into
+    the output folder (shared with them), the manifest written last by this client."""
+    from healthfm_desktop.core.chemistry.search_index import library_files
+    from healthfm_desktop.core.chemistry.sharded_index import build_shard, library_shards, write_manifest
+    from healthfm_desktop.core.cluster import map_ordered
+
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    sources = [str(f) for f in library_files(args.libraries)]
+    shards = []
+    numbered = enumerate(library_shards(args.libraries, on_bad))
+    for shard in map_ordered(build_shard, numbered, str(out), sources, scheduler=args.scheduler, label="index"):
+        for path, reason in shard["bad"]:
+            on_bad(path, reason)
+        shards.append(shard)
+    meta = write_manifest(out, shards, sources)
+    return meta["size"], len(sources)
 
 
 def index(args) -> int:
@@ -131,16 +186,48 @@ def index(args) -> int:
         report_bad_input(path, reason)
 
     try:
-        built = build_index(args.libraries, args.out, on_bad=on_bad)
+        if getattr(args, "scheduler", None):
+            size, sources = _index_sharded(args, on_bad)
+        else:
+            built = build_index(args.libraries, args.out, on_bad=on_bad)
+            size, sources = built.size, len(built.meta["sources"])
     except UserFacingError as exc:
         report_bad_input(args.out if "no library" in str(exc) else ", ".join(args.libraries), exc)
         return 1
     except OSError as exc:
         report_bad_input(args.out, exc.strerror or exc)
         return 1
-    print(f"indexed {built.size} molecules from {len(built.meta['sources'])} file(s) into {args.out}"
+    print(f"indexed {size} molecules from {sources} file(s) into {args.out}"
           f" ({bad[0]} unreadable record(s) skipped)")
-    return 1 if bad[0] and built.size == 0 else 0
+    return 1 if bad[0] and size == 0 else 0
+
+
+def _search_on_shards(library: Path, args, scheduler: str | None):
+    """A sharded index (here, or with ``scheduler`` on the cluster), or with ``scheduler`` a
+    one-machine index (one task) or a library file (one task per chunk of records)."""
+    from healthfm_desktop.core.chemistry.search_index import is_index
+    from healthfm_desktop.core.chemistry.sharded_index import (
+        ShardedIndex, is_sharded_index, library_shards, merge_hits, records_hits, shard_hits,
+    )
+    from healthfm_desktop.core.cluster import map_ordered
+
+    kind = "similar" if args.similar is not None else "substructure"
+    text = args.similar if args.similar is not None else args.substructure
+    if is_sharded_index(library):
+        return ShardedIndex.open(library).search(kind, text, args.threshold, args.top, scheduler=scheduler)
+    if is_index(library):
+        hits = map_ordered(shard_hits, [str(library.resolve())], kind, text, args.threshold, args.top,
+                           scheduler=scheduler, label="search")
+        return next(iter(hits))
+    if library.is_dir():
+        raise UserFacingError("is a folder but not an index built by `molecules index`")
+    parts, first_row = [], 0
+    chunks = library_shards([library], lambda path, reason: None)
+    for size, hits in map_ordered(records_hits, chunks, kind, text, args.threshold, args.top,
+                                  scheduler=scheduler, label="search"):
+        parts.append((first_row, hits))
+        first_row += size
+    return merge_hits(kind, parts, args.top)
 
 
 def _search_hits(library: Path, args):
@@ -148,6 +235,7 @@ def _search_hits(library: Path, args):
     from healthfm_desktop.core.chemistry.search_index import (
         Hit, LibraryIndex, build_index, is_index, parse_query_smiles, substructure_query,
     )
+    from healthfm_desktop.core.chemistry.sharded_index import is_sharded_index
 
     if args.top is not None and args.top <= 0:
         raise UserFacingError("--top must be a positive number")
@@ -157,6 +245,9 @@ def _search_hits(library: Path, args):
         query = parse_query_smiles(args.similar)
     else:
         query = substructure_query(args.substructure)
+    scheduler = getattr(args, "scheduler", None)
+    if is_sharded_index(library) or scheduler:
+        return _search_on_shards(library, args, scheduler)
     if is_index(library):
         idx = LibraryIndex.open(library)
         if args.similar is not None:

@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 from healthfm_desktop.batch.output import progress, report_bad_input
 from healthfm_desktop.core.errors import UnreadableFileError, UserFacingError
+
+
+_CLUSTER_CHUNK = 64  # notes per cluster task
+
+
+@lru_cache(maxsize=2)
+def _worker_pipeline(user_terms: tuple):
+    from healthfm_desktop.core.records.pipeline import build_pipeline
+
+    return build_pipeline(list(user_terms))
+
+
+def annotate_chunk(notes: list[tuple[str, str]], user_terms: tuple) -> list:
+    """One cluster task of `notes annotate --scheduler`: the annotated notes of a chunk."""
+    return list(_worker_pipeline(user_terms).annotate_many(notes))
+
+
+def _annotated_on_cluster(notes, user_terms, scheduler: str):
+    from healthfm_desktop.core.cluster import chunked, map_ordered
+
+    for chunk in map_ordered(annotate_chunk, chunked(notes, _CLUSTER_CHUNK), tuple(map(tuple, user_terms)),
+                             scheduler=scheduler, label="annotate"):
+        yield from chunk
 
 
 def annotate(args) -> int:
@@ -27,7 +51,6 @@ def annotate(args) -> int:
     except UnreadableFileError as exc:
         raise UserFacingError(f"{out}: {exc}") from None
 
-    pipeline = build_pipeline(user_terms)
     failures = 0
     written = 0
 
@@ -40,7 +63,11 @@ def annotate(args) -> int:
                 continue
             yield item.id, item.text
 
-    for _note in progress(export_notes(pipeline.annotate_many(good_notes()), args.format, out), label="annotating"):
+    if getattr(args, "scheduler", None):
+        annotated = _annotated_on_cluster(good_notes(), user_terms, args.scheduler)
+    else:
+        annotated = progress(build_pipeline(user_terms).annotate_many(good_notes()), label="annotating")
+    for _note in export_notes(annotated, args.format, out):
         written += 1
     if written == 0 and failures == 0:
         raise UserFacingError("no notes were given")

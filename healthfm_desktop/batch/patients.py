@@ -12,6 +12,7 @@ documented cleaning rules and the command exits 0."""
 from __future__ import annotations
 
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 from healthfm_desktop.batch.output import emit_json, report_bad_input
@@ -19,6 +20,7 @@ from healthfm_desktop.core.errors import UserFacingError
 
 MAX_BAD_ROWS_SHOWN = 100
 EXIT_OK, EXIT_FAILED = 0, 1
+_CLUSTER_CHUNK = 4096  # stays per cluster task (the risk model's batch size)
 
 
 def risk(args) -> int:
@@ -41,7 +43,15 @@ def risk(args) -> int:
     from healthfm_desktop.core.patients.risk import check_inputs
 
     model = RiskModel()
-    for record, (value, reason) in zip(cohort.records, model.score_or_withhold(cohort.records)):
+    if getattr(args, "scheduler", None):
+        from healthfm_desktop.core.cluster import chunked, map_ordered
+
+        # chunks of the model's own batch size: the same ONNX batches as the local run
+        parts = map_ordered(risk_chunk, chunked(cohort.records, _CLUSTER_CHUNK), scheduler=args.scheduler, label="risk")
+        scored = [pair for part in parts for pair in part]
+    else:
+        scored = model.score_or_withhold(cohort.records)
+    for record, (value, reason) in zip(cohort.records, scored):
         if args.json:
             row = {"patient_id": record.patient_id, "risk": None if value is None else round(value, 6), "model": model.label}
             if reason is not None:
@@ -55,3 +65,15 @@ def risk(args) -> int:
             sys.stdout.write(f"{record.patient_id}\t{value:.4f}\n")
     sys.stdout.flush()
     return EXIT_FAILED if cohort.bad_rows else EXIT_OK
+
+
+@lru_cache(maxsize=1)
+def _worker_model():
+    from healthfm_desktop.core.patients.risk import RiskModel
+
+    return RiskModel()
+
+
+def risk_chunk(records: list) -> list[tuple[float | None, str | None]]:
+    """One cluster task of `patients risk --scheduler`: (risk, reason withheld) of a chunk of stays."""
+    return _worker_model().score_or_withhold(records)

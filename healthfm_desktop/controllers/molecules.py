@@ -41,16 +41,21 @@ def _import_rows(path: Path, smiles_column: str | None, standardise: bool, tauto
         yield Progress(fraction, message)
 
 
-def _predict_rows(rows: list[MoleculeRow]):
+def _predict_rows(rows: list[MoleculeRow], scheduler: str = ""):
+    """(row, prediction) pairs, and where they ran (None: here; else the cluster's state)."""
     from healthfm_desktop.core.chemistry.predictors import predict_mols
+    from healthfm_desktop.core.cluster import chunked, cluster_state, compute_client, describe_state, map_ordered
 
     valid = [r for r in rows if r.mol is not None]
     results = []
-    for start in range(0, len(valid), 128):
-        chunk = valid[start : start + 128]
-        results.extend(predict_mols([r.mol for r in chunk], neighbours=3))
-        yield Progress((start + len(chunk)) / max(len(valid), 1), f"predicted {start + len(chunk)} of {len(valid)}")
-    return list(zip(valid, results))
+    with compute_client(scheduler) as client:
+        where = describe_state(cluster_state(client)) if client is not None else None
+        chunks = list(chunked([r.mol for r in valid], 128))
+        for predictions in map_ordered(predict_mols, chunks, 3, client=client, label="predict"):
+            results.extend(predictions)
+            yield Progress(len(results) / max(len(valid), 1), f"predicted {len(results)} of {len(valid)}"
+                           + (f" on {where}" if where else ""))
+    return list(zip(valid, results)), where
 
 
 def _drain(steps, report, message: str):
@@ -233,21 +238,29 @@ class MoleculesController(WorkspaceController):
         self.session.hit_limit = max(0, int(limit))
         self._settings.setValue(HIT_LIMIT_SETTING, self.session.hit_limit)
 
+    def compute_scheduler(self) -> str:
+        """The Compute setting: "" for this computer, else the Dask scheduler address."""
+        from healthfm_desktop.core.cluster import COMPUTE_SETTING
+
+        self._settings.sync()  # the Settings dialog writes through another QSettings object
+        return str(self._settings.value(COMPUTE_SETTING, "") or "").strip()
+
     # ---- models -------------------------------------------------------------------------
     def predict(self, rows: list[int] | None = None) -> None:
         shown = self.session.shown
         chosen = [shown[i] for i in (rows if rows is not None else range(len(shown)))]
 
-        def done(pairs) -> None:
+        def done(result) -> None:
+            pairs, where = result
             for row, prediction in pairs:
                 row.predictions = prediction.values
                 row.in_domain = prediction.in_domain
                 row.neighbours = prediction.neighbours
                 row.intervals, row.prediction_sets = prediction.intervals, prediction.prediction_sets
-            self.message.emit("info", f"predicted {len(pairs)} molecules")
+            self.message.emit("info", f"predicted {len(pairs)} molecules" + (f" on {where}" if where else ""))
             self.session.rows_updated()
 
-        self.start_job(_predict_rows, chosen, on_result=done)
+        self.start_job(_predict_rows, chosen, self.compute_scheduler(), on_result=done)
 
     # ---- search -------------------------------------------------------------------------
     def cancel_jobs(self) -> None:
@@ -312,8 +325,11 @@ class MoleculesController(WorkspaceController):
         library = Path(library)
         if mode != "similar":  # the substructure workers start alongside the search
             SUBSTRUCTURE_WORKERS.start()
+        from healthfm_desktop.core.cluster import cluster_state, compute_client, describe_state
+
         cache = self._index_cache or IndexCache(_default_index_root())
         opened = self._opened
+        scheduler = self.compute_scheduler()
 
         def run(cancel):
             try:
@@ -321,21 +337,23 @@ class MoleculesController(WorkspaceController):
                     report(Progress(step.fraction, step.message()))
 
                 index, state = open_library(library, cache, rate, cancel.is_set, opened)
-                report(Progress(None, f"searching {index.size:,} molecules…"))
-                hits = _drain(search_library(index, query, mode, threshold, limit, cancel.is_set, report), report,
-                              "describing the hits…")
-                return index, state, hits
+                with compute_client(scheduler) as client:
+                    where = describe_state(cluster_state(client)) if client is not None else None
+                    report(Progress(None, f"searching {index.size:,} molecules" + (f" on {where}…" if where else "…")))
+                    hits = _drain(search_library(index, query, mode, threshold, limit, cancel.is_set, report, client),
+                                  report, "describing the hits…")
+                return index, state, hits, where
             except SearchCancelled:
                 return None
 
         def done(result) -> None:
             if result is None:
                 return
-            index, state, hits = result
+            index, state, hits, where = result
             self._opened = (index.folder, index)
             self.session.set_index(state)
             self.session.show_hits(f"hits {what} in {library.name}", hits)
-            self.message.emit("info", f"{len(hits)} hits in {state.describe()}")
+            self.message.emit("info", f"{len(hits)} hits in {state.describe()}" + (f", searched on {where}" if where else ""))
 
         self._start_search(run, done)
 

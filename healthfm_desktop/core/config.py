@@ -18,6 +18,7 @@ DEFAULTS = {
     "dicom/storage_port": "11112",
     "dicom/scp_bind_address": "127.0.0.1",  # the storage SCP listens on loopback unless told otherwise
     "dicom/allowed_calling_aets": "",  # comma-separated; empty: any calling AE title
+    "compute/scheduler": "",  # "" = this computer; else a Dask scheduler address (core/cluster.py)
 }
 
 

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QListWidget,
     QSpinBox,
@@ -63,6 +64,20 @@ class SettingsDialog(QDialog):
         form.addRow("Accept images from AE titles:", self.allowed_aets)
         self.tabs.addTab(general, "General")
 
+        compute = QWidget()
+        compute_layout = QVBoxLayout(compute)
+        compute_form = QFormLayout()
+        self.scheduler = QLineEdit(values.get("compute/scheduler", ""))
+        self.scheduler.setPlaceholderText("empty: this computer (e.g. tcp://10.0.0.1:8786)")
+        compute_form.addRow("Dask scheduler:", self.scheduler)
+        compute_layout.addLayout(compute_form)
+        note = QLabel("With an address, the molecule panel's library searches and predictions run on that\n"
+                      "Dask cluster's workers (same HealthFM version; index folders shared with them).\n"
+                      "Empty: everything runs here, and nothing connects anywhere.")
+        compute_layout.addWidget(note)
+        compute_layout.addStretch(1)
+        self.tabs.addTab(compute, "Compute")
+
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
@@ -81,6 +96,7 @@ class SettingsDialog(QDialog):
             "dicom/storage_port": str(self.storage_port.value()),
             "dicom/scp_bind_address": self.scp_bind.text().strip() or "127.0.0.1",
             "dicom/allowed_calling_aets": ", ".join(t.strip().upper() for t in self.allowed_aets.text().replace(";", ",").split(",") if t.strip()),
+            "compute/scheduler": self.scheduler.text().strip(),
         }
 
 

@@ -956,12 +956,15 @@ def _library_records(files: list[Path], on_bad: Callable[[Path, str], None]) -> 
 def build_index(paths: Iterable[str | Path], out: str | Path, workers: int | None = None,
                 on_bad: Callable[[Path, str], None] = lambda p, r: None,
                 progress: Callable[[int], None] | None = None, chunk: int = 20000,
-                cancel: Callable[[], bool] | None = None) -> LibraryIndex:
+                cancel: Callable[[], bool] | None = None,
+                records: Iterable[tuple[Path, str, str, int]] | None = None) -> LibraryIndex:
     """Read libraries, fingerprint them on ``workers`` processes (core/processes.py, as describe)
     and write the index folder; ``progress(molecules done)``; ``cancel()`` true stops the build
-    (``IndexBuildCancelled``) before anything is written."""
+    (``IndexBuildCancelled``) before anything is written. ``records`` (``(file, id, SMILES,
+    record number)``, as ``_library_records`` reads them from ``paths``) stand in for reading:
+    one shard of a sharded index (sharded_index.py)."""
     out = Path(out)
-    files = library_files(paths)
+    files = library_files(paths) if records is None else [Path(p) for p in paths]
     if not files:
         raise UnreadableFileError("no library files given")
     out.mkdir(parents=True, exist_ok=True)
@@ -978,7 +981,7 @@ def build_index(paths: Iterable[str | Path], out: str | Path, workers: int | Non
 
     def batches():
         batch = []
-        for record in _library_records(files, on_bad):
+        for record in _library_records(files, on_bad) if records is None else records:
             batch.append(record)
             if len(batch) >= chunk:
                 yield batch

@@ -190,8 +190,12 @@ def open_library(library: Path, cache: IndexCache, progress: Callable[[Rate], No
     opened, a file's index reused from ``cache`` when the file is unchanged, else built.
     ``opened``: (folder, LibraryIndex) opened earlier in this session, reused when it matches."""
     from healthfm_desktop.core.chemistry.search_index import LibraryIndex, is_index
+    from healthfm_desktop.core.chemistry.sharded_index import ShardedIndex, is_sharded_index
 
     library = Path(library)
+    if is_sharded_index(library):
+        index = ShardedIndex.open(library)
+        return index, IndexState(library.name, str(library), index.size, reused=False)
     if is_index(library):
         folder, name = library, library.name
     elif library.is_dir():
@@ -220,19 +224,25 @@ def open_library(library: Path, cache: IndexCache, progress: Callable[[Rate], No
 
 def search_library(index, query_text: str, mode: str, threshold: float | None, limit: int | None,
                    cancelled: Callable[[], bool] = lambda: False,
-                   progress: Callable[[Progress], None] = lambda step: None):
+                   progress: Callable[[Progress], None] = lambda step: None, client=None):
     """Generator: yields fractions while the hits are described; returns them as rows (best
     first). A substructure search reports how far it matched the screen's candidates
-    (``progress``) and stops at ``cancelled()``."""
+    (``progress``) and stops at ``cancelled()``. A sharded index is searched shard by shard;
+    with a Dask ``client`` (the Compute setting) any index is searched by that cluster's
+    workers (cluster.py), with the same hits."""
     from rdkit import Chem
 
     from healthfm_desktop.core.chemistry.search_index import parse_query_smiles, substructure_query
+    from healthfm_desktop.core.chemistry.sharded_index import ShardedIndex
     from healthfm_desktop.core.chemistry.table import describe_row
 
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise UserFacingError("the similarity threshold must lie between 0 and 1")
     top = limit or None
-    if mode == "similar":
+    if client is not None or isinstance(index, ShardedIndex):
+        kind = "similar" if mode == "similar" else "substructure"
+        hits = ShardedIndex.of(index).search(kind, query_text, threshold, top, client=client)
+    elif mode == "similar":
         hits = index.similar(parse_query_smiles(query_text), threshold=threshold, top=top)
     else:
         def step(fraction: float) -> None:

@@ -114,6 +114,7 @@ _KEEP_UIDS = {
 }
 # Modalities whose images usually carry burned-in text (ultrasound calipers and labels, video
 # endoscopy, photographs, scanned documents, secondary captures saved as OT).
+_CLUSTER_CHUNK = 16  # objects per cluster task of `dicom anonymize --scheduler`
 _BURNED_IN_MODALITIES = {"US", "OT", "XC", "ES", "GM", "SM", "DOC", "IVUS", "OP", "SC"}
 # Secondary Capture (all its variants), Encapsulated PDF/CDA, VL photographic / endoscopic.
 _BURNED_IN_SOP_PREFIXES = ("1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.104",
@@ -423,6 +424,11 @@ class Anonymiser:
             return True
         return False
 
+    @property
+    def salt(self) -> bytes:
+        """The session's secret: another Anonymiser with it maps every UID the same way."""
+        return self._salt
+
     def new_uid(self, old: str) -> str:
         if old not in self.uid_map:
             self.uid_map[old] = generate_uid(entropy_srcs=[self._salt.hex(), old])
@@ -639,13 +645,34 @@ def _output_folder(folder: str | os.PathLike) -> Path:
     return out
 
 
+def _anonymise_one(source: SourceRef, out: Path, anonymiser: Anonymiser) -> tuple[str, Path | None, list[str], str | None]:
+    """``(source, written file, warnings, error)``: one bad file never stops the batch."""
+    try:
+        target, warnings = anonymise_source(source, out, anonymiser)
+    except UserFacingError as exc:
+        return str(source), None, [], str(exc)
+    except Exception as exc:  # one bad file never stops the batch
+        return str(source), None, [], f"{type(exc).__name__}: {exc}"
+    return str(source), target, warnings, None
+
+
+def anonymise_chunk(sources: list[SourceRef], out_dir: str, salt: bytes) -> list[tuple]:
+    """One cluster task: de-identify ``sources`` with the run's secret ``salt``, so every worker
+    maps an original UID to the same new UID (keyed hashing), into the shared ``out_dir``."""
+    anonymiser = Anonymiser(salt)
+    return [_anonymise_one(source, Path(out_dir), anonymiser) for source in sources]
+
+
 def anonymise_paths(
     paths: Iterable[str | os.PathLike],
     out_dir: str | os.PathLike,
     anonymiser: Anonymiser | None = None,
     progress: Callable[[int, int], None] | None = None,
+    scheduler: str | None = None,
 ) -> AnonymisationReport:
-    """De-identify every DICOM object under files, folders, zips and DICOMDIRs into ``out_dir``."""
+    """De-identify every DICOM object under files, folders, zips and DICOMDIRs into ``out_dir``;
+    with ``scheduler``, in tasks of a few files on that Dask cluster (``out_dir`` shared)."""
+    from healthfm_desktop.core.cluster import chunked, map_ordered
     from healthfm_desktop.core.imaging.scanning import expand_paths
 
     anonymiser = anonymiser or Anonymiser()
@@ -653,19 +680,21 @@ def anonymise_paths(
     sources, rejected, _ = expand_paths(paths)
     report.rejected.extend(rejected)
     out = _output_folder(out_dir)
-    for done, source in enumerate(sources, start=1):
-        try:
-            target, warnings = anonymise_source(source, out, anonymiser)
-        except UserFacingError as exc:
-            report.rejected.append((str(source), str(exc)))
-        except Exception as exc:  # one bad file never stops the batch
-            report.rejected.append((str(source), f"{type(exc).__name__}: {exc}"))
+    if scheduler:
+        chunks = map_ordered(anonymise_chunk, list(chunked(sources, _CLUSTER_CHUNK)), str(out.resolve()),
+                             anonymiser.salt, scheduler=scheduler, label="anonymize")
+        outcomes = (outcome for chunk in chunks for outcome in chunk)
+    else:
+        outcomes = (_anonymise_one(source, out, anonymiser) for source in sources)
+    for done, (source, target, warnings, error) in enumerate(outcomes, start=1):
+        if error is not None:
+            report.rejected.append((source, error))
         else:
             report.written.append(target)
             report.warnings.extend(f"{source}: {w}" for w in warnings)
             if any(w != DESCRIPTIONS_WARNING for w in warnings):
                 report.burned_in.append(target)
-        if progress is not None:
+        if progress is not None and not scheduler:
             progress(done, len(sources))
     return report
 

@@ -1,0 +1,112 @@
+"""The Compute setting: with a Dask scheduler address, the molecule panel's library search and
+predictions run on that cluster (a 2-worker LocalCluster on loopback here), show the same hits
+and values as on this computer, and say where they ran."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+from pathlib import Path
+
+import pytest
+
+from healthfm_desktop.controllers.app import open_settings
+from healthfm_desktop.controllers.molecules import MoleculesController
+from healthfm_desktop.core.chemistry.search_index import build_index
+from healthfm_desktop.core.cluster import COMPUTE_SETTING
+from healthfm_desktop.views.dialogs import SettingsDialog
+from healthfm_desktop.views.molecule_panel.workspace import MoleculesWorkspace
+
+LIBRARY = Path(__file__).resolve().parents[1] / "data" / "molecules" / "moses_subset_10k.csv.gz"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, silence_logs=50) as local:
+        yield local.scheduler_address
+
+
+@pytest.fixture
+def compute():
+    settings = open_settings()
+
+    def choose(address: str) -> None:
+        settings.setValue(COMPUTE_SETTING, address)
+        settings.sync()
+
+    yield choose
+    choose("")
+
+
+def _search(qtbot, view, folder: Path, query: str) -> list[tuple[str, float]]:
+    view.session.hits = None
+    view.search_mode.setCurrentText("similar")
+    view.search_query.setText(query)
+    view.run_search(folder)
+    qtbot.waitUntil(lambda: view.session.hits is not None and not view.controller.busy, timeout=60_000)
+    return [(r.id, r.score) for r in view.controller.rows]
+
+
+def _predict(qtbot, view) -> list[dict]:
+    for row in view.controller.rows:
+        row.predictions = {}
+    view.controller.predict()
+    qtbot.waitUntil(lambda: not view.controller.busy and all(r.predictions for r in view.controller.rows),
+                    timeout=60_000)
+    return [dict(r.predictions) for r in view.controller.rows]
+
+
+def test_search_and_predict_on_the_cluster_equal_local(qtbot, tmp_path, scheduler, compute, monkeypatch):
+    from healthfm_desktop.core import cluster
+
+    monkeypatch.setattr(cluster, "_CONNECT_TIMEOUT_S", 2)
+    with gzip.open(LIBRARY, "rt") as handle:
+        rows = [(r["id"], r["smiles"]) for r, _ in zip(csv.DictReader(handle), range(800))]
+    library = tmp_path / "library.csv"
+    library.write_text("id,smiles\n" + "".join(f"{i},{s}\n" for i, s in rows))
+    build_index([library], tmp_path / "index", workers=1)
+
+    view = MoleculesWorkspace(MoleculesController())
+    qtbot.addWidget(view)
+    view.resize(1400, 900)
+    view.show()
+    messages = []
+    view.controller.message.connect(lambda level, text: messages.append((level, text)))
+    view.controller.session.hit_limit = 30
+
+    compute("")
+    local_hits = _search(qtbot, view, tmp_path / "index", "CC(C)Cc1ccc(cc1)C(C)C(=O)O")
+    local_predictions = _predict(qtbot, view)
+    assert len(local_hits) == 30 and "Dask" not in " ".join(t for _, t in messages)
+
+    compute(scheduler)
+    messages.clear()
+    assert _search(qtbot, view, tmp_path / "index", "CC(C)Cc1ccc(cc1)C(C)C(=O)O") == local_hits
+    assert _predict(qtbot, view) == local_predictions
+    said = [t for _, t in messages]
+    assert any("searched on the Dask cluster at " + scheduler in t and "2 workers" in t for t in said), said
+    assert any(t.startswith("predicted 30 molecules on the Dask cluster") for t in said), said
+    view.grab().save("/tmp/healthfm_molecules_on_cluster.png")
+
+    compute("tcp://127.0.0.1:9")  # nobody listens: a clear message, nothing lost
+    messages.clear()
+    view.controller.predict()
+    qtbot.waitUntil(lambda: not view.controller.busy and bool(messages), timeout=60_000)
+    assert messages[-1][0] == "error" and "cannot reach the Dask scheduler" in messages[-1][1]
+    assert [dict(r.predictions) for r in view.controller.rows] == local_predictions
+
+
+def test_settings_dialog_has_the_compute_choice(qtbot, tmp_path):
+    dialog = SettingsDialog({"compute/scheduler": "tcp://10.0.0.1:8786"})
+    qtbot.addWidget(dialog)
+    dialog.tabs.setCurrentIndex(dialog.tabs.count() - 1)
+    dialog.show()
+    assert dialog.tabs.tabText(dialog.tabs.currentIndex()) == "Compute"
+    assert dialog.values()["compute/scheduler"] == "tcp://10.0.0.1:8786"
+    dialog.scheduler.setText("  ")
+    assert dialog.values()["compute/scheduler"] == ""
+    dialog.grab().save("/tmp/healthfm_settings_compute.png")
