@@ -656,10 +656,11 @@ def _anonymise_one(source: SourceRef, out: Path, anonymiser: Anonymiser) -> tupl
     return str(source), target, warnings, None
 
 
-def anonymise_chunk(sources: list[SourceRef], out_dir: str, salt: bytes) -> list[tuple]:
+def anonymise_chunk(sources: list[SourceRef], out_dir: str, salt: bytes, options: DeidOptions) -> list[tuple]:
     """One cluster task: de-identify ``sources`` with the run's secret ``salt``, so every worker
-    maps an original UID to the same new UID (keyed hashing), into the shared ``out_dir``."""
-    anonymiser = Anonymiser(salt)
+    maps an original UID to the same new UID (keyed hashing; the date offset too), into the
+    shared ``out_dir``."""
+    anonymiser = Anonymiser(salt, options=options)
     return [_anonymise_one(source, Path(out_dir), anonymiser) for source in sources]
 
 
@@ -682,7 +683,7 @@ def anonymise_paths(
     out = _output_folder(out_dir)
     if scheduler:
         chunks = map_ordered(anonymise_chunk, list(chunked(sources, _CLUSTER_CHUNK)), str(out.resolve()),
-                             anonymiser.salt, scheduler=scheduler, label="anonymize")
+                             anonymiser.salt, anonymiser.options, scheduler=scheduler, label="anonymize")
         outcomes = (outcome for chunk in chunks for outcome in chunk)
     else:
         outcomes = (_anonymise_one(source, out, anonymiser) for source in sources)
