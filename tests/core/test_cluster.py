@@ -29,7 +29,7 @@ def scheduler():
     from distributed import LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, silence_logs=50) as local:
+                      dashboard_address=":0", silence_logs=50) as local:
         yield local.scheduler_address
 
 
