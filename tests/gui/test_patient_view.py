@@ -28,17 +28,22 @@ def cohort():
     return read_patient_file(DATA / "timeseries.csv.gz")
 
 
-@pytest.fixture
-def workspace(qtbot):
+def shown_patients(qtbot, path: Path, size: tuple[int, int] = (1400, 900), stays: int | None = None) -> PatientsWorkspace:
+    """The workspace shown with ``path`` open and its first stay on screen."""
     controller = PatientsController()
     view = PatientsWorkspace(controller)
     qtbot.addWidget(view)
-    view.resize(1400, 900)
+    view.resize(*size)
     view.show()
-    controller.open_paths([DATA / "timeseries.csv.gz"])
-    qtbot.waitUntil(lambda: view.model.rowCount() == 61, timeout=30_000)
+    controller.open_paths([path])
+    qtbot.waitUntil(lambda: view.model.rowCount() == stays if stays else view.model.rowCount() > 0, timeout=30_000)
     qtbot.waitUntil(lambda: controller.session.current is not None and bool(view.timeline.shown), timeout=30_000)
     return view
+
+
+@pytest.fixture
+def workspace(qtbot):
+    return shown_patients(qtbot, DATA / "timeseries.csv.gz", stays=61)
 
 
 def _select(view, qtbot, patient_id: str) -> None:

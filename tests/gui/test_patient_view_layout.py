@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from healthfm_desktop.controllers.patients import PatientsController
 from healthfm_desktop.core.patients.timeline import ICU_TYPES, stay_summary
-from healthfm_desktop.views.patient_view.workspace import RISK_COLUMN, PatientsWorkspace
+from healthfm_desktop.views.patient_view.workspace import RISK_COLUMN
+from tests.gui.test_patient_view import shown_patients
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "resources" / "samples" / "patients" / "icu_stays.csv"
@@ -21,14 +21,7 @@ SCREENSHOTS = Path(os.environ.get("HEALTHFM_SCREENSHOTS", "/tmp"))
 
 @pytest.fixture
 def view(qtbot):
-    controller = PatientsController()
-    view = PatientsWorkspace(controller)
-    qtbot.addWidget(view)
-    view.resize(1280, 800)
-    view.show()
-    controller.open_paths([SAMPLE])
-    qtbot.waitUntil(lambda: view.model.rowCount() > 0 and bool(view.timeline.shown), timeout=30_000)
-    return view
+    return shown_patients(qtbot, SAMPLE, size=(1280, 800))
 
 
 def arrow_points_down(view, column: int) -> bool:
