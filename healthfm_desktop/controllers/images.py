@@ -21,6 +21,7 @@ from PySide6.QtGui import QImage
 from healthfm_desktop.controllers.base import WorkspaceController
 from healthfm_desktop.controllers.workers import AppWidePool, Progress
 from healthfm_desktop.core.errors import UserFacingError
+from healthfm_desktop.core.imaging.orientation import frame_edge_letters
 from healthfm_desktop.core.imaging.viewer_session import (
     ViewerSession,
     compact_frame,
@@ -242,6 +243,7 @@ class ImagesController(WorkspaceController):
                 patient = series.patient_name.replace("^", " ").strip()
                 self.preview_ready.emit(pixels, {
                     "pixel_spacing": series.frames[0].pixel_spacing,
+                    "edges": frame_edge_letters(series.frames[0].orientation),
                     "invert": series.photometric == "MONOCHROME1",
                     "units": "HU" if series.modality == "CT" and not series.is_colour else "",
                     "window": window,
