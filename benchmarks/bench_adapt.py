@@ -44,9 +44,9 @@ def items_of(kind: str, count: int):
     items = Items(kind)
     if kind == "image":
         with np.load(DATA / "images" / "pneumoniamnist_28.npz") as d:
-            order = np.random.default_rng(0).permutation(len(d["train_labels"]))[:count]
-            for i in order:
-                items.add(str(i), d["train_images"][i], str(int(d["train_labels"][i][0])))
+            images, labels = d["train_images"], d["train_labels"].ravel()
+        for i in np.random.default_rng(0).permutation(len(labels))[:count]:
+            items.add(str(i), images[i], str(int(labels[i])))
     elif kind == "text":
         rows = [json.loads(line) for line in (DATA / "text" / "negex_context.jsonl").open(encoding="utf-8")][:count]
         for r in rows:
