@@ -333,6 +333,42 @@ def _check_patients() -> str:
             f"on {model.provider}")
 
 
+# ---- foundation encoders --------------------------------------------------------------------
+def _check_image_encoder() -> str:
+    import numpy as np
+
+    from healthfm_desktop.core.foundation.images import embed_images
+    from healthfm_desktop.core.imaging.ai.preprocessing import read_image
+
+    xray = read_image(_samples("images") / "chest_xray_pneumonia.dcm")
+    ultrasound = read_image(_samples("images") / "fetal_head_ultrasound.dcm")
+    start = time.perf_counter()
+    vectors = embed_images([xray, xray, ultrasound])
+    ms = (time.perf_counter() - start) * 1000
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    if not np.isfinite(vectors).all() or not np.allclose(vectors[0], vectors[1]):
+        raise RuntimeError("the same sample image gave two different embeddings")
+    if float(unit[0] @ unit[2]) > 0.9:
+        raise RuntimeError("the chest X-ray and the fetal ultrasound samples embed alike")
+    return (f"sha256 ok, embedded chest_xray_pneumonia.dcm and fetal_head_ultrasound.dcm in {ms:.0f} ms "
+            f"(cosine similarity between them {float(unit[0] @ unit[2]):.2f})")
+
+
+def _check_text_encoder() -> str:
+    import numpy as np
+
+    from healthfm_desktop.core.foundation.encoders import load_encoder
+
+    text = (_samples("notes") / "discharge_summary.txt").read_text(encoding="utf-8")
+    sentences = [line.strip() for line in text.splitlines() if len(line.strip()) > 20][:8]
+    start = time.perf_counter()
+    vectors = load_encoder("text").embed(sentences)
+    ms = (time.perf_counter() - start) * 1000
+    if not np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3):
+        raise RuntimeError("sentence embeddings are not unit length")
+    return f"sha256 ok, embedded {len(sentences)} lines of a sample note in {ms:.0f} ms"
+
+
 def _sample_model_checks() -> dict[str, Callable[[], str]]:
     """Per shipped model name, the check that runs it on bundled sample data."""
     from healthfm_desktop.core.chemistry.predictors import MOLECULE_MODELS
@@ -341,7 +377,8 @@ def _sample_model_checks() -> dict[str, Callable[[], str]]:
     classifier, segmenter = default_classifier(), default_segmenter()
     checks = {classifier: _classifier_check(False), classifier + QUANTIZED_SUFFIX: _classifier_check(True),
               segmenter: _segmenter_check(False), segmenter + QUANTIZED_SUFFIX: _segmenter_check(True),
-              "ner_clinical": _check_ner_model, "smiles_generator": _check_generator, "icu_mortality": _check_patients}
+              "ner_clinical": _check_ner_model, "smiles_generator": _check_generator, "icu_mortality": _check_patients,
+              "image_encoder": _check_image_encoder, "text_encoder": _check_text_encoder}
     checks.update({name: _molecule_model_check(name) for name in MOLECULE_MODELS})
     return checks
 

@@ -20,3 +20,5 @@ def test_model_checks_report_what_they_ran_on():
     assert "chest_xray_pneumonia.dcm" in labels["model pneumonia_resnet_int8"]()
     assert "words of a sample note" in labels["model ner_clinical"]()
     assert "sampled from a sample drug" in labels["model smiles_generator"]()
+    assert "fetal_head_ultrasound.dcm" in labels["model image_encoder"]()
+    assert "lines of a sample note" in labels["model text_encoder"]()
