@@ -141,7 +141,9 @@ sentence group (the sentence text, lower-cased, spaces collapsed) goes to *test*
 sha256("{NEGEX_SPLIT_SEED}:" + group) read as a fraction of 2^64 is below {NEGEX_TEST_FRACTION}, else to *dev*:
 {dev_n} dev / {test_n} test sentences. This split (seed {NEGEX_SPLIT_SEED}) replaced the first one
 (seed 20261125), whose test half had been consulted while tuning; the rules of issue 21 were
-tuned with `--portion dev` only, and test was scored once, for this page. (Earlier sessions had
+tuned with `--portion dev` only; test was scored when tuning ended, and once more after two
+changes not drawn from it (the ": no" override, found by a unit test, and the tagger's cue-word
+filter): historical F1 0.691 -> 0.695 in the whole-pipeline row, nothing else moved. (Earlier sessions had
 seen every sentence of the shared part in one role or another; the kit's own 657-sentence
 holdout is not in the repo.)
 
