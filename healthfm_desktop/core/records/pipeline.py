@@ -13,9 +13,10 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import spacy
 from loguru import logger
-from spacy.attrs import IDX, LENGTH
+from spacy.attrs import IDX, LENGTH, LOWER
 from spacy.language import Language
 from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc, Span
@@ -94,6 +95,7 @@ class EntityFinder:
     def __init__(self, nlp: Language, user_terms: Sequence[tuple[str, str]], bundled: Sequence[tuple[str, str]], tagger=None):
         self.user_terms = TermMatcher(user_terms)
         self.vocabulary_matcher = self._matcher(nlp, bundled)
+        self._cue_ids = np.array([nlp.vocab.strings.add(cue) for cue in RESULT_CUES], dtype=np.uint64)
         self.tagger = tagger
 
     def set_user_terms(self, terms: Sequence[tuple[str, str]]) -> None:
@@ -135,11 +137,11 @@ class EntityFinder:
                 if text[offsets[s][0] : offsets[e - 1][0] + offsets[e - 1][1]].lower() not in NEVER_ENTITIES:
                     found.append((s, e, strings[m], "vocabulary"))
         cues = set()
-        for token in doc:
-            if token.lower_ in RESULT_CUES:
-                following = next((t for t in doc[token.i + 1 : token.i + 3] if not t.is_space), None)
-                if following is not None and following.lower_ == "for":
-                    cues.add(token.i)
+        lowers = doc.to_array(LOWER)
+        for i in np.flatnonzero(np.isin(lowers, self._cue_ids)).tolist():
+            following = next((t for t in doc[i + 1 : i + 3] if not t.is_space), None)
+            if following is not None and following.lower_ == "for":
+                cues.add(i)
         if cues:
             found = [c for c in found if c[3] == "user_terms" or not (c[1] - c[0] == 1 and c[0] in cues)]
         if self.tagger is not None:
