@@ -87,8 +87,7 @@ def similar(args) -> int:
 
     from healthfm_desktop.core.errors import UserFacingError
     from healthfm_desktop.core.foundation.datasets import read_unlabelled
-    from healthfm_desktop.core.foundation.encoders import load_encoder
-    from healthfm_desktop.core.foundation.similar import nearest
+    from healthfm_desktop.core.foundation.similar import similar_records
 
     if args.top < 1:
         print("healthfm similar: --top must be at least 1", file=sys.stderr)
@@ -108,12 +107,7 @@ def similar(args) -> int:
             reason = found.errors[0][1] if found.errors else f"holds {len(found)} items, not one"
             raise UserFacingError(f"{args.query}: {reason}")
         query = found.payloads
-    encoder = load_encoder(args.kind)
-    embeddings = encoder.embed(library.payloads + query)
-    for hit in nearest(embeddings[-1], embeddings[:-1], args.top, standardise=args.kind == "molecule"):
-        record = {"id": library.ids[hit.index], "score": round(hit.score, 6)}
-        if library.labels[hit.index] is not None:
-            record["label"] = library.labels[hit.index]
+    for record in similar_records(args.kind, library, query[0], args.top):
         if args.json:
             emit_json(record)
         else:

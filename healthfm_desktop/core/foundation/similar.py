@@ -30,3 +30,22 @@ def nearest(query: np.ndarray, library: np.ndarray, top: int = 10, standardise: 
     scores = (library @ query.T).ravel()
     order = np.argsort(-scores, kind="stable")[:top]
     return [Neighbour(int(i), float(scores[i])) for i in order]
+
+
+def similar_records(kind: str, library, query_payload, top: int = 10, exclude: str | None = None,
+                    encoder=None) -> list[dict]:
+    """``similar``'s records ({id, score, label?}) for one query over ``library`` (Items), best
+    first; ``exclude`` leaves the query's own id out of the neighbours."""
+    from healthfm_desktop.core.foundation.encoders import load_encoder
+
+    encoder = encoder or load_encoder(kind)
+    embeddings = encoder.embed(list(library.payloads) + [query_payload])
+    records = []
+    for hit in nearest(embeddings[-1], embeddings[:-1], top + (exclude is not None), standardise=kind == "molecule"):
+        if library.ids[hit.index] == exclude or len(records) == top:
+            continue
+        record = {"id": library.ids[hit.index], "score": round(hit.score, 6)}
+        if library.labels[hit.index] is not None:
+            record["label"] = library.labels[hit.index]
+        records.append(record)
+    return records
