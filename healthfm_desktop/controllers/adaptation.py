@@ -108,3 +108,115 @@ class AdaptationController(QObject):
             self.refresh()
 
         return self._start(_import, path, on_result=done)
+
+
+def _materialised(items):
+    """Items whose lazy payloads (a loader the workspace gave, e.g. reading a frame) are read
+    here on the worker; one that cannot be read joins ``errors``."""
+    from healthfm_desktop.core.errors import UserFacingError
+    from healthfm_desktop.core.foundation.datasets import Items
+
+    out = Items(items.kind, errors=list(items.errors))
+    for item_id, payload, label in zip(items.ids, items.payloads, items.labels):
+        try:
+            out.add(item_id, payload() if callable(payload) else payload, label)
+        except UserFacingError as exc:
+            out.errors.append((item_id, str(exc)))
+    return out
+
+
+def _train_items(kind: str, items, name: str, task: str, workspace: str, progress, cancelled):
+    from healthfm_desktop.core.foundation.adaptation import train_adapted_model
+
+    try:
+        return train_adapted_model(kind, _materialised(items), name, task, data_name=f"{workspace} labels",
+                                   progress=progress, cancelled=cancelled)
+    except InterruptedError:
+        return None
+
+
+def _predict_items(name: str, items):
+    from healthfm_desktop.core.foundation.adaptation import AdaptedModel
+    from healthfm_desktop.core.inference.registry import load_registry
+
+    items = _materialised(items)
+    model = AdaptedModel.load(load_registry().get(name))
+    records = [{"id": i, **r} for i, r in zip(items.ids, model.predict(items.payloads))]
+    return records + [{"id": i, "error": reason} for i, reason in items.errors]
+
+
+def _similar_items(kind: str, library, query_id: str, top: int):
+    from healthfm_desktop.core.errors import UserFacingError
+    from healthfm_desktop.core.foundation.similar import similar_records
+
+    library = _materialised(library)
+    if query_id not in library.ids:
+        raise UserFacingError("the chosen item could not be read, so nothing is similar to it")
+    query = library.payloads[library.ids.index(query_id)]
+    return similar_records(kind, library, query, top, exclude=query_id)
+
+
+class WorkspaceAdaptation(AdaptationController):
+    """Adaptation inside one workspace: the user's labels (core LabelSession), training on the
+    labelled items the workspace has open, running a user model of this kind on the chosen
+    items, and similar items with their labels. ``source(ids)`` (UI thread, cheap) gives the
+    workspace's Items (all of them when ids is None); lazy payloads are read on the worker."""
+
+    labels_changed = Signal()
+    similar_found = Signal(str, list)  # query id, similar records
+
+    def __init__(self, workspace: str, kind: str, source, labels=None, column_values=None,
+                 parent: QObject | None = None):
+        super().__init__(parent)
+        from healthfm_desktop.core.foundation.labelling import LabelSession
+
+        self.workspace, self.kind, self.source = workspace, kind, source
+        self.column_values = column_values  # column -> {id: value} of the opened file, or None
+        self.labels = labels or LabelSession(workspace)
+        self.labels.changed.connect(self.labels_changed.emit)
+
+    def user_models(self, entries: list) -> list[str]:
+        return [e["name"] for e in entries if e["source"] == "user" and e["valid"]
+                and str(e["task"]).startswith(f"{self.kind}-")]
+
+    def tag(self, ids: list[str], label: str) -> None:
+        self.labels.tag(ids, label)
+
+    def untag(self, ids: list[str]) -> None:
+        self.labels.untag(ids)
+
+    def tag_from_column(self, column: str) -> int:
+        """Label every item with its value in ``column`` of the file it came from; how many."""
+        values = self.column_values(column) if self.column_values else {}
+        self.labels.tag_each(values)
+        return len(values)
+
+    def train_labelled(self, name: str, task: str = "classification") -> Job | None:
+        items = self.labels.labelled(self.source(None))
+        if len(items) == 0:
+            self.failed.emit(f"Label some {self.workspace} first: none of the open ones carries a label.")
+            return None
+        self._cancel.clear()
+        report = lambda fraction, step: self.progress.emit(float(fraction), step)  # noqa: E731
+
+        def done(summary):
+            if summary is None:
+                self.failed.emit("Training cancelled; nothing was saved.")
+                return
+            self.trained.emit(summary)
+            self.refresh()
+
+        return self._start(_train_items, self.kind, items, name, task, self.workspace, report,
+                           self._cancel.is_set, on_result=done)
+
+    def run_model(self, name: str, ids: list[str]) -> Job | None:
+        items = self.source(list(ids))
+        if len(items) == 0 and not items.errors:
+            self.failed.emit(f"Choose the {self.workspace} to run {name} on.")
+            return None
+        return self._start(_predict_items, name, items, on_result=self.predicted.emit)
+
+    def find_similar(self, query_id: str, top: int = 10) -> Job:
+        library = self.labels.with_labels(self.source(None))
+        return self._start(_similar_items, self.kind, library, query_id, top,
+                           on_result=lambda records: self.similar_found.emit(query_id, records))

@@ -141,11 +141,35 @@ class MoleculesController(WorkspaceController):
         except (TypeError, ValueError):
             pass
         SUBSTRUCTURE_WORKERS.stop_when_the_app_quits()
+        from healthfm_desktop.controllers.adaptation import WorkspaceAdaptation
+
+        self.adaptation = WorkspaceAdaptation("molecules", "molecule", self.adaptation_items,
+                                              column_values=self.column_labels, parent=self)
 
     @property
     def rows(self) -> list[MoleculeRow]:
         """The rows of the view in front (the table or the hit list), as views index them."""
         return self.session.shown
+
+    def adaptation_items(self, ids: list[str] | None):
+        """Items (id, RDKit molecule) for labelling, training, running and similarity: every
+        readable row of the table, or those with ``ids``."""
+        from healthfm_desktop.core.foundation.datasets import Items
+
+        items = Items("molecule")
+        wanted = None if ids is None else set(ids)
+        for row in self.session.rows:
+            if wanted is None or row.id in wanted:
+                if row.mol is not None:
+                    items.add(row.id, row.mol, None)
+                elif wanted is not None:
+                    items.errors.append((row.id, row.error or "not a readable structure"))
+        return items
+
+    def column_labels(self, column: str) -> dict[str, str]:
+        """Each row's value in the file's column ``column`` (for "labels from a column")."""
+        values = {row.id: str(row.fields.get(column, "")).strip() for row in self.session.rows}
+        return {key: value for key, value in values.items() if value}
 
     # ---- import -------------------------------------------------------------------------
     def open_paths(self, paths: list[Path], smiles_column: str | None = None) -> None:

@@ -434,6 +434,10 @@ class MoleculesWorkspace(QWidget):
         self.plots = QTabWidget()
         self.plots.addTab(scatter_tab, "Scatter")
         self.plots.addTab(histogram_tab, "Histogram")
+        from healthfm_desktop.views.adaptation_panel import AdaptationPanel, scrolling
+
+        self.adaptation = AdaptationPanel(controller.adaptation, self.selected_ids, columns=self.session.field_names)
+        self.plots.addTab(scrolling(self.adaptation), "Adapt")
 
         right = QWidget()
         right_layout = QVBoxLayout(right)
@@ -518,6 +522,7 @@ class MoleculesWorkspace(QWidget):
 
     def _rows_changed(self) -> None:
         self._fill_column_choices()
+        self.adaptation.refresh_columns()
         self._view_changed()
 
     def _rows_updated(self) -> None:
@@ -635,6 +640,10 @@ class MoleculesWorkspace(QWidget):
     def histogram_counts(self) -> list[float]:
         """The bar heights drawn (what a user reads off the histogram)."""
         return [float(h) for h in self.histogram_bars.opts.get("height", [])]
+
+    def selected_ids(self) -> list[str]:
+        shown = self.session.shown
+        return [shown[r].id for r in self.selected_rows()]
 
     def selected_rows(self) -> list[int]:
         rows = {self.proxy.mapToSource(i).row() for i in self.table.selectionModel().selectedRows()}
