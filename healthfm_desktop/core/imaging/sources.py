@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from healthfm_desktop.core.errors import UnreadableFileError, UnsafeArchiveError, UserFacingError
-from healthfm_desktop.core.user_files import open_regular_file, read_regular_file
+from healthfm_desktop.core.user_files import check_regular_file, open_regular_file, read_regular_file
 
 # Caps for an archive dropped on the viewer. A real study zip holds at most a few thousand
 # files of well-compressible but not degenerate data; DICOM rarely deflates beyond ~20:1.
@@ -138,12 +138,8 @@ class _OpenArchives:
             if item is not None:
                 self._items.move_to_end(key)
                 return item
-        handle = open_regular_file(path)
-        try:
-            archive = zipfile.ZipFile(handle)
-        except BaseException:
-            handle.close()
-            raise
+        check_regular_file(path)  # a FIFO would block the open below
+        archive = zipfile.ZipFile(path)  # opened by name: it closes its file when collected
         infos = archive.infolist()
         item = _Archive(archive, infos, {i.filename: i for i in infos})
         with self._lock:
