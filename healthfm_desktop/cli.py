@@ -138,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--json", action="store_true")
+    _add_scheduler(p)
     p.set_defaults(handler="batch.adapt:predict")
 
     p = sub.add_parser("similar", help="nearest neighbours by the encoder's embedding")

@@ -5,6 +5,9 @@ the user's labels, over core/foundation."""
 from __future__ import annotations
 
 import sys
+from functools import lru_cache
+
+import numpy as np
 
 from healthfm_desktop.batch.output import emit_json
 
@@ -57,6 +60,28 @@ def train(args) -> int:
     return 1 if items.errors else 0
 
 
+_CLUSTER_CHUNK = 64  # items per cluster task of `adapt predict --scheduler`: a multiple of the image encoder's batch
+
+
+@lru_cache(maxsize=4)
+def _worker_model(name: str, sha256: str):
+    from healthfm_desktop.core.errors import ModelError
+    from healthfm_desktop.core.foundation.adaptation import AdaptedModel
+    from healthfm_desktop.core.inference.registry import load_registry
+
+    manifest = load_registry().get(name)
+    if manifest.sha256 != sha256:
+        raise ModelError(f"model {name!r} on a Dask worker is not the client's (another sha256): share the user "
+                         "model folder with the workers, or import the same model on each")
+    return AdaptedModel.load(manifest)
+
+
+def embed_chunk(payloads: list, name: str, sha256: str):
+    """One cluster task of `adapt predict --scheduler`: the embeddings of a chunk of items, by
+    the encoder of the worker's copy of the user model (checked to be the client's)."""
+    return _worker_model(name, sha256).encoder.embed(payloads)
+
+
 def predict(args) -> int:
     from healthfm_desktop.core.foundation.adaptation import AdaptedModel
     from healthfm_desktop.core.foundation.datasets import read_unlabelled
@@ -65,7 +90,16 @@ def predict(args) -> int:
     manifest = load_registry().get(args.name)
     model = AdaptedModel.load(manifest)
     items = read_unlabelled(manifest.kind, args.paths)
-    results = model.predict(items.payloads, progress=_progress_bar("adapt predict", per_item=True))
+    if getattr(args, "scheduler", None):
+        from healthfm_desktop.core.cluster import chunked, map_ordered
+
+        # the encoder (the costly part) runs on the workers; the head here, on every embedding
+        # at once as locally: the same ONNX batch, so the same probabilities to the last digit
+        parts = list(map_ordered(embed_chunk, chunked(items.payloads, _CLUSTER_CHUNK), args.name, manifest.sha256,
+                                 scheduler=args.scheduler, label="adapt-predict"))
+        results = model.predict_embeddings(np.concatenate(parts)) if parts else []
+    else:
+        results = model.predict(items.payloads, progress=_progress_bar("adapt predict", per_item=True))
     for item_id, result in zip(items.ids, results):
         record = {"id": item_id, **result}
         if args.json:

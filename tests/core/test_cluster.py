@@ -269,6 +269,36 @@ def test_dicom_anonymize_consistent_across_workers(capsys, scheduler, tmp_path):
     assert len({h.SOPInstanceUID for h in headers}) == 20
 
 
+def test_adapt_predict_equal(capsys, scheduler, monkeypatch):
+    """A user model (a head on the molecule encoder, trained here on ClinTox) in the user folder
+    the workers share (HEALTHFM_HOME, inherited by the LocalCluster's processes)."""
+    import csv as csv_module
+
+    from healthfm_desktop.batch import adapt
+
+    monkeypatch.setattr(adapt, "_CLUSTER_CHUNK", 20)
+    home = Path(os.environ["HEALTHFM_HOME"])
+    with (DATA / "molecules" / "clintox_sample.csv").open() as handle:
+        rows = list(csv_module.DictReader(handle))
+    train, test = home / "clintox_train.csv", home / "clintox_test.csv"
+    train.write_text("id,smiles,label\n" + "".join(f"{r['id']},{r['smiles']},{r['CT_TOX']}\n" for r in rows[:150]))
+    test.write_text("id,smiles\n" + "".join(f"{r['id']},{r['smiles']}\n" for r in rows[150:]) + "bad,C1CC\n")
+    assert run(capsys, "adapt", "train", "--kind", "molecule", "--data", train, "--name", "cluster_ct_tox")[0] == 0
+    local = run(capsys, "adapt", "predict", "cluster_ct_tox", test, "--json")
+    remote = run(capsys, "adapt", "predict", "cluster_ct_tox", test, "--json", "--scheduler", scheduler)
+    assert local[0] == remote[0] == 1 and "bad" in remote[2] and sorted(remote[2].splitlines()) == sorted(local[2].splitlines())
+    local_rows = [json.loads(line) for line in local[1].splitlines()]
+    remote_rows = [json.loads(line) for line in remote[1].splitlines()]
+    assert len(local_rows) == len(rows) - 150 + 1
+    # ids, labels, sets and domain flags identical; the probabilities agree to 1e-5, not always to
+    # the 6th decimal: the molecule encoder's features differ in their last bits on a Dask worker
+    # (known, not yet mended: see the report of issue 20)
+    for a, b in zip(local_rows, remote_rows):
+        assert {k: v for k, v in a.items() if k != "probabilities"} == {k: v for k, v in b.items() if k != "probabilities"}
+        for label, p in a.get("probabilities", {}).items():
+            assert b["probabilities"][label] == pytest.approx(p, abs=1e-5)
+
+
 # ---- faults ---------------------------------------------------------------------------------
 def test_a_killed_worker_loses_nothing(capsys, scheduler, moses_1k2, tmp_path, monkeypatch):
     from distributed import Client
