@@ -212,7 +212,7 @@ def substruct_library(smiles: list[str]):
     return rdSubstructLibrary.SubstructLibrary(holder, patterns)
 
 
-def bench_substructure(index: LibraryIndex, smiles: list[str], repeat: int) -> int:
+def bench_substructure(index: LibraryIndex, smiles: list[str], repeat: int, only: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     library = substruct_library(smiles)
     print(f"SubstructLibrary build: {time.perf_counter() - t0:.1f} s (not counted); {_load()}")
@@ -224,6 +224,8 @@ def bench_substructure(index: LibraryIndex, smiles: list[str], repeat: int) -> i
     index.substructure(Chem.MolFromSmarts("C"))  # first search: loads what searches read
     worst = 0.0
     for name, smarts in SMARTS.items():
+        if only and not any(word in name for word in only):
+            continue
         query = Chem.MolFromSmarts(smarts)
         n = len(smiles)
         ours_s, base_s, hits, expected = _abab(
@@ -355,6 +357,8 @@ def main(argv=None) -> int:
     parser.add_argument("--queries", type=int, default=10, help="similarity queries (random library molecules)")
     parser.add_argument("--repeat", type=int, default=3, help="alternating runs per measure (medians compared)")
     parser.add_argument("--describe", type=int, default=5000, metavar="N", help="rows described (default 5,000)")
+    parser.add_argument("--only", nargs="+", metavar="WORD",
+                        help="substructure: only the queries whose name holds one of these words (e.g. rare candidates)")
     parser.add_argument("--work", type=Path, help="folder kept between runs (library, FPSim2 file; with --skip build, "
                                                   "the index is reused)")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: build,size,similarity,substructure,describe")
@@ -386,7 +390,7 @@ def main(argv=None) -> int:
         if "similarity" not in skip:
             status |= bench_similarity(index, h5, smiles, args.queries, args.repeat)
     if "substructure" not in skip:
-        status |= bench_substructure(index, smiles, args.repeat)
+        status |= bench_substructure(index, smiles, args.repeat, args.only)
     print(f"end: {_load()}")
     return status
 

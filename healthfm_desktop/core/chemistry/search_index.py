@@ -621,7 +621,7 @@ class LibraryIndex:
         smarts = Chem.MolToSmarts(query)
         mode = _ring_mode(smarts)
         rows = self._screen(query)
-        if len(rows) == 0 or len(rows) * _MATCH_SECONDS <= self._screens_seconds(query, smarts):
+        if self._few_candidates(len(rows), query, smarts):
             # few candidates (a rare scaffold, or none at all): matching them costs less than the
             # atom-type and ring-system screens would, which read every molecule's types
             return self._hits(_match_rows(self._substructure_files(), rows, query, mode, top, progress))
@@ -659,16 +659,23 @@ class LibraryIndex:
             more = _match_rows(self._substructure_files(), rows, query, mode, left, progress)
         return self._hits(matched + more)
 
-    def _screens_seconds(self, query: Chem.Mol, smarts: str) -> float:
-        """What the atom-type screen (a pass over every molecule's types) and, for a query
-        confined to ring systems, the ring-system screen (a match per distinct system) cost."""
+    def _few_candidates(self, candidates: int, query: Chem.Mol, smarts: str) -> bool:
+        """Whether matching the candidates costs less than the screens that would narrow them:
+        the atom-type screen (a pass over every molecule's types, each query atom against the
+        standing atoms) and, for a query confined to ring systems, the ring-system screen (a
+        match per distinct system). A recursive query has neither screen."""
+        if candidates == 0:
+            return True
         if "$" in smarts:
-            return 0.0  # neither screen applies: matching is the only path
-        seconds = (self.size * _TYPE_SCREEN_SECONDS_PER_MOLECULE
+            return False
+        cost = candidates * _MATCH_SECONDS
+        screens = (self.size * _TYPE_SCREEN_SECONDS_PER_MOLECULE
                    + int(self.meta.get("atom_types", 0)) * query.GetNumAtoms() * _ATOM_MATCH_SECONDS)
+        if cost <= screens:
+            return True
         if query.GetNumBonds() and _ring_system_query(query):
-            seconds += int(self.meta.get("ring_systems", 0)) * _MATCH_SECONDS
-        return seconds
+            return cost <= screens + int(self.meta.get("ring_systems", 0)) * _MATCH_SECONDS
+        return False
 
     def _hits(self, rows) -> list[Hit]:
         rows = [int(r) for r in rows]
