@@ -43,3 +43,14 @@ def test_data() -> Path:
 @pytest.fixture
 def _orthanc_missing_in_ci():
     pytest.fail("CI must run the PACS tests against a real Orthanc, and its binary is missing (scripts/system-deps.sh installs it)")
+
+
+@pytest.fixture(scope="module")
+def dask_scheduler():
+    """The address of a real Dask cluster for one test module: a LocalCluster of 2 worker
+    processes of 1 thread on loopback (what `dask scheduler` + `dask worker` give)."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=":0", silence_logs=50) as cluster:
+        yield cluster.scheduler_address

@@ -25,12 +25,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def scheduler():
-    from distributed import LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=":0", silence_logs=50) as local:
-        yield local.scheduler_address
+def scheduler(dask_scheduler):
+    return dask_scheduler
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
