@@ -138,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--force", action="store_true", help="give the answer outside the model's domain too (marked)")
     _add_scheduler(p)
     p.set_defaults(handler="batch.adapt:predict")
 

@@ -82,6 +82,16 @@ def embed_chunk(payloads: list, name: str, sha256: str):
     return _worker_model(name, sha256).encoder.embed(payloads)
 
 
+def withheld_outside_domain(result: dict, force: bool) -> dict:
+    """CLI.md "Trust in every prediction": outside the model's embedding domain the answer
+    (label and set, or value and interval) is null unless ``force``; ``forced`` marks it."""
+    inside = result["in_domain"]
+    if inside or force:
+        return {**result, "forced": force and not inside}
+    answer = ("label", "prediction_set") if "label" in result else ("value", "interval")
+    return {**result, **{key: None for key in answer}, "forced": False}
+
+
 def predict(args) -> int:
     from healthfm_desktop.core.foundation.adaptation import AdaptedModel
     from healthfm_desktop.core.foundation.datasets import read_unlabelled
@@ -101,9 +111,11 @@ def predict(args) -> int:
     else:
         results = model.predict(items.payloads, progress=_progress_bar("adapt predict", per_item=True))
     for item_id, result in zip(items.ids, results):
-        record = {"id": item_id, **result}
+        record = {"id": item_id, **withheld_outside_domain(result, args.force)}
         if args.json:
             emit_json(record)
+        elif record.get("label", record.get("value")) is None:
+            print(f"{item_id}: no answer (outside the domain of {args.name}; --force to run anyway)")
         elif "label" in record:
             print(f"{item_id}: {record['label']} (set {record['prediction_set']}, in domain {record['in_domain']})")
         else:

@@ -59,7 +59,7 @@ def test_text_adaptation_learns_negation_and_predicts_held_out_sentences(home, c
     assert summary["n"] == len(train) and summary["classes"] == ["Affirmed", "Negated"]
     assert summary["cv"]["auc"] > 0.85 and summary["seconds"] > 0
 
-    assert main(["adapt", "predict", "negation", str(queries), "--json"]) == 0
+    assert main(["adapt", "predict", "negation", str(queries), "--json", "--force"]) == 0
     results, _ = _json_lines(capsys)
     assert [r["id"] for r in results] == [r["id"] for r in test]
     truth = np.array([r["meta"]["negation"] == "Negated" for r in test])
@@ -98,7 +98,7 @@ def test_image_regression_head_fraction_with_intervals_and_domain(home, capsys):
     (summary,), _ = _json_lines(capsys)
     assert summary["classes"] is None and set(summary["cv"]) == {"mae", "rmse", "r2"}
     paths = [str(home / "img" / name) for name, _ in test] + [str(XRAY)]
-    assert main(["adapt", "predict", "head_fraction", *paths, "--json"]) == 0
+    assert main(["adapt", "predict", "head_fraction", *paths, "--json", "--force"]) == 0
     results, _ = _json_lines(capsys)
     truth = np.array([v for _, v in test])
     values = np.array([r["value"] for r in results[:-1]])
@@ -108,6 +108,11 @@ def test_image_regression_head_fraction_with_intervals_and_domain(home, capsys):
     assert np.mean(inside) >= 0.75
     assert np.mean([r["in_domain"] for r in results[:-1]]) > 0.7
     assert results[-1]["id"] == str(XRAY) and results[-1]["in_domain"] is False  # a chest X-ray is not an ultrasound
+    assert results[-1]["forced"] is True
+    # without --force the answer outside the domain is withheld (CLI.md "Trust in every prediction")
+    assert main(["adapt", "predict", "head_fraction", str(XRAY), "--json"]) == 0
+    (xray,), _ = _json_lines(capsys)
+    assert xray["value"] is None and xray["interval"] is None and xray["in_domain"] is False and xray["forced"] is False
 
 
 def test_adapted_image_classifier_runs_in_images_classify(home, capsys):
@@ -139,7 +144,7 @@ def test_molecule_adaptation_on_clintox_and_similar_search(home, capsys):
                  "--label-column", "CT_TOX", "--json"]) == 0
     (summary,), _ = _json_lines(capsys)
     assert summary["classes"] == ["0", "1"] and summary["cv"]["auc"] > 0.6
-    assert main(["adapt", "predict", "ct_tox", str(home / "test.csv"), "--json"]) == 0
+    assert main(["adapt", "predict", "ct_tox", str(home / "test.csv"), "--json", "--force"]) == 0
     results, _ = _json_lines(capsys)
     assert [r["id"] for r in results] == [r["id"] for r in test]
     assert roc_auc_score([r["CT_TOX"] == "1" for r in test], [r["probabilities"]["1"] for r in results]) > 0.6
