@@ -106,6 +106,19 @@ class NotesController(WorkspaceController):
         self._autosave = QTimer(self, singleShot=True, interval=AUTOSAVE_DELAY_MS)
         self._autosave.timeout.connect(self.save_now)
         self._connect(NotesSession(AnnotationProject(project_path or default_project_path())))
+        from healthfm_desktop.controllers.adaptation import WorkspaceAdaptation
+
+        self.adaptation = WorkspaceAdaptation("notes", "text", self.adaptation_items, parent=self)
+
+    def adaptation_items(self, ids: list[str] | None):
+        """Items (note id, its text, read on the worker) for labelling, training, running and similarity."""
+        from healthfm_desktop.core.foundation.datasets import Items
+
+        items = Items("text")
+        project = self.project
+        for note_id in self.project.note_ids() if ids is None else ids:
+            items.add(note_id, lambda note_id=note_id: project.note_text(note_id), None)
+        return items
 
     def _connect(self, session: NotesSession) -> None:
         self.session = session

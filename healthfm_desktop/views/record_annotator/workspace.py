@@ -129,6 +129,7 @@ class NotesWorkspace(QWidget):
         # left: notes
         self.open_button = QPushButton("Open notes…")
         self.note_list = QListWidget()
+        self.note_list.setSelectionMode(QListWidget.SelectionMode.ExtendedSelection)
         self.status_box = QComboBox()
         for key, text in STATUS_TEXT.items():
             self.status_box.addItem(text, key)
@@ -204,7 +205,10 @@ class NotesWorkspace(QWidget):
         buttons.addWidget(self.reject_all_button)
         review_layout.addRow(buttons)
         right_layout.addWidget(review)
-        right_layout.addStretch(1)
+        from healthfm_desktop.views.adaptation_panel import AdaptationPanel, scrolling
+
+        self.adaptation = AdaptationPanel(controller.adaptation, self.selected_note_ids)
+        right_layout.addWidget(scrolling(self.adaptation), 1)
 
         left.setMinimumWidth(120)
         right.setMinimumWidth(150)
@@ -262,6 +266,10 @@ class NotesWorkspace(QWidget):
                 item.setText(self._item_text(note_id))
         if note_id == self.current_id:
             self.status_box.setCurrentIndex(self.status_box.findData(status))
+
+    def selected_note_ids(self) -> list[str]:
+        ids = [item.data(Qt.ItemDataRole.UserRole) for item in self.note_list.selectedItems()]
+        return ids or ([self.current_id] if self.current_id else [])
 
     def show_note(self, note_id: str | None) -> None:
         self.current_id = note_id
