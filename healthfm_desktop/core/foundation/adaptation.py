@@ -61,13 +61,13 @@ def _candidates(task: str, n: int):
             found[f"logistic C={c}"] = lambda c=c: make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=1000))
         for k in (5, 15):
             if k < n * 0.8:
-                found[f"kNN k={k}"] = lambda k=k: make_pipeline(StandardScaler(), KNeighborsClassifier(k, weights="distance"))
+                found[f"kNN k={k}"] = lambda k=k: make_pipeline(StandardScaler(), KNeighborsClassifier(k))
     else:
         for alpha in (1.0, 10.0, 100.0, 1000.0):
             found[f"ridge alpha={alpha:g}"] = lambda a=alpha: make_pipeline(StandardScaler(), Ridge(alpha=a))
         for k in (5, 15):
             if k < n * 0.8:
-                found[f"kNN k={k}"] = lambda k=k: make_pipeline(StandardScaler(), KNeighborsRegressor(k, weights="distance"))
+                found[f"kNN k={k}"] = lambda k=k: make_pipeline(StandardScaler(), KNeighborsRegressor(k))
     return found
 
 
