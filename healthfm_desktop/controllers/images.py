@@ -114,6 +114,9 @@ class ImagesController(WorkspaceController):
     def __init__(self, parent=None, session: ViewerSession | None = None):
         super().__init__(parent)
         self.session = session or ViewerSession(user_data_dir() / "measurements")
+        from healthfm_desktop.controllers.adaptation import WorkspaceAdaptation
+
+        self.adaptation = WorkspaceAdaptation("images", "image", self.adaptation_items, parent=self)
         events = self.session.events
         events.unreadable_changed.connect(self.unreadable_changed.emit)
         events.notes_changed.connect(self.notes_changed.emit)
@@ -136,6 +139,24 @@ class ImagesController(WorkspaceController):
         # UI thread as AppWidePool needs, so that the first import (a drop, a PACS retrieval)
         # does not stall the event loop on it (measured: 100-170 ms during a retrieval)
         importlib.import_module(DECODE_POOL.module)
+
+    def adaptation_items(self, keys: list[str] | None):
+        """Items (series key, its middle image as grey uint8, read on the worker) for labelling,
+        training, running and similarity: every opened series, or those with ``keys``."""
+        from healthfm_desktop.core.foundation.datasets import Items
+
+        def middle_image(series: Series):
+            from healthfm_desktop.core.imaging.plain_images import read_for_analysis
+
+            frame = series.frames[len(series.frames) // 2]
+            source = frame.instance.source
+            return lambda: read_for_analysis(source, frame.frame_index, source.member or str(source.path)).pixels
+
+        items = Items("image")
+        for series in self.session.series:
+            if keys is None or series.key in keys:
+                items.add(series.key, middle_image(series), None)
+        return items
 
     # the session's state, under the names views and other controllers use
     @property

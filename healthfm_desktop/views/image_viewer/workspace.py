@@ -112,6 +112,10 @@ class ImagesWorkspace(QWidget):
         self.side_tabs.addTab(self.measurement_list, "Measurements")
         self.side_tabs.addTab(self.tag_browser, "Tags")
         self.side_tabs.addTab(self.unreadable_panel, "Unreadable files")
+        from healthfm_desktop.views.adaptation_panel import AdaptationPanel, scrolling
+
+        self.adaptation = AdaptationPanel(controller.adaptation, self.selected_series_keys)
+        self.side_tabs.addTab(scrolling(self.adaptation), "Adapt")
         self.side_tabs.setMinimumWidth(320)
 
         self.toolbar = QToolBar("Image tools")
@@ -162,6 +166,12 @@ class ImagesWorkspace(QWidget):
         self.unreadable_panel.clear_requested.connect(self.controller.clear_unreadable)
 
     # ------------------------------------------------------------ construction
+    def selected_series_keys(self) -> list[str]:
+        keys = [item.data(Qt.ItemDataRole.UserRole) for item in self.series_browser.selectedItems()]
+        keys = [k for k in keys if k]
+        current = self.series_browser.current_key()
+        return keys or ([current] if current else [])
+
     def _build_toolbar(self) -> None:
         """Grouped so that the main tools stay visible at 1280 px: left-drag tools (the four
         measurements behind one button), presets, a View menu, layout, MPR / Overlays /

@@ -1,0 +1,71 @@
+"""Adaptation inside the Images viewer, as a user does it: open the bundled single-file DICOM
+series (CT, MR, NM, US, ...), tag the ultrasound series and the others, train on the image
+encoder, read the metrics, run the model on a chosen series, export/import it, and find the
+series most similar to one with their labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+
+from healthfm_desktop.controllers.images import ImagesController
+from healthfm_desktop.views.image_viewer.workspace import ImagesWorkspace
+
+SINGLE = Path(__file__).resolve().parents[2] / "tests" / "data" / "dicom" / "single"
+
+
+def test_label_train_metrics_run_export_import_similar(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("HEALTHFM_HOME", str(tmp_path / "home"))
+    controller = ImagesController()
+    view = ImagesWorkspace(controller)
+    qtbot.addWidget(view)
+    view.resize(1400, 900)
+    view.show()
+    with qtbot.waitSignal(controller.import_finished, timeout=120_000):
+        controller.open_paths([SINGLE])
+    qtbot.waitUntil(lambda: not controller.busy, timeout=120_000)
+    panel = view.adaptation
+    series = {s.key: s.modality for s in controller.series}
+    ultrasound = [k for k, m in series.items() if m == "US"]
+    assert len(ultrasound) >= 5 and len(series) - len(ultrasound) >= 10
+    for key, modality in series.items():
+        view.series_browser.select(key)
+        assert view.selected_series_keys() == [key]
+        panel.label_edit.setCurrentText("ultrasound" if modality == "US" else "other")
+        qtbot.mouseClick(panel.tag_button, Qt.MouseButton.LeftButton)
+    assert panel.controller.labels.counts() == {"other": len(series) - len(ultrasound), "ultrasound": len(ultrasound)}
+
+    panel.name.setText("is_ultrasound")
+    with qtbot.waitSignal(panel.controller.trained, timeout=180_000):
+        qtbot.mouseClick(panel.train_button, Qt.MouseButton.LeftButton)
+    text = panel.metrics.text()
+    assert "is_ultrasound v1" in text and "auc" in text and "95 % CI" in text
+    assert f"ultrasound: {len(ultrasound)}" in text
+    qtbot.waitUntil(lambda: panel.model.findText("is_ultrasound") >= 0, timeout=30_000)
+    view.side_tabs.setCurrentIndex(view.side_tabs.count() - 1)
+    view.grab().save(str(tmp_path / "images_adapt.png"))
+
+    view.series_browser.select(ultrasound[0])
+    with qtbot.waitSignal(panel.controller.predicted, timeout=60_000):
+        qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
+    assert panel.results.rowCount() == 1 and panel.results.item(0, 0).text() == ultrasound[0]
+    answer = panel.results.item(0, 1).text()
+    assert answer.split(" ")[0] in ("ultrasound", "other") or answer.startswith("withheld")
+
+    exported = tmp_path / "is_ultrasound.healthfm-model"
+    with qtbot.waitSignal(panel.controller.exported, timeout=30_000):
+        panel.controller.export("is_ultrasound", str(exported))
+    monkeypatch.setenv("HEALTHFM_HOME", str(tmp_path / "colleague"))
+    with qtbot.waitSignal(panel.controller.imported, timeout=30_000):
+        panel.controller.import_model(str(exported))
+    assert panel.status.text() == "Imported is_ultrasound 1"
+
+    with qtbot.waitSignal(panel.controller.similar_found, timeout=60_000):
+        qtbot.mouseClick(panel.similar_button, Qt.MouseButton.LeftButton)
+    rows = panel.neighbours.rowCount()
+    assert rows == min(10, len(series) - 1)
+    neighbours = [panel.neighbours.item(r, 0).text() for r in range(rows)]
+    assert ultrasound[0] not in neighbours and set(neighbours) <= set(series)
+    assert all(panel.neighbours.item(r, 2).text() in ("ultrasound", "other") for r in range(rows))
+    view.grab().save(str(tmp_path / "images_similar.png"))
