@@ -80,8 +80,12 @@ class AdaptationController(QObject):
         return self._start(_entries, on_result=self.models_changed.emit)
 
     def train(self, kind: str, data: str, name: str, task: str = "classification", label_column: str = "label") -> Job:
+        return self._start_training(_train, kind, data, name, task, label_column)
+
+    def _start_training(self, func, *args) -> Job:
+        """``func(*args, progress, cancelled)`` on a worker; the worker thread reports through a
+        queued signal, and cancel is a flag the job polls."""
         self._cancel.clear()
-        # the worker thread reports through a queued signal; cancel is a flag the job polls
         report = lambda fraction, step: self.progress.emit(float(fraction), step)  # noqa: E731
 
         def done(summary):
@@ -91,7 +95,7 @@ class AdaptationController(QObject):
             self.trained.emit(summary)
             self.refresh()
 
-        return self._start(_train, kind, data, name, task, label_column, report, self._cancel.is_set, on_result=done)
+        return self._start(func, *args, report, self._cancel.is_set, on_result=done)
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -196,18 +200,7 @@ class WorkspaceAdaptation(AdaptationController):
         if len(items) == 0:
             self.failed.emit(f"Label some {self.workspace} first: none of the open ones carries a label.")
             return None
-        self._cancel.clear()
-        report = lambda fraction, step: self.progress.emit(float(fraction), step)  # noqa: E731
-
-        def done(summary):
-            if summary is None:
-                self.failed.emit("Training cancelled; nothing was saved.")
-                return
-            self.trained.emit(summary)
-            self.refresh()
-
-        return self._start(_train_items, self.kind, items, name, task, self.workspace, report,
-                           self._cancel.is_set, on_result=done)
+        return self._start_training(_train_items, self.kind, items, name, task, self.workspace)
 
     def run_model(self, name: str, ids: list[str]) -> Job | None:
         items = self.source(list(ids))
