@@ -136,64 +136,48 @@ def test_a_long_stream_rebuilds_the_pipeline_and_keeps_the_results(pipeline, cas
     assert streamed == [n.to_json() for n in pipeline.annotate_many(notes)]
 
 
-def _reference_split_sentences(doc):
-    """The splitter as first written (Token objects, one attribute at a time): the reference
-    for the array-based one in core/records/sentences.py."""
-    from healthfm_desktop.core.records.sentences import _BULLETS, _END, _NOT_ENDING
-
-    count = len(doc)
-    if not count:
-        return doc
-    starts = [False] * count
-    starts[0] = True
-    previous_text = ""
-    pending_break = 0
-    header_colon = False
-    list_number = False
-    for i, token in enumerate(doc):
-        text = token.text
-        if token.is_space:
-            newlines = text.count("\n")
-            if newlines:
-                pending_break = max(pending_break, 2 if newlines > 1 else 1)
-            continue
-        if i > 0:
-            first = text[0]
-            if pending_break == 2 or header_colon and pending_break:
-                starts[i] = True
-            elif pending_break == 1:
-                starts[i] = first.isupper() or first.isdigit() or text in _BULLETS
-            elif previous_text in _END and not first.islower() and not list_number:
-                starts[i] = True
-            elif previous_text.endswith(".") and len(previous_text) > 2 and previous_text.lower() not in _NOT_ENDING and first.isupper() and previous_text[-2].isalpha() and previous_text.count(".") == 1:
-                starts[i] = True
-        if text == ".":
-            list_number = i >= 1 and starts[i - 1] and doc[i - 1].text.isdigit()
-        elif not token.is_space:
-            list_number = False
-        if "\n" in token.whitespace_:
-            pending_break = max(pending_break, 1)
-            if token.whitespace_.count("\n") > 1:
-                pending_break = 2
-            header_colon = text == ":"
-            previous_text = text
-            continue
-        header_colon = False
-        pending_break = 0
-        previous_text = text
-    for i, token in enumerate(doc):
-        token.is_sent_start = starts[i] and not token.is_space if i else True
-    return doc
+# Sentences a reader would draw, for the rules the splitter documents (line breaks, blank
+# lines, list markers, abbreviations, terminal punctuation); checked by hand, not by a copy.
+SPLITS = [
+    ("1. Aspirin\n2. Heparin", ["1. Aspirin\n", "2. Heparin"]),
+    ("Dr. Smith saw pt.\nNo fever.\n\n- cough\n* rash", ["Dr. Smith saw pt.\n", "No fever.\n\n", "- cough\n", "* rash"]),
+    ("A.\nb", ["A.\nb"]),
+    ("HPI:\nfoo", ["HPI:\nfoo"]),
+    ("The patient was seen. She denies pain.", ["The patient was seen.", "She denies pain."]),
+    ("BP was 120/80 mmHg, i.e. normal. Pt. is stable.", ["BP was 120/80 mmHg, i.e. normal.", "Pt. is stable."]),
+    ("Chest pain\nradiating to the arm.\nNo fever.", ["Chest pain\nradiating to the arm.\n", "No fever."]),
+    ("HISTORY OF PRESENT ILLNESS:\nThe patient is a 60 y.o. man.\n\nMEDICATIONS:\n1. Metoprolol 25 mg.\n2. Aspirin.",
+     ["HISTORY OF PRESENT ILLNESS:\n", "The patient is a 60 y.o. man.\n\n", "MEDICATIONS:\n", "1. Metoprolol 25 mg.\n", "2. Aspirin."]),
+    ("", []),
+]
 
 
-def test_sentence_splitter_gives_the_reference_sentences(pipeline, case_reports):
+def test_sentence_splitter_draws_the_sentences_a_reader_would(pipeline):
     from healthfm_desktop.core.records.sentences import split_sentences
 
-    nlp = pipeline.nlp
+    for text, expected in SPLITS:
+        assert [s.text for s in split_sentences(pipeline.nlp.make_doc(text)).sents] == expected, text
+
+
+def test_sentence_splitter_keeps_its_line_rules_on_real_notes(pipeline, case_reports):
+    from healthfm_desktop.core.records.sentences import _BULLETS, split_sentences
+
     with (DATA / "negex_context.jsonl").open(encoding="utf-8") as handle:
         kit = [json.loads(line)["text"] for line in handle][:800]
-    texts = [r["text"] for r in case_reports] + kit + ["", " ", "\n\n", "1. Aspirin\n2. Heparin", "Dr. Smith saw pt.\nNo fever.\n\n- cough\n* rash", "A.\nb", "HPI:\nfoo", "x\u2028y\r\nZ"]
-    for text in texts:
-        ours, reference = split_sentences(nlp.make_doc(text)), _reference_split_sentences(nlp.make_doc(text))
-        assert [s.start for s in ours.sents] == [s.start for s in reference.sents] if len(ours) else True
-        assert [t.is_sent_start for t in ours] == [t.is_sent_start for t in reference]
+    checked = 0
+    for text in [r["text"] for r in case_reports] + kit:
+        doc = split_sentences(pipeline.nlp.make_doc(text))
+        for i in range(1, len(doc)):
+            token, before = doc[i], doc[i - 1]
+            if token.is_space:
+                assert not token.is_sent_start  # whitespace belongs to the sentence before it
+                continue
+            if before.is_space and before.text.count("\n") > 1:
+                assert token.is_sent_start, (text[:80], token.i)  # a blank line always ends a sentence
+                checked += 1
+            elif before.is_space and "\n" in before.text:
+                first = token.text[0]
+                # after one line break: a capital or digit starts a sentence, a lower-case word goes on
+                assert token.is_sent_start == (first.isupper() or first.isdigit() or token.text in _BULLETS) or not first.isalpha(), (text[:80], token.i)
+                checked += 1
+    assert checked > 100
