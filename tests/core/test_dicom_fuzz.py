@@ -1,5 +1,6 @@
 """Fuzz: mutated, truncated and spliced DICOM and zip bytes give results or clear
-UserFacingErrors, never another exception (hypothesis)."""
+UserFacingErrors, never another exception (hypothesis); what comes out holds: the one input is
+either indexed or rejected with a reason, and a rendered frame has the series' size as uint8."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import warnings
 import zipfile
 from pathlib import Path
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -52,15 +54,21 @@ def mutated_dicom(draw) -> bytes:
 
 def _exercise(path: Path) -> None:
     result = scan_paths([path])  # must never raise for a bad input
+    # one file (or one zip member) in: exactly one object indexed, or it is rejected
+    indexed = sum(len(series.instances) for series in result.series)
+    assert (indexed, len(result.rejected)) in ((1, 0), (0, 1)), (indexed, result.rejected)
     for series in result.series:
+        assert series.frame_count >= 1 and series.rows > 0 and series.columns > 0
         element_tree(series.first.header)
         for name in ("description", "patient_name", "study_date", "study_description", "institution"):
             assert isinstance(getattr(series, name), str)
         for index in range(min(series.frame_count, 3)):
             try:
-                render_frame(series, index)
-            except UserFacingError:
-                pass
+                shown = render_frame(series, index)
+            except UserFacingError as exc:
+                assert str(exc)  # a reason a person can read
+                continue
+            assert shown.dtype == np.uint8 and shown.shape[:2] == (series.rows, series.columns)
     for _, reason in result.rejected:
         assert isinstance(reason, str) and reason
 
