@@ -5,7 +5,6 @@ the Qt-free ViewerSession (core.imaging.viewer_session), which holds the workspa
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import importlib
 import logging
@@ -25,7 +24,6 @@ from healthfm_desktop.core.errors import UserFacingError
 from healthfm_desktop.core.imaging.orientation import frame_edge_letters
 from healthfm_desktop.core.imaging.viewer_session import (
     ViewerSession,
-    compact_frame,
     default_window,
     read_saved_measurements,
     render_window,
@@ -397,38 +395,7 @@ class ImagesController(WorkspaceController):
         cancel = self._new_cancel_event()
 
         def decode_all():
-            total = series.frame_count
-            missing = [i for i in range(total) if session.cache.get(key, i) is None]
-            done = total - len(missing)
-            failures: dict[int, str] = {}
-            stored = session.scaling(series) is not None
-            iterator = series.iter_frames(missing, stored=stored, cancel=cancel.is_set)
-            while not cancel.is_set():
-                try:
-                    index, pixels = next(iterator)
-                except StopIteration:
-                    break
-                except UserFacingError:
-                    # one undecodable object: go on frame by frame so the others still load
-                    for index in missing:
-                        if cancel.is_set():
-                            break
-                        if session.cache.get(key, index) is not None or index in failures:
-                            continue
-                        try:
-                            session.load(series, index)
-                        except UserFacingError as exc:
-                            failures[index] = str(exc)
-                            self._failed.emit(key, index, str(exc))
-                        else:
-                            self._decoded.emit(key, index)
-                        done += 1
-                        yield Progress(done / total, f"Loading {series.description or 'series'} {done}/{total}")
-                    break
-                session.keep_decoded(series, index, pixels)
-                self._decoded.emit(key, index)
-                done += 1
-                yield Progress(done / total, f"Loading {series.description or 'series'} {done}/{total}")
+            failures = yield from session.decode_series(key, cancel.is_set, self._decoded.emit, self._failed.emit)
             return key, failures
 
         def finished(result) -> None:
@@ -555,32 +522,7 @@ class ImagesController(WorkspaceController):
         cancel = self._new_cancel_event()
 
         def build():
-            from healthfm_desktop.core.imaging import mpr
-
-            total = series.frame_count
-            slices: list[np.ndarray | None] = [None] * total
-            missing = []
-            for i in range(total):
-                cached = session.cache.get(key, i)
-                if cached is None:
-                    missing.append(i)
-                else:
-                    slices[i] = cached
-            done = total - len(missing)
-            scaling = session.scaling(series)
-            for index, pixels in series.iter_frames(missing, stored=scaling is not None, cancel=cancel.is_set):
-                slices[index] = pixels if scaling is not None else compact_frame(pixels)
-                session.cache.put(key, index, slices[index])
-                done += 1
-                yield Progress(0.9 * done / total, f"MPR: reading {done}/{total}")
-            if any(s is None for s in slices):
-                return None
-            yield Progress(0.95, "MPR: building the volume")
-            volume = mpr.build_volume(series, slices)
-            if scaling is not None:
-                # the slices are stored values: the volume keeps them and the one rescale
-                volume = dataclasses.replace(volume, scale=scaling[0], offset=scaling[1])
-            return volume
+            return (yield from session.build_mpr_volume(key, cancel.is_set))
 
         def ready(volume) -> None:
             if volume is not None:

@@ -125,3 +125,38 @@ def test_a_damaged_measurement_file_is_reported_and_the_study_starts_empty(tmp_p
     session.merge_saved(read_saved_measurements(session.measurement_folder, [study]))
     assert session.measurement_rows() == []
     assert heard["messages"] and heard["messages"][0][0] == "warning"
+
+
+def _drain(job):
+    steps = []
+    while True:
+        try:
+            steps.append(next(job))
+        except StopIteration as done:
+            return steps, done.value
+
+
+def test_decoding_a_series_fills_the_cache_and_announces_each_frame(tmp_path, head_scan):
+    session, _ = opened(tmp_path, head_scan)
+    key = session.series[0].key
+    decoded, failed = [], []
+    steps, failures = _drain(session.decode_series(key, lambda: False, lambda k, i: decoded.append(i),
+                                                   lambda k, i, reason: failed.append(i)))
+    assert failures == {} and failed == [] and sorted(decoded) == list(range(20))
+    assert steps[-1].fraction == pytest.approx(1.0)
+    series = session.series[0]
+    first = session.cache.get(key, 0)
+    assert first is not None and first.shape == (series.rows, series.columns)
+    assert session.mark_loaded_if_complete(key)
+
+
+def test_a_cancelled_decode_stops_and_the_mpr_volume_reads_what_is_missing(tmp_path, head_scan):
+    session, _ = opened(tmp_path, head_scan)
+    key = session.series[0].key
+    _, failures = _drain(session.decode_series(key, lambda: True, lambda k, i: None, lambda k, i, r: None))
+    assert failures == {} and session.cache.get(key, 5) is None  # nothing decoded after a cancel
+    steps, volume = _drain(session.build_mpr_volume(key, lambda: False))
+    series = session.series[0]
+    assert steps[-1].message == "MPR: building the volume"
+    assert volume is not None and volume.data.shape == (20, series.rows, series.columns)
+    assert all(session.cache.get(key, i) is not None for i in range(20))  # the slices read are kept

@@ -9,14 +9,14 @@ import json
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from healthfm_desktop.core.errors import UserFacingError
-from healthfm_desktop.core.events import Event
+from healthfm_desktop.core.events import Event, Progress
 from healthfm_desktop.core.imaging import measure
 from healthfm_desktop.core.imaging.orientation import frame_edge_letters
 from healthfm_desktop.core.storage.atomic import atomic_write_text
@@ -426,6 +426,70 @@ class ViewerSession:
             pixels = self.cacheable(series, index, stored=series.load_stored(index))
             self.cache.put(series.key, index, pixels)
         return pixels
+
+    def decode_series(self, key: str, cancelled: Callable[[], bool], decoded: Callable[[str, int], None],
+                      failed: Callable[[str, int, str], None]) -> Iterator[Progress]:
+        """Job: decode every frame of series ``key`` not in the cache yet, keeping each there and
+        announcing it through ``decoded`` (or ``failed`` with the reason); yields progress,
+        returns {index: reason} of the frames that would not decode."""
+        series = self._by_key[key]
+        total = series.frame_count
+        missing = [i for i in range(total) if self.cache.get(key, i) is None]
+        done = total - len(missing)
+        failures: dict[int, str] = {}
+        iterator = series.iter_frames(missing, stored=self.scaling(series) is not None, cancel=cancelled)
+        while not cancelled():
+            try:
+                index, pixels = next(iterator)
+            except StopIteration:
+                break
+            except UserFacingError:
+                # one undecodable object: go on frame by frame so the others still load
+                for index in missing:
+                    if cancelled():
+                        break
+                    if self.cache.get(key, index) is not None or index in failures:
+                        continue
+                    try:
+                        self.load(series, index)
+                    except UserFacingError as exc:
+                        failures[index] = str(exc)
+                        failed(key, index, str(exc))
+                    else:
+                        decoded(key, index)
+                    done += 1
+                    yield Progress(done / total, f"Loading {series.description or 'series'} {done}/{total}")
+                break
+            self.keep_decoded(series, index, pixels)
+            decoded(key, index)
+            done += 1
+            yield Progress(done / total, f"Loading {series.description or 'series'} {done}/{total}")
+        return failures
+
+    def build_mpr_volume(self, key: str, cancelled: Callable[[], bool]) -> Iterator[Progress]:
+        """Job: read the slices of series ``key`` the cache lacks and build its MPR volume;
+        yields progress, returns the volume (None when cancelled before every slice was read)."""
+        from healthfm_desktop.core.imaging import mpr
+
+        series = self._by_key[key]
+        total = series.frame_count
+        slices: list[np.ndarray | None] = [self.cache.get(key, i) for i in range(total)]
+        missing = [i for i, cached in enumerate(slices) if cached is None]
+        done = total - len(missing)
+        scaling = self.scaling(series)
+        for index, pixels in series.iter_frames(missing, stored=scaling is not None, cancel=cancelled):
+            slices[index] = pixels if scaling is not None else compact_frame(pixels)
+            self.cache.put(key, index, slices[index])
+            done += 1
+            yield Progress(0.9 * done / total, f"MPR: reading {done}/{total}")
+        if any(s is None for s in slices):
+            return None
+        yield Progress(0.95, "MPR: building the volume")
+        volume = mpr.build_volume(series, slices)
+        if scaling is not None:
+            # the slices are stored values: the volume keeps them and the one rescale
+            volume = dataclasses.replace(volume, scale=scaling[0], offset=scaling[1])
+        return volume
 
     def modality(self, series: Series, index: int) -> np.ndarray:
         return self.to_modality(series, self.load(series, index))
