@@ -9,18 +9,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from healthfm_desktop.controllers.workers import Job, Progress, run_job
+from healthfm_desktop.controllers.workers import Job, Progress, relay_progress, run_job
 
-
-
-def _as_progress(steps):
-    """Turn the core's (fraction, message) steps into worker Progress; return its result."""
-    while True:
-        try:
-            fraction, message = next(steps)
-        except StopIteration as stop:
-            return stop.value
-        yield Progress(fraction, message)
 
 class ImageAnalysisController(QObject):
     started = Signal(str)  # what is being done
@@ -74,7 +64,7 @@ class ImageAnalysisController(QObject):
 
             yield Progress(0.05, "reading the image")
             image = read_for_analysis(source, frame, name)  # DICOM, or a PNG / JPEG file
-            return (yield from _as_progress(analyse(image, choice, pixel_spacing_mm, force)))
+            return (yield from relay_progress(analyse(image, choice, pixel_spacing_mm, force)))
 
         return self._start(work, f"Analysing {Path(name).name}", self._on_result)
 
@@ -108,7 +98,7 @@ class ImageAnalysisController(QObject):
                 return image_from_dicom_object(cache[key], frame.frame_index, source.member or str(source.path))
 
             yield Progress(0.0, f"analysing {len(frames)} image(s)")
-            return (yield from _as_progress(analyse_series(load, len(frames), on_screen, choice, pixel_spacing_mm)))
+            return (yield from relay_progress(analyse_series(load, len(frames), on_screen, choice, pixel_spacing_mm)))
 
         return self._start(work, f"Analysing the series ({len(frames)} images)", self._on_series_result)
 

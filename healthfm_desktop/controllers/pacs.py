@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Generator
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from healthfm_desktop.controllers.workers import Job, Progress, run_job
+from healthfm_desktop.controllers.workers import Job, relay_progress, run_job
 from healthfm_desktop.core.config import read_setting
 from healthfm_desktop.core.errors import UserFacingError
 from healthfm_desktop.core.imaging import pacs
@@ -33,20 +32,6 @@ from healthfm_desktop.core.storage.studies import (
 
 log = logging.getLogger(__name__)
 CANCELLED = object()  # what a cancelled retrieval job returns
-
-
-def _as_progress(steps: Generator) -> Generator[Progress, None, object]:
-    """Core step generators yield their own progress objects; the worker wants Progress.
-    Closing this (Cancel) closes the inner generator, which aborts the association."""
-    try:
-        while True:
-            try:
-                step = next(steps)
-            except StopIteration as stop:
-                return stop.value
-            yield Progress(step.fraction, step.message)
-    finally:
-        steps.close()
 
 
 def peer_to_dict(peer: DicomPeer) -> dict:
@@ -207,7 +192,7 @@ class PacsController(QObject):
                                                    "C-MOVE needs the storage port for this retrieval.")
                 return None
             options.update(move_destination=self.own_ae_title(), listen_port=self.storage_port())
-        steps = _as_progress(pacs.retrieve_into_database(self.database(), target, self.own_ae_title(), study_uid,
+        steps = relay_progress(pacs.retrieve_into_database(self.database(), target, self.own_ae_title(), study_uid,
                                                     self.store_dir, **options))
         cancel = threading.Event()
 
@@ -368,7 +353,7 @@ class PacsController(QObject):
         paths = self.database().instance_paths(study_uid)
 
         def work():
-            return (yield from _as_progress(pacs.send(target, self.own_ae_title(), paths)))
+            return (yield from relay_progress(pacs.send(target, self.own_ae_title(), paths)))
 
         job = self._start(work, on_result=lambda result: self.send_finished.emit(True, result.summary()),
                           on_error=lambda text: self.send_finished.emit(False, text))

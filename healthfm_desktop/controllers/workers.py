@@ -54,6 +54,22 @@ def _paced(func: Callable[..., Any], *args: Any, **kwargs: Any):
         generator.close()  # a cancelled job's own cleanup (finally blocks) runs now
 
 
+def relay_progress(steps):
+    """A core step generator as a job: its steps, ``(fraction, message)`` tuples or objects
+    with ``fraction`` and ``message``, become Progress; its return value is the job's result.
+    Closing this (Cancel) closes the core generator too, so its own cleanup runs."""
+    try:
+        while True:
+            try:
+                step = next(steps)
+            except StopIteration as stop:
+                return stop.value
+            yield step if isinstance(step, Progress) else (
+                Progress(*step) if isinstance(step, tuple) else Progress(step.fraction, step.message))
+    finally:
+        steps.close()
+
+
 def describe_error(exc: BaseException) -> str:
     """A message for the user. Unexpected errors say so, and the log keeps only their type
     (the text of an arbitrary exception can carry patient data)."""
