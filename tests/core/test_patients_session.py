@@ -10,18 +10,9 @@ import pytest
 from healthfm_desktop.core.errors import ModelError
 from healthfm_desktop.core.events import Progress
 from healthfm_desktop.core.patients.session import PatientSession, assess, read_and_score
+from tests.core.jobs import drain
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "patients"
-
-
-def run(job):
-    """Drain a generator job as a worker would: its progress steps, then its return value."""
-    steps = []
-    while True:
-        try:
-            steps.append(next(job))
-        except StopIteration as done:
-            return steps, done.value
 
 
 def recorded(event):
@@ -33,7 +24,7 @@ def recorded(event):
 @pytest.fixture(scope="module")
 def loaded():
     session = PatientSession()
-    steps, result = run(read_and_score([DATA / "timeseries.csv.gz", DATA / "missing.csv"], session.model))
+    steps, result = drain(read_and_score([DATA / "timeseries.csv.gz", DATA / "missing.csv"], session.model))
     return session, steps, result
 
 
@@ -69,7 +60,7 @@ def test_a_model_that_cannot_load_is_said_and_the_stays_still_open():
     def broken():
         raise ModelError("icu_mortality: sha256 does not match its manifest")
 
-    _, result = run(read_and_score([DATA / "timeseries.csv.gz"], broken))
+    _, result = drain(read_and_score([DATA / "timeseries.csv.gz"], broken))
     assert len(result.records) == 61 and result.risks == [None] * 61
     assert "sha256" in result.model_problem
     assessment, problem = assess(result.records[0], broken)

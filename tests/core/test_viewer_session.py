@@ -17,6 +17,7 @@ from healthfm_desktop.core.imaging.viewer_session import (
     measurement_file,
     read_saved_measurements,
 )
+from tests.core.jobs import drain
 
 DICOM = Path(__file__).resolve().parents[1] / "data" / "dicom"
 CT_HEAD = DICOM / "series" / "CT_head_phantom_philips_1mm_20sl"
@@ -127,20 +128,11 @@ def test_a_damaged_measurement_file_is_reported_and_the_study_starts_empty(tmp_p
     assert heard["messages"] and heard["messages"][0][0] == "warning"
 
 
-def _drain(job):
-    steps = []
-    while True:
-        try:
-            steps.append(next(job))
-        except StopIteration as done:
-            return steps, done.value
-
-
 def test_decoding_a_series_fills_the_cache_and_announces_each_frame(tmp_path, head_scan):
     session, _ = opened(tmp_path, head_scan)
     key = session.series[0].key
     decoded, failed = [], []
-    steps, failures = _drain(session.decode_series(key, lambda: False, lambda k, i: decoded.append(i),
+    steps, failures = drain(session.decode_series(key, lambda: False, lambda k, i: decoded.append(i),
                                                    lambda k, i, reason: failed.append(i)))
     assert failures == {} and failed == [] and sorted(decoded) == list(range(20))
     assert steps[-1].fraction == pytest.approx(1.0)
@@ -153,9 +145,9 @@ def test_decoding_a_series_fills_the_cache_and_announces_each_frame(tmp_path, he
 def test_a_cancelled_decode_stops_and_the_mpr_volume_reads_what_is_missing(tmp_path, head_scan):
     session, _ = opened(tmp_path, head_scan)
     key = session.series[0].key
-    _, failures = _drain(session.decode_series(key, lambda: True, lambda k, i: None, lambda k, i, r: None))
+    _, failures = drain(session.decode_series(key, lambda: True, lambda k, i: None, lambda k, i, r: None))
     assert failures == {} and session.cache.get(key, 5) is None  # nothing decoded after a cancel
-    steps, volume = _drain(session.build_mpr_volume(key, lambda: False))
+    steps, volume = drain(session.build_mpr_volume(key, lambda: False))
     series = session.series[0]
     assert steps[-1].message == "MPR: building the volume"
     assert volume is not None and volume.data.shape == (20, series.rows, series.columns)
