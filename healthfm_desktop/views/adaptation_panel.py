@@ -14,8 +14,6 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
-    QProgressBar,
     QPushButton,
     QScrollArea,
     QTableWidget,
@@ -23,6 +21,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from healthfm_desktop.views.models.training import TrainingControls, summary_lines
 
 OUT_OF_DOMAIN = "withheld: unlike the items it was trained on"
 
@@ -77,21 +77,11 @@ class AdaptationPanel(QWidget):
             label_layout.addLayout(column_row)
         label_layout.addWidget(self.counts)
 
-        self.task = QComboBox()
-        self.task.addItems(["classification", "regression"])
-        self.name = QLineEdit()
-        self.name.setPlaceholderText("name of the new model")
-        self.train_button = QPushButton("Train")
-        self.train_button.clicked.connect(self._train)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(controller.cancel)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 100)
-        self.step = QLabel("")
-        self.metrics = QLabel(f"Train a model on the labelled {noun} with the shipped {controller.kind} encoder.")
-        self.metrics.setWordWrap(True)
-        self.metrics.setTextFormat(Qt.TextFormat.RichText)
+        self.training = TrainingControls(self._train, controller.cancel,
+                                         f"Train a model on the labelled {noun} with the shipped {controller.kind} encoder.")
+        t = self.training
+        self.task, self.name, self.train_button, self.cancel_button = t.task, t.name, t.train_button, t.cancel_button
+        self.progress, self.step, self.metrics = t.progress, t.step, t.metrics
         self.reliability = pg.PlotWidget()
         self.reliability.setMinimumHeight(120)
         self.reliability.setLabel("bottom", "confidence")
@@ -255,22 +245,11 @@ class AdaptationPanel(QWidget):
             self.model.setCurrentText(current)
 
     def _on_progress(self, fraction: float, step: str) -> None:
-        self.progress.setValue(int(round(fraction * 100)))
-        self.step.setText(step)
+        self.training.show_progress(fraction, step)
 
     def show_summary(self, summary) -> None:
         fit = summary.fit
-        metrics = ", ".join(f"{key} {value:.3f} (95 % CI {fit.cv_ci95[key][0]:.3f}–{fit.cv_ci95[key][1]:.3f})"
-                            for key, value in summary.cv.items() if key in fit.cv_ci95)
-        counts = ", ".join(f"{label}: {count}" for label, count in (fit.label_counts or {}).items())
-        lines = [f"<b>{summary.name} v{summary.version}</b>: {summary.task} on {summary.n} items, {fit.head}, "
-                 f"{summary.seconds:.1f} s", f"Cross-validated ({fit.folds}-fold): {metrics}"]
-        if counts:
-            lines.append(f"Labels: {counts}")
-        if summary.errors:
-            lines.append(f"{len(summary.errors)} could not be read and were left out (first: "
-                         f"{summary.errors[0][0]}: {summary.errors[0][1]})")
-        self.metrics.setText("<br>".join(lines))
+        self.metrics.setText("<br>".join(summary_lines(summary)))
         self.reliability.clear()
         self.reliability.plot([0, 1], [0, 1], pen=pg.mkPen((150, 150, 150), style=Qt.PenStyle.DashLine))
         if fit.reliability:

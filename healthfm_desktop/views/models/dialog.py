@@ -4,7 +4,6 @@ metrics with 95 % CIs, label counts, reliability), a Run panel for user models, 
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -14,12 +13,13 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
 )
+
+from healthfm_desktop.views.models.training import TrainingControls, summary_lines
 
 MODEL_COLUMNS = ("name", "version", "task", "source", "valid")
 
@@ -38,8 +38,6 @@ class ModelsDialog(QDialog):
 
         self.kind = QComboBox()
         self.kind.addItems(["image", "text", "molecule"])
-        self.task = QComboBox()
-        self.task.addItems(["classification", "regression"])
         self.data = QLineEdit()
         self.data.setPlaceholderText("image CSV path,label · text JSONL id,text,label · molecule CSV smiles,label")
         browse = QPushButton("Browse…")
@@ -48,19 +46,11 @@ class ModelsDialog(QDialog):
         data_row.addWidget(self.data, 1)
         data_row.addWidget(browse)
         self.label_column = QLineEdit("label")
-        self.name = QLineEdit()
-        self.name.setPlaceholderText("name of the new model")
-        self.train_button = QPushButton("Train")
-        self.train_button.clicked.connect(self._train)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(controller.cancel)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 100)
-        self.step = QLabel("")
-        self.metrics = QLabel("Train a head on the shipped encoder of a kind with your own labels.")
-        self.metrics.setWordWrap(True)
-        self.metrics.setTextFormat(Qt.TextFormat.RichText)
+        self.training = TrainingControls(self._train, controller.cancel,
+                                         "Train a head on the shipped encoder of a kind with your own labels.")
+        tc = self.training
+        self.task, self.name, self.train_button, self.cancel_button = tc.task, tc.name, tc.train_button, tc.cancel_button
+        self.progress, self.step, self.metrics = tc.progress, tc.step, tc.metrics
         form = QFormLayout()
         form.addRow("Kind", self.kind)
         form.addRow("Labelled file", data_row)
@@ -175,26 +165,14 @@ class ModelsDialog(QDialog):
         self.models.resizeColumnsToContents()
 
     def _on_progress(self, fraction: float, step: str) -> None:
-        self.progress.setValue(int(round(fraction * 100)))
-        self.step.setText(step)
+        self.training.show_progress(fraction, step)
 
     def show_summary(self, summary) -> None:
-        fit = summary.fit
-        metrics = ", ".join(f"{key} {value:.3f} (95 % CI {fit.cv_ci95[key][0]:.3f}–{fit.cv_ci95[key][1]:.3f})"
-                            for key, value in summary.cv.items() if key in fit.cv_ci95)
-        counts = ", ".join(f"{label}: {count}" for label, count in (fit.label_counts or {}).items())
         reliability = " · ".join(f"{r['low']:.1f}–{r['high']:.1f}: {r['accuracy']:.2f} of {r['count']}"
-                                 for r in fit.reliability)
-        lines = [f"<b>{summary.name} v{summary.version}</b>: {summary.task} on {summary.n} {summary.kind} items, "
-                 f"{fit.head}, {summary.seconds:.1f} s",
-                 f"Cross-validated ({fit.folds}-fold): {metrics}"]
-        if counts:
-            lines.append(f"Labels: {counts}")
+                                 for r in summary.fit.reliability)
+        lines = summary_lines(summary, f"{summary.kind} items")
         if reliability:
             lines.append(f"Reliability (confidence bin: accuracy of items): {reliability}")
-        if summary.errors:
-            lines.append(f"{len(summary.errors)} items could not be read and were left out (first: "
-                         f"{summary.errors[0][0]}: {summary.errors[0][1]})")
         self.metrics.setText("<br>".join(lines))
         self.name.clear()
 
