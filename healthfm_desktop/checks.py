@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 Check = tuple[str, Callable[[], str]]
+Result = tuple[str, bool, str, float]  # label, passed, what it found (or why it failed), seconds
 DOMAINS = ("dicom", "images", "notes", "molecules", "patients", "pacs")
+# The checks that import spaCy and medspaCy and build the notes pipeline, about a third of the
+# self-test, run in one worker process beside the rest: on two cores the self-test then takes
+# about the longer half, not the sum.
+IN_WORKER_PROCESS = frozenset({"spaCy/medspaCy registries", "notes pipeline", "model ner_clinical"})
 
 
 def _check_onnxruntime() -> str:
@@ -30,6 +35,7 @@ def _check_onnxruntime() -> str:
 def _check_spacy_registry() -> str:
     """The factories the notes pipeline is built from are registered (in a frozen bundle spaCy's
     entry points can go missing); the pipeline itself runs in the notes check."""
+    import healthfm_desktop.core.records  # noqa: F401 - first, so it defers nltk (see its __init__)
     import medspacy  # noqa: F401 - registers medspaCy's factories
     import spacy
     from spacy.language import Language
@@ -416,3 +422,48 @@ def collect_checks() -> list[Check]:
     for name in registry.names():
         checks.append((f"model {name}", on_samples.get(name) or _verify_only(name)))
     return checks
+
+
+def run_check(label: str, check: Callable[[], str]) -> Result:
+    start = time.perf_counter()
+    try:
+        return label, True, check(), time.perf_counter() - start
+    except Exception as exc:  # a self-test reports every failure and goes on
+        return label, False, f"{type(exc).__name__}: {exc}", time.perf_counter() - start
+
+
+def _run_in_worker(labels: tuple[str, ...]) -> list[Result]:
+    """Runs in the worker process: the checks named ``labels``, in that order."""
+    by_label = dict(collect_checks())
+    return [run_check(label, by_label[label]) for label in labels]
+
+
+def run_checks(checks: list[Check], worker_process: bool = True) -> Iterator[Result]:
+    """Every check's result: those of IN_WORKER_PROCESS on a worker process (``worker_process``)
+    while the others run here, which come first. A worker that cannot start leaves all of them
+    here; one that breaks is reported as a failed check and its checks are run here."""
+    from healthfm_desktop.core import processes
+
+    aside = tuple(label for label, _ in checks if label in IN_WORKER_PROCESS) if worker_process else ()
+    pool = processes.process_pool(1, purpose="self-test") if aside else None
+    future = None
+    if pool is not None:
+        try:
+            future = pool.submit(_run_in_worker, aside)
+        except RuntimeError:
+            future = None
+    try:
+        for label, check in checks:
+            if future is None or label not in aside:
+                yield run_check(label, check)
+        if future is not None:
+            try:
+                yield from future.result()
+            except Exception as exc:  # the worker died or could not import: say so, then check here
+                yield "self-test worker process", False, f"{type(exc).__name__}: {exc}", 0.0
+                for label, check in checks:
+                    if label in aside:
+                        yield run_check(label, check)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)

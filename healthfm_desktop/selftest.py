@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
-from healthfm_desktop.checks import Check, collect_checks
+from healthfm_desktop.checks import Check, collect_checks, run_checks
 
 
 def _check_main_window() -> str:
@@ -23,18 +22,12 @@ def _check_main_window() -> str:
     return "main window with workspaces " + ", ".join(names)
 
 
-
 def run_self_test(args=None) -> int:
     checks: list[Check] = collect_checks() + [("main window", _check_main_window)]
     failures = 0
-    for label, check in checks:
-        start = time.perf_counter()
-        try:
-            detail = check()
-            print(f"ok    {label}: {detail} ({time.perf_counter() - start:.2f} s)")
-        except Exception as exc:  # a self-test reports every failure and goes on
-            failures += 1
-            print(f"FAIL  {label}: {type(exc).__name__}: {exc} ({time.perf_counter() - start:.2f} s)")
+    for label, passed, detail, seconds in run_checks(checks):
+        failures += not passed
+        print(f"{'ok  ' if passed else 'FAIL'}  {label}: {detail} ({seconds:.2f} s)")
         sys.stdout.flush()
     print(f"self-test: {'all checks passed' if not failures else f'{failures} check(s) failed'}")
     return 0 if failures == 0 else 1

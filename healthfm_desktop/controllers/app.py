@@ -57,15 +57,9 @@ class _RelayHandler(logging.Handler):
 
 
 def _run_checks() -> list[tuple[bool, str, str]]:
-    from healthfm_desktop.checks import collect_checks
+    from healthfm_desktop.checks import collect_checks, run_checks
 
-    results = []
-    for label, check in collect_checks():
-        try:
-            results.append((True, label, check()))
-        except Exception as exc:  # the self-test reports every failure and goes on
-            results.append((False, label, f"{type(exc).__name__}: {exc}"))
-    return results
+    return [(passed, label, detail) for label, passed, detail, _ in run_checks(collect_checks())]
 
 
 def _provider_status(override: str) -> str:

@@ -22,3 +22,19 @@ def test_model_checks_report_what_they_ran_on():
     assert "sampled from a sample drug" in labels["model smiles_generator"]()
     assert "fetal_head_ultrasound.dcm" in labels["model image_encoder"]()
     assert "lines of a sample note" in labels["model text_encoder"]()
+
+
+def test_run_checks_reports_every_check_once_with_the_notes_checks_on_a_worker():
+    by_label = dict(checks.collect_checks())
+
+    def broken() -> str:
+        raise ValueError("sample unreadable")
+
+    chosen = [("model ner_clinical", by_label["model ner_clinical"]), ("RDKit data", by_label["RDKit data"]),
+              ("a broken check", broken)]
+    for in_worker in (True, False):
+        results = {label: (passed, detail) for label, passed, detail, _ in checks.run_checks(chosen, worker_process=in_worker)}
+        assert set(results) == {"model ner_clinical", "RDKit data", "a broken check"}
+        assert results["model ner_clinical"][0] and "words of a sample note" in results["model ner_clinical"][1]
+        assert results["RDKit data"][0] and "fr_*" in results["RDKit data"][1]
+        assert results["a broken check"] == (False, "ValueError: sample unreadable")
