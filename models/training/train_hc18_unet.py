@@ -34,7 +34,7 @@ from healthfm_desktop.core.imaging.ai.head_circumference import fit_head_ellipse
 from healthfm_desktop.core.imaging.ai.intended_use import training_profile  # noqa: E402
 from healthfm_desktop.core.imaging.ai.segmentation import mask_from_probability  # noqa: E402
 from healthfm_desktop.core.inference.registry import write_manifest  # noqa: E402
-from image_training import quantise, reproduce_and_log, ship_int8_variant  # noqa: E402  (beside this script)
+from image_training import QUANTISATION, quantise, reproduce_and_log, ship_int8_variant  # noqa: E402  (beside this script)
 
 NAME = "hc18_unet"
 VERSION = "1.0.0"
@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"INT8 test {int8_metrics} (Dice drop {drop:.4f}) -> {'shipped' if int8_shipped else 'not shipped'}")
     ship_int8_variant(
         out_dir, NAME, VERSION, common,
-        "onnxruntime static QDQ, per-channel INT8 weights, UINT8 activations, 64 training images",
+        f"{QUANTISATION}, 64 training images",
         {"split": manifest["metrics"]["split"], **int8_metrics, "float_model_dice": metrics["dice"],
          "bootstrap": "1000 percentile resamples of the test images, seed 0"},
         int8_shipped,

@@ -39,7 +39,7 @@ from healthfm_desktop.core.imaging.ai.evaluation import (  # noqa: E402
 )
 from healthfm_desktop.core.imaging.ai.intended_use import training_profile  # noqa: E402
 from healthfm_desktop.core.inference.registry import write_manifest  # noqa: E402
-from image_training import quantise, reproduce_and_log, ship_int8_variant  # noqa: E402  (beside this script)
+from image_training import QUANTISATION, quantise, reproduce_and_log, ship_int8_variant  # noqa: E402  (beside this script)
 
 NAME = "pneumonia_resnet"
 VERSION = "1.0.0"
@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     int8_shipped = drop_auc <= 0.005 and drop_acc <= 0.005
     ship_int8_variant(
         out_dir, NAME, VERSION, common,
-        "onnxruntime static QDQ, per-channel INT8 weights, UINT8 activations, 300 training images",
+        f"{QUANTISATION}, 300 training images",
         {"split": f"test ({len(y_test)} images)", **int8_metrics,
          "float_model_metrics": {"auc": metrics["auc"], "acc": metrics["acc"]},
          "bootstrap": "1000 percentile resamples of the test images, seed 0"},
