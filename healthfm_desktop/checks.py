@@ -178,6 +178,15 @@ def _check_decode_workers() -> str:
 
 
 # ---- image models ------------------------------------------------------------------------------
+def _agrees_with_float(int8_value: float, float_value: float, tolerance: float, what: str) -> None:
+    """An INT8 variant runs on this CPU's integer kernels, which can differ from the machine it
+    was measured on (saturating U8S8 arithmetic on AVX2 without VNNI, for one): on the sample it
+    must give what its float model gives."""
+    if abs(int8_value - float_value) > tolerance:
+        raise RuntimeError(f"the INT8 variant gives {what} {int8_value:.3f} where its float model gives "
+                           f"{float_value:.3f} on this CPU: do not use it here (Settings: turn INT8 off)")
+
+
 def _classifier_check(quantized: bool) -> Callable[[], str]:
     def run() -> str:
         from healthfm_desktop.core.imaging.ai.classification import classify
@@ -186,6 +195,10 @@ def _classifier_check(quantized: bool) -> Callable[[], str]:
 
         sample = _samples("images") / "chest_xray_pneumonia.dcm"
         result = classify(read_image(sample), load_model(default_classifier(), quantized=quantized))
+        if quantized:
+            _agrees_with_float(result.probabilities["pneumonia"],
+                               classify(read_image(sample), load_model(default_classifier(), quantized=False)).probabilities["pneumonia"],
+                               0.05, "p(pneumonia)")
         return (f"sha256 ok, says {result.label} (p={result.probability:.2f}) on {sample.name} in "
                 f"{result.latency_ms:.1f} ms on {result.provider}")
 
@@ -202,6 +215,10 @@ def _segmenter_check(quantized: bool) -> Callable[[], str]:
         result = segment(read_image(sample), None, load_model(default_segmenter(), quantized=quantized))
         if result.head_circumference_mm is None:
             raise RuntimeError(f"no head measured on {sample.name}")
+        if quantized:
+            reference = segment(read_image(sample), None, load_model(default_segmenter(), quantized=False))
+            _agrees_with_float(result.head_circumference_mm, reference.head_circumference_mm or 0.0,
+                               0.02 * (reference.head_circumference_mm or 1.0), "head circumference (mm)")
         return (f"sha256 ok, head circumference {result.head_circumference_mm:.1f} mm on {sample.name} in "
                 f"{result.latency_ms:.1f} ms on {result.provider}")
 

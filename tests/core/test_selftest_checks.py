@@ -38,3 +38,23 @@ def test_run_checks_reports_every_check_once_with_the_notes_checks_on_a_worker()
         assert results["model ner_clinical"][0] and "words of a sample note" in results["model ner_clinical"][1]
         assert results["RDKit data"][0] and "fr_*" in results["RDKit data"][1]
         assert results["a broken check"] == (False, "ValueError: sample unreadable")
+
+
+def test_an_int8_model_that_disagrees_with_its_float_model_on_this_cpu_fails_the_self_test(monkeypatch):
+    from dataclasses import replace
+
+    from healthfm_desktop.core.imaging.ai import classification
+
+    real = classification.classify
+
+    def saturated(image, model=None, force=False):
+        # what the full-range INT8 copy said on an AVX2 CPU without VNNI: the labels flipped
+        result = real(image, model, force)
+        if model is not None and model.manifest.name.endswith("_int8"):
+            result = replace(result, probabilities={label: 1 - p for label, p in result.probabilities.items()})
+        return result
+
+    monkeypatch.setattr(classification, "classify", saturated)
+    label, passed, detail, _ = checks.run_check("model pneumonia_resnet_int8", checks._classifier_check(True))
+    assert not passed and "INT8 variant gives p(pneumonia) 0.0" in detail and "float model gives 0.9" in detail
+    assert checks.run_check("float", checks._classifier_check(False))[1]
