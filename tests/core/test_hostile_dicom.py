@@ -177,6 +177,69 @@ def test_truncated_native_file_in_a_series_is_rejected_and_the_rest_loads(tmp_pa
     assert result.series[0].frame_count == 1 and result.series[0].load_frame(0).shape == (64, 64)
 
 
+# --- held-back case: a JPEG Lossless codestream whose values are known wrong ----------------
+
+BAD_LOSSLESS = DICOM / "bad" / "CT_jpeg_lossless_bad_codestream.dcm"  # slice I700, Huffman bytes damaged
+CT_SERIES_UID = "1.3.46.670589.33.1.3963937485511329090.25659488233390035616"
+
+
+def test_damaged_lossless_scan_is_that_files_error_and_its_series_stays_usable(tmp_path):
+    import pydicom
+    from pydicom.encaps import generate_frames
+
+    ds = pydicom.dcmread(BAD_LOSSLESS)
+    codestream = next(generate_frames(ds.PixelData, number_of_frames=1))
+    # every marker and header is valid: only the decoder can tell, and it still returns pixels
+    decoding.check_codestream(codestream, 512, 512, ds.file_meta.TransferSyntaxUID, 16)
+    for name in ("I690.dcm", "I710.dcm"):
+        shutil.copy(CT_SERIES / name, tmp_path / name)
+    shutil.copy(BAD_LOSSLESS, tmp_path / "I700.dcm")
+    result = scan_paths([tmp_path])
+    assert not result.rejected and len(result.series) == 1 and result.series[0].frame_count == 3
+    series = result.series[0]
+    outcomes = {}
+    for k in range(3):
+        name = series.frames[k].instance.source.path.name
+        try:
+            outcomes[name] = series.load_stored(k)
+        except UnreadableFileError as exc:
+            outcomes[name] = str(exc)
+    assert "the decoder reports \"Corrupt JPEG data" in outcomes["I700.dcm"]
+    assert "values are wrong" in outcomes["I700.dcm"]
+    for name in ("I690.dcm", "I710.dcm"):  # the neighbours decode to their own values
+        np.testing.assert_array_equal(outcomes[name], pydicom.dcmread(CT_SERIES / name).pixel_array)
+
+
+@pytest.mark.timeout(120)
+def test_cli_render_of_the_damaged_lossless_file_exits_1(tmp_path):
+    done = _cli("dicom", "render", str(BAD_LOSSLESS), "--series", CT_SERIES_UID, "--out", str(tmp_path / "x.png"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"{BAD_LOSSLESS}: corrupt JPEG Lossless" in done.stderr and "values are wrong" in done.stderr
+    assert not (tmp_path / "x.png").exists()
+    good = _cli("dicom", "render", str(CT_SERIES / "I700.dcm"), "--series", CT_SERIES_UID, "--out", str(tmp_path / "y.png"))
+    assert good.returncode == 0 and (tmp_path / "y.png").stat().st_size > 1000
+
+
+def test_lossless_sv1_scan_with_another_predictor_is_refused(tmp_path):
+    # Transfer syntax .70 allows selection value 1 only; GDCM decodes predictor 6 without a word
+    import pydicom
+    from pydicom.encaps import encapsulate, generate_frames
+
+    source = DICOM / "single" / "NM_jpeg_lossless_sv1.dcm"
+    ds = pydicom.dcmread(source)
+    codestream = bytearray(next(generate_frames(ds.PixelData, number_of_frames=1)))
+    sos = codestream.find(b"\xff\xda")
+    predictor_at = sos + 5 + 2 * codestream[sos + 4]
+    assert codestream[predictor_at] == 1
+    codestream[predictor_at] = 6
+    ds.PixelData = encapsulate([bytes(codestream)])
+    ds.save_as(tmp_path / "predictor6.dcm")
+    assert scan_paths([source]).series[0].load_stored(0).shape == (1024, 256)
+    series = scan_paths([tmp_path / "predictor6.dcm"]).series[0]
+    with pytest.raises(decoding.DecodeError, match="the scan uses predictor 6 but its transfer syntax"):
+        series.load_stored(0)
+
+
 # --- case 3: zips -------------------------------------------------------------------------
 
 

@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import sys
+import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -112,11 +117,13 @@ def check_decoder_available(transfer_syntax: UID) -> None:
         )
 
 
+_JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
 # JPEG start-of-frame markers (ITU T.81 B.1.1.3; 0xF7 is JPEG-LS SOF55, T.87): P, Y, X, Nf follow
 _JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7})
 
 
-def _jpeg_problem(codestream: bytes, rows: int, columns: int, bits_allocated: int = 0) -> str | None:
+def _jpeg_problem(codestream: bytes, rows: int, columns: int, bits_allocated: int = 0,
+                  transfer_syntax: str = "") -> str | None:
     """What is structurally wrong with a JPEG / JPEG-LS codestream (ITU T.81 B.2, T.87), or None.
     Some decoders (GDCM's) print an error and still return pixels for these: values known wrong."""
     pos, frame = 2, None
@@ -160,6 +167,10 @@ def _jpeg_problem(codestream: bytes, rows: int, columns: int, bits_allocated: in
                 return "invalid scan (SOS) parameters for sequential JPEG"
             if sof in (0xC3, 0xCB) and not (1 <= ss <= 7 and se == 0 and ah == 0 and al < precision):
                 return "invalid scan (SOS) parameters for lossless JPEG"
+            if transfer_syntax == _JPEG_LOSSLESS_SV1 and sof == 0xC3 and ss != 1:
+                # the decoder follows the scan's predictor: pixels come back, every value wrong
+                return (f"the scan uses predictor {ss} but its transfer syntax (JPEG Lossless, Selection Value 1) "
+                        "allows only predictor 1")
             # DICOM pads an odd-length codestream with one byte (0x00 or 0xFF) after EOI
             if b"\xff\xd9" not in codestream[-4:]:
                 return "the codestream has no end-of-image marker (truncated)"
@@ -188,7 +199,7 @@ def check_codestream(codestream: bytes, rows: int, columns: int, transfer_syntax
     the DICOM header's Rows and Columns or break the codec's rules: a frame height of 0 made a
     decoder allocate until memory ran out, a bad scan header gave pixels known to be wrong."""
     if codestream[:2] == b"\xff\xd8":
-        problem = _jpeg_problem(codestream, rows, columns, bits_allocated)
+        problem = _jpeg_problem(codestream, rows, columns, bits_allocated, str(transfer_syntax))
     else:
         problem = _j2k_problem(codestream, rows, columns)
     if problem is not None:
@@ -291,6 +302,56 @@ def read_full_dataset(instance: "Instance") -> Dataset:
     return ds
 
 
+class _GdcmReports:
+    """What GDCM (its libjpeg included) printed while decoding. On entropy-coded data it cannot
+    follow it prints "Corrupt JPEG data: ..." to the C stderr and still returns pixels, values
+    known wrong; gdcm.Trace's own streams do not carry libjpeg's messages. So file descriptor 2
+    goes to a temporary file for the call (one call at a time per process) and what it caught is
+    read, then written back to the real stderr, so that another thread's output is not lost."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._libc = None
+
+    def _flush_c_stdio(self) -> None:
+        import ctypes
+        import ctypes.util
+
+        if self._libc is None:
+            name = "msvcrt" if sys.platform == "win32" else ctypes.util.find_library("c")
+            self._libc = ctypes.CDLL(name)
+        self._libc.fflush(None)
+
+    @contextmanager
+    def checked(self, what: str) -> Iterator[None]:
+        """Run a GDCM decode; DecodeError when GDCM reported corrupt data during it."""
+        with self._lock, tempfile.TemporaryFile() as caught:
+            sys.stderr.flush()
+            saved = os.dup(2)
+            os.dup2(caught.fileno(), 2)
+            try:
+                yield
+            finally:
+                try:
+                    self._flush_c_stdio()
+                except (OSError, AttributeError):  # no C library to flush: what was written stays
+                    pass
+                os.dup2(saved, 2)
+                os.close(saved)
+            caught.seek(0)
+            said = caught.read(256 * 1024)
+        if said:
+            os.write(2, said)
+        text = said.decode("utf-8", "replace")
+        corrupt = [line.strip() for line in text.splitlines() if line.lower().startswith("corrupt jpeg data")]
+        if corrupt:
+            raise DecodeError(f"corrupt {what} pixel data: the decoder reports \"{corrupt[0][:160]}\" "
+                              "(it would return pixels, but their values are wrong)")
+
+
+_gdcm_reports = _GdcmReports()
+
+
 def _decode_jpeg12_with_gdcm(ds: Dataset, index: int | None) -> np.ndarray:
     """12-bit JPEG Extended through GDCM's own 12-bit codec. pydicom's GDCM plugin refuses
     this precision and the only other decoder, pylibjpeg-libjpeg, is GPL-3; GDCM decodes it to
@@ -323,7 +384,8 @@ def _decode_jpeg12_with_gdcm(ds: Dataset, index: int | None) -> np.ndarray:
         image.SetPhotometricInterpretation(gdcm.PhotometricInterpretation(gdcm.PhotometricInterpretation.MONOCHROME2))
         image.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGExtendedProcess2_4))
         image.SetPixelFormat(gdcm.PixelFormat(1, 16, bits, bits - 1, signed))
-        buffer = image.GetBuffer()
+        with _gdcm_reports.checked("JPEG Extended (12-bit)"):
+            buffer = image.GetBuffer()
         data = buffer.encode("utf-8", "surrogateescape") if isinstance(buffer, str) else bytes(buffer or b"")
         if len(data) != rows * columns * 2:
             raise DecodeError("corrupt or undecodable JPEG Extended (12-bit) pixel data (GDCM returned no image)")
@@ -352,7 +414,12 @@ def _decode_with_plugins(src, transfer_syntax: UID, index: int | None) -> np.nda
     for plugin in _plugins_for(transfer_syntax):
         try:
             kwargs = {"decoding_plugin": plugin} if plugin else {}
+            if plugin == "gdcm":
+                with _gdcm_reports.checked(transfer_syntax.name):
+                    return pixel_array(src, index=index, **kwargs)
             return pixel_array(src, index=index, **kwargs)
+        except DecodeError:
+            raise  # the decoder itself said the values are wrong: no other plugin hides that
         except Exception as exc:  # each plugin raises its own types; try the next one
             errors.append(f"{plugin or 'native'}: {type(exc).__name__}: {exc}")
             if hasattr(src, "seek"):
