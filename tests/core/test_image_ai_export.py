@@ -88,3 +88,31 @@ def test_png_sources_export_json_and_refuse_dicom(tmp_path):
     record = json.loads(save_json(results_to_json("x.png", classification), tmp_path / "r.json").read_text())
     assert record["classification"]["label"] == classification.label
     assert record["classification"]["probabilities"] == classification.probabilities
+
+
+def test_a_result_run_anyway_outside_the_intended_use_stays_marked_in_sr_and_seg(xray_dicom, ultrasound_dicom, tmp_path):
+    import highdicom as hd
+
+    forced = classify(ultrasound_dicom, force=True)  # the pneumonia model on an ultrasound
+    assert forced.forced and not forced.scope.in_scope and forced.scope.reasons
+    path = save_dataset(results_to_sr(ultrasound_dicom, classification=forced), tmp_path / "forced.dcm")
+    sr = pydicom.dcmread(path)
+    assert sr.SeriesDescription == "AI result run anyway: input outside the model's intended use"
+    items = list(_walk(sr.ContentSequence))
+    marks = [i for i in items if i.get("ValueType") == "CODE" and i.ConceptNameCodeSequence[0].CodeValue == "OUTSIDESCOPE"]
+    assert [m.ConceptCodeSequence[0].CodeMeaning for m in marks] == ["Yes"]
+    comments = [i.TextValue for i in items if i.get("ValueType") == "TEXT" and i.ConceptNameCodeSequence[0].CodeValue == "121106"]
+    assert len(comments) == 1 and comments[0].startswith("Run anyway") and forced.scope.reasons[0][:40] in comments[0]
+    hd.sr.Comprehensive3DSR.from_dataset(sr)  # still a valid TID 1500 report for highdicom
+
+    segmentation = segment(xray_dicom, force=True)  # the head segmenter on a chest X-ray
+    assert segmentation.forced and not segmentation.scope.in_scope
+    seg = pydicom.dcmread(save_dataset(segmentation_to_dicom_seg(xray_dicom, segmentation), tmp_path / "seg.dcm"))
+    assert seg.SeriesDescription == "AI result run anyway: input outside the model's intended use"
+
+    in_scope = classify(xray_dicom)
+    plain = pydicom.dcmread(save_dataset(results_to_sr(xray_dicom, classification=in_scope), tmp_path / "plain.dcm"))
+    assert plain.SeriesDescription == "AI results"
+    assert not [i for i in _walk(plain.ContentSequence) if "ConceptNameCodeSequence" in i
+                and i.ConceptNameCodeSequence[0].CodeValue in ("OUTSIDESCOPE", "121106")]
+    assert results_to_json("u.dcm", forced)["classification"]["forced"] is True

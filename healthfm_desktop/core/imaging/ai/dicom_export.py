@@ -18,6 +18,39 @@ from healthfm_desktop.core.imaging.ai.segmentation import SegmentationResult
 from healthfm_desktop.core.storage.atomic import atomic_write_bytes
 
 MANUFACTURER = "HealthFM Desktop"
+# An answer the user asked for although the input is outside the model's intended use ("Run
+# anyway", --force) keeps that mark in every export: a coded evaluation and the reasons as text in
+# its SR measurement group, and the series description of the SR and the SEG
+FORCED_SERIES_DESCRIPTION = "AI result run anyway: input outside the model's intended use"
+OUTSIDE_INTENDED_USE = ("OUTSIDESCOPE", "99HEALTHFM", "Input outside the model's intended use")
+
+
+def _forced(result: ClassificationResult | SegmentationResult | None) -> bool:
+    return result is not None and result.forced and not result.scope.in_scope
+
+
+def _forced_items(result) -> tuple[list, list]:
+    """(qualitative evaluations, text items) that mark a forced result, or two empty lists."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    if not _forced(result):
+        return [], []
+    evaluation = hd.sr.QualitativeEvaluation(name=hd.sr.CodedConcept(*OUTSIDE_INTENDED_USE), value=codes.SCT.Yes)
+    reasons = "; ".join(result.scope.reasons) or "outside the model's intended use"
+    comment = hd.sr.TextContentItem(
+        name=hd.sr.CodedConcept("121106", "DCM", "Comment"),
+        value=f"Run anyway at the user's request; the model's intended use excludes this input: {reasons}"[:1024],
+        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+    )
+    return [evaluation], [comment]
+
+
+def _with_items(group, items: list):
+    """The measurement group with ``items`` added to its container's content."""
+    for item in items:
+        group[0].ContentSequence.append(item)
+    return group
 
 
 def _require_dicom(image: SourceImage):
@@ -64,6 +97,7 @@ def segmentation_to_dicom_seg(image: SourceImage, result: SegmentationResult):
             software_versions=__version__,
             device_serial_number="0",
             content_description="Fetal head segmentation",
+            series_description=FORCED_SERIES_DESCRIPTION if _forced(result) else "Fetal head segmentation",
         )
     except (ValueError, AttributeError, TypeError, KeyError) as exc:
         raise UserFacingError(f"a DICOM SEG cannot be made for this image: {exc}") from exc
@@ -95,7 +129,8 @@ def results_to_sr(
     source_ref = [hd.sr.SourceImageForMeasurementGroup.from_source_image(source)]
     if classification is not None:
         algorithm = hd.sr.AlgorithmIdentification(name=classification.model, version=classification.model_version)
-        groups.append(
+        forced_evaluations, forced_text = _forced_items(classification)
+        groups.append(_with_items(
             hd.sr.MeasurementsAndQualitativeEvaluations(
                 tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="Image classification"),
                 algorithm_id=algorithm,
@@ -103,7 +138,8 @@ def results_to_sr(
                 qualitative_evaluations=[
                     hd.sr.QualitativeEvaluation(
                         name=hd.sr.CodedConcept("121071", "DCM", "Finding"), value=_finding_code(classification.label)
-                    )
+                    ),
+                    *forced_evaluations,
                 ],
                 measurements=[
                     hd.sr.Measurement(
@@ -114,7 +150,7 @@ def results_to_sr(
                         algorithm_id=algorithm,
                     )
                 ],
-            )
+            ), forced_text)
         )
     if segmentation is not None and segmentation.head_circumference_mm is not None:
         algorithm = hd.sr.AlgorithmIdentification(name=segmentation.model, version=segmentation.model_version)
@@ -124,13 +160,15 @@ def results_to_sr(
             hd.sr.Measurement(name=hd.sr.CodedConcept("11820-8", "LN", "Biparietal Diameter"), value=segmentation.measurements["biparietal_diameter_mm"], unit=mm, algorithm_id=algorithm),
             hd.sr.Measurement(name=hd.sr.CodedConcept("11851-3", "LN", "Occipital-Frontal Diameter"), value=segmentation.measurements["occipitofrontal_diameter_mm"], unit=mm, algorithm_id=algorithm),
         ]
-        groups.append(
+        forced_evaluations, forced_text = _forced_items(segmentation)
+        groups.append(_with_items(
             hd.sr.MeasurementsAndQualitativeEvaluations(
                 tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="Fetal head biometry"),
                 algorithm_id=algorithm,
                 source_images=source_ref,
                 measurements=measurements,
-            )
+                qualitative_evaluations=forced_evaluations or None,
+            ), forced_text)
         )
     observer = hd.sr.ObservationContext(
         observer_device_context=hd.sr.ObserverContext(
@@ -153,6 +191,7 @@ def results_to_sr(
             instance_number=1,
             manufacturer=MANUFACTURER,
             is_complete=True,
+            series_description=FORCED_SERIES_DESCRIPTION if _forced(classification) or _forced(segmentation) else "AI results",
         )
     except (ValueError, AttributeError, TypeError, KeyError) as exc:
         raise UserFacingError(f"a DICOM SR cannot be made for this image: {exc}") from exc
@@ -170,7 +209,7 @@ def results_to_json(
             "model": classification.model,
             "model_version": classification.model_version,
             **classification.scope.to_json(),
-            "forced": classification.forced and not classification.scope.in_scope,
+            "forced": _forced(classification),
         }
     if segmentation is not None:
         record["segmentation"] = {
@@ -180,7 +219,7 @@ def results_to_json(
             "pixel_spacing_mm": list(segmentation.spacing_mm) if segmentation.spacing_mm else None,
             "pixel_spacing_source": segmentation.spacing_source,
             **segmentation.scope.to_json(),
-            "forced": segmentation.forced and not segmentation.scope.in_scope,
+            "forced": _forced(segmentation),
         }
     return record
 
