@@ -78,12 +78,14 @@ def test_index_v2_files_and_an_old_index_is_refused_with_a_rebuild_message(libra
     from healthfm_desktop.core.errors import UnreadableFileError
 
     rows, mols, index = library
+    index.build_substructure()
     meta = json.loads((index.folder / "index.json").read_text())
-    assert meta["version"] == INDEX_VERSION == 3 and meta["size"] == len(mols)
+    assert meta["version"] == INDEX_VERSION == 4 and meta["size"] == len(mols) and meta["substructure"]
     # the stored canonical SMILES rebuild each library molecule (same canonical SMILES)
+    trusted = index._substructure_files().trusted
     for row in (0, 1234, len(mols) - 1):
         start, end = index.trusted_offsets[row], index.trusted_offsets[row + 1]
-        text = bytes(index.trusted[start:end - 1]).decode()
+        text = bytes(trusted[start:end - 1]).decode()
         assert text == Chem.MolToSmiles(mols[row])
         assert Chem.MolToSmiles(trusted_mol(text, rings=True)) == text
     old = tmp_path / "old"

@@ -93,6 +93,7 @@ def test_one_atom_queries_are_decided_by_the_atom_types_without_matching(library
 
     monkeypatch.setattr(search_index, "_match_rows", no_matching)
     monkeypatch.setattr(search_index, "_match_in_workers", no_matching)
+    monkeypatch.setattr(search_index, "_match_threaded", no_matching)
     query = Chem.MolFromSmarts(smarts)
     expected = _plain_loop(mols, query)
     assert [h.row for h in index.substructure(query)] == expected
@@ -127,7 +128,7 @@ def test_stored_rings_rebuild_the_rdkit_ring_information(library):
         assert [a.GetHybridization() for a in rebuilt.GetAtoms()] == [a.GetHybridization() for a in perceived.GetAtoms()]
 
 
-@pytest.mark.parametrize("smarts", ["[CH2;R]@[CH2;R]", "[r6;H1]~[#7]~[#6]", "[N^3]CC", "c1ccccc1C"])
+@pytest.mark.parametrize("smarts", ["[CH2;R]@[CH2;R]", "[r6;H1]~[#7]~[#6]", "[N^3]CC", "c1ccccc1[CH2;R]"])
 def test_ring_queries_on_worker_processes_equal_in_process(library, monkeypatch, smarts):
     """Queries the types and ring systems do not decide, matched on the worker processes with
     the stored rings (and hybridisation), equal RDKit's loop."""
@@ -144,8 +145,30 @@ def test_ring_queries_on_worker_processes_equal_in_process(library, monkeypatch,
     assert on_workers and on_workers[0] is not None
 
 
+@pytest.mark.parametrize("smarts", ["c1ccccc1C", "c[N+](=O)[O-]", "C1CCC2C(C1)CCC1C2CCC2CCCC12", "[CH2]CC", "CC(=O)OC",
+                                    "[$([NX3;H2])]c", "CC(N)C(=O)O"])
+def test_queries_without_rings_on_rdkit_threads_equal_a_plain_loop(library, monkeypatch, smarts):
+    """Queries that read no rings are matched by SubstructLibrary's threads over the screen's
+    candidates (the radicals apart, on a full parse): RDKit's loop's hits, and a top is the
+    first ones in library order."""
+    mols, index = library
+    monkeypatch.setattr(search_index, "_THREAD_MIN_ROWS", 1)
+    monkeypatch.setattr(search_index, "_THREAD_CHUNK", 700)
+    monkeypatch.setattr(search_index, "_threads", lambda: 2)
+    threaded = []
+    match_threaded = search_index._match_threaded
+    monkeypatch.setattr(search_index, "_match_threaded",
+                        lambda *a, **k: threaded.append(match_threaded(*a, **k)) or threaded[-1])
+    query = Chem.MolFromSmarts(smarts)
+    expected = _plain_loop(mols, query)
+    assert [h.row for h in index.substructure(query)] == expected
+    assert [h.row for h in index.substructure(query, top=3)] == expected[:3]
+    assert threaded
+
+
 def test_an_atom_type_that_no_longer_fits_its_atom_turns_the_screen_off(library, tmp_path, caplog):
     mols, index = library
+    index.build_substructure()
     copy = tmp_path / "index"
     shutil.copytree(index.folder, copy)
     types = json.loads((copy / "atom_types.json").read_text())
@@ -163,6 +186,7 @@ def test_an_index_missing_its_ring_file_is_refused(library, tmp_path):
     from healthfm_desktop.core.errors import UnreadableFileError
 
     mols, index = library
+    index.build_substructure()
     copy = tmp_path / "index"
     shutil.copytree(index.folder, copy)
     (copy / "rings.bin").unlink()
@@ -180,13 +204,14 @@ def test_ring_system_queries_are_decided_without_matching_the_molecules(library,
     only for the radical (trusted SMILES do not rebuild it), so the hits are still RDKit's."""
     mols, index = library
     matched = []
-    match_rows = search_index._match_rows
+    def spy(match):
+        def spied(files, rows, *args, **kwargs):
+            matched.extend(rows.tolist())
+            return match(files, rows, *args, **kwargs)
+        return spied
 
-    def spy(files, rows, *args, **kwargs):
-        matched.extend(rows.tolist())
-        return match_rows(files, rows, *args, **kwargs)
-
-    monkeypatch.setattr(search_index, "_match_rows", spy)
+    monkeypatch.setattr(search_index, "_match_rows", spy(search_index._match_rows))
+    monkeypatch.setattr(search_index, "_match_threaded", spy(search_index._match_threaded))
     monkeypatch.setattr(search_index, "_PARALLEL_MIN_CANDIDATES", 10**9)
     q = Chem.MolFromSmarts(query)
     assert [h.row for h in index.substructure(q)] == _plain_loop(mols, q)
@@ -214,4 +239,5 @@ def test_star_queries_are_decided_by_the_atom_types(library, monkeypatch, query,
     if decided:
         monkeypatch.setattr(search_index, "_match_rows", no_matching)
         monkeypatch.setattr(search_index, "_match_in_workers", no_matching)
+        monkeypatch.setattr(search_index, "_match_threaded", no_matching)
     assert [h.row for h in index.substructure(q)] == expected

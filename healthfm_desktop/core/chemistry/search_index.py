@@ -41,18 +41,25 @@ can only match inside one ring system, exactly as it matches there: it is matche
 few hundred distinct systems instead of the molecules (benzene, pyridine, ``*@*``, fused
 rings). Molecules the trusted SMILES do not rebuild (radicals) are always matched in full.
 
-Format version 3 (this one) added the rings, atom types and ring systems (version 2 added
-``trusted.smi``); an index of another version is refused with a message to rebuild it."""
+Everything substructure search reads (pattern planes, trusted SMILES, rings, atom types, ring
+systems: ~4x the parse + Morgan work of a build, and most of the index on disk) is built by the
+first substructure search, not by the index build (``LibraryIndex.build_substructure``).
+
+Format version 4 (this one) made those substructure data optional (``"substructure"`` in
+index.json); version 3 added the rings, atom types and ring systems and is still read (version
+2 added ``trusted.smi``); an index of another version is refused with a message to rebuild it."""
 
 from __future__ import annotations
 
 import array
+import dataclasses
 import json
 import logging
 import mmap
 import os
 import pickle
 import re
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -69,11 +76,12 @@ from healthfm_desktop.core.chemistry import properties
 from healthfm_desktop.core.chemistry.fingerprints import FP_BITS, FP_BYTES, morgan_generator
 from healthfm_desktop.core.chemistry.reading import parse_smarts, parse_smiles, read_molecules
 from healthfm_desktop.core.errors import UnreadableFileError, UserFacingError
+from healthfm_desktop.core.storage.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 INDEX_FORMAT = "healthfm-molecule-index"
-INDEX_VERSION = 3  # 2: trusted.smi (RDKit's canonical SMILES); 3: rings.bin and the atom types
+INDEX_VERSION = 4  # 2: trusted.smi (RDKit's canonical SMILES); 3: rings.bin and the atom types; 4: those optional
 PATTERN_BITS = 2048
 _CHUNK = 65536  # molecules per transpose step: a multiple of 64
 _DENSE_POSITIONS = 1 << 17  # similarity: ranges up to this many molecules are scored at once
@@ -112,26 +120,39 @@ class Hit:
 
 @dataclass
 class _Chunk:
-    """What one fingerprinting task returns for a list of library SMILES; the arrays and lists
-    hold the molecules that parse, in order."""
+    """What one index-build task returns for a list of library SMILES; the arrays and lists
+    hold the molecules that parse, in order. The similarity part (``morgan``) and the
+    substructure part (the rest) are each None when not asked for."""
     errors: list  # error or None, per SMILES given
-    morgan: np.ndarray  # packed Morgan bits
-    pattern: np.ndarray  # packed pattern bits
-    canonical: list  # RDKit canonical SMILES (the trusted molecules)
-    rings: bytes  # every molecule's ring blob (see _encode_rings), concatenated
-    ring_lengths: np.ndarray  # bytes of each molecule's ring blob
-    type_keys: list  # the atom-type keys met in this chunk (local type id = position)
-    type_reps: list  # (molecule position in this chunk, atom index) standing for each local type
-    types: np.ndarray  # each molecule's local type ids (distinct, ascending), concatenated
-    type_counts: np.ndarray  # how many types each molecule holds
-    full_parse: list  # positions of the molecules that trusted SMILES do not rebuild (radicals)
-    system_keys: list  # the ring systems (SMILES, ring blob) met in this chunk (local id = position)
-    systems: np.ndarray  # each molecule's local ring-system ids, concatenated
-    system_counts: np.ndarray  # how many ring systems each molecule holds
+    morgan: np.ndarray | None  # packed Morgan bits
+    pattern: np.ndarray | None = None  # packed pattern bits
+    canonical: list | None = None  # RDKit canonical SMILES (the trusted molecules)
+    rings: bytes = b""  # every molecule's ring blob (see _encode_rings), concatenated
+    ring_lengths: np.ndarray | None = None  # bytes of each molecule's ring blob
+    type_keys: list | None = None  # the atom-type keys met in this chunk (local type id = position)
+    type_reps: list | None = None  # (molecule position in this chunk, atom index) standing for each local type
+    types: np.ndarray | None = None  # each molecule's local type ids (distinct, ascending), concatenated
+    type_counts: np.ndarray | None = None  # how many types each molecule holds
+    full_parse: list | None = None  # positions of the molecules that trusted SMILES do not rebuild (radicals)
+    system_keys: list | None = None  # the ring systems (SMILES, ring blob) met in this chunk (local id = position)
+    systems: np.ndarray | None = None  # each molecule's local ring-system ids, concatenated
+    system_counts: np.ndarray | None = None  # how many ring systems each molecule holds
 
 
-def _fingerprint_chunk(smiles: list[str]) -> _Chunk:
-    gen = morgan_generator()
+def _similarity_chunk(smiles: list[str]) -> _Chunk:
+    """The parse check and the Morgan fingerprints: what an index build does before it is
+    searchable by similarity (the substructure data are built later, see
+    LibraryIndex.build_substructure). Returns packed numpy rows, never molecules."""
+    return _fingerprint_chunk(smiles, substructure=False)
+
+
+def _substructure_chunk(smiles: list[str]) -> _Chunk:
+    """The substructure data of library SMILES that parsed at the index build."""
+    return _fingerprint_chunk(smiles, similarity=False)
+
+
+def _fingerprint_chunk(smiles: list[str], similarity: bool = True, substructure: bool = True) -> _Chunk:
+    gen = morgan_generator() if similarity else None
     errors: list[str | None] = []
     morgan, pattern, canonical, rings, ring_lengths = [], [], [], [], []
     type_ids: dict = {}
@@ -146,7 +167,12 @@ def _fingerprint_chunk(smiles: list[str]) -> _Chunk:
         errors.append(error)
         if mol is None:
             continue
-        morgan.append(np.packbits(gen.GetFingerprintAsNumPy(mol).astype(np.uint8), bitorder="little"))
+        if similarity:
+            # the packed bits themselves (ExplicitBitVect's binary text: bit j at byte j // 8,
+            # bit j % 8), not a 2048-byte array packed again
+            morgan.append(DataStructs.BitVectToBinaryText(gen.GetFingerprint(mol)))
+        if not substructure:
+            continue
         pattern.append(_pattern_packed(mol))
         text_out = Chem.MolToSmiles(mol)
         canonical.append(text_out)
@@ -177,11 +203,76 @@ def _fingerprint_chunk(smiles: list[str]) -> _Chunk:
             ids.add(local)
         types.extend(sorted(ids))
         type_counts.append(len(ids))
-    return _Chunk(errors, np.array(morgan, dtype=np.uint8).reshape(-1, FP_BYTES),
-                  np.array(pattern, dtype=np.uint8).reshape(-1, PATTERN_BITS // 8), canonical, b"".join(rings),
-                  np.array(ring_lengths, dtype=np.int64), list(type_ids), type_reps,
+    packed = np.frombuffer(b"".join(morgan), dtype=np.uint8).reshape(-1, FP_BYTES).copy() if similarity else None
+    if not substructure:
+        return _Chunk(errors, packed)
+    return _Chunk(errors, packed, np.array(pattern, dtype=np.uint8).reshape(-1, PATTERN_BITS // 8), canonical,
+                  b"".join(rings), np.array(ring_lengths, dtype=np.int64), list(type_ids), type_reps,
                   np.array(types, dtype=np.uint32), np.array(type_counts, dtype=np.int64), full_parse,
                   list(system_ids), np.array(systems, dtype=np.uint32), np.array(system_counts, dtype=np.int64))
+
+
+class _SubstructureParts:
+    """The substructure data of an index, gathered chunk by chunk (local type and ring-system
+    ids made global) and written as the index's substructure files."""
+
+    def __init__(self):
+        self.canonical: list[str] = []
+        self.pattern_parts, self.ring_parts, self.ring_length_parts = [], [], []
+        self.type_parts, self.type_count_parts, self.full_parse = [], [], []
+        self.system_ids: dict = {}  # (SMILES, ring blob) -> global ring-system id
+        self.system_parts, self.system_count_parts = [], []
+        self.type_ids: dict = {}  # atom-type key -> global type id
+        self.type_reps: list[tuple[int, int]] = []  # (library row, atom index) standing for each type
+
+    def add(self, first_row: int, result: _Chunk) -> None:
+        self.canonical.extend(result.canonical)
+        self.pattern_parts.append(result.pattern)
+        self.ring_parts.append(result.rings)
+        self.ring_length_parts.append(result.ring_lengths)
+        to_global = np.zeros(len(result.type_keys), dtype=np.uint32)
+        for local, (key, (position, atom)) in enumerate(zip(result.type_keys, result.type_reps)):
+            global_id = self.type_ids.get(key)
+            if global_id is None:
+                global_id = self.type_ids[key] = len(self.type_ids)
+                self.type_reps.append((first_row + position, atom))
+            to_global[local] = global_id
+        # global ids stay distinct per molecule; ascending order is not needed by the screen
+        self.type_parts.append(to_global[result.types] if len(result.types) else result.types)
+        self.type_count_parts.append(result.type_counts)
+        self.full_parse.extend(first_row + position for position in result.full_parse)
+        to_global = np.array([self.system_ids.setdefault(key, len(self.system_ids)) for key in result.system_keys],
+                             dtype=np.uint32)
+        self.system_parts.append(to_global[result.systems] if len(result.systems) else result.systems)
+        self.system_count_parts.append(result.system_counts)
+
+    def write(self, out: Path, order: np.ndarray) -> dict:
+        """Write the substructure files into ``out`` (molecules in library row order; the
+        pattern planes in ``order``, as the Morgan planes); returns their counts for index.json."""
+        n = len(self.canonical)
+        pattern = np.concatenate(self.pattern_parts) if self.pattern_parts else np.zeros((0, PATTERN_BITS // 8), np.uint8)
+        np.save(out / "pattern_planes.npy", _bit_planes(pattern[order]))
+        _write_lines(out / "trusted.smi", out / "trusted_offsets.npy", self.canonical)
+        _write_blobs(out / "rings.bin", out / "ring_offsets.npy", self.ring_parts, self.ring_length_parts, n)
+        type_counts = np.concatenate(self.type_count_parts) if self.type_count_parts else np.zeros(0, np.int64)
+        type_offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(type_counts, out=type_offsets[1:])
+        np.save(out / "molecule_types.npy", np.concatenate(self.type_parts) if self.type_parts else np.zeros(0, np.uint32))
+        np.save(out / "molecule_type_offsets.npy", type_offsets)
+        np.save(out / "full_parse_rows.npy", np.array(self.full_parse, dtype=np.int64))
+        system_counts = np.concatenate(self.system_count_parts) if self.system_count_parts else np.zeros(0, np.int64)
+        system_offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(system_counts, out=system_offsets[1:])
+        np.save(out / "molecule_systems.npy",
+                np.concatenate(self.system_parts) if self.system_parts else np.zeros(0, np.uint32))
+        np.save(out / "molecule_system_offsets.npy", system_offsets)
+        keys = list(self.system_ids)
+        _write_lines(out / "ring_systems.smi", out / "ring_system_offsets.npy", [key[0] for key in keys])
+        _write_blobs(out / "ring_system_rings.bin", out / "ring_system_ring_offsets.npy", [key[1] for key in keys],
+                     [np.array([len(key[1]) for key in keys], dtype=np.int64)], len(keys))
+        (out / "atom_types.json").write_text(
+            json.dumps({"keys": list(self.type_ids), "representatives": self.type_reps}) + "\n", encoding="utf-8")
+        return {"atom_types": len(self.type_ids), "ring_systems": len(self.system_ids)}
 
 
 _MAX_ATOMS = 65535  # ring blobs hold atom and bond indices as uint16
@@ -423,6 +514,7 @@ class LibraryIndex:
                  pattern: np.ndarray, offsets: np.ndarray, records: np.ndarray, trusted_offsets: np.ndarray,
                  trusted: np.ndarray):
         self.folder = folder
+        self.data_folder = folder  # where the substructure data are (see build_substructure)
         self.meta = meta
         self.popcount = popcount  # sorted, per position
         self.order = order  # position -> library row
@@ -440,6 +532,7 @@ class LibraryIndex:
         self._files = None  # what substructure matching reads (see _substructure_files)
         self._types = None  # atom types, loaded at the first substructure search
         self._types_lock = threading.Lock()
+        self._build_lock = threading.Lock()  # one substructure-data build at a time
         # first position of each popcount value, for BitBound slicing
         self.pop_start = np.searchsorted(popcount, np.arange(FP_BITS + 2), side="left")
 
@@ -615,7 +708,9 @@ class LibraryIndex:
         (``_PARALLEL_MIN_CANDIDATES``, or ``_PARALLEL_MIN_CANDIDATES_COLD`` while no workers run
         yet: see ``warm_substructure_workers``), worker processes match ranges of them (each
         reading the index files from its own mmap) and the hits are merged in library order:
-        the same hits as in-process."""
+        the same hits as in-process. An index built without its substructure data builds them
+        first (``build_substructure``; ``progress`` reports that build too)."""
+        self.build_substructure(progress=progress)
         query.UpdatePropertyCache(strict=False)
         Chem.FastFindRings(query)
         smarts = Chem.MolToSmarts(query)
@@ -624,7 +719,7 @@ class LibraryIndex:
         if self._few_candidates(len(rows), query, smarts):
             # few candidates (a rare scaffold, or none at all): matching them costs less than the
             # atom-type and ring-system screens would, which read every molecule's types
-            return self._hits(_match_rows(self._substructure_files(), rows, query, mode, top, progress))
+            return self._hits(_match_candidates(self._substructure_files(), rows, query, mode, top, progress))
         typed = self._type_screen(query, smarts)
         if query.GetNumAtoms() == 1 and typed is not None:  # decided by the atom types alone
             rows = np.flatnonzero(typed) if isinstance(typed, np.ndarray) else np.arange(self.size)
@@ -642,6 +737,10 @@ class LibraryIndex:
             undecided = undecided[np.isin(undecided, rows)]
             found = np.union1d(np.flatnonzero(in_systems), _match_rows(files, undecided, query, mode))
             return self._hits(found[:top] if top else found)
+        if mode == NO_RINGS and _threads() > 1:
+            # RDKit's own threads match trusted SMILES as this process does (no rings needed):
+            # no hand-off to worker processes
+            return self._hits(_match_threaded(self._substructure_files(), rows, query, top, progress))
         threshold = _PARALLEL_MIN_CANDIDATES if _pool is not None else _PARALLEL_MIN_CANDIDATES_COLD
         matched: list[int] = []
         if top and len(rows) >= threshold:
@@ -654,7 +753,7 @@ class LibraryIndex:
         left = top - len(matched) if top else None
         more = None
         if len(rows) >= threshold:
-            more = _match_in_workers(self.folder, query, mode, rows, left, progress)
+            more = _match_in_workers(self.folder, self.data_folder, query, mode, rows, left, progress)
         if more is None:  # few candidates, or no worker processes
             more = _match_rows(self._substructure_files(), rows, query, mode, left, progress)
         return self._hits(matched + more)
@@ -802,7 +901,7 @@ class LibraryIndex:
         left False here and matched by the caller."""
         if "$" in smarts or self.size == 0 or query.GetNumBonds() == 0 or not _ring_system_query(query):
             return None
-        folder = self.folder
+        folder = self.data_folder
         system_offsets = np.load(folder / "ring_system_offsets.npy")
         if len(system_offsets) <= 1:
             return np.zeros(self.size, dtype=bool)
@@ -828,10 +927,77 @@ class LibraryIndex:
         return result
 
     def prepare_substructure(self) -> None:
-        """Load what substructure searches read first (the atom types: a few hundred to a few
-        thousand molecules parsed), e.g. on a worker when the index is opened."""
+        """Build the substructure data if missing, then load what substructure searches read
+        first (the atom types: a few hundred to a few thousand molecules parsed), e.g. on a
+        worker when the index is opened."""
+        self.build_substructure()
         self._atom_types()
         self._substructure_files()
+
+    @property
+    def has_substructure_data(self) -> bool:
+        return self.pattern is not None
+
+    def build_substructure(self, workers: int | None = None, progress: Callable[[float], None] | None = None,
+                           cancel: Callable[[], bool] | None = None) -> None:
+        """Build the substructure data (pattern fingerprints, RDKit's canonical SMILES, rings,
+        atom types, ring systems) of an index built without them, on ``workers`` processes
+        (every core; in-process for a small library or inside a daemon process), and write them
+        into the index folder (into a temporary folder, with a warning, when that folder is
+        read-only); ``index.json`` says so last, so an interrupted build is simply redone.
+        ``progress(fraction)``; ``cancel()`` true raises IndexBuildCancelled. Nothing happens
+        when the data are there."""
+        with self._build_lock:
+            if self.pattern is not None:
+                return
+            import multiprocessing
+
+            if workers is None:
+                small = self.size < 4 * _SUBSTRUCTURE_CHUNK
+                workers = 1 if small or multiprocessing.current_process().daemon else (os.cpu_count() or 1)
+            data = self._records_bytes()
+
+            def tasks():
+                for start in range(0, self.size, _SUBSTRUCTURE_CHUNK):
+                    rows = list(range(start, min(start + _SUBSTRUCTURE_CHUNK, self.size)))
+                    yield _substructure_chunk, [line.partition("\t")[2] for line in _lines(data, self.offsets, rows)]
+
+            parts = _SubstructureParts()
+            done = 0
+            for result in processes.map_ordered(tasks(), workers, purpose="substructure data", cancel=cancel):
+                if any(error is not None for error in result.errors):
+                    raise UnreadableFileError(f"damaged molecule search index {self.folder}: a stored SMILES no longer "
+                                              f"parses ({next(e for e in result.errors if e)}); rebuild the index")
+                parts.add(done, result)
+                done += len(result.errors)
+                if progress:
+                    progress(done / max(self.size, 1))
+            if cancel and cancel():
+                raise IndexBuildCancelled("substructure data build cancelled")
+            target = self.folder
+            try:
+                counts = parts.write(target, self.order)
+            except OSError as exc:
+                target = Path(tempfile.mkdtemp(prefix="healthfm-substructure-"))
+                log.warning("search index %s: cannot write its substructure data there (%s); kept in %s for this "
+                            "session", self.folder, exc.strerror or exc, target)
+                counts = parts.write(target, self.order)
+            meta = dict(self.meta, substructure=True, **counts)
+            if target == self.folder:
+                atomic_write_text(self.folder / "index.json", json.dumps(meta, indent=2) + "\n")
+            self.meta, self.data_folder = meta, target
+            self._load_substructure()
+
+    def _load_substructure(self) -> None:
+        folder = self.data_folder
+        missing = [name for name in _SUBSTRUCTURE_FILES if not (folder / name).is_file()]
+        if missing:
+            raise UnreadableFileError(f"damaged molecule search index: {', '.join(missing)} missing; rebuild the index")
+        try:
+            self.trusted_offsets = np.asarray(np.load(folder / "trusted_offsets.npy", mmap_mode="r", allow_pickle=False))
+            self.pattern = np.asarray(np.load(folder / "pattern_planes.npy", mmap_mode="r", allow_pickle=False))
+        except (OSError, ValueError) as exc:
+            raise UnreadableFileError(f"damaged molecule search index: {exc}") from exc
 
     def _atom_types(self):
         """(one standing atom per type, each row's types concatenated, each row's first
@@ -846,9 +1012,9 @@ class LibraryIndex:
 
     def _load_atom_types(self):
         try:
-            meta = json.loads((self.folder / "atom_types.json").read_text(encoding="utf-8"))
-            flat = np.load(self.folder / "molecule_types.npy", mmap_mode="r")
-            offsets = np.load(self.folder / "molecule_type_offsets.npy")
+            meta = json.loads((self.data_folder / "atom_types.json").read_text(encoding="utf-8"))
+            flat = np.load(self.data_folder / "molecule_types.npy", mmap_mode="r")
+            offsets = np.load(self.data_folder / "molecule_type_offsets.npy")
         except (OSError, ValueError) as exc:
             raise UnreadableFileError(f"damaged molecule search index: {exc}") from exc
         molecules: dict[int, Chem.Mol] = {}
@@ -871,9 +1037,9 @@ class LibraryIndex:
     def _substructure_files(self) -> "_IndexFiles":
         if self._files is None:
             self._files = _IndexFiles(self._trusted_bytes(), self.trusted_offsets, self._records_bytes(), self.offsets,
-                                      _map_file(self.folder / "rings.bin"),
-                                      np.load(self.folder / "ring_offsets.npy", mmap_mode="r"),
-                                      frozenset(np.load(self.folder / "full_parse_rows.npy").tolist()))
+                                      _map_file(self.data_folder / "rings.bin"),
+                                      np.load(self.data_folder / "ring_offsets.npy", mmap_mode="r"),
+                                      frozenset(np.load(self.data_folder / "full_parse_rows.npy").tolist()))
         return self._files
 
     def _records_bytes(self):
@@ -888,7 +1054,7 @@ class LibraryIndex:
         if self._trusted_map is None:
             if self.size == 0:
                 return b""
-            self._trusted_map = _map_file(self.folder / "trusted.smi")
+            self._trusted_map = _map_file(self.data_folder / "trusted.smi")
         return self._trusted_map
 
     # ---- files -------------------------------------------------------------------------
@@ -902,23 +1068,24 @@ class LibraryIndex:
             raise UnreadableFileError(f"not a molecule search index (no readable index.json): {exc}") from exc
         if meta.get("format") != INDEX_FORMAT:
             raise UnreadableFileError("not a molecule search index (unknown format in index.json)")
-        if meta.get("version") != INDEX_VERSION:
+        if meta.get("version") not in _READABLE_VERSIONS:
             raise UnreadableFileError(
                 f"a molecule search index of format version {meta.get('version')}, this program reads version "
                 f"{INDEX_VERSION}: rebuild the index with `healthfm molecules index LIBRARY... --out {folder}`")
-        missing = [name for name in _SUBSTRUCTURE_FILES if not (folder / name).is_file()]
-        if missing:
-            raise UnreadableFileError(f"damaged molecule search index: {', '.join(missing)} missing; rebuild the index")
         try:
             load = lambda name: np.load(folder / name, mmap_mode="r", allow_pickle=False)  # noqa: E731
             text = lambda name: np.memmap(folder / name, dtype=np.uint8, mode="r") if meta["size"] else np.zeros(0, np.uint8)  # noqa: E731
-            return cls(folder, meta, np.asarray(load("popcount.npy")), np.asarray(load("order.npy")),
-                       load("morgan_planes.npy"), load("pattern_planes.npy"), np.asarray(load("offsets.npy")),
-                       text("records.tsv"), np.asarray(load("trusted_offsets.npy")), text("trusted.smi"))
+            index = cls(folder, meta, np.asarray(load("popcount.npy")), np.asarray(load("order.npy")),
+                        load("morgan_planes.npy"), None, np.asarray(load("offsets.npy")), text("records.tsv"), None, None)
         except (OSError, ValueError, KeyError) as exc:
             raise UnreadableFileError(f"damaged molecule search index: {exc}") from exc
+        if meta.get("substructure", True):  # version 3 always has them
+            index._load_substructure()
+        return index
 
 
+_READABLE_VERSIONS = (3, 4)  # 4 only adds "substructure" to index.json (the data may be built later)
+_SUBSTRUCTURE_CHUNK = 4096  # molecules per task of a substructure-data build
 _SUBSTRUCTURE_FILES = ("trusted.smi", "trusted_offsets.npy", "rings.bin", "ring_offsets.npy", "atom_types.json",
                        "molecule_types.npy", "molecule_type_offsets.npy", "full_parse_rows.npy", "molecule_systems.npy",
                        "molecule_system_offsets.npy", "ring_systems.smi", "ring_system_offsets.npy",
@@ -962,14 +1129,20 @@ def _library_records(files: list[Path], on_bad: Callable[[Path, str], None]) -> 
 
 def build_index(paths: Iterable[str | Path], out: str | Path, workers: int | None = None,
                 on_bad: Callable[[Path, str], None] = lambda p, r: None,
-                progress: Callable[[int], None] | None = None, chunk: int = 20000,
+                progress: Callable[[int], None] | None = None, chunk: int = 4096,
                 cancel: Callable[[], bool] | None = None,
-                records: Iterable[tuple[Path, str, str, int]] | None = None) -> LibraryIndex:
+                records: Iterable[tuple[Path, str, str, int]] | None = None,
+                substructure: bool = False) -> LibraryIndex:
     """Read libraries, fingerprint them on ``workers`` processes (core/processes.py, as describe)
     and write the index folder; ``progress(molecules done)``; ``cancel()`` true stops the build
     (``IndexBuildCancelled``) before anything is written. ``records`` (``(file, id, SMILES,
     record number)``, as ``_library_records`` reads them from ``paths``) stand in for reading:
-    one shard of a sharded index (sharded_index.py)."""
+    one shard of a sharded index (sharded_index.py).
+
+    Only what similarity needs is built (parse, Morgan fingerprint): the substructure data
+    (~4x that work) are built by the first substructure search (``build_substructure``), or
+    here in the same pass with ``substructure=True``. Tasks send SMILES chunks and return
+    packed numpy rows (a chunk of 4,096 keeps both cores busy on a small library)."""
     out = Path(out)
     files = library_files(paths) if records is None else [Path(p) for p in paths]
     if not files:
@@ -977,14 +1150,10 @@ def build_index(paths: Iterable[str | Path], out: str | Path, workers: int | Non
     out.mkdir(parents=True, exist_ok=True)
     ids: list[str] = []
     smiles: list[str] = []
-    canonical: list[str] = []
-    morgan_parts, pattern_parts = [], []
-    ring_parts, ring_length_parts, type_parts, type_count_parts, full_parse = [], [], [], [], []
-    system_ids: dict = {}  # (SMILES, ring blob) -> global ring-system id
-    system_parts, system_count_parts = [], []
-    type_ids: dict = {}  # atom-type key -> global type id
-    type_reps: list[tuple[int, int]] = []  # (library row, atom index) standing for each type
+    morgan_parts = []
+    parts = _SubstructureParts() if substructure else None
     workers = workers or os.cpu_count() or 1
+    task = _fingerprint_chunk if substructure else _similarity_chunk
 
     def batches():
         batch = []
@@ -1004,25 +1173,9 @@ def build_index(paths: Iterable[str | Path], out: str | Path, workers: int | Non
                 smiles.append(smi)
             else:
                 on_bad(path, f"record {number} ({ident}): {error}")
-        canonical.extend(result.canonical)
         morgan_parts.append(result.morgan)
-        pattern_parts.append(result.pattern)
-        ring_parts.append(result.rings)
-        ring_length_parts.append(result.ring_lengths)
-        to_global = np.zeros(len(result.type_keys), dtype=np.uint32)
-        for local, (key, (position, atom)) in enumerate(zip(result.type_keys, result.type_reps)):
-            global_id = type_ids.get(key)
-            if global_id is None:
-                global_id = type_ids[key] = len(type_ids)
-                type_reps.append((first_row + position, atom))
-            to_global[local] = global_id
-        # global ids stay distinct per molecule; ascending order is not needed by the screen
-        type_parts.append(to_global[result.types] if len(result.types) else result.types)
-        type_count_parts.append(result.type_counts)
-        full_parse.extend(first_row + position for position in result.full_parse)
-        to_global = np.array([system_ids.setdefault(key, len(system_ids)) for key in result.system_keys], dtype=np.uint32)
-        system_parts.append(to_global[result.systems] if len(result.systems) else result.systems)
-        system_count_parts.append(result.system_counts)
+        if parts is not None:
+            parts.add(first_row, result)
         if progress:
             progress(len(ids))
 
@@ -1031,7 +1184,7 @@ def build_index(paths: Iterable[str | Path], out: str | Path, workers: int | Non
     def tasks():
         for batch in batches():
             read.append(batch)
-            yield _fingerprint_chunk, [r[2] for r in batch]
+            yield task, [r[2] for r in batch]
 
     for result in processes.map_ordered(tasks(), workers, purpose="index build", cancel=cancel):
         collect(read.popleft(), result)
@@ -1039,7 +1192,6 @@ def build_index(paths: Iterable[str | Path], out: str | Path, workers: int | Non
         raise IndexBuildCancelled("index build cancelled")
     n = len(ids)
     morgan = np.concatenate(morgan_parts) if morgan_parts else np.zeros((0, FP_BYTES), np.uint8)
-    pattern = np.concatenate(pattern_parts) if pattern_parts else np.zeros((0, PATTERN_BITS // 8), np.uint8)
     from healthfm_desktop.core.chemistry.fingerprints import popcounts
 
     pops = popcounts(morgan)
@@ -1047,36 +1199,18 @@ def build_index(paths: Iterable[str | Path], out: str | Path, workers: int | Non
     np.save(out / "popcount.npy", pops[order].astype(np.int32))
     np.save(out / "order.npy", order)
     np.save(out / "morgan_planes.npy", _bit_planes(morgan[order]))
-    np.save(out / "pattern_planes.npy", _bit_planes(pattern[order]))
     lines = [f"{i}\t{s}\n".encode("utf-8") for i, s in zip(ids, smiles)]
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum([len(line) for line in lines], out=offsets[1:])
     np.save(out / "offsets.npy", offsets)
     with open(out / "records.tsv", "wb") as handle:
         handle.writelines(lines)
-    _write_lines(out / "trusted.smi", out / "trusted_offsets.npy", canonical)
-    _write_blobs(out / "rings.bin", out / "ring_offsets.npy", ring_parts, ring_length_parts, n)
-    type_counts = np.concatenate(type_count_parts) if type_count_parts else np.zeros(0, np.int64)
-    type_offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(type_counts, out=type_offsets[1:])
-    np.save(out / "molecule_types.npy", np.concatenate(type_parts) if type_parts else np.zeros(0, np.uint32))
-    np.save(out / "molecule_type_offsets.npy", type_offsets)
-    np.save(out / "full_parse_rows.npy", np.array(full_parse, dtype=np.int64))
-    system_counts = np.concatenate(system_count_parts) if system_count_parts else np.zeros(0, np.int64)
-    system_offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(system_counts, out=system_offsets[1:])
-    np.save(out / "molecule_systems.npy", np.concatenate(system_parts) if system_parts else np.zeros(0, np.uint32))
-    np.save(out / "molecule_system_offsets.npy", system_offsets)
-    _write_lines(out / "ring_systems.smi", out / "ring_system_offsets.npy", [key[0] for key in system_ids])
-    _write_blobs(out / "ring_system_rings.bin", out / "ring_system_ring_offsets.npy", [key[1] for key in system_ids],
-                 [np.array([len(key[1]) for key in system_ids], dtype=np.int64)], len(system_ids))
-    (out / "atom_types.json").write_text(json.dumps({"keys": list(type_ids), "representatives": type_reps}) + "\n",
-                                         encoding="utf-8")
     meta = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "size": n, "sources": [str(f) for f in files],
             "fingerprint": "Morgan radius 2, 2048 bits (RDKit GetMorganGenerator)",
-            "pattern_fingerprint": f"RDKit PatternFingerprint, {PATTERN_BITS} bits",
-            "atom_types": len(type_ids), "ring_systems": len(system_ids)}
-    (out / "index.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+            "pattern_fingerprint": f"RDKit PatternFingerprint, {PATTERN_BITS} bits", "substructure": False}
+    if parts is not None:
+        meta.update(parts.write(out, order), substructure=True)
+    atomic_write_text(out / "index.json", json.dumps(meta, indent=2) + "\n")
     return LibraryIndex.open(out)
 
 
@@ -1301,6 +1435,59 @@ def _match_rows(files: _IndexFiles, rows: np.ndarray, query: Chem.Mol, mode: int
     return hits
 
 
+def _threads() -> int:
+    return os.cpu_count() or 1
+
+
+def _match_candidates(files: _IndexFiles, rows: np.ndarray, query: Chem.Mol, mode: int, top: int | None = None,
+                      progress: Callable[[float], None] | None = None) -> list[int]:
+    """``_match_rows``, on RDKit's threads when the query needs no rings and there are enough
+    rows to share (the same hits)."""
+    if mode == NO_RINGS and len(rows) >= _THREAD_MIN_ROWS and _threads() > 1:
+        return _match_threaded(files, rows, query, top, progress)
+    return _match_rows(files, rows, query, mode, top, progress)
+
+
+_THREAD_MIN_ROWS = 32  # below this, starting RDKit's threads costs more than it shares
+_THREAD_CHUNK = 4096  # rows per GetMatches call: progress, cancel and a top between calls
+
+
+def _match_threaded(files: _IndexFiles, rows: np.ndarray, query: Chem.Mol, top: int | None = None,
+                    progress: Callable[[float], None] | None = None) -> list[int]:
+    """The rows among ``rows`` (ascending) whose molecule contains a query that reads no rings
+    (``NO_RINGS``), matched by RDKit's SubstructLibrary on every core. Its
+    CachedTrustedSmilesMolHolder rebuilds each molecule from the trusted SMILES exactly as
+    ``_match_rows`` does (a parse without sanitisation, then the property cache), and
+    SubstructMatchParameters' defaults are HasSubstructMatch's, so the hits are the same;
+    the molecules trusted SMILES do not rebuild (radicals) go through ``_match_rows``."""
+    from rdkit.Chem import rdSubstructLibrary
+
+    full_parse = files.full_parse
+    if full_parse:
+        special = np.isin(rows, np.fromiter(full_parse, dtype=np.int64, count=len(full_parse)))
+        if special.any():
+            apart = _match_rows(files, rows[special], query, NO_RINGS)
+            rest = _match_threaded(dataclasses.replace(files, full_parse=frozenset()), rows[~special], query, None,
+                                   progress)
+            merged = sorted(apart + rest)
+            return merged[:top] if top else merged
+    holder = rdSubstructLibrary.CachedTrustedSmilesMolHolder()
+    for text in _lines(files.trusted, files.trusted_offsets, rows.tolist()):
+        holder.AddSmiles(text)
+    library = rdSubstructLibrary.SubstructLibrary(holder)
+    params = Chem.SubstructMatchParameters()
+    hits: list[int] = []
+    for start in range(0, len(rows), _THREAD_CHUNK):
+        end = min(start + _THREAD_CHUNK, len(rows))
+        found = sorted(library.GetMatches(query, start, end, params, -1, end - start))
+        hits.extend(rows[found].tolist())
+        if top and len(hits) >= top:
+            return hits[:top]
+        if progress:
+            progress(end / len(rows))
+    return hits
+
+
 # ---- substructure matching on worker processes ----------------------------------------------
 _pool: ProcessPoolExecutor | None = None
 _pool_workers = 0
@@ -1308,27 +1495,28 @@ _pool_lock = threading.Lock()  # searches run on GUI worker threads: one pool, s
 _worker_files: dict = {}  # in a worker: index folder -> (stamp, _IndexFiles)
 
 
-def _worker_index_files(folder: str) -> _IndexFiles:
-    """The index files a worker matches from, memory-mapped once per worker and index version
-    (the stamp notices an index rebuilt in the same folder)."""
-    trusted_path = os.path.join(folder, "trusted.smi")
+def _worker_index_files(folder: str, data: str) -> _IndexFiles:
+    """The index files a worker matches from (the records in ``folder``, the substructure data
+    in ``data``, usually the same), memory-mapped once per worker and index version (the stamp
+    notices an index rebuilt in the same folder)."""
+    trusted_path = os.path.join(data, "trusted.smi")
     stat = os.stat(trusted_path)
     stamp = (stat.st_mtime_ns, stat.st_size, os.stat(os.path.join(folder, "records.tsv")).st_mtime_ns,
-             os.stat(os.path.join(folder, "rings.bin")).st_mtime_ns)
-    cached = _worker_files.get(folder)
+             os.stat(os.path.join(data, "rings.bin")).st_mtime_ns)
+    cached = _worker_files.get((folder, data))
     if cached is None or cached[0] != stamp:
-        load = lambda name: np.load(os.path.join(folder, name), mmap_mode="r")  # noqa: E731
-        files = _IndexFiles(_map_file(Path(trusted_path)), load("trusted_offsets.npy"),
-                            _map_file(Path(folder) / "records.tsv"), load("offsets.npy"),
-                            _map_file(Path(folder) / "rings.bin"), load("ring_offsets.npy"),
-                            frozenset(np.load(os.path.join(folder, "full_parse_rows.npy")).tolist()))
+        load = lambda where, name: np.load(os.path.join(where, name), mmap_mode="r")  # noqa: E731
+        files = _IndexFiles(_map_file(Path(trusted_path)), load(data, "trusted_offsets.npy"),
+                            _map_file(Path(folder) / "records.tsv"), load(folder, "offsets.npy"),
+                            _map_file(Path(data) / "rings.bin"), load(data, "ring_offsets.npy"),
+                            frozenset(np.load(os.path.join(data, "full_parse_rows.npy")).tolist()))
         cached = (stamp, files)
-        _worker_files[folder] = cached
+        _worker_files[(folder, data)] = cached
     return cached[1]
 
 
-def _match_chunk(folder: str, query: Chem.Mol, mode: int, rows: np.ndarray) -> list[int]:
-    return _match_rows(_worker_index_files(folder), rows, query, mode)
+def _match_chunk(folder: str, data: str, query: Chem.Mol, mode: int, rows: np.ndarray) -> list[int]:
+    return _match_rows(_worker_index_files(folder, data), rows, query, mode)
 
 
 def _substructure_pool(workers: int) -> ProcessPoolExecutor | None:
@@ -1385,7 +1573,7 @@ def _drop_pool() -> None:
         _pool = None
 
 
-def _match_in_workers(folder: Path, query: Chem.Mol, mode: int, rows: np.ndarray, top: int | None,
+def _match_in_workers(folder: Path, data: Path, query: Chem.Mol, mode: int, rows: np.ndarray, top: int | None,
                       progress: Callable[[float], None] | None, workers: int | None = None) -> list[int] | None:
     """``_match_rows`` over ``rows`` in chunks on worker processes, merged in row order; None
     when there are no worker processes or one of them fails (the caller then matches everything
@@ -1398,7 +1586,7 @@ def _match_in_workers(folder: Path, query: Chem.Mol, mode: int, rows: np.ndarray
         return None
     chunks = [rows[k:k + _PARALLEL_CHUNK] for k in range(0, len(rows), _PARALLEL_CHUNK)]
     try:
-        futures = [pool.submit(_match_chunk, str(folder), query, mode, chunk) for chunk in chunks]
+        futures = [pool.submit(_match_chunk, str(folder), str(data), query, mode, chunk) for chunk in chunks]
     except (BrokenProcessPool, RuntimeError, OSError) as exc:
         log.warning("substructure workers failed to start (%s): matching in-process", exc)
         _drop_pool()

@@ -65,8 +65,10 @@ def build_shard(item: tuple[int, list], out: str, sources: list[str]) -> dict:
     bad: list[tuple[str, str]] = []
     building = out_path / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
     try:
+        # the substructure data too: a shard is searched on cluster workers, which should not
+        # build them at their first substructure search
         built = build_index(sources, building, workers=1, records=records,
-                            on_bad=lambda p, r: bad.append((str(p), r)))
+                            on_bad=lambda p, r: bad.append((str(p), r)), substructure=True)
         size = built.size
         del built  # the index's memory maps must close before the folder is renamed
         final = out_path / name
@@ -106,7 +108,7 @@ def records_hits(records: list, kind: str, query_text: str, threshold: float | N
     temporary folder and search it; ``(molecules indexed, hits)``."""
     with tempfile.TemporaryDirectory(prefix="healthfm-shard-") as tmp:
         sources = sorted({str(r[0]) for r in records})
-        index = build_index(sources, tmp, workers=1, records=records)
+        index = build_index(sources, tmp, workers=1, records=records, substructure=kind != "similar")
         size = index.size
         del index
         return size, shard_hits(tmp, kind, query_text, threshold, top)

@@ -245,13 +245,26 @@ def search_library(index, query_text: str, mode: str, threshold: float | None, l
     elif mode == "similar":
         hits = index.similar(parse_query_smiles(query_text), threshold=threshold, top=top)
     else:
+        query = substructure_query(query_text)
+        if not index.has_substructure_data:  # the index build left them to the first substructure search
+            from healthfm_desktop.core.chemistry.search_index import IndexBuildCancelled
+
+            def building(fraction: float) -> None:
+                progress(Progress(fraction, f"preparing substructure search over {index.size:,} molecules "
+                                            f"(once per library): {fraction:.0%}"))
+
+            try:
+                index.build_substructure(progress=building, cancel=cancelled)
+            except IndexBuildCancelled as exc:
+                raise SearchCancelled() from exc
+
         def step(fraction: float) -> None:
             if cancelled():
                 raise SearchCancelled()
             progress(Progress(fraction, f"matching the candidates the screen left of {index.size:,} molecules: "
                                         f"{fraction:.0%}"))
 
-        hits = index.substructure(substructure_query(query_text), top=top, progress=step)
+        hits = index.substructure(query, top=top, progress=step)
     rows = []
     for i, hit in enumerate(hits):
         if i % 200 == 0:
