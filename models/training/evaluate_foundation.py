@@ -194,6 +194,29 @@ def table(results) -> list[str]:
 COMMAND = "python models/training/evaluate_foundation.py"
 
 
+def when_not_to_use(results, other_scanners: dict | None = None) -> list[str]:
+    """The card's "When not to use this" section, from the measurements: every point of a learning
+    curve where the adapted head lost to its baseline, and (image encoder) a modality check on
+    files from scanners it never saw that fell below 0.8."""
+    lines = ["## When not to use this", "", f"Measured failure cases (`{COMMAND}`):"]
+    for task, entry in results.items():
+        for row in entry["curve"]:
+            if row["adapted_auc"] < row["baseline_auc"]:
+                amount = "all the training labels" if row["labels_per_class"] == "all" else f"{row['labels_per_class']} labels per class"
+                lines.append(f"- **{task} with {amount}**: the adapted head scored AUC {row['adapted_auc']} against "
+                             f"{row['baseline_auc']} for the baseline ({entry['baseline']}) on {entry['test']}: "
+                             "on a task like it, prefer the baseline.")
+    if other_scanners is not None and other_scanners["value"] < 0.8:
+        lines.append(f"- **To tell modalities apart on images from other scanners**: 5-NN modality accuracy "
+                     f"{other_scanners['value']} on {other_scanners['n']} single-file DICOMs from scanners outside the "
+                     "training data: its embeddings of such images are not reliable neighbours, nor a reliable scope check.")
+    if len(lines) == 3:
+        lines.append("- no measured case where an adapted head lost to its baseline; the limitations below still hold.")
+    lines.append("- **As a diagnosis**: heads adapted on it are scored on the user's own labels by cross-validation, "
+                 "not on an external test.")
+    return lines + [""]
+
+
 def write_cards(curves) -> None:
     """The three encoders' cards, from their manifests (training facts) and the curves."""
     from healthfm_desktop.core.inference.registry import write_manifest
@@ -229,6 +252,7 @@ def write_cards(curves) -> None:
                   f"Printed by `{COMMAND}`; 10 and 50 labels per class: mean ± sd over {REPEATS} seeded draws.", ""]
         lines += table(curves[kind])
         lines += ["## Limitations", ""] + [f"- {item}" for item in manifest["limitations"]] + [""]
+        lines += when_not_to_use(curves[kind], manifest["metrics"]["modality_knn5_accuracy_other_scanners"] if kind == "image" else None)
         (MODELS / f"{name}.md").write_text("\n".join(lines), encoding="utf-8")
     molecule = curves["molecule"]
     lines = ["# molecule_features (built-in molecule encoder)", "",
@@ -247,6 +271,7 @@ def write_cards(curves) -> None:
     lines += table(molecule)
     lines += ["## Limitations", "", "- descriptors that fail on exotic molecules count as 0; values are clipped at 1e5",
               "- scaffold splits are harder than random ones: expect lower AUCs on new chemotypes", ""]
+    lines += when_not_to_use(molecule)
     (MODELS / "molecule_features.md").write_text("\n".join(lines), encoding="utf-8")
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from model_cards import with_when_not_to_use  # noqa: E402  (beside this script)
 from molecule_training import (  # noqa: E402
     DATA, MODELS, bootstrap_ci, fit_domain, make_mlp_ensemble, random_split, read_rows, save_model, seed_everything,
 )
@@ -147,7 +148,7 @@ The app shows the three nearest training molecules with their measured logS.
 ## Intended use and limitations
 {manifest['intended_use']} {manifest['limitations']}
 """
-    path.write_text(text, encoding="utf-8")
+    path.write_text(with_when_not_to_use(text, manifest["name"]), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # image_training beside this script
+from model_cards import with_when_not_to_use  # noqa: E402  (beside this script)
 
 from healthfm_desktop.core.imaging.ai import preprocessing as prep  # noqa: E402
 from healthfm_desktop.core.imaging.ai.evaluation import bootstrap_ci, dice, metric_with_ci  # noqa: E402
@@ -308,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
          "bootstrap": "1000 percentile resamples of the test images, seed 0"},
         int8_shipped,
     )
-    (out_dir / f"{NAME}.md").write_text(model_card(manifest, int8_metrics, int8_shipped, log_lines), encoding="utf-8")
+    (out_dir / f"{NAME}.md").write_text(with_when_not_to_use(model_card(manifest, int8_metrics, int8_shipped, log_lines), NAME), encoding="utf-8")
     log(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.2f} MB)")
     return 0
 

@@ -41,6 +41,8 @@ from sklearn.model_selection import StratifiedKFold
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # model_cards beside this script
+from model_cards import with_when_not_to_use  # noqa: E402  (beside this script)
 
 from healthfm_desktop.core.inference.registry import write_manifest  # noqa: E402
 from healthfm_desktop.core.patients.cleaning import RULES  # noqa: E402
@@ -496,7 +498,7 @@ def write_card(path: Path, manifest: dict) -> None:
       "Circulation 2000;101(23):e215-e220.\n\n")
     w(f"Reproduce: `nice -n 10 python {manifest['training_script']}` (seeded, CPU, "
       f"{manifest['training_seconds']:.0f} s here).\n")
-    path.write_text(text.getvalue(), encoding="utf-8")
+    path.write_text(with_when_not_to_use(text.getvalue(), manifest["name"]), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ from torch import nn
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # model_cards beside this script
+from model_cards import with_when_not_to_use  # noqa: E402  (beside this script)
 
 from healthfm_desktop.core.records.labels import CLINICAL_LABELS, MACCROBAT_TO_LABEL, NCBI_TO_LABEL  # noqa: E402
 from healthfm_desktop.core.records.ner_features import (  # noqa: E402
@@ -491,7 +493,7 @@ tokens) → 1×1 output. Convolutions are masked, so a row's logits do not depen
 Retrain: `{training['command']}`, then
 `python models/training/evaluate_ner_pipeline.py` (the pipeline section below).
 """
-    onnx_path.with_suffix(".md").write_text(card, encoding="utf-8")
+    onnx_path.with_suffix(".md").write_text(with_when_not_to_use(card, "ner_clinical"), encoding="utf-8")
     print(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB)", flush=True)
 
 

@@ -28,6 +28,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # model_cards beside this script
+from model_cards import with_when_not_to_use  # noqa: E402  (beside this script)
 from healthfm_desktop.core.chemistry.smiles_tokens import Vocabulary  # noqa: E402
 from healthfm_desktop.core.inference.registry import write_manifest  # noqa: E402
 
@@ -301,7 +303,7 @@ scored by the shipped predictors and alerts. Ideas for a chemist to judge, not d
 - No synthesisability, stereochemistry control (MOSES SMILES carry no stereo) or property
   conditioning; the predictors' applicability-domain flags apply to every proposal.
 """
-    path.write_text(text, encoding="utf-8")
+    path.write_text(with_when_not_to_use(text, manifest["name"]), encoding="utf-8")
 
 
 def main(argv=None) -> int:
