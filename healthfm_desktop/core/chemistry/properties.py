@@ -919,7 +919,7 @@ def _warm_worker() -> None:
 def _map_ordered(chunks: Iterable[tuple], workers: int | None) -> Iterator[list]:
     # unreadable records (_error_rows) cost nothing to report: they stay in this process
     return processes.map_ordered(chunks, workers, initializer=_warm_worker, local=lambda fn: fn is _error_rows,
-                                 purpose="describe")
+                                 purpose="describe", preload=processes.CHEMISTRY_PRELOAD)
 
 
 def describe_smiles_parallel(smiles: list[str], workers: int | None = None, chunk_size: int = 500) -> Iterator[tuple[int, list[dict]]]:

@@ -964,7 +964,7 @@ class LibraryIndex:
 
             parts = _SubstructureParts()
             done = 0
-            for result in processes.map_ordered(tasks(), workers, purpose="substructure data", cancel=cancel):
+            for result in processes.map_ordered(tasks(), workers, purpose="substructure data", cancel=cancel, preload=processes.CHEMISTRY_PRELOAD):
                 if any(error is not None for error in result.errors):
                     raise UnreadableFileError(f"damaged molecule search index {self.folder}: a stored SMILES no longer "
                                               f"parses ({next(e for e in result.errors if e)}); rebuild the index")
@@ -1186,7 +1186,7 @@ def build_index(paths: Iterable[str | Path], out: str | Path, workers: int | Non
             read.append(batch)
             yield task, [r[2] for r in batch]
 
-    for result in processes.map_ordered(tasks(), workers, purpose="index build", cancel=cancel):
+    for result in processes.map_ordered(tasks(), workers, purpose="index build", cancel=cancel, preload=processes.CHEMISTRY_PRELOAD):
         collect(read.popleft(), result)
     if cancel and cancel():
         raise IndexBuildCancelled("index build cancelled")
@@ -1529,7 +1529,7 @@ def _substructure_pool(workers: int) -> ProcessPoolExecutor | None:
             return _pool
         if _pool is not None:
             _pool.shutdown(wait=False, cancel_futures=True)
-        _pool = processes.process_pool(workers, purpose="substructure")
+        _pool = processes.process_pool(workers, preload=processes.CHEMISTRY_PRELOAD, purpose="substructure")
         _pool_workers = workers
         return _pool
 
