@@ -168,7 +168,7 @@ def fpsim2_file(library_smi: Path, folder: Path) -> Path:
 def bench_size(index: LibraryIndex, h5: Path) -> None:
     sizes = {f.name: f.stat().st_size for f in index.folder.iterdir()}
     similarity = sum(sizes.get(name, 0) for name in SIMILARITY_FILES)
-    substructure = sum(sizes.get(name, 0) for name in search_index._SUBSTRUCTURE_FILES + ("pattern_planes.npy",))
+    substructure = sum(sizes.get(name, 0) for name in search_index._SUBSTRUCTURE_FILES + (search_index.PATTERN_FILE,))
     total = sum(sizes.values())
     theirs = h5.stat().st_size
     print(f"index size, what similarity reads: {similarity / theirs:.2f}x FPSim2 .h5 ({similarity / 1e6:.1f} MB vs "

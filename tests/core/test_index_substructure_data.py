@@ -10,10 +10,12 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from rdkit import Chem
 
 from healthfm_desktop.core.chemistry import search_index
+from healthfm_desktop.core.errors import UnreadableFileError
 from healthfm_desktop.core.chemistry.search_index import (
     _SUBSTRUCTURE_FILES, IndexBuildCancelled, LibraryIndex, build_index,
 )
@@ -41,7 +43,7 @@ def test_the_build_leaves_the_substructure_data_to_the_first_substructure_search
     index = build_index([path], tmp_path / "index", workers=1)
     meta = json.loads((index.folder / "index.json").read_text())
     assert meta["substructure"] is False and index.size == len(mols)
-    assert not any((index.folder / name).exists() for name in _SUBSTRUCTURE_FILES + ("pattern_planes.npy",))
+    assert not any((index.folder / name).exists() for name in _SUBSTRUCTURE_FILES + (search_index.PATTERN_FILE,))
     assert index.similar(mols[3], top=1)[0].row == 3
     query = Chem.MolFromSmarts("c1ccc2[nH]ccc2c1")
     assert [h.row for h in index.substructure(query)] == _plain_loop(mols, query)
@@ -58,7 +60,7 @@ def test_built_later_or_at_once_the_substructure_files_are_the_same(library, tmp
     at_once = build_index([path], tmp_path / "at_once", workers=1, substructure=True)
     later = build_index([path], tmp_path / "later", workers=1)
     later.build_substructure(workers=2)  # on the process pool
-    for name in _SUBSTRUCTURE_FILES + ("pattern_planes.npy", "morgan_planes.npy", "records.tsv", "order.npy"):
+    for name in _SUBSTRUCTURE_FILES + (search_index.PATTERN_FILE, "morgan_planes.npy", "records.tsv", "order.npy"):
         assert (at_once.folder / name).read_bytes() == (later.folder / name).read_bytes(), name
     assert json.loads((at_once.folder / "index.json").read_text()) == json.loads((later.folder / "index.json").read_text())
 
@@ -104,6 +106,9 @@ def test_a_version_3_index_is_still_read(library, tmp_path):
     del meta["substructure"]
     meta["version"] = 3
     (index.folder / "index.json").write_text(json.dumps(meta))
+    # version 3 kept the pattern planes uncompressed, memory-mapped
+    np.save(index.folder / "pattern_planes.npy", LibraryIndex.open(index.folder).pattern)
+    (index.folder / search_index.PATTERN_FILE).unlink()
     old = LibraryIndex.open(index.folder)
     assert old.has_substructure_data
     query = Chem.MolFromSmarts("C1CCCCC1")
@@ -135,3 +140,15 @@ def test_the_molecule_workspace_says_it_prepares_substructure_search_and_can_can
     rows = run(lambda: False)
     assert len(rows) == len(_plain_loop(mols, Chem.MolFromSmarts("c1ccncc1")))
     assert any("preparing" in step.message for step in steps) and index.has_substructure_data
+
+
+def test_the_pattern_planes_are_stored_compressed_and_read_back_exactly(library, tmp_path):
+    path, mols = library
+    index = build_index([path], tmp_path / "index", workers=1, substructure=True)
+    stored = index.folder / search_index.PATTERN_FILE
+    planes = search_index._bit_planes(np.array([search_index._pattern_packed(m) for m in mols])[index.order])
+    assert np.array_equal(LibraryIndex.open(index.folder).pattern, planes)
+    assert stored.stat().st_size < planes.nbytes / 2
+    stored.write_bytes(stored.read_bytes()[:-40])  # cut short
+    with pytest.raises(UnreadableFileError, match="damaged molecule search index: pattern_planes.zlib"):
+        LibraryIndex.open(index.folder).substructure(Chem.MolFromSmarts("C1CCCCC1"))

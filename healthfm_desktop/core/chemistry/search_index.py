@@ -61,6 +61,7 @@ import pickle
 import re
 import tempfile
 import threading
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -251,7 +252,7 @@ class _SubstructureParts:
         pattern planes in ``order``, as the Morgan planes); returns their counts for index.json."""
         n = len(self.canonical)
         pattern = np.concatenate(self.pattern_parts) if self.pattern_parts else np.zeros((0, PATTERN_BITS // 8), np.uint8)
-        np.save(out / "pattern_planes.npy", _bit_planes(pattern[order]))
+        _write_compressed_planes(out / PATTERN_FILE, _bit_planes(pattern[order]))
         _write_lines(out / "trusted.smi", out / "trusted_offsets.npy", self.canonical)
         _write_blobs(out / "rings.bin", out / "ring_offsets.npy", self.ring_parts, self.ring_length_parts, n)
         type_counts = np.concatenate(self.type_count_parts) if self.type_count_parts else np.zeros(0, np.int64)
@@ -521,7 +522,8 @@ class LibraryIndex:
         # plain ndarrays over the memmaps: indexing a np.memmap costs ~6 µs a plane in its
         # __getitem__/__array_finalize__, and a query reads tens (Morgan) to hundreds (pattern)
         self.morgan = np.asarray(morgan)  # (2048, words)
-        self.pattern = np.asarray(pattern) if pattern is not None else None  # (2048, words)
+        self._pattern = np.asarray(pattern) if pattern is not None else None  # (2048, words), loaded when first read
+        self._pattern_source = None  # the file it is loaded from
         self.offsets = offsets  # row -> byte offset into records (row order), n+1 entries
         self.records = records  # uint8 memmap of "id\tsmiles\n" lines in library row order
         self.trusted_offsets = trusted_offsets  # row -> byte offset into trusted, n+1 entries
@@ -936,7 +938,22 @@ class LibraryIndex:
 
     @property
     def has_substructure_data(self) -> bool:
-        return self.pattern is not None
+        return self._pattern is not None or self._pattern_source is not None
+
+    @property
+    def pattern(self) -> np.ndarray | None:
+        """The pattern-fingerprint planes, decompressed into memory at the first substructure
+        search (a similarity-only session never reads them)."""
+        if self._pattern is None and self._pattern_source is not None:
+            with self._build_lock:
+                if self._pattern is None:
+                    source = self._pattern_source
+                    try:
+                        self._pattern = (_read_compressed_planes(source, PATTERN_BITS, (self.size + 63) // 64)
+                                         if source.suffix == ".zlib" else np.asarray(np.load(source, mmap_mode="r")))
+                    except (OSError, ValueError, zlib.error) as exc:
+                        raise UnreadableFileError(f"damaged molecule search index: {source.name}: {exc}") from exc
+        return self._pattern
 
     def build_substructure(self, workers: int | None = None, progress: Callable[[float], None] | None = None,
                            cancel: Callable[[], bool] | None = None) -> None:
@@ -948,7 +965,7 @@ class LibraryIndex:
         ``progress(fraction)``; ``cancel()`` true raises IndexBuildCancelled. Nothing happens
         when the data are there."""
         with self._build_lock:
-            if self.pattern is not None:
+            if self.has_substructure_data:
                 return
             import multiprocessing
 
@@ -990,12 +1007,14 @@ class LibraryIndex:
 
     def _load_substructure(self) -> None:
         folder = self.data_folder
-        missing = [name for name in _SUBSTRUCTURE_FILES if not (folder / name).is_file()]
+        # version 3 and the first version 4 indexes kept the planes uncompressed
+        pattern = next((folder / name for name in (PATTERN_FILE, "pattern_planes.npy") if (folder / name).is_file()), None)
+        missing = [name for name in _SUBSTRUCTURE_FILES if not (folder / name).is_file()] + ([PATTERN_FILE] if pattern is None else [])
         if missing:
             raise UnreadableFileError(f"damaged molecule search index: {', '.join(missing)} missing; rebuild the index")
+        self._pattern_source = pattern
         try:
             self.trusted_offsets = np.asarray(np.load(folder / "trusted_offsets.npy", mmap_mode="r", allow_pickle=False))
-            self.pattern = np.asarray(np.load(folder / "pattern_planes.npy", mmap_mode="r", allow_pickle=False))
         except (OSError, ValueError) as exc:
             raise UnreadableFileError(f"damaged molecule search index: {exc}") from exc
 
@@ -1212,6 +1231,40 @@ def build_index(paths: Iterable[str | Path], out: str | Path, workers: int | Non
         meta.update(parts.write(out, order), substructure=True)
     atomic_write_text(out / "index.json", json.dumps(meta, indent=2) + "\n")
     return LibraryIndex.open(out)
+
+
+PATTERN_FILE = "pattern_planes.zlib"  # the pattern planes, zlib-compressed (a third of their size)
+
+
+def _write_compressed_planes(path: Path, planes: np.ndarray) -> None:
+    """Bit planes as raw uint64 rows, zlib level 1 (the pattern planes shrink to about a third;
+    their shape follows from the index size), written a plane at a time."""
+    packer = zlib.compressobj(1)
+    with open(path, "wb") as handle:
+        for plane in planes:
+            handle.write(packer.compress(np.ascontiguousarray(plane).tobytes()))
+        handle.write(packer.flush())
+
+
+def _read_compressed_planes(path: Path, rows: int, words: int) -> np.ndarray:
+    """The planes ``_write_compressed_planes`` wrote, decompressed into one array."""
+    planes = np.empty((rows, words), dtype=np.uint64)
+    target = memoryview(planes.reshape(-1).view(np.uint8))
+    unpacker = zlib.decompressobj()
+    filled = 0
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 22):
+            data = unpacker.decompress(block)
+            if filled + len(data) > len(target):
+                raise ValueError("longer than the index's planes")
+            target[filled:filled + len(data)] = data
+            filled += len(data)
+    data = unpacker.flush()
+    target[filled:filled + len(data)] = data
+    filled += len(data)
+    if filled != len(target):
+        raise ValueError(f"{filled} bytes, the index's planes are {len(target)}")
+    return planes
 
 
 def _write_blobs(path: Path, offsets_path: Path, parts: list[bytes], length_parts: list[np.ndarray], n: int) -> None:
