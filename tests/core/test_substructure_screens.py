@@ -241,3 +241,22 @@ def test_star_queries_are_decided_by_the_atom_types(library, monkeypatch, query,
         monkeypatch.setattr(search_index, "_match_in_workers", no_matching)
         monkeypatch.setattr(search_index, "_match_threaded", no_matching)
     assert [h.row for h in index.substructure(q)] == expected
+
+
+@pytest.mark.parametrize("smarts, absent", [
+    ("[U]c1ccccc1", True), ("c1ccccc1[Xe]", True), ("[2H]C", True), ("c[N+](=O)[O-]", None), ("[13C]C", None),
+    ("[O-]C(=O)C", None), ("c1ccccc1Cl", False), ("CC(C)O", False),
+])
+def test_a_query_atom_no_library_atom_matches_ends_the_search_exactly(library, monkeypatch, smarts, absent):
+    """Few candidates after the fingerprint screen: a query atom that matches no atom type of
+    the library means no hits, found without matching a molecule; otherwise the candidates are
+    matched as before. Either way RDKit's loop's hits."""
+    mols, index = library
+    monkeypatch.setattr(search_index, "_THREAD_MIN_ROWS", 1)
+    query = Chem.MolFromSmarts(smarts)
+    expected = _plain_loop(mols, query)
+    index.build_substructure()
+    found = index._absent_atom(query, smarts)
+    assert found is absent or absent is None
+    assert not (found and expected)
+    assert [h.row for h in index.substructure(query)] == expected
