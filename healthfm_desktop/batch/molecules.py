@@ -88,16 +88,12 @@ def describe(args) -> int:
 
 
 def answers(prediction, force: bool) -> dict:
-    """A record's answers as `molecules predict` gives them: a key outside its model's
-    applicability domain has its value, interval and set withheld (null) unless ``force``."""
-    shown = {key: force or inside for key, inside in prediction.in_domain.items()}
-    return {
-        "predictions": {k: v if shown[k] else None for k, v in prediction.values.items()},
-        "in_domain": prediction.in_domain,
-        "intervals": {k: v if shown[k] else None for k, v in prediction.intervals.items()},
-        "prediction_sets": {k: v if shown[k] else None for k, v in prediction.prediction_sets.items()},
-        "forced": force and not all(prediction.in_domain.values()),
-    }
+    """A record's answers as `molecules predict` gives them (core's ``shown_answers`` rule)."""
+    from healthfm_desktop.core.chemistry.predictors import shown_answers
+
+    shown = shown_answers(prediction.values, prediction.in_domain, prediction.intervals, prediction.prediction_sets, force)
+    return {"predictions": shown["predictions"], "in_domain": prediction.in_domain, "intervals": shown["intervals"],
+            "prediction_sets": shown["prediction_sets"], "forced": force and not all(prediction.in_domain.values())}
 
 
 def predict_chunk(records: list, force: bool = False) -> list[dict]:

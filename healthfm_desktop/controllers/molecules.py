@@ -281,10 +281,18 @@ class MoleculesController(WorkspaceController):
                 row.in_domain = prediction.in_domain
                 row.neighbours = prediction.neighbours
                 row.intervals, row.prediction_sets = prediction.intervals, prediction.prediction_sets
-            self.message.emit("info", f"predicted {len(pairs)} molecules" + (f" on {where}" if where else ""))
+                row.domain_reasons = prediction.reasons
+            withheld = sum(not all(prediction.in_domain.values()) for _, prediction in pairs)
+            note = (f"; {withheld} outside a model's domain: withheld (Run anyway shows them, marked)"
+                    if withheld and not self.session.show_withheld else "")
+            self.message.emit("info", f"predicted {len(pairs)} molecules" + (f" on {where}" if where else "") + note)
             self.session.rows_updated()
 
         self.start_job(_predict_rows, chosen, self.compute_scheduler(), on_result=done)
+
+    def set_show_withheld(self, show: bool) -> None:
+        """Show (marked) or withhold the predictions outside their model's domain."""
+        self.session.set_show_withheld(show)
 
     # ---- search -------------------------------------------------------------------------
     def cancel_jobs(self) -> None:
@@ -414,7 +422,7 @@ class MoleculesController(WorkspaceController):
         def done(count: int) -> None:
             self.message.emit("info", f"exported {count} molecules to {path}")
 
-        self.start_job(export_rows, path, chosen, on_result=done)
+        self.start_job(export_rows, path, chosen, self.session.show_withheld, on_result=done)
 
 
 def _default_index_root() -> Path:

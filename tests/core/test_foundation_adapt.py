@@ -148,6 +148,16 @@ def test_molecule_adaptation_on_clintox_and_similar_search(home, capsys):
     results, _ = _json_lines(capsys)
     assert [r["id"] for r in results] == [r["id"] for r in test]
     assert roc_auc_score([r["CT_TOX"] == "1" for r in test], [r["probabilities"]["1"] for r in results]) > 0.6
+    assert np.mean([r["in_domain"] for r in results]) > 0.6  # drugs like the training ones (a scaffold shift aside)
+
+    # salt, water, a metal, a fullerene: nothing like a drug; the head must not answer for them
+    junk = ["[Na+].[Cl-]", "O", "[Fe]", "c12c3c4c5c1c1c6c7c2c2c8c3c3c9c4c4c%10c5c5c1c1c6c6c%11c7c2c2c7c8c3c3c8c9c4c4c9c%10c5"
+            "c5c1c1c6c6c%11c2c2c7c3c3c8c4c4c9c5c1c1c6c2c3c41"]
+    _write_csv(home / "odd.csv", [(f"odd{i}", smiles) for i, smiles in enumerate(junk)] + [("known", train[3]["smiles"])],
+               ("id", "smiles"))
+    assert main(["adapt", "predict", "ct_tox", str(home / "odd.csv"), "--json"]) == 0
+    odd, _ = _json_lines(capsys)
+    assert [(r["in_domain"], r["label"] is None) for r in odd] == [(False, True)] * 4 + [(True, False)]
 
     query = train[7]["smiles"]
     _write_csv(home / "library.csv", [(r["id"], r["smiles"], r["CT_TOX"]) for r in train], ("id", "smiles", "label"))

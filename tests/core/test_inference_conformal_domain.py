@@ -136,3 +136,34 @@ def test_domain_leave_one_out_and_save_load(tmp_path, pneumonia):
     np.testing.assert_array_equal(again.in_domain(train[:50]), domain.in_domain(train[:50]))
     with pytest.raises(ValueError, match="dimensions"):
         domain.in_domain(np.zeros((1, 5)))
+
+
+def test_tanimoto_domain_equals_rdkit_similarity_and_round_trips(tmp_path):
+    from rdkit import DataStructs
+
+    from healthfm_desktop.core.chemistry.featurize import MORGAN_SIZE
+    from healthfm_desktop.core.chemistry.fingerprints import morgan_fingerprint
+    from healthfm_desktop.core.chemistry.reading import parse_smiles
+    from healthfm_desktop.core.foundation.encoders import load_encoder
+
+    path = Path(__file__).resolve().parents[2] / "models" / "training" / "data" / "molecules" / "esol.csv.gz"
+    with gzip.open(path, "rt", newline="") as handle:
+        smiles = [row["smiles"] for row in csv.DictReader(handle)][:120]
+    mols = [m for m in (parse_smiles(s)[0] for s in smiles) if m is not None]
+    train, held_out = mols[:100], mols[100:]
+    encoder = load_encoder("molecule")
+    domain = EmbeddingDomain.fit(encoder.embed(train), k=1, metric="tanimoto", fingerprint_bits=MORGAN_SIZE)
+    assessment = domain.assess(encoder.embed(held_out))
+    fps = [morgan_fingerprint(m) for m in train]
+    for mol, distance, (nearest,) in zip(held_out, assessment.distance, assessment.nearest):
+        rdkit = DataStructs.BulkTanimotoSimilarity(morgan_fingerprint(mol), fps)
+        assert 1 - distance == pytest.approx(max(rdkit), abs=1e-12) and rdkit[nearest] == pytest.approx(max(rdkit), abs=1e-12)
+    # leave-one-out: 95 % of the training molecules have a neighbour within the threshold
+    loo = domain._distances(domain.reference, skip_self=True)[0]
+    assert np.mean(loo <= domain.threshold) >= 0.95
+    domain.save(tmp_path / "d.npz")
+    again = EmbeddingDomain.load(tmp_path / "d.npz")
+    assert again.metric == "tanimoto" and again.threshold == domain.threshold
+    np.testing.assert_array_equal(again.assess(encoder.embed(held_out)).distance, assessment.distance)
+    far = domain.assess(encoder.embed([parse_smiles("[Fe]")[0]]))
+    assert not far.in_domain[0] and far.reasons()[0].startswith("unlike the training molecules: Tanimoto 0.00")

@@ -162,3 +162,41 @@ def test_sorting_reorders_rows_and_the_selection_follows(view, qtbot):
     assert [r.id for r in view.controller.rows] == sorted(r.id for r in view.controller.rows)
     view.filter_text.setText(chosen.id)
     assert [view.proxy.index(i, ID).data() for i in range(view.proxy.rowCount())] == [chosen.id]
+
+
+def test_predictions_outside_the_domain_are_withheld_until_run_anyway(view, qtbot, tmp_path):
+    from healthfm_desktop.views.molecule_panel.workspace import SOLUBILITY
+
+    table = tmp_path / "odd.csv"
+    table.write_text("id,smiles\naspirin,CC(=O)Oc1ccccc1C(=O)O\niron,[Fe]\nwater,O\n", encoding="utf-8")
+    drop_files(view, [table])
+    qtbot.waitUntil(lambda: view.model.rowCount() == 3 and not view.controller.busy, timeout=60_000)
+    view.predict_button.click()
+    qtbot.waitUntil(lambda: all(r.predictions for r in view.controller.rows) and not view.controller.busy, timeout=120_000)
+    cell = {view.model.index(r, ID).data(): view.model.index(r, SOLUBILITY).data() for r in range(3)}
+    assert cell["iron"] == "withheld" and cell["water"] == "withheld"
+    assert cell["aspirin"] not in ("withheld", None) and float(cell["aspirin"]) < 0
+    iron = next(r for r in range(3) if view.model.index(r, ID).data() == "iron")
+    view.select_source_row(iron)
+    detail = view.detail_text.toPlainText()
+    assert "solubility_logS: withheld: unlike the training molecules: Tanimoto 0.07 to the nearest, below the 0.28" in detail
+    assert "tox21 (12 assays): withheld: unlike the training molecules" in detail
+    view.grab().save(str(tmp_path / "molecules_withheld.png"))
+
+    out = tmp_path / "withheld.csv"
+    view.controller.export(out)
+    qtbot.waitUntil(lambda: out.exists() and not view.controller.busy, timeout=30_000)
+    rows = {r["id"]: r for r in csv.DictReader(out.open())}
+    assert rows["iron"]["solubility_logS"] == "" and rows["iron"]["solubility_logS in_domain"] == "False"
+    assert rows["aspirin"]["solubility_logS"] != ""
+
+    view.show_withheld.setChecked(True)  # Run anyway: shown, and marked
+    assert view.model.index(iron, SOLUBILITY).data().endswith("(out of domain, run anyway)")
+    view.select_source_row(iron)
+    assert "run anyway, out of domain: unlike the training molecules" in view.detail_text.toPlainText()
+    view.grab().save(str(tmp_path / "molecules_run_anyway.png"))
+    forced = tmp_path / "forced.csv"
+    view.controller.export(forced)
+    qtbot.waitUntil(lambda: forced.exists() and not view.controller.busy, timeout=30_000)
+    assert next(r for r in csv.DictReader(forced.open()) if r["id"] == "iron")["solubility_logS"] != ""
+    print("screenshots:", tmp_path)

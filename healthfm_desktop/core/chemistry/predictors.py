@@ -29,6 +29,19 @@ class Prediction:
     neighbours: dict[str, list[Neighbour]] = field(default_factory=dict)  # model -> nearest
     intervals: dict[str, list[float]] = field(default_factory=dict)  # key -> [low, high] (regression)
     prediction_sets: dict[str, list[str]] = field(default_factory=dict)  # key -> labels (classification)
+    reasons: dict[str, str | None] = field(default_factory=dict)  # key -> why it is outside the domain (None: inside)
+
+
+def shown_answers(values: dict, in_domain: dict, intervals: dict, prediction_sets: dict, force: bool) -> dict:
+    """The one withholding rule of the molecule models (command line and panel): a key outside
+    its model's applicability domain has its value, interval and set withheld (None) unless
+    ``force`` ("Run anyway")."""
+    shown = {key: force or in_domain.get(key, True) for key in values}
+    return {
+        "predictions": {k: v if shown[k] else None for k, v in values.items()},
+        "intervals": {k: v if shown.get(k, True) else None for k, v in intervals.items()},
+        "prediction_sets": {k: v if shown.get(k, True) else None for k, v in prediction_sets.items()},
+    }
 
 
 class MoleculeModel:
@@ -75,18 +88,18 @@ def predict_mols(mols: list[Chem.Mol], neighbours: int = 0) -> list[Prediction]:
         return []
     models = shipped_models()
     features = featurize_mols(mols)
-    packed = [packed_morgan(m) for m in mols]
+    packed = np.stack([packed_morgan(m) for m in mols])
     results = [Prediction() for _ in mols]
     for model in models:
         outputs = model.run(features)
-        for i, result in enumerate(results):
-            sim, inside, near = model.domain.assess(packed[i], k=neighbours or 1)
+        for i, (result, (sim, inside, near, reason)) in enumerate(zip(results, model.domain.assess_many(packed, k=neighbours or 1))):
             result.similarity[model.name] = sim
             if neighbours:
                 result.neighbours[model.name] = near
             for j, key in enumerate(model.keys):
                 result.values[key] = float(outputs[i, j])
                 result.in_domain[key] = bool(inside)
+                result.reasons[key] = reason
         for j, key in enumerate(model.keys):
             calibration = model.conformal.get(key)
             if isinstance(calibration, ConformalRegressor):

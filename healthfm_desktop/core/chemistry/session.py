@@ -40,6 +40,7 @@ class MoleculeRow:
     neighbours: dict = field(default_factory=dict)
     intervals: dict = field(default_factory=dict)  # key -> 90 % conformal [low, high]
     prediction_sets: dict = field(default_factory=dict)  # key -> 90 % conformal set of labels
+    domain_reasons: dict = field(default_factory=dict)  # key -> why it is outside the model's domain
     score: float | None = None
     fields: dict = field(default_factory=dict)
     key: int = field(default_factory=lambda: next(_keys))
@@ -49,9 +50,19 @@ class MoleculeRow:
         """Canonical SMILES of the (standardised) structure: equal keys, same structure."""
         return self.smiles if self.mol is not None and self.smiles else None
 
-    def flat(self) -> dict:
+    def answers(self, show_withheld: bool = False) -> dict:
+        """Predictions, intervals and sets as the user is given them: out of a model's domain,
+        withheld (None) unless ``show_withheld`` ("Run anyway")."""
+        from healthfm_desktop.core.chemistry.predictors import shown_answers
+
+        return shown_answers(self.predictions, self.in_domain, self.intervals, self.prediction_sets, show_withheld)
+
+    def withheld(self, key: str, show_withheld: bool = False) -> bool:
+        return key in self.predictions and not show_withheld and not self.in_domain.get(key, True)
+
+    def flat(self, show_withheld: bool = False) -> dict:
         """The row as one level of named values, as exported: id, SMILES, the file's own fields,
-        properties, predictions, score, error."""
+        properties, predictions (withheld ones empty unless ``show_withheld``), score, error."""
         out = {"id": self.id, "smiles": self.smiles}
         if self.original:
             out["original_smiles"] = self.original
@@ -60,7 +71,7 @@ class MoleculeRow:
                 out.setdefault(name, value)
         for name, value in self.properties.items():
             out[name] = ";".join(value) if isinstance(value, list) else value
-        for name, value in self.predictions.items():
+        for name, value in self.answers(show_withheld)["predictions"].items():
             out[name] = value
             out[f"{name} in_domain"] = self.in_domain.get(name)
         if self.score is not None:
@@ -134,6 +145,9 @@ class MoleculeSession:
         self.view = TABLE
         self.index: IndexState | None = None
         self.hit_limit = DEFAULT_HIT_LIMIT  # 0: no limit
+        # predictions outside a model's applicability domain are withheld until the user asks
+        # for them ("Run anyway"); they are then shown and exported marked as such
+        self.show_withheld = False
         self._duplicate_counts: dict[str, int] | None = None  # structure -> rows; None: count again
 
     # ---- the rows --------------------------------------------------------------------------
@@ -152,6 +166,15 @@ class MoleculeSession:
 
     def rows_updated(self) -> None:
         self.events.rows_updated.emit()
+
+    def set_show_withheld(self, show: bool) -> None:
+        if show != self.show_withheld:
+            self.show_withheld = show
+            self.events.rows_updated.emit()
+
+    def withheld_count(self) -> int:
+        """Rows of the table with at least one prediction withheld (outside its model's domain)."""
+        return sum(any(not inside for inside in row.in_domain.values()) for row in self.rows)
 
     def field_names(self) -> list[str]:
         """The file's own columns / SD tags seen in the rows shown, first seen first."""
@@ -324,7 +347,7 @@ class MoleculeSession:
         if name == "Score":
             return self.score_of(row)
         if name in row.predictions:
-            return row.predictions[name]
+            return None if row.withheld(name, self.show_withheld) else row.predictions[name]
         value = row.fields.get(name)
         if isinstance(value, str):
             number = _number(value)

@@ -95,8 +95,8 @@ def import_rows(path: Path, smiles_column: str | None, standardise: bool, tautom
 
 
 # ---- export --------------------------------------------------------------------------------
-def _write_csv(rows: list[MoleculeRow]) -> tuple[bytes, int]:
-    flat = [row.flat() for row in rows]
+def _write_csv(rows: list[MoleculeRow], show_withheld: bool = False) -> tuple[bytes, int]:
+    flat = [row.flat(show_withheld) for row in rows]
     columns = list(dict.fromkeys(name for values in flat for name in values))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns)
@@ -105,7 +105,7 @@ def _write_csv(rows: list[MoleculeRow]) -> tuple[bytes, int]:
     return buffer.getvalue().encode("utf-8"), len(flat)
 
 
-def _write_sdf(rows: list[MoleculeRow]) -> tuple[bytes, int]:
+def _write_sdf(rows: list[MoleculeRow], show_withheld: bool = False) -> tuple[bytes, int]:
     """One record per readable row: the id as the title, every other value as an SD tag (the
     file's own tags among them)."""
     from rdkit import Chem
@@ -120,7 +120,7 @@ def _write_sdf(rows: list[MoleculeRow]) -> tuple[bytes, int]:
         for name in list(mol.GetPropNames()):
             mol.ClearProp(name)
         mol.SetProp("_Name", row.id)
-        for name, value in row.flat().items():
+        for name, value in row.flat(show_withheld).items():
             if name not in ("id", "smiles") and value is not None:
                 mol.SetProp(name, str(value))
         writer.write(mol)
@@ -130,19 +130,20 @@ def _write_sdf(rows: list[MoleculeRow]) -> tuple[bytes, int]:
 
 
 #: the one registry of table exporters: file suffix -> writer of (bytes, rows written)
-EXPORTERS: dict[str, Callable[[list[MoleculeRow]], tuple[bytes, int]]] = {
+EXPORTERS: dict[str, Callable[[list[MoleculeRow], bool], tuple[bytes, int]]] = {
     ".csv": _write_csv, ".sdf": _write_sdf, ".sd": _write_sdf,
 }
 
 
-def export_rows(path: Path, rows: list[MoleculeRow]) -> int:
-    """Write ``rows`` to ``path`` (format by suffix) atomically; the number of rows written."""
+def export_rows(path: Path, rows: list[MoleculeRow], show_withheld: bool = False) -> int:
+    """Write ``rows`` to ``path`` (format by suffix) atomically; the number of rows written.
+    Predictions outside their model's domain are left empty unless ``show_withheld``."""
     from healthfm_desktop.core.storage.atomic import atomic_write_bytes
 
     path = Path(path)
     writer = EXPORTERS.get(path.suffix.lower())
     if writer is None:
         raise UserFacingError(f"cannot export to {path.suffix or 'a file without suffix'}: choose .csv or .sdf")
-    data, count = writer(rows)
+    data, count = writer(rows, show_withheld)
     atomic_write_bytes(path, data)
     return count

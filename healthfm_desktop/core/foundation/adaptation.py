@@ -258,9 +258,16 @@ def train_adapted_model(kind: str, items: Items, name: str, task: str = CLASSIFI
         raise InterruptedError("cancelled")
     report(0.95, "saving the model")
     info = encoder_info(kind, registry)
-    domain = EmbeddingDomain.fit(embeddings, k=min(5, len(embeddings) - 1), metric="cosine",
-                                 standardise=kind == "molecule")
-    path, version = save_adapted_model(name, kind, info, fit, domain, len(items), data_name, folder)
+    if kind == "molecule":
+        # the shipped molecular models' rule: the nearest training molecule by Tanimoto on the
+        # Morgan bits the embedding starts with (cosine on standardised features let NaCl, water,
+        # iron and C60 through as "in domain" of a ClinTox head)
+        from healthfm_desktop.core.chemistry.featurize import MORGAN_SIZE
+
+        domain = EmbeddingDomain.fit(embeddings, k=1, metric="tanimoto", fingerprint_bits=MORGAN_SIZE)
+    else:
+        domain = EmbeddingDomain.fit(embeddings, k=min(5, len(embeddings) - 1), metric="cosine")
+    path, version = save_adapted_model(name, kind, info, fit, domain, len(items), data_name, folder, sample=embeddings[:8])
     report(1.0, "saved")
     return AdaptationSummary(name, kind, task, len(items), fit.classes, fit.cv, time.perf_counter() - started,
                              version, path, fit, list(items.errors))

@@ -73,7 +73,8 @@ def _check_onnx_matches(onnx_bytes: bytes, estimator, sample: np.ndarray) -> lis
 
 
 def save_adapted_model(name: str, kind: str, info, fit, domain, n: int, data_name: str | None,
-                       folder: Path | None = None) -> tuple[Path, str]:
+                       folder: Path | None = None, *, sample: np.ndarray) -> tuple[Path, str]:
+    """``sample``: a few training embeddings, on which the ONNX head must give scikit-learn's answers."""
     from healthfm_desktop.core.foundation.adaptation import utc_now
 
     folder = Path(folder) if folder is not None else user_models_dir()
@@ -86,7 +87,6 @@ def save_adapted_model(name: str, kind: str, info, fit, domain, n: int, data_nam
         except (ValueError, json.JSONDecodeError, OSError):
             version = 1
     onnx_bytes = head_to_onnx(fit.estimator, info.dim)
-    sample = domain.reference[:8] if domain.center is None else domain.reference[:8] * domain.scale + domain.center
     outputs = _check_onnx_matches(onnx_bytes, fit.estimator, sample)
     atomic_write_bytes(folder / f"{name}.onnx", onnx_bytes)
     domain_file = f"{name}_domain.npz"
@@ -103,8 +103,9 @@ def save_adapted_model(name: str, kind: str, info, fit, domain, n: int, data_nam
         "conformal": fit.conformal.to_dict(),
         "applicability_domain": {"metric": domain.metric, "k": domain.k, "quantile": domain.quantile,
                                  "threshold": round(domain.threshold, 6),
-                                 "rule": "mean distance to the k nearest training embeddings <= threshold "
-                                         "(the quantile of the training items' leave-one-out distances)"},
+                                 "rule": ("1 - Tanimoto of the embedding's Morgan bits to the nearest training molecule"
+                                          if domain.metric == "tanimoto" else "mean distance to the k nearest training embeddings")
+                                         + " <= threshold (the quantile of the training items' leave-one-out distances)"},
         "head": fit.head, "head_candidates": fit.candidates,
         "training_data": {"file": data_name, "n": n, "label_counts": fit.label_counts},
         "metrics": {"split": metric_split, **fit.cv, "ci95": fit.cv_ci95, "reliability": fit.reliability},

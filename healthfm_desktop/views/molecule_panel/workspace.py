@@ -106,6 +106,8 @@ class MoleculeTableModel(QAbstractTableModel):
         if column == SCORE:
             return self.session.score_of(item)
         if column == SOLUBILITY:
+            if item.withheld("solubility_logS", self.session.show_withheld):
+                return None  # withheld: sorted with the blanks, never plotted
             return item.predictions.get("solubility_logS")
         if column == STATUS:
             return item.error or ("standardised" if item.original else "ok")
@@ -170,8 +172,10 @@ class MoleculeTableModel(QAbstractTableModel):
                 return "pass" if value else "fail"
             if column == ALERTS and value is not None:
                 return ", ".join(item.properties["alerts"]) if value else "none"
+            if column == SOLUBILITY and item.withheld("solubility_logS", self.session.show_withheld):
+                return "withheld"
             if column == SOLUBILITY and value is not None:
-                return f"{value:.2f}" + ("" if item.in_domain.get("solubility_logS", True) else " (out of domain)")
+                return f"{value:.2f}" + ("" if item.in_domain.get("solubility_logS", True) else " (out of domain, run anyway)")
             if FIRST_PROPERTY <= column < LIPINSKI and value is not None:
                 return f"{value:.{PROPERTY_COLUMNS[column - FIRST_PROPERTY][2]}f}"
             if column == SCORE and value is not None:
@@ -184,6 +188,8 @@ class MoleculeTableModel(QAbstractTableModel):
                 raw = item.fields.get(self.fields[column - len(HEADERS)])
                 return None if raw is None else str(raw)
             return None if value is None else str(value)
+        if role == Qt.ItemDataRole.ToolTipRole and column == SOLUBILITY and not item.in_domain.get("solubility_logS", True):
+            return item.domain_reasons.get("solubility_logS") or "outside the model's applicability domain"
         if role == Qt.ItemDataRole.ToolTipRole and column in (STATUS, ALERTS, SMILES):
             return item.error or (f"original: {item.original}" if item.original else item.smiles)
         if role == Qt.ItemDataRole.ToolTipRole and column == DUPLICATES and value is not None:
@@ -282,6 +288,10 @@ class MoleculesWorkspace(QWidget):
         self.predict_button.clicked.connect(lambda: controller.predict())
         self.export_button = QPushButton("Export…")
         self.export_button.clicked.connect(self._export_dialog)
+        self.show_withheld = QCheckBox("Run anyway")
+        self.show_withheld.setToolTip("Show the predictions withheld because the molecule is outside the model's "
+                                      "applicability domain (unlike its training molecules); they stay marked")
+        self.show_withheld.toggled.connect(controller.set_show_withheld)
 
         # analogues
         self.analogues_button = QPushButton("Analogues")
@@ -397,7 +407,7 @@ class MoleculesWorkspace(QWidget):
 
         top = QHBoxLayout()
         for widget in (self.filter_text, self.lipinski_only, self.no_alerts, self.valid_only, self.duplicates_only,
-                       self.merge_button, self.predict_button, self.export_button):
+                       self.merge_button, self.predict_button, self.show_withheld, self.export_button):
             top.addWidget(widget)
         search = QHBoxLayout()
         for widget in (self.search_mode, self.search_query, QLabel("min. Tanimoto"), self.search_threshold,
@@ -670,10 +680,10 @@ class MoleculesWorkspace(QWidget):
             pixmap.loadFromData(png, "PNG")
             pixmap.setDevicePixelRatio(ratio)
         self.detail_picture.setPixmap(pixmap)
-        self.detail_text.setHtml(self._detail_html(chosen[0], self.session.duplicate_label(chosen[0])))
+        self.detail_text.setHtml(self._detail_html(chosen[0], self.session.duplicate_label(chosen[0]), self.session.show_withheld))
 
     @staticmethod
-    def _detail_html(item, duplicates: str | None = None) -> str:
+    def _detail_html(item, duplicates: str | None = None, show_withheld: bool = False) -> str:
         parts = [f"<b>{html.escape(item.id)}</b><br><tt>{html.escape(item.smiles)}</tt>"]
         if duplicates:
             parts.append(f"same structure in the table: {html.escape(duplicates)}")
@@ -692,15 +702,23 @@ class MoleculesWorkspace(QWidget):
             alerts = ", ".join(p["alerts"]) or "none"
             parts.append(f"Structural alerts (highlighted): {alerts}")
         if item.predictions:
-            lines = []
+            lines, withheld = [], {}
             for key, value in item.predictions.items():
-                flag = "in domain" if item.in_domain.get(key) else "<span style='color:#b00'>out of domain</span>"
+                reason = html.escape(item.domain_reasons.get(key) or "outside the model's applicability domain")
+                if item.withheld(key, show_withheld):
+                    # one line per model ("tox21:NR-AR" ... share one domain and one reason)
+                    withheld.setdefault((key.split(":")[0], reason), []).append(key)
+                    continue
+                flag = "in domain" if item.in_domain.get(key) else f"<span style='color:#b00'>run anyway, out of domain</span>: {reason}"
                 spread = ""
                 if key in item.intervals:
                     spread = f" · 90% interval {item.intervals[key][0]:.2f} to {item.intervals[key][1]:.2f}"
                 elif key in item.prediction_sets:
                     spread = " · 90% set {" + ", ".join(item.prediction_sets[key]) + "}"
                 lines.append(f"{key}: <b>{value:.3f}</b>{spread} ({flag})")
+            for (model, reason), keys in withheld.items():
+                name = keys[0] if len(keys) == 1 else f"{model} ({len(keys)} assays)"
+                lines.append(f"{name}: <span style='color:#b00'>withheld</span>: {reason}")
             parts.append("<br>".join(lines))
             for model, near in item.neighbours.items():
                 rows = "".join(
