@@ -33,6 +33,16 @@ def _scheduler_address(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return value
+
+
 def _add_scheduler(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", type=_scheduler_address, metavar="tcp://HOST:PORT",
                         help="run the work on this Dask distributed cluster (same output as locally)")
@@ -171,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("--out", metavar="CSV")
     out.add_argument("--json", action="store_true")
+    p.add_argument("--time-budget", type=_positive_seconds, metavar="SECONDS",
+                   help="stop a molecule that takes a worker process longer than this; its row gets the error "
+                        "(default 10)")
     _add_scheduler(p)
     p.set_defaults(handler="batch.molecules:describe")
 

@@ -25,8 +25,8 @@ def describe_chunk(records: list) -> list[dict]:
     return list(describe_records(records, workers=1))
 
 
-def _described(path: Path, scheduler: str | None):
-    from healthfm_desktop.core.chemistry.properties import describe_records
+def _described(path: Path, scheduler: str | None, budget_s: float | None = None):
+    from healthfm_desktop.core.chemistry.properties import RECORD_BUDGET_S, describe_records
     from healthfm_desktop.core.chemistry.reading import read_molecules
     from healthfm_desktop.core.cluster import chunked, map_ordered
 
@@ -37,12 +37,13 @@ def _described(path: Path, scheduler: str | None):
             yield from rows
         return
     workers = None if path.stat().st_size >= _PARALLEL_FROM_BYTES else 1
-    # SMILES are parsed once, on the worker processes that describe them
-    yield from describe_records(records, workers=workers)
+    # SMILES are parsed once, on the worker processes that describe them; a record past its
+    # time budget there is stopped (small files stay in-process, bounded by the size limits)
+    yield from describe_records(records, workers=workers, budget_s=budget_s or RECORD_BUDGET_S)
 
 
-def _describe_rows(path: Path, bad: list[int], scheduler: str | None = None):
-    for row in _described(path, scheduler):
+def _describe_rows(path: Path, bad: list[int], scheduler: str | None = None, budget_s: float | None = None):
+    for row in _described(path, scheduler, budget_s):
         if "error" in row:
             bad[0] += 1
             report_bad_input(path, f"record {row['id']}: {row['error']}")
@@ -51,24 +52,25 @@ def _describe_rows(path: Path, bad: list[int], scheduler: str | None = None):
 
 def describe(args) -> int:
     from healthfm_desktop.core.chemistry.properties import DESCRIBE_COLUMNS
+    from healthfm_desktop.core.storage.atomic import atomic_text_writer
 
     path = Path(args.file)
     bad = [0]
+    scheduler, budget_s = getattr(args, "scheduler", None), getattr(args, "time_budget", None)
     try:
         if args.json:
-            for row in _describe_rows(path, bad, getattr(args, "scheduler", None)):
+            for row in _describe_rows(path, bad, scheduler, budget_s):
                 if "error" in row:
                     emit_json({"id": row["id"], "smiles": row["smiles"], "error": row["error"]})
                 else:
                     emit_json({k: row[k] for k in DESCRIBE_COLUMNS})
         else:
             out = Path(args.out)
-            tmp = out.with_name(out.name + ".part")
-            with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            with atomic_text_writer(out) as handle:  # the CSV appears whole, or not at all
                 writer = csv.writer(handle)
                 writer.writerow([*DESCRIBE_COLUMNS, "error"])
                 count = 0
-                for row in _describe_rows(path, bad, getattr(args, "scheduler", None)):
+                for row in _describe_rows(path, bad, scheduler, budget_s):
                     count += 1
                     if "error" in row:
                         writer.writerow([row["id"], row["smiles"], *[""] * (len(DESCRIBE_COLUMNS) - 2), row["error"]])
@@ -76,7 +78,6 @@ def describe(args) -> int:
                         values = [row[k] for k in DESCRIBE_COLUMNS]
                         values[-1] = ";".join(row["alerts"])
                         writer.writerow([*values, ""])
-            tmp.replace(out)
             print(f"described {count} records ({bad[0]} unreadable) into {out}", file=sys.stderr)
     except UserFacingError as exc:
         report_bad_input(path, exc)

@@ -912,23 +912,43 @@ def _error_rows(chunk: list[tuple[str, str, str]]) -> list[dict]:
 
 
 def _warm_worker() -> None:
-    # the catalogs are built once per worker process, before the first chunk arrives
+    # the catalogs are built once per worker process, before the first chunk arrives, and one
+    # molecule of each kind is described, so that the first record's time (which the time
+    # budget counts) holds no imports or one-time set-up
     alert_catalog()
+    _describe_smiles_chunk([("warm", "CCO")], True)
+    _describe_block_chunk([("warm", "warm\n\n\n  1  0  0  0  0  0  0  0  0  0999 V2000\n"
+                                    "    0.0000    0.0000    0.0000 C   0  0  0  0  0  0  0  0  0  0  0  0\nM  END\n")])
 
 
-def _map_ordered(chunks: Iterable[tuple], workers: int | None) -> Iterator[list]:
+#: seconds one molecule may take on a worker process before it is stopped and reported as its
+#: row's error (the size limits of core/chemistry/reading.py keep real records far below it)
+RECORD_BUDGET_S = 10.0
+
+
+def _overrun_row(record: tuple[str, str], seconds: float) -> dict:
+    ident, text = record
+    return {"id": ident, "smiles": "" if "\n" in text else text,
+            "error": f"took longer than the time budget of {seconds:g} s for one molecule (stopped)"}
+
+
+def _map_ordered(chunks: Iterable[tuple], workers: int | None, budget_s: float | None = RECORD_BUDGET_S) -> Iterator[list]:
     # unreadable records (_error_rows) cost nothing to report: they stay in this process
+    budget = processes.RecordBudget(budget_s, _overrun_row) if budget_s else None
     return processes.map_ordered(chunks, workers, initializer=_warm_worker, local=lambda fn: fn is _error_rows,
-                                 purpose="describe", preload=processes.CHEMISTRY_PRELOAD)
+                                 purpose="describe", budget=budget,
+                                 preload=[*processes.CHEMISTRY_PRELOAD, "healthfm_desktop.core.chemistry.describe_worker"])
 
 
-def describe_smiles_parallel(smiles: list[str], workers: int | None = None, chunk_size: int = 500) -> Iterator[tuple[int, list[dict]]]:
+def describe_smiles_parallel(smiles: list[str], workers: int | None = None, chunk_size: int = 500,
+                             budget_s: float | None = RECORD_BUDGET_S) -> Iterator[tuple[int, list[dict]]]:
     """Describe SMILES (with alert atoms, indexed as in MolFromSmiles of that SMILES) on worker
-    processes; yields (number done, rows of the chunk) in order, for a progress bar."""
+    processes; yields (number done, rows of the chunk) in order, for a progress bar. A molecule
+    past ``budget_s`` seconds on a worker is its row's error."""
     chunks = ((_describe_smiles_with_atoms, [(str(i), s) for i, s in enumerate(smiles[k : k + chunk_size], start=k)])
               for k in range(0, len(smiles), chunk_size))
     done = 0
-    for rows in _map_ordered(chunks, workers):
+    for rows in _map_ordered(chunks, workers, budget_s):
         done += len(rows)
         yield done, rows
 
@@ -937,10 +957,12 @@ def _describe_smiles_with_atoms(chunk: list[tuple[str, str]]) -> list[dict]:
     return _describe_smiles_chunk(chunk, True)
 
 
-def describe_records(records: Iterable, workers: int | None = None, chunk_size: int = 250) -> Iterator[dict]:
+def describe_records(records: Iterable, workers: int | None = None, chunk_size: int = 250,
+                     budget_s: float | None = RECORD_BUDGET_S) -> Iterator[dict]:
     """Describe MoleculeRecords in input order, on ``workers`` processes (default: all cores).
     Records travel to the workers as text (SMILES or molblock) and are parsed there, so records
-    read with ``parse=False`` cost the reading process nothing but the file reading."""
+    read with ``parse=False`` cost the reading process nothing but the file reading. A record
+    that takes a worker more than ``budget_s`` seconds is stopped and is its row's error."""
 
     def chunks() -> Iterator[tuple]:
         kind, batch = None, []
@@ -960,5 +982,5 @@ def describe_records(records: Iterable, workers: int | None = None, chunk_size: 
         if batch:
             yield kind, batch
 
-    for rows in _map_ordered(chunks(), workers):
+    for rows in _map_ordered(chunks(), workers, budget_s):
         yield from rows
