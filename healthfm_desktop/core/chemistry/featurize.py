@@ -36,14 +36,25 @@ def _morgan_generator():
 _FUNCTIONS = dict(Descriptors._descList)
 
 
+@lru_cache(maxsize=1)
+def _blas():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
 def descriptor_vector(mol: Chem.Mol) -> np.ndarray:
     values = np.zeros(len(DESCRIPTOR_NAMES), dtype=np.float64)
-    for i, name in enumerate(DESCRIPTOR_NAMES):
-        try:
-            value = float(_FUNCTIONS[name](mol))
-        except Exception:  # a descriptor that fails on an exotic molecule counts as missing
-            value = 0.0
-        values[i] = value if math.isfinite(value) else 0.0
+    # AvgIpc is RDKit's Le Verrier-Faddeev characteristic polynomial (repeated numpy.dot), which
+    # magnifies the last-bit differences between BLAS thread counts to ~1e-4: with one BLAS
+    # thread here, a Dask worker (OPENBLAS_NUM_THREADS=1) and this process give equal features
+    with _blas().limit(limits=1, user_api="blas"):
+        for i, name in enumerate(DESCRIPTOR_NAMES):
+            try:
+                value = float(_FUNCTIONS[name](mol))
+            except Exception:  # a descriptor that fails on an exotic molecule counts as missing
+                value = 0.0
+            values[i] = value if math.isfinite(value) else 0.0
     return np.clip(values, -_CLIP, _CLIP).astype(np.float32)
 
 
