@@ -1,6 +1,7 @@
 """What running the batch commands on a Dask cluster costs and gains, in one run, on this machine.
 
-    python benchmarks/bench_cluster.py [--library FILE] [--molecules N] [--scaling N] [--files 100]
+    python benchmarks/bench_cluster.py [--library FILE] [--molecules N] [--scaling N] [--files 100] [--repeat 2]
+                                       [--only-scaling]
 
 - per-task overhead: the same small task run locally and on a warm 2-worker LocalCluster
   (``cluster.run_in_order``), per task in ms; and a no-op task's round trip.
@@ -135,23 +136,56 @@ def large_job(address: str, library: Path, n: int, folder: Path) -> None:
           f"{(remote_s - local_s) / tasks * 1000:+.0f} ms per task)")
 
 
-def scaling(library: Path, per_worker: int, folder: Path) -> tuple[float, float]:
+def _worker_cpu(client) -> float:
+    """CPU seconds (user + system) used so far by every worker process of the cluster."""
+    import resource
+
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    return sum(client.run(cpu).values())
+
+
+def scaling(library: Path, per_worker: int, folder: Path, repeat: int = 2) -> tuple[float, float]:
     """Molecules described per second with 1 and 2 workers, each worker given ``per_worker``
-    (in 8 tasks per worker)."""
+    (in 8 tasks per worker), alternating 1, 2, 1, 2 (medians). Also the CPU efficiency: the
+    workers' CPU seconds during the run over (wall x workers); under 1 means the workers
+    waited (for the client, for other work on the machine, for tasks), not that they were slow."""
+    import statistics
+
     from healthfm_desktop.batch import molecules
 
     molecules._CLUSTER_CHUNK = max(1, per_worker // 8)
-    rates = []
-    for workers in (1, 2):
-        path = _molecules(library, per_worker * workers, folder, f"scaling_{workers}.csv")
-        with _cluster(workers) as local:
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    efficiency: dict[int, list[float]] = {1: [], 2: []}
+    clusters = {workers: _cluster(workers) for workers in (1, 2)}
+    try:
+        for workers, local in clusters.items():
             _warm(local.scheduler_address)
-            seconds, _ = _run("molecules", "describe", path, "--out", folder / f"scaling_{workers}.out.csv",
-                              "--scheduler", local.scheduler_address)
-        rates.append(per_worker * workers / seconds)
-    print(f"scaling, molecules describe, {per_worker:,} molecules per worker: {rates[1] / rates[0]:.2f}x throughput "
-          f"with 2 workers vs 1 ({rates[1]:,.0f} vs {rates[0]:,.0f} molecules/s; ideal 2.00x)")
-    return rates[0], rates[1]
+        for _ in range(repeat):
+            for workers, local in clusters.items():
+                path = _molecules(library, per_worker * workers, folder, f"scaling_{workers}.csv")
+                client = cluster.connect(local.scheduler_address)
+                try:
+                    before = _worker_cpu(client)
+                    seconds, _ = _run("molecules", "describe", path, "--out", folder / f"scaling_{workers}.out.csv",
+                                      "--scheduler", local.scheduler_address)
+                    used = _worker_cpu(client) - before
+                finally:
+                    client.close()
+                rates[workers].append(per_worker * workers / seconds)
+                efficiency[workers].append(used / (seconds * workers))
+    finally:
+        for local in clusters.values():
+            local.close()
+    one, two = statistics.median(rates[1]), statistics.median(rates[2])
+    print(f"scaling, molecules describe, {per_worker:,} molecules per worker: {two / one:.2f}x throughput "
+          f"with 2 workers vs 1 ({two:,.0f} vs {one:,.0f} molecules/s; ideal 2.00x; runs "
+          f"{', '.join(f'{r:,.0f}' for r in rates[1])} / {', '.join(f'{r:,.0f}' for r in rates[2])}); "
+          f"CPU efficiency (worker CPU s / wall / workers) {statistics.median(efficiency[1]):.2f} with 1, "
+          f"{statistics.median(efficiency[2]):.2f} with 2; {_load()}")
+    return one, two
 
 
 def index_rates(address: str, library: Path, n: int, folder: Path) -> tuple[float, float]:
@@ -201,10 +235,15 @@ def main() -> int:
     parser.add_argument("--molecules", type=int, default=50_000, help="records of the large describe job")
     parser.add_argument("--scaling", type=int, default=10_000, help="molecules per worker in the scaling run")
     parser.add_argument("--files", type=int, default=100, help="images in the small job")
+    parser.add_argument("--repeat", type=int, default=2, help="alternating 1- and 2-worker runs of the scaling part")
+    parser.add_argument("--only-scaling", action="store_true", help="run the scaling part alone")
     args = parser.parse_args()
     print(_load(), f"(cpu count {os.cpu_count()})")
     with tempfile.TemporaryDirectory(prefix="healthfm-bench-cluster-") as tmp:
         folder = Path(tmp)
+        if args.only_scaling:
+            scaling(args.library, args.scaling, folder, args.repeat)
+            return 0
         with _cluster(2) as local:
             address = local.scheduler_address
             _warm(address)
@@ -213,7 +252,7 @@ def main() -> int:
             large_job(address, args.library, args.molecules, folder)
             index_rate, search_s = index_rates(address, args.library, min(args.molecules, 40_000), folder)
         print(_load())
-        one, _ = scaling(args.library, args.scaling, folder)
+        one, _ = scaling(args.library, args.scaling, folder, args.repeat)
         on_paper(one, index_rate, search_s)
     print(_load())
     return 0
