@@ -217,3 +217,31 @@ def test_cli_pacs_listen_to_contract(tmp_path):
     assert f"{sop}: duplicate SOP Instance UID" in stderr and "1 stored, 1 refused" in stderr
     with StudyDatabase(tmp_path / "home" / "studies.sqlite") as database:
         assert database.instance_paths() == [Path(first["path"])]
+
+
+def test_another_pynetdicom_version_gets_pynetdicoms_plain_association(scp, monkeypatch, caplog):
+    """The private names of pynetdicom 3.0.4 are used only with that version: another one still
+    associates (its own timeouts), with a warning that the hard deadline is off."""
+    from pynetdicom.sop_class import Verification
+
+    from healthfm_desktop.core.imaging.pacs import association
+
+    server, _database, _outcomes = scp
+    assert association.private_internals_supported()
+    monkeypatch.setattr(association.pynetdicom, "__version__", "9.9.9")
+    assert not association.private_internals_supported()
+    with caplog.at_level("WARNING", logger=association.__name__):
+        ae = association.make_ae("MODALITY", FAST)
+    assert "no hard deadline" in caplog.text
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", server.port, ae_title="HEALTHFM")
+    try:
+        assert assoc.is_established
+        default_delay = assoc.dul._run_loop_delay
+        association.shorten_reactor_sleep(assoc)
+        assert assoc.dul._run_loop_delay == default_delay != association.REACTOR_SLEEP_S
+        assert ae.opened_sockets == []  # nothing kept: the override stepped aside
+        assert int(assoc.send_c_echo().Status) == 0
+    finally:
+        assoc.release()
+        ae.shutdown()

@@ -1,5 +1,10 @@
 """Open an association with a peer and turn every way it can fail into a clear PacsError:
-peer down, rejected (usually a wrong AE title), timed out, aborted."""
+peer down, rejected (usually a wrong AE title), timed out, aborted. The one module that reaches
+into pynetdicom's private names, read from pynetdicom 3.0.4 (``SUPPORTED_PYNETDICOM``):
+``AE._create_socket`` (overridden: TCP_NODELAY, and the socket kept so a deadline can cut it) and
+``DULServiceProvider._run_loop_delay``; any other version gets pynetdicom's plain behaviour (its
+own idle timeouts, no hard deadline, default latency). ``pynetdicom._config`` is its documented
+configuration module."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import pynetdicom
 from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
 
@@ -31,6 +37,7 @@ _config.LOG_RESPONSE_IDENTIFIERS = False
 # nothing is logged; per-instance cost that adds up over a study
 _config.LOG_HANDLER_LEVEL = "none"
 logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+log = logging.getLogger(__name__)
 
 # A-ASSOCIATE-RJ reasons (PS3.8 9.3.4) as advice for the user
 _REJECT_ADVICE = {
@@ -79,6 +86,14 @@ def _diagnose_connection(peer: DicomPeer, timeout: float) -> str:
         return exc.strerror or str(exc)
 
 
+SUPPORTED_PYNETDICOM = "3.0.4"
+
+
+def private_internals_supported() -> bool:
+    """Whether the installed pynetdicom is the one whose private names this module uses."""
+    return pynetdicom.__version__ == SUPPORTED_PYNETDICOM
+
+
 def set_no_delay(sock: socket.socket) -> None:
     """Turn Nagle's algorithm off. pynetdicom writes a command and its dataset as separate
     PDUs; with Nagle on, the second waits for the peer's delayed ACK (~40 ms per message)."""
@@ -95,6 +110,8 @@ REACTOR_SLEEP_S = 0.0002
 
 
 def shorten_reactor_sleep(assoc) -> None:
+    if not private_internals_supported():
+        return
     dul = getattr(assoc, "dul", None)
     if dul is not None and hasattr(dul, "_run_loop_delay"):
         dul._run_loop_delay = REACTOR_SLEEP_S
@@ -109,6 +126,8 @@ class LowLatencyAE(AE):
 
     def _create_socket(self, assoc, address, tls_args):
         association_socket = super()._create_socket(assoc, address, tls_args)
+        if not private_internals_supported():
+            return association_socket
         if association_socket.socket is not None:
             set_no_delay(association_socket.socket)
             self.opened_sockets.append(association_socket.socket)
@@ -160,6 +179,9 @@ def _diagnose_tls(peer: DicomPeer, timeout: float) -> str:
 
 
 def make_ae(calling_aet: str, timeouts: Timeouts) -> AE:
+    if not private_internals_supported():
+        log.warning("pynetdicom %s is not %s: associations have no hard deadline beyond pynetdicom's own timeouts",
+                    pynetdicom.__version__, SUPPORTED_PYNETDICOM)
     ae = LowLatencyAE(ae_title=validate_ae_title(calling_aet, "calling AE title"))
     ae.connection_timeout = timeouts.connect
     ae.acse_timeout = timeouts.acse
