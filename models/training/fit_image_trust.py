@@ -1,8 +1,9 @@
 """Fit the trust parts of the shipped image models on their own training data, write them beside
 the models and into the manifests, and print the figures:
 
-- the scope gate (``<model>_scope.npz``): kNN over image features of the training images, the
-  threshold at the 99.5 % quantile of the validation images' distances;
+- the scope gate: kNN over image features of the training images (``<model>_scope.npz``) and over
+  their image-encoder embeddings (``<model>_scope_embedding.npz``), each threshold at the 99.5 %
+  quantile of the validation images' distances; in scope = near by both;
 - the pneumonia classifier's split-conformal sets at 90 % (calibrated on the validation split,
   coverage measured on the test split).
 

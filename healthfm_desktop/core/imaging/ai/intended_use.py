@@ -1,7 +1,9 @@
 """The scope gate of an image model: is this input the kind of image the model was made for?
 Decided from the DICOM tags where the file has them (modality, body part, view, photometric,
-bit depth, size) and, for every input, from the distance of the image's features to the model's
-training images (kNN, threshold set on validation images; shipped as ``<model>_scope.npz``)."""
+bit depth, size) and, for every input, from two kNN distances to the model's training images,
+each with its threshold set on validation images: of gradient/intensity features
+(``<model>_scope.npz``) and of the image encoder's embedding (``<model>_scope_embedding.npz``).
+An input is in scope only when both call it near."""
 
 from __future__ import annotations
 
@@ -77,6 +79,7 @@ class ImageScope:
     feature_scale: np.ndarray | None
     examples: np.ndarray | None = None  # uint8 (n, h, w) training pictures, when shipped
     example_labels: list[str] = field(default_factory=list)
+    embedding_domain: EmbeddingDomain | None = None  # over the image encoder's embeddings
 
     def example(self, index: int) -> tuple[np.ndarray, str] | None:
         """A training picture and its label, for "the most similar training images"."""
@@ -106,7 +109,7 @@ class ImageScope:
             scale = np.asarray(data["feature_scale"], dtype=np.float32)
             examples = data["examples"] if "examples" in data.files else None
             labels = [str(x) for x in data["example_labels"]] if "example_labels" in data.files else []
-        scope = cls(spec, EmbeddingDomain.load(path), scale, examples, labels)
+        scope = cls(spec, EmbeddingDomain.load(path), scale, examples, labels, _embedding_domain(manifest, spec))
         with _LOCK:
             _LOADED[key] = scope
         return scope
@@ -127,7 +130,35 @@ class ImageScope:
                     f"nearest training images is {distance:.1f}, above the {threshold:.1f} that "
                     f"{self.domain.quantile:.1%} of the validation images stay within"
                 )
+        if self.embedding_domain is not None:
+            from healthfm_desktop.core.foundation.images import embed_images
+
+            far = self.embedding_domain.assess(embed_images([model_pixels]))
+            if not far.in_domain[0]:
+                reasons.append(
+                    f"the image encoder places it far from {self.spec.get('description', 'the training images')}: "
+                    f"distance {far.distance[0]:.2f} to the nearest training images, above the "
+                    f"{self.embedding_domain.threshold:.2f} that {self.embedding_domain.quantile:.1%} of the validation images stay within"
+                )
         return ScopeDecision(not reasons, reasons, distance, threshold, nearest)
+
+
+def _embedding_domain(manifest, spec: dict[str, Any]) -> EmbeddingDomain | None:
+    """The embedding half of the gate, checked against its sha256 and against the image encoder
+    it was fitted with (another encoder's embeddings would be measured against the wrong map)."""
+    entry = spec.get("embedding")
+    if not entry:
+        return None
+    from healthfm_desktop.core.inference.registry import load_registry
+
+    path = Path(manifest.model_path).parent / entry["file"]
+    if not path.is_file() or sha256_of(path) != entry["sha256"]:
+        raise ModelError(f"scope file {entry['file']} of model {manifest.name!r} is missing or altered; reinstall the model")
+    encoder = load_registry().get(entry["encoder"])
+    if encoder.sha256 != entry["encoder_sha256"]:
+        raise ModelError(f"the scope of {manifest.name!r} was fitted with another {entry['encoder']}; "
+                         "refit it (models/training/fit_image_trust.py)")
+    return EmbeddingDomain.load(path)
 
 
 def scope_pixels(model_pixels: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
@@ -182,7 +213,7 @@ def fit_scope(train_pixels, validation_pixels, spec: dict[str, Any], path: Path,
     """Fit and save a model's scope file from its training and validation pictures (uint8, as
     the model sees them); returns the manifest's ``scope`` entry. With ``example_labels`` the
     training pictures are stored too, to be shown as the most similar training images."""
-    train_pixels = list(train_pixels)
+    train_pixels, validation_pixels = list(train_pixels), list(validation_pixels)
     train = features_of(scope_pixels(p, spec) for p in train_pixels)
     scale = train.std(axis=0) + 1e-6
     validation = features_of(scope_pixels(p, spec) for p in validation_pixels)
@@ -194,8 +225,18 @@ def fit_scope(train_pixels, validation_pixels, spec: dict[str, Any], path: Path,
                         **({"examples": np.stack(train_pixels).astype(np.uint8), "example_labels": np.array(example_labels)}
                            if example_labels is not None else {}))
     atomic_write_bytes(path, buffer.getvalue())
+    from healthfm_desktop.core.foundation.images import IMAGE_ENCODER, embed_images
+    from healthfm_desktop.core.inference.registry import load_registry
+
+    embedded = EmbeddingDomain.fit(embed_images(train_pixels), embed_images(validation_pixels), quantile=quantile,
+                                   k=k, metric="euclidean")
+    embedding_path = Path(path).with_name(Path(path).stem + "_embedding.npz")
+    embedded.save(embedding_path)
     return {**spec, "file": Path(path).name, "sha256": sha256_of(path), "threshold": round(domain.threshold, 4),
-            "quantile": quantile, "k": domain.k, "n_reference": int(len(train))}
+            "quantile": quantile, "k": domain.k, "n_reference": int(len(train)),
+            "embedding": {"file": embedding_path.name, "sha256": sha256_of(embedding_path), "encoder": IMAGE_ENCODER,
+                          "encoder_sha256": load_registry().get(IMAGE_ENCODER).sha256, "metric": "euclidean",
+                          "k": embedded.k, "quantile": quantile, "threshold": round(embedded.threshold, 4)}}
 
 
 def training_profile(images_uint8: np.ndarray, modalities: list[str], description: str) -> dict[str, Any]:
