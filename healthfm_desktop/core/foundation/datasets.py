@@ -113,14 +113,21 @@ def read_labelled(kind: str, path: str | Path, label_column: str = "label") -> I
 
 def read_unlabelled(kind: str, paths: list[str], label_column: str = "label") -> Items:
     """Items for `adapt predict` and `similar --library`: each path is a file of items (image
-    CSV, JSON Lines, molecule file) or one item (an image, a .txt note). Labels are kept when the
-    file has them. A file that cannot be read at all is one error, with the path as id."""
+    CSV, JSON Lines, molecule file, the study database, an annotation project) or one item (an
+    image, a .txt note). Labels are kept when the file has them (a store: the user's labels). A file that cannot be read at all is one error, with the path as id."""
     items = Items(kind)
     for raw in paths:
         path = Path(raw)
         try:
             if not path.exists():
                 raise UnreadableFileError("no such file")
+            if kind in ("image", "text") and path.is_file():
+                from healthfm_desktop.core.foundation.stored import read_store
+
+                stored = read_store(kind, path)  # a study database or an annotation project
+                if stored is not None:
+                    _extend(items, stored)
+                    continue
             if kind == "image":
                 if path.suffix.lower() == ".csv":
                     _extend(items, read_labelled_or_paths(path, label_column))
