@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 from healthfm_desktop.batch.output import progress, report_bad_input
@@ -12,20 +11,9 @@ from healthfm_desktop.core.errors import UnreadableFileError, UserFacingError
 _CLUSTER_CHUNK = 64  # notes per cluster task
 
 
-@lru_cache(maxsize=2)
-def _worker_pipeline(user_terms: tuple):
-    from healthfm_desktop.core.records.pipeline import build_pipeline
-
-    return build_pipeline(list(user_terms))
-
-
-def annotate_chunk(notes: list[tuple[str, str]], user_terms: tuple) -> list:
-    """One cluster task of `notes annotate --scheduler`: the annotated notes of a chunk."""
-    return list(_worker_pipeline(user_terms).annotate_many(notes))
-
-
 def _annotated_on_cluster(notes, user_terms, scheduler: str):
     from healthfm_desktop.core.cluster import chunked, map_ordered
+    from healthfm_desktop.core.records.pipeline import annotate_chunk
 
     for chunk in map_ordered(annotate_chunk, chunked(notes, _CLUSTER_CHUNK), tuple(map(tuple, user_terms)),
                              scheduler=scheduler, label="annotate"):

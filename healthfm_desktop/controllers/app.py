@@ -22,6 +22,16 @@ def open_settings() -> QSettings:
     return QSettings(str(settings_path()), QSettings.Format.IniFormat)
 
 
+def compute_scheduler(settings: QSettings | None = None) -> str:
+    """Settings > Compute: "" for this computer, else the Dask scheduler address the molecule
+    panel and the batch actions send their work to."""
+    from healthfm_desktop.core.cluster import COMPUTE_SETTING
+
+    settings = settings or open_settings()
+    settings.sync()  # the Settings dialog writes through another QSettings object
+    return str(settings.value(COMPUTE_SETTING, "") or "").strip()
+
+
 class LogRelay(QObject):
     """Carries log records from any thread to the log panel. Only HealthFM's own loggers are
     relayed, and those never log patient data (names, paths, text): counts and events only."""

@@ -264,10 +264,9 @@ class MoleculesController(WorkspaceController):
 
     def compute_scheduler(self) -> str:
         """The Compute setting: "" for this computer, else the Dask scheduler address."""
-        from healthfm_desktop.core.cluster import COMPUTE_SETTING
+        from healthfm_desktop.controllers.app import compute_scheduler
 
-        self._settings.sync()  # the Settings dialog writes through another QSettings object
-        return str(self._settings.value(COMPUTE_SETTING, "") or "").strip()
+        return compute_scheduler(self._settings)
 
     # ---- models -------------------------------------------------------------------------
     def predict(self, rows: list[int] | None = None) -> None:

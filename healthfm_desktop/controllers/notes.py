@@ -61,13 +61,18 @@ def _read_into_project(project: AnnotationProject, paths: list[Path], annotator:
 PRE_ANNOTATE_BATCH = 8
 
 
-def _pre_annotate(project: AnnotationProject, note_ids: list[str], annotator: str, user_terms: list[tuple[str, str]]):
-    """Generator job: annotate notes with no saved version yet; yields Progress, returns ids."""
+def _pre_annotate(project: AnnotationProject, note_ids: list[str], annotator: str, user_terms: list[tuple[str, str]],
+                  scheduler: str = ""):
+    """Generator job: annotate notes with no saved version yet; yields Progress, returns ids.
+    With a scheduler (Settings > Compute) the notes are annotated on that Dask cluster, by the
+    task `notes annotate --scheduler` runs: the same entities as here."""
     from healthfm_desktop.core.records.pipeline import build_pipeline
 
     todo = [n for n in note_ids if project.load(n, annotator) is None]
     if not todo:
         return []
+    if scheduler:
+        return (yield from _pre_annotate_on_cluster(project, todo, annotator, user_terms, scheduler))
     yield Progress(0.0, "loading the clinical pipeline")
     pipeline = build_pipeline(user_terms)
     done = []
@@ -79,6 +84,26 @@ def _pre_annotate(project: AnnotationProject, note_ids: list[str], annotator: st
             project.save(note, annotator)
             done.append(note_id)
             yield Progress(len(done) / len(todo), f"pre-annotated {len(done)} of {len(todo)} notes")
+    return done
+
+
+def _pre_annotate_on_cluster(project: AnnotationProject, todo: list[str], annotator: str,
+                             user_terms: list[tuple[str, str]], scheduler: str):
+    from healthfm_desktop.core.cluster import chunked, cluster_state, compute_client, describe_state, map_ordered
+    from healthfm_desktop.core.records.pipeline import annotate_chunk
+
+    done: list[str] = []
+    with compute_client(scheduler) as client:
+        where = describe_state(cluster_state(client))
+        yield Progress(0.0, f"pre-annotating {len(todo)} notes on {where}")
+        batches = list(chunked(todo, PRE_ANNOTATE_BATCH))
+        texts = ([(n, project.note_text(n)) for n in batch] for batch in batches)
+        terms = tuple(map(tuple, user_terms))
+        for batch, notes in zip(batches, map_ordered(annotate_chunk, texts, terms, client=client, label="pre-annotate")):
+            for note_id, note in zip(batch, notes):
+                project.save(note, annotator)
+                done.append(note_id)
+            yield Progress(len(done) / len(todo), f"pre-annotated {len(done)} of {len(todo)} notes on {where}")
     return done
 
 
@@ -195,7 +220,10 @@ class NotesController(WorkspaceController):
 
     def annotate(self, note_ids: list[str]) -> None:
         """Pre-annotate the notes that have no version of the current annotator yet."""
-        self.start_job(_pre_annotate, self.project, list(note_ids), self.annotator, self.project.terms(), on_result=self._on_annotated)
+        from healthfm_desktop.controllers.app import compute_scheduler
+
+        self.start_job(_pre_annotate, self.project, list(note_ids), self.annotator, self.project.terms(),
+                       compute_scheduler(), on_result=self._on_annotated)
 
     def _on_annotated(self, done: list[str]) -> None:
         for note_id in done:

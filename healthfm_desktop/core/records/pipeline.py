@@ -538,3 +538,15 @@ def build_pipeline(user_terms: Sequence[tuple[str, str]] = (), use_model: bool =
                 _PIPELINES.pop(next(iter(_PIPELINES)))
             _PIPELINES[key] = ClinicalPipeline(user_terms, use_model=use_model, use_vocabulary=use_vocabulary)
         return _PIPELINES[key]
+
+
+@functools.lru_cache(maxsize=2)
+def _pipeline_for_tasks(user_terms: tuple):
+    return build_pipeline(list(user_terms))
+
+
+def annotate_chunk(notes: list[tuple[str, str]], user_terms: tuple) -> list:
+    """One cluster task (`notes annotate --scheduler`, and the Notes workspace's pre-annotation
+    with Settings > Compute set): the annotated notes of a chunk of (id, text), by a pipeline
+    kept per worker process for those user terms."""
+    return list(_pipeline_for_tasks(user_terms).annotate_many(notes))
