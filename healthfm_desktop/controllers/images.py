@@ -288,6 +288,7 @@ class ImagesController(WorkspaceController):
         stop at their next step."""
         for event in list(self._cancel_events):
             event.set()
+        self.session.flush_saves()  # the app may be closing: the last measurement reaches the disk
         if "healthfm_desktop.core.imaging.parallel_decode" in sys.modules:
             self._drop_decoded_ahead()
         for job in list(self._jobs):

@@ -144,3 +144,24 @@ def test_what_cannot_be_reformatted_says_why():
                            DICOM / "single" / "MR_small_RLE.dcm"]).series[0]
     with pytest.raises(MprError):
         build_volume(repeated)
+
+
+@pytest.mark.parametrize("plane", PLANES)
+def test_slabs_equal_the_projection_of_their_planes_and_fit_a_frame(plane, mr_volume):
+    import time
+
+    count = mr_volume.plane_count(plane)
+    for index, thickness in ((count // 2, 9), (0, 5), (count - 1, 6), (count // 2, 200)):
+        first = max(0, index - (thickness - 1) // 2)
+        last = min(count - 1, first + thickness - 1)
+        planes = np.stack([mr_volume.plane_image(plane, k)[0] for k in range(first, last + 1)])
+        for mode, reduce in (("mip", np.max), ("minip", np.min), ("mean", np.mean)):
+            slab, spacing = mr_volume.plane_slab(plane, index, thickness, mode)
+            assert spacing == mr_volume.plane_image(plane, index)[1] and slab.dtype == np.float32
+            np.testing.assert_allclose(slab, reduce(planes, axis=0), rtol=1e-5, atol=1e-4)  # mean: float64 sum
+    negative = dataclasses.replace(mr_volume, scale=-1.0, offset=0.0)  # a negative rescale slope
+    np.testing.assert_array_equal(negative.plane_slab(plane, count // 2, 7, "mip")[0],
+                                  np.max([negative.plane_image(plane, k)[0] for k in range(count // 2 - 3, count // 2 + 4)], axis=0))
+    start = time.perf_counter()
+    mr_volume.plane_slab(plane, count // 2, 200, "mip")
+    print(f"{plane}: 200-plane MIP in {(time.perf_counter() - start) * 1000:.1f} ms")

@@ -101,6 +101,7 @@ def test_measurements_are_saved_with_the_study_and_read_back(tmp_path, head_scan
     spacing = series.frames[2].pixel_spacing
     measurement_id = session.add_measurement(series.key, 2, "distance", [(10.0, 10.0), (110.0, 10.0)])
     assert measurement_id is not None
+    assert session.flush_saves()  # autosaved on a worker thread
     saved = json.loads(measurement_file(tmp_path / "measurements", series.study_uid).read_text())
     assert len(saved["measurements"]) == 1
     assert saved["measurements"][0]["values"]["length"] == pytest.approx(100 * spacing[1], rel=1e-6)
@@ -114,6 +115,7 @@ def test_measurements_are_saved_with_the_study_and_read_back(tmp_path, head_scan
     [drawn] = again.measurements_for(series.key, 2)
     again.rename_measurement(drawn["id"], "Skull width")
     again.delete_measurements([drawn["id"]])
+    assert again.flush_saves()
     assert json.loads(measurement_file(tmp_path / "measurements", series.study_uid).read_text())["measurements"] == []
 
 

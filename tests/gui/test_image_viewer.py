@@ -209,7 +209,8 @@ def test_distance_measurement_in_mm_matches_hand_computation(window, qtbot):
     assert row["kind"] == "distance"
     assert row["value"].startswith(f"{expected:.1f} mm")
     assert "PixelSpacing" in row["value"]
-    # saved with the study, atomically, as JSON next to the user data
+    # saved with the study, atomically, as JSON next to the user data (on a worker thread)
+    assert controller.session.flush_saves()
     saved = list((Path(os.environ["HEALTHFM_HOME"]) / "measurements").glob("*.json"))
     records = [m for path in saved for m in json.loads(path.read_text())["measurements"]]
     assert any(abs(m["values"]["length"] - expected) < 1e-6 for m in records)

@@ -19,7 +19,7 @@ from healthfm_desktop.core.errors import UserFacingError
 from healthfm_desktop.core.events import Event, Progress
 from healthfm_desktop.core.imaging import measure
 from healthfm_desktop.core.imaging.orientation import frame_edge_letters
-from healthfm_desktop.core.storage.atomic import atomic_write_text
+from healthfm_desktop.core.storage.atomic import BackgroundWriter
 
 if TYPE_CHECKING:
     from healthfm_desktop.core.imaging.series import Series
@@ -274,6 +274,7 @@ class ViewerSession:
     def __init__(self, measurement_folder: Path):
         self.events = SessionEvents()
         self.measurement_folder = Path(measurement_folder)
+        self._saver = BackgroundWriter(self._save_failed)
         self.series: list[Series] = []
         self.unreadable: list[tuple[str, str]] = []
         self.notes: list[str] = []
@@ -736,12 +737,18 @@ class ViewerSession:
         self.events.measurements_changed.emit()
 
     def _save_study(self, study_uid: str) -> None:
+        """Autosave, written atomically on a worker thread: a slow disk's fsync never stalls the
+        hand dragging a caliper (``flush_saves`` waits for it)."""
         kept = [m for m in self._measurements.values() if m.get("study_uid") == study_uid]
         text = measure.measurements_to_json([measure.Measurement.from_dict(m) for m in kept])
-        try:
-            atomic_write_text(measurement_file(self.measurement_folder, study_uid), text)
-        except OSError as exc:
-            self.events.message.emit("error", f"Measurements could not be saved: {exc.strerror or exc}")
+        self._saver.write(measurement_file(self.measurement_folder, study_uid), text)
+
+    def _save_failed(self, path, exc: OSError) -> None:
+        self.events.message.emit("error", f"Measurements could not be saved: {exc.strerror or exc}")
+
+    def flush_saves(self, timeout: float | None = 10.0) -> bool:
+        """Wait until the measurements autosaved so far are on disk."""
+        return self._saver.flush(timeout)
 
     def _locate(self, record: dict) -> tuple[str, int] | None:
         for series in self.series:

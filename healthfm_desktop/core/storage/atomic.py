@@ -89,3 +89,54 @@ def atomic_text_writer(path: Path | str) -> contextlib.AbstractContextManager[Te
     """A text handle for writing a file bit by bit (a stream of records): the file appears at
     ``path`` whole when the block ends, and not at all if it raises."""
     return _atomic_handle(path, "w")
+
+
+class BackgroundWriter:
+    """Atomic writes on one worker thread, off the caller's (the UI's) thread: ``write(path,
+    text)`` returns at once; the newest text given for a path is the one written (a drag that
+    saves on every step writes far fewer times). ``flush()`` waits until all is on disk.
+    ``on_error(path, exc)`` is called, on the worker thread, for a write that failed."""
+
+    def __init__(self, on_error=None):
+        import threading
+
+        self._on_error = on_error
+        self._pending: dict[Path, str] = {}
+        self._writing = 0
+        self._condition = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def write(self, path: Path | str, text: str) -> None:
+        import threading
+
+        with self._condition:
+            self._pending[Path(path)] = text
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="atomic-writer", daemon=True)
+                self._thread.start()
+            self._condition.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every requested write is done; False when ``timeout`` ran out first."""
+        with self._condition:
+            return self._condition.wait_for(lambda: not self._pending and not self._writing, timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                # an idle thread ends; the next write starts another
+                if not self._condition.wait_for(lambda: bool(self._pending), timeout=2.0):
+                    self._thread = None
+                    return
+                path = next(iter(self._pending))
+                text = self._pending.pop(path)
+                self._writing += 1
+            try:
+                atomic_write_text(path, text)
+            except OSError as exc:
+                if self._on_error is not None:
+                    self._on_error(path, exc)
+            finally:
+                with self._condition:
+                    self._writing -= 1
+                    self._condition.notify_all()
