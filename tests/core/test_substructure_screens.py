@@ -260,3 +260,21 @@ def test_a_query_atom_no_library_atom_matches_ends_the_search_exactly(library, m
     assert found is absent or absent is None
     assert not (found and expected)
     assert [h.row for h in index.substructure(query)] == expected
+
+
+@pytest.mark.parametrize("few", [0, 10**9])
+@pytest.mark.parametrize("smarts", ["C1CCC2C(C1)CCC1C2CCC2CCCC12", "C1C2CC3CC1CC(C2)C3", "c1ccccc1", "[Si]", "C(=O)N",
+                                    "c1ccc2[nH]ccc2c1", "[#7]", "*"])
+def test_the_pattern_screen_keeps_the_same_molecules_rarest_bits_first(library, monkeypatch, few, smarts):
+    """The screen ANDs the rarest bits first and, with few molecules left, reads the other bits
+    at their positions only: the same candidates as ANDing every plane in turn."""
+    import numpy as np
+
+    mols, index = library
+    index.build_substructure()
+    query = Chem.MolFromSmarts(smarts)
+    monkeypatch.setattr(search_index, "_SCREEN_FEW", few)
+    ordered = index._screen(query)
+    monkeypatch.setattr(index, "_pattern_counts", lambda: None)
+    assert np.array_equal(ordered, index._screen(query))
+    assert set(_plain_loop(mols, query)) <= set(ordered.tolist())

@@ -104,6 +104,8 @@ _PARALLEL_CHUNK = 1000  # candidates per worker task: small enough to balance, l
 _MATCH_SECONDS = 20e-6
 _TYPE_SCREEN_SECONDS_PER_MOLECULE = 30e-9
 _ATOM_MATCH_SECONDS = 1.5e-6  # one query atom against one standing atom of a type
+_SCREEN_HEAD = 16  # substructure screen: the rarest query bits ANDed first, in one call
+_SCREEN_FEW = 20000  # ... and below this many molecules left, the other bits are read at their positions only
 _TOP_HEAD = 2000  # with a top: candidates matched in-process before the rest goes to the workers
 
 
@@ -253,6 +255,10 @@ class _SubstructureParts:
         n = len(self.canonical)
         pattern = np.concatenate(self.pattern_parts) if self.pattern_parts else np.zeros((0, PATTERN_BITS // 8), np.uint8)
         _write_compressed_planes(out / PATTERN_FILE, _bit_planes(pattern[order]))
+        counts = np.zeros(PATTERN_BITS, dtype=np.int64)  # molecules per pattern bit: the screen ANDs rare bits first
+        for start in range(0, n, _CHUNK):
+            counts += np.unpackbits(pattern[start:start + _CHUNK], axis=1, bitorder="little").sum(axis=0, dtype=np.int64)
+        np.save(out / "pattern_counts.npy", counts)
         _write_lines(out / "trusted.smi", out / "trusted_offsets.npy", self.canonical)
         _write_blobs(out / "rings.bin", out / "ring_offsets.npy", self.ring_parts, self.ring_length_parts, n)
         type_counts = np.concatenate(self.type_count_parts) if self.type_count_parts else np.zeros(0, np.int64)
@@ -524,6 +530,7 @@ class LibraryIndex:
         self.morgan = np.asarray(morgan)  # (2048, words)
         self._pattern = np.asarray(pattern) if pattern is not None else None  # (2048, words), loaded when first read
         self._pattern_source = None  # the file it is loaded from
+        self._counts = None  # molecules per pattern bit, loaded with the planes
         self.offsets = offsets  # row -> byte offset into records (row order), n+1 entries
         self.records = records  # uint8 memmap of "id\tsmiles\n" lines in library row order
         self.trusted_offsets = trusted_offsets  # row -> byte offset into trusted, n+1 entries
@@ -764,6 +771,16 @@ class LibraryIndex:
             more = _match_rows(self._substructure_files(), rows, query, mode, left, progress)
         return self._hits(matched + more)
 
+    def _pattern_counts(self) -> np.ndarray | None:
+        """Molecules per pattern bit (None for an index built before they were stored)."""
+        if self._counts is None:
+            path = self.data_folder / "pattern_counts.npy"
+            try:
+                self._counts = np.load(path) if path.is_file() else False
+            except (OSError, ValueError) as exc:
+                raise UnreadableFileError(f"damaged molecule search index: {path.name}: {exc}") from exc
+        return self._counts if self._counts is not False else None
+
     def _absent_atom(self, query: Chem.Mol, smarts: str) -> bool:
         """Whether one of the query's atoms other than a plain carbon (the rare ones: charged,
         isotopic, heteroatoms) matches no atom type of the library (RDKit's Match against each
@@ -819,10 +836,32 @@ class LibraryIndex:
         on = np.zeros(PATTERN_BITS, dtype=np.uint8)
         DataStructs.ConvertToNumpyArray(qfp, on)
         pattern = self.pattern
+        query_bits = np.flatnonzero(on)
+        counts = self._pattern_counts()
+        if counts is not None:  # the rarest bits first: the AND shrinks (or empties) within the first planes
+            query_bits = query_bits[np.argsort(counts[query_bits], kind="stable")]
         words = pattern.shape[1]
-        mask = np.full(words, np.uint64(0xFFFFFFFFFFFFFFFF), dtype=np.uint64)
+        if counts is not None and len(query_bits):
+            # the rarest planes ANDed in one call; when that leaves few molecules, every other
+            # bit is checked at their positions only, 64 planes a call (not one call a plane)
+            head, rest = query_bits[:_SCREEN_HEAD], query_bits[_SCREEN_HEAD:]
+            mask = np.bitwise_and.reduce(pattern[head], axis=0)
+            set_bits = np.flatnonzero(np.unpackbits(mask.view(np.uint8), bitorder="little")[: self.size])
+            if len(set_bits) <= _SCREEN_FEW:
+                positions = set_bits
+                position_words, shift = positions // 64, (positions % 64).astype(np.uint64)
+                for k in range(0, len(rest), 64):
+                    if len(positions) == 0:
+                        break
+                    planes = pattern[rest[k:k + 64]][:, position_words]
+                    keep = (((planes >> shift) & np.uint64(1)) != 0).all(axis=0)
+                    positions, position_words, shift = positions[keep], position_words[keep], shift[keep]
+                return np.sort(self.order[positions])
+            query_bits = rest
+        else:
+            mask = np.full(words, np.uint64(0xFFFFFFFFFFFFFFFF), dtype=np.uint64)
         kept = None  # word numbers still non-zero, once few
-        for k, bit in enumerate(np.flatnonzero(on).tolist()):
+        for k, bit in enumerate(query_bits.tolist()):
             if kept is None:
                 np.bitwise_and(mask, pattern[bit], out=mask)
             else:
