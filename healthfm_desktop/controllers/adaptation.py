@@ -4,6 +4,7 @@ worker job over core/foundation; results come back as signals."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -18,14 +19,23 @@ def _entries():
     return [entry.to_json() for entry in load_registry().entries()]
 
 
+def leave_a_core():
+    """BLAS/OpenMP threads for a training worker, one fewer than the cores: with every core
+    running the head search the UI thread waited up to 257 ms for one (bench_adapt_stall.py)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=max(1, (os.cpu_count() or 2) - 1))
+
+
 def _train(kind: str, data: str, name: str, task: str, label_column: str, progress, cancelled):
     from healthfm_desktop.core.foundation.adaptation import train_adapted_model
     from healthfm_desktop.core.foundation.datasets import read_labelled
 
     items = read_labelled(kind, data, label_column)
     try:
-        return train_adapted_model(kind, items, name, task, data_name=Path(data).name, progress=progress,
-                                   cancelled=cancelled)
+        with leave_a_core():
+            return train_adapted_model(kind, items, name, task, data_name=Path(data).name, progress=progress,
+                                       cancelled=cancelled)
     except InterruptedError:
         return None  # cancelled before anything was saved
 
@@ -133,8 +143,9 @@ def _train_items(kind: str, items, name: str, task: str, workspace: str, progres
     from healthfm_desktop.core.foundation.adaptation import train_adapted_model
 
     try:
-        return train_adapted_model(kind, _materialised(items), name, task, data_name=f"{workspace} labels",
-                                   progress=progress, cancelled=cancelled)
+        with leave_a_core():
+            return train_adapted_model(kind, _materialised(items), name, task, data_name=f"{workspace} labels",
+                                       progress=progress, cancelled=cancelled)
     except InterruptedError:
         return None
 
@@ -149,15 +160,37 @@ def _predict_items(name: str, items):
     return records + [{"id": i, "error": reason} for i, reason in items.errors]
 
 
-def _similar_items(kind: str, library, query_id: str, top: int):
+def _similar_items(kind: str, library, query_id: str, top: int, stored=None, labels=None):
+    """``stored(open_ids)`` (on this worker) adds what the user stored and has not open."""
     from healthfm_desktop.core.errors import UserFacingError
     from healthfm_desktop.core.foundation.similar import similar_records
 
+    stored_ids: set[str] = set()
+    if stored is not None:
+        more = labels.with_labels(stored(set(library.ids)))
+        stored_ids = set(more.ids)
+        library.ids, library.payloads = library.ids + more.ids, library.payloads + more.payloads
+        library.labels, library.errors = library.labels + more.labels, library.errors + more.errors
     library = _materialised(library)
     if query_id not in library.ids:
         raise UserFacingError("the chosen item could not be read, so nothing is similar to it")
     query = library.payloads[library.ids.index(query_id)]
-    return similar_records(kind, library, query, top, exclude=query_id)
+    records = similar_records(kind, library, query, top, exclude=query_id)
+    for record in records:
+        record["stored"] = record["id"] in stored_ids
+    return records
+
+
+_WARM_UP: list[Job] = []  # one per process, kept alive here: no workspace owns it
+
+
+def _warm_up() -> Job:
+    """The head libraries imported on a worker while the user is still labelling."""
+    from healthfm_desktop.core.foundation.adaptation import import_head_libraries
+
+    if not _WARM_UP:
+        _WARM_UP.append(run_job(import_head_libraries, on_error=lambda _message: None))
+    return _WARM_UP[0]
 
 
 class WorkspaceAdaptation(AdaptationController):
@@ -169,15 +202,18 @@ class WorkspaceAdaptation(AdaptationController):
     labels_changed = Signal()
     similar_found = Signal(str, list)  # query id, similar records
 
-    def __init__(self, workspace: str, kind: str, source, labels=None, column_values=None,
+    def __init__(self, workspace: str, kind: str, source, labels=None, column_values=None, stored=None,
                  parent: QObject | None = None):
         super().__init__(parent)
         from healthfm_desktop.core.foundation.labelling import LabelSession
 
         self.workspace, self.kind, self.source = workspace, kind, source
+        self.stored = stored  # open ids -> Items the user stored and has not open (run on a worker)
         self.column_values = column_values  # column -> {id: value} of the opened file, or None
         self.labels = labels or LabelSession(workspace)
         self.labels.changed.connect(self.labels_changed.emit)
+        self.warmed = _warm_up()
+
 
     def user_models(self, entries: list) -> list[str]:
         return [e["name"] for e in entries if e["source"] == "user" and e["valid"]
@@ -211,5 +247,5 @@ class WorkspaceAdaptation(AdaptationController):
 
     def find_similar(self, query_id: str, top: int = 10) -> Job:
         library = self.labels.with_labels(self.source(None))
-        return self._start(_similar_items, self.kind, library, query_id, top,
+        return self._start(_similar_items, self.kind, library, query_id, top, self.stored, self.labels,
                            on_result=lambda records: self.similar_found.emit(query_id, records))

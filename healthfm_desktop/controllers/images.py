@@ -78,6 +78,19 @@ DECODE_POOL = AppWidePool("decode workers", "healthfm_desktop.core.imaging.paral
 log = logging.getLogger(__name__)
 
 
+def stored_series_items(open_keys: set[str]):
+    """The series of the user's study database that are not open (find-similar), read lazily."""
+    from healthfm_desktop.core.foundation.datasets import Items
+    from healthfm_desktop.core.foundation.stored import stored_series
+    from healthfm_desktop.core.storage.studies import StudyDatabase, default_database_path
+
+    path = default_database_path()
+    if not path.is_file():
+        return Items("image")
+    with StudyDatabase(path) as database:
+        return stored_series(database, lazy=True, skip=open_keys)
+
+
 class ImagesController(WorkspaceController):
     name = IMAGES
     title = "Images"
@@ -114,7 +127,8 @@ class ImagesController(WorkspaceController):
         self.session = session or ViewerSession(user_data_dir() / "measurements")
         from healthfm_desktop.controllers.adaptation import WorkspaceAdaptation
 
-        self.adaptation = WorkspaceAdaptation("images", "image", self.adaptation_items, parent=self)
+        self.adaptation = WorkspaceAdaptation("images", "image", self.adaptation_items, stored=stored_series_items,
+                                              parent=self)
         events = self.session.events
         events.unreadable_changed.connect(self.unreadable_changed.emit)
         events.notes_changed.connect(self.notes_changed.emit)

@@ -127,7 +127,7 @@ class AdaptationPanel(QWidget):
         run_layout.addWidget(self.results)
 
         self.similar_button = QPushButton("Find similar")
-        self.similar_button.setToolTip(f"The open {noun} most like the selected one, by the encoder's embedding")
+        self.similar_button.setToolTip(f"The open (and stored) {noun} most like the selected one, by the encoder's embedding")
         self.similar_button.clicked.connect(self._similar)
         self.similar_caption = QLabel("")
         self.similar_caption.setWordWrap(True)
@@ -295,7 +295,8 @@ class AdaptationPanel(QWidget):
                                      f"encoder's embeddings)")
         self.neighbours.setRowCount(len(records))
         for row, record in enumerate(records):
-            for column, text in enumerate([record["id"], f"{record['score']:.3f}", record.get("label", "")]):
+            shown_id = f"{record['id']} (stored)" if record.get("stored") else record["id"]
+            for column, text in enumerate([shown_id, f"{record['score']:.3f}", record.get("label", "")]):
                 self.neighbours.setItem(row, column, QTableWidgetItem(text))
         self.neighbours.resizeColumnsToContents()
 

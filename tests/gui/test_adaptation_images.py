@@ -69,3 +69,42 @@ def test_label_train_metrics_run_export_import_similar(qtbot, tmp_path, monkeypa
     assert ultrasound[0] not in neighbours and set(neighbours) <= set(series)
     assert all(panel.neighbours.item(r, 2).text() in ("ultrasound", "other") for r in range(rows))
     view.grab().save(str(tmp_path / "images_similar.png"))
+
+
+def test_find_similar_reaches_the_stored_series_with_their_labels(qtbot, tmp_path, monkeypatch):
+    from healthfm_desktop.core.foundation.labelling import LabelSession
+    from healthfm_desktop.core.storage.studies import StudyDatabase, default_database_path
+
+    monkeypatch.setenv("HEALTHFM_HOME", str(tmp_path / "home"))
+    with StudyDatabase(default_database_path()) as database:  # what the user imported or retrieved before
+        assert database.index_files([SINGLE.parent / "dicomdir"]).added == 31
+        stored = {row.series_uid: database.instance_paths(series_uid=row.series_uid)
+                  for study in database.search() for row in database.series(study.study_uid)}
+    opened = next(uid for uid, paths in stored.items() if len(paths) >= 3)
+    LabelSession("images").tag([uid for uid in stored if uid != opened], "stored before")
+    controller = ImagesController()
+    view = ImagesWorkspace(controller)
+    qtbot.addWidget(view)
+    view.resize(1400, 900)
+    view.show()
+    with qtbot.waitSignal(controller.import_finished, timeout=120_000):
+        controller.open_paths(stored[opened])
+    qtbot.waitUntil(lambda: not controller.busy, timeout=120_000)
+    keys = [s.key for s in controller.series]  # the viewer may split one series into stacks
+    assert {key.split("#")[0] for key in keys} == {opened}
+    panel = view.adaptation
+    view.series_browser.select(keys[0])
+    with qtbot.waitSignal(panel.controller.similar_found, timeout=60_000):
+        qtbot.mouseClick(panel.similar_button, Qt.MouseButton.LeftButton)
+    rows = {panel.neighbours.item(r, 0).text(): panel.neighbours.item(r, 2).text()
+            for r in range(panel.neighbours.rowCount())}
+    # the open one's other stacks and the stored series but the open one (not twice), marked as
+    # stored, with the user's labels
+    shown_stored = {r for r in rows if r.endswith(" (stored)")}
+    assert len(rows) == min(10, len(keys) - 1 + len(stored) - 1) and len(shown_stored) >= 10 - (len(keys) - 1)
+    assert set(rows) - shown_stored <= set(keys[1:])
+    assert {r[: -len(" (stored)")] for r in shown_stored} <= set(stored) - {opened}
+    assert all(rows[r] == "stored before" for r in shown_stored)
+    view.side_tabs.setCurrentIndex(view.side_tabs.count() - 1)
+    view.grab().save(str(tmp_path / "images_similar_stored.png"))
+    view.grab().save("/tmp/found_similar_stored.png")

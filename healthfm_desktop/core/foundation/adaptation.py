@@ -337,3 +337,17 @@ class AdaptedModel:
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def import_head_libraries() -> None:
+    """Import what fitting and saving a head needs (scikit-learn, SciPy, skl2onnx: about 1,300
+    modules) ahead of the first training: imported inside it, on a worker, they held the GIL
+    long enough to stall the UI 260 ms (benchmarks/bench_adapt_stall.py)."""
+    import scipy.stats  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
+    import sklearn.model_selection  # noqa: F401
+    import sklearn.neighbors  # noqa: F401
+    import sklearn.pipeline  # noqa: F401
+    import sklearn.preprocessing  # noqa: F401
+    import skl2onnx  # noqa: F401
+    import skl2onnx.common.data_types  # noqa: F401
