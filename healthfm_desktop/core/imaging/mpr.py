@@ -81,12 +81,17 @@ class Volume:
     def plane_image(self, plane: str, index: int) -> tuple[np.ndarray, tuple[float, float]]:
         """The plane's image (float32 modality values) and its (row, column) spacing in mm."""
         spec = self._plane_spec(plane)
-        (ia, iflip), (ra, rflip), (ca, cflip) = spec
+        ia, iflip = spec[0]
         count = self.data.shape[ia]
         if not 0 <= index < count:
             raise MprError(f"{plane} index {index} out of range (0-{count - 1})")
         k = count - 1 - index if iflip else index
-        view = np.take(self.data, k, axis=ia)
+        return self._as_plane(np.take(self.data, k, axis=ia), spec)
+
+    def _as_plane(self, view: np.ndarray, spec: list[tuple[int, bool]]) -> tuple[np.ndarray, tuple[float, float]]:
+        """Stored values across the index axis of ``spec`` -> the plane's float32 modality
+        image (rows and columns oriented) and its (row, column) spacing."""
+        (ia, _), (ra, rflip), (ca, cflip) = spec
         # remaining axes of `view` keep their relative order: map them to (row, column)
         remaining = [a for a in range(3) if a != ia]
         if remaining.index(ra) == 1:
@@ -126,7 +131,8 @@ class Volume:
             return self.plane_image(plane, index)
         first = max(0, index - (thickness - 1) // 2)
         last = min(count - 1, first + thickness - 1)
-        (ia, iflip), (ra, rflip), (ca, cflip) = self._plane_spec(plane)
+        spec = self._plane_spec(plane)
+        ia, iflip = spec[0]
         low, high = (count - 1 - last, count - 1 - first) if iflip else (first, last)
         block = self.data[tuple(slice(low, high + 1) if axis == ia else slice(None) for axis in range(3))]
         if mode == "mean":
@@ -134,19 +140,7 @@ class Volume:
         else:  # a negative rescale slope turns the largest stored value into the smallest
             largest = (mode == "mip") == (self.scale >= 0)
             reduced = block.max(axis=ia) if largest else block.min(axis=ia)
-        remaining = [a for a in range(3) if a != ia]
-        if remaining.index(ra) == 1:
-            reduced = reduced.T
-        if rflip:
-            reduced = reduced[::-1, :]
-        if cflip:
-            reduced = reduced[:, ::-1]
-        image = np.ascontiguousarray(reduced, dtype=np.float32)
-        if self.scale != 1.0:
-            image *= np.float32(self.scale)
-        if self.offset != 0.0:
-            image += np.float32(self.offset)
-        return image, (self.spacing[ra], self.spacing[ca])
+        return self._as_plane(reduced, spec)
 
     def voxel_to_plane(self, plane: str, voxel: Sequence[float]) -> tuple[float, float, float]:
         """Voxel (slice, row, column) -> (plane index, image column, image row)."""
