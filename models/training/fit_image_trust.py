@@ -9,10 +9,17 @@ the models and into the manifests, and print the figures:
 
 Out-of-scope images for the figures come from ``--outside NAME=PATH`` (a folder of DICOM / PNG /
 JPEG files, read recursively, DICOM files stripped of their tags as if saved as PNG; or a .npy
-stack of grey images) and from the other model's data (HC18 for the classifier, PneumoniaMNIST
-for the segmenter).
+stack of grey images, or ``sklearn:samples`` for scikit-learn's sample photos) and from the other
+model's data (HC18 for the classifier, PneumoniaMNIST for the segmenter). ``--show-passing``
+names the out-of-scope files a gate lets through (printed before the set's line). The sets of
+the model cards' figures:
 
-    python models/training/fit_image_trust.py [--outside photos=DIR ...] [--check]
+    python models/training/fit_image_trust.py --check --show-passing \
+        --outside "CT/MR series as PNG [dev]=<shared>/dicom/series" \
+        --outside "photos and crops [dev]=tests/data/images/photos" \
+        --outside "single DICOM files as PNG [held out]=<shared>/dicom/single" \
+        --outside "DICOMDIR files as PNG [held out]=<shared>/dicom/dicomdir" \
+        --outside "scikit-learn photos [held out]=sklearn:samples"
 """
 
 from __future__ import annotations
@@ -66,32 +73,49 @@ def hc18_images(data, split: str) -> list[prep.SourceImage]:
     return out
 
 
-def outside_images(path: Path, rng: np.random.Generator, crops: int = 4) -> list[prep.SourceImage]:
+def outside_images(path: Path, rng: np.random.Generator, crops: int = 4) -> tuple[list[prep.SourceImage], list[str]]:
     """Every readable image under ``path`` as a tag-less picture (plus random square crops of
-    large photos, each a different picture a user could crop and drop)."""
+    large photos, each a different picture a user could crop and drop), and each one's name."""
+    if str(path) == "sklearn:samples":
+        import tempfile
+
+        from PIL import Image
+        from sklearn.datasets import load_sample_images
+
+        samples = load_sample_images()
+        with tempfile.TemporaryDirectory() as folder:  # read back as a user's PNG would be
+            for image, name in zip(samples.images, samples.filenames):
+                Image.fromarray(image).save(Path(folder) / (Path(name).stem + ".png"))
+            return outside_images(Path(folder), rng, crops)
     if path.suffix == ".npy":
         stack = np.load(path)
         stack = np.clip(stack * 255 if stack.max() <= 1.0 else stack, 0, 255).astype(np.uint8)
-        return [prep.SourceImage(np.ascontiguousarray(a)) for a in stack]
-    images = []
+        return [prep.SourceImage(np.ascontiguousarray(a)) for a in stack], [f"{path.name}[{i}]" for i in range(len(stack))]
+    images, names = [], []
     for file in sorted(p for p in path.rglob("*") if p.is_file() and p.name != "DICOMDIR"):
         try:
             read = prep.read_image(file)
         except Exception:  # noqa: BLE001 - not an image, or undecodable: not part of the set
             continue
         images.append(prep.SourceImage(read.pixels, was_colour=read.was_colour))
+        names.append(str(file.relative_to(path)))
         if read.kind != "dicom" and min(read.shape) >= 128:
-            for _ in range(crops):
+            for n in range(crops):
                 side = int(min(read.shape) * rng.uniform(0.3, 0.8))
                 top = int(rng.integers(0, read.shape[0] - side + 1))
                 left = int(rng.integers(0, read.shape[1] - side + 1))
                 crop = np.ascontiguousarray(read.pixels[top : top + side, left : left + side])
                 images.append(prep.SourceImage(crop, was_colour=read.was_colour))
-    return images
+                names.append(f"{file.relative_to(path)} crop {n + 1}")
+    return images, names
 
 
-def withheld(scope: ImageScope, images, picture) -> float:
-    return float(np.mean([not scope.decide(image, picture(image)).in_scope for image in images]))
+def withheld(scope: ImageScope, images, picture, names: list[str] | None = None) -> float:
+    """The share of ``images`` the gate withholds; with ``names``, it names those it lets through."""
+    out = np.array([not scope.decide(image, picture(image)).in_scope for image in images])
+    if names is not None and not out.all():
+        print("    let through: " + ", ".join(name for name, o in zip(names, out) if not o))
+    return float(np.mean(out))
 
 
 def update_manifest(name: str, **entries) -> None:
@@ -118,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outside", action="append", default=[], metavar="NAME=PATH",
                         help="a set of out-of-scope images (folder or .npy) to measure the gate on")
     parser.add_argument("--check", action="store_true", help="measure only: do not rewrite the scope files and manifests")
+    parser.add_argument("--show-passing", action="store_true", help="name the out-of-scope files each gate lets through")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(SEED)
     pneumonia = np.load(DATA / "pneumoniamnist_28.npz")
@@ -146,21 +171,23 @@ def main(argv: list[str] | None = None) -> int:
 
     classifier_scope, segmenter_scope = scope_of("pneumonia_resnet"), scope_of("hc18_unet")
     chest_test = [prep.SourceImage(a) for a in pneumonia["test_images"]]
-    outside = {}
+    outside, names = {}, {}
     for item in args.outside:
         name, _, path = item.partition("=")
-        outside[name] = outside_images(Path(path), rng)
+        outside[name], names[name] = outside_images(Path(path), rng)
     print(f"scope gate, threshold at the {QUANTILE:.1%} quantile of validation distances (k=5)")
     print(f"pneumonia_resnet: in scope, PneumoniaMNIST test: {withheld(classifier_scope, chest_test, classifier_picture):.1%} "
           f"of {len(chest_test)} withheld")
     for name, images in {"HC18 train (ultrasound)": hc18_images(hc18, "train"),
                          "HC18 test (ultrasound)": hc18_images(hc18, "test"), **outside}.items():
-        print(f"pneumonia_resnet: out of scope, {name}: {withheld(classifier_scope, images, classifier_picture):.1%} "
+        shown = names.get(name) if args.show_passing else None
+        print(f"pneumonia_resnet: out of scope, {name}: {withheld(classifier_scope, images, classifier_picture, shown):.1%} "
               f"of {len(images)} withheld")
     us_test = hc18_images(hc18, "test")
     print(f"hc18_unet: in scope, HC18 test: {withheld(segmenter_scope, us_test, segmenter_picture):.1%} of {len(us_test)} withheld")
     for name, images in {"PneumoniaMNIST test (chest X-ray)": chest_test, **outside}.items():
-        print(f"hc18_unet: out of scope, {name}: {withheld(segmenter_scope, images, segmenter_picture):.1%} "
+        shown = names.get(name) if args.show_passing else None
+        print(f"hc18_unet: out of scope, {name}: {withheld(segmenter_scope, images, segmenter_picture, shown):.1%} "
               f"of {len(images)} withheld")
 
     manifest = json.loads((MODELS / "pneumonia_resnet.json").read_text(encoding="utf-8"))
@@ -172,8 +199,24 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pneumonia_resnet conformal sets at {COVERAGE:.0%} (calibrated on val, n={conformal.n_calibration}): "
           f"test coverage {coverage:.1%}, mean set size {members.sum(axis=1).mean():.2f}, "
           f"both labels in {np.mean(members.sum(axis=1) == 2):.1%} of {len(labels)} test images")
+    nearest_agreement(classifier_scope, pneumonia)
     failure_cases(pneumonia, hc18)
     return 0
+
+
+def nearest_agreement(scope: ImageScope, pneumonia) -> None:
+    """How often the most similar training X-ray the panel shows has the test X-ray's own label:
+    nearest by the image encoder's embedding (what is shown) and by the image features."""
+    from healthfm_desktop.core.foundation.images import embed_images
+    from healthfm_desktop.core.imaging.ai.intended_use import image_features, scope_pixels
+
+    pictures = [prep.resize_for_classifier(a) for a in pneumonia["test_images"]]
+    by_encoder = scope.embedding_domain.assess(embed_images(pictures)).nearest[:, 0]
+    features = np.stack([image_features(scope_pixels(p, scope.spec)) / scope.feature_scale for p in pictures])
+    by_features = scope.domain.assess(features).nearest[:, 0]
+    train, test = pneumonia["train_labels"].ravel(), pneumonia["test_labels"].ravel()
+    print(f"pneumonia_resnet: the nearest training X-ray has the test X-ray's label for {np.mean(train[by_encoder] == test):.1%} "
+          f"of {len(test)} (by the image encoder's embedding; {np.mean(train[by_features] == test):.1%} by the image features)")
 
 
 def failure_cases(pneumonia, hc18) -> None:

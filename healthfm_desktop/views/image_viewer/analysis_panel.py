@@ -107,7 +107,7 @@ class AnalysisPanel(QWidget):
         for widget in (self.colour_bar, self.colour_bar_ends, self.caption):
             widget.hide()
             layout.addWidget(widget)
-        self.similar_title = QLabel("Most similar training images (by the scope gate's image features), with their labels:")
+        self.similar_title = QLabel("Most similar training images (by the image encoder's embedding), with their labels:")
         self.similar_title.setWordWrap(True)
         self.similar_title.setStyleSheet("QLabel { color: gray; }")
         self.similar_row = QHBoxLayout()
@@ -241,7 +241,7 @@ class AnalysisPanel(QWidget):
 
     def _show_similar(self, examples) -> None:
         self.similar_title.setVisible(bool(examples))
-        self.similar_title.setText("Most similar training images (nearest by the scope gate's image features), left to "
+        self.similar_title.setText("Most similar training images (nearest by the image encoder's embedding), left to "
                                    "right: " + ", ".join(label for _, label in examples))
         for thumb, example in zip(self.similar_images, list(examples) + [None] * 3):
             if example is None:

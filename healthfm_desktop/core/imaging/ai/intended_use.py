@@ -35,7 +35,9 @@ class ScopeDecision:
     reasons: list[str] = field(default_factory=list)  # why not, in words; empty when in scope
     distance: float | None = None  # to the training images (mean over k nearest, scaled features)
     threshold: float | None = None
-    nearest: list[int] = field(default_factory=list)  # indices of the nearest training images, nearest first
+    # indices of the nearest training images, nearest first: by the image encoder's embedding
+    # where the scope has one, else by the image features
+    nearest: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"in_scope": self.in_scope, "scope_reasons": list(self.reasons)}
@@ -134,6 +136,9 @@ class ImageScope:
             from healthfm_desktop.core.foundation.images import embed_images
 
             far = self.embedding_domain.assess(embed_images([model_pixels]))
+            # the most similar training images are the encoder's neighbours (its rows are the
+            # training pictures in the order of ``examples``: fit_scope embeds the same list)
+            nearest = [int(i) for i in far.nearest[0]]
             if not far.in_domain[0]:
                 reasons.append(
                     f"the image encoder places it far from {self.spec.get('description', 'the training images')}: "
