@@ -4,7 +4,8 @@ a CT/MR volume, on 64x64 inputs with resolution, crop, flip and contrast augment
 full-size DICOM frame and a 28-px MedMNIST image land in the same space. The 128-d pooled
 features are the embedding; the heads are dropped from the export.
 
-    python models/training/train_image_encoder.py      # ~10 min on one CPU core
+    python models/training/train_image_encoder.py      # ~10 min on one CPU core, then it refits
+                                                       # the image models' scope gates (fit_image_trust.py)
 
 Data (all in the repo): models/training/data/images (PneumoniaMNIST, HC18; CC BY 4.0), the
 DICOM series and single files of tests/data/dicom (BSD-2 / pydicom / GDCM test files, see its
@@ -233,6 +234,14 @@ def main() -> None:
     evaluation = evaluate(onnx_path, steps, train, test)
     seconds = round(time.time() - started)
     write(onnx_path, steps, mean, std, train, test, evaluation, seconds)
+    # the image models' scope gates measure distances in this encoder's space and name its sha256:
+    # refit them (in a fresh process: no cached registry or session of the old encoder), or the
+    # models refuse to run with the new encoder
+    import subprocess
+
+    subprocess.run([sys.executable, str(Path(__file__).with_name("fit_image_trust.py"))], check=True)
+    print("refitted the image scope gates; update the figures in models/training/when_not_to_use/ from the "
+          "lines above, then run python -m healthfm_desktop.core.inference.shipped_digests")
 
 
 def evaluate(onnx_path, steps, train, test):
