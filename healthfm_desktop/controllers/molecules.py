@@ -28,17 +28,20 @@ HIT_LIMIT_SETTING = "molecules/hit_limit"
 __all__ = ["MoleculeRow", "MoleculesController", "SUBSTRUCTURE_WORKERS"]
 
 
-def _import_rows(path: Path, smiles_column: str | None, standardise: bool, tautomer: bool):
-    """Generator job over core's import: Progress between steps, returns (path, rows)."""
+def _import_rows(path: Path, smiles_column: str | None, standardise: bool, tautomer: bool, scheduler: str = ""):
+    """Generator job over core's import: Progress between steps, returns (path, rows). With a
+    scheduler (Settings > Compute) a large file is described on that Dask cluster."""
     from healthfm_desktop.core.chemistry.table import import_rows
+    from healthfm_desktop.core.cluster import compute_client
 
-    steps = import_rows(path, smiles_column, standardise, tautomer)
-    while True:
-        try:
-            fraction, message = next(steps)
-        except StopIteration as stop:
-            return path, stop.value
-        yield Progress(fraction, message)
+    with compute_client(scheduler) as client:
+        steps = import_rows(path, smiles_column, standardise, tautomer, client)
+        while True:
+            try:
+                fraction, message = next(steps)
+            except StopIteration as stop:
+                return path, stop.value
+            yield Progress(fraction, message)
 
 
 def _predict_rows(rows: list[MoleculeRow], scheduler: str = ""):
@@ -184,9 +187,12 @@ class MoleculesController(WorkspaceController):
         def on_error(text: str, path=path) -> None:
             self.message.emit("error", f"{path.name}: {text}")
 
+        scheduler = self.compute_scheduler()
+
         def run(path=path):
             try:
-                return (yield from _import_rows(path, smiles_column, self.standardise, self.canonical_tautomer))
+                return (yield from _import_rows(path, smiles_column, self.standardise, self.canonical_tautomer,
+                                                scheduler))
             except AmbiguousSmilesColumnError as exc:
                 return path, exc.candidates
 

@@ -106,3 +106,33 @@ def test_settings_dialog_has_the_compute_choice(qtbot, tmp_path):
     dialog.scheduler.setText("  ")
     assert dialog.values()["compute/scheduler"] == ""
     dialog.grab().save("/tmp/healthfm_settings_compute.png")
+
+
+def test_importing_a_large_file_describes_it_on_the_cluster(qtbot, tmp_path, scheduler, compute, monkeypatch):
+    """A table import past the worker-process threshold (2,000 molecules; 200 here, to keep the
+    test short) is the molecule panel's batch describe: with a scheduler set it runs on the
+    cluster, same rows as on this computer's worker processes."""
+    from healthfm_desktop.core.chemistry import table
+
+    monkeypatch.setattr(table, "_PARALLEL_FROM", 200)
+    with gzip.open(LIBRARY, "rt") as handle:
+        rows = [(r["id"], r["smiles"]) for r, _ in zip(csv.DictReader(handle), range(300))]
+    library = tmp_path / "big.csv"
+    library.write_text("id,smiles\n" + "".join(f"{i},{s}\n" for i, s in rows) + "broken,C1CC\n")
+
+    def imported(address: str) -> tuple[list, list[str]]:
+        compute(address)
+        controller = MoleculesController()
+        said: list[str] = []
+        controller.progress.connect(lambda progress: said.append(progress.message))
+        controller.open_paths([library])
+        qtbot.waitUntil(lambda: len(controller.session.rows) == 301 and not controller.busy, timeout=180_000)
+        table = [(r.id, r.smiles, r.error, r.properties, r.alert_atoms) for r in controller.session.rows]
+        return table, said
+
+    local, local_said = imported("")
+    remote, remote_said = imported(scheduler)
+    assert remote == local and sum(r[2] is not None for r in local) == 1
+    assert sum(bool(r[3]) for r in local) == 300
+    assert not any("Dask" in m for m in local_said)
+    assert any("described 300 of 300 on the Dask cluster" in m for m in remote_said), remote_said[-3:]

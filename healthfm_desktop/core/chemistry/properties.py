@@ -953,6 +953,19 @@ def describe_smiles_parallel(smiles: list[str], workers: int | None = None, chun
         yield done, rows
 
 
+def describe_smiles_on_cluster(smiles: list[str], client, chunk_size: int = 500) -> Iterator[tuple[int, list[dict]]]:
+    """``describe_smiles_parallel`` on a Dask cluster (``client``, Settings > Compute): the same
+    rows, in order, from the same chunk function run on its workers."""
+    from healthfm_desktop.core.cluster import map_ordered
+
+    chunks = ([(str(i), s) for i, s in enumerate(smiles[k : k + chunk_size], start=k)]
+              for k in range(0, len(smiles), chunk_size))
+    done = 0
+    for rows in map_ordered(_describe_smiles_with_atoms, chunks, client=client, label="describe"):
+        done += len(rows)
+        yield done, rows
+
+
 def _describe_smiles_with_atoms(chunk: list[tuple[str, str]]) -> list[dict]:
     return _describe_smiles_chunk(chunk, True)
 

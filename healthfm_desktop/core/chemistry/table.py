@@ -37,12 +37,13 @@ def row_from_smiles(text: str, ident: str) -> MoleculeRow:
     return describe_row(MoleculeRow(id=ident, smiles=Chem.MolToSmiles(mol), source=text, mol=mol))
 
 
-def import_rows(path: Path, smiles_column: str | None, standardise: bool, tautomer: bool):
+def import_rows(path: Path, smiles_column: str | None, standardise: bool, tautomer: bool, client=None):
     """Generator: yields (fraction, message); returns the rows of ``path``, unreadable records
-    kept and marked. Large files are described on worker processes (RDKit holds the GIL)."""
+    kept and marked. Large files are described on worker processes (RDKit holds the GIL), or on
+    the Dask cluster of ``client`` (Settings > Compute) when one is given."""
     from rdkit import Chem
 
-    from healthfm_desktop.core.chemistry.properties import describe_smiles_parallel
+    from healthfm_desktop.core.chemistry.properties import describe_smiles_on_cluster, describe_smiles_parallel
     from healthfm_desktop.core.chemistry.reading import read_molecules
     from healthfm_desktop.core.chemistry.standardize import standardize
 
@@ -78,7 +79,10 @@ def import_rows(path: Path, smiles_column: str | None, standardise: bool, tautom
                 yield 0.3 + 0.7 * i / len(valid), f"{path.name}: described {i} of {len(valid)}"
         return rows
     position = 0
-    for done, described in describe_smiles_parallel([r.smiles for r in valid]):
+    smiles = [r.smiles for r in valid]
+    where = "" if client is None else " on the Dask cluster"
+    described_chunks = describe_smiles_parallel(smiles) if client is None else describe_smiles_on_cluster(smiles, client)
+    for done, described in described_chunks:
         for props in described:
             row = valid[position]
             position += 1
@@ -90,7 +94,7 @@ def import_rows(path: Path, smiles_column: str | None, standardise: bool, tautom
             row.mol = Chem.MolFromSmiles(row.smiles)
             row.alert_atoms = props.pop("alert_atoms")
             row.properties = {k: v for k, v in props.items() if k not in ("id", "smiles")}
-        yield 0.3 + 0.7 * done / len(valid), f"{path.name}: described {done} of {len(valid)}"
+        yield 0.3 + 0.7 * done / len(valid), f"{path.name}: described {done} of {len(valid)}{where}"
     return rows
 
 
