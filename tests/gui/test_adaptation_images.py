@@ -9,7 +9,11 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 
+from healthfm_desktop.controllers.image_ai import ImageAnalysisController
 from healthfm_desktop.controllers.images import ImagesController
+from healthfm_desktop.core.foundation.adaptation import AdaptedModel
+from healthfm_desktop.core.inference.registry import load_registry
+from healthfm_desktop.views.image_viewer.analysis_panel import install_image_analysis
 from healthfm_desktop.views.image_viewer.workspace import ImagesWorkspace
 
 SINGLE = Path(__file__).resolve().parents[2] / "tests" / "data" / "dicom" / "single"
@@ -43,6 +47,28 @@ def test_label_train_metrics_run_export_import_similar(qtbot, tmp_path, monkeypa
     assert "is_ultrasound v1" in text and "auc" in text and "95 % CI" in text
     assert f"ultrasound: {len(ultrasound)}" in text
     qtbot.waitUntil(lambda: panel.model.findText("is_ultrasound") >= 0, timeout=30_000)
+
+    # the viewer's Analyse panel offers the new model beside the shipped ones, with its domain and set
+    analysis = ImageAnalysisController(controller, parent=controller)
+    ai = install_image_analysis(view, analysis)
+    qtbot.waitUntil(lambda: ai.model_choice.findData("user:is_ultrasound") >= 0, timeout=30_000)
+    ai.model_choice.setCurrentIndex(ai.model_choice.findData("user:is_ultrasound"))
+    adapted = AdaptedModel.load(load_registry().get("is_ultrasound"))
+    single_frame = [s.key for s in controller.series if len(s.frames) == 1]
+    for key in (next(k for k in ultrasound if k in single_frame), next(k for k in single_frame if k not in ultrasound)):
+        view.show_series(key)  # on screen: Analyse runs on the image the user sees
+        with qtbot.waitSignal(analysis.result, timeout=60_000):
+            qtbot.mouseClick(ai.analyse_button, Qt.MouseButton.LeftButton)
+        # the same answer as the model run on that image outside the viewer
+        expected = adapted.predict([controller.adaptation_items([key]).payloads[0]()])[0]
+        details = ai.details.text()
+        assert "is_ultrasound 1 (your model" in details
+        assert f"In the model's domain: {'yes' if expected['in_domain'] else 'no'}" in details
+        if expected["in_domain"]:
+            assert ai.headline.text() == f"{expected['label']} (p = {expected['probabilities'][expected['label']]:.2f})"
+            assert f"Conformal set: {{{', '.join(expected['prediction_set'])}}}" in details
+        else:  # withheld, Run anyway offered
+            assert ai.headline.text().startswith("No answer") and not ai.run_anyway_button.isHidden()
     view.side_tabs.setCurrentIndex(view.side_tabs.count() - 1)
     view.grab().save(str(tmp_path / "images_adapt.png"))
 
@@ -107,4 +133,3 @@ def test_find_similar_reaches_the_stored_series_with_their_labels(qtbot, tmp_pat
     assert all(rows[r] == "stored before" for r in shown_stored)
     view.side_tabs.setCurrentIndex(view.side_tabs.count() - 1)
     view.grab().save(str(tmp_path / "images_similar_stored.png"))
-    view.grab().save("/tmp/found_similar_stored.png")

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 PANEL_TITLE = "AI analysis"
+USER_MODEL = "user:"  # the choice prefix of a user's own model (core.imaging.ai.analysis.USER_MODEL)
 OVERLAY_NAMES = ("ai-saliency", "ai-segmentation")
 SHAPE_NAME = "ai-head"
 CHOICES = [("Automatic (the model made for the image)", "auto"), ("Pneumonia classifier (chest X-ray)", "classify"),
@@ -191,13 +192,35 @@ class AnalysisPanel(QWidget):
         self.cancel_button.setEnabled(False)
         self.progress.hide()
 
+    def set_user_models(self, names: list[str]) -> None:
+        """Offer the user's adapted image models (found in the registry by manifest) after the shipped ones."""
+        current = self.model_choice.currentData()
+        for index in reversed(range(self.model_choice.count())):
+            if str(self.model_choice.itemData(index)).startswith(USER_MODEL):
+                self.model_choice.removeItem(index)
+        for name in names:
+            self.model_choice.addItem(f"{name} (my model)", USER_MODEL + name)
+        found = self.model_choice.findData(current)
+        self.model_choice.setCurrentIndex(max(found, 0))
+
     def show_outcome(self, outcome, wall_ms: float | None = None) -> None:
         self.headline.setText(outcome.headline)
         lines = [f"Model: {outcome.model} {outcome.model_version}"]
         if outcome.details.get("choice_note"):
             lines.append(outcome.details["choice_note"])
         saliency_shown = outcome.task == "classify" and not outcome.withheld
-        if outcome.task == "classify" and not outcome.withheld:
+        if outcome.task.startswith(USER_MODEL):
+            lines[0] += " (your model: the image encoder + a head trained on your labels)"
+            if outcome.withheld:
+                lines.append("No answer is shown for an image unlike the ones the model was trained on.")
+            elif "probabilities" in outcome.details:
+                lines.append("Probabilities: " + ", ".join(f"{k} {v:.3f}" for k, v in outcome.details["probabilities"].items()))
+                lines.append(f"Conformal set: {{{', '.join(outcome.details['prediction_set'])}}}")
+            else:
+                low, high = outcome.details["interval"]
+                lines.append(f"Value {outcome.details['value']:.4g}, conformal interval {low:.4g} – {high:.4g}")
+            lines.append("In the model's domain: " + ("yes" if outcome.details.get("in_domain") else "no"))
+        elif outcome.task == "classify" and not outcome.withheld:
             probabilities = outcome.details.get("probabilities", {})
             lines.append("Calibrated probabilities: " + ", ".join(f"{k} {v:.3f}" for k, v in probabilities.items()))
             prediction_set = outcome.details.get("prediction_set")
@@ -236,7 +259,7 @@ class AnalysisPanel(QWidget):
         self._show_colour_scale(outcome if saliency_shown else None)
         self._show_similar(outcome.details.get("nearest_examples", []) if saliency_shown else [])
         self.opacity.setEnabled(outcome.overlay_rgba is not None)
-        self.export_button.setEnabled(not outcome.withheld)
+        self.export_button.setEnabled(not outcome.withheld and not outcome.task.startswith(USER_MODEL))
         self.layout().activate()  # word-wrapped labels need a fresh layout pass for their new height
 
     def _show_similar(self, examples) -> None:
@@ -324,6 +347,9 @@ def install_image_analysis(workspace, analysis) -> AnalysisPanel:
         if viewport is not None:
             viewport.set_overlay_opacity(state["overlay"], value)
 
+    adaptation = analysis.images.adaptation
+    adaptation.models_changed.connect(lambda entries: panel.set_user_models(adaptation.user_models(entries)))
+    adaptation.refresh()  # the first listing may have gone out before this panel existed
     panel.analyse_requested.connect(lambda choice, spacing: analysis.analyse(choice, spacing))
     panel.analyse_series_requested.connect(lambda choice, spacing: analysis.analyse_series(choice, spacing))
     panel.run_anyway_requested.connect(lambda task, spacing: analysis.analyse(task, spacing, force=True))

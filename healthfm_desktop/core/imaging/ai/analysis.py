@@ -19,6 +19,7 @@ from healthfm_desktop.core.imaging.ai.preprocessing import SourceImage, read_dic
 from healthfm_desktop.core.imaging.ai.segmentation import SegmentationResult, segment
 
 AUTOMATIC, CLASSIFY, SEGMENT = "auto", "classify", "segment"
+USER_MODEL = "user:"  # + the name of an image model the user adapted (the registry finds it by manifest)
 ULTRASOUND_MODALITIES = {"US", "IVUS"}
 
 
@@ -98,6 +99,8 @@ def analyse(
     returns an AnalysisOutcome. Automatic: the model preferred by modality if the image is in
     its scope, else the other if it is in that one's, else the preferred one with its answer
     withheld and every model's reasons. ``force`` gives an out-of-scope answer, marked."""
+    if choice.startswith(USER_MODEL):
+        return (yield from _run_user_model(image, choice, force))
     task = task_for(image, choice)
     outcome = yield from _run(image, task, pixel_spacing_mm, force)
     if choice == AUTOMATIC and not outcome.in_scope and not force:
@@ -112,6 +115,48 @@ def analyse(
             f"{alternative.model}: {r}" for r in alternative.scope_reasons]
         outcome.headline = "No answer: no shipped model is made for this kind of image"
     return outcome
+
+
+def _run_user_model(image: SourceImage, choice: str, force: bool):
+    """One of the user's adapted image models on the image: label with probabilities and its
+    conformal set (or value and interval), withheld when the image's embedding is outside the
+    model's applicability domain. The outcome's task is ``choice``, so Run anyway reruns it."""
+    import time
+
+    from healthfm_desktop.core.foundation.adaptation import AdaptedModel
+    from healthfm_desktop.core.inference.registry import load_registry
+
+    name = choice[len(USER_MODEL):]
+    yield 0.2, "loading the model"
+    manifest = load_registry().get(name)
+    if manifest.source != "user" or manifest.task not in ("image-classification", "image-regression"):
+        raise UserFacingError(f"{name} is not one of your image models")
+    model = AdaptedModel.load(manifest)
+    yield 0.4, f"running {name}"
+    started = time.perf_counter()
+    record = model.predict([image.pixels])[0]
+    latency_ms = (time.perf_counter() - started) * 1000.0
+    in_domain = bool(record["in_domain"])
+    reasons = [] if in_domain else ["the image is unlike the images the model was trained on "
+                                    "(nearest-neighbour distance of its embedding above the model's threshold)"]
+    details = {"user_model": True, "in_domain": in_domain}
+    if "label" in record:
+        answer = f"{record['label']} (p = {record['probabilities'][record['label']]:.2f})"
+        details.update(label=record["label"], probabilities=record["probabilities"],
+                       prediction_set=record["prediction_set"])
+    else:
+        answer = f"{record['value']:.4g}"
+        details.update(value=record["value"], interval=record["interval"])
+    if in_domain:
+        headline = answer
+    elif force:
+        headline = answer + " (run anyway, outside the model's domain)"
+    else:
+        headline = WITHHELD.format(model=name)
+    return AnalysisOutcome(
+        task=choice, image=image, model=name, model_version=str(manifest.version), provider="CPUExecutionProvider",
+        provider_notes=[], latency_ms=latency_ms, headline=headline, overlay_rgba=None, overlay_name="ai-user-model",
+        details=details, in_scope=in_domain, scope_reasons=reasons, forced=force and not in_domain)
 
 
 def _run(image: SourceImage, task: str, pixel_spacing_mm: float | None, force: bool):
@@ -226,6 +271,14 @@ def summarise_series(task: str, per_image: list[dict]) -> str:
     note = f"; {len(withheld)} withheld (outside the model's scope)" if withheld else ""
     if not per_image:
         return f"{len(withheld)} images: every answer withheld (outside the model's scope)"
+    if task.startswith(USER_MODEL):
+        labels = [r["label"] for r in per_image if r.get("label") is not None]
+        if labels:
+            counts = ", ".join(f"{label} on {labels.count(label)}" for label in sorted(set(labels)))
+            return f"{len(per_image)} images answered: {counts}{note}"
+        values = [r["value"] for r in per_image if r.get("value") is not None]
+        return (f"{len(per_image)} images answered: {min(values):.4g}-{max(values):.4g} "
+                f"(median {float(np.median(values)):.4g}){note}")
     if task == CLASSIFY:
         # the finding is the classifier's last label (its manifest lists the normal class first)
         finding = list(per_image[0]["probabilities"])[-1]
@@ -260,7 +313,10 @@ def analyse_series(
         task = task or outcome.task
         record = {"index": index, "headline": outcome.headline, "in_scope": outcome.in_scope,
                   "scope_reasons": outcome.scope_reasons, "withheld": outcome.withheld}
-        if outcome.classification is not None:
+        if outcome.task.startswith(USER_MODEL):
+            record.update(label=None if outcome.withheld else outcome.details.get("label"),
+                          value=None if outcome.withheld else outcome.details.get("value"))
+        elif outcome.classification is not None:
             record.update(label=outcome.classification.answer, probabilities=outcome.classification.probabilities)
         else:
             record.update(head_found=outcome.segmentation.ellipse is not None,
