@@ -90,7 +90,7 @@ def describe(args) -> int:
 
 def answers(prediction, force: bool) -> dict:
     """A record's answers as `molecules predict` gives them (core's ``shown_answers`` rule)."""
-    from healthfm_desktop.core.chemistry.predictors import shown_answers
+    from healthfm_desktop.core.chemistry.answers import shown_answers
 
     shown = shown_answers(prediction.values, prediction.in_domain, prediction.intervals, prediction.prediction_sets, force)
     return {"predictions": shown["predictions"], "in_domain": prediction.in_domain, "intervals": shown["intervals"],

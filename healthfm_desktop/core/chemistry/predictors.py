@@ -32,18 +32,6 @@ class Prediction:
     reasons: dict[str, str | None] = field(default_factory=dict)  # key -> why it is outside the domain (None: inside)
 
 
-def shown_answers(values: dict, in_domain: dict, intervals: dict, prediction_sets: dict, force: bool) -> dict:
-    """The one withholding rule of the molecule models (command line and panel): a key outside
-    its model's applicability domain has its value, interval and set withheld (None) unless
-    ``force`` ("Run anyway")."""
-    shown = {key: force or in_domain.get(key, True) for key in values}
-    return {
-        "predictions": {k: v if shown[k] else None for k, v in values.items()},
-        "intervals": {k: v if shown.get(k, True) else None for k, v in intervals.items()},
-        "prediction_sets": {k: v if shown.get(k, True) else None for k, v in prediction_sets.items()},
-    }
-
-
 class MoleculeModel:
     def __init__(self, name: str):
         registry = load_registry()

@@ -8,6 +8,7 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
+from healthfm_desktop.core.chemistry.answers import shown_answers
 from healthfm_desktop.core.events import Event
 
 #: (header, property key, decimals) of the described properties, in table order
@@ -53,8 +54,6 @@ class MoleculeRow:
     def answers(self, show_withheld: bool = False) -> dict:
         """Predictions, intervals and sets as the user is given them: out of a model's domain,
         withheld (None) unless ``show_withheld`` ("Run anyway")."""
-        from healthfm_desktop.core.chemistry.predictors import shown_answers
-
         return shown_answers(self.predictions, self.in_domain, self.intervals, self.prediction_sets, show_withheld)
 
     def withheld(self, key: str, show_withheld: bool = False) -> bool:
