@@ -99,3 +99,19 @@ def test_long_note_is_annotated_in_pieces_with_sections_carried(pipeline):
     assert all(e.historical and e.section == "past_medical_history" for e in note.entities if e.text == "Hypertension")
     assert all(note.text[e.start : e.end] == e.text for e in note.entities)
     assert len({e.id for e in note.entities}) == len(note.entities)
+
+
+def test_section_headers_are_not_tagged_test(pipeline):
+    """Issue 21: "IMAGING STUDIES:" names a section, not a test; "CBC:" and the tests under it stay."""
+    from healthfm_desktop.core.records.pipeline import header_ranges
+
+    text = "IMAGING STUDIES:\nChest x-ray clear.\nLABORATORY DATA:\nCBC: normal. Blood culture results: negative.\n"
+    assert [text[a:b] for a, b in header_ranges(text)] == ["IMAGING STUDIES", "LABORATORY DATA"]
+    ents = [(e.text, e.label) for e in pipeline.annotate(text).entities]
+    assert ("IMAGING STUDIES", "TEST") not in ents and not any(t in ("LABORATORY DATA", "IMAGING STUDIES") for t, _ in ents)
+    assert ("Chest x-ray", "TEST") in ents and ("CBC", "TEST") in ents and ("Blood culture", "TEST") in ents
+    # the user's own term still wins inside a header
+    from healthfm_desktop.core.records.pipeline import build_pipeline
+
+    custom = build_pipeline([("imaging studies", "TEST")]).annotate(text)
+    assert ("IMAGING STUDIES", "TEST") in [(e.text, e.label) for e in custom.entities]

@@ -9,6 +9,7 @@ batches through ``nlp.pipe``); it needs no network and no download."""
 import functools
 import gc
 import itertools
+import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -53,6 +54,20 @@ NEVER_ENTITIES = frozenset(
     {"sig", "disp", "refills", "patient", "pt", "the patient", "case", "history", "course", "status", "status post", "s", "s/p", "prior",
      "them", "it", "they", "he", "she", "this", "that", "these", "those", "which", "doing well"}
 )
+
+
+# a section header line ("LABORATORY DATA:", "Imaging studies:") names a section, not a test
+# (issue 21); a bare test name as its own line ("CBC:") is not a header: a header has a section word
+_HEADER = re.compile(
+    r"(?m)^[ \t]*((?:[A-Za-z/&-]+[ \t]+){0,4}?(?:data|results?|studies|findings|labs?|laboratory|imaging|exam(?:ination)?|workup|work-up)(?:[ \t]+[A-Za-z/&-]+){0,3})[ \t]*:",
+    re.IGNORECASE,
+)
+
+
+def header_ranges(text: str) -> list[tuple[int, int]]:
+    """Character ranges of section-header lines' names (before their colon): all capitals, or
+    starting with the section word ("Laboratory data:"; "Blood culture results:" names a test)."""
+    return [m.span(1) for m in _HEADER.finditer(text) if m.group(1).isupper() or _HEADER.match(m.group(1).split()[0] + ":")]
 
 
 def _verb_as_medication(words: str, label: str) -> bool:
@@ -152,6 +167,13 @@ class EntityFinder:
                 if any(c.isalpha() for c in words) and words not in NEVER_ENTITIES and not (e - s == 1 and s in cues) and not (original.islower() and _verb_as_medication(words, label)):
                     found.append((s, e, label, "model"))
                     self._confidence[(s, e, label)] = confidence
+        headers = header_ranges(text)
+        if headers:
+            def in_header(s: int, e: int) -> bool:
+                first, last = offsets[s][0], offsets[e - 1][0] + offsets[e - 1][1]
+                return any(a <= first and last <= b for a, b in headers)
+
+            found = [c for c in found if c[3] == "user_terms" or c[2] != "TEST" or not in_header(c[0], c[1])]
         return found
 
     def pipe(self, docs: Iterable[Doc], batch_size: int = 16) -> Iterator[Doc]:
