@@ -9,6 +9,7 @@ rm -rf build/pyinstaller dist/healthfm
 start=$(date +%s)
 "$PY" -m PyInstaller --noconfirm --clean --log-level WARN \
     --workpath build/pyinstaller --distpath dist packaging/healthfm.spec
+"$PY" packaging/strip_bundle.py dist/healthfm
 echo "bundle: built in $(( $(date +%s) - start )) s, $(du -sh dist/healthfm | cut -f1)"
 "$PY" packaging/check_licences.py build/pyinstaller/healthfm   # no GPL inside the MIT bundle
 bash packaging/make_deb.sh "$("$PY" -c 'import healthfm_desktop; print(healthfm_desktop.__version__)')"
