@@ -71,3 +71,21 @@ def test_molecule_encoder_is_the_shipped_models_featurisation():
     np.testing.assert_array_equal(load_encoder("molecule").embed(mols), featurize_mols(mols))
     with pytest.raises(InterruptedError):
         load_encoder("molecule").embed(mols, cancelled=lambda: True)
+
+
+def test_molecule_embedding_on_the_process_pool_matches_in_process_and_cancels(monkeypatch):
+    from rdkit import Chem
+
+    from healthfm_desktop.core.chemistry.featurize import featurize_mol
+    from healthfm_desktop.core.foundation import encoders
+
+    mols = [Chem.MolFromSmiles(s) for s in ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "CCN(CC)CC"] * 20]
+    monkeypatch.setattr(encoders, "_POOL_FROM", 10)  # 80 molecules go to the pool
+    encoder = encoders.MoleculeEncoder()
+    seen = []
+    out = encoder.embed(mols, progress=lambda done, total: seen.append((done, total)))
+    expected = np.stack([featurize_mol(m) for m in mols]).astype(np.float32)
+    assert np.array_equal(out, expected, equal_nan=True)
+    assert seen[-1] == (80, 80) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    with pytest.raises(InterruptedError):
+        encoder.embed(mols, cancelled=lambda: True)
