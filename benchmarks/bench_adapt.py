@@ -8,7 +8,7 @@
    same inputs, its own preprocessing + inference included (pneumonia classifier; NER tagger;
    Tox21 featurisation + model).
 
-    python benchmarks/bench_adapt.py [--items 1000]
+    python benchmarks/bench_adapt.py [--items 1000] [--kinds image,text,molecule]
 
 Prints lines ``<what>: <ratio>x <baseline name> (<ours> vs <baseline>)``."""
 
@@ -113,12 +113,15 @@ def task_model_seconds(kind: str, items) -> tuple[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=1000)
+    parser.add_argument("--kinds", default="image,text,molecule", help="comma-separated kinds to measure")
     args = parser.parse_args()
+    if not set(args.kinds.split(",")) <= {"image", "text", "molecule"}:
+        parser.error("--kinds: image, text and/or molecule, comma-separated")
     from healthfm_desktop.core.foundation.adaptation import train_adapted_model
     from healthfm_desktop.core.foundation.encoders import load_encoder
 
     with tempfile.TemporaryDirectory() as folder:
-        for kind in ("image", "text", "molecule"):
+        for kind in args.kinds.split(","):
             items = items_of(kind, args.items)
             load_encoder(kind)  # loading the encoder once is not the training's cost
             ours, summary = timed(lambda: train_adapted_model(kind, items, f"bench_{kind}", folder=Path(folder)))
