@@ -8,6 +8,7 @@ import contextlib
 import gc
 import importlib
 import logging
+import re
 import sys
 import threading
 import time
@@ -89,6 +90,11 @@ def stored_series_items(open_keys: set[str]):
         return Items("image")
     with StudyDatabase(path) as database:
         return stored_series(database, lazy=True, skip=open_keys)
+
+
+def _natural_key(name: str) -> list:
+    """A sort key that orders the digit runs of a file name by value (I9 before I10)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 class ImagesController(WorkspaceController):
@@ -268,7 +274,11 @@ class ImagesController(WorkspaceController):
 
         try:
             sources, _, _ = expand_paths(paths)
-            for source in sources[:3]:
+            # the middle file in natural name order (I10, I20, ... I100) first: in a one-folder
+            # series the names follow the acquisition, so it is the slice the series opens at
+            sources = sorted(sources, key=lambda source: _natural_key(source.member or str(source.path)))
+            middle = len(sources) // 2
+            for source in (sources[middle:middle + 3] + sources[:3])[:3]:
                 if cancel.is_set():
                     return
                 try:

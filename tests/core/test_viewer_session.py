@@ -52,7 +52,7 @@ def test_a_scan_opens_its_series_once(tmp_path, head_scan):
 def test_display_state_is_kept_per_series_and_announced(tmp_path, head_scan):
     session, heard = opened(tmp_path, head_scan)
     key = session.series[0].key
-    assert session.display_state(key) == DisplayState()
+    assert session.display_state(key) == DisplayState(index=10)  # the 20-slice stack opens at its middle
     session.update_display(key, index=7, window=(40, 400), inverted=True, view={"zoom": 2.0})
     session.update_display(key, index=7)  # no change: no event
     state = session.display_state(key)

@@ -126,7 +126,7 @@ def test_dropping_a_series_shows_its_first_image_and_slice_count(window, qtbot):
     viewport = workspace.active_viewport()
     assert viewport.frame().shape == (256, 256)
     corners = viewport.corner_lines()
-    assert corners["bottom_left"][0] == "Image 1 / 170"
+    assert corners["bottom_left"][0] == "Image 86 / 170"  # a stack opens at its middle slice
     assert any("PixelSpacing" in line for line in corners["bottom_left"])
     assert controller.is_series_loaded(controller.series[0].key)
     qtbot.waitUntil(lambda: workspace.series_browser.has_thumbnail(controller.series[0].key), timeout=10_000)
@@ -140,8 +140,9 @@ def test_dropping_a_series_shows_its_first_image_and_slice_count(window, qtbot):
 def test_pixel_value_under_the_cursor_matches_the_file(window, qtbot):
     controller, workspace, _ = open_and_wait(window, qtbot, [MR_SERIES])
     viewport = workspace.active_viewport()
-    # scroll with the wheel-equivalent keys to slice 86 (the middle of the head)
+    # Home to slice 1, then the wheel-equivalent keys to slice 86 (the middle of the head)
     viewport.setFocus()
+    QTest.keyClick(viewport, Qt.Key.Key_Home)
     for _ in range(85):
         QTest.keyClick(viewport, Qt.Key.Key_Down)
     slot = workspace.active_slot()
@@ -283,9 +284,9 @@ def test_layouts_scroll_in_sync_for_the_same_frame_of_reference(window, qtbot):
     controller, workspace, _ = open_and_wait(window, qtbot, [MR_SERIES])
     workspace.set_layout("1x2")
     left, right = workspace.slots[0], workspace.slots[1]
-    workspace.show_series(controller.series[0].key)  # active (left) viewport
+    workspace.show_series(controller.series[0].key, 0)  # active (left) viewport, at slice 1
     workspace._activate(1)
-    workspace.show_series(controller.series[0].key)
+    workspace.show_series(controller.series[0].key, 0)
     workspace._activate(0)
     workspace.scroll(left, 30)
     assert left.index == 30 and right.index == 30
@@ -356,8 +357,8 @@ def test_hooks_for_the_ai_and_pacs_panels(window, qtbot):
     viewport = workspace.active_viewport()
     with qtbot.waitSignal(controller.current_image_changed, timeout=5000) as changed:
         workspace.scroll(None, 3)
-    assert changed.args == [controller.series[0].key, 3]
-    assert controller.current_index() == 3
+    assert changed.args == [controller.series[0].key, 85 + 3]  # from the middle slice it opened at
+    assert controller.current_index() == 85 + 3
     assert controller.current_series() is controller.series[0]
     assert controller.current_frame().shape == (256, 256)
     heat = np.zeros((256, 256, 4), np.uint8)
@@ -596,8 +597,9 @@ def test_an_image_is_on_screen_while_the_folder_is_still_indexed(window, qtbot):
         controller.open_paths([MR_SERIES])
     assert order == [("preview", (256, 256)), ("indexed", 170)]
     qtbot.waitUntil(lambda: workspace.active_slot().series_key is not None, timeout=10_000)
-    # then the real series takes over at its first slice
-    qtbot.waitUntil(lambda: workspace.active_viewport().corner_lines()["bottom_left"][0] == "Image 1 / 170", timeout=20_000)
+    # then the real series takes over at its middle slice (where the anatomy is), not slice 1
+    qtbot.waitUntil(lambda: workspace.active_viewport().corner_lines()["bottom_left"][0] == "Image 86 / 170", timeout=20_000)
+    assert workspace.active_slot().index == 85 and controller.current_index() == 85
     qtbot.waitUntil(lambda: not controller.busy, timeout=60_000)
 
 

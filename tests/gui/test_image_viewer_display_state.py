@@ -31,8 +31,9 @@ def test_window_zoom_and_slice_are_kept_per_series(window, qtbot):
     workspace.show_series(head)
     viewport = workspace.active_viewport()
     viewport.setFocus()
-    for _ in range(7):
-        QTest.keyClick(viewport, Qt.Key.Key_Down)
+    assert workspace.active_slot().index == 10  # a stack opens at its middle slice
+    for _ in range(3):
+        QTest.keyClick(viewport, Qt.Key.Key_Up)
     viewport.set_window(35, 80)
     viewport.set_zoom(2.5)
     assert workspace.active_slot().index == 7

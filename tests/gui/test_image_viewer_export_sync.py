@@ -146,7 +146,7 @@ def test_other_frame_of_reference_is_not_synchronised_and_says_so(window, qtbot,
     workspace.set_layout("1x2")
     left, right = workspace.slots[0], workspace.slots[1]
     workspace._activate(0)
-    workspace.show_series(ct.key)
+    workspace.show_series(ct.key, 0)
     workspace._activate(1)
     workspace.show_series(mr.key, 40)
     workspace._activate(0)

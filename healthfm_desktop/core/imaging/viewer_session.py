@@ -96,6 +96,13 @@ class DisplayState:
     view: dict | None = None
 
 
+def _first_shown(series: Series | None) -> int:
+    """The slice a series opens at: the middle of a positioned stack (sorted along its normal)."""
+    if series is None or series.frame_count < 2 or any(f.position is None for f in series.frames):
+        return 0
+    return series.frame_count // 2
+
+
 def default_window(series: Series, index: int, pixels: np.ndarray | None) -> tuple[float, float] | None:
     """The core's default window (the file's first, else min/max) as (centre, width); None for
     colour frames and before the pixels are decoded."""
@@ -361,8 +368,12 @@ class ViewerSession:
 
     # ------------------------------------------------------- display state
     def display_state(self, key: str) -> DisplayState:
-        """How the user left series ``key`` (a fresh default the first time)."""
-        return self._display.setdefault(key, DisplayState())
+        """How the user left series ``key`` (a fresh default the first time: the middle slice of
+        a stack of positioned slices, where the anatomy is; frame 0 of a cine loop or single image)."""
+        state = self._display.get(key)
+        if state is None:
+            state = self._display[key] = DisplayState(index=_first_shown(self._by_key.get(key)))
+        return state
 
     def update_display(self, key: str, **changes: Any) -> None:
         """Remember part of a series' display state (index, window, inverted, view)."""
