@@ -622,3 +622,16 @@ def test_a_series_of_mixed_sizes_is_split_with_a_note(window, qtbot):
     assert split, "the DICOMDIR holds series whose images differ in orientation"
     assert "split into consistent stacks" in workspace.status_label.text()
     assert any("split into" in note for note in workspace.unreadable_panel.notes_text())
+
+
+def test_the_image_shown_while_indexing_is_the_middle_slice(window, qtbot):
+    # not the first file found (slice 1, the old preview): the middle one, where the series opens
+    controller = window.controllers["images"]
+    previews = []
+    controller.preview_ready.connect(lambda pixels, info: previews.append(np.array(pixels, copy=True)))
+    with qtbot.waitSignal(controller.import_finished, timeout=60_000):
+        controller.open_paths([DICOM / "series" / "CT_head_phantom_philips_1mm_20sl"])
+    series = controller.series[0]
+    assert len(previews) == 1 and series.frame_count == 20
+    np.testing.assert_allclose(previews[0], series.load_frame(10))  # the slice the series opens at
+    qtbot.waitUntil(lambda: not controller.busy, timeout=60_000)
