@@ -54,3 +54,20 @@ def dask_scheduler():
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=":0", silence_logs=50) as cluster:
         yield cluster.scheduler_address
+
+
+@pytest.fixture
+def compute():
+    """Settings > Compute for the test: ``compute(address)`` chooses a Dask scheduler ("" = this
+    computer); reset to this computer afterwards."""
+    from healthfm_desktop.core.cluster import COMPUTE_SETTING
+    from healthfm_desktop.controllers.app import open_settings
+
+    settings = open_settings()
+
+    def choose(address: str) -> None:
+        settings.setValue(COMPUTE_SETTING, address)
+        settings.sync()
+
+    yield choose
+    choose("")

@@ -19,16 +19,22 @@ from healthfm_desktop.views.image_viewer.workspace import ImagesWorkspace
 SINGLE = Path(__file__).resolve().parents[2] / "tests" / "data" / "dicom" / "single"
 
 
-def test_label_train_metrics_run_export_import_similar(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setenv("HEALTHFM_HOME", str(tmp_path / "home"))
+def _opened(qtbot, paths) -> tuple[ImagesController, ImagesWorkspace]:
+    """An images workspace, shown at a workstation size, with ``paths`` opened and loaded."""
     controller = ImagesController()
     view = ImagesWorkspace(controller)
     qtbot.addWidget(view)
     view.resize(1400, 900)
     view.show()
     with qtbot.waitSignal(controller.import_finished, timeout=120_000):
-        controller.open_paths([SINGLE])
+        controller.open_paths(paths)
     qtbot.waitUntil(lambda: not controller.busy, timeout=120_000)
+    return controller, view
+
+
+def test_label_train_metrics_run_export_import_similar(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("HEALTHFM_HOME", str(tmp_path / "home"))
+    controller, view = _opened(qtbot, [SINGLE])
     panel = view.adaptation
     series = {s.key: s.modality for s in controller.series}
     ultrasound = [k for k, m in series.items() if m == "US"]
@@ -108,14 +114,7 @@ def test_find_similar_reaches_the_stored_series_with_their_labels(qtbot, tmp_pat
                   for study in database.search() for row in database.series(study.study_uid)}
     opened = next(uid for uid, paths in stored.items() if len(paths) >= 3)
     LabelSession("images").tag([uid for uid in stored if uid != opened], "stored before")
-    controller = ImagesController()
-    view = ImagesWorkspace(controller)
-    qtbot.addWidget(view)
-    view.resize(1400, 900)
-    view.show()
-    with qtbot.waitSignal(controller.import_finished, timeout=120_000):
-        controller.open_paths(stored[opened])
-    qtbot.waitUntil(lambda: not controller.busy, timeout=120_000)
+    controller, view = _opened(qtbot, stored[opened])
     keys = [s.key for s in controller.series]  # the viewer may split one series into stacks
     assert {key.split("#")[0] for key in keys} == {opened}
     panel = view.adaptation

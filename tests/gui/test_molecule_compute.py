@@ -10,10 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from healthfm_desktop.controllers.app import open_settings
 from healthfm_desktop.controllers.molecules import MoleculesController
 from healthfm_desktop.core.chemistry.search_index import build_index
-from healthfm_desktop.core.cluster import COMPUTE_SETTING
 from healthfm_desktop.views.dialogs import SettingsDialog
 from healthfm_desktop.views.molecule_panel.workspace import MoleculesWorkspace
 
@@ -24,18 +22,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def scheduler(dask_scheduler):
     return dask_scheduler
-
-
-@pytest.fixture
-def compute():
-    settings = open_settings()
-
-    def choose(address: str) -> None:
-        settings.setValue(COMPUTE_SETTING, address)
-        settings.sync()
-
-    yield choose
-    choose("")
 
 
 def _search(qtbot, view, folder: Path, query: str) -> list[tuple[str, float]]:

@@ -6,25 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from healthfm_desktop.controllers.app import open_settings
 from healthfm_desktop.controllers.notes import NotesController
-from healthfm_desktop.core.cluster import COMPUTE_SETTING
 from healthfm_desktop.views.record_annotator.workspace import NotesWorkspace
 
 pytestmark = pytest.mark.slow
 NOTES = ("discharge_summary.txt",)
-
-
-@pytest.fixture
-def compute():
-    settings = open_settings()
-
-    def choose(address: str) -> None:
-        settings.setValue(COMPUTE_SETTING, address)
-        settings.sync()
-
-    yield choose
-    choose("")
 
 
 def _annotated(qtbot, tmp_path, name: str, notes: list) -> tuple[dict, list[str]]:
