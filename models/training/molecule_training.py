@@ -177,13 +177,18 @@ def fit_domain(packed: np.ndarray, train: np.ndarray, valid: np.ndarray, test: n
     """The applicability-domain threshold (from validation molecules' max Tanimoto to the
     training set) and which test molecules fall inside it."""
     from healthfm_desktop.core.chemistry.applicability import choose_threshold
-    from healthfm_desktop.core.chemistry.fingerprints import tanimoto_packed
+    from healthfm_desktop.core.inference.domain import EmbeddingDomain
+
+    # the app's own domain rule (ApplicabilityDomain wraps it): nearest-molecule Tanimoto
+    domain = EmbeddingDomain(packed[train], np.inf, k=1, metric="tanimoto", fingerprint_bits=packed.shape[1] * 8)
 
     def max_similarities(queries: np.ndarray) -> np.ndarray:
-        return np.array([tanimoto_packed(q, packed[train]).max() for q in packed[queries]])
+        return domain.similarities(packed[queries]).max(axis=1)
 
     threshold = choose_threshold(max_similarities(valid))
-    return threshold, max_similarities(test) >= threshold
+    domain.threshold = 1.0 - threshold
+    best = max_similarities(test)
+    return threshold, domain.judge(1.0 - best, np.zeros((len(best), 1), dtype=np.int64)).in_domain
 
 
 def save_model(out: Path, module, onnx_output: str, domain, manifest: dict, write_card, started: float) -> None:

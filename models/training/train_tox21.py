@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout this script belongs to, not an installed copy
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from model_cards import with_when_not_to_use  # noqa: E402  (beside this script)
 from molecule_training import (  # noqa: E402

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from healthfm_desktop.core.chemistry.fingerprints import tanimoto_packed
 from healthfm_desktop.core.errors import ModelError
-from healthfm_desktop.core.inference.domain import DomainAssessment, EmbeddingDomain
+from healthfm_desktop.core.inference.domain import EmbeddingDomain
 from healthfm_desktop.core.inference.registry import sha256_of
 
 
@@ -51,29 +50,10 @@ class ApplicabilityDomain:
             labels=np.array(self.labels, dtype=str),
         )
 
-    def max_similarity(self, query_packed: np.ndarray) -> float:
-        return float(tanimoto_packed(query_packed, self.packed).max())
-
-    def assess(self, query_packed: np.ndarray, k: int = 3) -> tuple[float, bool, list[Neighbour]]:
-        """(similarity of the nearest training molecule, in domain, the ``k`` nearest)."""
-        sims = tanimoto_packed(query_packed, self.packed)
-        order = np.argsort(-sims, kind="stable")[:k]
-        neighbours = [
-            Neighbour(
-                smiles=str(self.smiles[i]),
-                similarity=float(sims[i]),
-                values={label: (None if np.isnan(v) else float(v)) for label, v in zip(self.labels, self.values[i])},
-            )
-            for i in order
-        ]
-        best = float(sims[order[0]]) if len(order) else 0.0
-        verdict = self.domain.judge(np.array([1.0 - best]), order[:1][None])
-        return best, bool(verdict.in_domain[0]), neighbours
-
     def assess_many(self, packed: np.ndarray, k: int = 3, block: int = 256) -> list[tuple[float, bool, list[Neighbour], str | None]]:
-        """``assess`` for many molecules at once (packed rows), with the domain's reason for each
-        one outside it: the same values, by one matrix product per block instead of one
-        popcount pass per molecule."""
+        """Per molecule (packed rows): the similarity of the nearest training molecule, in
+        domain or not, the ``k`` nearest with their measured values, and the domain's reason
+        when outside it; one matrix product per ``block`` molecules."""
         results = []
         for start in range(0, len(packed), block):
             sims = self.domain.similarities(packed[start:start + block])
@@ -86,12 +66,6 @@ class ApplicabilityDomain:
                               for i in chosen]
                 results.append((float(value), bool(inside), neighbours, reason))
         return results
-
-    def assessment(self, query_packed: np.ndarray) -> DomainAssessment:
-        """The domain's verdict with its reason (``reasons()``), as for every other model."""
-        sims = tanimoto_packed(query_packed, self.packed)
-        nearest = int(np.argmax(sims))
-        return self.domain.judge(np.array([1.0 - float(sims[nearest])]), np.array([[nearest]]))
 
 
 def choose_threshold(validation_max_similarity: np.ndarray, coverage: float = 0.9) -> float:

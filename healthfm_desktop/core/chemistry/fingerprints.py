@@ -46,16 +46,5 @@ def popcounts(packed: np.ndarray) -> np.ndarray:
     return BYTE_POPCOUNT[packed].sum(axis=-1, dtype=np.int32)
 
 
-def tanimoto_packed(query: np.ndarray, packed: np.ndarray) -> np.ndarray:
-    """Tanimoto of one packed query against many (a few thousand: the applicability domain)."""
-    common = BYTE_POPCOUNT[packed & query].sum(axis=1, dtype=np.int32).astype(np.float64)
-    a = float(BYTE_POPCOUNT[query].sum())
-    b = BYTE_POPCOUNT[packed].sum(axis=1, dtype=np.int32).astype(np.float64)
-    union = a + b - common
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sims = np.where(union > 0, common / union, 0.0)
-    return sims
-
-
 def rdkit_tanimoto(query_fp, fps) -> list[float]:
     return list(DataStructs.BulkTanimotoSimilarity(query_fp, fps))

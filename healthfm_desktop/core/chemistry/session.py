@@ -171,10 +171,6 @@ class MoleculeSession:
             self.show_withheld = show
             self.events.rows_updated.emit()
 
-    def withheld_count(self) -> int:
-        """Rows of the table with at least one prediction withheld (outside its model's domain)."""
-        return sum(any(not inside for inside in row.in_domain.values()) for row in self.rows)
-
     def field_names(self) -> list[str]:
         """The file's own columns / SD tags seen in the rows shown, first seen first."""
         names: dict[str, None] = {}
