@@ -605,25 +605,37 @@ class ImagesController(WorkspaceController):
                                          "de-identify (use Export > View as PNG).")
             return None
 
+        from healthfm_desktop.controllers.app import compute_scheduler
+
+        scheduler = compute_scheduler()
+        where = {"text": "this computer"}
+
         def export():
+            from healthfm_desktop.core.cluster import cluster_state, compute_client, describe_state
             from healthfm_desktop.core.imaging import anonymise
 
             # one de-identification session per set of options for the whole app run: two series
             # of one study exported one after the other keep one (new) Study UID, patient and
-            # date offset
+            # date offset, here or on the cluster (its tasks get the session's secret)
             options = anonymise.DeidOptions(shift_dates=shift_dates, keep_descriptions=keep_descriptions)
             if options not in self._anonymisers:
                 self._anonymisers[options] = anonymise.Anonymiser(options=options)
-            return anonymise.anonymise_series(series, folder, self._anonymisers[options], folders=folders)
+            with compute_client(scheduler) as client:
+                if client is not None:
+                    where["text"] = describe_state(cluster_state(client))
+                yield Progress(0.0, f"de-identifying {len(series.instances)} file(s) on {where['text']}")
+                return anonymise.anonymise_series(series, folder, self._anonymisers[options], folders=folders,
+                                                  client=client)
 
         def done(report) -> None:
-            written = getattr(report, "written", report)
-            count = len(written) if isinstance(written, (list, tuple)) else written
-            self.status.emit(f"De-identified copy written to {folder} ({count} file(s))")
-            warnings = list(getattr(report, "warnings", []) or [])
+            count = len(report.written)
+            on = "" if not scheduler else f" on {where['text']}"
+            self.status.emit(f"De-identified copy written to {folder} ({count} file(s){on})")
+            problems = [f"{Path(source).name}: {reason}" for source, reason in report.rejected]
+            warnings = list(report.warnings) + problems
             if warnings:
                 self.message.emit("warning", "\n".join(warnings))
             else:
-                self.message.emit("info", f"De-identified copy written to {folder}")
+                self.message.emit("info", f"De-identified copy written to {folder}{on}")
 
         return self.start_job(export, on_result=done)

@@ -645,10 +645,11 @@ def _output_folder(folder: str | os.PathLike) -> Path:
     return out
 
 
-def _anonymise_one(source: SourceRef, out: Path, anonymiser: Anonymiser) -> tuple[str, Path | None, list[str], str | None]:
+def _anonymise_one(source: SourceRef, out: Path, anonymiser: Anonymiser,
+                   folders: bool = False) -> tuple[str, Path | None, list[str], str | None]:
     """``(source, written file, warnings, error)``: one bad file never stops the batch."""
     try:
-        target, warnings = anonymise_source(source, out, anonymiser)
+        target, warnings = anonymise_source(source, out, anonymiser, folders)
     except UserFacingError as exc:
         return str(source), None, [], str(exc)
     except Exception as exc:  # one bad file never stops the batch
@@ -656,12 +657,27 @@ def _anonymise_one(source: SourceRef, out: Path, anonymiser: Anonymiser) -> tupl
     return str(source), target, warnings, None
 
 
-def anonymise_chunk(sources: list[SourceRef], out_dir: str, salt: bytes, options: DeidOptions) -> list[tuple]:
+def anonymise_chunk(sources: list[SourceRef], out_dir: str, salt: bytes, options: DeidOptions,
+                    folders: bool = False) -> list[tuple]:
     """One cluster task: de-identify ``sources`` with the run's secret ``salt``, so every worker
     maps an original UID to the same new UID (keyed hashing; the date offset too), into the
     shared ``out_dir``."""
     anonymiser = Anonymiser(salt, options=options)
-    return [_anonymise_one(source, Path(out_dir), anonymiser) for source in sources]
+    return [_anonymise_one(source, Path(out_dir), anonymiser, folders) for source in sources]
+
+
+def _outcomes(sources: list[SourceRef], out: Path, anonymiser: Anonymiser, folders: bool = False,
+              scheduler: str | None = None, client=None) -> Iterable[tuple]:
+    """``_anonymise_one`` over ``sources`` in order: here, or in tasks of a few files on a Dask
+    cluster (``scheduler``, or an open ``client``) that writes into the shared ``out``."""
+    from healthfm_desktop.core.cluster import chunked, map_ordered
+
+    if not (scheduler or client):
+        return (_anonymise_one(source, out, anonymiser, folders) for source in sources)
+    chunks = map_ordered(anonymise_chunk, list(chunked(sources, _CLUSTER_CHUNK)), str(out.resolve()),
+                         anonymiser.salt, anonymiser.options, folders, scheduler=scheduler, client=client,
+                         label="anonymize")
+    return (outcome for chunk in chunks for outcome in chunk)
 
 
 def anonymise_paths(
@@ -673,7 +689,6 @@ def anonymise_paths(
 ) -> AnonymisationReport:
     """De-identify every DICOM object under files, folders, zips and DICOMDIRs into ``out_dir``;
     with ``scheduler``, in tasks of a few files on that Dask cluster (``out_dir`` shared)."""
-    from healthfm_desktop.core.cluster import chunked, map_ordered
     from healthfm_desktop.core.imaging.scanning import expand_paths
 
     anonymiser = anonymiser or Anonymiser()
@@ -681,12 +696,7 @@ def anonymise_paths(
     sources, rejected, _ = expand_paths(paths)
     report.rejected.extend(rejected)
     out = _output_folder(out_dir)
-    if scheduler:
-        chunks = map_ordered(anonymise_chunk, list(chunked(sources, _CLUSTER_CHUNK)), str(out.resolve()),
-                             anonymiser.salt, anonymiser.options, scheduler=scheduler, label="anonymize")
-        outcomes = (outcome for chunk in chunks for outcome in chunk)
-    else:
-        outcomes = (_anonymise_one(source, out, anonymiser) for source in sources)
+    outcomes = _outcomes(sources, out, anonymiser, scheduler=scheduler)
     for done, (source, target, warnings, error) in enumerate(outcomes, start=1):
         if error is not None:
             report.rejected.append((source, error))
@@ -701,22 +711,26 @@ def anonymise_paths(
 
 
 def anonymise_series(series, folder: str | os.PathLike, anonymiser: Anonymiser | None = None,
-                     folders: bool = False) -> AnonymisationReport:
+                     folders: bool = False, client=None,
+                     progress: Callable[[int, int], None] | None = None) -> AnonymisationReport:
     """De-identify every object of a ``Series`` into ``folder`` (one session: consistent UIDs),
-    in Patient/Study/Series subfolders with ``folders``."""
+    in Patient/Study/Series subfolders with ``folders``; with a Dask ``client`` (Settings >
+    Compute), in tasks on its cluster, with the same files as here."""
     anonymiser = anonymiser or Anonymiser()
     report = AnonymisationReport()
     out = _output_folder(folder)
-    for instance in series.instances:
-        try:
-            target, warnings = anonymise_source(instance.source, out, anonymiser, folders)
-        except UserFacingError as exc:
-            report.rejected.append((str(instance.source), str(exc)))
+    sources = [instance.source for instance in series.instances]
+    outcomes = _outcomes(sources, out, anonymiser, folders, client=client)
+    for done, (source, target, warnings, error) in enumerate(outcomes, start=1):
+        if error is not None:
+            report.rejected.append((source, error))
         else:
             report.written.append(target)
             report.warnings.extend(w for w in warnings if w not in report.warnings)  # once per series
             if any(w != DESCRIPTIONS_WARNING for w in warnings):
                 report.burned_in.append(target)
+        if progress is not None:
+            progress(done, len(sources))
     return report
 
 
