@@ -78,6 +78,9 @@ class ImageAnalysisController(QObject):
         self.cancel()
         frames = list(series.frames)
         on_screen = max(self.images.current_index(), 0)
+        from healthfm_desktop.controllers.app import compute_scheduler
+
+        scheduler = compute_scheduler()  # Settings > Compute: "" for this computer
         self._location = (series.key, on_screen)
 
         def work():
@@ -97,8 +100,22 @@ class ImageAnalysisController(QObject):
                     cache[key] = source.read_bytes()
                 return image_from_dicom_object(cache[key], frame.frame_index, source.member or str(source.path))
 
-            yield Progress(0.0, f"analysing {len(frames)} image(s)")
-            return (yield from relay_progress(analyse_series(load, len(frames), on_screen, choice, pixel_spacing_mm)))
+            from healthfm_desktop.core.cluster import cluster_state, compute_client, describe_state
+            from healthfm_desktop.core.imaging.ai.analysis import USER_MODEL
+
+            # the user's own models stay on this computer (nothing adapted leaves it unexported)
+            with compute_client(None if choice.startswith(USER_MODEL) else scheduler) as client:
+                if client is None:
+                    yield Progress(0.0, f"analysing {len(frames)} image(s)")
+                    steps = analyse_series(load, len(frames), on_screen, choice, pixel_spacing_mm)
+                else:
+                    yield Progress(0.0, f"analysing {len(frames)} image(s) on "
+                                        f"{describe_state(cluster_state(client))}")
+                    remote = [(i, f.instance.source, f.frame_index, f.instance.source.member or str(f.instance.source.path))
+                              for i, f in enumerate(frames)]
+                    steps = analyse_series(load, len(frames), on_screen, choice, pixel_spacing_mm,
+                                           cluster=(client, remote))
+                return (yield from relay_progress(steps))
 
         return self._start(work, f"Analysing the series ({len(frames)} images)", self._on_series_result)
 

@@ -231,6 +231,29 @@ def test_images_classify_and_segment_equal(capsys, scheduler, tmp_path):
     assert all((remote / p.name).read_bytes() == p.read_bytes() for p in local.glob("*_mask.png"))
 
 
+def test_analyse_series_on_the_cluster_equals_local(scheduler):
+    """The viewer's "Analyse series" with Settings > Compute: the same rows, summary and overlay
+    as here, with the first image and the one on screen run here and the others on the workers."""
+    from healthfm_desktop.core.imaging.ai.analysis import analyse_series, run_to_end
+    from healthfm_desktop.core.imaging.plain_images import read_for_analysis
+    from healthfm_desktop.core.imaging.sources import SourceRef
+
+    sources = [SourceRef(path) for path in sorted((DATA / "images").glob("pneumoniamnist_*.png"))]
+    frames = [(i, source, 0, str(source.path)) for i, source in enumerate(sources)]
+
+    def load(index: int):
+        return read_for_analysis(sources[index], 0, str(sources[index].path))
+
+    local = run_to_end(analyse_series(load, len(sources), 3))
+    with cluster.compute_client(scheduler) as client:
+        remote = run_to_end(analyse_series(load, len(sources), 3, cluster=(client, frames)))
+    assert len(sources) == 10 and remote.task == local.task == "classify"
+    assert remote.per_image == local.per_image and remote.summary == local.summary
+    assert {row["label"] for row in local.per_image} == {"normal", "pneumonia"}
+    assert remote.on_screen.headline == local.on_screen.headline
+    assert (remote.on_screen.overlay_rgba == local.on_screen.overlay_rgba).all()
+
+
 def test_dicom_scan_equal(capsys, scheduler, monkeypatch):
     from healthfm_desktop.batch import dicom
 

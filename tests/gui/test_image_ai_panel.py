@@ -23,6 +23,11 @@ SCREENSHOTS = Path(os.environ.get("HEALTHFM_SCREENSHOTS", "/tmp"))
 
 @pytest.fixture
 def workspace(qtbot):
+    yield from analysis_harness(qtbot)
+
+
+def analysis_harness(qtbot):
+    """A shown Images workspace with its Analyse panel: (view, images, analysis, panel)."""
     images = ImagesController()
     view = ImagesWorkspace(images)
     analysis = ImageAnalysisController(images, parent=images)

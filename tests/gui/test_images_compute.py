@@ -53,3 +53,43 @@ def test_a_cluster_that_cannot_be_reached_is_a_message_not_a_crash(window, qtbot
         controller.export_deidentified(controller.series[0].key, tmp_path / "out")
     assert "127.0.0.1:9" in failed.args[1]
     assert not list((tmp_path / "out").rglob("*.dcm"))
+
+
+def test_analyse_series_on_the_cluster_equals_local(analysis_workspace, qtbot, tmp_path, dask_scheduler, compute):
+    import json
+
+    import numpy as np
+    from PIL import Image
+    from pydicom.uid import generate_uid
+
+    from tests.core.test_image_ai_helpers import IMAGE_TEST_DATA, make_dicom
+    from tests.gui.test_image_ai_panel import _open
+
+    view, images, analysis, panel = analysis_workspace
+    cases = json.loads((IMAGE_TEST_DATA / "cases.json").read_text())["hc18"]
+    folder, uids = tmp_path / "series", (generate_uid(), generate_uid())
+    folder.mkdir()
+    for number, case in enumerate(cases, start=1):
+        make_dicom(folder / f"{number}.dcm", np.asarray(Image.open(IMAGE_TEST_DATA / case["file"])), "US", 0.5,
+                   series=uids, instance_number=number)
+    _open(qtbot, view, images, folder)
+    results, messages = [], []
+    analysis.progress.connect(lambda progress: messages.append(progress.message or ""))
+    for address in ("", dask_scheduler):
+        compute(address)
+        with qtbot.waitSignal(analysis.series_result, timeout=120_000) as done:
+            panel.series_button.click()
+        qtbot.waitUntil(lambda: not analysis.busy, timeout=10_000)
+        results.append(done.args[0])
+    local, remote = results
+    assert len(local.per_image) == len(cases) and local.task == "segment"
+    assert remote.per_image == local.per_image and remote.summary == local.summary
+    assert any("on the Dask cluster at" in m for m in messages), messages[-3:]
+    assert "ai-segmentation" in view.active_viewport().overlay_names()
+
+
+@pytest.fixture
+def analysis_workspace(qtbot):
+    from tests.gui.test_image_ai_panel import analysis_harness
+
+    yield from analysis_harness(qtbot)

@@ -295,15 +295,52 @@ def summarise_series(task: str, per_image: list[dict]) -> str:
             f"{min(values):.1f}-{max(values):.1f} mm (median {float(np.median(values)):.1f} mm){note}")
 
 
+def _series_record(index: int, outcome: AnalysisOutcome) -> dict:
+    """One image's row of a SeriesAnalysis: plain values, the same here and from a cluster task."""
+    record = {"index": index, "headline": outcome.headline, "in_scope": outcome.in_scope,
+              "scope_reasons": outcome.scope_reasons, "withheld": outcome.withheld}
+    if outcome.task.startswith(USER_MODEL):
+        record.update(label=None if outcome.withheld else outcome.details.get("label"),
+                      value=None if outcome.withheld else outcome.details.get("value"))
+    elif outcome.classification is not None:
+        record.update(label=outcome.classification.answer, probabilities=outcome.classification.probabilities)
+    else:
+        record.update(head_found=outcome.segmentation.ellipse is not None,
+                      head_circumference_mm=outcome.segmentation.head_circumference_mm)
+    return record
+
+
+def analyse_frames(frames: list[tuple], task: str, pixel_spacing_mm: float | None = None,
+                   force: bool = False) -> list[dict]:
+    """One cluster task of "Analyse series" on Settings > Compute: ``frames`` are (index,
+    SourceRef, frame number, name) read where the worker is (a path it shares), each run through
+    ``task``'s model; their records, as ``analyse_series`` makes them here."""
+    from healthfm_desktop.core.imaging.plain_images import read_for_analysis
+
+    records = []
+    for index, source, frame, name in frames:
+        outcome = run_to_end(analyse(read_for_analysis(source, frame, name), task, pixel_spacing_mm, force))
+        records.append(_series_record(index, outcome))
+    return records
+
+
+SERIES_TASK_FRAMES = 8  # images per cluster task of "Analyse series"
+
+
 def analyse_series(
     load_image, count: int, on_screen: int, choice: str = AUTOMATIC, pixel_spacing_mm: float | None = None,
-    force: bool = False,
+    force: bool = False, cluster: tuple | None = None,
 ):
     """A generator over ``count`` images (``load_image(i)`` -> SourceImage): yields (fraction,
     step) after each image, returns a SeriesAnalysis. The task is chosen on the first image
-    when ``choice`` is automatic (the model whose scope fits it), so a series goes through one model."""
+    when ``choice`` is automatic (the model whose scope fits it), so a series goes through one model.
+    With ``cluster`` = (Dask client, frames as ``analyse_frames`` takes them), the first image and
+    the one on screen (whose overlay is drawn) run here and the others on the cluster."""
     if count <= 0:
         raise UserFacingError("the series has no images")
+    if cluster is not None:
+        return (yield from _analyse_series_on_cluster(load_image, count, on_screen, choice, pixel_spacing_mm,
+                                                      force, *cluster))
     per_image: list[dict] = []
     task = None
     kept: AnalysisOutcome | None = None
@@ -311,19 +348,28 @@ def analyse_series(
         image = load_image(index)
         outcome = run_to_end(analyse(image, task or choice, pixel_spacing_mm, force))
         task = task or outcome.task
-        record = {"index": index, "headline": outcome.headline, "in_scope": outcome.in_scope,
-                  "scope_reasons": outcome.scope_reasons, "withheld": outcome.withheld}
-        if outcome.task.startswith(USER_MODEL):
-            record.update(label=None if outcome.withheld else outcome.details.get("label"),
-                          value=None if outcome.withheld else outcome.details.get("value"))
-        elif outcome.classification is not None:
-            record.update(label=outcome.classification.answer, probabilities=outcome.classification.probabilities)
-        else:
-            record.update(head_found=outcome.segmentation.ellipse is not None,
-                          head_circumference_mm=outcome.segmentation.head_circumference_mm)
-        per_image.append(record)
+        per_image.append(_series_record(index, outcome))
         if index == on_screen:
             kept = outcome
         yield (index + 1) / count, f"image {index + 1} of {count}"
     model = kept.model if kept is not None else outcome.model
     return SeriesAnalysis(task, model, per_image, summarise_series(task, per_image), kept)
+
+
+def _analyse_series_on_cluster(load_image, count, on_screen, choice, pixel_spacing_mm, force, client, frames):
+    from healthfm_desktop.core.cluster import chunked, map_ordered
+
+    first = run_to_end(analyse(load_image(0), choice, pixel_spacing_mm, force))
+    task = first.task
+    here = {0: first}
+    if 0 < on_screen < count:
+        here[on_screen] = run_to_end(analyse(load_image(on_screen), task, pixel_spacing_mm, force))
+    rest = [frame for frame in frames[:count] if frame[0] not in here]
+    per_image = {index: _series_record(index, outcome) for index, outcome in here.items()}
+    yield len(per_image) / count, f"image {len(per_image)} of {count}"
+    for records in map_ordered(analyse_frames, list(chunked(rest, SERIES_TASK_FRAMES)), task, pixel_spacing_mm,
+                               force, client=client, label="analyse-series"):
+        per_image.update((record["index"], record) for record in records)
+        yield len(per_image) / count, f"image {len(per_image)} of {count} (on the cluster)"
+    rows = [per_image[index] for index in range(count)]
+    return SeriesAnalysis(task, first.model, rows, summarise_series(task, rows), here.get(on_screen))
