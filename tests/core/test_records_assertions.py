@@ -77,6 +77,35 @@ def test_history_cues_list_items_and_terminators(pipeline):
     assert _asserted(pipeline, "Status post appendectomy.", "appendectomy").historical  # "Status" was a TEST of the tagger, which pruned the cue
 
 
+HISTORICAL = [
+    ("Linear fibrosis which may be related to an adjacent old rib fracture.", "rib fracture", "old"),
+    ("Past medical history of coronary artery disease, but no history of known congestive heart failure.", "congestive heart failure", "known"),
+    ("The mass in the left adrenal gland is   redemonstrated.", "mass in the left adrenal gland", "redemonstrated"),
+    ("The subchondral cysts of the scaphoid have not changed in size.", "subchondral cysts of the scaphoid", "have not changed"),
+    ("She declined, as it made her severely nauseated the last time she had it.", "nauseated", "the last time"),
+]
+NOT_HISTORICAL = [
+    ("A 60-year-old woman with chest pain.", "chest pain"),  # an age, not an "old" finding
+    ("Linear fibrosis which may be related to an adjacent old rib fracture.", "linear fibrosis"),  # "old" reaches forward only
+    ("The patient is well known to our service and presents with chest pain.", "chest pain"),  # "presents" ends the scope
+    ("No change in the pleural effusion.", "pleural effusion"),
+]
+
+
+@pytest.mark.parametrize(("text", "term", "trigger"), HISTORICAL)
+def test_history_patterns_keep_trigger_and_scope(pipeline, text, term, trigger):
+    entity = _asserted(pipeline, text, term)
+    assert entity.historical, entity.triggers
+    cue = next(t for t in entity.triggers if t.attribute == "historical")
+    assert " ".join(cue.text.split()) == trigger and text[cue.start : cue.end] == cue.text
+    assert cue.scope_start < entity.end and entity.start < cue.scope_end
+
+
+@pytest.mark.parametrize(("text", "term"), NOT_HISTORICAL)
+def test_history_patterns_stay_in_their_scope(pipeline, text, term):
+    assert not _asserted(pipeline, text, term).historical
+
+
 @pytest.mark.parametrize(
     ("text", "term"),
     [
