@@ -46,16 +46,20 @@ PUBLISHED = "published on the full 2,376-sentence kit: GeneralNegEx negation F1 
 
 def assertion_pipeline(extra_rules: dict | None):
     """A pipeline with sentences, sections and ConText only, its ConText built from medspaCy's
-    packaged rules plus ``extra_rules`` (the context_rules_extra.json structure; None: none)."""
+    packaged rules plus ``extra_rules`` (the context_rules_extra.json structure, its target
+    rules included; None: none)."""
     from healthfm_desktop.core.records.pipeline import ClinicalPipeline
 
     pipeline = ClinicalPipeline(use_model=False, use_vocabulary=False)
     pipeline.nlp.remove_pipe("medspacy_context")
+    pipeline.nlp.remove_pipe("healthfm_target_context")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "rules.json"
         path.write_text(json.dumps(extra_rules or {}), encoding="utf-8")
-        # the factory reads the rules file while it builds the component
-        pipeline.nlp.add_pipe("healthfm_context", name="medspacy_context", config={"extra_rules": extra_rules is not None, "extra_rules_file": str(path)})
+        # the factories read the rules file while they build the components
+        config = {"extra_rules": extra_rules is not None, "extra_rules_file": str(path)}
+        pipeline.nlp.add_pipe("healthfm_context", name="medspacy_context", config=config, before="healthfm_portable_doc")
+        pipeline.nlp.add_pipe("healthfm_target_context", config=config, after="medspacy_context")
     return pipeline
 
 

@@ -92,6 +92,34 @@ NOT_HISTORICAL = [
 ]
 
 
+IN_TARGET = [
+    ("Past medical history of coronary artery disease, status post CABG, but no heart failure.", "status post cabg", "status post"),
+    ("S/p appendectomy in 2010.", "s/p appendectomy", "S/p"),
+    ("Psychiatric history.", "psychiatric history", "history"),
+    ("SOCIAL HISTORY:  The patient denies alcohol or other drug use.", "drug use", "drug use"),
+    ("Given his risk factors including tobacco use, we did perform an EKG.", "tobacco use", "tobacco"),
+]
+
+
+@pytest.mark.parametrize(("text", "term", "trigger"), IN_TARGET)
+def test_a_history_cue_inside_the_finding_asserts_it(pipeline, text, term, trigger):
+    entity = _asserted(pipeline, text, term)
+    assert entity.historical, entity.triggers
+    cue = next(t for t in entity.triggers if t.attribute == "historical")
+    assert cue.text == trigger and (cue.scope_start, cue.scope_end) == (entity.start, entity.end)
+
+
+def test_target_rules_stay_inside_their_finding(pipeline):
+    assert not _asserted(pipeline, "Fever and altered mental status.", "altered mental status").historical  # "status" alone is no cue
+    text = "He smokes; tobacco use and chest pain today."
+    assert _asserted(pipeline, text, "tobacco use").historical
+    assert not _asserted(pipeline, text, "chest pain").historical
+    # the kit's baseline (medspaCy's rules alone) has none of ours
+    from healthfm_desktop.core.records.pipeline import build_nlp
+
+    assert not build_nlp(use_model=False, use_vocabulary=False, context_extra=False).get_pipe("healthfm_target_context").rules
+
+
 @pytest.mark.parametrize(("text", "term", "trigger"), HISTORICAL)
 def test_history_patterns_keep_trigger_and_scope(pipeline, text, term, trigger):
     entity = _asserted(pipeline, text, term)

@@ -18,7 +18,7 @@ def _annotations(docs):
 
 def test_pipeline_round_trips_through_to_disk(tmp_path):
     nlp = build_nlp([("zebrafoxin rash", "PROBLEM")])
-    assert [name for name, _ in nlp.pipeline] == ["healthfm_sentences", "healthfm_entities", "medspacy_sectionizer", "medspacy_context", "healthfm_portable_doc"]
+    assert [name for name, _ in nlp.pipeline] == ["healthfm_sentences", "healthfm_entities", "medspacy_sectionizer", "medspacy_context", "healthfm_target_context", "healthfm_portable_doc"]
     nlp.to_disk(tmp_path / "pipeline")
     loaded = spacy.load(tmp_path / "pipeline")
     assert loaded.config["components"]["healthfm_entities"]["user_terms"] == [["zebrafoxin rash", "PROBLEM"]]

@@ -8,13 +8,21 @@ Two changes to how the packaged rules are applied:
   ("negative   for"): spaCy makes those whitespace tokens, which a literal rule cannot match;
 * a trigger that overlaps an entity is dropped (``prune_on_target_overlap``): "oral mucosa is
   moist with no erythema" as one finding is not negated, and its "no" does not cut other scopes.
-How it is run fast is medspacy_adapter's business."""
+How it is run fast is medspacy_adapter's business.
+
+Target rules (``target_rules`` of the rules file, run by the ``healthfm_target_context`` factory
+after ConText) assert the finding whose own words hold the cue: "psychiatric history", "status
+post CABG", "tobacco use" (a social-history item wherever it is written); the cue is the trigger
+and the finding its scope."""
 
 import json
 from pathlib import Path
 
-from medspacy.context import ConText, ConTextRule
+from medspacy.context import ConText, ConTextModifier, ConTextRule
+from medspacy.context.context import DEFAULT_ATTRIBUTES
 from spacy.language import Language
+from spacy.matcher import Matcher
+from spacy.tokens import Doc
 
 from healthfm_desktop.core.records.medspacy_adapter import make_context, plain_context
 from healthfm_desktop.core.records.terminology import terminology_dir
@@ -87,3 +95,51 @@ def make_clinical_context(nlp: Language, name: str, extra_rules: bool, extra_rul
     context.add(context_rules(Path(context.DEFAULT_RULES_FILEPATH), Path(extra_rules_file) if extra_rules_file else None, extra=extra_rules))
     return context
 
+
+
+def target_rules(extra_path: Path | None = None) -> list[ConTextRule]:
+    """The rules file's ``target_rules``: cues that assert the finding they are part of."""
+    extra_path = extra_path or default_extra_rules_path()
+    data = json.loads(extra_path.read_text(encoding="utf-8")) if extra_path.is_file() else {}
+    return [r for r in (_rule_from_dict(item, {}, {}) for item in data.get("target_rules", [])) if r is not None]
+
+
+class TargetContext:
+    """Runs target rules inside each finding (not PHI) that ConText has not already given that
+    category; the longest cue wins where two overlap."""
+
+    def __init__(self, nlp: Language, rules: list[ConTextRule]):
+        self.rules = rules
+        self.matcher = Matcher(nlp.vocab)
+        for k, rule in enumerate(rules):
+            pattern = rule.pattern if isinstance(rule.pattern, list) else [{"LOWER": t.lower_} for t in nlp.make_doc(rule.literal)]
+            self.matcher.add(str(k), [pattern])
+
+    def __call__(self, doc: Doc) -> Doc:
+        if not self.rules:
+            return doc
+        strings = doc.vocab.strings
+        for ent in doc.ents:
+            if ent.label_.startswith("PHI_"):
+                continue
+            matches = sorted(self.matcher(ent), key=lambda m: (m[1] - m[2], m[1]))
+            extension = ent._
+            done = {m.category for m in extension.modifiers}
+            for match_id, start, end in matches:
+                rule = self.rules[int(strings[match_id])]
+                if rule.category in done or rule.category not in DEFAULT_ATTRIBUTES:
+                    continue
+                done.add(rule.category)
+                modifier = ConTextModifier(rule, ent.start + start, ent.start + end, doc)
+                modifier.update_scope(ent)
+                extension.modifiers += (modifier,)
+                for attribute, value in DEFAULT_ATTRIBUTES[rule.category].items():
+                    setattr(extension, attribute, value)
+        return doc
+
+
+@Language.factory("healthfm_target_context", default_config={"extra_rules": True, "extra_rules_file": ""})
+def make_target_context(nlp: Language, name: str, extra_rules: bool, extra_rules_file: str) -> TargetContext:
+    """TargetContext with the target rules of ``extra_rules_file`` or the bundled file (none
+    without ``extra_rules``)."""
+    return TargetContext(nlp, target_rules(Path(extra_rules_file) if extra_rules_file else None) if extra_rules else [])

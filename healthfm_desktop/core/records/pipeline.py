@@ -244,6 +244,7 @@ def build_nlp(
     # named as medspaCy's components: code that looks them up by name finds them
     nlp.add_pipe("healthfm_sections", name="medspacy_sectionizer")
     nlp.add_pipe("healthfm_context", name="medspacy_context", config={"extra_rules": context_extra, "fast": fast_context})
+    nlp.add_pipe("healthfm_target_context", config={"extra_rules": context_extra})
     nlp.add_pipe("healthfm_portable_doc")
     return nlp
 
@@ -376,7 +377,7 @@ class ClinicalPipeline:
                 if span is not None:
                     ents.append(span)
             doc.ents = filter_spans(ents)
-            for name in ("medspacy_sectionizer", "medspacy_context"):
+            for name in ("medspacy_sectionizer", "medspacy_context", "healthfm_target_context"):
                 doc = self.nlp.get_pipe(name)(doc)
             return doc_to_note(doc, "spans").entities
 
