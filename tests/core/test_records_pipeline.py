@@ -115,3 +115,23 @@ def test_section_headers_are_not_tagged_test(pipeline):
 
     custom = build_pipeline([("imaging studies", "TEST")]).annotate(text)
     assert ("IMAGING STUDIES", "TEST") in [(e.text, e.label) for e in custom.entities]
+
+
+def test_attribute_rules_precision_fixes(pipeline):
+    """Issue 21 (entities): a size is not a lab value, a body part or an ECG interval is not a
+    route, a percentage both rules match is a lab value; real routes, doses and labs stay."""
+    from healthfm_desktop.core.records.rules import find_rule_spans
+
+    def rule_labels(text):
+        return {(text[s:e], label) for s, e, label in find_rule_spans(text)}
+
+    found = rule_labels("A 2 cm mass and a 3 mm nodule; BP 120/80 mmHg; hemoglobin 9.1 g/dL; cefazolin 2 g IV.")
+    assert not any(t in ("2 cm", "3 mm") for t, _ in found)
+    assert ("120/80 mmHg", "LAB_VALUE") in found and ("9.1 g/dL", "LAB_VALUE") in found
+    assert ("2 g", "DOSE") in found and ("2 g", "LAB_VALUE") not in found and ("IV", "ROUTE") in found
+    not_routes = rule_labels("Rectal cancer, oral cavity ulcers, subcutaneous emphysema, stage IV disease, complex IV deficiency, PR interval 120 ms.")
+    assert not any(label == "ROUTE" for _, label in not_routes)
+    routes = rule_labels("Acetaminophen 650 mg rectally, morphine 2 mg subcutaneously, amoxicillin 500 mg oral twice daily, heparin given IV.")
+    assert {"rectally", "subcutaneously", "oral", "IV"} <= {t for t, label in routes if label == "ROUTE"}
+    ents = {(e.text, e.label) for e in pipeline.annotate("Ejection fraction was 50%. She took aspirin 81 mg daily.").entities}
+    assert ("50%", "LAB_VALUE") in ents and ("50%", "DOSE") not in ents and ("81 mg", "DOSE") in ents

@@ -42,10 +42,10 @@ def test_app_and_training_featurise_identically(repo_root):
     record = {"text": "Metoprolol 25 mg PO BID.\nNo chest pain.", "spans": []}
     rows = train_ner.tokenise_document(spacy.blank("en"), record, {}, None)
     words = [w for w, _, _ in rows]
-    train_tensors = encode_tokens(words, tagger.word_index)
+    train_tensors = encode_tokens(words, tagger.word_index, tagger.char_window)
     app_rows = [[t.text for t in sent if not t.is_space] for sent in __import__("healthfm_desktop.core.records.pipeline", fromlist=["x"]).build_pipeline().nlp("Metoprolol 25 mg PO BID.\nNo chest pain.").sents]
     assert app_rows == words
-    app_tensors = encode_tokens(app_rows, tagger.word_index)
+    app_tensors = encode_tokens(app_rows, tagger.word_index, tagger.char_window)
     for a, b in zip(train_tensors, app_tensors):
         assert np.array_equal(a, b)
 
@@ -128,3 +128,33 @@ def test_shipped_model_scores_the_maccrobat_test_documents_as_its_manifest_says(
     scores = train_ner.relaxed_overlap_scores(gold, predicted, train_ner.CLINICAL_LABELS)
     assert scores["micro"]["f1"] == pytest.approx(manifest.metrics["relaxed_overlap_micro_f1"], abs=2e-3)
     assert scores["micro"]["f1"] >= 0.60
+
+
+def test_app_decoding_is_valid_bio_and_argmax_where_argmax_is_valid():
+    """The app's tagger keeps the argmax of a row that forms valid BIO and decodes any other
+    row with the BIO-constrained Viterbi search (issue 21: +0.005 dev relaxed F1)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from hypothesis.extra.numpy import arrays
+
+    from healthfm_desktop.core.records.ner_model import NerTagger
+    from healthfm_desktop.core.records.tag_decoding import viterbi_bio
+
+    tagger = NerTagger()
+    tags = tagger.tags
+
+    def valid(path):
+        return all(not tags[t].startswith("I-") or (k > 0 and tags[path[k - 1]] in (f"B-{tags[t][2:]}", tags[t])) for k, t in enumerate(path))
+
+    @settings(max_examples=60, deadline=None)
+    @given(arrays(np.int64, st.tuples(st.integers(1, 4), st.integers(1, 10)), elements=st.integers(0, len(tags) - 1)))
+    def check(best):
+        assert tagger._breaks_bio(best).tolist() == [not valid(row.tolist()) for row in best]
+
+    check()
+    rows = [["No", "acute", "distress", "."], ["Aspirin", "81", "mg", "daily", "for", "chest", "pain", "."], ["Echocardiography", "showed", "a", "dilated", "left", "ventricle"]]
+    for (ids, _probabilities), row in zip(tagger.tag_rows_with_probabilities(rows), rows):
+        assert valid(ids)
+        feeds = dict(zip(("word_ids", "char_ids", "shape_ids"), tagger.encoder.encode([row])))
+        logits = tagger.session.run(None, {n: feeds[n] for n in tagger.input_names})[0][0]
+        assert ids == viterbi_bio(logits, tags)

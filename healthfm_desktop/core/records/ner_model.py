@@ -18,6 +18,7 @@ from spacy.attrs import IDX, IS_SPACE, LENGTH, SENT_START
 from spacy.tokens import Doc
 
 from healthfm_desktop.core.records.ner_features import TokenEncoder, build_word_index, decode_bio
+from healthfm_desktop.core.records.tag_decoding import bio_transitions, viterbi_bio
 
 MODEL_NAME = "ner_clinical"
 MAX_ROW_TOKENS = 96  # as in training; longer sentences are cut into rows of this size
@@ -34,15 +35,22 @@ class NerTagger:
         self.session, self.manifest, self.provider = registry.session(MODEL_NAME, threads=1)
         self.tags = list(self.manifest.labels)
         self.word_index = build_word_index(self.manifest.preprocessing["word_vocabulary"])
-        self.encoder = TokenEncoder(self.word_index)
+        self.char_window = self.manifest.preprocessing.get("char_window", "head")
+        self.encoder = TokenEncoder(self.word_index, char_window=self.char_window)
         self.input_names = [i.name for i in self.session.get_inputs()]
+        self.transitions = bio_transitions(self.tags)
+        # for each tag id, the tag ids allowed right before it (-1: any): I-X only after B-X / I-X
+        self._allowed_before = np.array([[self.tags.index("B-" + t[2:]), k] if t.startswith("I-") else [-1, -1] for k, t in enumerate(self.tags)], dtype=np.int64)
 
     def tag_rows(self, rows: list[list[str]]) -> list[list[int]]:
         """Tag ids per token for each row of words; rows of equal length share a call."""
         return [ids for ids, _probabilities in self.tag_rows_with_probabilities(rows)]
 
     def tag_rows_with_probabilities(self, rows: list[list[str]]) -> list[tuple[list[int], list[float]]]:
-        """Tag ids per token and the softmax probability of each chosen tag."""
+        """Tag ids per token and the softmax probability of each chosen tag. Tags are the
+        per-token argmax where it forms valid BIO; a row where it does not (an I-X after O or
+        after another label) is decoded by the BIO-constrained Viterbi search of tag_decoding
+        (on a valid row both give the same tags)."""
         results: list[tuple[list[int], list[float]]] = [([], []) for _ in rows]
         by_length: dict[int, list[int]] = {}
         for i, row in enumerate(rows):
@@ -55,11 +63,20 @@ class NerTagger:
                 feeds = dict(zip(("word_ids", "char_ids", "shape_ids"), (word_ids, char_ids, shape_ids)))
                 (logits,) = self.session.run(None, {name: feeds[name] for name in self.input_names})
                 best = np.argmax(logits, axis=-1)
+                for k in np.flatnonzero(self._breaks_bio(best)).tolist():
+                    best[k] = viterbi_bio(logits[k], self.tags, self.transitions)
                 shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
                 chosen = np.take_along_axis(shifted, best[..., None], axis=-1)[..., 0] / shifted.sum(axis=-1)
                 for k, i in enumerate(batch):
                     results[i] = (best[k].tolist(), chosen[k].tolist())
         return results
+
+    def _breaks_bio(self, best: np.ndarray) -> np.ndarray:
+        """[rows] True where a row's argmax tags have an I-X not after B-X or I-X."""
+        allowed = self._allowed_before[best]  # [rows, tokens, 2]
+        previous = np.concatenate([np.zeros((best.shape[0], 1), dtype=best.dtype), best[:, :-1]], axis=1)
+        bad = (allowed[..., 0] >= 0) & (previous != allowed[..., 0]) & (previous != allowed[..., 1])
+        return bad.any(axis=1)
 
     def spans(self, doc: Doc) -> Iterator[tuple[int, int, str, float]]:
         """(start_token, end_token, label, confidence) predicted in the doc; the confidence is

@@ -46,18 +46,41 @@ DURATION = re.compile(
 )
 
 # A measured value: number + unit, or qualitative results. The lab-test name is found by the
-# vocabularies/model; LAB_VALUE is only the value part.
+# vocabularies/model; LAB_VALUE is only the value part. A length ("a 2 cm mass", "3 mm") is a
+# size, not a lab value: cm/mm are left out (on the MACCROBAT train + dev documents 106 of 151
+# such matches were sizes, areas or volumes); the tagger still reads a length in context. Bare
+# grams ("2 g") are a dose or a weight (a concentration has its g/dL, g/L).
 LAB_VALUE = re.compile(
     r"(?<![\w.])(?:[<>≤≥]=?\s*)?\d+(?:[.,]\d+)?\s*(?:x\s*10\^?\d+\s*/\s*[lL]|"
     r"mmol/l|mmol/L|mg/dl|mg/dL|g/dl|g/dL|g/l|g/L|µmol/l|µmol/L|umol/L|umol/l|mEq/L|meq/l|IU/L|iu/l|U/L|u/l|"
-    r"ng/ml|ng/mL|pg/ml|pg/mL|µg/l|mm\s?Hg|mmHg|bpm|beats/min|breaths/min|/min|%|°C|° C|°F|cm|mm|"
-    r"/mm3|/µl|/ul|/µL|/uL|cells/µl|mg/l|mg/L|mL/min|ml/min(?:/1\.73\s?m2)?|kg/m2|kg|g|sec|s|seconds)(?![A-Za-z])"
+    r"ng/ml|ng/mL|pg/ml|pg/mL|µg/l|mm\s?Hg|mmHg|bpm|beats/min|breaths/min|/min|%|°C|° C|°F|"
+    r"/mm3|/µl|/ul|/µL|/uL|cells/µl|mg/l|mg/L|mL/min|ml/min(?:/1\.73\s?m2)?|kg/m2|kg|sec|s|seconds)(?![A-Za-z])"
     r"|\b\d{2,3}\s*/\s*\d{2,3}\s*(?:mm\s?Hg)?(?!\s*[/\d])"
     r"|\b(?:elevated|increased|decreased|low|high|normal|abnormal|positive|negative|unremarkable|within normal limits)\b(?=\s+(?:level|levels|value|count|titer|result))",
     re.IGNORECASE,
 )
 
 ATTRIBUTE_RULES = {"DOSE": DOSE, "ROUTE": ROUTE, "FREQUENCY": FREQUENCY, "DURATION": DURATION, "LAB_VALUE": LAB_VALUE}
+
+
+# a route word that names a body part or an ECG measure there, not how a drug is given
+# ("rectal cancer", "oral cavity", "subcutaneous emphysema", "stage IV", "PR interval")
+_NOT_ROUTE_AFTER = re.compile(
+    r"\s*(?:cavity|mucosa\w*|lesions?|ulcers?|ulceration|hygiene|intake|thrush|candidiasis|cancer|carcinoma|mass|tumou?r|"
+    r"polyps?|bleeding|wall|examination|exam|biopsy|surgery|tissue|emphysema|nodules?|fat|abscess|interval|segment|prolongation)\b",
+    re.IGNORECASE,
+)
+_ROMAN_BEFORE = re.compile(r"\b(?:stage|grade|type|class|complex|phase|factor|group|level|nerve|cn|degree|lead)\s*$", re.IGNORECASE)
+_ADJECTIVE_ROUTES = frozenset({"rectal", "subcutaneous", "oral", "pr", "p.r", "p.r.", "iv", "sc", "s.c", "sl"})
+
+
+def _is_route(text: str, start: int, end: int) -> bool:
+    word = text[start:end].lower()
+    if word in _ADJECTIVE_ROUTES and _NOT_ROUTE_AFTER.match(text, end):
+        return False
+    if word in ("iv", "i.v", "i.v.") and text[start:end].isupper() and _ROMAN_BEFORE.search(text, max(0, start - 20), start):
+        return False
+    return True
 
 
 def find_rule_spans(text: str) -> Iterator[tuple[int, int, str]]:
@@ -67,5 +90,5 @@ def find_rule_spans(text: str) -> Iterator[tuple[int, int, str]]:
             start, end = match.span()
             while end > start and text[end - 1] in " \t\n.,;:":
                 end -= 1
-            if end > start:
+            if end > start and (label != "ROUTE" or _is_route(text, start, end)):
                 yield start, end, label
