@@ -4,8 +4,9 @@
 
 FOLDER: a DICOM series (default: the 20-slice CT in tests/data; issue 19 measured the shared
 140-slice JPEG-LS CT, ``<data>/dicom/series/CT_head_phantom_philips_1mm_140sl``).
-- ours: what a drop on the window does: ``route_paths`` (the drop routing), then a fresh Images
-  workspace and controller's ``open_paths``, until the viewport holds pixels (Qt offscreen);
+- ours: what a drop on the window does: ``route_paths`` (the drop routing, keeping the files it
+  sniffed), then a fresh Images workspace and controller's ``open_paths`` with them, until the
+  viewport holds pixels (Qt offscreen);
 - baseline: read every header with ``pydicom.dcmread(stop_before_pixels=True)``, sort by
   position along the slice normal, read and decode the middle slice (``pixel_array`` +
   ``apply_modality_lut``).
@@ -56,14 +57,14 @@ def ours_first_image(app, folder: Path) -> tuple[np.ndarray, bool]:
     from healthfm_desktop.core.routing import route_paths
     from healthfm_desktop.views.image_viewer.workspace import ImagesWorkspace
 
-    routing = route_paths([folder])
+    routing = route_paths([folder], keep_contents=True)
     paths = routing.by_workspace.get("images", [])
     controller = ImagesController()
     workspace = ImagesWorkspace(controller)
     workspace.resize(1200, 800)
     workspace.show()
     viewport = workspace.active_viewport
-    controller.open_paths(paths)
+    controller.open_paths(paths, read_ahead=routing.contents)
     deadline = time.perf_counter() + 120
     while viewport().frame() is None:
         app.processEvents()

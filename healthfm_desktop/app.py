@@ -72,13 +72,15 @@ def _install_image_analysis(window: MainWindow, controllers: list) -> None:
 
 
 def _install_data_quality(window: MainWindow) -> None:
-    """The Data quality dock: every opened file or folder gets its report."""
+    """The Data quality dock: every opened file or folder gets its report (images from what the
+    Images workspace read, so no file is read twice for it)."""
     from healthfm_desktop.controllers.data_quality import DataQualityController
     from healthfm_desktop.views.data_quality_panel import install_data_quality
 
     controller = DataQualityController(parent=window)
     install_data_quality(window, controller)
-    window.paths_requested.connect(controller.check)
+    window.app_controller.routed.connect(controller.check)
+    controller.follow_images(window.controllers["images"])
 
 
 def _install_pacs(window: MainWindow) -> None:
@@ -103,10 +105,10 @@ def build_main_window() -> MainWindow:
         controllers.append(controller)
 
     _install_image_analysis(window, controllers)
-    _install_data_quality(window)
     app_controller = AppController(controllers, open_settings(), parent=window)
     window.app_controller = app_controller
     window.controllers = app_controller.workspaces
+    _install_data_quality(window)
     window.controllers["patients"].follow_notes(window.controllers["notes"])  # notes on the ICU timeline
 
     window.paths_requested.connect(app_controller.open_paths)

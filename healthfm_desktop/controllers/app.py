@@ -12,7 +12,7 @@ from healthfm_desktop.controllers.base import WorkspaceController
 from healthfm_desktop.controllers.workers import Job, run_job
 from healthfm_desktop.core.config import DEFAULTS
 from healthfm_desktop.core.paths import settings_path
-from healthfm_desktop.core.routing import route_paths
+from healthfm_desktop.core.routing import IMAGES, route_paths
 
 MAX_RECENT = 10
 
@@ -85,6 +85,7 @@ class AppController(QObject):
     provider_status = Signal(str)
     recent_changed = Signal(list)
     self_test_finished = Signal(list)  # [(ok, label, detail)]
+    routed = Signal(object)  # core.routing.Routing of each open, before the workspaces get it
 
     log = logging.getLogger("healthfm_desktop.app")
 
@@ -115,15 +116,19 @@ class AppController(QObject):
     # --- opening files ------------------------------------------------------------------
     def open_paths(self, paths: list[Path | str]) -> Job:
         """Route by content, hand each group to its workspace, switch to the first one."""
-        return self._start(route_paths, [Path(p) for p in paths], on_result=self._on_routed)
+        return self._start(route_paths, [Path(p) for p in paths], True, on_result=self._on_routed)
 
     def _on_routed(self, routing) -> None:
+        self.routed.emit(routing)
         first = None
         for name, paths in routing.by_workspace.items():
             controller = self.workspaces.get(name)
             if controller is None:
                 continue
-            controller.open_paths(paths)
+            if name == IMAGES and routing.contents:
+                controller.open_paths(paths, read_ahead=routing.contents)  # the sniffed files are not read again
+            else:
+                controller.open_paths(paths)
             self.add_recent(paths)
             first = first or name
         opened = sum(len(p) for p in routing.by_workspace.values())

@@ -8,7 +8,6 @@ import contextlib
 import gc
 import importlib
 import logging
-import re
 import sys
 import threading
 import time
@@ -92,11 +91,6 @@ def stored_series_items(open_keys: set[str]):
         return stored_series(database, lazy=True, skip=open_keys)
 
 
-def _natural_key(name: str) -> list:
-    """A sort key that orders the digit runs of a file name by value (I9 before I10)."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
-
-
 class ImagesController(WorkspaceController):
     name = IMAGES
     title = "Images"
@@ -117,6 +111,8 @@ class ImagesController(WorkspaceController):
     preview_ready = Signal(object, dict)
     show_requested = Signal(str)  # series key the user asked for again (re-opened)
     import_finished = Signal(dict)  # {series, frames, rejected, cancelled, seconds}
+    #: what an import read: its core.imaging ScanResult and the paths it was given (data quality)
+    import_scanned = Signal(object, list)
     series_loaded = Signal(str)  # every frame of the series is decoded
     frame_failed = Signal(str, int, str)  # series key, index, why it cannot be shown
 
@@ -190,30 +186,36 @@ class ImagesController(WorkspaceController):
         return self.session.notes
 
     # ------------------------------------------------------------------ import
-    def open_paths(self, paths: list[Path]) -> None:
+    def open_paths(self, paths: list[Path], read_ahead: dict[Path, bytes] | None = None) -> None:
         """Index the paths on a worker; the first series' first image is requested as soon as
-        the index is ready, the rest decodes in the background."""
+        the index is ready, the rest decodes in the background. ``read_ahead``: bytes of files
+        the drop routing read whole while sniffing them (``Routing.contents``), not read again."""
         self.status.emit(f"Reading {len(paths)} item(s)…")
         started = time.perf_counter()
         DECODE_POOL.start()  # the first import needs them (no-op when they already run)
         cancel = self._new_cancel_event()
-        job = self.start_job(self._scan, [Path(p) for p in paths], cancel,
-                             on_result=lambda result: self._on_scanned(result, started))
+        paths = [Path(p) for p in paths]
+        job = self.start_job(self._scan, paths, cancel, read_ahead,
+                             on_result=lambda result: self._on_scanned(result, started, paths))
         self._scan_jobs.add(job)
         job.finished.connect(lambda: (self._scan_jobs.discard(job), self._cancel_events.discard(cancel)))
 
-    def _scan(self, paths: list[Path], cancel: threading.Event):
+    def _scan(self, paths: list[Path], cancel: threading.Event, read_ahead: dict[Path, bytes] | None = None):
         from healthfm_desktop.core.imaging.scanning import scan_paths
 
-        self._emit_preview(paths, cancel)
         ahead = self._decode_ahead()
+        shown = []  # the instance the preview showed (its pixels wait on it)
+
+        def preview(instance) -> bool:
+            return self._emit_preview(instance) and (shown.append(instance) or True)
+
         with _collector_paused():
-            result = scan_paths(paths, progress=self._paced_scan_step(),
-                                cancel=cancel.is_set, decode_ahead=ahead)
+            result = scan_paths(paths, progress=self._paced_scan_step(), cancel=cancel.is_set,
+                                decode_ahead=ahead, read_ahead=read_ahead, first=preview)
         result = self._with_plain_images(result)
         # the measurements saved with these studies: disk and JSON, here rather than on the UI thread
         saved = read_saved_measurements(self.session.measurement_folder, self.session.studies_to_read(result.series))
-        return result, saved
+        return result, saved, shown
 
     @staticmethod
     def _with_plain_images(result):
@@ -266,41 +268,35 @@ class ImagesController(WorkspaceController):
                 if future is not None:
                     future.cancel()
 
-    def _emit_preview(self, paths: list[Path], cancel: threading.Event) -> None:
-        """Decode the first readable image found and show it while the rest is indexed (a
-        folder of a thousand slices takes seconds to index; one image takes milliseconds).
-        Whatever goes wrong here is left to the full scan to report."""
-        from healthfm_desktop.core.imaging.scanning import build_series, expand_paths, index_object
+    def _emit_preview(self, instance) -> bool:
+        """Show the scan's first indexed image while the rest is indexed (a folder of a
+        thousand slices takes seconds to index; one image takes milliseconds). Its decoded
+        pixels wait on the instance for the series' own decode, so the file is decoded once.
+        False when it cannot be shown (the scan then offers the next file; it reports errors)."""
+        from healthfm_desktop.core.imaging.parallel_decode import keep_decoded
+        from healthfm_desktop.core.imaging.scanning import build_series
 
         try:
-            sources, _, _ = expand_paths(paths)
-            # the middle file in natural name order (I10, I20, ... I100) first: in a one-folder
-            # series the names follow the acquisition, so it is the slice the series opens at
-            sources = sorted(sources, key=lambda source: _natural_key(source.member or str(source.path)))
-            middle = len(sources) // 2
-            for source in (sources[middle:middle + 3] + sources[:3])[:3]:
-                if cancel.is_set():
-                    return
-                try:
-                    series = build_series([index_object(source)])[0][0]
-                    pixels = series.load_frame(0)
-                except Exception:  # noqa: BLE001 - the scan reports this file properly
-                    continue
-                window = default_window(series, 0, pixels)
-                patient = series.patient_name.replace("^", " ").strip()
-                self.preview_ready.emit(pixels, {
-                    "pixel_spacing": series.frames[0].pixel_spacing,
-                    "edges": frame_edge_letters(series.frames[0].orientation),
-                    "invert": series.photometric == "MONOCHROME1",
-                    "units": "HU" if series.modality == "CT" and not series.is_colour else "",
-                    "window": window,
-                    "top_left": [patient] if patient else [],
-                    "top_right": [f"{series.modality} {series.description}".strip()],
-                    "bottom_left": ["Indexing the files…"],
-                })
-                return
-        except Exception:  # noqa: BLE001 - a preview must never break an import
-            log.debug("no preview", exc_info=True)
+            series = build_series([instance])[0][0]
+            stored = series.load_stored(0)
+            pixels = series.to_modality(0, stored)
+        except Exception:  # noqa: BLE001 - the series' own decode reports this file properly
+            return False
+        if instance.number_of_frames == 1:
+            keep_decoded(instance, stored)
+        window = default_window(series, 0, pixels)
+        patient = series.patient_name.replace("^", " ").strip()
+        self.preview_ready.emit(pixels, {
+            "pixel_spacing": series.frames[0].pixel_spacing,
+            "edges": frame_edge_letters(series.frames[0].orientation),
+            "invert": series.photometric == "MONOCHROME1",
+            "units": "HU" if series.modality == "CT" and not series.is_colour else "",
+            "window": window,
+            "top_left": [patient] if patient else [],
+            "top_right": [f"{series.modality} {series.description}".strip()],
+            "bottom_left": ["Indexing the files…"],
+        })
+        return True
 
     def _new_cancel_event(self) -> threading.Event:
         event = threading.Event()
@@ -319,9 +315,11 @@ class ImagesController(WorkspaceController):
             if job not in self._scan_jobs:
                 job.cancel()
 
-    def _on_scanned(self, scanned, started: float) -> None:
-        result, saved = scanned
+    def _on_scanned(self, scanned, started: float, paths: list[Path]) -> None:
+        result, saved, shown = scanned
+        self.import_scanned.emit(result, paths)
         added, already = self.session.add_scan(result)
+        self._cache_preview(added, shown)
         frames = sum(s.frame_count for s in added)
         summary = {"series": len(added), "frames": frames, "rejected": len(result.rejected),
                    "cancelled": result.cancelled, "seconds": time.perf_counter() - started}
@@ -350,6 +348,17 @@ class ImagesController(WorkspaceController):
             self.show_requested.emit(already[0].key)
         self.session.merge_saved(saved)  # announces measurements_changed
         self.import_finished.emit(summary)
+
+    def _cache_preview(self, added: list[Series], shown: list) -> None:
+        """The preview's decoded pixels go into the frame cache now (no decode: they wait on
+        their instance), before the view and the background decode both ask for that frame."""
+        for series in added if shown and shown[0].number_of_frames == 1 else []:
+            for index, frame in enumerate(series.frames):
+                pending = frame.instance.pending_pixels
+                if frame.instance is shown[0] and pending is not None and pending.done():  # never a decode here
+                    with contextlib.suppress(UserFacingError):
+                        self.session.load(series, index)
+                    return
 
     def clear_unreadable(self) -> None:
         """Forget the list of files that could not be read (and the import notes)."""

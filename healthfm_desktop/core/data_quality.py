@@ -156,19 +156,42 @@ def note_report(notes, problems, source: str) -> QualityReport:
     return report
 
 
-def report_for(path) -> QualityReport:
-    """Read one file or folder the way its workspace imports it and report on it. Raises
-    UserFacingError when no workspace can take it or it cannot be read at all."""
+def image_reports(scan, paths) -> list[QualityReport]:
+    """One ``image_report`` per path an import was given, from that import's ScanResult (the
+    app reports on what the Images workspace read rather than reading it again)."""
+    from types import SimpleNamespace
+
+    paths = [str(p) for p in paths]
+    if len(paths) == 1:
+        return [image_report(scan, paths[0])]
+
+    def owner(name: str) -> str | None:
+        return next((p for p in paths if name == p or name.startswith(p.rstrip("/") + "/") or name.startswith(p + "!")),
+                    None)
+
+    reports = []
+    for path in paths:
+        rejected = [(item, reason) for item, reason in scan.rejected if owner(item) == path]
+        series = [s for s in scan.series if owner(str(s.frames[0].instance.source)) == path]
+        reports.append(image_report(SimpleNamespace(rejected=rejected, series=series), path))
+    return reports
+
+
+def report_for(path, workspace: str | None = None) -> QualityReport:
+    """Read one file or folder the way its workspace imports it and report on it (``workspace``:
+    where the routing sent it, when known). Raises UserFacingError when no workspace can take
+    it or it cannot be read at all."""
     from pathlib import Path
 
     from healthfm_desktop.core.errors import UserFacingError
     from healthfm_desktop.core.routing import IMAGES, MOLECULES, NOTES, PATIENTS, route_paths
 
     path = Path(path)
-    routing = route_paths([path])
-    if routing.rejected:
-        raise UserFacingError(routing.rejected[0][1])
-    (workspace,) = routing.by_workspace
+    if workspace is None:
+        routing = route_paths([path])
+        if routing.rejected:
+            raise UserFacingError(routing.rejected[0][1])
+        (workspace,) = routing.by_workspace
     source = str(path)
     if workspace == IMAGES:
         import warnings

@@ -11,6 +11,9 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from healthfm_desktop.core.errors import UserFacingError
+from healthfm_desktop.core.user_files import open_regular_file
+
 IMAGES, NOTES, MOLECULES, PATIENTS = "images", "notes", "molecules", "patients"
 WORKSPACES = (IMAGES, NOTES, MOLECULES, PATIENTS)
 
@@ -20,6 +23,10 @@ _PATIENT_COLUMNS = {"patient_id", "time", "variable", "value"}
 _SMILES_COLUMNS = {"smiles", "canonical_smiles", "smiles_string", "mol", "structure"}
 _MAX_FOLDER_SNIFF = 200
 _FOLDER_AGREE = 16  # a folder whose first files all go to one workspace is decided there
+# a DICOM file the routing sniffs is read whole on the same open (up to this size, and this much
+# per routing) and handed to the Images scan, so that the scan does not open it again
+_KEEP_FILE_BYTES = 8 * 1024**2
+_KEEP_TOTAL_BYTES = 64 * 1024**2
 
 
 @dataclass
@@ -28,17 +35,37 @@ class Routing:
 
     by_workspace: dict[str, list[Path]] = field(default_factory=dict)
     rejected: list[tuple[Path, str]] = field(default_factory=list)
+    #: with ``route_paths(keep_contents=True)``: the whole bytes of the DICOM files read while
+    #: sniffing them, for the Images scan (its ``read_ahead``)
+    contents: dict[Path, bytes] = field(default_factory=dict)
+    keep_contents: bool = False
+    _kept_bytes: int = field(default=0, repr=False)
+
+    def keep(self, path: Path, data: bytes) -> None:
+        """Hold ``data`` for the scan if the budget allows (else the scan reads the file again)."""
+        if self.keep_contents and self._kept_bytes + len(data) <= _KEEP_TOTAL_BYTES:
+            self.contents[path] = data
+            self._kept_bytes += len(data)
 
     def add(self, workspace: str, path: Path) -> None:
         self.by_workspace.setdefault(workspace, []).append(path)
 
 
-def _head(path: Path, size: int = 4096) -> bytes:
-    opener = gzip.open if path.suffix.lower() == ".gz" else open
+def _head(path: Path, size: int = 4096, routing: Routing | None = None) -> bytes:
+    """The first ``size`` bytes (decompressed for .gz; b"" when unreadable or not a regular
+    file). With ``routing``, a small DICOM file is read whole on the same open and kept there."""
     try:
-        with opener(path, "rb") as handle:
-            return handle.read(size)
-    except (OSError, EOFError, gzip.BadGzipFile):
+        with open_regular_file(path) as raw:
+            if path.suffix.lower() == ".gz":
+                with gzip.open(raw, "rb") as handle:
+                    return handle.read(size)
+            head = raw.read(size)
+            if routing is not None and routing.keep_contents and len(head) == size and looks_like_dicom(head):
+                rest = raw.read(_KEEP_FILE_BYTES + 1 - size)
+                if size + len(rest) <= _KEEP_FILE_BYTES:
+                    routing.keep(path, head + rest)
+            return head
+    except (OSError, EOFError, gzip.BadGzipFile, UserFacingError):
         return b""
 
 
@@ -54,9 +81,9 @@ def is_dicom_file(path: Path) -> bool:
     """``looks_like_dicom`` of a file's first bytes (False when it cannot be read): the one DICOM
     sniffer, used by the drop routing, the image models' reader and the command line."""
     try:
-        with open(path, "rb") as handle:
+        with open_regular_file(path) as handle:
             return looks_like_dicom(handle.read(132))
-    except OSError:
+    except (OSError, UserFacingError):
         return False
 
 
@@ -117,8 +144,9 @@ def _text_kind(path: Path, head: bytes) -> str | None:
     return None
 
 
-def route_file(path: Path) -> tuple[str | None, str]:
-    """(workspace, reason). workspace is None when no workspace can take the file."""
+def route_file(path: Path, routing: Routing | None = None) -> tuple[str | None, str]:
+    """(workspace, reason). workspace is None when no workspace can take the file. With
+    ``routing``, the bytes of a small DICOM file are kept there for the scan (``contents``)."""
     if path.name.upper() == "DICOMDIR":
         return IMAGES, "DICOMDIR"
     suffix = path.suffix.lower()
@@ -126,7 +154,7 @@ def route_file(path: Path) -> tuple[str | None, str]:
         if zipfile.is_zipfile(path):
             return IMAGES, "zip archive"
         return None, "not a valid zip archive"
-    head = _head(path)
+    head = _head(path, routing=routing)
     if not head:
         return None, "empty or unreadable file"
     if looks_like_dicom(head):
@@ -139,15 +167,15 @@ def route_file(path: Path) -> tuple[str | None, str]:
     return kind, kind
 
 
-def route_folder(folder: Path) -> tuple[str | None, str]:
+def route_folder(folder: Path, routing: Routing | None = None) -> tuple[str | None, str]:
     """A folder goes to the workspace most of its first files belong to (DICOM wins ties).
-    Sniffing stops once the first ``_FOLDER_AGREE`` files all went to one workspace: the Images
-    workspace reads every file of a series anyway, so each one sniffed here is read twice."""
+    Sniffing stops once the first ``_FOLDER_AGREE`` files all went to one workspace (the DICOM
+    files sniffed are kept in ``routing`` for the scan)."""
     counts: dict[str, int] = {}
     seen = 0
     for root, _dirs, files in os.walk(folder):
         for name in sorted(files):
-            workspace, _ = route_file(Path(root) / name)
+            workspace, _ = route_file(Path(root) / name, routing)
             if workspace:
                 counts[workspace] = counts.get(workspace, 0) + 1
             seen += 1
@@ -163,18 +191,22 @@ def route_folder(folder: Path) -> tuple[str | None, str]:
     return best, f"folder of {best}"
 
 
-def route_paths(paths: list[Path | str]) -> Routing:
-    routing = Routing()
+def route_paths(paths: list[Path | str], keep_contents: bool = False) -> Routing:
+    """Route each path; ``keep_contents``: keep the DICOM files sniffed whole in
+    ``Routing.contents`` so the Images workspace does not open them again (the drop)."""
+    routing = Routing(keep_contents=keep_contents)
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            workspace, reason = route_folder(path)
+            workspace, reason = route_folder(path, routing)
         elif path.is_file():
-            workspace, reason = route_file(path)
+            workspace, reason = route_file(path, routing)
         else:
             workspace, reason = None, "no such file or folder"
         if workspace is None:
             routing.rejected.append((path, reason))
         else:
             routing.add(workspace, path)
+    if IMAGES not in routing.by_workspace:
+        routing.contents.clear()
     return routing

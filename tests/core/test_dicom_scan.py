@@ -3,6 +3,7 @@ splitting; driven by tests/data/dicom/manifest.csv."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import zipfile
 
@@ -187,3 +188,55 @@ def test_body_encoded_implicit_although_the_meta_says_explicit_is_read_not_calle
     (series,) = result.series
     frame = series.load_frame(0)
     assert frame.shape == pydicom.dcmread(path).pixel_array.shape == (256, 256, 3)
+
+
+def _opened_files(monkeypatch, under) -> list[str]:
+    """Every file under ``under`` this process opens from now on (builtins.open and os.open)."""
+    import builtins
+    import os
+
+    root, opened = os.path.realpath(under), []
+    real_open, real_os_open = builtins.open, os.open
+
+    def record(path) -> None:
+        if isinstance(path, (str, os.PathLike)) and os.path.realpath(path).startswith(root):
+            opened.append(os.path.realpath(path))
+
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: record(path) or real_open(path, *a, **k))
+    monkeypatch.setattr(os, "open", lambda path, *a, **k: record(path) or real_os_open(path, *a, **k))
+    return opened
+
+
+def _series_facts(result) -> list:
+    return [(s.series_uid, s.stack_number, [(str(f.instance.source), f.frame_index, f.position) for f in s.frames])
+            for s in result.series]
+
+
+def test_files_the_routing_read_are_not_opened_again_and_give_the_same_series(monkeypatch, tmp_path):
+    from healthfm_desktop.core.routing import route_paths
+
+    plain = scan_paths([CT_SERIES])
+    opened = _opened_files(monkeypatch, CT_SERIES)
+    routing = route_paths([CT_SERIES], keep_contents=True)
+    assert len(routing.contents) == len(set(opened)) == 16  # the routing sniffs 16 files, each read whole once
+    offered = []
+    scanned = scan_paths([CT_SERIES], read_ahead=routing.contents, first=lambda instance: offered.append(instance) or True)
+    files = sorted(os.path.realpath(p) for p in CT_SERIES.iterdir() if p.is_file())
+    assert sorted(opened) == files  # every file opened once, the routing's 16 and the scan's others
+    assert _series_facts(scanned) == _series_facts(plain) and not scanned.rejected
+    # the first file offered is the middle one in name order, and it is indexed once
+    assert [i.source.path.name for i in offered] == [sorted(p.name for p in CT_SERIES.iterdir())[len(files) // 2]]
+    assert offered[0] in [f.instance for f in scanned.series[0].frames]
+
+
+def test_a_zip_without_its_name_is_found_by_the_scan_with_the_same_result(monkeypatch, tmp_path):
+    renamed = tmp_path / "study_export"
+    shutil.copy(DICOM / "zip" / "series_MR700_7files.zip", renamed)
+    (tmp_path / "zz_after.dcm").write_bytes((DICOM / "single" / "CT_small.dcm").read_bytes())
+    named = scan_paths([DICOM / "zip" / "series_MR700_7files.zip", tmp_path / "zz_after.dcm"])
+    found = scan_paths([tmp_path])
+    assert not found.rejected and not named.rejected
+    # the members are indexed where the zip stood in the folder (before zz_after.dcm)
+    facts = [[(f.instance.source.member, f.position) for f in s.frames] for s in found.series]
+    assert facts == [[(f.instance.source.member, f.position) for f in s.frames] for s in named.series]
+    assert sum(s.frame_count for s in found.series) == 8 and facts[-1] == [(None, found.series[-1].frames[0].position)]

@@ -79,7 +79,7 @@ def test_a_folder_whose_first_files_agree_is_decided_without_reading_the_rest(tm
     shutil.copytree(series, tmp_path / "ct")
     opened = []
     real = routing_module.route_file
-    monkeypatch.setattr(routing_module, "route_file", lambda path: opened.append(path) or real(path))
+    monkeypatch.setattr(routing_module, "route_file", lambda path, routing=None: opened.append(path) or real(path, routing))
     assert list(route_paths([tmp_path / "ct"]).by_workspace) == [IMAGES]
     assert len(opened) == routing_module._FOLDER_AGREE < len(list(series.iterdir()))
     # notes first in name order: the first files disagree, so every file is sniffed and the majority decides

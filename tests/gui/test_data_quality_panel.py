@@ -59,3 +59,24 @@ def test_dropped_files_get_a_data_quality_report(window, qtbot, tmp_path):
     window.data_quality_dock.grab().save(str(SCREENSHOTS / "data_quality_panel.png"))
     for name in ("molecules", "patients"):
         qtbot.waitUntil(lambda n=name: not window.controllers[n].busy, timeout=60_000)
+
+
+def test_a_dropped_series_is_reported_from_the_images_index(window, qtbot, tmp_path):
+    # the report comes from what the Images workspace read (no second scan of the folder)
+    import shutil
+
+    series = tmp_path / "ct"
+    shutil.copytree(REPO / "tests/data/dicom/series/CT_head_phantom_philips_1mm_20sl", series)
+    (series / "I700.dcm").unlink()  # a slice in the middle of the stack
+    (series / "zz_junk.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\0\x10\0UI\xff\xff" + b"x" * 64)
+    images = window.controllers["images"]
+    with qtbot.waitSignal(images.import_scanned, timeout=60_000) as scanned:
+        drop(window, [series])
+    panel = window.data_quality_dock.widget()
+    qtbot.waitUntil(lambda: panel.tree.topLevelItemCount() == 1, timeout=30_000)
+    lines = _texts(panel.tree.topLevelItem(0))
+    assert "ct (images)" in lines[0] and "19 images: 1 unreadable, 1 missing" in lines[0], lines[0]
+    assert any(line.startswith(f"{series / 'zz_junk.dcm'} | ") for line in lines), lines
+    assert any("about 1 slice(s) missing" in line for line in lines)
+    assert scanned.args[1] == [series]
+    qtbot.waitUntil(lambda: not images.busy, timeout=60_000)

@@ -635,3 +635,40 @@ def test_the_image_shown_while_indexing_is_the_middle_slice(window, qtbot):
     assert len(previews) == 1 and series.frame_count == 20
     np.testing.assert_allclose(previews[0], series.load_frame(10))  # the slice the series opens at
     qtbot.waitUntil(lambda: not controller.busy, timeout=60_000)
+
+
+def test_a_dropped_series_is_opened_once_per_file_before_decoding(main_window, qtbot, monkeypatch):
+    # issue 19: the drop routing's sniff, the preview and the index used to open each file up
+    # to three times; now the routing's read is handed on and the preview is the index's
+    import builtins
+    import threading
+
+    from healthfm_desktop.core.imaging import parallel_decode, series as series_module
+
+    folder = DICOM / "series" / "CT_head_phantom_philips_1mm_20sl"
+    root, decoding = os.path.realpath(folder), threading.local()
+    opened: dict[str, list[str]] = {"before decode": [], "decode": []}
+    real_open, real_os_open = builtins.open, os.open
+
+    def record(path) -> None:
+        if isinstance(path, (str, os.PathLike)) and os.path.realpath(path).startswith(root):
+            opened["decode" if getattr(decoding, "on", False) else "before decode"].append(os.path.realpath(path))
+
+    def decode_stored(*args, real=series_module.decode_stored, **kwargs):
+        decoding.on = True
+        try:
+            return real(*args, **kwargs)
+        finally:
+            decoding.on = False
+
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: record(path) or real_open(path, *a, **k))
+    monkeypatch.setattr(os, "open", lambda path, *a, **k: record(path) or real_os_open(path, *a, **k))
+    monkeypatch.setattr(series_module, "decode_stored", decode_stored)
+    monkeypatch.setattr(parallel_decode, "decode_stored", decode_stored)  # in-process fallback
+    controller, workspace, summary = open_and_wait(main_window, qtbot, [folder])
+    assert summary["frames"] == 20 and workspace.active_viewport().frame() is not None
+    files = sorted(os.path.realpath(p) for p in folder.iterdir() if p.is_file())
+    assert sorted(opened["before decode"]) == files  # each file once: routing (16) or index (4)
+    # decoded here at most once each (the preview's pixels are the series' own; the decode
+    # workers, when they run, decode the others in their processes)
+    assert len(opened["decode"]) == len(set(opened["decode"])) >= 1

@@ -393,7 +393,7 @@ class DecodeAhead:
         self._parts: list[DecodePart] = []
 
     def offer(self, instance) -> bool:
-        if not self.pool.ready or instance.pixel_value_offset is None:
+        if not self.pool.ready or instance.pixel_value_offset is None or instance.pending_pixels is not None:
             return False
         size = instance.rows * instance.columns * max(instance.samples_per_pixel, 1) \
             * max(instance.bits_allocated // 8, 1) * instance.number_of_frames
@@ -423,6 +423,14 @@ class DecodeAhead:
         self._buffer = []
         for part in self._parts:
             part.cancel()
+
+
+def keep_decoded(instance, stored: np.ndarray) -> None:
+    """Pixels of ``instance`` decoded already (the import's preview) wait for its first reader
+    the way decode-ahead's do, so the object is not decoded again."""
+    future: Future = Future()
+    future.set_result(stored)
+    instance.pending_pixels = future
 
 
 def take_pending(instance) -> DecodePart | Future | None:

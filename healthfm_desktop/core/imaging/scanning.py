@@ -5,11 +5,13 @@ and mixed series into consistent stacks. Pixels are not decoded here (see ``Seri
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
+import re
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 _PIXEL_TAGS_LE = {b"\xe0\x7f\x10\x00", b"\xe0\x7f\x08\x00", b"\xe0\x7f\x09\x00"}
 _PIXEL_TAGS_BE = {b"\x7f\xe0\x00\x10", b"\x7f\xe0\x00\x08", b"\x7f\xe0\x00\x09"}
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 # values bigger than this are left on disk when indexing (icons, private blobs, overlays)
 _DEFER_SIZE = 64 * 1024
 
@@ -100,23 +103,26 @@ class HeaderRead(NamedTuple):
     pixel_value_length: int | None = None  # its length; None when encapsulated
 
 
-def read_header(source: SourceRef) -> HeaderRead:
+def read_header(source: SourceRef, data: bytes | None = None) -> HeaderRead:
     """Read everything but the pixel data: ``(header, forced, has_pixels, byte_offset, ...)``.
 
     Raises ``UnreadableFileError`` with a reason a person understands. Files without preamble
     or File Meta are read with ``force=True`` and kept only when they parse as a dataset with
     identifying elements (SOP Class, Study/Series UID or Rows); up to 3 stray leading bytes are
-    skipped (``byte_offset``), as some exporters write them.
+    skipped (``byte_offset``), as some exporters write them. ``data``: the file's bytes when
+    the caller has read them already (then the file is not opened).
     """
-    with source.open() as raw_fp:
+    with source.open() if data is None else contextlib.nullcontext(io.BytesIO(data)) as raw_fp:
         size = raw_fp.seek(0, io.SEEK_END)
         raw_fp.seek(0)
         # small files: one read, then parse from memory (BufferedReader.tell() is slow)
-        fp = io.BytesIO(raw_fp.read()) if size <= 8 * 1024**2 else raw_fp
+        fp = raw_fp if isinstance(raw_fp, io.BytesIO) or size > 8 * 1024**2 else io.BytesIO(raw_fp.read())
         head = fp.read(512)
         fp.seek(0)
         if not head:
             raise UnreadableFileError("empty file")
+        if head[:4] in _ZIP_MAGIC and not source.in_archive:
+            raise _IsArchive()
         forced = False
         offset = 0
         defer = None if source.in_archive or isinstance(fp, io.BytesIO) else _DEFER_SIZE
@@ -206,9 +212,10 @@ def _check_not_truncated(fp, ds: Dataset, position: int, big_endian: bool) -> tu
     return value_offset, length
 
 
-def index_object(source: SourceRef) -> Instance:
-    """Index one DICOM object from its header. Raises ``UnreadableFileError`` with the reason."""
-    ds, forced, has_pixels, offset, pixel_offset, pixel_length = read_header(source)
+def index_object(source: SourceRef, data: bytes | None = None) -> Instance:
+    """Index one DICOM object from its header (``data``: its bytes, when read already). Raises
+    ``UnreadableFileError`` with the reason."""
+    ds, forced, has_pixels, offset, pixel_offset, pixel_length = read_header(source, data)
     sop_class = _str(ds, "SOPClassUID")
     if not sop_class and getattr(ds, "file_meta", None) is not None:
         sop_class = _str(ds.file_meta, "MediaStorageSOPClassUID")
@@ -280,6 +287,10 @@ def _safe_has(ds: Dataset, keyword: str) -> bool:
 
 class _IsDicomDir(Exception):
     """Internal: the object is a DICOMDIR, to be expanded rather than indexed."""
+
+
+class _IsArchive(Exception):
+    """Internal: the file is a zip archive without a .zip name, to be expanded rather than indexed."""
 
 
 # --- frames: geometry and value transforms, per frame --------------------------------------
@@ -560,11 +571,47 @@ def _is_dicomdir_name(path: Path) -> bool:
     return path.name.upper() == "DICOMDIR"
 
 
-def _expand(paths: Iterable[str | os.PathLike], result: ScanResult) -> list[SourceRef]:
-    """Every candidate object under the paths, deduplicated, DICOMDIRs and zips expanded."""
+class _Archives:
+    """Opens the zip archives of one import, within the import's total expanded size."""
+
+    def __init__(self, result: ScanResult):
+        self.result = result
+        self.expanded = 0
+
+    def members(self, path: Path) -> list[SourceRef]:
+        """The archive's members to index (nothing when it is refused: the reason is in ``result``)."""
+        result = self.result
+        try:
+            members = check_archive(path)
+        except UserFacingError as exc:
+            result.rejected.append((str(path), str(exc)))
+            return []
+        expanded = sum(info.file_size for info in members)
+        if self.expanded + expanded > MAX_IMPORT_ARCHIVE_BYTES:
+            result.rejected.append((str(path), (
+                f"archive not opened: with it, the archives of this import would expand to "
+                f"{(self.expanded + expanded) / 1024**3:.1f} GiB (limit {MAX_IMPORT_ARCHIVE_BYTES // 1024**3} GiB "
+                "per import; import it on its own)")))
+            return []
+        self.expanded += expanded
+        sources = []
+        for info in members:
+            if info.filename.lower().endswith(".zip"):
+                result.notes.append(f"{path}!{info.filename}: zip inside a zip not opened")
+                continue
+            if os.path.basename(info.filename).upper() == "DICOMDIR":
+                continue  # the members themselves are indexed directly
+            sources.append(SourceRef(path, info.filename))
+        return sources
+
+
+def _expand(paths: Iterable[str | os.PathLike], result: ScanResult, archives: _Archives,
+            sniff_archives: bool = True) -> list[SourceRef]:
+    """Every candidate object under the paths, deduplicated, DICOMDIRs and zips expanded.
+    ``sniff_archives=False`` opens only the files named .zip here: a zip with another name is
+    found when its header is read (``_IsArchive``), so no file is opened twice."""
     sources: list[SourceRef] = []
     seen: set[str] = set()
-    archive_bytes = [0]  # what the archives opened so far expand to
 
     def add(source: SourceRef) -> None:
         key = str(source) if source.member else os.path.realpath(source.path)
@@ -587,27 +634,9 @@ def _expand(paths: Iterable[str | os.PathLike], result: ScanResult) -> list[Sour
             for ref in refs:
                 add(SourceRef(ref))
             return
-        if path.suffix.lower() == ".zip" or _is_zip(path):
-            try:
-                members = check_archive(path)
-            except UserFacingError as exc:
-                result.rejected.append((str(path), str(exc)))
-                return
-            expanded = sum(info.file_size for info in members)
-            if archive_bytes[0] + expanded > MAX_IMPORT_ARCHIVE_BYTES:
-                result.rejected.append((str(path), (
-                    f"archive not opened: with it, the archives of this import would expand to "
-                    f"{(archive_bytes[0] + expanded) / 1024**3:.1f} GiB (limit {MAX_IMPORT_ARCHIVE_BYTES // 1024**3} GiB "
-                    "per import; import it on its own)")))
-                return
-            archive_bytes[0] += expanded
-            for info in members:
-                if info.filename.lower().endswith(".zip"):
-                    result.notes.append(f"{path}!{info.filename}: zip inside a zip not opened")
-                    continue
-                if os.path.basename(info.filename).upper() == "DICOMDIR":
-                    continue  # the members themselves are indexed directly
-                add(SourceRef(path, info.filename))
+        if path.suffix.lower() == ".zip" or (sniff_archives and _is_zip(path)):
+            for member in archives.members(path):
+                add(member)
             return
         add(SourceRef(path))
 
@@ -630,11 +659,22 @@ def _expand(paths: Iterable[str | os.PathLike], result: ScanResult) -> list[Sour
     return sources
 
 
+def _natural_key(source: SourceRef) -> list:
+    """A sort key that orders the digit runs of a file name by value (I9 before I10)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", source.member or str(source.path))]
+
+
+#: how many files ``scan_paths`` offers its ``first`` callback before it gives up on a preview
+FIRST_TRIES = 3
+
+
 def scan_paths(
     paths: Iterable[str | os.PathLike],
     progress: ProgressCallback | None = None,
     cancel: CancelCheck | None = None,
     decode_ahead: "DecodeAhead | None" = None,
+    read_ahead: Mapping[str | os.PathLike, bytes] | None = None,
+    first: Callable[[Instance], bool] | None = None,
 ) -> ScanResult:
     """Index files, folders (recursive), zip archives and DICOMDIRs into series.
 
@@ -643,23 +683,65 @@ def scan_paths(
     ``result.cancelled`` set. Files that are not usable images land in ``result.rejected`` as
     ``(path, reason)``; unsafe archives are refused there too. Never raises for a bad input.
 
+    Each file is opened once: ``read_ahead`` maps paths to the bytes a caller read already (the
+    drop routing's sniff), parsed from memory instead. ``first(instance)`` is called before
+    the rest is indexed with the middle file in natural name order (in a one-folder series,
+    the slice the series opens at), then the next ones until it returns True (at most
+    ``FIRST_TRIES`` files): a preview while a long folder indexes. The result does not depend
+    on it.
+
     ``decode_ahead`` (a ``parallel_decode.DecodeAhead``, when the pixels will be loaded anyway)
     hands each object to a decode worker as soon as it is indexed, so decoding runs on the
     other cores while indexing goes on, and the header is parsed only once.
     """
     result = ScanResult()
-    sources = _expand(paths, result)
+    archives = _Archives(result)
+    sources = _expand(paths, result, archives, sniff_archives=False)
+    kept = {os.path.realpath(path): data for path, data in (read_ahead or {}).items()}
+
+    def index(source: SourceRef) -> tuple[Instance, list[Frame]]:
+        data = kept.pop(os.path.realpath(source.path), None) if kept and not source.member else None
+        instance = index_object(source, data)
+        return instance, frames_of(instance)
+
+    # the first files, indexed ahead for ``first``: what they gave (or raised) waits for its turn
+    ahead: dict[int, tuple[Instance, list[Frame]] | Exception] = {}
+    if first is not None and sources:
+        by_name = sorted(range(len(sources)), key=lambda i: _natural_key(sources[i]))
+        middle = len(by_name) // 2
+        for position in (by_name[middle:middle + FIRST_TRIES] + by_name[:FIRST_TRIES])[:FIRST_TRIES]:
+            if cancel is not None and cancel():
+                break
+            try:
+                ahead[position] = index(sources[position])
+            except Exception as exc:  # noqa: BLE001 - reported in its turn below
+                ahead[position] = exc
+                continue
+            try:
+                shown = first(ahead[position][0])
+            except Exception:  # noqa: BLE001 - a preview must never break an import
+                log.debug("first-image callback failed", exc_info=True)
+                shown = False
+            if shown:
+                break
+
     instances: list[Instance] = []
     frames_by_instance: dict[int, list[Frame]] = {}
     total = len(sources)
-    for done, source in enumerate(sources, start=1):
+    done = 0
+    while done < len(sources):
+        source = sources[done]
+        done += 1
         if cancel is not None and cancel():
             result.cancelled = True
             result.notes.append(f"import cancelled after {done - 1} of {total} files")
             break
         try:
-            instance = index_object(source)
-            frames_by_instance[id(instance)] = frames_of(instance)
+            outcome = ahead.pop(done - 1, None) if ahead else None
+            if isinstance(outcome, Exception):
+                raise outcome
+            instance, frames = outcome or index(source)
+            frames_by_instance[id(instance)] = frames
             instances.append(instance)
             if decode_ahead is not None:
                 decode_ahead.offer(instance)
@@ -676,6 +758,12 @@ def scan_paths(
                         if not any(not s.member and os.path.realpath(s.path) == key for s in sources):
                             sources.append(SourceRef(ref))
                             total += 1
+        except _IsArchive:
+            # its members are indexed next, where a .zip name would have put them
+            members = archives.members(source.path)
+            sources[done:done] = members
+            total += len(members)
+            ahead = {(p + len(members) if p >= done else p): o for p, o in ahead.items()}
         except UnsafeArchiveError as exc:
             result.rejected.append((str(source), str(exc)))
         except UserFacingError as exc:
@@ -699,5 +787,5 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> tuple[list[SourceRef], l
     """Candidate objects under files, folders, zips and DICOMDIRs (no header read):
     ``(sources, rejected, notes)``; unsafe archives and missing paths are in ``rejected``."""
     result = ScanResult()
-    sources = _expand(paths, result)
+    sources = _expand(paths, result, _Archives(result))
     return sources, result.rejected, result.notes
