@@ -48,6 +48,36 @@ def test_similarity_equals_rdkit(library, monkeypatch, dense):
             assert [h.id for h in hits] == [rows[i]["id"] for i in keep]
 
 
+def test_kth_best_is_exact_when_the_sample_guesses_too_high():
+    from healthfm_desktop.core.chemistry.search_index import _kth_best
+
+    rng = np.random.default_rng(5)
+    n, k = 20000, 100
+    stride = n // (16 * k)
+    cases = [rng.integers(0, 40, n) / 40.0,  # many equal scores
+             np.zeros(n), rng.random(n)]
+    high_in_sample = np.zeros(n)
+    high_in_sample[::stride][:2 * k // stride + 1] = 1.0  # the sample's guess is 1.0, reached by < k scores
+    cases.append(high_in_sample)
+    for scores in cases:
+        for top in (1, 5, k, 999):
+            assert _kth_best(scores, top) == np.sort(scores)[-top]
+
+
+def test_common_bit_counts_equal_a_plain_count():
+    from healthfm_desktop.core.chemistry.search_index import _bit_planes, _common_counts
+
+    rng = np.random.default_rng(9)
+    packed = rng.integers(0, 256, (1000, 256), dtype=np.uint8)
+    planes = _bit_planes(packed)
+    bits = np.unpackbits(packed, axis=1, bitorder="little")
+    for query in (np.array([3]), rng.choice(2048, 40, replace=False), rng.choice(2048, 300, replace=False)):
+        query = np.sort(query)
+        counts = _common_counts(planes, query, 0, planes.shape[1])[:1000]
+        assert np.array_equal(counts, bits[:, query].sum(axis=1))
+        assert np.array_equal(_common_counts(planes, query, 3, 10), bits[3 * 64:10 * 64, query].sum(axis=1))
+
+
 @pytest.mark.parametrize("smarts", [
     "c1ccccc1C(=O)N", "S(=O)(=O)N", "c1ccc2[nH]ccc2c1", "[#7;R]@[#6;R]", "C(F)(F)F",
     # unselective (the screen keeps most molecules) and queries on what the trusted-SMILES

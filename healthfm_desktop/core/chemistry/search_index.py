@@ -4,9 +4,10 @@ Similarity: 2048-bit Morgan r=2 fingerprints (RDKit's GetMorganGenerator(radius=
 fpSize=2048)), molecules sorted by popcount so that BitBound (Swamidass & Baldi: Tanimoto
 ≤ min(a,b)/max(a,b)) turns a threshold into one contiguous slice. The fingerprints are stored
 *bit-sliced*: for each of the 2048 bits, one packed bit-vector over the molecules. A query with
-~45 bits set then reads only its 45 planes and adds them with a vertical (carry-save) counter in
-uint64 words, 64 molecules per operation, which gives the intersection counts of every molecule
-without a per-molecule popcount. Scores are RDKit's c / (a + b - c) in double precision.
+~45 bits set then reads only its 45 planes: unpacked to a byte a molecule and summed down, they
+give the intersection counts of every molecule in a range (a few numpy calls a block, no
+per-molecule popcount); over long ranges a vertical (carry-save) counter in uint64 words keeps
+them bit-sliced. Scores are RDKit's c / (a + b - c) in double precision.
 
 Top-k: the bins nearest the query's popcount are scored first; their k-th best score bounds
 the final one from below, so BitBound drops the bins that cannot reach it and, per remaining
@@ -86,6 +87,7 @@ INDEX_VERSION = 4  # 2: trusted.smi (RDKit's canonical SMILES); 3: rings.bin and
 PATTERN_BITS = 2048
 _CHUNK = 65536  # molecules per transpose step: a multiple of 64
 _DENSE_POSITIONS = 1 << 17  # similarity: ranges up to this many molecules are scored at once
+_COUNT_BYTES = 1 << 20  # similarity: unpacked query bits per block of _common_counts (stays in cache)
 _CORE_FRACTION = 0.02  # top-k: share of the library scored exactly first, around the query's popcount
 # substructure: candidates (after the screen) from which matching on worker processes pays.
 # Matching costs ~15 µs a candidate (~22 µs with the stored rings; index v2, which perceived
@@ -113,7 +115,7 @@ class IndexBuildCancelled(UserFacingError):
     """The user stopped an index build; nothing was written."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Hit:
     row: int  # 0-based position in the library as read
     id: str
@@ -474,18 +476,33 @@ def _vertical_count(planes: np.ndarray, bits: np.ndarray, w0: int, w1: int) -> l
     return counter
 
 
-def _decode_counts(counter: list[np.ndarray]) -> np.ndarray:
-    if not counter:
-        return np.zeros(0, dtype=np.int32)
-    # counts below 256 (8 levels) fit a byte: a quarter of the memory traffic of int32
-    dtype = np.uint8 if len(counter) <= 8 else np.uint16
-    total = np.zeros(len(counter[0]) * 64, dtype=dtype)
-    for level, words in enumerate(counter):
-        bits = np.unpackbits(words.view(np.uint8), bitorder="little").astype(dtype, copy=False)
-        if level:
-            np.left_shift(bits, level, out=bits)
-        total += bits
-    return total
+def _common_counts(planes: np.ndarray, bits: np.ndarray, w0: int, w1: int) -> np.ndarray:
+    """Per-molecule counts of how many of ``bits`` are set, over words [w0, w1): the query's
+    planes gathered, unpacked to one byte a bit and summed down, a block of words at a time
+    (three numpy calls a block, where a bit-sliced adder makes several per query bit)."""
+    dtype = np.uint8 if len(bits) < 256 else np.uint16
+    out = np.empty((w1 - w0) * 64, dtype=dtype)
+    step = max(64, _COUNT_BYTES // (8 * max(len(bits), 1)) // 64 * 64)  # words a block
+    for start in range(w0, w1, step):
+        stop = min(start + step, w1)
+        unpacked = np.unpackbits(planes[bits, start:stop].view(np.uint8), axis=1, bitorder="little")
+        np.add.reduce(unpacked, axis=0, dtype=dtype, out=out[(start - w0) * 64 : (stop - w0) * 64])
+    return out
+
+
+def _kth_best(scores: np.ndarray, k: int) -> float:
+    """The k-th largest of ``scores`` (1 <= k < len), exactly. A strided sample gives a score
+    that about 2k of them reach; only those are partitioned (np.partition of every score is
+    slow on their many equal values). Should fewer than k reach it, every score is."""
+    stride = len(scores) // (16 * k)
+    if stride >= 2:
+        sample = scores[::stride]
+        rank = min(2 * k // stride + 1, len(sample))
+        guess = np.partition(sample, len(sample) - rank)[len(sample) - rank]
+        head = scores[scores >= guess]
+        if len(head) >= k:  # every score above the k-th best is in head, and the k-th too
+            return float(np.partition(head, len(head) - k)[len(head) - k])
+    return float(np.partition(scores, len(scores) - k)[len(scores) - k])
 
 
 def _min_common(a: int, b: int, threshold: float) -> int | None:
@@ -610,8 +627,7 @@ class LibraryIndex:
         first; their k-th best score is a lower bound of the final k-th best, so BitBound then
         narrows the rest of the library to the bins that can still reach it, and within each
         bin only molecules with enough common bits are unpacked."""
-        fp = morgan_generator().GetFingerprint(query)
-        query_bits = np.array(list(fp.GetOnBits()), dtype=np.int64)
+        query_bits = np.flatnonzero(morgan_generator().GetFingerprintAsNumPy(query))
         a = len(query_bits)
         if a == 0 or self.size == 0:
             return []
@@ -619,14 +635,18 @@ class LibraryIndex:
             threshold = 0.0 if top else 0.7
         if not 0.0 <= threshold <= 1.0:
             raise UserFacingError("the similarity threshold must lie between 0 and 1")
-        if self.size <= _DENSE_POSITIONS:  # a small library: every exact score at once
-            scores = self._exact_scores_range(query_bits, a, 0, self.size)
-            positions = np.flatnonzero(scores >= threshold)
-            scores = scores[positions]
+        if self.size <= _DENSE_POSITIONS:  # a small library: every exact score in BitBound's range at once
+            p0, p1 = self._position_range(*self._bitbound(a, threshold))
+            scores = self._exact_scores_range(query_bits, a, p0, p1)
+            if threshold > 0:
+                positions = np.flatnonzero(scores >= threshold)
+                scores = scores[positions]
+            else:
+                positions = np.arange(len(scores))
             if top and len(scores) > top:  # the top-th best and its ties
-                keep = scores >= np.partition(scores, len(scores) - top)[len(scores) - top]
+                keep = scores >= _kth_best(scores, top)
                 positions, scores = positions[keep], scores[keep]
-            return self._ranked(positions, scores, top)
+            return self._ranked(positions + p0, scores, top)
         floor = threshold
         done = (0, 0)
         positions = np.zeros(0, dtype=np.int64)
@@ -661,7 +681,14 @@ class LibraryIndex:
         ranking = np.lexsort((rows, -scores))
         if top:
             ranking = ranking[:top]
-        return [Hit(int(rows[i]), *self.record(int(rows[i])), float(scores[i])) for i in ranking]
+        rows, scores = rows[ranking].tolist(), scores[ranking].tolist()
+        ascending = sorted(rows)
+        lines = dict(zip(ascending, _lines(self._records_bytes(), self.offsets, ascending)))
+        hits = []
+        for row, score in zip(rows, scores):
+            ident, _, smiles = lines[row].partition("\t")
+            hits.append(Hit(row, ident, smiles, score))
+        return hits
 
     def _core_range(self, a: int, top: int) -> tuple[int, int]:
         """Positions of the popcount bins around ``a``: at least ``_CORE_FRACTION`` of the
@@ -686,10 +713,7 @@ class LibraryIndex:
         if p1 <= p0:
             return np.zeros(0)
         w0, w1 = p0 // 64, (p1 + 63) // 64
-        counts = _decode_counts(_vertical_count(self.morgan, query_bits, w0, w1))
-        if len(counts) == 0:
-            counts = np.zeros((w1 - w0) * 64, dtype=np.uint8)
-        counts = counts[p0 - w0 * 64 : p1 - w0 * 64].astype(np.float64)
+        counts = _common_counts(self.morgan, query_bits, w0, w1)[p0 - w0 * 64 : p1 - w0 * 64].astype(np.float64)
         return counts / ((a + self.popcount[p0:p1]) - counts)
 
     @staticmethod
