@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from healthfm_desktop.batch.output import emit_json, report_bad_input
+from healthfm_desktop.batch.output import ProgressLine, emit_json, report_bad_input
 from healthfm_desktop.core.errors import UserFacingError
 
 # small files are described in-process: starting worker processes costs more than it saves
@@ -177,16 +177,22 @@ def index(args) -> int:
     from healthfm_desktop.core.chemistry.search_index import build_index
 
     bad = [0]
+    line = ProgressLine("indexing", unit="molecules")
 
     def on_bad(path, reason):
         bad[0] += 1
+        line.close()  # the report on a line of its own; the progress goes on below it
         report_bad_input(path, reason)
 
     try:
         if getattr(args, "scheduler", None):
             size, sources = _index_sharded(args, on_bad)
         else:
-            built = build_index(args.libraries, args.out, on_bad=on_bad)
+            line(0)
+            try:
+                built = build_index(args.libraries, args.out, on_bad=on_bad, progress=line)
+            finally:
+                line.close()
             size, sources = built.size, len(built.meta["sources"])
     except UserFacingError as exc:
         report_bad_input(args.out if "no library" in str(exc) else ", ".join(args.libraries), exc)
@@ -249,6 +255,13 @@ def _search_hits(library: Path, args):
         idx = LibraryIndex.open(library)
         if args.similar is not None:
             return idx.similar(query, threshold=args.threshold, top=args.top)
+        if not idx.has_substructure_data:  # the first substructure search of this index builds them
+            line = ProgressLine("preparing substructure search (once per index)", idx.size, "molecules")
+            line(0)  # at once: the first chunk of molecules takes seconds
+            try:
+                idx.build_substructure(progress=lambda fraction: line(round(fraction * idx.size)))
+            finally:
+                line.close()
         return idx.substructure(query, top=args.top)
     if library.is_dir():
         raise UserFacingError("is a folder but not an index built by `molecules index`")

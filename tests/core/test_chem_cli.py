@@ -89,6 +89,67 @@ def test_index_then_search_equals_rdkit(tmp_path):
     assert all(h["score"] == 1.0 for h in hits)
 
 
+def _on_a_terminal(*args) -> tuple[subprocess.CompletedProcess, str]:
+    """Run the CLI with stderr on a pseudo-terminal (stdout piped): the result and what the terminal got."""
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        result = subprocess.run([sys.executable, "-m", "healthfm_desktop", "molecules", *map(str, args)],
+                                stdout=subprocess.PIPE, stderr=slave, text=True, timeout=300)
+    finally:
+        os.close(slave)
+    shown = b""
+    try:
+        while chunk := os.read(master, 4096):
+            shown += chunk
+    except OSError:  # EIO: the terminal's other end is closed and everything was read
+        pass
+    os.close(master)
+    return result, shown.decode()
+
+
+def test_the_first_substructure_search_shows_its_data_build_on_a_terminal(tmp_path):
+    library = tmp_path / "lib.smi"
+    drugs = [r for r in csv.DictReader(open(SAMPLES / "approved_drugs.csv"))]
+    library.write_text("".join(f"{d['smiles']} {d['id']}\n" for d in drugs))
+    index = tmp_path / "index"
+    result, shown = _on_a_terminal("index", library, "--out", index)
+    assert result.returncode == 0 and "indexing: 19 molecules" in shown
+    result, shown = _on_a_terminal("search", index, "--substructure", "C(=O)[OH]", "--json")
+    assert result.returncode == 0 and lines(result)
+    assert "preparing substructure search (once per index): 19/19 molecules" in shown
+    result, shown = _on_a_terminal("search", index, "--substructure", "C(=O)[OH]", "--json")
+    assert result.returncode == 0 and "preparing" not in shown  # built once, kept in the index
+    quiet = healthfm("search", tmp_path / "index", "--substructure", "c1ccccc1", "--json")
+    assert quiet.returncode == 0 and quiet.stderr == ""  # not a terminal: no progress (CLI.md)
+
+
+def test_the_progress_line_gives_count_rate_and_time_left(capsys, monkeypatch):
+    from healthfm_desktop.batch import output
+
+    clock = iter([0.0, 2.0, 2.1, 4.0, 60.0])
+    monkeypatch.setattr(output.time, "perf_counter", lambda: next(clock))
+    line = output.ProgressLine("preparing", 1000, "molecules", enabled=True)
+    line(100)  # at 2 s: 50/s, 900 left
+    line(150)  # 0.1 s later: not redrawn
+    line(200)  # at 4 s: 50/s
+    line(1000)  # at 60 s: the final count is always drawn
+    line.close()
+    err = capsys.readouterr().err
+    assert "preparing: 100/1000 molecules, 50/s, about 18 s left" in err
+    assert "150/1000" not in err and "about 16 s left" in err
+    assert "1000/1000 molecules, 17/s, 1 min 00 s" in err and err.endswith("\n")
+    clock = iter([0.0, 0.0, 0.1, 0.1])
+    line = output.ProgressLine("indexing", unit="molecules", enabled=True)  # no total: count and rate
+    line(0)
+    line(19)  # too soon to redraw: close() draws it
+    line.close()
+    err = capsys.readouterr().err
+    assert "indexing: 0 molecules, 0/s" in err and "indexing: 19 molecules, 190/s" in err
+
+
 @pytest.mark.parametrize("args,message", [
     (["search", "{lib}", "--similar", "C1CC", "--json"], "invalid query SMILES"),
     (["search", "{lib}", "--substructure", "[C", "--json"], "invalid SMARTS"),
