@@ -3,8 +3,9 @@ measured by a 5 ms QTimer heartbeat, against the same heartbeat with the GUI idl
 
     QT_QPA_PLATFORM=offscreen python benchmarks/bench_adapt_stall.py [--kind image|text|molecule] [--items 1000]
 
-Prints the longest gap, the 99th percentile and the count over 50 ms, for the idle floor and for
-each training (ABAB: BLAS threads limited as shipped, then not), plus the training's wall time."""
+Prints the longest gap, the 99th percentile and the count over 50 ms, for each training (ABAB:
+the head search on the process pool as shipped, then in the GUI process as before) and for the
+idle floor measured just before each of them (the machine's load moves), plus the wall times."""
 
 from __future__ import annotations
 
@@ -111,19 +112,18 @@ def main() -> None:
         spin(0.05)
     spin(1.0)  # the panel's start-up model listing
     describe("opening the panel (head libraries imported on a worker)", heartbeat.stop())
-    heartbeat.start()
-    spin(5.0)
-    describe("idle GUI (floor)", heartbeat.stop())
 
-    import contextlib
+    from healthfm_desktop.core.foundation import adaptation
 
-    from healthfm_desktop.controllers import adaptation
-
-    limited = adaptation.leave_a_core
-    results: dict[str, list] = {"one core left to the UI (as shipped)": [], "every core to the training": []}
-    first = "first training in the process"
-    for round_number, what in enumerate([first] + list(results) * args.rounds):  # then ABAB
-        adaptation.leave_a_core = limited if what.startswith("one") else contextlib.nullcontext
+    shipped = adaptation.HEAD_POOL_FROM
+    variants = ["head search on the process pool (as shipped)", "head search in the GUI process (before)"]
+    results: dict[str, list] = {what: [] for what in ["first training in the process"] + variants}
+    for round_number, what in enumerate(["first training in the process"] + variants * args.rounds):  # then ABAB
+        adaptation.HEAD_POOL_FROM = 1 << 30 if what.endswith("(before)") else shipped
+        heartbeat.start()
+        spin(5.0)
+        floor = heartbeat.stop()
+        describe("idle GUI just before (floor)", floor)
         loop = QEventLoop()
         outcome: dict = {}
         on_trained = lambda summary: (outcome.update(summary=summary), loop.quit())  # noqa: E731
@@ -147,10 +147,12 @@ def main() -> None:
         describe(f"adapt train {args.kind} in the panel, {what} ({len(items)} items, {seconds:.1f} s)", gaps)
         for gap, step in heartbeat.long:
             print(f"  gap {gap * 1000:.0f} ms after progress {step!r}")
-        results.setdefault(what, []).append((gaps.max(), seconds))
+        results[what].append((gaps.max(), seconds, floor.max()))
         spin(0.5)  # the model list refresh after training
+    adaptation.HEAD_POOL_FROM = shipped
     for what, runs in results.items():
-        print(f"median of {len(runs)}: {what}: longest gap {np.median([r[0] for r in runs]):.1f} ms, "
+        print(f"median of {len(runs)}: {what}: longest gap {np.median([r[0] for r in runs]):.1f} ms "
+              f"(idle floor just before: {np.median([r[2] for r in runs]):.1f} ms), "
               f"training {np.median([r[1] for r in runs]):.1f} s", flush=True)
     print("metrics shown:", panel.metrics.text()[:120].replace("<br>", " | "))
 
