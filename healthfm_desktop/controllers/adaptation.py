@@ -160,25 +160,34 @@ def _predict_items(name: str, items):
     return records + [{"id": i, "error": reason} for i, reason in items.errors]
 
 
-def _similar_items(kind: str, library, query_id: str, top: int, stored=None, labels=None):
-    """``stored(open_ids)`` (on this worker) adds what the user stored and has not open."""
+def _similar_items(kind: str, library, query_id: str, top: int, sources: dict, labels, metric: str = "cosine"):
+    """The neighbours of ``query_id`` over ``library`` (what is open) and what each of
+    ``sources`` ({name: items(skip_ids)}, run here on the worker) adds that is not open, with
+    the user's labels; returns (records, {"open" or source name: items searched}, notes on what
+    could not be searched)."""
     from healthfm_desktop.core.errors import UserFacingError
     from healthfm_desktop.core.foundation.similar import similar_records
 
-    stored_ids: set[str] = set()
-    if stored is not None:
-        more = labels.with_labels(stored(set(library.ids)))
-        stored_ids = set(more.ids)
+    source_of: dict[str, str] = {}
+    searched, notes = {"open": len(library.ids)}, []
+    for name, items_of in sources.items():
+        more = labels.with_labels(items_of(set(library.ids) | set(source_of)))
+        source_of.update((item_id, name) for item_id in more.ids)
+        searched[name] = len(more.ids)
+        if more.errors:
+            what, why = more.errors[0]
+            notes.append(f"{len(more.errors)} not searched ({what}: {why})" if len(more.errors) > 1 else f"{what}: {why}")
         library.ids, library.payloads = library.ids + more.ids, library.payloads + more.payloads
         library.labels, library.errors = library.labels + more.labels, library.errors + more.errors
     library = _materialised(library)
     if query_id not in library.ids:
         raise UserFacingError("the chosen item could not be read, so nothing is similar to it")
     query = library.payloads[library.ids.index(query_id)]
-    records = similar_records(kind, library, query, top, exclude=query_id)
+    records = similar_records(kind, library, query, top, exclude=query_id, metric=metric)
     for record in records:
-        record["stored"] = record["id"] in stored_ids
-    return records
+        if record["id"] in source_of:
+            record["source"] = source_of[record["id"]]
+    return records, searched, notes
 
 
 _WARM_UP: list[Job] = []  # one per process, kept alive here: no workspace owns it
@@ -202,18 +211,24 @@ class WorkspaceAdaptation(AdaptationController):
     labels_changed = Signal()
     similar_found = Signal(str, list)  # query id, similar records
 
-    def __init__(self, workspace: str, kind: str, source, labels=None, column_values=None, stored=None,
+    def __init__(self, workspace: str, kind: str, source, labels=None, column_values=None,
                  parent: QObject | None = None):
         super().__init__(parent)
         from healthfm_desktop.core.foundation.labelling import LabelSession
 
         self.workspace, self.kind, self.source = workspace, kind, source
-        self.stored = stored  # open ids -> Items the user stored and has not open (run on a worker)
+        # find-similar also searches these: name -> (items(skip_ids) on a worker: Items that are
+        # not open, open(item_id) on the UI thread: shows one the user clicked)
+        self.similar_sources: dict[str, tuple] = {}
+        self.searched: dict[str, int] = {}  # what the last find-similar searched, per source
+        self.search_notes: list[str] = []  # and what it could not search, with why
         self.column_values = column_values  # column -> {id: value} of the opened file, or None
         self.labels = labels or LabelSession(workspace)
         self.labels.changed.connect(self.labels_changed.emit)
         self.warmed = _warm_up()
+        from healthfm_desktop.core.foundation.similar import METRICS
 
+        self.similarity_metrics = METRICS[kind]  # what find_similar can compare by, the default first
 
     def user_models(self, entries: list) -> list[str]:
         return [e["name"] for e in entries if e["source"] == "user" and e["valid"]
@@ -245,7 +260,30 @@ class WorkspaceAdaptation(AdaptationController):
             return None
         return self._start(_predict_items, name, items, on_result=self.predicted.emit)
 
-    def find_similar(self, query_id: str, top: int = 10) -> Job:
+    def add_similar_source(self, name: str, items, open_item, describe=None) -> None:
+        """find-similar searches ``items(skip_ids)`` too (on a worker; Items not open, ids not
+        in ``skip_ids``; an unreadable one or the whole source unreachable is one of its
+        ``errors``); a neighbour from it is marked ``name`` and shown by ``open_item(id)``;
+        ``describe()`` says what the source covers (shown under the neighbours)."""
+        self.similar_sources[name] = (items, open_item, describe)
+
+    def similar_scope(self) -> list[str]:
+        """What the sources of the last find-similar cover, then what could not be searched."""
+        return [d() for _i, _o, d in self.similar_sources.values() if d is not None] + self.search_notes
+
+    def find_similar(self, query_id: str, top: int = 10, metric: str = "cosine") -> Job:
         library = self.labels.with_labels(self.source(None))
-        return self._start(_similar_items, self.kind, library, query_id, top, self.stored, self.labels,
-                           on_result=lambda records: self.similar_found.emit(query_id, records))
+        sources = {name: items for name, (items, _open, _describe) in self.similar_sources.items()}
+
+        def done(result):
+            records, self.searched, self.search_notes = result
+            self.similar_found.emit(query_id, records)
+
+        return self._start(_similar_items, self.kind, library, query_id, top, sources, self.labels, metric,
+                           on_result=done)
+
+    def open_similar(self, record: dict) -> None:
+        """Show a neighbour that came from one of the sources (open ones the workspace shows)."""
+        source = self.similar_sources.get(record.get("source", ""))
+        if source is not None:
+            source[1](record["id"])

@@ -129,8 +129,8 @@ class ImagesController(WorkspaceController):
         self.session = session or ViewerSession(user_data_dir() / "measurements")
         from healthfm_desktop.controllers.adaptation import WorkspaceAdaptation
 
-        self.adaptation = WorkspaceAdaptation("images", "image", self.adaptation_items, stored=stored_series_items,
-                                              parent=self)
+        self.adaptation = WorkspaceAdaptation("images", "image", self.adaptation_items, parent=self)
+        self.adaptation.add_similar_source("stored", stored_series_items, self.open_stored_series)
         events = self.session.events
         events.unreadable_changed.connect(self.unreadable_changed.emit)
         events.notes_changed.connect(self.notes_changed.emit)
@@ -153,6 +153,17 @@ class ImagesController(WorkspaceController):
         # UI thread as AppWidePool needs, so that the first import (a drop, a PACS retrieval)
         # does not stall the event loop on it (measured: 100-170 ms during a retrieval)
         importlib.import_module(DECODE_POOL.module)
+
+    def open_stored_series(self, series_uid: str) -> None:
+        """Open a series of the study database (a find-similar neighbour the user clicked)."""
+        from healthfm_desktop.core.storage.studies import StudyDatabase, default_database_path
+
+        with StudyDatabase(default_database_path()) as database:
+            paths = database.instance_paths(series_uid=series_uid)
+        if paths:
+            self.open_paths(paths)
+        else:
+            self.message.emit("warning", f"Series {series_uid} is no longer in the study database.")
 
     def adaptation_items(self, keys: list[str] | None):
         """Items (series key, its middle image as grey uint8, read on the worker) for labelling,

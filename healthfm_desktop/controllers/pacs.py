@@ -73,6 +73,13 @@ class PacsController(QObject):
         self._refresh_timer = QTimer(self, singleShot=True, interval=300)
         self._refresh_timer.timeout.connect(lambda: self.search_local(*self._last_search))
         self.object_received.connect(lambda _uid: self._local_changed())
+        # the studies the last query listed (peer dict, calling AE title, study UIDs): the
+        # viewer's find-similar searches their series too
+        self._listed: tuple[dict, str, list[str]] | None = None
+        self._listed_study_of: dict[str, str] = {}  # PACS series UID -> its study UID
+        adaptation = getattr(images_controller, "adaptation", None)
+        if adaptation is not None:
+            adaptation.add_similar_source("pacs", self.similar_items, self.retrieve_similar, self.similar_scope)
 
     def load_networking(self) -> Job:
         """Import the DICOM networking stack on a worker (~0.4 s) so that the first Search,
@@ -158,12 +165,44 @@ class PacsController(QObject):
         def work():  # the query fields are checked here too: a bad date is a clear message
             return pacs.find_studies(target, calling, pacs.StudyQuery(**{k: v or "" for k, v in query.items()}))
 
-        return self._start(
-            work,
-            on_result=lambda matches: self.studies_found.emit(
-                [{**m.to_json(), "accession_number": m.accession_number} for m in matches]),
-            on_error=self.query_failed.emit,
-        )
+        def found(matches) -> None:
+            self._listed = (dict(peer), calling, [m.study_uid for m in matches])
+            self.studies_found.emit([{**m.to_json(), "accession_number": m.accession_number} for m in matches])
+
+        return self._start(work, on_result=found, on_error=self.query_failed.emit)
+
+    # --- find-similar over the listed studies -----------------------------------------
+    def similar_items(self, skip: set[str]):
+        """(worker) The middle slice of each image series of the studies the last query listed,
+        but those open or stored (``skip``: series keys or UIDs), cached after the first C-GET."""
+        from healthfm_desktop.core.foundation.datasets import Items
+        from healthfm_desktop.core.foundation.stored import pacs_series
+        from healthfm_desktop.core.paths import user_cache_dir
+
+        listed = self._listed
+        if listed is None:
+            return Items("image")
+        peer, calling, study_uids = listed
+        return pacs_series(_peer(peer), calling, study_uids, user_cache_dir() / "pacs_similar",
+                           skip={key.split("#")[0] for key in skip}, study_of=self._listed_study_of)
+
+    def similar_scope(self) -> str:
+        from healthfm_desktop.core.foundation.stored import PACS_SERIES_LIMIT
+
+        if self._listed is None:
+            return "PACS: none searched (search a PACS first: its listed studies are included)"
+        peer, _calling, study_uids = self._listed
+        return (f"PACS: the middle slice of each image series of the {len(study_uids)} "
+                f"stud{'y' if len(study_uids) == 1 else 'ies'} listed from {_peer(peer).label()}, "
+                f"at most {PACS_SERIES_LIMIT} series")
+
+    def retrieve_similar(self, series_uid: str) -> Job | None:
+        """Retrieve (and open) a PACS series that find-similar showed."""
+        study_uid = self._listed_study_of.get(series_uid)
+        if self._listed is None or study_uid is None:
+            self.message.emit("warning", f"Series {series_uid} is no longer listed: search the PACS again.")
+            return None
+        return self.retrieve(self._listed[0], study_uid, series_uid)
 
     def find_series(self, peer: dict, study_uid: str) -> Job:
         return self._start(

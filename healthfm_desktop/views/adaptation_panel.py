@@ -25,6 +25,16 @@ from PySide6.QtWidgets import (
 from healthfm_desktop.views.models.training import TrainingControls, summary_lines
 
 OUT_OF_DOMAIN = "withheld: unlike the items it was trained on"
+#: where a find-similar neighbour came from, as the caption counts it and as its row is marked
+SOURCE_NAMES = {"open": "open", "stored": "stored", "pacs": "PACS"}
+SOURCE_MARKS = {"stored": "stored", "pacs": "PACS"}
+#: find-similar's metrics as the panel names them
+METRIC_NAMES = {"cosine": "cosine on the encoder's embedding", "tanimoto": "Tanimoto on Morgan bits"}
+
+
+def _short(item_id: str, keep: int = 28) -> str:
+    """A long id (a DICOM UID) shortened to its end for a caption, which cannot wrap inside it."""
+    return item_id if len(item_id) <= keep else "…" + item_id[-keep:]
 
 
 def _table(headers: list[str]) -> QTableWidget:
@@ -37,15 +47,20 @@ def _table(headers: list[str]) -> QTableWidget:
 
 
 class AdaptationPanel(QWidget):
-    """``controller`` is a WorkspaceAdaptation; ``selected_ids()`` the ids the user has chosen."""
+    """``controller`` is a WorkspaceAdaptation; ``selected_ids()`` the ids the user has chosen;
+    ``open_item(record)`` shows a neighbour the user clicked in the workspace."""
 
     def __init__(self, controller, selected_ids: Callable[[], list[str]],
-                 columns: Callable[[], list[str]] | None = None, parent=None):
+                 columns: Callable[[], list[str]] | None = None, open_item: Callable[[dict], None] | None = None,
+                 parent=None):
         super().__init__(parent)
         self.controller = controller
         self.selected_ids = selected_ids
         self.columns = columns  # the opened file's columns a label can come from
+        self.open_item = open_item
         self.records: list[dict] = []
+        self.similar_records: list[dict] = []
+        self._similar_metric = "cosine"
         self.run_anyway = False
         noun = controller.workspace
 
@@ -131,13 +146,22 @@ class AdaptationPanel(QWidget):
         self.similar_button.clicked.connect(self._similar)
         self.similar_caption = QLabel("")
         self.similar_caption.setWordWrap(True)
+        self.similar_metric = QComboBox()
+        for metric in controller.similarity_metrics:
+            self.similar_metric.addItem(METRIC_NAMES[metric], metric)
+        self.similar_metric.setToolTip(f"How the {noun} are compared")
         self.neighbours = _table(["Id", "Similarity", "Label"])
-        similar_box = QGroupBox("Similar")
+        if open_item is not None:
+            self.neighbours.setToolTip(f"Click a row to show that one in the {noun}")
+            self.neighbours.cellClicked.connect(self._open_neighbour)
+        self.similar_box = similar_box = QGroupBox("Similar")
         similar_layout = QVBoxLayout(similar_box)
         similar_row = QHBoxLayout()
         similar_row.addWidget(self.similar_button)
-        similar_row.addWidget(self.similar_caption, 1)
+        if len(controller.similarity_metrics) > 1:
+            similar_row.addWidget(self.similar_metric)
         similar_layout.addLayout(similar_row)
+        similar_layout.addWidget(self.similar_caption)
         similar_layout.addWidget(self.neighbours)
 
         self.status = QLabel("")
@@ -210,7 +234,12 @@ class AdaptationPanel(QWidget):
     def _similar(self) -> None:
         ids = self._chosen()
         if ids:
-            self.controller.find_similar(ids[0])
+            self._similar_metric = self.similar_metric.currentData() or "cosine"
+            self.controller.find_similar(ids[0], metric=self._similar_metric)
+
+    def _open_neighbour(self, row: int, _column: int) -> None:
+        if self.open_item is not None and 0 <= row < len(self.similar_records):
+            self.open_item(self.similar_records[row])
 
     def _export(self) -> None:
         name = self.model.currentText()
@@ -291,14 +320,28 @@ class AdaptationPanel(QWidget):
         self.results.resizeColumnsToContents()
 
     def show_similar(self, query_id: str, records: list) -> None:
-        self.similar_caption.setText(f"Most like {query_id} (cosine similarity of the {self.controller.kind} "
-                                     f"encoder's embeddings)")
+        how = ("Tanimoto on the Morgan fingerprints" if self._similar_metric == "tanimoto"
+               else f"cosine similarity of the {self.controller.kind} encoder's embeddings")
+        searched = ", ".join(f"{count} {SOURCE_NAMES.get(name, name)}" for name, count in self.controller.searched.items())
+        self.similar_caption.setText(f"Most like {_short(query_id)} ({how}); searched {searched} {self.controller.workspace}"
+                                     + "".join(f". {note}" for note in self.controller.similar_scope()))
+        # a wrapped label in a scroll area is given one line unless asked for its height
+        caption = self.similar_caption
+        caption.setMinimumHeight(max(caption.heightForWidth(max(caption.width(), 200)), caption.fontMetrics().lineSpacing()))
+        self.similar_records = list(records)
         self.neighbours.setRowCount(len(records))
         for row, record in enumerate(records):
-            shown_id = f"{record['id']} (stored)" if record.get("stored") else record["id"]
+            shown_id = f"{record['id']} ({SOURCE_MARKS.get(record['source'], record['source'])})" \
+                if record.get("source") else record["id"]
             for column, text in enumerate([shown_id, f"{record['score']:.3f}", record.get("label", "")]):
                 self.neighbours.setItem(row, column, QTableWidgetItem(text))
         self.neighbours.resizeColumnsToContents()
+        area = self.parentWidget()
+        while area is not None and not isinstance(area, QScrollArea):
+            area = area.parentWidget()
+        if area is not None:  # the neighbours are what the user asked for: scroll down to them
+            bar = area.verticalScrollBar()
+            bar.setValue(min(bar.maximum(), self.similar_box.mapTo(area.widget(), self.similar_box.rect().topLeft()).y()))
 
     def _on_busy(self, busy: bool) -> None:
         self.train_button.setEnabled(not busy)

@@ -2,7 +2,8 @@
 shipped model was trained for), take the labels from the file's CT_TOX column and tag one more by
 hand, train, read the cross-validated metrics, run the new model on selected rows (a molecule
 unlike the training ones has its answer withheld until "Run anyway"), export and import it on a
-second workstation, and find the molecules most similar to one with their labels."""
+second workstation, and find the molecules most similar to one with their labels, by cosine on
+the embedding or by Tanimoto on Morgan bits, and select one by clicking it."""
 
 from __future__ import annotations
 
@@ -102,7 +103,37 @@ def test_label_train_metrics_run_export_import_similar(view, qtbot, tmp_path, mo
     assert scores == sorted(scores, reverse=True) and scores[0] <= 1.0
     labels = {panel.neighbours.item(r, 2).text() for r in range(10)}
     assert labels <= {"0", "1", ""} and labels - {""}
-    assert ids[0] in panel.similar_caption.text()
+    assert ids[0] in panel.similar_caption.text() and "cosine" in panel.similar_caption.text()
+    cosine = neighbours
+
+    # the other metric: Tanimoto on the Morgan bits, as RDKit computes it
+    from rdkit import DataStructs
+    from rdkit.Chem import rdFingerprintGenerator
+
+    assert [panel.similar_metric.itemData(i) for i in range(panel.similar_metric.count())] == ["cosine", "tanimoto"]
+    panel.similar_metric.setCurrentIndex(1)
+    with qtbot.waitSignal(panel.controller.similar_found, timeout=60_000):
+        qtbot.mouseClick(panel.similar_button, Qt.MouseButton.LeftButton)
+    assert "Tanimoto" in panel.similar_caption.text() and panel.neighbours.rowCount() == 10
+    rows = [(panel.neighbours.item(r, 0).text(), float(panel.neighbours.item(r, 1).text()), panel.neighbours.item(r, 2).text())
+            for r in range(10)]
+    generator = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
+    mols = {row.id: row.mol for row in view.session.rows if row.mol is not None}
+    query = generator.GetFingerprint(mols[ids[0]])
+    others = [i for i in mols if i != ids[0]]
+    expected = dict(zip(others, DataStructs.BulkTanimotoSimilarity(query, [generator.GetFingerprint(mols[i]) for i in others])))
+    best = sorted(expected.values(), reverse=True)[:10]
+    assert [score for _, score, _ in rows] == pytest.approx(best, abs=1e-3)
+    assert all(expected[i] == pytest.approx(score, abs=1e-3) for i, score, _ in rows)
+    assert {label for _, _, label in rows} <= {"0", "1", ""}
+    assert [i for i, _, _ in rows] != cosine  # a different ranking from the embedding's
+    qtbot.wait(100)  # the scroll area's relayout for the caption's lines
+    view.grab().save(str(tmp_path / "molecules_similar_tanimoto.png"))
+
+    # clicking a neighbour selects its row in the table
+    qtbot.mouseClick(panel.neighbours.viewport(), Qt.MouseButton.LeftButton,
+                     pos=panel.neighbours.visualItemRect(panel.neighbours.item(3, 0)).center())
+    assert view.selected_ids() == [rows[3][0]]
 
 
 def test_training_without_labels_says_so(view, qtbot):

@@ -1,7 +1,7 @@
 """Adaptation inside the Notes annotator, as a user does it: open 30 real MTSamples notes, tag the
 notes with a history section and the others (selecting several notes at once), train a note classifier on
 the text encoder, read the cross-validated metrics, run it on chosen notes, export/import it, and
-find the notes most similar to one with their labels."""
+find the notes most similar to one with their labels and open one of them by clicking it."""
 
 from __future__ import annotations
 
@@ -87,4 +87,12 @@ def test_label_train_metrics_run_export_import_similar(workspace, qtbot, tmp_pat
     neighbours = [panel.neighbours.item(r, 0).text() for r in range(10)]
     assert "mts-5" not in neighbours and set(neighbours) <= set(texts)
     assert all(panel.neighbours.item(r, 2).text() in ("history", "other") for r in range(10))
+    assert "searched 30 open notes" in panel.similar_caption.text()
+    # clicking a neighbour opens that note in the annotator
+    rect = panel.neighbours.visualItemRect(panel.neighbours.item(2, 0))
+    qtbot.mouseClick(panel.neighbours.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert view.current_id == neighbours[2]
+    assert view.text_view.toPlainText() == view.controller.note(neighbours[2]).text
+    assert texts[neighbours[2]].split()[:20] == view.text_view.toPlainText().split()[:20]
+    qtbot.wait(100)  # the scroll area's relayout for the caption's lines
     view.grab().save(str(tmp_path / "notes_similar.png"))

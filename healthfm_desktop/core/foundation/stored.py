@@ -1,5 +1,6 @@
-"""What the user has stored, as Items for find-similar: every series of the study database (its
-middle instance) and every note of an annotation project, with the user's labels."""
+"""What the user has stored or can reach, as Items for find-similar: every series of the study
+database (its middle instance), every note of an annotation project, with the user's labels,
+and the series of the studies a PACS listed (their middle instance, retrieved once and cached)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,65 @@ def stored_series(database, lazy: bool = True, skip: set[str] = frozenset()) -> 
             except UserFacingError as exc:  # a stored file that moved or broke
                 items.errors.append((row.series_uid, str(exc)))
     return items
+
+
+#: at most this many PACS series per find-similar (one C-FIND and one C-GET of an instance each)
+PACS_SERIES_LIMIT = 50
+#: series without an image to compare (reports, presentation states, key objects, documents)
+NOT_IMAGES = {"SR", "PR", "KO", "DOC", "REG", "RTSTRUCT", "RTPLAN"}
+
+
+def pacs_series(peer, calling_aet: str, study_uids: list[str], cache_dir: Path, skip: set[str] = frozenset(),
+                limit: int = PACS_SERIES_LIMIT, timeouts=None, study_of: dict | None = None) -> Items:
+    """One item per image series of the PACS studies ``study_uids`` (id: series UID; payload:
+    the grey frame of its middle instance, read lazily), in order, at most ``limit`` series, but
+    those in ``skip``. The middle instance is retrieved by C-GET into ``cache_dir`` once; a PACS
+    that cannot be reached, or a series that cannot be read, is one of ``errors``.
+    ``study_of`` (when given) receives series UID -> study UID."""
+    from healthfm_desktop.core.imaging import pacs
+
+    items = Items("image")
+    try:
+        for study_uid in study_uids:
+            for series in pacs.find_series(peer, calling_aet, study_uid, timeouts):
+                if series.series_uid in skip or series.modality.upper() in NOT_IMAGES:
+                    continue
+                if len(items) + len(items.errors) >= limit:
+                    items.errors.append(("PACS", f"only the first {limit} series were searched"))
+                    return items
+                try:
+                    path = _cached_middle(peer, calling_aet, study_uid, series.series_uid, Path(cache_dir), timeouts)
+                except pacs.PacsError as exc:
+                    items.errors.append((series.series_uid, str(exc)))
+                    continue
+                if path is None:
+                    items.errors.append((series.series_uid, "the PACS lists no instance of it"))
+                    continue
+                items.add(series.series_uid, _middle_frame(path), None)
+                if study_of is not None:
+                    study_of[series.series_uid] = study_uid
+    except pacs.PacsError as exc:
+        items.errors.append((peer.label(), str(exc)))
+    return items
+
+
+def _cached_middle(peer, calling_aet: str, study_uid: str, series_uid: str, cache_dir: Path, timeouts) -> Path | None:
+    from healthfm_desktop.core.imaging import pacs
+    from healthfm_desktop.core.imaging.pacs.filing import safe_uid_name
+
+    folder = cache_dir / safe_uid_name(series_uid)
+    cached = sorted(folder.rglob("*.dcm")) if folder.is_dir() else []
+    if cached:
+        return cached[0]
+    instances = pacs.find_instances(peer, calling_aet, study_uid, series_uid, timeouts)
+    if not instances:
+        return None
+    middle = instances[len(instances) // 2]
+    result = pacs.run_to_end(pacs.retrieve(peer, calling_aet, study_uid, folder, series_uid=series_uid,
+                                           instance_uid=middle.sop_instance_uid,
+                                           sop_classes=[middle.sop_class_uid] if middle.sop_class_uid else None,
+                                           timeouts=timeouts))
+    return result.paths[0] if result.paths else None
 
 
 def stored_notes(project) -> Items:

@@ -114,7 +114,7 @@ class ImagesWorkspace(QWidget):
         self.side_tabs.addTab(self.unreadable_panel, "Unreadable files")
         from healthfm_desktop.views.adaptation_panel import AdaptationPanel, scrolling
 
-        self.adaptation = AdaptationPanel(controller.adaptation, self.selected_series_keys)
+        self.adaptation = AdaptationPanel(controller.adaptation, self.selected_series_keys, open_item=self.open_similar)
         self.side_tabs.addTab(scrolling(self.adaptation), "Adapt")
         self.side_tabs.setMinimumWidth(320)
 
@@ -166,6 +166,15 @@ class ImagesWorkspace(QWidget):
         self.unreadable_panel.clear_requested.connect(self.controller.clear_unreadable)
 
     # ------------------------------------------------------------ construction
+    def open_similar(self, record: dict) -> None:
+        """Show a find-similar neighbour the user clicked: an open series, or a stored or PACS
+        one opened (retrieved) first."""
+        if record.get("source"):
+            self.controller.adaptation.open_similar(record)
+            return
+        self.series_browser.select(record["id"])
+        self.show_series(record["id"])
+
     def selected_series_keys(self) -> list[str]:
         keys = [item.data(Qt.ItemDataRole.UserRole) for item in self.series_browser.selectedItems()]
         keys = [k for k in keys if k]

@@ -446,7 +446,8 @@ class MoleculesWorkspace(QWidget):
         self.plots.addTab(histogram_tab, "Histogram")
         from healthfm_desktop.views.adaptation_panel import AdaptationPanel, scrolling
 
-        self.adaptation = AdaptationPanel(controller.adaptation, self.selected_ids, columns=self.session.field_names)
+        self.adaptation = AdaptationPanel(controller.adaptation, self.selected_ids, columns=self.session.field_names,
+                                          open_item=self.open_molecule)
         self.plots.addTab(scrolling(self.adaptation), "Adapt")
 
         right = QWidget()
@@ -736,6 +737,12 @@ class MoleculesWorkspace(QWidget):
         if not points:
             return
         self.select_source_row(int(points[0].data()))
+
+    def open_molecule(self, record: dict) -> None:
+        """Select and show the row of a find-similar neighbour the user clicked."""
+        row = next((r for r, item in enumerate(self.session.shown) if item.id == record["id"]), None)
+        if row is not None:
+            self.select_source_row(row)
 
     def select_source_row(self, row: int) -> None:
         index = self.proxy.mapFromSource(self.model.index(row, ID))

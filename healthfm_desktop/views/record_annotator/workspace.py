@@ -207,7 +207,7 @@ class NotesWorkspace(QWidget):
         right_layout.addWidget(review)
         from healthfm_desktop.views.adaptation_panel import AdaptationPanel, scrolling
 
-        self.adaptation = AdaptationPanel(controller.adaptation, self.selected_note_ids)
+        self.adaptation = AdaptationPanel(controller.adaptation, self.selected_note_ids, open_item=self.open_note)
         right_layout.addWidget(scrolling(self.adaptation), 1)
 
         left.setMinimumWidth(120)
@@ -270,6 +270,15 @@ class NotesWorkspace(QWidget):
     def selected_note_ids(self) -> list[str]:
         ids = [item.data(Qt.ItemDataRole.UserRole) for item in self.note_list.selectedItems()]
         return ids or ([self.current_id] if self.current_id else [])
+
+    def open_note(self, record: dict) -> None:
+        """Show the note of a find-similar neighbour the user clicked."""
+        for i in range(self.note_list.count()):
+            item = self.note_list.item(i)
+            if item.data(Qt.ItemDataRole.UserRole) == record["id"]:
+                self.note_list.setCurrentItem(item)
+                self.note_list.scrollToItem(item)
+                return
 
     def show_note(self, note_id: str | None) -> None:
         self.current_id = note_id

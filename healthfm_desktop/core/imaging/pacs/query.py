@@ -170,6 +170,13 @@ class SeriesMatch:
         )
 
 
+@dataclass(frozen=True)
+class InstanceMatch:
+    sop_instance_uid: str
+    sop_class_uid: str
+    number: int | None
+
+
 def _run_find(peer: DicomPeer, calling_aet: str, identifier: Dataset, timeouts: Timeouts | None) -> Iterator[Dataset]:
     timeouts = timeouts or Timeouts()
     with open_association(peer, calling_aet, query_contexts(), timeouts=timeouts) as assoc:
@@ -234,10 +241,20 @@ def find_sop_classes(
         classes = sorted({c for m in matches for c in m.sop_classes})
         if classes:
             return classes
+    return sorted({m.sop_class_uid for m in find_instances(peer, calling_aet, study_uid, series_uid, timeouts)} - {""})
+
+
+def find_instances(
+    peer: DicomPeer, calling_aet: str, study_uid: str, series_uid: str = "", timeouts: Timeouts | None = None
+) -> list[InstanceMatch]:
+    """Image-level C-FIND: the instances of a study (or one series), in instance-number order."""
     ds = Dataset()
     ds.QueryRetrieveLevel = "IMAGE"
     ds.StudyInstanceUID = study_uid
     ds.SeriesInstanceUID = series_uid
     ds.SOPInstanceUID = ""
     ds.SOPClassUID = ""
-    return sorted({_text(a, "SOPClassUID") for a in _run_find(peer, calling_aet, ds, timeouts)} - {""})
+    ds.InstanceNumber = None
+    matches = [InstanceMatch(_text(a, "SOPInstanceUID"), _text(a, "SOPClassUID"), _count(a, "InstanceNumber"))
+               for a in _run_find(peer, calling_aet, ds, timeouts)]
+    return sorted(matches, key=lambda m: (m.number if m.number is not None else 1 << 30, m.sop_instance_uid))

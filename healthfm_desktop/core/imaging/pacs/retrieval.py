@@ -73,6 +73,7 @@ class RetrieveResult:
     refused: list[str] = field(default_factory=list)  # objects we could not file, with why
     seconds: float = 0.0
     problem: str = ""  # why the retrieval stopped early, if it did
+    instance_uid: str = ""  # one instance of the series only
 
     @property
     def received(self) -> int:
@@ -122,12 +123,14 @@ class IncompleteRetrievalError(PacsError):
         self.result = result
 
 
-def _identifier(study_uid: str, series_uid: str) -> Dataset:
+def _identifier(study_uid: str, series_uid: str, instance_uid: str = "") -> Dataset:
     ds = Dataset()
-    ds.QueryRetrieveLevel = "SERIES" if series_uid else "STUDY"
+    ds.QueryRetrieveLevel = "IMAGE" if instance_uid else "SERIES" if series_uid else "STUDY"
     ds.StudyInstanceUID = study_uid
     if series_uid:
         ds.SeriesInstanceUID = series_uid
+    if instance_uid:
+        ds.SOPInstanceUID = instance_uid
     return ds
 
 
@@ -151,6 +154,7 @@ def retrieve(
     out_dir: Path,
     *,
     series_uid: str = "",
+    instance_uid: str = "",
     move_destination: str = "",
     listen_port: int | None = None,
     listen_address: str | None = None,
@@ -159,11 +163,15 @@ def retrieve(
     on_filed: Callable[[FiledObject], None] | None = None,
 ) -> Generator[RetrieveProgress, None, RetrieveResult]:
     """C-GET (default) or, with ``move_destination``, C-MOVE while our SCP listens on
-    ``listen_port`` as ``calling_aet``. Raises IncompleteRetrievalError when not everything
-    arrived (its ``result`` lists what did). Closing the generator cancels (aborts)."""
+    ``listen_port`` as ``calling_aet``; ``instance_uid`` (with ``series_uid``): that one
+    instance. Raises IncompleteRetrievalError when not everything arrived (its ``result``
+    lists what did). Closing the generator cancels (aborts)."""
     timeouts = timeouts or Timeouts()
     study_uid = _validate_uid(study_uid, "study UID")
     series_uid = _validate_uid(series_uid, "series UID") if series_uid else ""
+    if instance_uid and not series_uid:
+        raise OperationFailedError("an instance is retrieved with its series UID")
+    instance_uid = _validate_uid(instance_uid, "instance UID") if instance_uid else ""
     calling_aet = validate_ae_title(calling_aet, "calling AE title")
     out_dir = Path(out_dir)
     try:
@@ -171,7 +179,7 @@ def retrieve(
     except OSError as exc:
         raise PacsError(f"cannot create {out_dir}: {exc.strerror or exc}") from None
     method = "C-MOVE" if move_destination else "C-GET"
-    result = RetrieveResult(study_uid, series_uid, method, out_dir)
+    result = RetrieveResult(study_uid, series_uid, method, out_dir, instance_uid=instance_uid)
     started = time.monotonic()
     what = f"series {series_uid}" if series_uid else f"study {study_uid}"
     try:
@@ -266,7 +274,7 @@ def _get(peer, calling_aet, result: RetrieveResult, sop_classes, timeouts, on_fi
                           evt_handlers=[(evt.EVT_C_STORE, handle_store)], timeouts=timeouts) as assoc:
         last[0] = time.monotonic()
         for status, _identifier_answer in assoc.send_c_get(
-            _identifier(result.study_uid, result.series_uid), StudyRootQueryRetrieveInformationModelGet
+            _identifier(result.study_uid, result.series_uid, result.instance_uid), StudyRootQueryRetrieveInformationModelGet
         ):
             answered = yield from _on_response(result, status, reported, last, assoc, peer, calling_aet, timeouts)
             if not answered:
@@ -329,7 +337,7 @@ def _move(peer, calling_aet, result: RetrieveResult, destination, listen_port, l
         with open_association(peer, calling_aet, contexts, timeouts=timeouts) as assoc:
             last[0] = time.monotonic()
             for status, _identifier_answer in assoc.send_c_move(
-                _identifier(result.study_uid, result.series_uid), destination, StudyRootQueryRetrieveInformationModelMove
+                _identifier(result.study_uid, result.series_uid, result.instance_uid), destination, StudyRootQueryRetrieveInformationModelMove
             ):
                 drain()
                 answered = yield from _on_response(result, status, reported, last, assoc, peer, calling_aet,
