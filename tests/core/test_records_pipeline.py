@@ -133,5 +133,8 @@ def test_attribute_rules_precision_fixes(pipeline):
     assert not any(label == "ROUTE" for _, label in not_routes)
     routes = rule_labels("Acetaminophen 650 mg rectally, morphine 2 mg subcutaneously, amoxicillin 500 mg oral twice daily, heparin given IV.")
     assert {"rectally", "subcutaneously", "oral", "IV"} <= {t for t, label in routes if label == "ROUTE"}
+    bare = rule_labels("The platelet count was 473 (100-300), hemoglobin level was 10.9, and an IgG ratio of 7.4. He was 45 years old; she was 3 days postpartum.")
+    assert {("473", "LAB_VALUE"), ("10.9", "LAB_VALUE"), ("7.4", "LAB_VALUE")} <= bare
+    assert not any(t in ("45", "3") for t, _ in bare)
     ents = {(e.text, e.label) for e in pipeline.annotate("Ejection fraction was 50%. She took aspirin 81 mg daily.").entities}
     assert ("50%", "LAB_VALUE") in ents and ("50%", "DOSE") not in ents and ("81 mg", "DOSE") in ents
