@@ -21,6 +21,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from healthfm_desktop.core.imaging import raster  # noqa: E402
 from healthfm_desktop.core.imaging.ai import preprocessing as prep  # noqa: E402
 from healthfm_desktop.core.imaging.ai.classification import classify  # noqa: E402
 from healthfm_desktop.core.imaging.ai.models import default_classifier, default_segmenter, load_model  # noqa: E402
@@ -51,9 +52,9 @@ def line(what: str, ours: tuple[float, float], base: tuple[float, float], base_n
 def bench_models(runs: int) -> None:
     registry = load_registry()
     xray = prep.read_image(SAMPLES / "chest_xray_pneumonia.dcm")
-    big_xray = prep.SourceImage(np.asarray(__import__("cv2").resize(xray.pixels, (1024, 1024))), kind="array")
+    big_xray = prep.SourceImage(raster.resize(xray.pixels, (1024, 1024), "linear"), kind="array")
     ultrasound = prep.read_image(SAMPLES / "fetal_head_ultrasound.dcm")
-    full_ultrasound = prep.SourceImage(np.asarray(__import__("cv2").resize(ultrasound.pixels, (800, 540))), kind="array")
+    full_ultrasound = prep.SourceImage(raster.resize(ultrasound.pixels, (800, 540), "linear"), kind="array")
 
     for base, image, big, run, name in (
         (CLASSIFIER, xray, big_xray, lambda im, m: classify(im, m), "classifier"),

@@ -9,10 +9,9 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
-import cv2
-
 from healthfm_desktop.batch.output import emit_json, progress, report_bad_input
 from healthfm_desktop.core.errors import ModelError, UserFacingError
+from healthfm_desktop.core.imaging import raster
 
 # an adapted head's scope is its embedding applicability domain (core/inference/domain.py)
 ADAPTED_OUT_OF_DOMAIN = ("it is unlike the images this adapted model was trained on: its image-encoder embedding is "
@@ -37,10 +36,7 @@ def _expand(paths: list[str]) -> list[Path]:
 
 
 def _png_bytes(pixels) -> bytes:
-    ok, encoded = cv2.imencode(".png", pixels)
-    if not ok:
-        raise UserFacingError("cannot encode the PNG")
-    return encoded.tobytes()
+    return raster.png_bytes(pixels)
 
 
 def _write_png(path: Path, png: bytes) -> None:
@@ -130,7 +126,7 @@ def classify_image(path: Path, name: str, force: bool, saliency: bool):
     result = run_classifier(image, _model(name), force=force)
     png = None
     if saliency and result.answer is not None:
-        png = _png_bytes(cv2.cvtColor(saliency_overlay(image, result.saliency), cv2.COLOR_RGB2BGR))
+        png = _png_bytes(saliency_overlay(image, result.saliency))
     return result, png
 
 

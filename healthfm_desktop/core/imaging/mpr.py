@@ -250,18 +250,14 @@ def _correct_tilt(data: np.ndarray, shifts: np.ndarray | None) -> None:
     uncovered edge takes the slice's minimum, i.e. air)."""
     if shifts is None:
         return
-    import cv2
+    from healthfm_desktop.core.imaging.raster import shift_linear
 
-    rows, cols = data.shape[1:]
     for k in range(data.shape[0]):
         dy, dx = shifts[k]
         if abs(dy) < 1e-3 and abs(dx) < 1e-3:
             continue
         plane = data[k].astype(np.float32)
-        moved = cv2.warpAffine(
-            plane, np.float32([[1, 0, dx], [0, 1, dy]]), (cols, rows), flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT, borderValue=float(plane.min()),
-        )
+        moved = shift_linear(plane, dy, dx, fill=float(plane.min()))
         data[k] = np.rint(moved) if data.dtype.kind in "iu" else moved
 
 
@@ -343,7 +339,7 @@ def build_volume(series: Series, slices: Sequence[np.ndarray] | None = None, *, 
 
 def square_pixels(image: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
     """Resample a plane image so one pixel is square (the smaller spacing), for export."""
-    import cv2
+    from healthfm_desktop.core.imaging.raster import resize
 
     row_mm, col_mm = spacing
     target = min(row_mm, col_mm)
@@ -351,4 +347,4 @@ def square_pixels(image: np.ndarray, spacing: tuple[float, float]) -> np.ndarray
     width = max(1, int(round(image.shape[1] * col_mm / target)))
     if (height, width) == image.shape[:2]:
         return image
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+    return resize(image, (width, height), "linear")

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import cv2
 import numpy as np
 
 from healthfm_desktop.core.errors import ModelError
+from healthfm_desktop.core.imaging import raster
 
 OPS = ("centre_square", "pad_square", "letterbox", "resize", "scale", "normalise", "channels")
-_INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}
+_INTERPOLATION = raster.INTERPOLATIONS
 
 
 def check_steps(steps: Any) -> list[str]:
@@ -109,8 +109,8 @@ def _resize(image: np.ndarray, size: tuple[int, int], interpolation: str | None)
     if image.shape[:2] == (height, width):
         return image
     shrinking = image.shape[0] > height or image.shape[1] > width
-    flag = _INTERPOLATION[interpolation] if interpolation else (cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=flag)
+    flag = interpolation or ("area" if shrinking else "linear")
+    return raster.resize(image, (width, height), flag)
 
 
 def _letterbox(image: np.ndarray, size: tuple[int, int], interpolation: str | None) -> np.ndarray:

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
 from healthfm_desktop.core.errors import UserFacingError
 from healthfm_desktop.core.imaging.ai.classification import ClassificationResult, classify
 from healthfm_desktop.core.imaging.ai.models import CLASSIFICATION, SEGMENTATION, load_model, model_for
 from healthfm_desktop.core.imaging.ai.preprocessing import SourceImage, read_dicom_bytes
+from healthfm_desktop.core.imaging import raster
 from healthfm_desktop.core.imaging.ai.segmentation import SegmentationResult, segment
 
 AUTOMATIC, CLASSIFY, SEGMENT = "auto", "classify", "segment"
@@ -58,9 +58,8 @@ def task_for(image: SourceImage, choice: str) -> str:
 def saliency_rgba(saliency: np.ndarray) -> np.ndarray:
     """JET colours, alpha following the saliency so weak evidence stays transparent (and strong
     evidence never hides the anatomy completely)."""
-    heat = cv2.applyColorMap(np.clip(saliency * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
     rgba = np.empty(saliency.shape + (4,), dtype=np.uint8)
-    rgba[..., :3] = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
+    rgba[..., :3] = raster.jet(np.clip(saliency * 255, 0, 255).astype(np.uint8))
     rgba[..., 3] = np.clip(saliency * 200, 0, 200).astype(np.uint8)
     return rgba
 
@@ -68,7 +67,7 @@ def saliency_rgba(saliency: np.ndarray) -> np.ndarray:
 def colour_scale_rgb(width: int = 256, height: int = 12) -> np.ndarray:
     """The saliency colours from 0 (left) to 1 (right), uint8 (height, width, 3), for a colour bar."""
     ramp = np.tile(np.linspace(0, 255, width).astype(np.uint8), (height, 1))
-    return np.ascontiguousarray(cv2.cvtColor(cv2.applyColorMap(ramp, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB))
+    return np.ascontiguousarray(raster.jet(ramp))
 
 
 def mask_rgba(mask: np.ndarray, colour=(0, 200, 255)) -> np.ndarray:

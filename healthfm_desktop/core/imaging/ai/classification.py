@@ -7,10 +7,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
 from healthfm_desktop.core.errors import ModelError
+from healthfm_desktop.core.imaging import raster
 from healthfm_desktop.core.imaging.ai import preprocessing as prep
 from healthfm_desktop.core.imaging.ai.intended_use import ImageScope, ScopeDecision
 from healthfm_desktop.core.imaging.ai.models import LoadedModel, default_classifier, load_model
@@ -69,7 +69,7 @@ def saliency_at_source(cam: np.ndarray, source_shape: tuple[int, int]) -> np.nda
     side = min(height, width)
     top, left = (height - side) // 2, (width - side) // 2
     out = np.zeros((height, width), dtype=np.float32)
-    out[top : top + side, left : left + side] = cv2.resize(cam, (side, side), interpolation=cv2.INTER_LINEAR)
+    out[top : top + side, left : left + side] = raster.resize(cam, (side, side), "linear")
     return out
 
 
@@ -121,8 +121,7 @@ def classify(image: prep.SourceImage, model: LoadedModel | None = None, force: b
 
 def saliency_overlay(image: prep.SourceImage, saliency: np.ndarray, opacity: float = 0.45) -> np.ndarray:
     """RGB uint8 picture: the image in grey with the saliency as a JET heat map over it."""
-    grey = cv2.cvtColor(image.pixels, cv2.COLOR_GRAY2RGB)
-    heat = cv2.applyColorMap(np.clip(saliency * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
-    heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
+    grey = np.repeat(np.asarray(image.pixels)[..., None], 3, axis=-1)
+    heat = raster.jet(np.clip(saliency * 255, 0, 255).astype(np.uint8))
     alpha = (opacity * saliency)[..., None]
     return np.clip(grey * (1 - alpha) + heat * alpha, 0, 255).astype(np.uint8)

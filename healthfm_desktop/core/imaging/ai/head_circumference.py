@@ -1,5 +1,5 @@
 """Fetal head biometry from a segmentation mask: the largest connected region's outline, an
-ellipse fitted to it (OpenCV fitEllipse, least squares) in millimetres, and its circumference by
+ellipse fitted to it (least squares, as OpenCV's fitEllipse: core/imaging/raster.py) in millimetres, and its circumference by
 Ramanujan's second approximation."""
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
+
+from healthfm_desktop.core.imaging import raster
 
 
 @dataclass(frozen=True)
@@ -43,15 +44,8 @@ def ramanujan_circumference(semi_a: float, semi_b: float) -> float:
 
 def largest_region(mask: np.ndarray) -> np.ndarray:
     """The largest foreground region of a binary mask (by the area its outline encloses), holes
-    filled: a head is one closed region; specks elsewhere are segmentation noise. Outlines only
-    (no labelling pass), so full-size images stay fast."""
-    binary = (np.asarray(mask) > 0).astype(np.uint8)
-    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    filled = np.zeros_like(binary)
-    if contours:
-        biggest = max(contours, key=lambda c: (cv2.contourArea(c), len(c)))
-        cv2.drawContours(filled, [biggest], -1, 1, thickness=cv2.FILLED)
-    return filled
+    filled: a head is one closed region; specks elsewhere are segmentation noise."""
+    return raster.largest_filled_region(mask)
 
 
 def fit_head_ellipse(mask: np.ndarray) -> HeadEllipse | None:
@@ -61,12 +55,11 @@ def fit_head_ellipse(mask: np.ndarray) -> HeadEllipse | None:
     area = float(region.sum())
     if area < 20:
         return None
-    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    contour = max(contours, key=cv2.contourArea)
+    contour = raster.trace_outline(region)
     if len(contour) < 5:
         return None
-    (cx, cy), (width, height), angle = cv2.fitEllipse(contour.astype(np.float32))
-    return HeadEllipse((cx, cy), (width, height), angle, contour[:, 0, :].astype(np.float32), area)
+    (cx, cy), (width, height), angle = raster.fit_ellipse(contour)
+    return HeadEllipse((cx, cy), (width, height), angle, contour.astype(np.float32), area)
 
 
 def head_circumference_mm(ellipse: HeadEllipse, spacing_mm: tuple[float, float]) -> float:
@@ -76,7 +69,7 @@ def head_circumference_mm(ellipse: HeadEllipse, spacing_mm: tuple[float, float])
     if abs(row_mm - col_mm) <= 1e-6 * max(row_mm, col_mm):
         return ramanujan_circumference(ellipse.axes_px[0] / 2 * col_mm, ellipse.axes_px[1] / 2 * row_mm)
     points = ellipse.contour_xy * np.array([col_mm, row_mm], dtype=np.float32)
-    _, (width, height), _ = cv2.fitEllipse(points.reshape(-1, 1, 2))
+    _, (width, height), _ = raster.fit_ellipse(points)
     return ramanujan_circumference(width / 2, height / 2)
 
 

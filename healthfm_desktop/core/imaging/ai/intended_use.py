@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from healthfm_desktop.core.errors import ModelError
+from healthfm_desktop.core.imaging import raster
 from healthfm_desktop.core.imaging.ai.preprocessing import SourceImage
 from healthfm_desktop.core.inference.domain import EmbeddingDomain
 from healthfm_desktop.core.inference.registry import sha256_of
@@ -46,8 +46,8 @@ class ScopeDecision:
 def image_features(pixels_uint8: np.ndarray) -> np.ndarray:
     """float32 (CELLS*CELLS*ORIENTATIONS + INTENSITY_BINS,) description of one grey image."""
     image = np.asarray(pixels_uint8, dtype=np.float32) / 255.0
-    gx = cv2.Sobel(image, cv2.CV_32F, 1, 0)
-    gy = cv2.Sobel(image, cv2.CV_32F, 0, 1)
+    gx = raster.sobel(image, axis=1)
+    gy = raster.sobel(image, axis=0)
     magnitude = np.hypot(gx, gy)
     orientation = ((np.arctan2(gy, gx) % np.pi) / np.pi * ORIENTATIONS).astype(np.int64) % ORIENTATIONS
     height, width = image.shape
@@ -172,7 +172,7 @@ def scope_pixels(model_pixels: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
     pixels = np.asarray(model_pixels, dtype=np.uint8)
     if pixels.shape[:2] == (height, width):
         return pixels
-    return cv2.resize(pixels, (int(width), int(height)), interpolation=cv2.INTER_AREA)
+    return raster.resize(pixels, (int(width), int(height)), "area")
 
 
 def _tag(dataset, keyword: str) -> str:

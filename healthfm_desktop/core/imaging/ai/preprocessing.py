@@ -13,10 +13,10 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from healthfm_desktop.core.errors import UnreadableFileError
+from healthfm_desktop.core.imaging import raster
 from healthfm_desktop.core.routing import is_dicom_file
 
 CLASSIFIER_SIZE = 28
@@ -76,7 +76,7 @@ def _colour_to_grey(rgb: np.ndarray) -> tuple[np.ndarray, bool]:
     spread = int(rgb.max(axis=-1).astype(np.int32).max() - 0) if rgb.size else 0
     chroma = np.abs(rgb.astype(np.int32) - rgb.mean(axis=-1, keepdims=True).astype(np.int32))
     was_colour = bool(spread and np.percentile(chroma.max(axis=-1), 99) > 12)
-    grey = cv2.cvtColor(np.ascontiguousarray(rgb.astype(np.uint8)), cv2.COLOR_RGB2GRAY)
+    grey = raster.rgb_to_grey(rgb.astype(np.uint8))
     return grey, was_colour
 
 
@@ -268,8 +268,8 @@ def resize_for_classifier(pixels: np.ndarray) -> np.ndarray:
     square = centre_square(np.asarray(pixels, dtype=np.uint8))
     if square.shape == (CLASSIFIER_SIZE, CLASSIFIER_SIZE):
         return square
-    interpolation = cv2.INTER_AREA if square.shape[0] > CLASSIFIER_SIZE else cv2.INTER_LINEAR
-    return cv2.resize(square, (CLASSIFIER_SIZE, CLASSIFIER_SIZE), interpolation=interpolation)
+    interpolation = "area" if square.shape[0] > CLASSIFIER_SIZE else "linear"
+    return raster.resize(square, (CLASSIFIER_SIZE, CLASSIFIER_SIZE), interpolation)
 
 
 def normalise_classifier_batch(images_uint8: np.ndarray) -> np.ndarray:
@@ -303,11 +303,7 @@ class Letterbox:
         content = network_map[self.top : self.top + h, self.left : self.left + w]
         if content.shape == self.source_shape:
             return np.ascontiguousarray(content)
-        return cv2.resize(
-            np.ascontiguousarray(content, dtype=np.float32),
-            (self.source_shape[1], self.source_shape[0]),
-            interpolation=cv2.INTER_LINEAR,
-        )
+        return raster.resize(np.asarray(content, dtype=np.float32), (self.source_shape[1], self.source_shape[0]), "linear")
 
     def to_network(self, source_map: np.ndarray) -> np.ndarray:
         """Place a source-sized uint8 map into the network frame (as the input is placed)."""
@@ -324,8 +320,7 @@ def letterbox_pixels(pixels: np.ndarray) -> tuple[np.ndarray, Letterbox]:
     scale = min(SEGMENTER_HEIGHT / height, SEGMENTER_WIDTH / width)
     new_h = max(1, min(SEGMENTER_HEIGHT, int(round(height * scale))))
     new_w = max(1, min(SEGMENTER_WIDTH, int(round(width * scale))))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(pixels, (new_w, new_h), interpolation=interpolation)
+    resized = raster.resize(pixels, (new_w, new_h), "area" if scale < 1 else "linear")
     top, left = (SEGMENTER_HEIGHT - new_h) // 2, (SEGMENTER_WIDTH - new_w) // 2
     frame = np.zeros((SEGMENTER_HEIGHT, SEGMENTER_WIDTH), dtype=np.uint8)
     frame[top : top + new_h, left : left + new_w] = resized
