@@ -1,8 +1,10 @@
 """Print the one-dir bundle's size per top-level component (largest first), to compare builds:
-`python packaging/bundle_sizes.py dist/healthfm`. Loose shared libraries are grouped by family."""
+`python packaging/bundle_sizes.py dist/healthfm [--save sizes.json] [--before old-sizes.json]`.
+Loose shared libraries are grouped by family."""
 
+import argparse
+import json
 import re
-import sys
 from pathlib import Path
 
 
@@ -14,7 +16,7 @@ def component(path: Path, internal: Path) -> str:
     return re.sub(r"\d+(\.\d+)*$", "", family) + " (loose)"
 
 
-def main(bundle: str) -> None:
+def sizes_of(bundle: str) -> dict[str, int]:
     root = Path(bundle)
     internal = root / "_internal"
     sizes: dict[str, int] = {}
@@ -25,13 +27,39 @@ def main(bundle: str) -> None:
     for path in root.iterdir():
         if path.is_file():
             sizes[f"{path.name} (executable + Python archive)"] = path.stat().st_size
-    total = sum(sizes.values())
-    for name, size in sorted(sizes.items(), key=lambda item: -item[1])[:40]:
-        print(f"{size / 2**20:8.1f} MB  {name}")
-    rest = sorted(sizes.values(), reverse=True)[40:]
-    print(f"{sum(rest) / 2**20:8.1f} MB  {len(rest)} smaller components")
-    print(f"{total / 2**20:8.1f} MB  total")
+    return sizes
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundle", nargs="?", default="dist/healthfm")
+    parser.add_argument("--save", help="write the sizes as JSON, for a later --before")
+    parser.add_argument("--before", help="sizes saved from an earlier build: print both and the change")
+    parser.add_argument("--rows", type=int, default=40)
+    args = parser.parse_args(argv)
+    sizes = sizes_of(args.bundle)
+    if args.save:
+        Path(args.save).write_text(json.dumps(sizes, indent=1, sort_keys=True), encoding="utf-8")
+    before = json.loads(Path(args.before).read_text(encoding="utf-8")) if args.before else None
+    mb = 2**20
+    names = sorted(set(sizes) | set(before or {}), key=lambda n: -max(sizes.get(n, 0), (before or {}).get(n, 0)))
+    shown, rest = names[:args.rows], names[args.rows:]
+    for name in shown:
+        if before is None:
+            print(f"{sizes[name] / mb:8.1f} MB  {name}")
+        else:
+            old, new = before.get(name, 0), sizes.get(name, 0)
+            print(f"{old / mb:8.1f} {new / mb:8.1f} {(new - old) / mb:+8.1f} MB  {name}")
+    rest_new = sum(sizes.get(n, 0) for n in rest)
+    if before is None:
+        print(f"{rest_new / mb:8.1f} MB  {len(rest)} smaller components")
+        print(f"{sum(sizes.values()) / mb:8.1f} MB  total")
+    else:
+        rest_old = sum(before.get(n, 0) for n in rest)
+        print(f"{rest_old / mb:8.1f} {rest_new / mb:8.1f} {(rest_new - rest_old) / mb:+8.1f} MB  {len(rest)} smaller components")
+        old_total, new_total = sum(before.values()), sum(sizes.values())
+        print(f"{old_total / mb:8.1f} {new_total / mb:8.1f} {(new_total - old_total) / mb:+8.1f} MB  total (before, after, change)")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "dist/healthfm")
+    main()
