@@ -83,12 +83,18 @@ HISTORICAL = [
     ("The mass in the left adrenal gland is   redemonstrated.", "mass in the left adrenal gland", "redemonstrated"),
     ("The subchondral cysts of the scaphoid have not changed in size.", "subchondral cysts of the scaphoid", "have not changed"),
     ("She declined, as it made her severely nauseated the last time she had it.", "nauseated", "the last time"),
+    ("ECG shows a remote inferior infarct.", "inferior infarct", "remote"),
+    ("The right renal abscess was previously drained.", "right renal abscess", "previously"),
+    ("There are healed rib fractures on the left.", "rib fractures", "healed"),
+    ("He had a transient ischemic attack two years ago.", "transient ischemic attack", "years ago"),
 ]
 NOT_HISTORICAL = [
     ("A 60-year-old woman with chest pain.", "chest pain"),  # an age, not an "old" finding
     ("Linear fibrosis which may be related to an adjacent old rib fracture.", "linear fibrosis"),  # "old" reaches forward only
     ("The patient is well known to our service and presents with chest pain.", "chest pain"),  # "presents" ends the scope
     ("No change in the pleural effusion.", "pleural effusion"),
+    ("She sustained a laceration to her hand eight days ago.", "laceration"),  # "ago" counts for months and years only
+    ("Transferred from the previous hospital with a pneumothorax.", "pneumothorax"),  # "previous" alone is no cue
 ]
 
 
