@@ -186,3 +186,24 @@ def test_term_matcher_respects_word_boundaries_and_longest_term():
     matcher = TermMatcher([("pain", "PROBLEM"), ("chest pain", "TEST"), ("CHEST PAIN", "ANATOMY")])
     assert matcher.find("painful chest pain; pain.") == [(8, 18, "TEST"), (20, 24, "PROBLEM")]
     assert TermMatcher([]).find("anything") == []
+
+
+def test_target_rules_word_filter_gives_the_matchers_answers(pipeline, repo_root):
+    """The filter that sends only findings holding a rule's word to the Matcher changes no
+    decision (kit sentences, each with its target)."""
+    from healthfm_desktop.core.records.evaluation import read_negex_kit
+
+    records = read_negex_kit(repo_root / "models" / "training" / "data" / "text" / "negex_context.jsonl")[::3]
+    component = pipeline.nlp.get_pipe("healthfm_target_context")
+    words = component._words
+    assert words is not None and len(words) > 20
+    answers = []
+    try:
+        for filtered in (words, None):
+            component._words = filtered
+            answers.append([[(e.historical, [(t.start, t.end, t.scope_start, t.scope_end) for t in e.triggers], e.start, e.end) for e in pipeline.assert_spans(r["text"], [(s["start"], s["end"], "PROBLEM") for s in r["spans"]])] for r in records])
+    finally:
+        component._words = words
+    assert answers[0] == answers[1]
+    # the comparison covered cues inside their findings
+    assert sum(any(start <= t[0] and t[1] <= end for t in triggers) for note in answers[0] for _h, triggers, start, end in note) >= 3

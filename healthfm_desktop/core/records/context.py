@@ -16,10 +16,14 @@ post CABG", "tobacco use" (a social-history item wherever it is written); the cu
 and the finding its scope."""
 
 import json
+from bisect import bisect_right
 from pathlib import Path
+
+import numpy as np
 
 from medspacy.context import ConText, ConTextModifier, ConTextRule
 from medspacy.context.context import DEFAULT_ATTRIBUTES
+from spacy.attrs import LOWER
 from spacy.language import Language
 from spacy.matcher import Matcher
 from spacy.tokens import Doc
@@ -104,33 +108,62 @@ def target_rules(extra_path: Path | None = None) -> list[ConTextRule]:
     return [r for r in (_rule_from_dict(item, {}, {}) for item in data.get("target_rules", [])) if r is not None]
 
 
+def _words_of(pattern: list[dict]) -> set[str] | None:
+    """Words of which every match of the pattern holds one: those of its required LOWER tokens
+    (a match holds every required token); None when it has none."""
+    words: set[str] = set()
+    for token in pattern:
+        lower = token.get("LOWER")
+        if token.get("OP") in ("?", "*"):
+            continue
+        if isinstance(lower, str):
+            words.add(lower)
+        elif isinstance(lower, dict) and set(lower) == {"IN"}:
+            words.update(lower["IN"])
+    return words or None
+
+
 class TargetContext:
     """Runs target rules inside each finding (not PHI) that ConText has not already given that
-    category; the longest cue wins where two overlap."""
+    category; the longest cue wins where two overlap. Findings (doc.ents) are disjoint."""
 
     def __init__(self, nlp: Language, rules: list[ConTextRule]):
         self.rules = rules
         self.matcher = Matcher(nlp.vocab)
+        words: set[str] | None = set()  # every word a rule can match (None: not known)
         for k, rule in enumerate(rules):
             pattern = rule.pattern if isinstance(rule.pattern, list) else [{"LOWER": t.lower_} for t in nlp.make_doc(rule.literal)]
             self.matcher.add(str(k), [pattern])
+            own = _words_of(pattern)
+            words = None if words is None or own is None else words | own
+        self._words = None if words is None else np.array([nlp.vocab.strings.add(w) for w in words], dtype=np.uint64)
 
     def __call__(self, doc: Doc) -> Doc:
-        if not self.rules:
+        ents = [ent for ent in doc.ents if not ent.label_.startswith("PHI_")]
+        if not self.rules or not ents:
             return doc
+        starts = [ent.start for ent in ents]
+        if self._words is None:
+            candidates = range(len(ents))
+        else:  # only the findings that hold a word of some rule (few) go to the Matcher
+            hits = np.flatnonzero(np.isin(doc.to_array(LOWER), self._words)).tolist()
+            candidates = sorted({k for i in hits if (k := bisect_right(starts, i) - 1) >= 0 and i < ents[k].end})
+        found: dict[int, list[tuple[int, int, int, int]]] = {}
+        for k in candidates:
+            offset = ents[k].start
+            for match_id, start, end in self.matcher(ents[k]):
+                found.setdefault(k, []).append((start - end, offset + start, offset + end, match_id))
         strings = doc.vocab.strings
-        for ent in doc.ents:
-            if ent.label_.startswith("PHI_"):
-                continue
-            matches = sorted(self.matcher(ent), key=lambda m: (m[1] - m[2], m[1]))
+        for k, matches in found.items():
+            ent = ents[k]
             extension = ent._
             done = {m.category for m in extension.modifiers}
-            for match_id, start, end in matches:
+            for _longest_first, start, end, match_id in sorted(matches):
                 rule = self.rules[int(strings[match_id])]
                 if rule.category in done or rule.category not in DEFAULT_ATTRIBUTES:
                     continue
                 done.add(rule.category)
-                modifier = ConTextModifier(rule, ent.start + start, ent.start + end, doc)
+                modifier = ConTextModifier(rule, start, end, doc)
                 modifier.update_scope(ent)
                 extension.modifiers += (modifier,)
                 for attribute, value in DEFAULT_ATTRIBUTES[rule.category].items():
