@@ -449,9 +449,16 @@ def run_check(label: str, check: Callable[[], str]) -> Result:
         return label, False, f"{type(exc).__name__}: {exc}", time.perf_counter() - start
 
 
+def _worker_checks() -> dict[str, Callable[[], str]]:
+    """The checks a worker process may run, by label (looked up without collect_checks, which
+    imports every workspace's core)."""
+    return {"spaCy/medspaCy registries": _check_spacy_registry, "notes pipeline": _check_notes_pipeline,
+            "model ner_clinical": _check_ner_model}
+
+
 def _run_in_worker(labels: tuple[str, ...]) -> list[Result]:
     """Runs in the worker process: the checks named ``labels``, in that order."""
-    by_label = dict(collect_checks())
+    by_label = _worker_checks()
     return [run_check(label, by_label[label]) for label in labels]
 
 
@@ -461,7 +468,10 @@ def run_checks(checks: list[Check], worker_process: bool = True) -> Iterator[Res
     here; one that breaks is reported as a failed check and its checks are run here."""
     from healthfm_desktop.core import processes
 
-    aside = tuple(label for label, _ in checks if label in IN_WORKER_PROCESS) if worker_process else ()
+    # only the checks the worker knows by that label (a model whose manifest has a problem gets
+    # a check that reports it: that one stays here)
+    known = _worker_checks()
+    aside = tuple(label for label, check in checks if label in IN_WORKER_PROCESS and known.get(label) is check) if worker_process else ()
     pool = processes.process_pool(1, purpose="self-test") if aside else None
     future = None
     if pool is not None:

@@ -58,3 +58,12 @@ def test_an_int8_model_that_disagrees_with_its_float_model_on_this_cpu_fails_the
     label, passed, detail, _ = checks.run_check("model pneumonia_resnet_int8", checks._classifier_check(True))
     assert not passed and "INT8 variant gives p(pneumonia) 0.0" in detail and "float model gives 0.9" in detail
     assert checks.run_check("float", checks._classifier_check(False))[1]
+
+
+def test_a_worker_label_whose_check_reports_a_manifest_problem_runs_here_and_fails():
+    def problem() -> str:
+        raise RuntimeError("ner_clinical.onnx: sha256 mismatch")
+
+    results = list(checks.run_checks([("model ner_clinical", problem)], worker_process=True))
+    assert [(label, passed, detail) for label, passed, detail, _ in results] == [
+        ("model ner_clinical", False, "RuntimeError: ner_clinical.onnx: sha256 mismatch")]
