@@ -225,10 +225,17 @@ class WorkspaceAdaptation(AdaptationController):
         self.column_values = column_values  # column -> {id: value} of the opened file, or None
         self.labels = labels or LabelSession(workspace)
         self.labels.changed.connect(self.labels_changed.emit)
-        self.warmed = _warm_up()
+        # the head libraries are warmed up once there are labels to train on, not at every start
+        # (they took ~2 s of CPU from the app's first seconds and from the self-test)
+        self.warmed: Job | None = _warm_up() if self.labels.labels else None
+        self.labels.changed.connect(self._labelled)
         from healthfm_desktop.core.foundation.similar import METRICS
 
         self.similarity_metrics = METRICS[kind]  # what find_similar can compare by, the default first
+
+    def _labelled(self) -> None:
+        if self.warmed is None:
+            self.warmed = _warm_up()
 
     def user_models(self, entries: list) -> list[str]:
         return [e["name"] for e in entries if e["source"] == "user" and e["valid"]

@@ -142,3 +142,13 @@ def test_training_without_labels_says_so(view, qtbot):
     with qtbot.waitSignal(panel.controller.failed, timeout=5_000):
         qtbot.mouseClick(panel.train_button, Qt.MouseButton.LeftButton)
     assert "Label some molecules first" in panel.status.text()
+
+
+def test_head_libraries_are_warmed_up_once_there_are_labels(view, qtbot):
+    """Opening a workspace does not import scikit-learn and SciPy (seconds of CPU at every start);
+    the first label does, on a worker, ahead of the first training."""
+    controller = view.adaptation.controller
+    assert controller.warmed is None
+    controller.tag([view.session.shown[0].id], "toxic")
+    assert controller.warmed is not None
+    qtbot.waitUntil(lambda: not controller.warmed.is_running, timeout=120_000)
