@@ -16,10 +16,10 @@ import numpy as np
 Check = tuple[str, Callable[[], str]]
 Result = tuple[str, bool, str, float]  # label, passed, what it found (or why it failed), seconds
 DOMAINS = ("dicom", "images", "notes", "molecules", "patients", "pacs")
-# The checks that import spaCy and medspaCy and build the notes pipeline, about a third of the
-# self-test, run in one worker process beside the rest: on two cores the self-test then takes
-# about the longer half, not the sum.
-IN_WORKER_PROCESS = frozenset({"spaCy/medspaCy registries", "notes pipeline", "model ner_clinical"})
+# The checks that import spaCy and medspaCy and build the notes pipeline, and the one that builds
+# the structural-alert catalogue, run in one worker process beside the rest: on two cores the
+# self-test then takes about the longer half, not the sum.
+IN_WORKER_PROCESS = frozenset({"spaCy/medspaCy registries", "notes pipeline", "model ner_clinical", "molecules describe"})
 
 
 def _check_onnxruntime() -> str:
@@ -453,7 +453,7 @@ def _worker_checks() -> dict[str, Callable[[], str]]:
     """The checks a worker process may run, by label (looked up without collect_checks, which
     imports every workspace's core)."""
     return {"spaCy/medspaCy registries": _check_spacy_registry, "notes pipeline": _check_notes_pipeline,
-            "model ner_clinical": _check_ner_model}
+            "model ner_clinical": _check_ner_model, "molecules describe": _check_describe}
 
 
 def _run_in_worker(labels: tuple[str, ...]) -> list[Result]:
