@@ -72,3 +72,16 @@ def test_a_sqlite_file_that_is_no_store_is_refused_and_left_as_it_was(home, caps
     hits, err = _hits(capsys)
     assert "not a study database" in err and [h["id"] for h in hits] == [str(query)]
     assert other.read_bytes() == before
+
+
+def test_an_unreachable_pacs_is_one_error_saying_why(tmp_path):
+    from healthfm_desktop.core.foundation.stored import pacs_series
+    from healthfm_desktop.core.imaging.pacs.peers import DicomPeer
+    from tests.orthanc import free_port
+
+    peer = DicomPeer(ae_title="NOBODY", host="127.0.0.1", port=free_port())  # nothing listens there
+    items = pacs_series(peer, "HEALTHFM", ["1.2.3"], tmp_path / "cache")
+    assert len(items) == 0 and len(items.errors) == 1
+    where, why = items.errors[0]
+    assert where == peer.label() and why
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.dcm"))

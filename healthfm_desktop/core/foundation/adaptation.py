@@ -6,7 +6,6 @@ runs ``train_adapted_model`` on a worker and passes ``progress`` and ``cancelled
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,9 +27,6 @@ MIN_PER_CLASS = 3
 # head search then fits within the minute issue 15 allows for 1,000 items on 2 cores
 LARGE = 500
 BOOTSTRAP = 1000
-# from this many items the head search runs on the process pool: below, its ~1 s start is more
-# than the search costs
-HEAD_POOL_FROM = 200
 Progress = Callable[[float, str], None]
 Cancelled = Callable[[], bool]
 
@@ -75,33 +71,11 @@ def _candidates(task: str, n: int):
     return found
 
 
-def _out_of_fold(job: tuple) -> np.ndarray:
-    """One candidate head's out-of-fold predictions over ``splits``; a task of the process pool
-    (arguments picklable, the candidate rebuilt by name), with ``threads`` BLAS threads."""
-    from threadpoolctl import threadpool_limits
-
-    task, name, x, y, splits, n_classes, threads = job
-    with threadpool_limits(limits=threads):
-        make = _candidates(task, len(x))[name]
-        oof = np.zeros((len(x), n_classes)) if task == CLASSIFICATION else np.zeros(len(x))
-        for train, test in splits:
-            model = make().fit(x[train], y[train])
-            if task == CLASSIFICATION:
-                oof[np.ix_(test, model[-1].classes_)] = model.predict_proba(x[test])
-            else:
-                oof[test] = model.predict(x[test])
-    return oof
-
-
 def fit_head(embeddings: np.ndarray, labels: list, task: str = CLASSIFICATION, seed: int = 0,
-             progress: Progress | None = None, cancelled: Cancelled | None = None, workers: int = 1) -> HeadFit:
+             progress: Progress | None = None, cancelled: Cancelled | None = None) -> HeadFit:
     """Choose the head by k-fold cross-validation (5 folds, 3 from LARGE items; log loss for classification, RMSE for
     regression), report its out-of-fold metrics with bootstrap 95 % CIs, calibrate conformal
-    sets/intervals on the out-of-fold predictions (cross-conformal), refit on everything.
-    ``workers`` > 1: the candidates are cross-validated on that many processes of the one pool
-    (core/processes.py), one BLAS thread each: the same predictions, and a GUI process that
-    trains keeps its interpreter to itself."""
-    from healthfm_desktop.core.processes import map_ordered
+    sets/intervals on the out-of-fold predictions (cross-conformal), refit on everything."""
     from sklearn.model_selection import KFold, StratifiedKFold
 
     x = np.asarray(embeddings, dtype=np.float32)
@@ -132,11 +106,16 @@ def fit_head(embeddings: np.ndarray, labels: list, task: str = CLASSIFICATION, s
     splits = list(splitter.split(x, y))
     candidates = _candidates(task, n)
     scores, oof_of = {}, {}
-    workers = max(1, min(int(workers), len(candidates)))
-    threads = 1 if workers > 1 else None  # in-process: the caller's BLAS limit stands
-    jobs = ((_out_of_fold, (task, name, x, y, splits, len(classes or ()), threads)) for name in candidates)
-    results = map_ordered(jobs, workers=workers, purpose="head search", cancel=cancelled)
-    for number, (name, oof) in enumerate(zip(candidates, results)):
+    for number, (name, make) in enumerate(candidates.items()):
+        if cancelled is not None and cancelled():
+            raise InterruptedError("cancelled")
+        oof = np.zeros((n, len(classes))) if task == CLASSIFICATION else np.zeros(n)
+        for train, test in splits:
+            model = make().fit(x[train], y[train])
+            if task == CLASSIFICATION:
+                oof[np.ix_(test, model[-1].classes_)] = model.predict_proba(x[test])
+            else:
+                oof[test] = model.predict(x[test])
         oof_of[name] = oof
         if task == CLASSIFICATION:
             scores[name] = float(-np.mean(np.log(np.clip(oof[np.arange(n), y], 1e-12, 1.0))))
@@ -144,8 +123,6 @@ def fit_head(embeddings: np.ndarray, labels: list, task: str = CLASSIFICATION, s
             scores[name] = float(np.sqrt(np.mean((oof - y) ** 2)))
         if progress is not None:
             progress((number + 1) / (len(candidates) + 1), f"cross-validating {name}")
-    if len(oof_of) < len(candidates) or (cancelled is not None and cancelled()):
-        raise InterruptedError("cancelled")
     best = min(scores, key=scores.get)
     oof = oof_of[best]
     estimator = candidates[best]().fit(x, y)
@@ -260,11 +237,10 @@ class AdaptationSummary:
 def train_adapted_model(kind: str, items: Items, name: str, task: str = CLASSIFICATION,
                         folder: Path | None = None, data_name: str | None = None,
                         progress: Progress | None = None, cancelled: Cancelled | None = None,
-                        registry=None, workers: int | None = None) -> AdaptationSummary:
+                        registry=None) -> AdaptationSummary:
     """Embed (0-60 %), cross-validate (60-95 %), save (95-100 %) model ``name`` in the user's
     model folder (or ``folder``). Raises UserFacingError for data that cannot train a head and
-    InterruptedError when ``cancelled()`` turns true. ``workers``: processes of the head search
-    (default: every core from HEAD_POOL_FROM items, in-process below)."""
+    InterruptedError when ``cancelled()`` turns true."""
     from healthfm_desktop.core.foundation.model_files import check_new_name, save_adapted_model
 
     started = time.perf_counter()
@@ -276,10 +252,8 @@ def train_adapted_model(kind: str, items: Items, name: str, task: str = CLASSIFI
     report(0.0, f"embedding {len(items)} items")
     embeddings = encoder.embed(items.payloads, progress=lambda done, total: report(0.6 * done / total, f"embedded {done} of {total}"),
                                cancelled=cancelled)
-    if workers is None:
-        workers = (os.cpu_count() or 1) if len(items) >= HEAD_POOL_FROM else 1
     fit = fit_head(embeddings, items.labels, task, progress=lambda f, step: report(0.6 + 0.35 * f, step),
-                   cancelled=cancelled, workers=workers)
+                   cancelled=cancelled)
     if cancelled is not None and cancelled():
         raise InterruptedError("cancelled")
     report(0.95, "saving the model")

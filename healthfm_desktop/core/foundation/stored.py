@@ -1,6 +1,5 @@
-"""What the user has stored or can reach, as Items for find-similar: every series of the study
-database (its middle instance), every note of an annotation project, with the user's labels,
-and the series of the studies a PACS listed (their middle instance, retrieved once and cached)."""
+"""What the user has stored or can reach, as Items for find-similar: the study database's series
+and an annotation project's notes (with the user's labels), and the series a PACS query listed."""
 
 from __future__ import annotations
 
