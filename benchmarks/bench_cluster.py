@@ -1,7 +1,7 @@
 """What running the batch commands on a Dask cluster costs and gains, in one run, on this machine.
 
     python benchmarks/bench_cluster.py [--library FILE] [--molecules N] [--scaling N] [--files 100] [--repeat 2]
-                                       [--only-scaling]
+                                       [--only-scaling] [--full-library [--rows N]]
 
 - per-task overhead: the same small task run locally and on a warm 2-worker LocalCluster
   (``cluster.run_in_order``), per task in ms; and a no-op task's round trip.
@@ -15,6 +15,11 @@
 - scaling: work per worker held constant (``--scaling`` molecules per worker), a 1-worker vs a
   2-worker LocalCluster; the throughput ratio (2 workers / 1 worker; ideal 2.0).
 - on paper: the shard arithmetic for 100 M compounds on 50 workers, from the measured rates.
+- ``--full-library``: the whole 1.94 M MOSES library (the five shared parts as one CSV) indexed
+  by the local command and by ``--scheduler`` on a 2-worker LocalCluster (shards of the default
+  size), the same top-100 and threshold searches over both indexes checked equal; the ratio and
+  the per-task overhead. (Substructure equality over shards is the cluster tests' part: the first
+  substructure search builds those data, hours for 1.94 M on 2 cores.)
 
 Prints `<what>: <ratio>x <baseline> (<ours> vs <baseline>)` lines and the load average (other
 work on this 2-core machine moves every ratio)."""
@@ -216,6 +221,55 @@ def index_rates(address: str, library: Path, n: int, folder: Path) -> tuple[floa
     return n / build_s / 2, min(searches) / shards * SHARD_SIZE / (n / shards)
 
 
+def full_library(library: Path, folder: Path, rows: int | None = None) -> None:
+    """The 1.94 M-molecule run: `molecules index` of the whole MOSES library, local vs cluster."""
+    from healthfm_desktop.core.chemistry import sharded_index
+
+    parts = sorted(library.parent.glob("moses_part*.csv.gz"))
+    if len(parts) < 5:
+        raise SystemExit(f"the full library needs moses_part01..05.csv.gz beside {library}")
+    path = folder / "moses_full.csv"
+    count = 0
+    with path.open("w", encoding="utf-8") as out:
+        for number, part in enumerate(parts):
+            with gzip.open(part, "rt", encoding="utf-8") as handle:
+                header = handle.readline()
+                if number == 0:
+                    out.write(header)
+                for line in handle:
+                    if rows is not None and count >= rows:
+                        break
+                    out.write(line)
+                    count += 1
+    shard = sharded_index.SHARD_SIZE
+    shards = -(-count // shard)
+    print(f"full library: {count:,} molecules from {len(parts)} parts, {shards} shards of {shard:,}; {_load()}", flush=True)
+    local_s, _ = _run("molecules", "index", path, "--out", folder / "full_one")
+    print(f"  local index (all cores): {local_s:.1f} s; {_load()}", flush=True)
+    with _cluster(2) as local:
+        _warm(local.scheduler_address)
+        remote_s, _ = _run("molecules", "index", path, "--out", folder / "full_sharded", "--scheduler",
+                           local.scheduler_address)
+        print(f"  sharded index on the 2-worker cluster: {remote_s:.1f} s; {_load()}", flush=True)
+        first_smiles = path.open(encoding="utf-8").readlines()[1].split(",")[1]
+        for query in (("--similar", "CC(C)Cc1ccc(cc1)C(C)C(=O)O", "--top", "100"),
+                      ("--similar", first_smiles, "--threshold", "0.7")):
+            timings = {}
+            for where, extra in (("sharded", ("--scheduler", local.scheduler_address)), ("one", ())):
+                start = time.perf_counter()
+                timings[where] = (_run("molecules", "search", folder / f"full_{where}", *query, "--json", *extra)[1],
+                                  time.perf_counter() - start)
+            (sharded_hits, sharded_s), (one_hits, one_s) = timings["sharded"], timings["one"]
+            if sharded_hits != one_hits or not one_hits.strip():
+                raise SystemExit(f"search {query}: {len(sharded_hits.splitlines())} hits over the shards, "
+                                 f"{len(one_hits.splitlines())} over one index: not the same")
+            print(f"  search {' '.join(query)}: {len(one_hits.splitlines())} hits, the same on both; "
+                  f"{sharded_s:.2f} s over the shards on the cluster vs {one_s:.2f} s one index", flush=True)
+    print(f"1.94 M-molecule index: the 2-worker cluster {local_s / remote_s:.2f}x the local command "
+          f"({remote_s:.1f} s vs {local_s:.1f} s; {shards} tasks, {(remote_s - local_s) / shards * 1000:+.0f} ms per task); "
+          f"{_load()}")
+
+
 def on_paper(describe_rate_per_worker: float, index_rate_per_worker: float, search_s_per_shard: float) -> None:
     n, workers = 100_000_000, 50
     shards = n // SHARD_SIZE
@@ -237,12 +291,17 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=100, help="images in the small job")
     parser.add_argument("--repeat", type=int, default=2, help="alternating 1- and 2-worker runs of the scaling part")
     parser.add_argument("--only-scaling", action="store_true", help="run the scaling part alone")
+    parser.add_argument("--full-library", action="store_true", help="the 1.94 M-molecule index run alone")
+    parser.add_argument("--rows", type=int, help="with --full-library: only the first N molecules (a trial run)")
     args = parser.parse_args()
     print(_load(), f"(cpu count {os.cpu_count()})")
     with tempfile.TemporaryDirectory(prefix="healthfm-bench-cluster-") as tmp:
         folder = Path(tmp)
         if args.only_scaling:
             scaling(args.library, args.scaling, folder, args.repeat)
+            return 0
+        if args.full_library:
+            full_library(args.library, folder, args.rows)
             return 0
         with _cluster(2) as local:
             address = local.scheduler_address

@@ -65,10 +65,11 @@ def build_shard(item: tuple[int, list], out: str, sources: list[str]) -> dict:
     bad: list[tuple[str, str]] = []
     building = out_path / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
     try:
-        # the substructure data too: a shard is searched on cluster workers, which should not
-        # build them at their first substructure search
+        # what similarity needs, as the one-machine build writes: a shard's substructure data
+        # are built (on the worker that searches it) and saved into it at its first
+        # substructure search, so both builds do the same work
         built = build_index(sources, building, workers=1, records=records,
-                            on_bad=lambda p, r: bad.append((str(p), r)), substructure=True)
+                            on_bad=lambda p, r: bad.append((str(p), r)))
         size = built.size
         del built  # the index's memory maps must close before the folder is renamed
         final = out_path / name
