@@ -142,7 +142,7 @@ class AdaptationPanel(QWidget):
         run_layout.addWidget(self.results)
 
         self.similar_button = QPushButton("Find similar")
-        self.similar_button.setToolTip(f"The open (and stored) {noun} most like the selected one, by the encoder's embedding")
+        self.similar_button.setToolTip(f"The {noun} most like the selected one (the caption says what was searched)")
         self.similar_button.clicked.connect(self._similar)
         self.similar_caption = QLabel("")
         self.similar_caption.setWordWrap(True)
