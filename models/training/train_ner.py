@@ -34,7 +34,6 @@ from model_cards import with_when_not_to_use  # noqa: E402  (beside this script)
 from healthfm_desktop.core.records.labels import CLINICAL_LABELS, MACCROBAT_TO_LABEL, NCBI_TO_LABEL  # noqa: E402
 from healthfm_desktop.core.records.ner_features import (  # noqa: E402
     CHAR_VOCAB_SIZE,
-    CHAR_WINDOWS,
     MAX_CHARS,
     SHAPES,
     bio_tags,
@@ -187,13 +186,13 @@ class InferenceTagger(nn.Module):
         return self.out(x)
 
 
-def export_onnx(model: Tagger, word_index: dict[str, int], path: Path, char_window: str = "head") -> None:
+def export_onnx(model: Tagger, word_index: dict[str, int], path: Path) -> None:
     """Write the model as ONNX (InferenceTagger layout) with the interface core.records.ner_model
     expects: int64 word_ids [batch, tokens], char_ids [batch, tokens, MAX_CHARS], shape_ids
     [batch, tokens] -> float32 logits [batch, tokens, tags]; batch and tokens dynamic."""
     model.eval()
     fast = InferenceTagger(model).eval()
-    example = tuple(torch.from_numpy(a) for a in encode_tokens([["No", "fever", "."], ["Aspirin", "81", "mg", "daily", "for", "pain", "."]], word_index, char_window))
+    example = tuple(torch.from_numpy(a) for a in encode_tokens([["No", "fever", "."], ["Aspirin", "81", "mg", "daily", "for", "pain", "."]], word_index))
     with torch.no_grad():
         assert torch.allclose(fast(*example), model(*example), atol=1e-4), "InferenceTagger differs from the trained Tagger"
     torch.onnx.export(
@@ -217,7 +216,7 @@ def relaxed_overlap_scores(gold_docs, pred_docs, labels):
     return relaxed_overlap_f1(gold_docs, pred_docs, labels)
 
 
-def predict_document(model, nlp, text: str, word_index, decoder: str = "argmax", char_window: str = "head") -> list[tuple[int, int, str]]:
+def predict_document(model, nlp, text: str, word_index, decoder: str = "argmax") -> list[tuple[int, int, str]]:
     """Spans the model finds in a document, its sentence chunks tagged in one batch (the
     convolutional tagger's logits do not depend on the padding). ``decoder``: "argmax" (what
     the app's ner_model does today: per-token argmax + decode_bio) or "viterbi" (BIO-constrained
@@ -232,7 +231,7 @@ def predict_document(model, nlp, text: str, word_index, decoder: str = "argmax",
     positions = [t.i for t in doc if not t.is_space]  # chunk words are the doc's non-space tokens, in order
     model.eval()
     with torch.no_grad():
-        w, c, s = (torch.from_numpy(a) for a in encode_tokens([words for words, _, _ in chunks], word_index, char_window))
+        w, c, s = (torch.from_numpy(a) for a in encode_tokens([words for words, _, _ in chunks], word_index))
         logits = model(w, c, s).numpy()
     spans = []
     cursor = 0
@@ -250,11 +249,11 @@ def gold_spans(record: dict) -> list[tuple[int, int, str]]:
     return [(s["start"], s["end"], MACCROBAT_TO_LABEL[s["label"]]) for s in record["spans"] if s["label"] in MACCROBAT_TO_LABEL]
 
 
-def batch_loss(model, examples, batch, word_index, word_dropout: float, char_window: str = "head") -> torch.Tensor:
+def batch_loss(model, examples, batch, word_index, word_dropout: float) -> torch.Tensor:
     """Partial-label cross-entropy: -log of the probability mass on the token's allowed tags
     (its gold tag, or for NCBI's unlabelled tokens every tag but PROBLEM's)."""
     words = [examples[i][0] for i in batch]
-    w, c, s = (torch.from_numpy(a) for a in encode_tokens(words, word_index, char_window))
+    w, c, s = (torch.from_numpy(a) for a in encode_tokens(words, word_index))
     if word_dropout:
         # word dropout: unknown-word behaviour is learned from the training data itself
         w = torch.where((torch.rand(w.shape) < word_dropout) & (w > 1), torch.ones_like(w), w)
@@ -285,7 +284,6 @@ def main(argv=None) -> int:
     parser.add_argument("--dropout", type=float, default=0.3)
     parser.add_argument("--hidden", type=int, default=128, help="channels of the dilated convolutions")
     parser.add_argument("--word-dropout", type=float, default=0.05)
-    parser.add_argument("--char-window", choices=CHAR_WINDOWS, default="head", help="characters the char CNN sees of a long token: its first 16, or its first and last 8")
     parser.add_argument("--dev-only", action="store_true", help="a tuning run: stop after choosing the epoch on dev, never score the test documents, write nothing")
     args = parser.parse_args(argv)
 
@@ -345,7 +343,7 @@ def main(argv=None) -> int:
         total = 0.0
         done = 0
         for batch in batches:
-            loss = batch_loss(model, examples, batch, word_index, args.word_dropout, args.char_window)
+            loss = batch_loss(model, examples, batch, word_index, args.word_dropout)
             optimiser.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -355,7 +353,7 @@ def main(argv=None) -> int:
             done += 1
             if done % 50 == 0:
                 print(f"  step {done}/{len(batches)} loss {total / done:.3f} ({time.time() - started:.0f} s)", flush=True)
-        dev_pred = [predict_document(model, nlp, maccrobat[i]["text"], word_index, char_window=args.char_window) for i in dev_ids]
+        dev_pred = [predict_document(model, nlp, maccrobat[i]["text"], word_index) for i in dev_ids]
         dev_f1 = relaxed_overlap_scores(dev_gold, dev_pred, CLINICAL_LABELS)["micro"]["f1"]
         history.append({"epoch": epoch, "loss": round(total / len(batches), 4), "dev_f1": round(dev_f1, 4)})
         print(f"epoch {epoch}: loss {total / len(batches):.3f} dev relaxed F1 {dev_f1:.3f} lr {scheduler.get_last_lr()[0]:.2e} ({time.time() - started:.0f} s)", flush=True)
@@ -378,7 +376,7 @@ def main(argv=None) -> int:
     test_gold = [gold_spans(maccrobat[i]) for i in test_ids]
     results = {}
     for decoder in ("argmax", "viterbi"):
-        test_pred = [predict_document(model, nlp, maccrobat[i]["text"], word_index, decoder, args.char_window) for i in test_ids]
+        test_pred = [predict_document(model, nlp, maccrobat[i]["text"], word_index, decoder) for i in test_ids]
         scores = relaxed_overlap_scores(test_gold, test_pred, CLINICAL_LABELS)
         scores["ci95"] = bootstrap_relaxed_f1(test_gold, test_pred, CLINICAL_LABELS, seed=args.seed)
         results[decoder] = scores
@@ -386,7 +384,7 @@ def main(argv=None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     onnx_path = args.out / f"{MODEL_NAME}.onnx"
-    export_onnx(model, word_index, onnx_path, args.char_window)
+    export_onnx(model, word_index, onnx_path)
     training = {
         "epochs_run": len(history), "best_epoch": best["epoch"], "stopped_by": stopped_by, "history": history,
         "seed": args.seed, "threads": args.threads, "hidden": args.hidden, "command": " ".join(["nice -n 10 python models/training/train_ner.py", *(f"--{k.replace('_', '-')} {v}" for k, v in sorted(vars(args).items()) if k not in ("out", "tiny", "dev_only") and v != parser.get_default(k))]).strip(), "lr": args.lr, "dropout": args.dropout, "word_dropout": args.word_dropout,
@@ -423,7 +421,6 @@ def write_outputs(args, onnx_path, vocabulary, results, n_train, n_dev, n_test, 
             "featurisation": "healthfm_desktop.core.records.ner_features.encode_tokens",
             "tokenizer": "spaCy 3.7 blank('en') tokenizer, one sentence per row",
             "max_chars": MAX_CHARS,
-            "char_window": args.char_window,
             "padding": "word id 0 marks padding; logits of real tokens do not depend on it (masked convolutions)",
             "decoding": "per-token argmax + ner_features.decode_bio; BIO-constrained Viterbi in core.records.tag_decoding.viterbi_bio scores as in metrics.viterbi_decoding",
             "word_vocabulary": vocabulary,

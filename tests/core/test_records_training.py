@@ -42,10 +42,10 @@ def test_app_and_training_featurise_identically(repo_root):
     record = {"text": "Metoprolol 25 mg PO BID.\nNo chest pain.", "spans": []}
     rows = train_ner.tokenise_document(spacy.blank("en"), record, {}, None)
     words = [w for w, _, _ in rows]
-    train_tensors = encode_tokens(words, tagger.word_index, tagger.char_window)
+    train_tensors = encode_tokens(words, tagger.word_index)
     app_rows = [[t.text for t in sent if not t.is_space] for sent in __import__("healthfm_desktop.core.records.pipeline", fromlist=["x"]).build_pipeline().nlp("Metoprolol 25 mg PO BID.\nNo chest pain.").sents]
     assert app_rows == words
-    app_tensors = encode_tokens(app_rows, tagger.word_index, tagger.char_window)
+    app_tensors = encode_tokens(app_rows, tagger.word_index)
     for a, b in zip(train_tensors, app_tensors):
         assert np.array_equal(a, b)
 

@@ -3,8 +3,7 @@
 
 A token becomes (word id, character ids, shape id). Words are lower-cased with digits folded to
 0, so "12.5" and "37.0" share an id; characters are bytes of the first MAX_CHARS characters of the
-token, or with ``char_window="head_tail"`` of its first and last MAX_CHARS / 2 when it is longer, so
-"esophagogastroduodenoscopy" keeps its "-scopy" (code points above 255 fold to one id)."""
+token (code points above 255 fold to one id)."""
 
 from __future__ import annotations
 
@@ -16,7 +15,6 @@ import numpy as np
 MAX_CHARS = 16
 PAD, UNKNOWN = 0, 1
 CHAR_VOCAB_SIZE = 258  # 0 pad, 1 other code point, 2..257 for code points 0..255
-CHAR_WINDOWS = ("head", "head_tail")
 SHAPES = ("pad", "lower", "title", "upper", "digit", "mixed_digit", "punct", "other")
 _DIGITS = re.compile(r"\d")
 
@@ -46,15 +44,8 @@ def build_word_index(vocabulary: Sequence[str]) -> dict[str, int]:
     return {word: i + 2 for i, word in enumerate(vocabulary)}
 
 
-def token_chars(token: str, char_window: str = "head") -> str:
-    """The characters of a token the character CNN sees (see the module docstring)."""
-    if char_window == "head_tail" and len(token) > MAX_CHARS:
-        return token[: MAX_CHARS // 2] + token[-(MAX_CHARS // 2) :]
-    return token[:MAX_CHARS]
-
-
 def encode_tokens(
-    sentences: Sequence[Sequence[str]], word_index: dict[str, int], char_window: str = "head"
+    sentences: Sequence[Sequence[str]], word_index: dict[str, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A batch of token lists -> (word_ids [B,T], char_ids [B,T,MAX_CHARS], shape_ids [B,T]),
     int64, right-padded with 0 to the longest sentence."""
@@ -67,7 +58,7 @@ def encode_tokens(
         for t, token in enumerate(tokens):
             word_ids[b, t] = word_index.get(normalise_word(token), UNKNOWN)
             shape_ids[b, t] = word_shape(token)
-            for c, char in enumerate(token_chars(token, char_window)):
+            for c, char in enumerate(token[:MAX_CHARS]):
                 code = ord(char)
                 char_ids[b, t, c] = code + 2 if code < 256 else UNKNOWN
     return word_ids, char_ids, shape_ids
@@ -78,9 +69,8 @@ class TokenEncoder:
     kept (at most ``max_tokens`` strings, then the cache starts afresh, so memory stays
     bounded over any number of notes). Gives exactly the arrays ``encode_tokens`` gives."""
 
-    def __init__(self, word_index: dict[str, int], max_tokens: int = 50_000, char_window: str = "head"):
+    def __init__(self, word_index: dict[str, int], max_tokens: int = 50_000):
         self.word_index = word_index
-        self.char_window = char_window
         self.max_tokens = max_tokens
         self._reset()
 
@@ -99,7 +89,7 @@ class TokenEncoder:
             self._words = np.resize(self._words, size)
             self._shapes = np.resize(self._shapes, size)
             self._chars = np.resize(self._chars, (size, MAX_CHARS))
-        word_ids, char_ids, shape_ids = encode_tokens([tokens], self.word_index, self.char_window)
+        word_ids, char_ids, shape_ids = encode_tokens([tokens], self.word_index)
         end = self._rows + len(tokens)
         self._words[self._rows : end] = word_ids[0]
         self._shapes[self._rows : end] = shape_ids[0]

@@ -35,8 +35,7 @@ class NerTagger:
         self.session, self.manifest, self.provider = registry.session(MODEL_NAME, threads=1)
         self.tags = list(self.manifest.labels)
         self.word_index = build_word_index(self.manifest.preprocessing["word_vocabulary"])
-        self.char_window = self.manifest.preprocessing.get("char_window", "head")
-        self.encoder = TokenEncoder(self.word_index, char_window=self.char_window)
+        self.encoder = TokenEncoder(self.word_index)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.transitions = bio_transitions(self.tags)
         # for each tag id, the tag ids allowed right before it (-1: any): I-X only after B-X / I-X
