@@ -138,3 +138,12 @@ def test_attribute_rules_precision_fixes(pipeline):
     assert not any(t in ("45", "3") for t, _ in bare)
     ents = {(e.text, e.label) for e in pipeline.annotate("Ejection fraction was 50%. She took aspirin 81 mg daily.").entities}
     assert ("50%", "LAB_VALUE") in ents and ("50%", "DOSE") not in ents and ("81 mg", "DOSE") in ents
+
+
+def test_function_words_are_not_model_entities():
+    """Issue 21: a model span of function words only ("via", "both again") is dropped; body and
+    number words among the stop words ("back", "two") and upper-case ones ("US") are kept."""
+    from healthfm_desktop.core.records.pipeline import _only_function_words
+
+    assert _only_function_words("via") and _only_function_words("both again") and _only_function_words("further")
+    assert not any(_only_function_words(w) for w in ("back", "two", "US", "chest pain", "pain in the back"))

@@ -19,6 +19,7 @@ import spacy
 from loguru import logger
 from spacy.attrs import IDX, LENGTH, LOWER
 from spacy.language import Language
+from spacy.lang.en.stop_words import STOP_WORDS
 from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc, Span
 from spacy.util import filter_spans, minibatch
@@ -72,6 +73,17 @@ def header_ranges(text: str) -> list[tuple[int, int]]:
     """Character ranges of section-header lines' names (before their colon): all capitals, or
     starting with the section word ("Laboratory data:"; "Blood culture results:" names a test)."""
     return [m.span(1) for m in _HEADER.finditer(text) if m.group(1).isupper() or _HEADER.match(m.group(1).split()[0] + ":")]
+
+
+# function words ("via", "both", "again", "further"): a model span made only of these is not an
+# entity (issue 21); body words and number words among spaCy's stop words are kept ("back",
+# "two"), and so is an upper-case one ("US", ultrasound)
+_NUMBER_WORDS = {"one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "fifteen", "twenty", "forty", "fifty", "sixty", "hundred"}
+FUNCTION_WORDS = frozenset(STOP_WORDS - {"back", "front", "side", "top", "bottom"} - _NUMBER_WORDS)
+
+
+def _only_function_words(original: str) -> bool:
+    return original.islower() and all(w in FUNCTION_WORDS for w in original.split())
 
 
 def _verb_as_medication(words: str, label: str) -> bool:
@@ -216,7 +228,7 @@ class EntityFinder:
                 original = text[offsets[s][0] : offsets[e - 1][0] + offsets[e - 1][1]]  # doc[s:e].text
                 words = original.lower()
                 # a bare number, or a prescription abbreviation, is never a TEST/PROBLEM by itself
-                if any(c.isalpha() for c in words) and words not in NEVER_ENTITIES and not (e - s == 1 and s in cues) and not (original.islower() and _verb_as_medication(words, label)):
+                if any(c.isalpha() for c in words) and words not in NEVER_ENTITIES and not (e - s == 1 and s in cues) and not (original.islower() and (_verb_as_medication(words, label) or _only_function_words(original))):
                     found.append((s, e, label, "model"))
                     self._confidence[(s, e, label)] = confidence
         headers = header_ranges(text)
