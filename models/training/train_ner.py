@@ -422,7 +422,7 @@ def write_outputs(args, onnx_path, vocabulary, results, n_train, n_dev, n_test, 
             "tokenizer": "spaCy 3.7 blank('en') tokenizer, one sentence per row",
             "max_chars": MAX_CHARS,
             "padding": "word id 0 marks padding; logits of real tokens do not depend on it (masked convolutions)",
-            "decoding": "per-token argmax + ner_features.decode_bio; BIO-constrained Viterbi in core.records.tag_decoding.viterbi_bio scores as in metrics.viterbi_decoding",
+            "decoding": "the app (core.records.ner_model): per-token argmax where it forms valid BIO, else the BIO-constrained Viterbi search of core.records.tag_decoding.viterbi_bio (scored alone as metrics.viterbi_decoding); then ner_features.decode_bio",
             "word_vocabulary": vocabulary,
         },
         "training_data": {

@@ -25,7 +25,7 @@ SHIPPED_SHA256: dict[str, str] = {
     "icu_mortality.onnx": "dfb099966182ba2e0f91c99fa9a01ea29e65050cfc5941fd7ba019890b7bb37a",
     "image_encoder.json": "dfe8e40e7dd7caded43a608f01fd416c0c1b9525c559eb770be9ebaa33d55ecf",
     "image_encoder.onnx": "ee76d826dded55337d8b2dc7679aac39facc33935fcb1006f3d74d37c6f49ad8",
-    "ner_clinical.json": "02629fce2b72c27f82f56952fa4299faccd69e6e22cbc9f515d4a799eb7700f7",
+    "ner_clinical.json": "8e0b877b0685d888f9dbb03a979f99659679cf237e90e132d6fd88305d865c72",
     "ner_clinical.onnx": "9135347f87ea51b3cb6e52fcc2a7b273072c25dc47bf078f179e001f7d6e2140",
     "pneumonia_resnet.json": "40e8a8353712471f3ac7bdff540a1be6b18a5c4f7f42cab576256582d3935f65",
     "pneumonia_resnet.onnx": "fb47d35bd5c2b01703dd017162de5c79d6bbc79c678c30eae5b82e4201e61e15",
