@@ -60,7 +60,7 @@ class ImageAnalysisController(QObject):
 
         def work():
             from healthfm_desktop.core.imaging.ai.analysis import analyse
-            from healthfm_desktop.core.imaging.plain_images import read_for_analysis
+            from healthfm_desktop.core.imaging.ai.analysis import read_for_analysis
 
             yield Progress(0.05, "reading the image")
             image = read_for_analysis(source, frame, name)  # DICOM, or a PNG / JPEG file
@@ -84,8 +84,8 @@ class ImageAnalysisController(QObject):
         self._location = (series.key, on_screen)
 
         def work():
-            from healthfm_desktop.core.imaging.ai.analysis import analyse_series, image_from_dicom_object
-            from healthfm_desktop.core.imaging.plain_images import plain_image_kind, read_for_analysis
+            from healthfm_desktop.core.imaging.ai.analysis import analyse_series, image_from_dicom_object, read_for_analysis
+            from healthfm_desktop.core.imaging.plain_images import plain_image_kind
 
             cache: dict = {}
 

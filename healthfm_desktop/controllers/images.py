@@ -171,7 +171,7 @@ class ImagesController(WorkspaceController):
         from healthfm_desktop.core.foundation.datasets import Items
 
         def middle_image(series: Series):
-            from healthfm_desktop.core.imaging.plain_images import read_for_analysis
+            from healthfm_desktop.core.imaging.ai.analysis import read_for_analysis
 
             frame = series.frames[len(series.frames) // 2]
             source = frame.instance.source

@@ -235,7 +235,7 @@ def test_analyse_series_on_the_cluster_equals_local(scheduler):
     """The viewer's "Analyse series" with Settings > Compute: the same rows, summary and overlay
     as here, with the first image and the one on screen run here and the others on the workers."""
     from healthfm_desktop.core.imaging.ai.analysis import analyse_series, run_to_end
-    from healthfm_desktop.core.imaging.plain_images import read_for_analysis
+    from healthfm_desktop.core.imaging.ai.analysis import read_for_analysis
     from healthfm_desktop.core.imaging.sources import SourceRef
 
     sources = [SourceRef(path) for path in sorted((DATA / "images").glob("pneumoniamnist_*.png"))]

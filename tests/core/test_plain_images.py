@@ -18,8 +18,8 @@ from healthfm_desktop.core.imaging.plain_images import (
     open_plain_image,
     open_rejected_plain_images,
     plain_image_kind,
-    read_for_analysis,
 )
+from healthfm_desktop.core.imaging.ai.analysis import read_for_analysis
 from healthfm_desktop.core.imaging.sources import SourceRef
 
 IMAGES = Path(__file__).resolve().parents[1] / "data" / "images"

@@ -161,14 +161,3 @@ def open_rejected_plain_images(rejected: Iterable[tuple[str, str]]) -> tuple[lis
 
 def is_plain_image(series) -> bool:
     return isinstance(series, PlainImageSeries)
-
-
-def read_for_analysis(source: SourceRef, frame: int, name: str):
-    """The image the AI panel analyses: a PNG / JPEG file through the command line's reader,
-    a DICOM object through the DICOM reader (both as ``images classify`` reads them)."""
-    from healthfm_desktop.core.imaging.ai.analysis import image_from_dicom_object
-    from healthfm_desktop.core.imaging.ai.preprocessing import read_raster
-
-    if source.member is None and plain_image_kind(source.path) is not None:
-        return read_raster(source.path)
-    return image_from_dicom_object(source.read_bytes(), frame, name)

@@ -84,6 +84,17 @@ def image_from_dicom_object(data: bytes, frame: int = 0, name: str | None = None
     return read_dicom_bytes(data, frame=frame, path=Path(name) if name else None)
 
 
+def read_for_analysis(source, frame: int, name: str) -> SourceImage:
+    """The image the AI panel analyses: a PNG / JPEG file through the command line's reader,
+    a DICOM object through the DICOM reader (both as ``images classify`` reads them)."""
+    from healthfm_desktop.core.imaging.ai.preprocessing import read_raster
+    from healthfm_desktop.core.imaging.plain_images import plain_image_kind
+
+    if source.member is None and plain_image_kind(source.path) is not None:
+        return read_raster(source.path)
+    return image_from_dicom_object(source.read_bytes(), frame, name)
+
+
 WITHHELD = "No answer: this image is outside what {model} was made for"
 SALIENCY_CAPTION = (
     "Colour: class activation map (CAM) of the predicted label, scaled to its own maximum "
@@ -314,8 +325,6 @@ def analyse_frames(frames: list[tuple], task: str, pixel_spacing_mm: float | Non
     """One cluster task of "Analyse series" on Settings > Compute: ``frames`` are (index,
     SourceRef, frame number, name) read where the worker is (a path it shares), each run through
     ``task``'s model; their records, as ``analyse_series`` makes them here."""
-    from healthfm_desktop.core.imaging.plain_images import read_for_analysis
-
     records = []
     for index, source, frame, name in frames:
         outcome = run_to_end(analyse(read_for_analysis(source, frame, name), task, pixel_spacing_mm, force))
