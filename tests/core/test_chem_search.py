@@ -93,6 +93,32 @@ def test_substructure_equals_rdkit(library, smarts):
     assert [h.row for h in index.substructure(query)] == expected
 
 
+@pytest.mark.parametrize("smarts", [
+    "C1CCC2C(C1)CCC1C2CCC2CCCC12", "C1CCCCC1", "c1ccc2ccccc2c1", "c1ccc2occc2c1", "C1CC2CCC1C2",
+    "c1ccc2c(c1)CCN2", "[#6]1~[#6]~[#6]~[#6]~[#6]~[#6]1", "[r5]1@[r5]@[r5]@[r5]@[r5]1", "c1ccncc1", "C1CCNCC1",
+    "[R2]1@[R1]@[R1]@[R1]@[R1]@[R2]1",
+])
+def test_ring_systems_left_out_by_their_atom_counts_hold_no_match(library, smarts):
+    """The ring-system screen matches only the systems big enough by atoms, bonds and repeated
+    query atoms: the same rows as matching every system, and as a plain RDKit loop."""
+    from rdkit import Chem as _Chem
+
+    rows, mols, index = library
+    index.build_substructure()
+    query = _Chem.MolFromSmarts(smarts)
+    query.UpdatePropertyCache(strict=False)
+    _Chem.FastFindRings(query)
+    written = _Chem.MolToSmarts(query)
+    big = index._systems_that_may_hold(query, written)
+    assert big is not None, "a ring-system query"
+    every = np.arange(len(index._ring_systems().atoms))
+    assert np.array_equal(index._ring_system_screen(query, written, big), index._ring_system_screen(query, written, every))
+    expected = [i for i, m in enumerate(mols) if m.HasSubstructMatch(query)]
+    assert [h.row for h in index.substructure(query)] == expected
+    if smarts.startswith("C1CCC2"):  # the steroid core: left to at most a few systems
+        assert len(big) <= 3 < len(every)
+
+
 def test_substructure_top_gives_the_first_hits_in_library_order(library):
     rows, mols, index = library
     query = Chem.MolFromSmarts("C(=O)N")
