@@ -1555,43 +1555,58 @@ class _RingSystems:
             self.atoms[k], self.bonds[k] = len(members), len(pairs)
         self.broken = None  # a system that did not rebuild (not expected): then no screen
         self._lock = threading.Lock()  # searches run on GUI worker threads: the types are worked out by one
-        self._held: dict[int, dict[int, int]] = {}  # system -> {type: atoms of that type}, as worked out
-        self._type_ids: dict[tuple, int] = {}
-        self.standing: list[Chem.Atom] = []
-        self._standing_fragments: list[Chem.Mol] = []  # the standing atoms live as long as their fragments
+        self._types = None  # (standing atoms, each system's types and counts concatenated, each one's start)
+        self._fragments: dict[int, Chem.Mol] = {}  # the last systems matched, rebuilt (at most _FRAGMENTS_KEPT)
         self.flat = np.asarray(np.load(folder / "molecule_systems.npy", mmap_mode="r"))
         offsets = np.load(folder / "molecule_system_offsets.npy")
         self.per_row, self.row_starts = np.diff(offsets), offsets[:-1]
 
     def fragment(self, k: int) -> Chem.Mol | None:
-        """System k as a molecule with its stored rings; None if it does not rebuild."""
-        fragment = _fragment_mol(self.texts[k])
-        if fragment is None or not _add_fragment_rings(fragment, self.blobs[self.blob_offsets[k]:self.blob_offsets[k + 1]]):
-            self.broken = k
-            return None
+        """System k as a molecule with its stored rings (kept for the next queries); None if it
+        does not rebuild."""
+        with self._lock:
+            return self._fragment(k)
+
+    def _fragment(self, k: int) -> Chem.Mol | None:
+        fragment = self._fragments.get(k)
+        if fragment is None:
+            fragment = _fragment_mol(self.texts[k])
+            if fragment is None or not _add_fragment_rings(fragment, self.blobs[self.blob_offsets[k]:self.blob_offsets[k + 1]]):
+                self.broken = k
+                return None
+            if len(self._fragments) >= _FRAGMENTS_KEPT:
+                self._fragments.pop(next(iter(self._fragments)))
+            self._fragments[k] = fragment
         return fragment
 
-    def _types_of(self, k: int) -> dict[int, int] | None:
-        held = self._held.get(k)
-        if held is None:
-            fragment = self.fragment(k)
-            if fragment is None:
-                return None
-            ring_info = fragment.GetRingInfo()
-            held = {}
-            for atom in fragment.GetAtoms():
-                # every bond of a system lies on one of its rings: the degree is the ring-bond count
-                key = (atom.GetAtomicNum(), atom.GetIsAromatic(), atom.GetFormalCharge(), atom.GetIsotope(),
-                       atom.GetNumRadicalElectrons(), atom.GetNumExplicitHs(), atom.GetNoImplicit(), atom.GetDegree(),
-                       tuple(sorted(ring_info.AtomRingSizes(atom.GetIdx()))))
-                t = self._type_ids.get(key)
-                if t is None:
-                    t = self._type_ids[key] = len(self.standing)
-                    self.standing.append(atom)
-                    self._standing_fragments.append(fragment)
-                held[t] = held.get(t, 0) + 1
-            self._held[k] = held
-        return held
+    def _atom_types(self):
+        """Every system's atoms by type, worked out at the first query that needs them."""
+        if self._types is None:
+            type_ids: dict[tuple, int] = {}
+            standing, flat_types, flat_counts, starts = [], [], [], []
+            for k in range(len(self.atoms)):
+                fragment = _fragment_mol(self.texts[k])
+                if fragment is None or not _add_fragment_rings(fragment, self.blobs[self.blob_offsets[k]:self.blob_offsets[k + 1]]):
+                    self.broken = k
+                    return None
+                ring_info = fragment.GetRingInfo()
+                held: dict[int, int] = {}
+                for atom in fragment.GetAtoms():
+                    # every bond of a system lies on one of its rings: the degree is the ring-bond count
+                    key = (atom.GetAtomicNum(), atom.GetIsAromatic(), atom.GetFormalCharge(), atom.GetIsotope(),
+                           atom.GetNumRadicalElectrons(), atom.GetNumExplicitHs(), atom.GetNoImplicit(),
+                           atom.GetDegree(), tuple(sorted(ring_info.AtomRingSizes(atom.GetIdx()))))
+                    t = type_ids.get(key)
+                    if t is None:
+                        t = type_ids[key] = len(standing)
+                        standing.append((atom, fragment))  # the atom lives as long as its fragment
+                    held[t] = held.get(t, 0) + 1
+                starts.append(len(flat_types))
+                flat_types += held
+                flat_counts += held.values()
+            self._types = ([atom for atom, _ in standing], standing, np.array(flat_types, dtype=np.int64),
+                           np.array(flat_counts, dtype=np.int64), np.array(starts, dtype=np.int64))
+        return self._types
 
     def big_enough(self, query: Chem.Mol) -> np.ndarray | None:
         """The systems that may hold ``query`` by the counts above (None if one does not rebuild)."""
@@ -1599,28 +1614,25 @@ class _RingSystems:
             return self._big_enough(query)
 
     def _big_enough(self, query: Chem.Mol) -> np.ndarray | None:
-        big = np.flatnonzero((self.atoms >= query.GetNumAtoms()) & (self.bonds >= query.GetNumBonds()))
+        ok = (self.atoms >= query.GetNumAtoms()) & (self.bonds >= query.GetNumBonds())
         groups: dict[tuple, list] = {}
         for atom in query.GetAtoms():
             key = (atom.DescribeQuery() if atom.HasQuery() else None, atom.GetSmarts(), atom.GetAtomicNum(),
                    atom.GetFormalCharge(), atom.GetIsAromatic(), atom.GetIsotope())
             groups.setdefault(key, [atom, 0])[1] += 1
         repeated = [(atom, needed) for atom, needed in groups.values() if needed > 1]
-        if not repeated or len(big) == 0:
-            return big
-        held = []
-        for k in big.tolist():
-            types = self._types_of(k)
+        if repeated and ok.any():
+            types = self._atom_types()
             if types is None:
                 return None
-            held.append(types)
-        for atom, needed in repeated:
-            matches = [atom.Match(other) for other in self.standing]
-            keep = [sum(n for t, n in types.items() if matches[t]) >= needed for types in held]
-            big, held = big[keep], [types for types, kept in zip(held, keep) if kept]
-            if len(big) == 0:
-                break
-        return big
+            standing, _, flat_types, flat_counts, starts = types
+            for atom, needed in repeated:
+                matches = np.fromiter((atom.Match(other) for other in standing), dtype=bool, count=len(standing))
+                ok &= np.add.reduceat(matches[flat_types] * flat_counts, starts) >= needed
+        return np.flatnonzero(ok)
+
+
+_FRAGMENTS_KEPT = 4096  # rebuilt ring systems kept for the next queries (a few KB each)
 
 
 @dataclass
