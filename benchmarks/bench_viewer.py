@@ -5,14 +5,21 @@
   table, the cheapest possible rendering);
 - opening a series in the Images workspace: time until the first image is on screen, and until
   every slice is decoded, against a plain loop of ``pydicom.dcmread`` + ``pixel_array`` run
-  right after it; three times: decode worker processes started by the open (the first import
-  of a session), already running (every later import), and disabled (in-process decoding);
-- the UI event loop's worst stall while the series loads on the workers, against the same
-  decode run on the UI thread;
+  right after it; four times: decode worker processes started by the open (the first import
+  of a session), already running (every later import), the same through the whole main window
+  as a drop (routing, the Data quality report and the Images import together), and disabled
+  (in-process decoding);
+- the UI event loop's worst stall while the series loads on the workers (a 2 ms timer's
+  longest gap), against the same decode run on the UI thread, and against the idle floor: the
+  same probe for as long again right after the load, with nothing running (the machine's own
+  scheduling delay, which no code of ours can go under); with ``--repeat N`` each figure is
+  the median of N opens (the first open of the first mode is the session's first import);
+  ``--dump-stalls FILE`` writes every thread's stack whenever the timer misses 40 ms
+  (faulthandler's watchdog, which needs no GIL: it shows who holds it);
 - peak memory (numpy and Python allocations, tracemalloc) with the series open and the MPR
   view built, against the size of the series as an int16 volume.
 
-    python benchmarks/bench_viewer.py [SERIES_FOLDER]
+    python benchmarks/bench_viewer.py [SERIES_FOLDER] [--repeat N] [--dump-stalls FILE]
 
 SERIES_FOLDER defaults to the CT (else MR) series under tests/data/dicom/series/.
 """
@@ -37,7 +44,7 @@ sys.path.insert(0, str(REPO))
 if __name__ != "__mp_main__":
     import numpy as np  # noqa: E402
     import pydicom  # noqa: E402
-    from PySide6.QtCore import QElapsedTimer, Qt, QTimer  # noqa: E402
+    from PySide6.QtCore import Qt, QTimer  # noqa: E402
     from PySide6.QtWidgets import QApplication  # noqa: E402
 
     from healthfm_desktop.controllers.images import ImagesController  # noqa: E402
@@ -105,24 +112,55 @@ def pydicom_loop(folder: Path) -> float:
     return time.perf_counter() - started
 
 
-def bench_open(app: "QApplication", folder: Path, mode: str = "") -> None:
-    """One open of ``folder`` in a fresh workspace; ``mode`` names how the decoding ran."""
-    controller = ImagesController()
-    workspace = ImagesWorkspace(controller)
-    workspace.resize(1400, 900)
-    workspace.show()
-    app.processEvents()
-    marks: dict[str, float] = {}
-    stalls: list[float] = []
-    clock = QElapsedTimer()
+def gaps_of(app: "QApplication", seconds: float | None, until=None, dump=None) -> float:
+    """The longest gap (s) between the ticks of a 2 ms timer on the UI thread while events are
+    processed for ``seconds`` or ``until()`` is true; ``dump``: a file that gets every thread's
+    stack when the timer misses 40 ms."""
+    import faulthandler
+
+    ticks: list[float] = []
     ticker = QTimer()
     ticker.setInterval(2)
-    last = [0.0]
 
     def tick() -> None:
-        now = clock.nsecsElapsed() / 1e9
-        stalls.append(now - last[0])
-        last[0] = now
+        ticks.append(time.perf_counter())
+        if dump is not None:
+            faulthandler.dump_traceback_later(0.04, repeat=False, file=dump)
+
+    ticker.timeout.connect(tick)
+    ticker.start()
+    started = time.perf_counter()
+    while (until() if until else time.perf_counter() - started < seconds) and time.perf_counter() - started < 120:
+        app.processEvents()
+        time.sleep(0.0005)
+    ticker.stop()
+    if dump is not None:
+        faulthandler.cancel_dump_traceback_later()
+    return max((b - a for a, b in zip(ticks, ticks[1:])), default=0.0)
+
+
+def bench_open(app: "QApplication", folder: Path, mode: str = "", dump=None, whole_app: bool = False) -> dict:
+    """One open of ``folder`` in a fresh workspace; ``mode`` names how the decoding ran.
+    ``whole_app``: the whole main window, opened as a drop is (routing, Data quality, Images).
+    Returns its figures (seconds)."""
+    if whole_app:
+        from healthfm_desktop.app import build_main_window
+
+        window = build_main_window()
+        controller, workspace = window.controllers["images"], window.workspace_widget("images")
+        window.resize(1400, 900)
+        window.show()
+        window.show_workspace("images")
+        open_series = lambda: window.app_controller.open_paths([folder])  # noqa: E731
+    else:
+        window = None
+        controller = ImagesController()
+        workspace = ImagesWorkspace(controller)
+        workspace.resize(1400, 900)
+        workspace.show()
+        open_series = lambda: controller.open_paths([folder])  # noqa: E731
+    app.processEvents()
+    marks: dict[str, float] = {}
 
     def on_frame(key: str, index: int) -> None:
         if "first" not in marks and workspace.active_viewport().frame() is not None:
@@ -136,29 +174,26 @@ def bench_open(app: "QApplication", folder: Path, mode: str = "") -> None:
     controller.preview_ready.connect(on_preview, Qt.ConnectionType.QueuedConnection)
     controller.frame_ready.connect(on_frame)
     controller.series_loaded.connect(lambda key: marks.setdefault("loaded", time.perf_counter()))
-    ticker.timeout.connect(tick)
     started = time.perf_counter()
-    clock.start()
-    ticker.start()
-    controller.open_paths([folder])
-    deadline = started + 120
-    while "loaded" not in marks and time.perf_counter() < deadline:
-        app.processEvents()
-        time.sleep(0.0005)
-    ticker.stop()
+    if dump is not None:
+        dump.write(f"=== {mode}open\n")
+        dump.flush()
+    QTimer.singleShot(0, open_series)
+    worst = gaps_of(app, None, until=lambda: "loaded" not in marks, dump=dump)
     if "loaded" not in marks:
         raise SystemExit("the series did not finish loading within 120 s")
     first, loaded = marks["first"] - started, marks["loaded"] - started
+    if whole_app:  # the Data quality report may still be read
+        from healthfm_desktop.controllers.data_quality import DataQualityController
+
+        quality = window.findChild(DataQualityController)
+        while quality.busy or any(c.busy for c in window.controllers.values()):
+            app.processEvents()
+            time.sleep(0.005)
+    floor = gaps_of(app, loaded)  # as long again, nothing loading
     frames = controller.series[0].frame_count
     baseline = pydicom_loop(folder)
     preview = marks.get("preview", marks["first"]) - started
-    print(f"{mode}first image on screen (shown while indexing): {preview / baseline:.2f}x plain pydicom loop over the series "
-          f"({preview:.3f} s vs {baseline:.3f} s; target < 0.5 s)")
-    print(f"{mode}first image of the indexed series (scrollable): {first / baseline:.2f}x plain pydicom loop "
-          f"({first:.3f} s vs {baseline:.3f} s)")
-    print(f"{mode}full open (index + decode {frames} slices, on workers): {loaded / baseline:.2f}x plain pydicom loop "
-          f"({loaded:.3f} s vs {baseline:.3f} s)")
-    worst = max(stalls[1:]) if len(stalls) > 1 else 0.0
 
     # the same decode on the UI thread: the event loop is blocked for all of it
     series = scan_paths([folder]).series[0]
@@ -166,8 +201,30 @@ def bench_open(app: "QApplication", folder: Path, mode: str = "") -> None:
     for index in range(series.frame_count):
         series.load_frame(index)
     blocked = time.perf_counter() - blocked
-    print(f"{mode}event-loop max stall while loading: {worst / blocked:.3f}x decoding on the UI thread "
-          f"({worst * 1e3:.1f} ms vs {blocked * 1e3:.0f} ms; budget 50 ms)")
+    controller.cancel_jobs()
+    for widget in (workspace, window) if whole_app else (workspace,):
+        widget.close()
+        widget.deleteLater()
+    controller.deleteLater()
+    app.processEvents()
+    return {"preview": preview, "first": first, "loaded": loaded, "baseline": baseline, "frames": frames,
+            "worst": worst, "floor": floor, "blocked": blocked}
+
+
+def report_open(mode: str, runs: list[dict]) -> None:
+    med = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    n = f"median of {len(runs)}" if len(runs) > 1 else "one open"
+    print(f"{mode}first image on screen (shown while indexing): {med['preview'] / med['baseline']:.2f}x plain pydicom loop "
+          f"over the series ({med['preview']:.3f} s vs {med['baseline']:.3f} s; target < 0.5 s; {n})")
+    print(f"{mode}first image of the indexed series (scrollable): {med['first'] / med['baseline']:.2f}x plain pydicom loop "
+          f"({med['first']:.3f} s vs {med['baseline']:.3f} s)")
+    print(f"{mode}full open (index + decode {med['frames']:.0f} slices, on workers): {med['loaded'] / med['baseline']:.2f}x "
+          f"plain pydicom loop ({med['loaded']:.3f} s vs {med['baseline']:.3f} s)")
+    print(f"{mode}event-loop max stall while loading: {med['worst'] * 1e3:.1f} ms against an idle floor of "
+          f"{med['floor'] * 1e3:.1f} ms ({med['worst'] / max(med['floor'], 1e-9):.2f}x the floor; budget 50 ms); "
+          f"{med['worst'] / med['blocked']:.3f}x decoding on the UI thread ({med['blocked'] * 1e3:.0f} ms); each open: "
+          + ", ".join(f"{run['worst'] * 1e3:.0f}/{run['floor'] * 1e3:.0f}" for run in runs) + " ms (stall/floor); "
+          + "load average " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
 
 
 def bench_mpr_memory(app: "QApplication", folder: Path) -> None:
@@ -207,18 +264,34 @@ def bench_mpr_memory(app: "QApplication", folder: Path) -> None:
 
 
 def main() -> int:
-    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else default_series()
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", nargs="?", type=Path, default=None)
+    parser.add_argument("--repeat", type=int, default=1, help="opens per mode (medians)")
+    parser.add_argument("--dump-stalls", type=Path, default=None, help="file for the stacks of stalls over 40 ms")
+    args = parser.parse_args()
+    folder = args.folder or default_series()
+    dump = open(args.dump_stalls, "w") if args.dump_stalls else None
     app = QApplication.instance() or QApplication([])
     bench_render(folder)
     from healthfm_desktop.core.imaging import parallel_decode
 
-    # the decode worker processes start with the first import of a session, then stay up
-    parallel_decode.shutdown_shared_pool()
-    bench_open(app, folder, "[decode workers started by this open] ")
+    repeat = max(args.repeat, 1)
+    runs = []
+    for _ in range(repeat):
+        # the decode worker processes start with the first import of a session, then stay up
+        parallel_decode.shutdown_shared_pool()
+        runs.append(bench_open(app, folder, "[decode workers started by this open] ", dump))
+    report_open("[decode workers started by this open] ", runs)
     parallel_decode.warm_shared_pool()
-    bench_open(app, folder, "[decode workers running] ")
+    report_open("[decode workers running] ",
+                [bench_open(app, folder, "[decode workers running] ", dump) for _ in range(repeat)])
+    report_open("[whole window, a drop; decode workers running] ",
+                [bench_open(app, folder, "[whole window] ", dump, whole_app=True) for _ in range(repeat)])
     parallel_decode.set_decode_processes(0)
-    bench_open(app, folder, "[decode in-process, workers disabled] ")
+    report_open("[decode in-process, workers disabled] ",
+                [bench_open(app, folder, "[decode in-process, workers disabled] ", dump) for _ in range(repeat)])
     parallel_decode.set_decode_processes(None)
     bench_mpr_memory(app, folder)
     return 0

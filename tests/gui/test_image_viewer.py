@@ -672,3 +672,65 @@ def test_a_dropped_series_is_opened_once_per_file_before_decoding(main_window, q
     # decoded here at most once each (the preview's pixels are the series' own; the decode
     # workers, when they run, decode the others in their processes)
     assert len(opened["decode"]) == len(set(opened["decode"])) >= 1
+
+
+def test_a_series_loads_on_workers_the_ui_thread_only_draws(window, qtbot, monkeypatch):
+    # issue 22: indexing, decoding and the saved measurements' read run on worker threads
+    # (or the decode processes); the UI thread only draws what they hand it
+    import threading
+
+    from healthfm_desktop.controllers import images as images_module
+    from healthfm_desktop.core.imaging import parallel_decode, scanning, series as series_module
+
+    threads: dict[str, set] = {"index": set(), "decode": set(), "measurements": set()}
+
+    def on_thread(kind, real):
+        return lambda *args, **kwargs: threads[kind].add(threading.current_thread()) or real(*args, **kwargs)
+
+    monkeypatch.setattr(scanning, "index_object", on_thread("index", scanning.index_object))
+    monkeypatch.setattr(series_module, "decode_stored", on_thread("decode", series_module.decode_stored))
+    monkeypatch.setattr(parallel_decode, "decode_stored", on_thread("decode", parallel_decode.decode_stored))
+    monkeypatch.setattr(images_module, "read_saved_measurements",
+                        on_thread("measurements", images_module.read_saved_measurements))
+    controller, workspace, summary = open_and_wait(window, qtbot, [MR_SERIES])
+    assert summary["frames"] == 170 and workspace.active_viewport().frame() is not None
+    assert controller.is_series_loaded(controller.series[0].key)
+    assert threads["index"] and threads["measurements"] and threads["decode"]  # the preview at least
+    for kind, seen in threads.items():
+        assert threading.main_thread() not in seen, kind
+
+
+def test_the_head_libraries_import_on_a_worker_once_there_are_labels_not_with_the_workspace(qtbot, tmp_path, monkeypatch):
+    # issue 22: imported as the workspace was built, scikit-learn and SciPy overlapped the first
+    # image import and their GIL holds stalled the UI 430-640 ms (bench_viewer.py, first open)
+    import threading
+
+    from healthfm_desktop.controllers import adaptation
+    from healthfm_desktop.core.foundation import adaptation as core_adaptation
+
+    ran: list = []
+    monkeypatch.setattr(adaptation, "_WARM_UP", [])
+    monkeypatch.setattr(core_adaptation, "import_head_libraries", lambda: ran.append(threading.current_thread()))
+    harness = next(shown_images_harness(qtbot, tmp_path, monkeypatch))
+    qtbot.wait(100)
+    assert ran == [] and adaptation._WARM_UP == []
+    harness.controllers["images"].adaptation.tag(["some series"], "normal")
+    qtbot.waitUntil(lambda: bool(ran), timeout=10_000)
+    assert ran[0] is not threading.main_thread() and len(adaptation._WARM_UP) == 1
+    qtbot.waitUntil(lambda: not adaptation._WARM_UP[0].is_running, timeout=10_000)
+
+
+def test_a_dropped_series_enters_the_study_database_once_it_is_decoded(main_window, qtbot, tmp_path, monkeypatch):
+    # its header reads wait for the decode to end (beside it they stalled the UI), then it is listed
+    from healthfm_desktop.controllers.pacs import PacsController
+
+    pacs = main_window.findChild(PacsController)
+    indexed: list = []
+    real = pacs.index_opened_series
+    monkeypatch.setattr(pacs, "index_opened_series", lambda series: indexed.append(
+        main_window.controllers["images"].busy) or real(series))
+    controller, _, summary = open_and_wait(main_window, qtbot, [DICOM / "series" / "CT_head_phantom_philips_1mm_20sl"])
+    qtbot.waitUntil(lambda: bool(indexed), timeout=30_000)
+    assert indexed == [False] and controller.is_series_loaded(controller.series[0].key)
+    uids = [f.instance.sop_instance_uid for f in controller.series[0].frames]
+    qtbot.waitUntil(lambda: all(pacs.database().has_instance(uid) for uid in uids), timeout=30_000)

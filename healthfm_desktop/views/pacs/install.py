@@ -57,9 +57,18 @@ def install_pacs(window, controller):
         window.study_browser = browser
         controller.search_local()
     if images_controller is not None and hasattr(images_controller, "import_finished"):
-        # files opened or dropped in Images go into the local study database too
-        images_controller.import_finished.connect(
-            lambda _summary: controller.index_opened_series(list(images_controller.series)))
+        # files opened or dropped in Images go into the local study database too, once their
+        # pixels are decoded: run beside the decode, its header reads held the GIL and made the
+        # UI's worst stall of a drop (benchmarks/bench_viewer.py, whole window)
+        waiting = []
+
+        def index_when_idle(*_args) -> None:
+            if waiting and not images_controller.busy:
+                waiting.clear()
+                controller.index_opened_series(list(images_controller.series))
+
+        images_controller.import_finished.connect(lambda _summary: (waiting.append(True), index_when_idle()))
+        images_controller.busy_changed.connect(lambda busy: None if busy else index_when_idle())
     window.closing.connect(controller.shutdown)
     controller.load_networking()
     return controller
