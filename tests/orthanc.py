@@ -195,3 +195,17 @@ class OrthancServer:
 
     def add_modality(self, name: str, aet: str, port: int) -> None:
         self.rest("PUT", f"/modalities/{name}", json.dumps({"AET": aet, "Host": LOOPBACK, "Port": port}).encode())
+
+
+SAMPLE_DICOM = Path(__file__).resolve().parent / "data" / "dicom"
+SAMPLE_CT_SERIES = SAMPLE_DICOM / "series" / "CT_head_phantom_philips_1mm_20sl"
+
+
+def orthanc_with_samples():
+    """A running Orthanc holding the 20-slice CT series and the DICOMDIR set, that knows the
+    app as modality HEALTHFM on a free port: the PACS GUI tests' module fixture."""
+    server = OrthancServer(modalities={"healthfm": ("HEALTHFM", free_port())})
+    with server:
+        server.upload_folder(SAMPLE_CT_SERIES)
+        server.upload_folder(SAMPLE_DICOM / "dicomdir")
+        yield server

@@ -11,20 +11,16 @@ import pytest
 from PySide6.QtCore import QTimer
 
 from healthfm_desktop.app import build_main_window
-from tests.orthanc import OrthancServer, free_port, needs_orthanc
+from tests.orthanc import free_port, needs_orthanc, orthanc_with_samples
 
 pytestmark = needs_orthanc()
 
 DICOM = Path(__file__).resolve().parent.parent / "data" / "dicom"
-CT_SERIES = DICOM / "series" / "CT_head_phantom_philips_1mm_20sl"
 
 
 @pytest.fixture(scope="module")
 def orthanc():
-    with OrthancServer(modalities={"healthfm": ("HEALTHFM", free_port())}) as server:
-        server.upload_folder(CT_SERIES)
-        server.upload_folder(DICOM / "dicomdir")
-        yield server
+    yield from orthanc_with_samples()
 
 
 @pytest.fixture

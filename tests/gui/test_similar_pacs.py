@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from tests.orthanc import OrthancServer, free_port, needs_orthanc
+from tests.orthanc import needs_orthanc, orthanc_with_samples
 
 pytestmark = needs_orthanc()
 
@@ -20,10 +20,7 @@ CT_SERIES = DICOM / "series" / "CT_head_phantom_philips_1mm_20sl"
 
 @pytest.fixture(scope="module")
 def orthanc():
-    with OrthancServer(modalities={"healthfm": ("HEALTHFM", free_port())}) as server:
-        server.upload_folder(CT_SERIES)
-        server.upload_folder(DICOM / "dicomdir")
-        yield server
+    yield from orthanc_with_samples()
 
 
 def test_find_similar_includes_the_listed_pacs_series(qtbot, tmp_path, monkeypatch, orthanc):
