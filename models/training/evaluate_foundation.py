@@ -1,16 +1,18 @@
-"""Learning curves of adapted heads (core/foundation fit_head: logistic / kNN chosen by
-cross-validation on the encoder's embeddings) against simple baselines fitted on the same
+"""Learning curves of adapted heads (core/foundation fit_head: the head search of each kind,
+chosen by cross-validation on the encoder's embeddings) against simple baselines fitted on the same
 labels, at 10, 50 and all labels per class, scored on each task's held-out test part; writes
 the encoders' cards (models/image_encoder.md, text_encoder.md, molecule_features.md) and the
 curves into the encoders' manifests.
 
     python models/training/evaluate_foundation.py        # ~10 min on one core
+    python models/training/evaluate_foundation.py --kinds text,molecule   # the others' curves kept
 
 Tasks (held-out test part never used for fitting or choosing):
   image  PneumoniaMNIST normal/pneumonia (official train -> the test half in the repo; the
          encoder's training saw these labels) and HC18 "large head" (expert-outlined head
          covers more of the frame than the training median; no model was trained for it)
-  text   NegEx negated/affirmed sentences (seeded 70/30 split)
+  text   NegEx negated/affirmed sentences (seeded 70/30 split) and MTSamples Urology vs Surgery
+         whole notes (seeded stratified 70/30; read from the shared data, never copied here)
   molecule  BBBP p_np (seeded stratified 80/20: the shared scaffold test part is all one class)
          and ClinTox CT_TOX (scaffold split: train -> valid + test)
 Baselines: pixels + logistic regression; TF-IDF + logistic regression; random forest on
@@ -35,6 +37,8 @@ from healthfm_desktop.core.foundation.encoders import load_encoder  # noqa: E402
 
 DATA = ROOT / "models" / "training" / "data"
 MODELS = ROOT / "models"
+CURVES = MODELS / "training" / "foundation_curves.json"
+SHARED = ROOT.parent / "shared" / "data"  # the project's shared data, beside the checkout
 SIZES = (10, 50, None)  # labels per class; None = all
 REPEATS = 5
 SEED = 0
@@ -47,15 +51,16 @@ def _draw(y: np.ndarray, per_class: int | None, rng) -> np.ndarray:
     return np.concatenate(picks)
 
 
-def curve(name, x_train, y_train, x_test, y_test, baseline_fit, baseline_train, baseline_test):
-    """AUC on the test part, mean (and spread) over REPEATS draws at 10 and 50 per class."""
+def curve(name, x_train, y_train, x_test, y_test, baseline_fit, baseline_train, baseline_test, kind=None):
+    """AUC on the test part, mean (and spread) over REPEATS draws at 10 and 50 per class; the
+    head search is the one ``adapt train`` runs for ``kind``."""
     rng = np.random.default_rng(SEED)
     rows = []
     for size in SIZES:
         ours, base = [], []
         for _ in range(1 if size is None else REPEATS):
             pick = _draw(y_train, size, rng)
-            fit = fit_head(x_train[pick], [str(v) for v in y_train[pick]])
+            fit = fit_head(x_train[pick], [str(v) for v in y_train[pick]], kind=kind)
             p = fit.estimator.predict_proba(x_test)[:, fit.classes.index("1")]
             ours.append(auc_score(y_test == 1, p))
             base.append(auc_score(y_test == 1, baseline_fit(baseline_train[pick], y_train[pick]).predict_proba(baseline_test)[:, 1]))
@@ -83,7 +88,7 @@ def image_tasks():
     results["pneumoniamnist_pneumonia"] = {
         "test": f"PneumoniaMNIST test half ({len(te)}); the encoder's own training used these training labels", "baseline": "28x28 pixels + logistic regression (C=0.1)",
         "curve": curve("pneumonia", encoder.embed(list(tr)), ytr, encoder.embed(list(te)), yte, logistic(),
-                       tr.reshape(len(tr), -1) / 255.0, te.reshape(len(te), -1) / 255.0)}
+                       tr.reshape(len(tr), -1) / 255.0, te.reshape(len(te), -1) / 255.0, kind="image")}
     with np.load(DATA / "images" / "hc18_seg_144x208.npz") as d:
         tr, mtr, te, mte = d["train_images"], d["train_masks"], d["test_images"], d["test_masks"]
     frac_tr, frac_te = (mtr > 0).mean(axis=(1, 2)), (mte > 0).mean(axis=(1, 2))
@@ -94,34 +99,68 @@ def image_tasks():
         "test": f"HC18 test ({len(te)}); label: head covers more than the training median {median:.3f} of the frame",
         "baseline": "36x52 pixels (4x4 means) + logistic regression (C=0.1)",
         "curve": curve("hc18 large head", encoder.embed(list(tr)), ytr, encoder.embed(list(te)), yte, logistic(),
-                       small(tr), small(te))}
+                       small(tr), small(te), kind="image")}
     return results
 
 
-def text_tasks():
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
+class Tfidf:
+    """The text baseline: TF-IDF (1-2 grams) + logistic regression (C=10)."""
 
+    def __init__(self, texts_, labels):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+
+        self.vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
+        self.model = LogisticRegression(C=10.0, max_iter=2000).fit(self.vectorizer.fit_transform(list(texts_)), labels)
+
+    def predict_proba(self, texts_):
+        return self.model.predict_proba(self.vectorizer.transform(list(texts_)))
+
+
+def mtsamples_notes():
+    """MTSamples Urology vs Surgery transcriptions (whole notes, median ~360 words), from the
+    shared data; never copied into the repo (no open licence), so only figures are kept. The 11
+    texts filed under both specialties are dropped."""
+    path = SHARED / "text" / "mtsamples_subset" / "mtsamples_subset.jsonl"
+    if not path.exists():
+        return None
+    rows = [json.loads(line) for line in path.open(encoding="utf-8")]
+    labels: dict[str, set] = {}
+    for row in rows:
+        labels.setdefault(row["text"], set()).add(row["meta"]["medical_specialty"])
+    kept = [(text, "Urology" in found) for text, found in labels.items() if len(found & {"Urology", "Surgery"}) == 1]
+    return [t for t, _ in kept], np.array([int(u) for _, u in kept])
+
+
+def text_tasks():
+    from sklearn.model_selection import train_test_split
+
+    encoder = load_encoder("text")
     rows = [json.loads(line) for line in (DATA / "text" / "negex_context.jsonl").open(encoding="utf-8")]
     order = np.random.default_rng(SEED).permutation(len(rows))
     cut = int(0.7 * len(rows))
     texts = np.array([r["text"] for r in rows], dtype=object)
     y = np.array([r["meta"]["negation"] == "Negated" for r in rows], dtype=int)
     tr, te = order[:cut], order[cut:]
-    x = load_encoder("text").embed(list(texts))
-
-    class Tfidf:
-        def __init__(self, texts_, labels):
-            self.vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
-            self.model = LogisticRegression(C=10.0, max_iter=2000).fit(self.vectorizer.fit_transform(texts_), labels)
-
-        def predict_proba(self, texts_):
-            return self.model.predict_proba(self.vectorizer.transform(texts_))
-
-    return {"negex_negation": {
+    x = encoder.embed(list(texts))
+    results = {"negex_negation": {
         "test": f"30 % of the NegEx test kit ({len(te)} sentences, seed {SEED})",
         "baseline": "TF-IDF (1-2 grams) + logistic regression (C=10)",
-        "curve": curve("negex", x[tr], y[tr], x[te], y[te], lambda t, l: Tfidf(list(t), l), texts[tr], texts[te])}}
+        "curve": curve("negex", x[tr], y[tr], x[te], y[te], Tfidf, texts[tr], texts[te], kind="text")}}
+    notes = mtsamples_notes()
+    if notes is None:
+        print(f"MTSamples not found under {SHARED}: its stored curve is kept", flush=True)
+        stored = json.loads(CURVES.read_text(encoding="utf-8"))["text"].get("mtsamples_urology")
+        return {**results, **({"mtsamples_urology": stored} if stored else {})}
+    notes_text, notes_y = np.array(notes[0], dtype=object), notes[1]
+    tr, te = train_test_split(np.arange(len(notes_y)), test_size=0.3, stratify=notes_y, random_state=SEED)
+    x = encoder.embed(list(notes_text))
+    results["mtsamples_urology"] = {
+        "test": f"seeded stratified 30 % of {len(notes_y)} MTSamples Urology / Surgery notes ({len(te)} notes, "
+                f"{int(notes_y[te].sum())} urology; shared data, not in the repo)",
+        "baseline": "TF-IDF (1-2 grams) + logistic regression (C=10)",
+        "curve": curve("mtsamples", x[tr], notes_y[tr], x[te], notes_y[te], Tfidf, notes_text[tr], notes_text[te], kind="text")}
+    return results
 
 
 def molecule_tasks():
@@ -163,12 +202,12 @@ def molecule_tasks():
         forest = lambda a, b: RandomForestClassifier(500, n_jobs=1, random_state=SEED).fit(a, b)  # noqa: E731
         entry = {"test": part,
                  "baseline": "random forest (500 trees) on 2048-bit Morgan r=2 fingerprints",
-                 "curve": curve(task, x[tr], y[tr], x[te], y[te], forest, bits[tr], bits[te])}
+                 "curve": curve(task, x[tr], y[tr], x[te], y[te], forest, bits[tr], bits[te], kind="molecule")}
         # which features to ship: Morgan counts alone vs counts + descriptors, same head search
         from healthfm_desktop.core.chemistry.featurize import MORGAN_SIZE
 
-        fit_counts = fit_head(x[tr][:, :MORGAN_SIZE], [str(v) for v in y[tr]])
-        fit_both = fit_head(x[tr], [str(v) for v in y[tr]])
+        fit_counts = fit_head(x[tr][:, :MORGAN_SIZE], [str(v) for v in y[tr]], kind="molecule")
+        fit_both = fit_head(x[tr], [str(v) for v in y[tr]], kind="molecule")
         entry["features_all_labels_auc"] = {
             "morgan_counts": round(auc_score(y[te] == 1, fit_counts.estimator.predict_proba(x[te][:, :MORGAN_SIZE])[:, 1]), 4),
             "morgan_counts+descriptors": round(auc_score(y[te] == 1, fit_both.estimator.predict_proba(x[te])[:, 1]), 4)}
@@ -277,12 +316,18 @@ def write_cards(curves) -> None:
 
 def main() -> None:
     started = time.time()
-    out = MODELS / "training" / "foundation_curves.json"
+    tasks = {"image": image_tasks, "text": text_tasks, "molecule": molecule_tasks}
     if "--cards-only" in sys.argv:
-        curves = json.loads(out.read_text())
+        curves = json.loads(CURVES.read_text())
     else:
-        curves = {"image": image_tasks(), "text": text_tasks(), "molecule": molecule_tasks()}
-        out.write_text(json.dumps(curves, indent=1) + "\n")
+        # --kinds text,molecule reruns those kinds' curves and keeps the stored ones of the rest
+        kinds = sys.argv[sys.argv.index("--kinds") + 1].split(",") if "--kinds" in sys.argv else list(tasks)
+        unknown = sorted(set(kinds) - set(tasks))
+        if unknown:
+            sys.exit(f"unknown kinds {unknown}: choose from {list(tasks)}")
+        fresh = {kind: tasks[kind]() for kind in tasks if kind in kinds}
+        curves = {**(json.loads(CURVES.read_text()) if CURVES.exists() else {}), **fresh}
+        CURVES.write_text(json.dumps(curves, indent=1) + "\n")
     write_cards(curves)
     print(f"done in {time.time() - started:.0f} s")
 

@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 MODELS = ROOT / "models"
 NAME = "text_encoder"
 MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on 128-token pairs; 256 is its sentence-transformers max_seq_length
+MAX_WINDOWS = 64  # a longer text is the mean of its 256-token windows' embeddings, up to 16,384 tokens
 
 
 class MeanPooledEncoder(torch.nn.Module):
@@ -60,7 +61,7 @@ def downstream_check(float_path: Path, int8_path: Path, tokenizer_file: Path) ->
     y = np.array([r["meta"]["negation"] == "Negated" for r in rows], dtype=int)
     result = {"task": f"NegEx negated vs affirmed, {len(rows)} sentences, 5-fold CV AUC of logistic regression"}
     for label, model in (("fp32", float_path), ("int8", int8_path)):
-        x = TextEmbedder(model, tokenizer_file, max_tokens=MAX_TOKENS).embed(texts)
+        x = TextEmbedder(model, tokenizer_file, max_tokens=MAX_TOKENS, max_windows=MAX_WINDOWS).embed(texts)
         p = cross_val_predict(LogisticRegression(C=1.0, max_iter=2000), x, y, cv=5, method="predict_proba")[:, 1]
         result[f"{label}_auc"] = round(float(roc_auc_score(y, p)), 4)
     print(result)
@@ -106,7 +107,7 @@ def main() -> None:
     expected = reference.encode(sentences, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
     checks = {}
     for label, path in (("fp32", float_path), ("int8", int8_path)):
-        embedder = TextEmbedder(path, tokenizer_file, max_tokens=MAX_TOKENS)
+        embedder = TextEmbedder(path, tokenizer_file, max_tokens=MAX_TOKENS, max_windows=MAX_WINDOWS)
         got = embedder.embed(sentences)
         cosine = (got * expected).sum(axis=1)
         # neighbour agreement: does each sentence keep its nearest neighbour under this export?
@@ -129,7 +130,7 @@ def main() -> None:
 
     manifest = {
         "name": NAME,
-        "version": "1.0.0",
+        "version": "1.1.0",
         "file": f"{NAME}.onnx",
         "task": "text-embedding",
         "kind": "text",
@@ -138,7 +139,7 @@ def main() -> None:
         "outputs": [{"name": "sentence_embedding", "shape": ["batch", 384], "dtype": "float32",
                      "meaning": "mean-pooled, L2-normalised sentence embedding"}],
         "preprocessing": {"steps": [{"op": "tokenize", "tokenizer": tokenizer_file.name,
-                                     "max_tokens": MAX_TOKENS, "lowercase": True}]},
+                                     "max_tokens": MAX_TOKENS, "max_windows": MAX_WINDOWS, "lowercase": True}]},
         "files": {"tokenizer": {"file": tokenizer_file.name, "sha256": sha256_of(tokenizer_file)}},
         "embedding_dim": 384,
         "license": "Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2); export code MIT",
@@ -150,7 +151,8 @@ def main() -> None:
         "intended_use": "Embeds English clinical or biomedical text for adaptation heads, similar-case search "
                         "and applicability-domain checks. Not a medical device.",
         "limitations": ["General-English model, not trained on clinical notes: abbreviations and jargon are "
-                        "embedded by word pieces.", f"Text beyond {MAX_TOKENS} word pieces is cut off."],
+                        "embedded by word pieces.", f"A text longer than {MAX_TOKENS} word pieces is the mean of its {MAX_TOKENS}-piece "
+                        f"windows' embeddings; past {MAX_WINDOWS} windows ({MAX_TOKENS * MAX_WINDOWS:,} pieces) the rest is not read."],
         "training_script": "models/training/train_text_encoder.py",
         "date": date.today().isoformat(),
     }

@@ -31,7 +31,7 @@ def test_text_encoder_ranks_meaning_not_words():
     assert similarity[0, 1] > similarity[0, 2] + 0.1 and similarity[0, 1] > similarity[0, 3] + 0.1
 
 
-def test_text_encoder_truncates_long_notes_and_batches_by_length():
+def test_text_encoder_embeds_long_notes_and_batches_by_length():
     encoder = load_encoder("text")
     long_note = "Patient seen in clinic for follow up of hypertension. " * 200
     short = ["Afebrile.", "Lungs clear to auscultation bilaterally."]
@@ -39,6 +39,20 @@ def test_text_encoder_truncates_long_notes_and_batches_by_length():
     alone = encoder.embed(short)
     np.testing.assert_array_equal(together[[0, 2]], alone)  # a text's embedding does not depend on its neighbours
     assert np.isfinite(together).all()
+
+
+def test_text_encoder_reads_a_long_note_past_its_first_window_up_to_the_manifest_limit():
+    encoder = load_encoder("text")
+    filler = "Patient seen in clinic for follow up of hypertension. " * 40  # ~440 tokens: past one window
+    urology = "Cystoscopy showed a bladder tumour; transurethral resection of the prostate is planned."
+    cardiology = "Echocardiogram showed a reduced ejection fraction; coronary angiography is planned."
+    ends_u, ends_c, u, c = encoder.embed([filler + urology, filler + cardiology,
+                                          "bladder tumour and prostate surgery", "heart failure and a coronary angiogram"])
+    assert ends_u @ u > ends_c @ u and ends_c @ c > ends_u @ c  # the ending, past 256 tokens, is read
+    np.testing.assert_allclose(np.linalg.norm([ends_u, ends_c], axis=1), 1.0, atol=1e-5)
+    assert encoder.max_windows == 64  # the manifest's max_windows: what lies past 64 windows is not read
+    far = filler * 40  # ~17,600 tokens
+    np.testing.assert_array_equal(*encoder.embed([far + urology, far + cardiology]))
 
 
 def test_image_encoder_embeds_files_and_arrays_alike():

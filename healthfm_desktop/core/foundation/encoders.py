@@ -123,6 +123,7 @@ def load_encoder(kind: str, registry=None, name: str | None = None, threads: int
 
                 step = manifest.preprocessing["steps"][0]
                 cached = TextEmbedder(manifest.model_path, manifest.side_file("tokenizer"),
-                                      max_tokens=int(step.get("max_tokens", 256)), threads=threads)
+                                      max_tokens=int(step.get("max_tokens", 256)), threads=threads,
+                                      max_windows=int(step.get("max_windows", 1)))
             _CACHE[key] = cached
     return cached

@@ -35,7 +35,7 @@ SHIPPED_SHA256: dict[str, str] = {
     "pneumonia_resnet_scope_embedding.npz": "223adedfc82308bd52638ee9312b90d91059504ab0b4ed762c9d12b152d3f92a",
     "smiles_generator.json": "6e6fe7ac9b78b4b1b33fd589d3650eea01213927e33fb4afe20ffffa94e3ff11",
     "smiles_generator.onnx": "4e9c514ba2ad7f7f552c7bedbb511dcfe1675727a1f8586393e319b2f50d1a49",
-    "text_encoder.json": "767f8d074ae3dd4e402e6bb7690ee311d8b92547ba98e497d57602cff0dbbbef",
+    "text_encoder.json": "688ffca37100b914b919f3e03b7f4b38ad513e4344383eba271eb12ec64284fe",
     "text_encoder.onnx": "fd5560fa79a27d40524fd074af7fafeb3099015893a7ceea3148d2c59c16700a",
     "text_encoder.tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
     "tox21_multitask.json": "4c3e3212e357be80c3eb012e3ce23220da00b858ffa6ef836dff591bc06e42a4",
