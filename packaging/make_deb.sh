@@ -18,8 +18,10 @@ cp resources/icons/healthfm.svg "$ICONS/scalable/apps/healthfm.svg"
 cp resources/icons/healthfm.png "$ICONS/256x256/apps/healthfm.png"
 SIZE=$(du -sk "$ROOT/opt" | cut -f1)
 # The libraries Qt's xcb platform plugin, EGL/OpenGL and fonts load from the system (the bundle
-# carries Qt itself); `packaging/smoke_test.sh` checks that nothing the bundle links is missing.
-DEPENDS=$(paste -sd, - <<'LIBS' | sed 's/,/, /g'
+# carries Qt itself), and the packages of the system libraries the spec left out of the bundle
+# (build/pyinstaller/system-packages.txt); `packaging/smoke_test.sh` checks nothing is missing.
+SYSTEM_PACKAGES=build/pyinstaller/system-packages.txt
+DEPENDS=$( (cat "$SYSTEM_PACKAGES" 2>/dev/null || true; cat <<'LIBS'
 libc6 (>= 2.36)
 libegl1
 libgl1
@@ -54,7 +56,7 @@ libwayland-client0
 libwayland-cursor0
 libwayland-egl1
 LIBS
-)
+) | sort -u | paste -sd, - | sed 's/,/, /g')
 cat > "$ROOT/DEBIAN/control" <<CONTROL
 Package: healthfm-desktop
 Version: ${VERSION}
@@ -89,6 +91,7 @@ command -v update-desktop-database >/dev/null && update-desktop-database /usr/sh
 command -v gtk-update-icon-cache >/dev/null && gtk-update-icon-cache -q -t /usr/share/icons/hicolor || true
 POSTRM
 chmod 755 "$ROOT/DEBIAN/postinst" "$ROOT/DEBIAN/postrm"
-# xz (every dpkg reads it): about half the size of gzip for this bundle
-dpkg-deb --root-owner-group -Zxz -z6 --threads-max="$(nproc)" --build "$ROOT" "dist/healthfm_${VERSION}_amd64.deb" >/dev/null
+# xz (every dpkg reads it): about half the size of gzip for this bundle; level 9 (64 MiB window)
+# finds the repeats across the bundle's many similar libraries
+dpkg-deb --root-owner-group -Zxz -z9 --threads-max="$(nproc)" --build "$ROOT" "dist/healthfm_${VERSION}_amd64.deb" >/dev/null
 echo "deb: dist/healthfm_${VERSION}_amd64.deb $(du -h "dist/healthfm_${VERSION}_amd64.deb" | cut -f1)"

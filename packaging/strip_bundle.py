@@ -13,6 +13,7 @@ from pathlib import Path
 # start printed ~90 shiboken signature-parser warnings (found by bisection; PyInstaller's
 # strip=True, which strips everything, showed the same)
 KEEP = ("PySide6/", "shiboken6/", "libpython")
+ICU = "PySide6/Qt/lib/libicu"  # Qt's ICU carries its symbol tables (1.3 MB); nothing reads them
 PAGE = 0x1000
 PT_LOAD, SHT_NOBITS = 1, 8
 
@@ -90,16 +91,22 @@ def compact_elf(path: Path) -> int:
 
 # ICU's common data inside Qt's libicudata (about 3,900 items, 30 MB): the UI is English, so other
 # languages' locale data, the multi-byte (CJK) converters, the word-break dictionaries for CJK and
-# South-East Asian scripts and the transliterators go. Unicode properties, normalisation, root
-# collation, time zones, single-byte code pages and the root and English locale data stay; ICU
-# falls back to root for any other locale (Qt's own QLocale formats do not come from ICU).
+# South-East Asian scripts and the transliterators go. Normalisation, root collation, time zones,
+# single-byte code pages and the root and English locale data stay; ICU falls back to root for any
+# other locale (Qt's own QLocale formats do not come from ICU).
 _LOCALE = re.compile(r"^[a-z]{2,3}(_[A-Za-z0-9]+)*$")
+
+
+# ICU's number, currency, unit, language and region names and spell-out rules, and the Unicode
+# character names: Qt takes all of these from its own CLDR tables, not from ICU
+_QT_OWN = ("translit", "unit", "curr", "lang", "region", "rbnf")
 
 
 def _kept_icu_item(name: str, size: int) -> bool:
     parts = name.split("/")[1:]  # after "icudt73l/"
     stem, _, suffix = parts[-1].rpartition(".")
-    if suffix == "dict" or parts[0] == "translit" or (suffix == "cnv" and size >= 64 * 1024):
+    if (suffix == "dict" or parts[0] in _QT_OWN or parts[-1] == "unames.icu"
+            or (suffix == "cnv" and size >= 64 * 1024)):
         return False
     if suffix == "res" and _LOCALE.match(stem):
         return stem == "en" or stem.startswith("en_")
@@ -158,16 +165,16 @@ def main(bundle: str) -> None:
             continue
         before = path.stat().st_size
         if relative.startswith("libpython"):
-            # its DWARF only: the symbol tables stay as shipped
-            subprocess.run(["strip", "--strip-debug", str(path)], check=True)
+            # its DWARF and static symbols (the bootloader and extensions use the dynamic ones)
+            subprocess.run(["strip", "--strip-unneeded", str(path)], check=True)
             debug += before - path.stat().st_size
-        elif not (relative.startswith(KEEP) or "openblas" in path.name) and _elf_with_symtab(path):
+        elif (not (relative.startswith(KEEP) or "openblas" in path.name) or relative.startswith(ICU)) and _elf_with_symtab(path):
             subprocess.run(["strip", "--strip-unneeded", str(path)], check=True)
             saved += before - path.stat().st_size
         holes += compact_elf(path)
     icu = sum(slim_icu_data(path) for path in sorted(internal.glob("PySide6/Qt/lib/libicudata.so.*")) if not path.is_symlink())
     print(f"strip_bundle: {saved / 2**20:.1f} MB of symbol tables, {debug / 2**20:.1f} MB of libpython's debug "
-          f"info, {holes / 2**20:.1f} MB of patchelf's zero padding and {icu / 2**20:.1f} MB of ICU locale data removed")
+          f"info and symbols, {holes / 2**20:.1f} MB of patchelf's zero padding and {icu / 2**20:.1f} MB of ICU locale data removed")
 
 
 if __name__ == "__main__":
