@@ -19,7 +19,7 @@ from healthfm_desktop.core.errors import UserFacingError
 from healthfm_desktop.core.events import Event, Progress
 from healthfm_desktop.core.imaging import measure
 from healthfm_desktop.core.imaging.orientation import frame_edge_letters
-from healthfm_desktop.core.storage.atomic import BackgroundWriter
+from healthfm_desktop.core.storage.atomic import background_writer
 
 if TYPE_CHECKING:
     from healthfm_desktop.core.imaging.series import Series
@@ -261,6 +261,8 @@ def read_saved_measurements(folder: Path, study_uids: Iterable[str]) -> list[Sav
     found = []
     for study_uid in dict.fromkeys(study_uids):
         path = measurement_file(folder, study_uid)
+        # another session's autosave of this study may still be on its way to the disk
+        background_writer().wait_for(path, timeout=10.0)
         if not path.exists():
             found.append(SavedMeasurements(study_uid, []))
             continue
@@ -281,7 +283,7 @@ class ViewerSession:
     def __init__(self, measurement_folder: Path):
         self.events = SessionEvents()
         self.measurement_folder = Path(measurement_folder)
-        self._saver = BackgroundWriter(self._save_failed)
+        self._saver = background_writer()
         self.series: list[Series] = []
         self.unreadable: list[tuple[str, str]] = []
         self.notes: list[str] = []
@@ -752,7 +754,7 @@ class ViewerSession:
         hand dragging a caliper (``flush_saves`` waits for it)."""
         kept = [m for m in self._measurements.values() if m.get("study_uid") == study_uid]
         text = measure.measurements_to_json([measure.Measurement.from_dict(m) for m in kept])
-        self._saver.write(measurement_file(self.measurement_folder, study_uid), text)
+        self._saver.write(measurement_file(self.measurement_folder, study_uid), text, on_error=self._save_failed)
 
     def _save_failed(self, path, exc: OSError) -> None:
         self.events.message.emit("error", f"Measurements could not be saved: {exc.strerror or exc}")

@@ -94,23 +94,24 @@ def atomic_text_writer(path: Path | str) -> contextlib.AbstractContextManager[Te
 class BackgroundWriter:
     """Atomic writes on one worker thread, off the caller's (the UI's) thread: ``write(path,
     text)`` returns at once; the newest text given for a path is the one written (a drag that
-    saves on every step writes far fewer times). ``flush()`` waits until all is on disk.
-    ``on_error(path, exc)`` is called, on the worker thread, for a write that failed."""
+    saves on every step writes far fewer times). ``flush()`` waits until all is on disk,
+    ``wait_for(path)`` until that file is. ``on_error(path, exc)`` (the writer's, or the one
+    given with the write) is called, on the worker thread, for a write that failed."""
 
     def __init__(self, on_error=None):
         import threading
 
         self._on_error = on_error
-        self._pending: dict[Path, str] = {}
-        self._writing = 0
+        self._pending: dict[Path, tuple[str, object]] = {}
+        self._writing: set[Path] = set()
         self._condition = threading.Condition()
         self._thread: threading.Thread | None = None
 
-    def write(self, path: Path | str, text: str) -> None:
+    def write(self, path: Path | str, text: str, on_error=None) -> None:
         import threading
 
         with self._condition:
-            self._pending[Path(path)] = text
+            self._pending[Path(path)] = (text, on_error or self._on_error)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="atomic-writer", daemon=True)
                 self._thread.start()
@@ -121,6 +122,12 @@ class BackgroundWriter:
         with self._condition:
             return self._condition.wait_for(lambda: not self._pending and not self._writing, timeout)
 
+    def wait_for(self, path: Path | str, timeout: float | None = None) -> bool:
+        """Wait until the writes requested for ``path`` are done (a reader's turn)."""
+        path = Path(path)
+        with self._condition:
+            return self._condition.wait_for(lambda: path not in self._pending and path not in self._writing, timeout)
+
     def _run(self) -> None:
         while True:
             with self._condition:
@@ -129,14 +136,26 @@ class BackgroundWriter:
                     self._thread = None
                     return
                 path = next(iter(self._pending))
-                text = self._pending.pop(path)
-                self._writing += 1
+                text, on_error = self._pending.pop(path)
+                self._writing.add(path)
             try:
                 atomic_write_text(path, text)
             except OSError as exc:
-                if self._on_error is not None:
-                    self._on_error(path, exc)
+                if on_error is not None:
+                    on_error(path, exc)
             finally:
                 with self._condition:
-                    self._writing -= 1
+                    self._writing.discard(path)
                     self._condition.notify_all()
+
+
+_BACKGROUND_WRITER: BackgroundWriter | None = None
+
+
+def background_writer() -> BackgroundWriter:
+    """The process's one BackgroundWriter: every session autosaves through it, so a reader of
+    a file (another session on the same study) can wait for the writes pending for it."""
+    global _BACKGROUND_WRITER
+    if _BACKGROUND_WRITER is None:
+        _BACKGROUND_WRITER = BackgroundWriter()
+    return _BACKGROUND_WRITER
