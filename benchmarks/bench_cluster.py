@@ -152,16 +152,18 @@ def _worker_cpu(client) -> float:
     return sum(client.run(cpu).values())
 
 
-def scaling(library: Path, per_worker: int, folder: Path, repeat: int = 2) -> tuple[float, float]:
+def scaling(library: Path, per_worker: int, folder: Path, repeat: int = 2,
+            tasks_per_worker: int = 16) -> tuple[float, float]:
     """Molecules described per second with 1 and 2 workers, each worker given ``per_worker``
-    (in 8 tasks per worker), alternating 1, 2, 1, 2 (medians). Also the CPU efficiency: the
+    (in ``tasks_per_worker`` tasks each: the last task's wait for the
+    other worker is short), alternating 1, 2, 1, 2 (medians). Also the CPU efficiency: the
     workers' CPU seconds during the run over (wall x workers); under 1 means the workers
     waited (for the client, for other work on the machine, for tasks), not that they were slow."""
     import statistics
 
     from healthfm_desktop.batch import molecules
 
-    molecules._CLUSTER_CHUNK = max(1, per_worker // 8)
+    molecules._CLUSTER_CHUNK = max(1, per_worker // tasks_per_worker)
     rates: dict[int, list[float]] = {1: [], 2: []}
     efficiency: dict[int, list[float]] = {1: [], 2: []}
     clusters = {workers: _cluster(workers) for workers in (1, 2)}
@@ -291,6 +293,7 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=100, help="images in the small job")
     parser.add_argument("--repeat", type=int, default=2, help="alternating 1- and 2-worker runs of the scaling part")
     parser.add_argument("--only-scaling", action="store_true", help="run the scaling part alone")
+    parser.add_argument("--tasks-per-worker", type=int, default=16, help="tasks per worker in the scaling run")
     parser.add_argument("--full-library", action="store_true", help="the 1.94 M-molecule index run alone")
     parser.add_argument("--rows", type=int, help="with --full-library: only the first N molecules (a trial run)")
     args = parser.parse_args()
@@ -298,7 +301,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="healthfm-bench-cluster-") as tmp:
         folder = Path(tmp)
         if args.only_scaling:
-            scaling(args.library, args.scaling, folder, args.repeat)
+            scaling(args.library, args.scaling, folder, args.repeat, args.tasks_per_worker)
             return 0
         if args.full_library:
             full_library(args.library, folder, args.rows)
@@ -311,7 +314,7 @@ def main() -> int:
             large_job(address, args.library, args.molecules, folder)
             index_rate, search_s = index_rates(address, args.library, min(args.molecules, 40_000), folder)
         print(_load())
-        one, _ = scaling(args.library, args.scaling, folder, args.repeat)
+        one, _ = scaling(args.library, args.scaling, folder, args.repeat, args.tasks_per_worker)
         on_paper(one, index_rate, search_s)
     print(_load())
     return 0
