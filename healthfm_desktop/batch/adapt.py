@@ -79,7 +79,7 @@ def _worker_model(name: str, sha256: str):
 def embed_chunk(payloads: list, name: str, sha256: str):
     """One cluster task of `adapt predict --scheduler`: the embeddings of a chunk of items, by
     the encoder of the worker's copy of the user model (checked to be the client's)."""
-    return _worker_model(name, sha256).encoder.embed(payloads)
+    return _worker_model(name, sha256).embed(payloads)
 
 
 def withheld_outside_domain(result: dict, force: bool) -> dict:

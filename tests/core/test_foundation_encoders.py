@@ -103,3 +103,37 @@ def test_molecule_embedding_on_the_process_pool_matches_in_process_and_cancels(m
     assert seen[-1] == (80, 80) and [d for d, _ in seen] == sorted(d for d, _ in seen)
     with pytest.raises(InterruptedError):
         encoder.embed(mols, cancelled=lambda: True)
+
+
+def test_a_text_head_made_on_encoder_1_0_keeps_reading_only_the_first_window(tmp_path, monkeypatch):
+    """Encoder 1.1.0 reads long notes in windows; a user's text model made on 1.0.x embeddings
+    saw only each note's first 256 tokens, and is fed those again rather than silently shifted."""
+    import json
+
+    from healthfm_desktop.core.foundation.adaptation import AdaptedModel, train_adapted_model
+    from healthfm_desktop.core.foundation.datasets import Items
+    from healthfm_desktop.core.inference.registry import load_registry
+
+    monkeypatch.setenv("HEALTHFM_HOME", str(tmp_path / "home"))
+    items = Items("text")
+    for i in range(12):
+        items.add(f"u{i}", f"Cystoscopy {i}: bladder tumour, prostate resection planned.", "urology")
+        items.add(f"c{i}", f"Echo {i}: reduced ejection fraction, coronary angiography planned.", "cardiology")
+    train_adapted_model("text", items, "my_specialty")
+    registry = load_registry()
+    current = AdaptedModel.load(registry.get("my_specialty"), registry)
+    manifest_path = registry.get("my_specialty").model_path.with_suffix(".json")
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["encoder_version"] == encoder_info("text", registry).version == "1.1.0"
+    manifest["encoder_version"] = "1.0.0"  # as a model adapted before the windowed reading says
+    manifest_path.write_text(json.dumps(manifest))
+    registry = load_registry()
+    older = AdaptedModel.load(registry.get("my_specialty"), registry)
+    filler = "Patient seen in clinic for follow up of hypertension. " * 40
+    note = filler + "Cystoscopy showed a bladder tumour; transurethral resection of the prostate is planned."
+    encoder = load_encoder("text")
+    np.testing.assert_array_equal(older.embed([note]), encoder.embed([note], max_windows=1))
+    np.testing.assert_array_equal(current.embed([note]), encoder.embed([note]))
+    assert not np.array_equal(older.embed([note]), current.embed([note]))
+    short = ["Afebrile."]
+    np.testing.assert_array_equal(older.embed(short), current.embed(short))  # one window: the same

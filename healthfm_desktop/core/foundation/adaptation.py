@@ -286,6 +286,23 @@ def train_adapted_model(kind: str, items: Items, name: str, task: str = CLASSIFI
                              version, path, fit, list(items.errors))
 
 
+def _version(text) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in str(text).split(".")[:3])
+    except ValueError:
+        return ()
+
+
+def embedding_options(manifest) -> dict:
+    """How to embed for a head made on an earlier version of its encoder. Text encoder 1.1.0
+    reads a long note in 256-token windows; a head trained on 1.0.x embeddings saw only a note's
+    first window, so it is fed that again (otherwise its long-note inputs would silently shift)."""
+    made_on = _version(manifest.extra.get("encoder_version", ""))
+    if manifest.kind == "text" and made_on and made_on < (1, 1):
+        return {"max_windows": 1}
+    return {}
+
+
 class AdaptedModel:
     """A head on embeddings (adapted here or brought by the user) with its encoder, conformal
     calibration and applicability domain: ``predict(payloads)`` gives CLI.md's records."""
@@ -296,6 +313,12 @@ class AdaptedModel:
         self.encoder = encoder
         self.conformal = conformal
         self.domain = domain
+        self.embed_options = embedding_options(manifest)
+
+    def embed(self, payloads: list, progress=None, cancelled=None) -> np.ndarray:
+        """The embeddings this head was made on: its encoder, read as the encoder's version it
+        was trained with read them."""
+        return self.encoder.embed(payloads, progress=progress, cancelled=cancelled, **self.embed_options)
 
     @classmethod
     def load(cls, manifest, registry=None) -> "AdaptedModel":
@@ -345,7 +368,7 @@ class AdaptedModel:
         return records
 
     def predict(self, payloads: list, progress=None, cancelled=None) -> list[dict[str, Any]]:
-        return self.predict_embeddings(self.encoder.embed(payloads, progress=progress, cancelled=cancelled))
+        return self.predict_embeddings(self.embed(payloads, progress=progress, cancelled=cancelled))
 
 
 def utc_now() -> str:

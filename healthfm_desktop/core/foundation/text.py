@@ -33,16 +33,18 @@ class TextEmbedder:
         self.dim = int(self.session.get_outputs()[0].shape[-1])
 
     def embed(self, texts: Sequence[str], progress: Callable[[int, int], None] | None = None,
-              cancelled: Callable[[], bool] | None = None) -> np.ndarray:
+              cancelled: Callable[[], bool] | None = None, max_windows: int | None = None) -> np.ndarray:
         """(n, dim) float32 unit vectors, one window per run: the int8 graph quantises activations
         per run, so batching would make a text's embedding depend on its neighbours (and padding);
-        one at a time is also faster on a 2-core desk (300 NegEx sentences: 3.2 s vs 13.7 s at 32)."""
+        one at a time is also faster on a 2-core desk (300 NegEx sentences: 3.2 s vs 13.7 s at 32).
+        ``max_windows`` overrides the manifest's (1: the first window only, as encoder 1.0 read)."""
         texts = [str(t) for t in texts]
+        max_windows = self.max_windows if max_windows is None else max(1, int(max_windows))
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for index, encoding in enumerate(self.tokenizer.encode_batch(texts)):
             if cancelled is not None and index % 16 == 0 and cancelled():
                 raise InterruptedError("cancelled")
-            windows = [encoding, *encoding.overflowing[:self.max_windows - 1]]
+            windows = [encoding, *encoding.overflowing[:max_windows - 1]]
             vectors = [self._run(window.ids) for window in windows]
             if len(vectors) == 1:
                 out[index] = vectors[0]
