@@ -145,7 +145,9 @@ def test_ring_queries_on_worker_processes_equal_in_process(library, monkeypatch,
     assert on_workers and on_workers[0] is not None
 
 
-@pytest.mark.parametrize("smarts", ["c1ccccc1C", "c[N+](=O)[O-]", "C1CCC2C(C1)CCC1C2CCC2CCCC12", "[CH2]CC", "CC(=O)OC",
+# (the steroid core, a fused-ring query, is decided on the library's ring systems first since
+# da60874: test_chem_search's ring-system tests hold it to RDKit's loop)
+@pytest.mark.parametrize("smarts", ["c1ccccc1C", "c[N+](=O)[O-]", "[CH2]CC", "CC(=O)OC",
                                     "[$([NX3;H2])]c", "CC(N)C(=O)O"])
 def test_queries_without_rings_on_rdkit_threads_equal_a_plain_loop(library, monkeypatch, smarts):
     """Queries that read no rings are matched by SubstructLibrary's threads over the screen's
