@@ -8,7 +8,7 @@ import csv
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QThreadPool, Qt
 
 from healthfm_desktop.controllers.adaptation import AdaptationController
 from healthfm_desktop.views.models.dialog import ModelsDialog
@@ -20,6 +20,9 @@ CLINTOX = REPO / "tests" / "data" / "molecules" / "clintox_sample.csv"
 @pytest.fixture
 def dialog(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("HEALTHFM_HOME", str(tmp_path / "home"))
+    # the shared thread pool (two threads on a 2-core machine) free of an earlier module's jobs,
+    # so a click's job is not queued behind them past the waits below
+    QThreadPool.globalInstance().waitForDone(60_000)
     controller = AdaptationController()
     window = ModelsDialog(controller)
     qtbot.addWidget(window)
