@@ -126,6 +126,41 @@ def test_target_rules_stay_inside_their_finding(pipeline):
     assert not build_nlp(use_model=False, use_vocabulary=False, context_extra=False).get_pipe("healthfm_target_context").rules
 
 
+CHRONIC_LIST_ITEMS = [
+    ("HYPERTENSION.", "hypertension"),
+    ("2. Hyperlipidemia.", "hyperlipidemia"),
+    ("B.     Type 2 diabetes mellitus.", "type 2 diabetes mellitus"),
+    ("03) Chronic obstructive pulmonary disease.", "chronic obstructive pulmonary disease"),
+]
+NOT_CHRONIC_LIST_ITEMS = [
+    ("PNEUMONIA.", "pneumonia"),  # not a chronic condition
+    ("Severe pulmonary hypertension.", "pulmonary hypertension"),  # not one of the conditions, and not alone
+    ("07) MILD PULMONARY HYPERTENSION.", "pulmonary hypertension"),
+    ("The patient has hypertension and presents with chest pain.", "hypertension"),  # not a bare list item
+    ("No hypertension.", "hypertension"),  # negated, and "No" is a word of the sentence
+]
+
+
+@pytest.mark.parametrize(("text", "term"), CHRONIC_LIST_ITEMS)
+def test_a_chronic_condition_alone_as_a_list_item_is_historical(pipeline, text, term):
+    entity = _asserted(pipeline, text, term)
+    assert entity.historical, entity.triggers
+    cue = next(t for t in entity.triggers if t.attribute == "historical")
+    # the finding is its own trigger and scope
+    assert (cue.start, cue.end) == (entity.start, entity.end) == (cue.scope_start, cue.scope_end)
+
+
+@pytest.mark.parametrize(("text", "term"), NOT_CHRONIC_LIST_ITEMS)
+def test_chronic_conditions_are_historical_only_as_bare_list_items(pipeline, text, term):
+    assert not _asserted(pipeline, text, term).historical
+
+
+def test_a_chronic_list_item_under_a_history_header_keeps_the_section_as_trigger(pipeline):
+    note_text = "PAST MEDICAL HISTORY:\n1. Hypertension.\n\nHPI: Presents with cough."
+    entity = _asserted(pipeline, note_text, "hypertension")
+    assert entity.historical and [t.category for t in entity.triggers if t.attribute == "historical"] == ["SECTION"]
+
+
 @pytest.mark.parametrize(("text", "term", "trigger"), HISTORICAL)
 def test_history_patterns_keep_trigger_and_scope(pipeline, text, term, trigger):
     entity = _asserted(pipeline, text, term)

@@ -13,7 +13,13 @@ How it is run fast is medspacy_adapter's business.
 Target rules (``target_rules`` of the rules file, run by the ``healthfm_target_context`` factory
 after ConText) assert the finding whose own words hold the cue: "psychiatric history", "status
 post CABG", "tobacco use" (a social-history item wherever it is written); the cue is the trigger
-and the finding its scope."""
+and the finding its scope.
+
+Chronic list items (``chronic_list_items`` of the rules file): a finding that is a whole
+sentence by itself ("HYPERTENSION.", "2. Hyperlipidemia.") and names a chronic condition of the
+list is historical: the kit's historical means begun more than two weeks before, which a chronic
+condition named as a bare list item (a past-history or problem list whose header the sentence
+does not carry) is by its nature. The finding is its own trigger and scope."""
 
 import json
 from bisect import bisect_right
@@ -108,6 +114,31 @@ def target_rules(extra_path: Path | None = None) -> list[ConTextRule]:
     return [r for r in (_rule_from_dict(item, {}, {}) for item in data.get("target_rules", [])) if r is not None]
 
 
+def chronic_list_items(extra_path: Path | None = None) -> tuple[frozenset[str], ConTextRule | None]:
+    """The rules file's chronic conditions (lower-cased, single spaces) and the rule that stands
+    as their trigger; (empty, None) when the file has none."""
+    extra_path = extra_path or default_extra_rules_path()
+    data = json.loads(extra_path.read_text(encoding="utf-8")) if extra_path.is_file() else {}
+    item = data.get("chronic_list_items")
+    if not item or not item.get("terms"):
+        return frozenset(), None
+    terms = frozenset(" ".join(t.lower().split()) for t in item["terms"])
+    return terms, ConTextRule(literal="chronic condition as a bare list item", category="HISTORICAL", pattern=None)
+
+
+def _bare_list_item(doc: Doc, ent) -> bool:
+    """True when the finding's sentence holds nothing else but punctuation, spaces, numbers and
+    a one-letter list label ("B.", "03)", "1.")."""
+    sent = doc[ent.start].sent
+    for token in list(doc[sent.start : ent.start]) + list(doc[ent.end : sent.end]):
+        if token.is_punct or token.is_space or token.like_num or (len(token.text) == 1 and token.is_alpha):
+            continue
+        if token.text.rstrip(".)").isdigit() or (len(token.text) == 2 and token.text[0].isalpha() and token.text[1] in ".)"):
+            continue
+        return False
+    return True
+
+
 def _words_of(pattern: list[dict]) -> set[str] | None:
     """Words of which every match of the pattern holds one: those of its required LOWER tokens
     (a match holds every required token); None when it has none."""
@@ -127,8 +158,9 @@ class TargetContext:
     """Runs target rules inside each finding (not PHI) that ConText has not already given that
     category; the longest cue wins where two overlap. Findings (doc.ents) are disjoint."""
 
-    def __init__(self, nlp: Language, rules: list[ConTextRule]):
+    def __init__(self, nlp: Language, rules: list[ConTextRule], chronic: frozenset[str] = frozenset(), chronic_rule: ConTextRule | None = None):
         self.rules = rules
+        self.chronic, self.chronic_rule = chronic, chronic_rule
         self.matcher = Matcher(nlp.vocab)
         words: set[str] | None = set()  # every word a rule can match (None: not known)
         for k, rule in enumerate(rules):
@@ -140,7 +172,11 @@ class TargetContext:
 
     def __call__(self, doc: Doc) -> Doc:
         ents = [ent for ent in doc.ents if not ent.label_.startswith("PHI_")]
-        if not self.rules or not ents:
+        if not ents:
+            return doc
+        if self.chronic_rule is not None:
+            self._chronic_items(doc, ents)
+        if not self.rules:
             return doc
         starts = [ent.start for ent in ents]
         if self._words is None:
@@ -171,8 +207,27 @@ class TargetContext:
         return doc
 
 
+    def _chronic_items(self, doc: Doc, ents) -> None:
+        for ent in ents:
+            if " ".join(ent.text.lower().split()) not in self.chronic:
+                continue
+            extension = ent._
+            if extension.is_historical or extension.is_negated or any(m.category == "HISTORICAL" for m in extension.modifiers):
+                continue
+            if not _bare_list_item(doc, ent):
+                continue
+            modifier = ConTextModifier(self.chronic_rule, ent.start, ent.end, doc)
+            modifier.update_scope(ent)
+            extension.modifiers += (modifier,)
+            for attribute, value in DEFAULT_ATTRIBUTES["HISTORICAL"].items():
+                setattr(extension, attribute, value)
+
+
 @Language.factory("healthfm_target_context", default_config={"extra_rules": True, "extra_rules_file": ""})
 def make_target_context(nlp: Language, name: str, extra_rules: bool, extra_rules_file: str) -> TargetContext:
     """TargetContext with the target rules of ``extra_rules_file`` or the bundled file (none
     without ``extra_rules``)."""
-    return TargetContext(nlp, target_rules(Path(extra_rules_file) if extra_rules_file else None) if extra_rules else [])
+    path = Path(extra_rules_file) if extra_rules_file else None
+    if not extra_rules:
+        return TargetContext(nlp, [])
+    return TargetContext(nlp, target_rules(path), *chronic_list_items(path))
