@@ -78,7 +78,7 @@ def test_negex_kit_test_part_terms_and_assertions(repo_root):
     result = evaluate_terms(ClinicalPipeline(), test[::2])  # half the test part keeps the test fast
     assert result["terms_share"] >= 0.98, result["misses"][:5]
     assert result["negated"]["f1"] >= 0.95
-    assert result["historical"]["f1"] >= 0.60  # 0.712 on the whole test part; the 0.75 is not reached
+    assert result["historical"]["f1"] >= 0.65  # 0.749 on the whole test part (third look); the 0.75 is not quite reached
 
 
 def test_maccrobat_test_documents_relaxed_f1(pipeline, repo_root):
