@@ -19,7 +19,9 @@
 - peak memory (numpy and Python allocations, tracemalloc) with the series open and the MPR
   view built, against the size of the series as an int16 volume.
 
-    python benchmarks/bench_viewer.py [SERIES_FOLDER] [--repeat N] [--dump-stalls FILE]
+    python benchmarks/bench_viewer.py [SERIES_FOLDER] [--repeat N] [--dump-stalls FILE] [--only PART ...]
+
+PART: render, started, running, window (the whole-window drop), in-process, memory.
 
 SERIES_FOLDER defaults to the CT (else MR) series under tests/data/dicom/series/.
 """
@@ -52,6 +54,7 @@ if __name__ != "__mp_main__":
     from healthfm_desktop.views.image_viewer.rendering import qimage_from_uint8  # noqa: E402
     from healthfm_desktop.views.image_viewer.workspace import ImagesWorkspace  # noqa: E402
 
+MODES = ("render", "started", "running", "window", "in-process", "memory")
 SERIES_ROOT = REPO / "tests" / "data" / "dicom" / "series"
 
 
@@ -270,30 +273,40 @@ def main() -> int:
     parser.add_argument("folder", nargs="?", type=Path, default=None)
     parser.add_argument("--repeat", type=int, default=1, help="opens per mode (medians)")
     parser.add_argument("--dump-stalls", type=Path, default=None, help="file for the stacks of stalls over 40 ms")
+    parser.add_argument("--only", nargs="+", choices=MODES, default=list(MODES),
+                        help="parts to run (default: all): " + ", ".join(MODES))
     args = parser.parse_args()
+    only = set(args.only)
     folder = args.folder or default_series()
     dump = open(args.dump_stalls, "w") if args.dump_stalls else None
     app = QApplication.instance() or QApplication([])
-    bench_render(folder)
+    print(f"series {folder.name}; load average " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
+    if "render" in only:
+        bench_render(folder)
     from healthfm_desktop.core.imaging import parallel_decode
 
     repeat = max(args.repeat, 1)
-    runs = []
-    for _ in range(repeat):
-        # the decode worker processes start with the first import of a session, then stay up
-        parallel_decode.shutdown_shared_pool()
-        runs.append(bench_open(app, folder, "[decode workers started by this open] ", dump))
-    report_open("[decode workers started by this open] ", runs)
+    if "started" in only:
+        runs = []
+        for _ in range(repeat):
+            # the decode worker processes start with the first import of a session, then stay up
+            parallel_decode.shutdown_shared_pool()
+            runs.append(bench_open(app, folder, "[decode workers started by this open] ", dump))
+        report_open("[decode workers started by this open] ", runs)
     parallel_decode.warm_shared_pool()
-    report_open("[decode workers running] ",
-                [bench_open(app, folder, "[decode workers running] ", dump) for _ in range(repeat)])
-    report_open("[whole window, a drop; decode workers running] ",
-                [bench_open(app, folder, "[whole window] ", dump, whole_app=True) for _ in range(repeat)])
-    parallel_decode.set_decode_processes(0)
-    report_open("[decode in-process, workers disabled] ",
-                [bench_open(app, folder, "[decode in-process, workers disabled] ", dump) for _ in range(repeat)])
-    parallel_decode.set_decode_processes(None)
-    bench_mpr_memory(app, folder)
+    if "running" in only:
+        report_open("[decode workers running] ",
+                    [bench_open(app, folder, "[decode workers running] ", dump) for _ in range(repeat)])
+    if "window" in only:
+        report_open("[whole window, a drop; decode workers running] ",
+                    [bench_open(app, folder, "[whole window] ", dump, whole_app=True) for _ in range(repeat)])
+    if "in-process" in only:
+        parallel_decode.set_decode_processes(0)
+        report_open("[decode in-process, workers disabled] ",
+                    [bench_open(app, folder, "[decode in-process, workers disabled] ", dump) for _ in range(repeat)])
+        parallel_decode.set_decode_processes(None)
+    if "memory" in only:
+        bench_mpr_memory(app, folder)
     return 0
 
 

@@ -6,7 +6,7 @@ overlays that come back with their image, and a toolbar whose main tools show at
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 
 from tests.gui.test_image_viewer import CT_SMALL, DICOM, SCREENSHOTS, open_and_wait, shown_images_harness
@@ -36,6 +36,12 @@ def test_window_zoom_and_slice_are_kept_per_series(window, qtbot):
         QTest.keyClick(viewport, Qt.Key.Key_Up)
     viewport.set_window(35, 80)
     viewport.set_zoom(2.5)
+    # pan with a middle-button drag, as the user does
+    QTest.mousePress(viewport, Qt.MouseButton.MiddleButton, Qt.KeyboardModifier.NoModifier, QPoint(200, 200))
+    QTest.mouseMove(viewport, QPoint(240, 170))
+    QTest.mouseRelease(viewport, Qt.MouseButton.MiddleButton, Qt.KeyboardModifier.NoModifier, QPoint(240, 170))
+    pan = viewport.view_state()["pan"]
+    assert pan != (0.0, 0.0)
     assert workspace.active_slot().index == 7
     workspace.series_browser.series_activated.emit(small)  # the user clicks the other series
     assert viewport.window() != (35.0, 80.0)
@@ -44,8 +50,10 @@ def test_window_zoom_and_slice_are_kept_per_series(window, qtbot):
     assert workspace.active_slot().index == 7
     assert viewport.window() == (35.0, 80.0)
     assert viewport.zoom() == pytest.approx(2.5)
+    assert viewport.view_state()["pan"] == pytest.approx(pan)
     workspace.series_browser.series_activated.emit(head)  # clicking it again changes nothing
     assert (workspace.active_slot().index, viewport.window()) == (7, (35.0, 80.0))
+    assert viewport.view_state()["pan"] == pytest.approx(pan)
 
 
 def test_window_and_slice_carry_into_mpr_and_back(window, qtbot):
