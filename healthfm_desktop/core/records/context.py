@@ -139,6 +139,16 @@ def _bare_list_item(doc: Doc, ent) -> bool:
     return True
 
 
+def _assert(doc: Doc, ent, rule: ConTextRule, start: int, end: int) -> None:
+    """Give the finding ``rule``'s category, with the cue ``doc[start:end]`` as its trigger and
+    the finding as its scope (what ConText records for its own decisions)."""
+    modifier = ConTextModifier(rule, start, end, doc)
+    modifier.update_scope(ent)
+    ent._.modifiers += (modifier,)
+    for attribute, value in DEFAULT_ATTRIBUTES[rule.category].items():
+        setattr(ent._, attribute, value)
+
+
 def _words_of(pattern: list[dict]) -> set[str] | None:
     """Words of which every match of the pattern holds one: those of its required LOWER tokens
     (a match holds every required token); None when it has none."""
@@ -199,13 +209,8 @@ class TargetContext:
                 if rule.category in done or rule.category not in DEFAULT_ATTRIBUTES:
                     continue
                 done.add(rule.category)
-                modifier = ConTextModifier(rule, start, end, doc)
-                modifier.update_scope(ent)
-                extension.modifiers += (modifier,)
-                for attribute, value in DEFAULT_ATTRIBUTES[rule.category].items():
-                    setattr(extension, attribute, value)
+                _assert(doc, ent, rule, start, end)
         return doc
-
 
     def _chronic_items(self, doc: Doc, ents) -> None:
         for ent in ents:
@@ -216,11 +221,7 @@ class TargetContext:
                 continue
             if not _bare_list_item(doc, ent):
                 continue
-            modifier = ConTextModifier(self.chronic_rule, ent.start, ent.end, doc)
-            modifier.update_scope(ent)
-            extension.modifiers += (modifier,)
-            for attribute, value in DEFAULT_ATTRIBUTES["HISTORICAL"].items():
-                setattr(extension, attribute, value)
+            _assert(doc, ent, self.chronic_rule, ent.start, ent.end)
 
 
 @Language.factory("healthfm_target_context", default_config={"extra_rules": True, "extra_rules_file": ""})
