@@ -78,6 +78,35 @@ def test_window_and_slice_carry_into_mpr_and_back(window, qtbot):
     assert workspace.active_slot().index == axial_slice
 
 
+def test_zoom_and_pan_carry_into_mpr_and_back(window, qtbot):
+    controller, workspace, head, _small = two_series(window, qtbot)
+    workspace.show_series(head, 5)
+    viewport = workspace.active_viewport()
+    viewport.set_zoom(viewport.zoom() * 2.5)
+    # a middle-button drag's pan, as the user does it
+    QTest.mousePress(viewport, Qt.MouseButton.MiddleButton, Qt.KeyboardModifier.NoModifier, QPoint(200, 200))
+    QTest.mouseMove(viewport, QPoint(230, 180))
+    QTest.mouseRelease(viewport, Qt.MouseButton.MiddleButton, Qt.KeyboardModifier.NoModifier, QPoint(230, 180))
+    magnification, pan = viewport.relative_view()
+    assert magnification == pytest.approx(2.5, rel=1e-3) and pan != (0.0, 0.0)
+    with qtbot.waitSignal(controller.mpr_ready, timeout=60_000):
+        workspace.mpr_action.trigger()
+    mpr = workspace.mpr_view
+    # every plane at 2.5x its own fit (the planes are smaller than the stack's viewport); the
+    # axial plane, whose pixels are the stack's, centred on the same image point
+    for plane, plane_view in mpr.viewports.items():
+        assert plane_view.relative_view()[0] == pytest.approx(2.5, rel=1e-3), plane
+    assert mpr.viewports["axial"].relative_view()[1] == pytest.approx(pan, abs=1e-6)
+    assert mpr.viewports["coronal"].relative_view()[1] == (0.0, 0.0)
+    # zoomed out in MPR's axial plane: the stack comes back at that zoom
+    axial = mpr.viewports["axial"]
+    axial.set_zoom(axial.zoom() / 2.5 * 1.5)
+    _, axial_pan = axial.relative_view()
+    workspace.mpr_action.trigger()
+    assert viewport.relative_view()[0] == pytest.approx(1.5, rel=1e-3)
+    assert viewport.relative_view()[1] == pytest.approx(axial_pan, abs=1e-6)
+
+
 def test_orientation_letters_on_the_viewport_and_every_mpr_plane(window, qtbot):
     controller, workspace, head, _small = two_series(window, qtbot)
     workspace.show_series(head)

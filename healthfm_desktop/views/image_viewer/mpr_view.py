@@ -98,6 +98,13 @@ class MprView(QWidget):
         self.info.setText("\n".join(line for line in lines if line))
         self._refresh(reset=True)
 
+    def set_relative_view(self, magnification: float, axial_pan: tuple[float, float] | None = None) -> None:
+        """The stack's zoom (as a multiple of fit) on every plane; its pan on the axial plane only,
+        whose pixels are the stack's (``axial_pan`` None: centred)."""
+        for plane, viewport in self.viewports.items():
+            pan = axial_pan if plane == "axial" and axial_pan is not None else (0.0, 0.0)
+            viewport.set_relative_view(magnification, pan)
+
     def show_problem(self, text: str) -> None:
         """Why there is no reformat (too few slices, colour, no geometry), or that one is coming."""
         self.clear()

@@ -364,6 +364,23 @@ class ImageViewport(QWidget):
         self._pan = QPointF(float(pan[0]), float(pan[1]))
         self._view_changed()
 
+    def relative_view(self) -> tuple[float, tuple[float, float]]:
+        """The zoom as a multiple of the fitted zoom and the pan in image pixels: what a viewport
+        of another size (an MPR plane) needs to show the image the same way."""
+        zoom = self.zoom()
+        return zoom / self._fit_zoom(), (self._pan.x() / zoom, self._pan.y() / zoom)
+
+    def set_relative_view(self, magnification: float, pan: tuple[float, float] = (0.0, 0.0)) -> None:
+        """Apply ``relative_view``'s figures at this viewport's own size (flips and rotation kept)."""
+        if abs(magnification - 1.0) < 1e-6 and not any(pan):
+            self.fit()
+            return
+        zoom = min(max(magnification * self._fit_zoom(), 0.02), 64.0)
+        self._fit = False
+        self._zoom = zoom
+        self._pan = QPointF(pan[0] * zoom, pan[1] * zoom)
+        self._view_changed()
+
     def _view_changed(self) -> None:
         self.update()
         self.view_changed.emit()

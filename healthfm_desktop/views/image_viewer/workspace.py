@@ -775,6 +775,9 @@ class ImagesWorkspace(QWidget):
         volume = self.mpr_view.volume()
         if volume.shape[0] == count:  # the volume's slices are the series' (not resampled)
             self._move_to(slot, int(round(min(max(self.mpr_view.voxel()[0], 0), count - 1))))
+            if slot.viewport.frame() is not None:  # and the axial plane's zoom/pan come back
+                magnification, pan = self.mpr_view.viewports["axial"].relative_view()
+                slot.viewport.set_relative_view(magnification, pan if self._unturned(slot.viewport) else (0.0, 0.0))
         if state.window is not None and slot.viewport.frame() is not None:
             slot.viewport.set_window(*state.window)
         slot.viewport.set_inverted(state.inverted)
@@ -789,6 +792,17 @@ class ImagesWorkspace(QWidget):
                                  tuple(meta["window"]) if meta.get("window") else None,
                                  bool(meta.get("invert")), meta.get("notes"), slice_index=start,
                                  inverted=bool(meta.get("inverted")))
+        slot = self.active_slot()
+        if slot.series_key == self._mpr_key and slot.viewport.frame() is not None:
+            # the zoom the user had on the stack, on every plane; the pan too on the axial plane
+            # when its pixels are the stack's and the stack is neither flipped nor rotated
+            magnification, pan = slot.viewport.relative_view()
+            self.mpr_view.set_relative_view(magnification, pan if start is not None and self._unturned(slot.viewport) else None)
+
+    @staticmethod
+    def _unturned(viewport) -> bool:
+        state = viewport.view_state()
+        return not state["flip_h"] and not state["flip_v"] and state["rotation"] == 0
 
     def _on_mpr_window(self, center: float, width: float) -> None:
         if self._mpr_key is not None:
