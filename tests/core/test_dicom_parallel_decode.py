@@ -155,3 +155,13 @@ def test_shutdown_leaves_no_worker_process():
     assert not any(_alive(pid) for pid in pids)
     # the next use starts a new pool
     assert parallel_decode.warm_shared_pool()
+
+
+def test_workers_yield_the_cpu_to_the_app():
+    """The workers run below the app's priority, so that the UI thread gets a core before them
+    on a busy machine (the pixels they decode are the same: the first test)."""
+    pool = _pool()
+    pids = pool.worker_pids()
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    assert len(pids) == 2
+    assert all(os.getpriority(os.PRIO_PROCESS, pid) == min(ours + parallel_decode.WORKER_NICE, 19) for pid in pids)

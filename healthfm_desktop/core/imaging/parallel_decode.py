@@ -55,6 +55,12 @@ TASK_OBJECTS = 4
 DECODE_AHEAD_BYTES = 512 * 1024**2
 
 _PRELOAD = ["healthfm_desktop.core.imaging.parallel_decode"]
+#: how much lower the workers' CPU priority is than the app's (a nice increment). The UI thread
+#: and the workers share one scheduler group (the app's session): at equal priority two busy
+#: workers kept a waking UI thread off both cores for tens of ms on a loaded machine (the
+#: Linux scheduler's own wait of the UI thread, read from /proc's schedstat, was most of each
+#: stall); below it, the UI thread gets a core first and the workers every cycle it leaves
+WORKER_NICE = 10
 
 
 def _configured_processes() -> int:
@@ -68,10 +74,16 @@ def _configured_processes() -> int:
 
 
 def _worker_start() -> None:
-    """Runs once in each worker: quiet warnings, make sure the decoder plugins are loaded."""
+    """Runs once in each worker: quiet warnings, make sure the decoder plugins are loaded, and
+    yield the CPU to the app (``WORKER_NICE``)."""
     import warnings
 
     warnings.simplefilter("ignore")
+    if hasattr(os, "nice"):  # POSIX; raising one's own nice needs no privilege
+        try:
+            os.nice(WORKER_NICE)
+        except OSError:
+            pass
     try:  # a worker must not die on the parent's Ctrl+C: the parent shuts the pool down
         import signal
 
