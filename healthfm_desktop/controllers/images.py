@@ -284,11 +284,15 @@ class ImagesController(WorkspaceController):
         thousand slices takes seconds to index; one image takes milliseconds). Its decoded
         pixels wait on the instance for the series' own decode, so the file is decoded once.
         False when it cannot be shown (the scan then offers the next file; it reports errors)."""
-        from healthfm_desktop.core.imaging.parallel_decode import keep_decoded
+        from healthfm_desktop.core.imaging.parallel_decode import decode_in_worker, keep_decoded
         from healthfm_desktop.core.imaging.scanning import build_series
 
         try:
             series = build_series([instance])[0][0]
+            if instance.number_of_frames == 1:
+                decoded = decode_in_worker(instance)  # None: no workers yet, decoded here
+                if decoded is not None:
+                    keep_decoded(instance, decoded)  # what load_stored takes
             stored = series.load_stored(0)
             pixels = series.to_modality(0, stored)
         except Exception:  # noqa: BLE001 - the series' own decode reports this file properly

@@ -670,8 +670,8 @@ def test_a_dropped_series_is_opened_once_per_file_before_decoding(main_window, q
     files = sorted(os.path.realpath(p) for p in folder.iterdir() if p.is_file())
     assert sorted(opened["before decode"]) == files  # each file once: routing (16) or index (4)
     # decoded here at most once each (the preview's pixels are the series' own; the decode
-    # workers, when they run, decode the others in their processes)
-    assert len(opened["decode"]) == len(set(opened["decode"])) >= 1
+    # workers, when they run, decode every image, the preview too, in their processes)
+    assert len(opened["decode"]) == len(set(opened["decode"]))
 
 
 def test_a_series_loads_on_workers_the_ui_thread_only_draws(window, qtbot, monkeypatch):
@@ -692,10 +692,14 @@ def test_a_series_loads_on_workers_the_ui_thread_only_draws(window, qtbot, monke
     monkeypatch.setattr(parallel_decode, "decode_stored", on_thread("decode", parallel_decode.decode_stored))
     monkeypatch.setattr(images_module, "read_saved_measurements",
                         on_thread("measurements", images_module.read_saved_measurements))
+    submitted = []  # handed to the decode processes (when they run, every image is)
+    for name in ("submit", "submit_many"):
+        monkeypatch.setattr(parallel_decode.DecodePool, name, lambda self, requests, real=getattr(
+            parallel_decode.DecodePool, name): submitted.append(requests) or real(self, requests))
     controller, workspace, summary = open_and_wait(window, qtbot, [MR_SERIES])
     assert summary["frames"] == 170 and workspace.active_viewport().frame() is not None
     assert controller.is_series_loaded(controller.series[0].key)
-    assert threads["index"] and threads["measurements"] and threads["decode"]  # the preview at least
+    assert threads["index"] and threads["measurements"] and (threads["decode"] or submitted)
     for kind, seen in threads.items():
         assert threading.main_thread() not in seen, kind
 

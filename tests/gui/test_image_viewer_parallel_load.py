@@ -91,3 +91,23 @@ def test_the_decode_workers_start_with_the_first_import_not_before(qtbot, tmp_pa
     controller.cancel_jobs()
     qtbot.waitUntil(lambda: not controller.busy, timeout=30_000)
     parallel_decode.set_decode_processes(None)
+
+
+def test_with_the_workers_up_no_image_is_decoded_in_the_app_process(viewer, qtbot, monkeypatch):
+    """The codecs hold the GIL while they decode, so an image decoded on a thread of the app's
+    process (the import's preview, before) stalls the UI thread as long: with the workers up,
+    the preview and every slice are decoded by them."""
+    from healthfm_desktop.core.imaging import series as series_module
+
+    parallel_decode.set_decode_processes(2)
+    assert parallel_decode.warm_shared_pool()
+    here = []
+    real_decode = series_module.decode_stored
+    monkeypatch.setattr(series_module, "decode_stored",
+                        lambda instance, index=None: here.append(instance) or real_decode(instance, index))
+    previews = []
+    viewer.controllers["images"].preview_ready.connect(lambda pixels, info: previews.append(pixels))
+    controller, seen = _open_and_watch(viewer, qtbot)
+    assert previews, "no preview was shown while the series was indexed"
+    _check_all_slices(controller)
+    assert len(here) == 0, f"{len(here)} image(s) decoded in the app's process"

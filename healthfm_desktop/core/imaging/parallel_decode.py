@@ -469,3 +469,21 @@ def take_decoded_ahead(instance) -> np.ndarray | None:
     if isinstance(outcome, BaseException):
         raise outcome
     return outcome
+
+
+def decode_in_worker(instance) -> np.ndarray | None:
+    """All frames of ``instance`` decoded by a worker of the shared pool while this thread waits
+    without the GIL, or None when the pool is not up (the caller decodes it in-process). For
+    an object the UI waits on (an import's preview): the codecs hold the GIL while they decode
+    (see above), so decoding it on a thread of this process stalls the UI thread as long.
+    Raises the decode error the worker found."""
+    pool = shared_pool()
+    if pool is None or not pool.ready or getattr(instance, "pixel_value_offset", None) is None:
+        return None
+    try:
+        outcome = pool.submit(DecodeRequest.from_instance(instance)).result()
+    except Exception:  # noqa: BLE001 - the pool broke or shut down: decode in-process
+        return None
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
