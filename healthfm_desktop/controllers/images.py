@@ -224,6 +224,7 @@ class ImagesController(WorkspaceController):
             result = scan_paths(paths, progress=self._paced_scan_step(), cancel=cancel.is_set,
                                 decode_ahead=ahead, read_ahead=read_ahead, first=preview)
         result = self._with_plain_images(result)
+        self._cache_preview(result.series, shown)
         # the measurements saved with these studies: disk and JSON, here rather than on the UI thread
         saved = read_saved_measurements(self.session.measurement_folder, self.session.studies_to_read(result.series))
         return result, saved, shown
@@ -334,7 +335,6 @@ class ImagesController(WorkspaceController):
         result, saved, shown = scanned
         self.import_scanned.emit(result, paths)
         added, already = self.session.add_scan(result)
-        self._cache_preview(added, shown)
         frames = sum(s.frame_count for s in added)
         summary = {"series": len(added), "frames": frames, "rejected": len(result.rejected),
                    "cancelled": result.cancelled, "seconds": time.perf_counter() - started}
@@ -364,10 +364,12 @@ class ImagesController(WorkspaceController):
         self.session.merge_saved(saved)  # announces measurements_changed
         self.import_finished.emit(summary)
 
-    def _cache_preview(self, added: list[Series], shown: list) -> None:
-        """The preview's decoded pixels go into the frame cache now (no decode: they wait on
-        their instance), before the view and the background decode both ask for that frame."""
-        for series in added if shown and shown[0].number_of_frames == 1 else []:
+    def _cache_preview(self, scanned: list[Series], shown: list) -> None:
+        """The preview's decoded pixels go into the frame cache (no decode: they wait on their
+        instance), before the view and the background decode both ask for that frame. On the
+        scan's worker: the cached form (modality values, whole numbers as int16) is worked out
+        over the whole image, which the UI thread then need not do while the series arrives."""
+        for series in scanned if shown and shown[0].number_of_frames == 1 else []:
             for index, frame in enumerate(series.frames):
                 pending = frame.instance.pending_pixels
                 if frame.instance is shown[0] and pending is not None and pending.done():  # never a decode here
