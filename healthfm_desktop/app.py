@@ -99,8 +99,10 @@ def build_main_window() -> MainWindow:
         controller = controller_class(parent=window)
         view = view_class(controller)
         window.add_workspace(controller.name, controller.title, view)
-        controller.message.connect(window.show_message)
-        controller.progress.connect(lambda p, c=controller: window.show_progress(p.fraction, p.message, busy=c.busy))
+        # a workspace's status lines are its own: shown while it is the current one
+        controller.message.connect(lambda level, text, c=controller: window.show_message(level, text, source=c.name))
+        controller.progress.connect(lambda p, c=controller: window.show_progress(p.fraction, p.message, busy=c.busy,
+                                                                                 source=c.name))
         controller.busy_changed.connect(lambda busy, c=controller: window.set_busy(c.name, busy))
         controllers.append(controller)
 

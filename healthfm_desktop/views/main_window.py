@@ -3,6 +3,8 @@ panel, drag and drop. It only draws and emits intents; the app controller does t
 
 from __future__ import annotations
 
+import time
+
 from PySide6.QtCore import QByteArray, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
@@ -87,6 +89,7 @@ class MainWindow(QMainWindow):
         row.addWidget(self.stack, 1)
         self.setCentralWidget(central)
         self.switcher.currentRowChanged.connect(self.stack.setCurrentIndex)
+        self.switcher.currentRowChanged.connect(lambda _row: self._show_workspace_status())
 
         self.log_view = QPlainTextEdit(readOnly=True)
         self.log_view.setMaximumBlockCount(2000)
@@ -104,6 +107,10 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.provider_label)
 
         self.last_message: tuple[str, str] | None = None
+        #: the status line each workspace posted last ("" = the app's own): text, when it expires
+        self._status: dict[str, tuple[str, float]] = {}
+        self._status_source = ""
+        self._progress_lines: set[str] = set()  # the workspaces whose status line is a job's step
         self._busy_sources: set[str] = set()
         self._build_menus()
 
@@ -184,7 +191,7 @@ class MainWindow(QMainWindow):
     def set_provider(self, text: str) -> None:
         self.provider_label.setText(f"Provider: {text}")
 
-    def show_progress(self, fraction: float | None, message: str = "", busy: bool = True) -> None:
+    def show_progress(self, fraction: float | None, message: str = "", busy: bool = True, source: str = "") -> None:
         if not busy:
             self.progress_bar.hide()
             return
@@ -195,15 +202,42 @@ class MainWindow(QMainWindow):
             self.progress_bar.setRange(0, 1000)
             self.progress_bar.setValue(int(1000 * max(0.0, min(1.0, fraction))))
         if message:
-            self.statusBar().showMessage(message, 5000)
+            self.post_status(message, 5000, source, progress=True)
 
     def set_busy(self, source: str, busy: bool) -> None:
         """The progress bar shows while any workspace (``source``) has a job running."""
         (self._busy_sources.add if busy else self._busy_sources.discard)(source)
         self.show_progress(None, busy=bool(self._busy_sources))
+        if not busy and source in self._progress_lines:
+            # a job's last step ("MPR: building the volume") is stale once the job is done
+            self._progress_lines.discard(source)
+            self._status.pop(source, None)
+            if self._status_source == source:
+                self.statusBar().clearMessage()
 
-    def show_message(self, level: str, text: str) -> None:
-        self.statusBar().showMessage(text.splitlines()[0], 8000)
+    def post_status(self, text: str, timeout_ms: int, source: str = "", progress: bool = False) -> None:
+        """A status line from workspace ``source`` ("" = the app): shown while that workspace is
+        the current one, so "MPR: building the volume" never lingers over the Notes; a
+        ``progress`` line goes when the workspace's job ends."""
+        self._status[source] = (text, time.monotonic() + timeout_ms / 1000)
+        (self._progress_lines.add if progress else self._progress_lines.discard)(source)
+        if not source or source == self.current_workspace():
+            self.statusBar().showMessage(text, timeout_ms)
+            self._status_source = source
+
+    def _show_workspace_status(self) -> None:
+        name = self.current_workspace()
+        text, expires = self._status.get(name, ("", 0.0))
+        left = expires - time.monotonic()
+        if left > 0:
+            self.statusBar().showMessage(text, int(left * 1000))
+            self._status_source = name
+        elif self._status_source and self._status_source != name:
+            self.statusBar().clearMessage()
+            self._status_source = ""
+
+    def show_message(self, level: str, text: str, source: str = "") -> None:
+        self.post_status(text.splitlines()[0], 8000, source)
         self.last_message = (level, text)
         if level in ("error", "warning"):
             # non-blocking, so a message never stalls the event loop (or a headless test)
