@@ -209,8 +209,7 @@ def test_the_main_window_has_the_panel_in_its_images_workspace(qtbot):
     window = build_main_window()
     qtbot.addWidget(window)
     images = window.workspace_widget("images")
-    titles = [images.side_tabs.tabText(i) for i in range(images.side_tabs.count())]
-    assert PANEL_TITLE in titles
+    assert PANEL_TITLE in images.side_panel_titles()
     window.close()
 
 

@@ -257,7 +257,9 @@ def test_unreadable_files_are_listed_with_the_reason_and_do_not_stop_the_folder(
     assert set(rows) == {"truncated.dcm", "report.dcm"}
     assert "truncated" in rows["truncated.dcm"]
     assert "no pixel data" in rows["report.dcm"]
-    assert workspace.side_tabs.tabText(workspace.side_tabs.indexOf(workspace.unreadable_panel)) == "Unreadable files (2)"
+    index = workspace.side_tabs.indexOf(workspace.unreadable_panel)
+    assert workspace.side_tabs.tabText(index) == "Unreadable (2)"
+    assert workspace.side_tabs.tabToolTip(index) == "Unreadable files: 2"
     # whole reasons, wrapped in the panel's width (not elided)
     workspace.side_tabs.setCurrentWidget(workspace.unreadable_panel)
     tree = workspace.unreadable_panel.tree

@@ -307,7 +307,7 @@ def install_image_analysis(workspace, analysis) -> AnalysisPanel:
     ImageAnalysisController over the workspace's images controller). Overlays go onto the
     active viewport and are cleared when another image comes on screen."""
     panel = AnalysisPanel()
-    workspace.add_side_panel(PANEL_TITLE, panel)
+    workspace.add_side_panel(PANEL_TITLE, panel, label="AI")
     state = {"viewport": None}
 
     def clear_overlays(*_args, force: bool = True) -> None:

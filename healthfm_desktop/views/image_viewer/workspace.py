@@ -109,13 +109,18 @@ class ImagesWorkspace(QWidget):
         self.center.addWidget(self.mpr_view)
         self.side_tabs = QTabWidget()
         self.side_tabs.setObjectName("imagesSidePanels")
-        self.side_tabs.addTab(self.measurement_list, "Measurements")
-        self.side_tabs.addTab(self.tag_browser, "Tags")
-        self.side_tabs.addTab(self.unreadable_panel, "Unreadable files")
+        # Every panel stays one click away at 1280 px: short tab labels (the full title is the
+        # tooltip) and no scroll arrows, which hid the later tabs; should the tabs still not fit
+        # (a narrow panel, more panels), Qt shortens the labels instead of hiding tabs.
+        self.side_tabs.setUsesScrollButtons(False)
+        self.side_tabs.setElideMode(Qt.TextElideMode.ElideRight)
+        self.add_side_panel("Measurements", self.measurement_list, label="Measure")
+        self.add_side_panel("Tags", self.tag_browser)
+        self.add_side_panel("Unreadable files", self.unreadable_panel, label="Unreadable")
         from healthfm_desktop.views.adaptation_panel import AdaptationPanel, scrolling
 
         self.adaptation = AdaptationPanel(controller.adaptation, self.selected_series_keys, open_item=self.open_similar)
-        self.side_tabs.addTab(scrolling(self.adaptation), "Adapt")
+        self.add_side_panel("Adapt", scrolling(self.adaptation))
         self.side_tabs.setMinimumWidth(320)
 
         self.toolbar = QToolBar("Image tools")
@@ -141,7 +146,7 @@ class ImagesWorkspace(QWidget):
         splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 1)
         splitter.setStretchFactor(2, 0)
-        splitter.setSizes([240, 760, 400])
+        splitter.setSizes([240, 740, 420])  # 420: the side tabs' labels whole at 1280 px
         self.splitter = splitter
 
         layout = QVBoxLayout(self)
@@ -336,20 +341,25 @@ class ImagesWorkspace(QWidget):
         c.preview_ready.connect(self._on_preview)
 
     # ------------------------------------------------------------ hooks for others
-    def add_side_panel(self, title: str, widget: QWidget) -> None:
-        """Add a tab to the side panels (e.g. the AI analysis panel, the PACS browser).
+    def add_side_panel(self, title: str, widget: QWidget, label: str | None = None) -> None:
+        """Add a tab to the side panels (e.g. the AI analysis panel, the PACS browser); ``label``
+        is a short tab text where ``title`` is long (the title is then the tab's tooltip).
 
         Such a panel follows ``controller.current_image_changed`` (and ``current_series()`` /
         ``current_index()`` / ``current_frame()``) and draws on ``active_viewport()`` with
         ``set_overlay`` / ``add_shape_overlay``; a viewport drops those overlays when it moves
         to another image, so a result is never shown on an image it was not computed for."""
-        self.side_tabs.addTab(widget, title)
+        index = self.side_tabs.addTab(widget, label or title)
+        self.side_tabs.tabBar().setTabData(index, title)
+        self.side_tabs.setTabToolTip(index, title)
         self.side_panel_added.emit(title)
 
+    def side_panel_titles(self) -> list[str]:
+        return [self.side_tabs.tabBar().tabData(i) for i in range(self.side_tabs.count())]
+
     def show_side_panel(self, title: str) -> None:
-        for i in range(self.side_tabs.count()):
-            if self.side_tabs.tabText(i) == title:
-                self.side_tabs.setCurrentIndex(i)
+        if title in self.side_panel_titles():
+            self.side_tabs.setCurrentIndex(self.side_panel_titles().index(title))
 
     def active_viewport(self) -> ImageViewport:
         return self.slots[self._active].viewport
@@ -910,7 +920,8 @@ class ImagesWorkspace(QWidget):
     def _on_unreadable(self, rows: list) -> None:
         self.unreadable_panel.set_files([(str(path), reason) for path, reason in rows])
         index = self.side_tabs.indexOf(self.unreadable_panel)
-        self.side_tabs.setTabText(index, f"Unreadable files ({len(rows)})" if rows else "Unreadable files")
+        self.side_tabs.setTabText(index, f"Unreadable ({len(rows)})" if rows else "Unreadable")
+        self.side_tabs.setTabToolTip(index, f"Unreadable files: {len(rows)}" if rows else "Unreadable files: none")
 
     def _on_progress(self, progress) -> None:
         if progress.fraction is None and not progress.message:
