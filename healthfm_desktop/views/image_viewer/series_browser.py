@@ -4,9 +4,10 @@ clicking a tile shows that series in the active viewport."""
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
-from PySide6.QtWidgets import QListView, QListWidget, QListWidgetItem, QWidget
+from PySide6.QtWidgets import (QListView, QListWidget, QListWidgetItem, QStyledItemDelegate, QStyleOptionViewItem,
+                               QWidget)
 
 THUMBNAIL_SIZE = 96
 _SERIES_ROLE = Qt.ItemDataRole.UserRole
@@ -28,6 +29,41 @@ def _placeholder() -> QPixmap:
     return pixmap
 
 
+class TileDelegate(QStyledItemDelegate):
+    """Tile text wrapped at word boundaries in the list's width; a word too long for it (a file
+    name, "TRAUMA/PLAIN") is elided in the middle, where it widened every tile past the list's
+    edge (clipped text and a horizontal scroll bar). The whole text is the tile's tooltip."""
+
+    def _text_width(self, option) -> int:
+        """The text's share of a tile: the viewport less the spacing, the icon and the style's
+        text margins (a few pixels each side)."""
+        view = self.parent()
+        width = view.viewport().width() - 2 * view.spacing() - 16
+        if not option.icon.isNull():
+            width -= view.iconSize().width() + 16
+        return max(width, 24)
+
+    def initStyleOption(self, option, index) -> None:  # noqa: N802 - Qt API
+        super().initStyleOption(option, index)
+        width, metrics = self._text_width(option), option.fontMetrics
+        option.text = "\n".join(
+            " ".join(metrics.elidedText(word, Qt.TextElideMode.ElideMiddle, width) for word in line.split(" "))
+            for line in option.text.split("\n"))
+
+    def sizeHint(self, option, index) -> QSize:  # noqa: N802 - Qt API
+        """As tall as the text wrapped in the list's width now: the list's own hint kept the
+        line count of the width it was first laid out in, so a heading cut to "Study · …"
+        once a vertical scroll bar narrowed the list."""
+        hint = super().sizeHint(option, index)
+        item = QStyleOptionViewItem(option)
+        self.initStyleOption(item, index)
+        width = self._text_width(item)
+        text = item.fontMetrics.boundingRect(QRect(0, 0, width, 100_000), Qt.TextFlag.TextWordWrap, item.text)
+        view = self.parent()
+        width = min(hint.width(), view.viewport().width() - 2 * view.spacing())
+        return QSize(width, max(hint.height(), text.height() + 6))
+
+
 class SeriesBrowser(QListWidget):
     series_activated = Signal(str)  # series key
 
@@ -38,6 +74,9 @@ class SeriesBrowser(QListWidget):
         self.setIconSize(QSize(THUMBNAIL_SIZE, THUMBNAIL_SIZE))
         self.setWordWrap(True)
         self.setSpacing(2)
+        self.setItemDelegate(TileDelegate(self))
+        self.setResizeMode(QListView.ResizeMode.Adjust)  # lay the tiles out again in a new width
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setMinimumWidth(230)
         self.itemClicked.connect(self._emit)
         self.itemActivated.connect(self._emit)
@@ -56,6 +95,7 @@ class SeriesBrowser(QListWidget):
                 heading = study
                 header = QListWidgetItem(study)
                 header.setFlags(Qt.ItemFlag.NoItemFlags)  # a heading, not a series
+                header.setToolTip(study)
                 font = header.font()
                 font.setBold(True)
                 header.setFont(font)
