@@ -7,6 +7,7 @@ from PySide6.QtCore import QSortFilterProxyModel, Qt
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QListWidget,
@@ -23,7 +24,12 @@ from healthfm_desktop.views.patient_view.risk_panel import RiskPanel
 from healthfm_desktop.views.patient_view.timeline import PatientTimeline
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
-COLUMNS = ("Patient", "Risk %", "Obs.", "Excluded", "File")
+#: (header, its tooltip): short headers, so the columns but the file fit the list at 1280 px
+COLUMNS = (("Patient", "Patient or stay id"), ("Risk %", "In-hospital mortality risk"),
+           ("Obs.", "Observations read"), ("Excl.", "Observations excluded by the cleaning rules (out of range, "
+                                                     "unreadable or duplicated)"),
+           ("File", "The file the stay was read from"))
+FILE_COLUMN = 4
 RISK_COLUMN = 1
 
 
@@ -49,7 +55,9 @@ class PatientsWorkspace(QWidget):
         self.search.setPlaceholderText("Search patient id")
         self.search.setClearButtonEnabled(True)
         self.model = QStandardItemModel(0, len(COLUMNS))
-        self.model.setHorizontalHeaderLabels(COLUMNS)
+        self.model.setHorizontalHeaderLabels([title for title, _tip in COLUMNS])
+        for column, (_title, tip) in enumerate(COLUMNS):
+            self.model.setHeaderData(column, Qt.Orientation.Horizontal, tip, Qt.ItemDataRole.ToolTipRole)
         self.proxy = QSortFilterProxyModel(self)
         self.proxy.setSourceModel(self.model)
         self.proxy.setSortRole(SORT_ROLE)
@@ -62,6 +70,9 @@ class PatientsWorkspace(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
+        # the file takes what is left of the list's width, its name elided (whole in the tooltip)
+        self.table.horizontalHeader().setSectionResizeMode(FILE_COLUMN, QHeaderView.ResizeMode.Stretch)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.sort_arrow_style = SortArrowStyle(self.style().name())
         self.table.horizontalHeader().setStyle(self.sort_arrow_style)
         self.table.sortByColumn(RISK_COLUMN, Qt.SortOrder.DescendingOrder)
@@ -85,7 +96,7 @@ class PatientsWorkspace(QWidget):
         splitter.addWidget(self.timeline)
         splitter.addWidget(self.risk_panel)
         splitter.setStretchFactor(1, 1)
-        splitter.setSizes([260, 700, 340])
+        splitter.setSizes([330, 630, 340])  # 330: the list's columns whole at 1280 px, the file's name legible
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(splitter)
@@ -114,6 +125,7 @@ class PatientsWorkspace(QWidget):
                 item.setData(key, SORT_ROLE)
                 items.append(item)
             items[0].setData(row.patient_id, Qt.ItemDataRole.UserRole)
+            items[FILE_COLUMN].setToolTip(row.source)
             self.model.appendRow(items)
         self.table.resizeColumnsToContents()
         self.hint.setText(f"{len(rows)} stays. Click a column header to sort; the risk column sorts by risk.")
