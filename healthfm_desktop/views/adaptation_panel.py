@@ -134,11 +134,16 @@ class AdaptationPanel(QWidget):
         run_row.addWidget(self.model, 1)
         run_row.addWidget(self.run_button)
         run_row.addWidget(self.anyway_button)
-        run_row.addWidget(self.export_button)
-        run_row.addWidget(self.import_button)
+        # export / import on a row of their own: on one row the five made the panel 504 px wide,
+        # wider than the side panels at 1280 px (a horizontal scroll bar, buttons cut off)
+        file_row = QHBoxLayout()
+        file_row.addStretch(1)
+        file_row.addWidget(self.export_button)
+        file_row.addWidget(self.import_button)
         run_box = QGroupBox("My models (user)")
         run_layout = QVBoxLayout(run_box)
         run_layout.addLayout(run_row)
+        run_layout.addLayout(file_row)
         run_layout.addWidget(self.results)
 
         self.similar_button = QPushButton("Find similar")

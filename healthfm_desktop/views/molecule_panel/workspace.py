@@ -16,9 +16,9 @@ import pyqtgraph as pg
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QRect, QSize, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QGuiApplication, QPixmap
 from PySide6.QtWidgets import (
-    QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QHeaderView, QInputDialog,
-    QLabel, QLineEdit, QListView, QProgressBar, QPushButton, QSizePolicy, QSpinBox, QSplitter, QStackedWidget, QStyle,
-    QStyledItemDelegate, QTableView, QTabWidget, QTextBrowser, QVBoxLayout, QWidget,
+    QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFrame, QHBoxLayout, QHeaderView, QInputDialog,
+    QLabel, QLineEdit, QListView, QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSpinBox, QSplitter,
+    QStackedWidget, QStyle, QStyledItemDelegate, QTableView, QTabWidget, QTextBrowser, QVBoxLayout, QWidget,
 )
 
 from healthfm_desktop.controllers.workers import Progress
@@ -372,6 +372,7 @@ class MoleculesWorkspace(QWidget):
         self.detail_picture.setMinimumSize(280, 150)
         self.detail_picture.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
         self.detail_text = QTextBrowser()
+        self.detail_text.setPlaceholderText("Click a molecule to see its structure and properties.")
         self.smiles_editor = QLineEdit(placeholderText="Type a SMILES: live depiction and validation")
         self.smiles_status = QLabel()
         self.smiles_picture = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
@@ -466,9 +467,17 @@ class MoleculesWorkspace(QWidget):
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addLayout(shown)
         left_layout.addWidget(self.views, 1)
+        # the detail pane scrolls where the window is low (1280x800 with a dock open) instead of
+        # setting the window's minimum height above the screen's
+        right_area = QScrollArea()
+        right_area.setWidgetResizable(True)
+        right_area.setFrameShape(QFrame.Shape.NoFrame)
+        right_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        right_area.setWidget(right)
+        right_area.setMinimumWidth(right.minimumSizeHint().width() + right_area.verticalScrollBar().sizeHint().width())
         splitter = QSplitter()
         splitter.addWidget(left)
-        splitter.addWidget(right)
+        splitter.addWidget(right_area)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
         splitter.setSizes([900, 600])
