@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import os
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from tests.gui.test_molecule_panel import drop_files, drugs_panel, panel_view as
 REPO = Path(__file__).resolve().parents[2]
 CSV = REPO / "resources" / "samples" / "molecules" / "approved_drugs.csv"
 MOSES = REPO / "tests" / "data" / "molecules" / "moses_subset_10k.csv.gz"
+SCREENSHOTS = Path(os.environ.get("HEALTHFM_SCREENSHOTS", "/tmp"))
 
 
 def _shown_ids(view) -> list[str]:
@@ -52,7 +54,7 @@ def test_a_search_filters_the_table_and_show_all_brings_it_back(drugs, qtbot):
     assert 0 < len(acids) < 19 and _shown_ids(view) == acids
     assert len(view.controller.rows) == 19  # the table is still all there
     assert view.view_status.text().startswith(f"{len(acids)} of 19 rows") and view.show_all_button.isEnabled()
-    view.grab().save("/tmp/molecule_panel_search_filter.png")
+    view.grab().save(str(SCREENSHOTS / "molecule_panel_search_filter.png"))
     view.show_all_button.click()
     assert sorted(_shown_ids(view)) == sorted(everything) and not view.show_all_button.isEnabled()
 
@@ -94,7 +96,7 @@ def test_ids_and_names_are_shown_searched_and_exported(drugs, qtbot, tmp_path):
     assert view.views.currentWidget() is view.grid
     label = view.grid.model().index(0, 0).data(GRID_LABEL_ROLE)
     assert label == f"{view.proxy.index(0, ID).data()} · {view.proxy.index(0, name_column).data()}"
-    view.grab().save("/tmp/molecule_panel_grid.png")
+    view.grab().save(str(SCREENSHOTS / "molecule_panel_grid.png"))
     out = tmp_path / "drugs.csv"
     view.controller.export(out)
     qtbot.waitUntil(lambda: not view.controller.busy and out.exists(), timeout=30_000)
@@ -143,7 +145,7 @@ def test_scatter_axes_colour_and_histogram_follow_any_column(drugs, qtbot):
     assert view.histogram_counts() == list(map(float, counts))
     view.histogram_column.setCurrentText("Lipinski")
     assert sorted(view.histogram_counts()) == sorted([float(len(failing)), float(19 - len(failing))])
-    view.grab().save("/tmp/molecule_panel_histogram.png")
+    view.grab().save(str(SCREENSHOTS / "molecule_panel_histogram.png"))
 
 
 def _large_library(folder: Path, copies: int, first: int | None = None) -> Path:
@@ -204,4 +206,4 @@ def test_a_built_library_index_is_reused_with_its_state_shown(qtbot, tmp_path):
     again.run_search(library)
     qtbot.waitUntil(lambda: again.session.hits is not None and not again.controller.busy, timeout=60_000)
     assert "reused" in again.index_status.text()
-    again.grab().save("/tmp/molecule_panel_library_hits.png")
+    again.grab().save(str(SCREENSHOTS / "molecule_panel_library_hits.png"))
