@@ -3,6 +3,9 @@
     QT_SCALE_FACTOR=1 python scripts/screenshots.py docs/screenshots   # 1280x800
     QT_SCALE_FACTOR=2 python scripts/screenshots.py docs/screenshots   # 2560x1600 (HiDPI)
 
+Images is shot as the demo opens it (the Data quality dock open when a sample has something to
+report), the rest with that dock closed, as a user who read it leaves it; Molecules in its
+table and its grid view. A window that does not keep 1280x800 (a minimum size above it) fails.
 Each PNG is quantised to 256 colours (PIL) to stay a few hundred KB."""
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ def wait(app, condition, seconds: float = 120.0) -> bool:
     return False
 
 
-def save(window, path: Path) -> None:
+def save(window, path: Path, size: tuple[int, int]) -> None:
     from PIL import Image
     from PySide6.QtCore import QBuffer, QIODevice
 
@@ -37,6 +40,10 @@ def save(window, path: Path) -> None:
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
     window.grab().save(buffer, "PNG")
     image = Image.open(io.BytesIO(bytes(buffer.data()))).convert("RGB")
+    if image.size != size:
+        least = window.minimumSizeHint()
+        raise SystemExit(f"{path.name}: the window is {image.size[0]}x{image.size[1]}, not {size[0]}x{size[1]} "
+                         f"(its minimum size is {least.width()}x{least.height()})")
     image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
     print(f"{path} {image.size[0]}x{image.size[1]} {path.stat().st_size // 1024} KB")
 
@@ -56,7 +63,8 @@ def main() -> int:
     wait(app, lambda: bool(controllers["images"].series and controllers["molecules"].rows))
     wait(app, lambda: not any(c.busy for c in controllers.values()), 240)
     scale = round(window.devicePixelRatioF())
-    size = f"{1280 * scale}x{800 * scale}"
+    pixels = (1280 * scale, 800 * scale)
+    size = f"{pixels[0]}x{pixels[1]}"
     images = window.workspace_widget("images")
     head = next((s.key for s in controllers["images"].series if s.frame_count > 1), controllers["images"].series[0].key)
     window.show_workspace("images")
@@ -64,16 +72,23 @@ def main() -> int:
     wait(app, lambda: images.active_viewport().frame() is not None)
     images.apply_preset_number(1)
     wait(app, lambda: False, 0.5)
-    save(window, out / f"images_{size}.png")
+    save(window, out / f"images_{size}.png", pixels)
+    window.data_quality_dock.hide()
     images.mpr_action.setChecked(True)
     wait(app, lambda: images.mpr_view.volume() is not None, 60)
     wait(app, lambda: False, 0.5)
-    save(window, out / f"images_mpr_{size}.png")
+    save(window, out / f"images_mpr_{size}.png", pixels)
     images.mpr_action.setChecked(False)
     for name in ("notes", "molecules", "patients"):
         window.show_workspace(name)
         wait(app, lambda: False, 1.5)
-        save(window, out / f"{name}_{size}.png")
+        save(window, out / f"{name}_{size}.png", pixels)
+    molecules = window.workspace_widget("molecules")
+    window.show_workspace("molecules")
+    molecules.grid_button.click()
+    wait(app, lambda: False, 1.5)
+    save(window, out / f"molecules_grid_{size}.png", pixels)
+    molecules.table_button.click()
     window.close()
     return 0
 
