@@ -64,3 +64,20 @@ def test_overlay_text_scales_with_the_screen(tmp_path):
     assert 1.7 <= two["text_rows"] / one["text_rows"] <= 2.3
     assert one["letters"] == two["letters"] and set(one["letters"]) == {"left", "right", "top", "bottom"}
     assert one["bar"] is not None and two["bar"] is not None
+
+
+def test_series_thumbnails_are_drawn_for_a_2x_screen(qtbot):
+    """A 96 px tile at 2x is 192 device pixels: the thumbnail has them (it was 96, scaled up soft)."""
+    import numpy as np
+    import pydicom
+
+    from healthfm_desktop.core.imaging.viewer_session import thumbnail_pixels
+    from healthfm_desktop.views.image_viewer.series_browser import THUMBNAIL_SIZE, thumbnail_pixmap
+
+    ct = pydicom.dcmread(REPO / "resources" / "samples" / "dicom" / "CT_head_phantom_6sl" / "I1010.dcm")
+    pixels = thumbnail_pixels(ct.pixel_array.astype(np.float32), (40.0, 80.0))
+    assert max(pixels.shape[:2]) >= 2 * THUMBNAIL_SIZE
+    pixmap = thumbnail_pixmap(pixels, 2.0)
+    assert pixmap.devicePixelRatio() == 2.0
+    assert max(pixmap.width(), pixmap.height()) == 2 * THUMBNAIL_SIZE
+    assert max(pixmap.deviceIndependentSize().width(), pixmap.deviceIndependentSize().height()) == THUMBNAIL_SIZE

@@ -24,7 +24,8 @@ from healthfm_desktop.core.storage.atomic import background_writer
 if TYPE_CHECKING:
     from healthfm_desktop.core.imaging.series import Series
 
-THUMBNAIL_PIXELS = 128
+#: the series browser's thumbnails are 96 logical pixels: 192 device pixels at 2x, so at least that
+THUMBNAIL_PIXELS = 256
 FRAME_CACHE_BYTES = 1536 * 1024**2
 
 

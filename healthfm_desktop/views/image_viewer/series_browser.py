@@ -13,14 +13,18 @@ THUMBNAIL_SIZE = 96
 _SERIES_ROLE = Qt.ItemDataRole.UserRole
 
 
-def thumbnail_pixmap(pixels: np.ndarray) -> QPixmap:
-    """A uint8 greyscale (HxW) or RGB (HxWx3) thumbnail as a pixmap."""
+def thumbnail_pixmap(pixels: np.ndarray, ratio: float = 1.0) -> QPixmap:
+    """A uint8 greyscale (HxW) or RGB (HxWx3) thumbnail as a pixmap of THUMBNAIL_SIZE logical
+    pixels, drawn for the screen's pixel ``ratio`` (sharp at 2x, not a 96 px picture scaled up)."""
     pixels = np.ascontiguousarray(pixels)
     height, width = pixels.shape[:2]
     fmt = QImage.Format.Format_Grayscale8 if pixels.ndim == 2 else QImage.Format.Format_RGB888
     image = QImage(pixels.data, width, height, pixels.strides[0], fmt).copy()
-    return QPixmap.fromImage(image.scaled(THUMBNAIL_SIZE, THUMBNAIL_SIZE, Qt.AspectRatioMode.KeepAspectRatio,
-                                          Qt.TransformationMode.SmoothTransformation))
+    side = round(THUMBNAIL_SIZE * ratio)
+    pixmap = QPixmap.fromImage(image.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio,
+                                            Qt.TransformationMode.SmoothTransformation))
+    pixmap.setDevicePixelRatio(ratio)
+    return pixmap
 
 
 def _placeholder() -> QPixmap:
@@ -117,7 +121,7 @@ class SeriesBrowser(QListWidget):
     def set_thumbnail(self, key: str, pixels: np.ndarray) -> None:
         for i in range(self.count()):
             if self.item(i).data(_SERIES_ROLE) == key:
-                self.item(i).setIcon(QIcon(thumbnail_pixmap(pixels)))
+                self.item(i).setIcon(QIcon(thumbnail_pixmap(pixels, self.devicePixelRatioF())))
 
     def has_thumbnail(self, key: str) -> bool:
         for i in range(self.count()):
