@@ -25,19 +25,26 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "models" / "training"))
 DATA = REPO / "models" / "training" / "data" / "text"
-INPUTS = ("word_ids", "char_ids", "shape_ids")
 
 
 def session(folder: Path):
+    """(onnxruntime session, rows -> feeds): a release with static word vectors also gets its
+    piece_ids (the tokenizer side file beside it)."""
     import onnxruntime as ort
 
-    from healthfm_desktop.core.records.ner_features import build_word_index
+    from healthfm_desktop.core.records.ner_features import StaticPieces, build_word_index, encode_tokens
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     manifest = json.loads((folder / "ner_clinical.json").read_text(encoding="utf-8"))
-    return ort.InferenceSession(str(folder / "ner_clinical.onnx"), options, providers=["CPUExecutionProvider"]), build_word_index(manifest["preprocessing"]["word_vocabulary"])
+    model = ort.InferenceSession(str(folder / "ner_clinical.onnx"), options, providers=["CPUExecutionProvider"])
+    names = [i.name for i in model.get_inputs()]
+    word_index = build_word_index(manifest["preprocessing"]["word_vocabulary"])
+    static = None
+    if "piece_ids" in names:
+        static = StaticPieces.from_file(folder / manifest["files"]["tokenizer"]["file"], manifest["preprocessing"]["static_vectors"]["static_words"])
+    return model, lambda rows: dict(zip(names, encode_tokens(rows, word_index, static)))
 
 
 def per_sentence_ms(run, rows, repeats: int) -> float:
@@ -60,8 +67,6 @@ def main() -> int:
     import spacy
     import train_ner
 
-    from healthfm_desktop.core.records.ner_features import encode_tokens
-
     split = json.loads((DATA / "maccrobat_split.json").read_text())
     records = {r["id"]: r for r in (json.loads(line) for line in (DATA / "maccrobat2020.jsonl").open(encoding="utf-8"))}
     nlp = spacy.blank("en")
@@ -70,16 +75,16 @@ def main() -> int:
 
     figures = {}
     for name, folder in (("ours", REPO / "models"), ("baseline", args.baseline)):
-        model, word_index = session(folder)
+        model, feeds = session(folder)
 
-        def one_by_one(batch, model=model, word_index=word_index):
+        def one_by_one(batch, model=model, feeds=feeds):
             for row in batch:
-                model.run(None, dict(zip(INPUTS, encode_tokens([row], word_index))))
+                model.run(None, feeds([row]))
 
-        def batched(batch, model=model, word_index=word_index):
+        def batched(batch, model=model, feeds=feeds):
             order = sorted(batch, key=len)
             for begin in range(0, len(order), 128):
-                model.run(None, dict(zip(INPUTS, encode_tokens(order[begin : begin + 128], word_index))))
+                model.run(None, feeds(order[begin : begin + 128]))
 
         one_by_one(rows[:20])  # warm-up
         figures[name] = (per_sentence_ms(one_by_one, rows, args.repeats), per_sentence_ms(batched, rows, args.repeats))

@@ -35,7 +35,10 @@ from healthfm_desktop.core.records.labels import CLINICAL_LABELS, MACCROBAT_TO_L
 from healthfm_desktop.core.records.ner_features import (  # noqa: E402
     CHAR_VOCAB_SIZE,
     MAX_CHARS,
+    MAX_PIECES,
     SHAPES,
+    StaticPieces,
+    TokenEncoder,
     bio_tags,
     build_word_index,
     encode_tokens,
@@ -113,28 +116,42 @@ class Tagger(nn.Module):
     input by the token mask (word id > 0), so padding never leaks into real tokens: a sentence
     gets the same logits alone or batched with longer ones."""
 
-    def __init__(self, word_count: int, tag_count: int, word_dim=80, char_dim=24, char_filters=64, shape_dim=8, hidden=128, dilations=(1, 2, 4, 8), dropout=0.3):
+    def __init__(self, word_count: int, tag_count: int, word_dim=80, char_dim=24, char_filters=64, shape_dim=8, hidden=128, dilations=(1, 2, 4, 8), dropout=0.3, static_table: np.ndarray | None = None):
         super().__init__()
+        # frozen static word vectors (ner_static_vectors): a buffer, not a parameter, so the
+        # vectors of words never seen in training stay where the text encoder put them
+        static_dim = 0 if static_table is None else static_table.shape[1]
+        self.register_buffer("static_table", None if static_table is None else torch.from_numpy(np.ascontiguousarray(static_table, dtype=np.float32)))
         self.words = nn.Embedding(word_count, word_dim, padding_idx=0)
         self.chars = nn.Embedding(CHAR_VOCAB_SIZE, char_dim, padding_idx=0)
         self.char_conv = nn.Conv1d(char_dim, char_filters, kernel_size=3, padding=1)
         self.shapes = nn.Embedding(len(SHAPES), shape_dim)
         self.dropout = nn.Dropout(dropout)
-        self.project = nn.Conv1d(word_dim + char_filters + shape_dim, hidden, kernel_size=1)
+        self.project = nn.Conv1d(word_dim + char_filters + shape_dim + static_dim, hidden, kernel_size=1)
         self.convs = nn.ModuleList(nn.Conv1d(hidden, hidden, kernel_size=3, dilation=d, padding=d) for d in dilations)
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in dilations)  # over channels only: padding-free
         self.out = nn.Conv1d(hidden, tag_count, kernel_size=1)
 
-    def forward(self, word_ids, char_ids, shape_ids):
+    def forward(self, word_ids, char_ids, shape_ids, piece_ids=None):
         batch, length = word_ids.shape
         mask = (word_ids > 0).unsqueeze(1).to(torch.float32)  # [B, 1, T]
         chars = self.chars(char_ids.reshape(batch * length, MAX_CHARS)).transpose(1, 2)
         chars = torch.relu(self.char_conv(chars)).max(dim=2).values.reshape(batch, length, -1)
-        x = torch.cat([self.words(word_ids), chars, self.shapes(shape_ids)], dim=-1).transpose(1, 2)
+        parts = [self.words(word_ids), chars, self.shapes(shape_ids)]
+        if self.static_table is not None:
+            parts.append(static_mean(self.static_table, piece_ids))
+        x = torch.cat(parts, dim=-1).transpose(1, 2)
         x = self.project(self.dropout(x)) * mask
         for conv, norm in zip(self.convs, self.norms):
             x = (x + torch.relu(norm(conv(x).transpose(1, 2)).transpose(1, 2))) * mask
         return self.out(self.dropout(x)).transpose(1, 2)
+
+
+def static_mean(table: torch.Tensor, piece_ids: torch.Tensor) -> torch.Tensor:
+    """[B, T, MAX_PIECES] table rows -> [B, T, dims]: the mean of each token's rows (row 0, the
+    padding row, is zeros and not counted)."""
+    count = (piece_ids > 0).sum(dim=-1, keepdim=True).clamp(min=1).to(torch.float32)
+    return table[piece_ids].sum(dim=2) / count
 
 
 class ShiftedLinear(nn.Module):
@@ -174,34 +191,51 @@ class InferenceTagger(nn.Module):
                 linear.bias.copy_(conv.bias.detach())
         self.convs = nn.ModuleList(ShiftedLinear(conv) for conv in tagger.convs)
         self.norms = tagger.norms
+        self.register_buffer("static_int8", None)
+        self.register_buffer("static_scale", None)
+        if tagger.static_table is not None:
+            # stored int8 with one scale per row (the trained values are exactly these products)
+            from ner_static_vectors import quantise
 
-    def forward(self, word_ids, char_ids, shape_ids):
+            table, scale = quantise(tagger.static_table.numpy())
+            assert np.allclose(table.astype(np.float32) * scale[:, None], tagger.static_table.numpy(), atol=1e-6), "static table is not int8-exact"
+            self.register_buffer("static_int8", torch.from_numpy(table))
+            self.register_buffer("static_scale", torch.from_numpy(scale[:, None]))
+
+    def forward(self, word_ids, char_ids, shape_ids, piece_ids=None):
         batch, length = word_ids.shape
         mask = (word_ids > 0).unsqueeze(-1).to(torch.float32)  # [B, T, 1]
         chars = self.chars(char_ids.reshape(batch * length, MAX_CHARS)).transpose(1, 2)
         chars = torch.relu(self.char_conv(chars)).max(dim=2).values.reshape(batch, length, -1)
-        x = self.project(torch.cat([self.words(word_ids), chars, self.shapes(shape_ids)], dim=-1)) * mask
+        parts = [self.words(word_ids), chars, self.shapes(shape_ids)]
+        if self.static_int8 is not None:
+            rows = self.static_int8[piece_ids].to(torch.float32) * self.static_scale[piece_ids]
+            count = (piece_ids > 0).sum(dim=-1, keepdim=True).clamp(min=1).to(torch.float32)
+            parts.append(rows.sum(dim=2) / count)
+        x = self.project(torch.cat(parts, dim=-1)) * mask
         for conv, norm in zip(self.convs, self.norms):
             x = (x + torch.relu(norm(conv(x)))) * mask
         return self.out(x)
 
 
-def export_onnx(model: Tagger, word_index: dict[str, int], path: Path) -> None:
+def export_onnx(model: Tagger, word_index: dict[str, int], path: Path, static: StaticPieces | None = None) -> None:
     """Write the model as ONNX (InferenceTagger layout) with the interface core.records.ner_model
     expects: int64 word_ids [batch, tokens], char_ids [batch, tokens, MAX_CHARS], shape_ids
-    [batch, tokens] -> float32 logits [batch, tokens, tags]; batch and tokens dynamic."""
+    [batch, tokens] (and, with static vectors, piece_ids [batch, tokens, MAX_PIECES]) -> float32
+    logits [batch, tokens, tags]; batch and tokens dynamic."""
     model.eval()
     fast = InferenceTagger(model).eval()
-    example = tuple(torch.from_numpy(a) for a in encode_tokens([["No", "fever", "."], ["Aspirin", "81", "mg", "daily", "for", "pain", "."]], word_index))
+    example = tuple(torch.from_numpy(a) for a in encode_tokens([["No", "fever", "."], ["Aspirin", "81", "mg", "daily", "for", "hepatosplenomegaly", "."]], word_index, static))
     with torch.no_grad():
         assert torch.allclose(fast(*example), model(*example), atol=1e-4), "InferenceTagger differs from the trained Tagger"
+    names = ["word_ids", "char_ids", "shape_ids", "piece_ids"][: len(example)]
     torch.onnx.export(
         fast,
         example,
         str(path),
-        input_names=["word_ids", "char_ids", "shape_ids"],
+        input_names=names,
         output_names=["logits"],
-        dynamic_axes={"word_ids": {0: "batch", 1: "tokens"}, "char_ids": {0: "batch", 1: "tokens"}, "shape_ids": {0: "batch", 1: "tokens"}, "logits": {0: "batch", 1: "tokens"}},
+        dynamic_axes={**{name: {0: "batch", 1: "tokens"} for name in names}, "logits": {0: "batch", 1: "tokens"}},
         opset_version=17,
         dynamo=False,
         external_data=False,
@@ -216,7 +250,7 @@ def relaxed_overlap_scores(gold_docs, pred_docs, labels):
     return relaxed_overlap_f1(gold_docs, pred_docs, labels)
 
 
-def predict_document(model, nlp, text: str, word_index, decoder: str = "argmax") -> list[tuple[int, int, str]]:
+def predict_document(model, nlp, text: str, word_index, decoder: str = "argmax", static: StaticPieces | None = None) -> list[tuple[int, int, str]]:
     """Spans the model finds in a document, its sentence chunks tagged in one batch (the
     convolutional tagger's logits do not depend on the padding). ``decoder``: "argmax" (what
     the app's ner_model does today: per-token argmax + decode_bio) or "viterbi" (BIO-constrained
@@ -231,8 +265,8 @@ def predict_document(model, nlp, text: str, word_index, decoder: str = "argmax")
     positions = [t.i for t in doc if not t.is_space]  # chunk words are the doc's non-space tokens, in order
     model.eval()
     with torch.no_grad():
-        w, c, s = (torch.from_numpy(a) for a in encode_tokens([words for words, _, _ in chunks], word_index))
-        logits = model(w, c, s).numpy()
+        tensors = (torch.from_numpy(a) for a in encode_tokens([words for words, _, _ in chunks], word_index, static))
+        logits = model(*tensors).numpy()
     spans = []
     cursor = 0
     for row, (words, _, _) in enumerate(chunks):
@@ -249,11 +283,11 @@ def gold_spans(record: dict) -> list[tuple[int, int, str]]:
     return [(s["start"], s["end"], MACCROBAT_TO_LABEL[s["label"]]) for s in record["spans"] if s["label"] in MACCROBAT_TO_LABEL]
 
 
-def batch_loss(model, examples, batch, word_index, word_dropout: float) -> torch.Tensor:
+def batch_loss(model, examples, batch, encoder: TokenEncoder, word_dropout: float) -> torch.Tensor:
     """Partial-label cross-entropy: -log of the probability mass on the token's allowed tags
     (its gold tag, or for NCBI's unlabelled tokens every tag but PROBLEM's)."""
     words = [examples[i][0] for i in batch]
-    w, c, s = (torch.from_numpy(a) for a in encode_tokens(words, word_index))
+    w, c, s, *pieces = (torch.from_numpy(a) for a in encoder.encode(words))  # = encode_tokens, cached
     if word_dropout:
         # word dropout: unknown-word behaviour is learned from the training data itself
         w = torch.where((torch.rand(w.shape) < word_dropout) & (w > 1), torch.ones_like(w), w)
@@ -263,7 +297,7 @@ def batch_loss(model, examples, batch, word_index, word_dropout: float) -> torch
         n = len(examples[i][0])
         allowed[b, :n] = torch.from_numpy(examples[i][2])
         valid[b, :n] = True
-    logits = model(w, c, s)
+    logits = model(w, c, s, *pieces)
     log_z = torch.logsumexp(logits, dim=-1)
     log_allowed = torch.logsumexp(logits.masked_fill(~allowed, -1e9), dim=-1)
     return ((log_z - log_allowed) * valid).sum() / valid.sum()
@@ -285,6 +319,8 @@ def main(argv=None) -> int:
     parser.add_argument("--hidden", type=int, default=128, help="channels of the dilated convolutions")
     parser.add_argument("--word-dropout", type=float, default=0.05)
     parser.add_argument("--dev-only", action="store_true", help="a tuning run: stop after choosing the epoch on dev, never score the test documents, write nothing")
+    parser.add_argument("--static-dims", type=int, default=128, help="dimensions of the frozen static word vectors (ner_static_vectors; 0: none)")
+    parser.add_argument("--static-vectors", type=Path, help="vectors written by ner_static_vectors.py (else built here, a few minutes)")
     args = parser.parse_args(argv)
 
     import spacy
@@ -317,8 +353,20 @@ def main(argv=None) -> int:
     vocabulary = [w for w, n in counts.most_common(8000) if n >= 2]
     word_index = build_word_index(vocabulary)
     print(f"{maccrobat_examples} MACCROBAT + {len(examples) - maccrobat_examples} NCBI sentences, vocabulary {len(vocabulary)}", flush=True)
+    static = static_info = static_table = None
+    if args.static_dims:
+        import ner_static_vectors
 
-    model = Tagger(len(vocabulary) + 2, len(TAGS), hidden=args.hidden, dropout=args.dropout)
+        vectors = ner_static_vectors.load(args.static_vectors) if args.static_vectors else ner_static_vectors.build(threads=args.threads, tiny=args.tiny)
+        _, _, static_table = ner_static_vectors.trained_table(vectors, args.static_dims)
+        static_words = list(vectors["static_words"])
+        static = StaticPieces.from_file(ner_static_vectors.TOKENIZER, static_words)
+        static_info = {"dims": args.static_dims, "rows": int(static_table.shape[0]), "static_words": static_words,
+                       "explained_variance": round(float(vectors["explained_variance"][args.static_dims - 1]), 3)}
+        print(f"static vectors: {static_table.shape[0]} rows x {args.static_dims} ({static_info['explained_variance']:.3f} of the variance)", flush=True)
+    encoder = TokenEncoder(word_index, max_tokens=10**7, static=static)
+
+    model = Tagger(len(vocabulary) + 2, len(TAGS), hidden=args.hidden, dropout=args.dropout, static_table=static_table)
     optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     steps_per_epoch = (len(examples) + args.batch - 1) // args.batch
     total_steps = max(1, steps_per_epoch * args.epochs)
@@ -343,7 +391,7 @@ def main(argv=None) -> int:
         total = 0.0
         done = 0
         for batch in batches:
-            loss = batch_loss(model, examples, batch, word_index, args.word_dropout)
+            loss = batch_loss(model, examples, batch, encoder, args.word_dropout)
             optimiser.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -353,12 +401,12 @@ def main(argv=None) -> int:
             done += 1
             if done % 50 == 0:
                 print(f"  step {done}/{len(batches)} loss {total / done:.3f} ({time.time() - started:.0f} s)", flush=True)
-        dev_pred = [predict_document(model, nlp, maccrobat[i]["text"], word_index) for i in dev_ids]
+        dev_pred = [predict_document(model, nlp, maccrobat[i]["text"], word_index, static=static) for i in dev_ids]
         dev_f1 = relaxed_overlap_scores(dev_gold, dev_pred, CLINICAL_LABELS)["micro"]["f1"]
         history.append({"epoch": epoch, "loss": round(total / len(batches), 4), "dev_f1": round(dev_f1, 4)})
         print(f"epoch {epoch}: loss {total / len(batches):.3f} dev relaxed F1 {dev_f1:.3f} lr {scheduler.get_last_lr()[0]:.2e} ({time.time() - started:.0f} s)", flush=True)
         if dev_f1 > best["f1"]:
-            best = {"f1": dev_f1, "epoch": epoch, "state": {k: v.clone() for k, v in model.state_dict().items()}}
+            best = {"f1": dev_f1, "epoch": epoch, "state": {k: v.clone() for k, v in model.state_dict().items() if k != "static_table"}}
         elif epoch - best["epoch"] >= args.patience:
             stopped_by = f"early stopping (no better dev F1 for {args.patience} epochs)"
             break
@@ -368,7 +416,7 @@ def main(argv=None) -> int:
     print(f"{stopped_by}; best dev F1 {best['f1']:.3f} at epoch {best['epoch']}", flush=True)
     if args.dev_only:
         return 0
-    model.load_state_dict(best["state"])
+    model.load_state_dict(best["state"], strict=False)  # all but the frozen static table
     model.eval()
 
     from healthfm_desktop.core.records.evaluation import bootstrap_relaxed_f1
@@ -376,7 +424,7 @@ def main(argv=None) -> int:
     test_gold = [gold_spans(maccrobat[i]) for i in test_ids]
     results = {}
     for decoder in ("argmax", "viterbi"):
-        test_pred = [predict_document(model, nlp, maccrobat[i]["text"], word_index, decoder) for i in test_ids]
+        test_pred = [predict_document(model, nlp, maccrobat[i]["text"], word_index, decoder, static) for i in test_ids]
         scores = relaxed_overlap_scores(test_gold, test_pred, CLINICAL_LABELS)
         scores["ci95"] = bootstrap_relaxed_f1(test_gold, test_pred, CLINICAL_LABELS, seed=args.seed)
         results[decoder] = scores
@@ -384,13 +432,17 @@ def main(argv=None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     onnx_path = args.out / f"{MODEL_NAME}.onnx"
-    export_onnx(model, word_index, onnx_path)
+    export_onnx(model, word_index, onnx_path, static)
+    if static is not None and not (args.out / ner_static_vectors.TOKENIZER.name).exists():
+        import shutil
+
+        shutil.copyfile(ner_static_vectors.TOKENIZER, args.out / ner_static_vectors.TOKENIZER.name)  # the manifest's side file
     training = {
         "epochs_run": len(history), "best_epoch": best["epoch"], "stopped_by": stopped_by, "history": history,
-        "seed": args.seed, "threads": args.threads, "hidden": args.hidden, "command": " ".join(["nice -n 10 python models/training/train_ner.py", *(f"--{k.replace('_', '-')} {v}" for k, v in sorted(vars(args).items()) if k not in ("out", "tiny", "dev_only") and v != parser.get_default(k))]).strip(), "lr": args.lr, "dropout": args.dropout, "word_dropout": args.word_dropout,
+        "seed": args.seed, "threads": args.threads, "hidden": args.hidden, "command": " ".join(["nice -n 10 python models/training/train_ner.py", *(f"--{k.replace('_', '-')} {v}" for k, v in sorted(vars(args).items()) if k not in ("out", "tiny", "dev_only", "static_vectors") and v != parser.get_default(k))]).strip(), "lr": args.lr, "dropout": args.dropout, "word_dropout": args.word_dropout,
         "batch": args.batch, "minutes": round((time.time() - started) / 60, 1),
     }
-    write_outputs(args, onnx_path, vocabulary, results, len(train_ids), len(dev_ids), len(test_ids), len(ncbi), best["f1"], training)
+    write_outputs(args, onnx_path, vocabulary, results, len(train_ids), len(dev_ids), len(test_ids), len(ncbi), best["f1"], training, static_info)
     return 0
 
 
@@ -398,15 +450,16 @@ def _label_rows(scores: dict) -> str:
     return "\n".join(f"| {label} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | {s['support']} |" for label, s in scores["per_label"].items())
 
 
-def write_outputs(args, onnx_path, vocabulary, results, n_train, n_dev, n_test, n_ncbi, dev_f1, training):
-    from healthfm_desktop.core.inference.registry import write_manifest
+def write_outputs(args, onnx_path, vocabulary, results, n_train, n_dev, n_test, n_ncbi, dev_f1, training, static_info=None):
+    from healthfm_desktop.core.inference.registry import sha256_of, write_manifest
+    import ner_static_vectors
 
     test, viterbi = results["argmax"], results["viterbi"]
     ci = test["ci95"]
     per_label = {k: {m: round(v, 4) for m, v in s.items()} for k, s in test["per_label"].items()}
     manifest = {
         "name": MODEL_NAME,
-        "version": "2.0.0",
+        "version": "3.0.0",
         "file": onnx_path.name,
         "task": "token-classification",
         "task_description": "token-classification (BIO tags over CLI.md clinical labels)",
@@ -414,6 +467,7 @@ def write_outputs(args, onnx_path, vocabulary, results, n_train, n_dev, n_test, 
             {"name": "word_ids", "shape": ["batch", "tokens"], "dtype": "int64"},
             {"name": "char_ids", "shape": ["batch", "tokens", MAX_CHARS], "dtype": "int64"},
             {"name": "shape_ids", "shape": ["batch", "tokens"], "dtype": "int64"},
+            *([{"name": "piece_ids", "shape": ["batch", "tokens", MAX_PIECES], "dtype": "int64"}] if static_info else []),
         ],
         "outputs": [{"name": "logits", "shape": ["batch", "tokens", len(TAGS)], "dtype": "float32"}],
         "labels": TAGS,
@@ -424,7 +478,14 @@ def write_outputs(args, onnx_path, vocabulary, results, n_train, n_dev, n_test, 
             "padding": "word id 0 marks padding; logits of real tokens do not depend on it (masked convolutions)",
             "decoding": "the app (core.records.ner_model): per-token argmax where it forms valid BIO, else the BIO-constrained Viterbi search of core.records.tag_decoding.viterbi_bio (scored alone as metrics.viterbi_decoding); then ner_features.decode_bio",
             "word_vocabulary": vocabulary,
+            **({"static_vectors": {
+                "what": f"frozen word vectors inside the graph (int8, one scale per row; {static_info['rows']} rows x {static_info['dims']}): all-MiniLM-L6-v2 (the text encoder) run on each WordPiece piece alone and on each word of static_words whole, mean-pooled, PCA to {static_info['dims']} dims ({static_info['explained_variance']:.3f} of the variance); models/training/ner_static_vectors.py",
+                "piece_ids": "healthfm_desktop.core.records.ner_features.StaticPieces: a token (lower-cased) in static_words -> its own row 1 + vocab size + k; any other -> rows 1 + id of its first MAX_PIECES pieces (files.tokenizer, no special tokens), averaged in the graph",
+                "max_pieces": MAX_PIECES,
+                "static_words": static_info["static_words"],
+            }} if static_info else {}),
         },
+        **({"files": {"tokenizer": {"file": ner_static_vectors.TOKENIZER.name, "sha256": sha256_of(ner_static_vectors.TOKENIZER)}}} if static_info else {}),
         "training_data": {
             "source": "MACCROBAT2020 (Caufield et al., doi 10.6084/m9.figshare.9764942) + NCBI disease corpus train (Dogan et al. 2014)",
             "license": "MACCROBAT2020 CC BY 4.0; NCBI disease US public domain",
@@ -448,13 +509,17 @@ def write_outputs(args, onnx_path, vocabulary, results, n_train, n_dev, n_test, 
             "dev_relaxed_micro_f1": round(dev_f1, 4),
             "published_baseline": "none published for MACCROBAT2020 NER (README)",
         },
-        "license": "MIT (weights trained on CC BY 4.0 and public-domain data; attribute MACCROBAT2020)",
+        "license": "MIT (weights trained on CC BY 4.0 and public-domain data; attribute MACCROBAT2020)" + ("; its static word-vector table is derived from all-MiniLM-L6-v2, Apache-2.0" if static_info else ""),
         "intended_use": "pre-annotation of clinical notes and case reports for human correction in the Notes workspace",
         "limitations": "trained on published case reports, not on hospital notes; no PHI labels; boundaries are approximate (relaxed-overlap metric)",
         "training_script": "models/training/train_ner.py",
     }
     write_manifest(onnx_path.with_suffix(".json"), manifest)
-    card = f"""# ner_clinical — clinical NER tagger (dilated CNN + character CNN, ONNX)
+    static_line = "" if not static_info else (
+        f" + frozen static word vectors ({static_info['dims']}; all-MiniLM-L6-v2 run on each word or WordPiece piece alone,"
+        f" PCA, int8 in the graph, {static_info['rows']} rows: {len(static_info['static_words'])} words of the training"
+        " texts and bundled vocabularies embedded whole, other words the mean of their pieces' rows; a table lookup at run time)")
+    card = f"""# ner_clinical — clinical NER tagger (dilated CNN + character CNN{' + static word vectors' if static_info else ''}, ONNX)
 
 Tags tokens with BIO tags over the clinical labels of CLI.md ({", ".join(CLINICAL_LABELS)}).
 Run by `healthfm_desktop.core.records.ner_model` inside the notes pipeline, where bundled
@@ -490,9 +555,11 @@ The first release (BiLSTM, 3 epochs) scored 0.621 (0.580–0.655) on the same do
 ## Intended use and limits
 Pre-annotation for human correction. Case reports are not hospital notes; abbreviations and
 templated EHR text are under-represented. No PHI labels (PHI is found by rules). Architecture:
-word embedding (80, {len(vocabulary)} words) + char CNN (64) + shape (8) → 1×1 projection ({args.hidden}) →
+word embedding (80, {len(vocabulary)} words) + char CNN (64) + shape (8){static_line} → 1×1 projection ({args.hidden}) →
 4 residual dilated convolutions (kernel 3, dilations 1-2-4-8, layer norm, receptive field 31
 tokens) → 1×1 output. Convolutions are masked, so a row's logits do not depend on batch padding.
+Exported as `InferenceTagger`: the same weights in [batch, tokens, channels] layout, each
+convolution over tokens one MatMul, no transposes (same logits to 1e-4).
 Retrain: `{training['command']}`, then
 `python models/training/evaluate_ner_pipeline.py` (the pipeline section below).
 """

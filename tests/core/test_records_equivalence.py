@@ -69,10 +69,14 @@ def test_token_encoder_gives_encode_tokens_arrays(pipeline, case_reports):
     nlp = pipeline.nlp
     sentences = [[t.text for t in sentence if not t.is_space] for r in case_reports[:10] for sentence in nlp.get_pipe("healthfm_sentences")(nlp.make_doc(r["text"])).sents]
     sentences += [["Ünïcode", "µg", "😀", "x" * 40], [], ["12.5", "mg/dL", "IV", "q6h"]]
-    encoder = TokenEncoder(word_index, max_tokens=300)  # small: the cache is reset along the way
+    static = pipeline.tagger.encoder.static  # the static word-vector rows (the shipped tagger has them)
+    assert static is not None
+    encoder = TokenEncoder(word_index, max_tokens=300, static=static)  # small: the cache is reset along the way
     for begin in range(0, len(sentences), 17):
         batch = sentences[begin : begin + 17]
-        for ours, reference in zip(encoder.encode(batch), encode_tokens(batch, word_index)):
+        ours_arrays, reference_arrays = encoder.encode(batch), encode_tokens(batch, word_index, static)
+        assert len(ours_arrays) == len(reference_arrays) == 4
+        for ours, reference in zip(ours_arrays, reference_arrays):
             assert ours.dtype == reference.dtype and ours.shape == reference.shape
             assert (ours == reference).all()
     assert len(encoder._row_of) <= 300 + 17 * 96

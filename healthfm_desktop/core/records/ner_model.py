@@ -7,7 +7,8 @@ tagger reads padding as input (the bidirectional LSTM's backward pass starts at 
 padded row), so a padded row's tags depended on which other rows shared its batch, i.e. on
 which notes were annotated together. Unpadded, a sentence gets the tags it gets alone, whatever
 the batch, and whatever the architecture behind the manifest's interface (inputs word_ids,
-char_ids, shape_ids; output logits [batch, tokens, tags])."""
+char_ids, shape_ids and, for a tagger with static word vectors, piece_ids; output logits
+[batch, tokens, tags])."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import numpy as np
 from spacy.attrs import IDX, IS_SPACE, LENGTH, SENT_START
 from spacy.tokens import Doc
 
-from healthfm_desktop.core.records.ner_features import TokenEncoder, build_word_index, decode_bio
+from healthfm_desktop.core.records.ner_features import StaticPieces, TokenEncoder, build_word_index, decode_bio
 from healthfm_desktop.core.records.tag_decoding import bio_transitions, viterbi_bio
 
 MODEL_NAME = "ner_clinical"
@@ -35,8 +36,13 @@ class NerTagger:
         self.session, self.manifest, self.provider = registry.session(MODEL_NAME, threads=1)
         self.tags = list(self.manifest.labels)
         self.word_index = build_word_index(self.manifest.preprocessing["word_vocabulary"])
-        self.encoder = TokenEncoder(self.word_index)
         self.input_names = [i.name for i in self.session.get_inputs()]
+        static = None
+        if "piece_ids" in self.input_names:
+            # static word vectors: the table is in the graph, the featuriser finds each token's
+            # rows with the text encoder's WordPiece tokenizer (a side file, sha256-checked)
+            static = StaticPieces.from_file(self.manifest.side_file("tokenizer"), self.manifest.preprocessing["static_vectors"]["static_words"])
+        self.encoder = TokenEncoder(self.word_index, static=static)
         self.transitions = bio_transitions(self.tags)
         # for each tag id, the tag ids allowed right before it (-1: any): I-X only after B-X / I-X
         self._allowed_before = np.array([[self.tags.index("B-" + t[2:]), k] if t.startswith("I-") else [-1, -1] for k, t in enumerate(self.tags)], dtype=np.int64)
@@ -58,8 +64,7 @@ class NerTagger:
         for _length, members in sorted(by_length.items()):
             for begin in range(0, len(members), BATCH_ROWS):
                 batch = members[begin : begin + BATCH_ROWS]
-                word_ids, char_ids, shape_ids = self.encoder.encode([rows[i] for i in batch])
-                feeds = dict(zip(("word_ids", "char_ids", "shape_ids"), (word_ids, char_ids, shape_ids)))
+                feeds = dict(zip(("word_ids", "char_ids", "shape_ids", "piece_ids"), self.encoder.encode([rows[i] for i in batch])))
                 (logits,) = self.session.run(None, {name: feeds[name] for name in self.input_names})
                 best = np.argmax(logits, axis=-1)
                 for k in np.flatnonzero(self._breaks_bio(best)).tolist():
