@@ -66,3 +66,20 @@ def test_the_held_out_files_group_into_their_acquisitions():
     assert by_name["MR_enhanced_10f.dcm"] == by_name["MR_enhanced_10f_RLE.dcm"]
     assert len({by_name[n] for n in by_name if n.startswith("CT_")}) == 4  # four different CT images
     assert len(owner) > len(files)  # every frame of the multi-frame files, not the first only
+
+
+def test_no_extra_training_frame_is_a_held_out_image():
+    """The extra CT/MR set (build_extra_images.py) holds no frame that shows a held-out image,
+    and its check does catch one (a held-out frame, a flip and a re-windowing of it)."""
+    import build_extra_images  # noqa: PLC0415  (models/training)
+
+    held = build_extra_images.HeldOut()
+    frames, _, files = evaluation.held_out_frames()
+    sample = frames[[f["name"] for f in files].index("CT_small.dcm")]
+    assert held.matches(sample) and held.matches(sample[:, ::-1].copy())
+    assert held.matches((np.clip(sample.astype(float) * 1.3 - 20, 0, 255)).astype(np.uint8))
+    with np.load(build_extra_images.OUT) as extra:
+        images, modality = extra["images"], extra["modality"]
+    thumbs = np.stack([evaluation.thumbnail(p).ravel() for p in images])
+    assert (thumbs @ held.thumbs.T / thumbs.shape[1]).max() < evaluation.SAME_IMAGE_CORRELATION
+    assert np.bincount(modality, minlength=4)[2:].min() >= 300  # CT and MR, what 1.0.0 lacked
