@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, Qt
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -103,7 +104,7 @@ class AdaptationPanel(QWidget):
         self.reliability.setLabel("left", "accuracy")
         self.reliability.setXRange(0, 1)
         self.reliability.setYRange(0, 1)
-        self.reliability.setTitle("Reliability (cross-validated)")
+        self._follow_palette()
         train_row = QHBoxLayout()
         train_row.addWidget(self.task)
         train_row.addWidget(self.name, 1)
@@ -190,6 +191,23 @@ class AdaptationPanel(QWidget):
             self.status.setText(controller.labels.load_problem)
         self.show_counts()
         controller.refresh()
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        if event.type() == QEvent.Type.PaletteChange and hasattr(self, "reliability"):
+            self._follow_palette()
+        super().changeEvent(event)
+
+    def _follow_palette(self) -> None:
+        """The reliability plot in the workspace's colours: pyqtgraph's black would be a black
+        box in the light Notes and Molecules workspaces (the Images one is dark)."""
+        palette = self.palette()
+        text = palette.color(QPalette.ColorRole.Text)
+        self.reliability.setBackground(palette.color(QPalette.ColorRole.Base))
+        for name in ("left", "bottom"):
+            axis = self.reliability.getAxis(name)
+            axis.setPen(pg.mkPen(text))
+            axis.setTextPen(pg.mkPen(text))
+        self.reliability.setTitle("Reliability (cross-validated)", color=text)
 
     # --- actions -----------------------------------------------------------------------------
     def _chosen(self) -> list[str] | None:
@@ -288,7 +306,9 @@ class AdaptationPanel(QWidget):
         self.reliability.plot([0, 1], [0, 1], pen=pg.mkPen((150, 150, 150), style=Qt.PenStyle.DashLine))
         if fit.reliability:
             centres = [(r["low"] + r["high"]) / 2 for r in fit.reliability]
-            self.reliability.plot(centres, [r["accuracy"] for r in fit.reliability], symbol="o")
+            colour = self.palette().color(QPalette.ColorRole.Highlight)
+            self.reliability.plot(centres, [r["accuracy"] for r in fit.reliability], symbol="o",
+                                  pen=pg.mkPen(colour, width=2), symbolBrush=colour, symbolPen=None)
         self.name.clear()
         self.model.setCurrentText(summary.name)
 

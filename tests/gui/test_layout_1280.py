@@ -169,3 +169,11 @@ def test_each_adaptation_panel_fits_its_workspace_at_1280(demo, qtbot):
         assert area.isVisible(), name
         assert not area.horizontalScrollBar().isVisible(), f"{name}: {panel.minimumSizeHint().width()} px panel " \
                                                            f"in a {area.viewport().width()} px pane"
+
+
+def test_the_reliability_plot_takes_its_workspace_colours(demo, qtbot):
+    """pyqtgraph's black plot was a black box in the light Notes and Molecules workspaces."""
+    lightness = {name: demo.workspace_widget(name).adaptation.reliability.backgroundBrush().color().lightness()
+                 for name in ("images", "notes", "molecules")}
+    assert lightness["notes"] > 200 and lightness["molecules"] > 200, lightness
+    assert lightness["images"] < 60, lightness  # the dark reading-room viewer
