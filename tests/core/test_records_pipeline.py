@@ -147,3 +147,12 @@ def test_function_words_are_not_model_entities():
 
     assert _only_function_words("via") and _only_function_words("both again") and _only_function_words("further")
     assert not any(_only_function_words(w) for w in ("back", "two", "US", "chest pain", "pain in the back"))
+
+
+def test_a_history_cue_alone_is_not_an_entity_and_still_asserts(pipeline):
+    """The 3.0.0 tagger took "redemonstrated" for a PROBLEM, which also hid the cue from ConText:
+    a model span that is only a HISTORICAL trigger of the shipped ConText rules is dropped."""
+    text = "The mass in the left adrenal gland is redemonstrated."
+    ents = pipeline.annotate(text).entities
+    assert "redemonstrated" not in [e.text for e in ents]
+    assert any(e.historical for e in ents if e.label == "PROBLEM"), [(e.text, e.label, e.historical) for e in ents]

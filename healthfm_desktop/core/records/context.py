@@ -21,6 +21,7 @@ list is historical: the kit's historical means begun more than two weeks before,
 condition named as a bare list item (a past-history or problem list whose header the sentence
 does not carry) is by its nature. The finding is its own trigger and scope."""
 
+import functools
 import json
 from bisect import bisect_right
 from pathlib import Path
@@ -94,6 +95,17 @@ def context_rules(base_path: Path, extra_path: Path | None = None, extra: bool =
     rules = [r for r in (_rule_from_dict(item, overrides, terminated_by) for item in base) if r is not None]
     rules += [r for r in (_rule_from_dict(item, {}, terminated_by) for item in data.get("context_rules", [])) if r is not None]
     return rules
+
+
+@functools.lru_cache(maxsize=4)
+def trigger_words(categories: frozenset[str]) -> frozenset[str]:
+    """Lower-cased literals of the shipped ConText rules (medspaCy's and ours) of ``categories``:
+    a cue of an assertion, which the entity finder never takes for a finding by itself."""
+    import medspacy.context.context as medspacy_context
+
+    # the packaged rules file where ConText's DEFAULT_RULES_FILEPATH points
+    rules = context_rules(Path(medspacy_context.__file__).resolve().parents[2] / "resources" / "en" / "context_rules.json")
+    return frozenset(" ".join(r.literal.lower().split()) for r in rules if r.category in categories and r.literal)
 
 
 @Language.factory("healthfm_context", default_config={"extra_rules": True, "extra_rules_file": "", "fast": True})

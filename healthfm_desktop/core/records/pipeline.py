@@ -27,7 +27,7 @@ from spacy.util import filter_spans, minibatch
 from healthfm_desktop.core.records import context as _context  # noqa: F401  (registers healthfm_context)
 from healthfm_desktop.core.records import sentences as _sentences  # noqa: F401  (registers healthfm_sentences)
 from healthfm_desktop.core.records.annotation import AnnotatedNote, Entity, Section, Trigger
-from healthfm_desktop.core.records.context import CATEGORY_TO_ASSERTION
+from healthfm_desktop.core.records.context import CATEGORY_TO_ASSERTION, trigger_words
 from healthfm_desktop.core.records.labels import MEDICATION_ATTRIBUTES
 from healthfm_desktop.core.records.phi import find_phi
 from healthfm_desktop.core.records.rules import find_rule_spans
@@ -60,6 +60,9 @@ NEVER_ENTITIES = frozenset(
      "them", "it", "they", "he", "she", "this", "that", "these", "those", "which", "doing well"}
 )
 
+# a model span that is only an assertion cue of these ConText categories ("redemonstrated",
+# "previously") is the cue, not a finding: taken as an entity it would also hide the cue from ConText
+CUE_CATEGORIES = frozenset({"HISTORICAL"})
 
 # a section header line ("LABORATORY DATA:", "Imaging studies:") names a section, not a test
 # (issue 21); a bare test name as its own line ("CBC:") is not a header: a header has a section word
@@ -228,7 +231,7 @@ class EntityFinder:
                 original = text[offsets[s][0] : offsets[e - 1][0] + offsets[e - 1][1]]  # doc[s:e].text
                 words = original.lower()
                 # a bare number, or a prescription abbreviation, is never a TEST/PROBLEM by itself
-                if any(c.isalpha() for c in words) and words not in NEVER_ENTITIES and not (e - s == 1 and s in cues) and not (original.islower() and (_verb_as_medication(words, label) or _only_function_words(original))):
+                if any(c.isalpha() for c in words) and words not in NEVER_ENTITIES and " ".join(words.split()) not in trigger_words(CUE_CATEGORIES) and not (e - s == 1 and s in cues) and not (original.islower() and (_verb_as_medication(words, label) or _only_function_words(original))):
                     found.append((s, e, label, "model"))
                     self._confidence[(s, e, label)] = confidence
         headers = header_ranges(text)
