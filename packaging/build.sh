@@ -12,4 +12,4 @@ start=$(date +%s)
 "$PY" packaging/strip_bundle.py dist/healthfm
 echo "bundle: built in $(( $(date +%s) - start )) s, $(du -sh dist/healthfm | cut -f1)"
 "$PY" packaging/check_licences.py build/pyinstaller/healthfm   # no GPL inside the MIT bundle
-bash packaging/make_deb.sh "$("$PY" -c 'import healthfm_desktop; print(healthfm_desktop.__version__)')"
+PYTHON="$PY" bash packaging/make_deb.sh "$("$PY" -c 'import healthfm_desktop; print(healthfm_desktop.__version__)')"

@@ -2,15 +2,19 @@
 # Wrap dist/healthfm/ into a .deb that installs under /opt/healthfm with a launcher, a desktop
 # entry, an icon and a MIME association for DICOM files, declaring the system libraries the
 # bundle does not carry (Qt's X11/xcb and OpenGL stack); removing it leaves nothing behind.
+# Usage: bash packaging/make_deb.sh VERSION [BUNDLE (dist/healthfm)] [OUT (dist)]
+# (STAGING: where the package tree is laid out, build/deb; PYTHON: a Python 3 for the Depends check)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSION=${1:?version}
-ROOT=build/deb/healthfm_${VERSION}_amd64
+BUNDLE=${2:-dist/healthfm}
+OUT=${3:-dist}
+ROOT=${STAGING:-build/deb}/healthfm_${VERSION}_amd64
 rm -rf "$ROOT"
 ICONS="$ROOT/usr/share/icons/hicolor"
 mkdir -p "$ROOT/DEBIAN" "$ROOT/opt" "$ROOT/usr/bin" "$ROOT/usr/share/applications" "$ROOT/usr/share/mime/packages" \
     "$ICONS/scalable/apps" "$ICONS/256x256/apps"
-cp -a dist/healthfm "$ROOT/opt/healthfm"
+cp -a "$BUNDLE" "$ROOT/opt/healthfm"
 ln -s /opt/healthfm/healthfm "$ROOT/usr/bin/healthfm"
 cp packaging/healthfm.desktop "$ROOT/usr/share/applications/"
 cp packaging/healthfm-dicom.xml "$ROOT/usr/share/mime/packages/"
@@ -19,10 +23,12 @@ cp resources/icons/healthfm.png "$ICONS/256x256/apps/healthfm.png"
 SIZE=$(du -sk "$ROOT/opt" | cut -f1)
 # The libraries Qt's xcb platform plugin, EGL/OpenGL and fonts load from the system (the bundle
 # carries Qt itself), and the packages of the system libraries the spec left out of the bundle
-# (build/pyinstaller/system-packages.txt); `packaging/smoke_test.sh` checks nothing is missing.
-SYSTEM_PACKAGES=build/pyinstaller/system-packages.txt
+# (build/pyinstaller/system-packages.txt); deb_depends.py below fails the build on a library left out.
+SYSTEM_PACKAGES=${SYSTEM_PACKAGES:-build/pyinstaller/system-packages.txt}
 DEPENDS=$( (cat "$SYSTEM_PACKAGES" 2>/dev/null || true; cat <<'LIBS'
 libc6 (>= 2.36)
+libgcc-s1
+libstdc++6
 libegl1
 libgl1
 libopengl0
@@ -91,7 +97,9 @@ command -v update-desktop-database >/dev/null && update-desktop-database /usr/sh
 command -v gtk-update-icon-cache >/dev/null && gtk-update-icon-cache -q -t /usr/share/icons/hicolor || true
 POSTRM
 chmod 755 "$ROOT/DEBIAN/postinst" "$ROOT/DEBIAN/postrm"
+# every library a file of the bundle links and the bundle lacks must come from a package in Depends
+"${PYTHON:-python3}" packaging/deb_depends.py "$ROOT/opt/healthfm" "$ROOT/DEBIAN/control"
 # xz (every dpkg reads it): about half the size of gzip for this bundle; level 9 (64 MiB window)
 # finds the repeats across the bundle's many similar libraries
-dpkg-deb --root-owner-group -Zxz -z9 --threads-max="$(nproc)" --build "$ROOT" "dist/healthfm_${VERSION}_amd64.deb" >/dev/null
-echo "deb: dist/healthfm_${VERSION}_amd64.deb $(du -h "dist/healthfm_${VERSION}_amd64.deb" | cut -f1)"
+dpkg-deb --root-owner-group -Zxz -z9 --threads-max="$(nproc)" --build "$ROOT" "$OUT/healthfm_${VERSION}_amd64.deb" >/dev/null
+echo "deb: $OUT/healthfm_${VERSION}_amd64.deb $(du -h "$OUT/healthfm_${VERSION}_amd64.deb" | cut -f1), $(stat -c %s "$OUT/healthfm_${VERSION}_amd64.deb") bytes"

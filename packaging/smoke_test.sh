@@ -2,11 +2,15 @@
 # Install the .deb on this machine, check the installed bundle offline (--version, the self-test:
 # models' sha256 + one run, workspaces' core paths on the samples, main window; the GUI start),
 # that it links no library the system lacks and its desktop entry and icon are in place; then
-# remove it and check that nothing of it is left.
+# remove it and check that nothing of it is left; purge it and list any file that is new since
+# before the install and that no installed package owns.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEB=$(ls dist/healthfm_*_amd64.deb | head -1)
 export DEBIAN_FRONTEND=noninteractive
+snapshot() { find /opt /usr /etc -xdev 2>/dev/null | grep -v "/__pycache__" | sort; }  # (bytecode others compile: not ours)
+before_install=$(mktemp)
+snapshot > "$before_install"
 apt-get install -y -qq "./$DEB" >/dev/null
 test -x /opt/healthfm/healthfm
 test -f /usr/share/applications/healthfm.desktop
@@ -48,3 +52,12 @@ done
 if [ -n "$left" ]; then echo "left after removing the package:$left" >&2; exit 1; fi
 if dpkg -s healthfm-desktop 2>/dev/null | grep -q "^Status: install"; then echo "still installed" >&2; exit 1; fi
 echo "removed cleanly: nothing of the package is left"
+dpkg -P healthfm-desktop >/dev/null
+if dpkg -s healthfm-desktop >/dev/null 2>&1; then echo "dpkg still knows the package after purging it" >&2; exit 1; fi
+# new files are fine when a package owns them (a dependency apt installed with it); others are the package's
+left=""
+while IFS= read -r path; do
+    dpkg -S "$path" >/dev/null 2>&1 || left="$left $path"
+done < <(snapshot | comm -13 "$before_install" -)
+if [ -n "$left" ]; then echo "left after purging the package (new since the install, owned by no package):$left" >&2; exit 1; fi
+echo "purged cleanly: no file it or its scripts wrote is left under /opt, /usr or /etc"
