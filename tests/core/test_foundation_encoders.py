@@ -137,3 +137,38 @@ def test_a_text_head_made_on_encoder_1_0_keeps_reading_only_the_first_window(tmp
     assert not np.array_equal(older.embed([note]), current.embed([note]))
     short = ["Afebrile."]
     np.testing.assert_array_equal(older.embed(short), current.embed(short))  # one window: the same
+
+
+def test_an_image_head_made_on_another_image_encoder_version_is_refused(tmp_path, monkeypatch):
+    """A retrained image encoder embeds into another space: a user's image model made on an
+    earlier minor version is refused with what to do, not run on the wrong inputs."""
+    import json
+
+    from healthfm_desktop.core.errors import ModelError
+    from healthfm_desktop.core.foundation.adaptation import AdaptedModel, train_adapted_model
+    from healthfm_desktop.core.foundation.datasets import Items
+    from healthfm_desktop.core.inference.registry import load_registry
+
+    monkeypatch.setenv("HEALTHFM_HOME", str(tmp_path / "home"))
+    items = Items("image")
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        items.add(f"d{i}", (rng.random((32, 32)) * 80).astype(np.uint8), "dark")
+        items.add(f"b{i}", (175 + rng.random((32, 32)) * 80).astype(np.uint8), "bright")
+    train_adapted_model("image", items, "my_brightness")
+    registry = load_registry()
+    current = encoder_info("image", registry).version
+    AdaptedModel.load(registry.get("my_brightness"), registry)  # made on this version: runs
+    manifest_path = registry.get("my_brightness").model_path.with_suffix(".json")
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["encoder_version"] == current
+    major, minor = (int(p) for p in current.split(".")[:2])
+    manifest["encoder_version"] = f"{major}.{minor + 1}.0"
+    manifest_path.write_text(json.dumps(manifest))
+    registry = load_registry()
+    with pytest.raises(ModelError, match="train it again"):
+        AdaptedModel.load(registry.get("my_brightness"), registry)
+    manifest["encoder_version"] = f"{major}.{minor}.7"  # a patch release keeps the space
+    manifest_path.write_text(json.dumps(manifest))
+    registry = load_registry()
+    AdaptedModel.load(registry.get("my_brightness"), registry)

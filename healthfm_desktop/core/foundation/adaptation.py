@@ -334,6 +334,13 @@ class AdaptedModel:
         if manifest.encoder != expected.name or int(manifest.inputs[0]["shape"][-1]) != expected.dim:
             raise ModelError(f"model {manifest.name!r} was made on encoder {manifest.encoder!r}, which this "
                              f"installation does not have (it has {expected.name} {expected.version})")
+        made_on = _version(manifest.extra.get("encoder_version", ""))
+        if kind == "image" and made_on and made_on[:2] != _version(expected.version)[:2]:
+            # a retrained image encoder's embedding space is another one (same size, other axes):
+            # a head fitted on the old space would answer, wrongly, without any sign of it
+            raise ModelError(f"model {manifest.name!r} was made on {expected.name} "
+                             f"{manifest.extra['encoder_version']}; this installation has {expected.version}, "
+                             f"whose embeddings differ: train it again on the same labels")
         session, _ = create_session(manifest.model_path, threads=1)
         calibration = manifest.extra.get("conformal")
         conformal = conformal_from_dict(calibration) if calibration else None
