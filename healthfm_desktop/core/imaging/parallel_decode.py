@@ -147,6 +147,8 @@ class DecodePool:
     def __init__(self, processes: int):
         self.processes = processes
         self._executor: ProcessPoolExecutor | None = None
+        self._in_flight = 0  # tasks submitted and not done (queued or decoding)
+        self._in_flight_lock = threading.Lock()
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._failed: str | None = None
@@ -196,12 +198,27 @@ class DecodePool:
     def submit(self, request: DecodeRequest) -> Future:
         """Decode one object in a worker; the future's result is the array or an exception
         value. Raises ``BrokenProcessPool`` / ``RuntimeError`` when the pool is gone."""
-        return self._executor_or_raise().submit(_decode, request)
+        return self._counted(self._executor_or_raise().submit(_decode, request))
 
     def submit_many(self, requests: list[DecodeRequest]) -> list[DecodePart]:
         """Decode several objects in one worker task; one ``DecodePart`` per request."""
-        future = self._executor_or_raise().submit(_decode_many, list(requests))
+        future = self._counted(self._executor_or_raise().submit(_decode_many, list(requests)))
         return [DecodePart(future, i) for i in range(len(requests))]
+
+    def _counted(self, future: Future) -> Future:
+        with self._in_flight_lock:
+            self._in_flight += 1
+        future.add_done_callback(self._task_done)
+        return future
+
+    def _task_done(self, _future: Future) -> None:
+        with self._in_flight_lock:
+            self._in_flight -= 1
+
+    @property
+    def idle(self) -> bool:
+        """Running, with a worker that has nothing to do: a task submitted now starts at once."""
+        return self.ready and self._in_flight < self.processes
 
     def _executor_or_raise(self) -> ProcessPoolExecutor:
         executor = self._executor
@@ -473,12 +490,13 @@ def take_decoded_ahead(instance) -> np.ndarray | None:
 
 def decode_in_worker(instance) -> np.ndarray | None:
     """All frames of ``instance`` decoded by a worker of the shared pool while this thread waits
-    without the GIL, or None when the pool is not up (the caller decodes it in-process). For
-    an object the UI waits on (an import's preview): the codecs hold the GIL while they decode
-    (see above), so decoding it on a thread of this process stalls the UI thread as long.
-    Raises the decode error the worker found."""
+    without the GIL, or None when the pool is not up or every worker is busy (an earlier
+    import still decoding: waiting for its turn would delay the image; the caller decodes it
+    in-process). For an object the UI waits on (an import's preview): the codecs hold the GIL
+    while they decode (see above), so decoding it on a thread of this process stalls the UI
+    thread as long. Raises the decode error the worker found."""
     pool = shared_pool()
-    if pool is None or not pool.ready or getattr(instance, "pixel_value_offset", None) is None:
+    if pool is None or not pool.idle or getattr(instance, "pixel_value_offset", None) is None:
         return None
     try:
         outcome = pool.submit(DecodeRequest.from_instance(instance)).result()
