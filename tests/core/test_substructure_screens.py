@@ -47,6 +47,9 @@ QUERIES = [
     "[Pt]~[#7]", "[#6;R]!@[#8]",
     # multi-atom, unselective, and recursive (not typed)
     "c1ccccc1", "C(=O)N", "[#7]", "c1ccc2[nH]ccc2c1", "[$([NX3;H2])]", "[$(C=O);R]", "C-,:c", "[CH2;R]~[NH;R]",
+    # screened by each query atom with its neighbours (the arms), then matched
+    "c1ccccc1C", "C(=O)NC", "[CH2;R]@[#7;R]", "NC(=O)c1ccccc1", "[#6]:[#6]-[#7;H1]", "[O;H1]-c:c", "C-C(=O)-O-C",
+    "[CH3]-c1ccncc1", "[+]-[O-]", "[#1]-[#8]-C", "Cl-c:c-Cl", "[13C]-C", "C=C-C=C", "[N;R0]=[N+;R0]=[N-]", "*-*-*",
 ]
 
 
@@ -109,6 +112,25 @@ def test_atom_types_screen_out_molecules_the_fingerprint_keeps(library):
     typed = index._type_screen(query, Chem.MolToSmarts(query))
     assert len(kept[typed[kept]]) < len(kept) / 20
     assert set(_plain_loop(mols, query)) <= set(kept[typed[kept]].tolist())
+
+
+@pytest.mark.parametrize("smarts", ["c1ccccc1C", "C(=O)NC", "[CH2;R]@[#7;R]"])
+def test_neighbours_of_the_atom_types_screen_out_what_the_types_alone_keep(library, smarts):
+    """c1ccccc1C: a methylpyridine beside a phenyl has the fingerprint bits and the atom types of
+    toluene; only an aromatic carbon bonded to two aromatic carbons and an aliphatic one tells
+    them apart. The screen keeps every hit."""
+    mols, index = library
+    query = Chem.MolFromSmarts(smarts)
+    query.UpdatePropertyCache(strict=False)
+    Chem.FastFindRings(query)
+    kept = index._screen(query)
+    with_arms = kept[index._type_screen(query, Chem.MolToSmarts(query))[kept]]
+    alone = set()
+    for row in kept.tolist():  # the atom types alone: some atom of the molecule matches each query atom
+        if all(any(q.Match(a) for a in mols[row].GetAtoms()) for q in query.GetAtoms()):
+            alone.add(row)
+    assert set(_plain_loop(mols, query)) <= set(with_arms.tolist()) < alone
+    assert len(with_arms) < 0.9 * len(alone)
 
 
 def test_stored_rings_rebuild_the_rdkit_ring_information(library):

@@ -557,6 +557,7 @@ class LibraryIndex:
         self._records_map = None
         self._files = None  # what substructure matching reads (see _substructure_files)
         self._types = None  # atom types, loaded at the first substructure search
+        self._neighbours = None  # per atom type, its standing atom's neighbours (see _standing_neighbours)
         self._systems = None  # ring systems, loaded at the first search that reads them
         self._types_lock = threading.Lock()
         self._build_lock = threading.Lock()  # one substructure-data build at a time
@@ -734,7 +735,7 @@ class LibraryIndex:
         library's distinct ring systems (``_ring_system_screen``). Otherwise two exact screens
         keep only molecules that can match: the pattern fingerprint (the AND of the query's bit
         planes) and the atom types (for each query atom, the molecule must hold an atom of a
-        type RDKit matches it with). Each remaining molecule is rebuilt from RDKit's own
+        type RDKit matches it with, whose neighbours can take the query atom's neighbours). Each remaining molecule is rebuilt from RDKit's own
         canonical SMILES of the sanitised molecule without sanitising again (parsing such
         trusted SMILES costs a fifth of MolFromSmiles), with exactly what matching reads: valences
         and hydrogen counts always; when the query asks about rings, the stored SSSR rings
@@ -765,13 +766,13 @@ class LibraryIndex:
             if len(rows) >= _THREAD_MIN_ROWS and self._absent_atom(query, smarts):
                 return []
             return self._hits(_match_candidates(self._substructure_files(), rows, query, mode, top, progress))
-        typed = self._type_screen(query, smarts)
-        if query.GetNumAtoms() == 1 and typed is not None:  # decided by the atom types alone
-            rows = np.flatnonzero(typed) if isinstance(typed, np.ndarray) else np.arange(self.size)
-            return self._hits(rows[:top] if top else rows)
         star = self._star_screen(query, smarts)
         if star is not None:  # decided by the atom types and their neighbours
             rows = np.flatnonzero(star)
+            return self._hits(rows[:top] if top else rows)
+        typed = self._type_screen(query, smarts)
+        if query.GetNumAtoms() == 1 and typed is not None:  # decided by the atom types alone
+            rows = np.flatnonzero(typed) if isinstance(typed, np.ndarray) else np.arange(self.size)
             return self._hits(rows[:top] if top else rows)
         if isinstance(typed, np.ndarray):
             rows = rows[typed[rows]]
@@ -929,8 +930,19 @@ class LibraryIndex:
 
     def _type_screen(self, query: Chem.Mol, smarts: str) -> np.ndarray | bool | None:
         """Per library row, whether it holds, for every query atom, an atom of a type that
-        RDKit matches the query atom with (a bool array); True when every row does; None when
-        the query cannot be typed (recursive SMARTS read other atoms) or the index has no types."""
+        RDKit matches the query atom with and whose neighbours can take that query atom's arms
+        (a bool array); True when every row does; None when the query cannot be typed
+        (recursive SMARTS read other atoms) or the index has no types.
+
+        An arm is a query neighbour with its bond, when the bond reads only what a type keeps
+        of a bond (order, aromaticity, ring membership; other arms are left out, which only
+        keeps more rows). A type fixes the element, aromaticity and bond of each neighbour, and
+        the neighbour itself has one of the library's types: a neighbour can take an arm when
+        the arm matches a standing atom of that element and aromaticity (exactly the arm's
+        answer when the arm reads only those). In a match each query atom's arms go to distinct
+        neighbours of its atom, so a molecule without such an atom cannot match (c1ccccc1C: an
+        aromatic carbon bonded to two aromatic carbons and an aliphatic one, which the pattern
+        fingerprint does not tell)."""
         if "$" in smarts or self.size == 0:
             return None
         types = self._atom_types()
@@ -940,17 +952,26 @@ class LibraryIndex:
         mask: np.ndarray | bool = True
         seen: set[bytes] = set()
         asked: set[tuple] = set()
+        arm_kinds: dict[tuple, set] = {}  # per arm atom key: the (element, aromaticity) it can take
         # heteroatoms first (the rarer types: an atom no molecule holds ends the screen early);
-        # equal query atoms (a benzene's six c) are matched against the types once
+        # equal query atoms with equal arms (four of a toluene's six c) are matched once
         for query_atom in sorted(query.GetAtoms(), key=lambda atom: atom.GetAtomicNum() in (0, 6)):
-            key = (query_atom.DescribeQuery() if query_atom.HasQuery() else None, query_atom.GetSmarts(),
-                   query_atom.GetAtomicNum(), query_atom.GetFormalCharge(), query_atom.GetIsAromatic(),
-                   query_atom.GetIsotope(), query_atom.GetNumExplicitHs(), query_atom.GetNumRadicalElectrons())
+            arms = []
+            for bond in query_atom.GetBonds():
+                if _bond_local(bond):
+                    atom = bond.GetOtherAtom(query_atom)
+                    arm_key = _query_atom_key(atom)
+                    if arm_key not in arm_kinds:
+                        arm_kinds[arm_key] = self._kinds_matched(atom)
+                    arms.append((arm_key, bond))
+            key = (_query_atom_key(query_atom), tuple(sorted((arm, _query_bond_key(bond)) for arm, bond in arms)))
             if key in asked:
                 continue
             asked.add(key)
             ok = np.fromiter((query_atom.Match(atom) for atom in standing), dtype=bool, count=len(standing))
-            if not ok.any():  # no molecule holds an atom this query atom matches
+            if arms and ok.any():
+                ok &= self._arms_fit(np.flatnonzero(ok), [(arm_kinds[arm], bond) for arm, bond in arms])
+            if not ok.any():  # no molecule holds an atom this query atom (with its arms) matches
                 return np.zeros(self.size, dtype=bool)
             if ok.all() or ok.tobytes() in seen:
                 continue
@@ -959,6 +980,60 @@ class LibraryIndex:
             has = np.logical_or.reduceat(ok[flat], starts)
             mask = has if mask is True else mask & has
         return mask
+
+    def _kinds_matched(self, query_atom: Chem.Atom) -> set:
+        """The (element, aromaticity) of the standing atoms ``query_atom`` matches."""
+        kinds = set()
+        for atom in self._atom_types()[0]:
+            kind = (atom.GetAtomicNum(), atom.GetIsAromatic())
+            if kind not in kinds and query_atom.Match(atom):
+                kinds.add(kind)
+        return kinds
+
+    def _arms_fit(self, candidates: np.ndarray, arms: list) -> np.ndarray:
+        """Per atom type, whether the standing atoms of ``candidates`` (type numbers) have
+        distinct neighbours for ``arms`` ((the element and aromaticity an arm can take, its
+        query bond), the bond reading only order, aromaticity and ring membership): each arm
+        bond is matched once per kind of bond, not once per type."""
+        around = self._standing_neighbours()
+        fits = np.zeros(len(around), dtype=bool)
+        answers: dict[tuple, bool] = {}
+        for t in candidates.tolist():
+            options = []
+            for a, (kinds, arm_bond) in enumerate(arms):
+                option = []
+                for k, (atom_kind, bond_kind, bond) in enumerate(around[t]):
+                    if atom_kind not in kinds:
+                        continue
+                    answer = answers.get((a, bond_kind))
+                    if answer is None:
+                        answer = answers[(a, bond_kind)] = bool(arm_bond.Match(bond))
+                    if answer:
+                        option.append(k)
+                if not option:
+                    break
+                options.append(option)
+            else:
+                fits[t] = _assignable(options, set())
+        return fits
+
+    def _standing_neighbours(self) -> list:
+        """Per atom type, its standing atom's neighbours as ((element, aromaticity), bond kind,
+        bond), the bond kind being what a local bond query reads (order, aromaticity, ring
+        membership, and which end of a dative bond the atom is); worked out once per index."""
+        if self._neighbours is None:
+            out = []
+            for atom in self._atom_types()[0]:
+                ring_info = atom.GetOwningMol().GetRingInfo()
+                row = []
+                for bond in atom.GetBonds():
+                    other = bond.GetOtherAtom(atom)
+                    bond_kind = (int(bond.GetBondType()), bond.GetIsAromatic(), ring_info.NumBondRings(bond.GetIdx()) > 0,
+                                 bond.GetBeginAtomIdx() == atom.GetIdx())
+                    row.append(((other.GetAtomicNum(), other.GetIsAromatic()), bond_kind, bond))
+                out.append(row)
+            self._neighbours = out
+        return self._neighbours
 
     def _star_screen(self, query: Chem.Mol, smarts: str) -> np.ndarray | None:
         """Per library row, whether it contains a star-shaped query (one centre atom bonded to
@@ -1433,6 +1508,19 @@ def _element_only(atom: Chem.Atom, query: Chem.Mol) -> bool:
         return properties.query_names(atom.DescribeQuery()) <= _ELEMENT_QUERIES
     return (not atom.GetFormalCharge() and not atom.GetIsotope() and not atom.GetNumRadicalElectrons()
             and not query.GetRingInfo().NumAtomRings(atom.GetIdx()))
+
+
+def _query_atom_key(atom: Chem.Atom) -> tuple:
+    """What tells two query atoms apart for the atom-type screen (equal keys: the same matches;
+    a SMILES atom's match reads its ring count in the query too)."""
+    return (atom.DescribeQuery() if atom.HasQuery() else None, atom.GetSmarts(), atom.GetAtomicNum(),
+            atom.GetFormalCharge(), atom.GetIsAromatic(), atom.GetIsotope(), atom.GetNumExplicitHs(),
+            atom.GetNumRadicalElectrons(), atom.GetOwningMol().GetRingInfo().NumAtomRings(atom.GetIdx()))
+
+
+def _query_bond_key(bond: Chem.Bond) -> tuple:
+    return (bond.DescribeQuery() if bond.HasQuery() else None, bond.GetSmarts(), int(bond.GetBondType()),
+            bond.GetIsAromatic())
 
 
 def _bond_local(bond: Chem.Bond) -> bool:
