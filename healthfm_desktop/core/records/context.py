@@ -105,7 +105,8 @@ def trigger_words(categories: frozenset[str]) -> frozenset[str]:
 
     # the packaged rules file where ConText's DEFAULT_RULES_FILEPATH points
     rules = context_rules(Path(medspacy_context.__file__).resolve().parents[2] / "resources" / "en" / "context_rules.json")
-    return frozenset(" ".join(r.literal.lower().split()) for r in rules if r.category in categories and r.literal)
+    return frozenset(" ".join(r.literal.lower().split()) for r in rules
+                     if r.category in categories and r.literal and r.direction.upper() != "TERMINATE")
 
 
 @Language.factory("healthfm_context", default_config={"extra_rules": True, "extra_rules_file": "", "fast": True})
