@@ -3,9 +3,6 @@
     QT_SCALE_FACTOR=1 python scripts/screenshots.py docs/screenshots   # 1280x800
     QT_SCALE_FACTOR=2 python scripts/screenshots.py docs/screenshots   # 2560x1600 (HiDPI)
 
-Images is shot as the demo opens it (the Data quality dock open when a sample has something to
-report), the rest with that dock closed, as a user who read it leaves it; Molecules in its
-table and its grid view. A window that does not keep 1280x800 (a minimum size above it) fails.
 Each PNG is quantised to 256 colours (PIL) to stay a few hundred KB."""
 
 from __future__ import annotations
@@ -40,7 +37,7 @@ def save(window, path: Path, size: tuple[int, int]) -> None:
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
     window.grab().save(buffer, "PNG")
     image = Image.open(io.BytesIO(bytes(buffer.data()))).convert("RGB")
-    if image.size != size:
+    if image.size != size:  # a minimum size above 1280x800 grows the window past the screen
         least = window.minimumSizeHint()
         raise SystemExit(f"{path.name}: the window is {image.size[0]}x{image.size[1]}, not {size[0]}x{size[1]} "
                          f"(its minimum size is {least.width()}x{least.height()})")
@@ -73,6 +70,8 @@ def main() -> int:
     images.apply_preset_number(1)
     wait(app, lambda: False, 0.5)
     save(window, out / f"images_{size}.png", pixels)
+    # Images as the demo opens it (the Data quality dock open when a sample has something to
+    # report); the rest with the dock closed, as a user who has read it leaves it
     window.data_quality_dock.hide()
     images.mpr_action.setChecked(True)
     wait(app, lambda: images.mpr_view.volume() is not None, 60)

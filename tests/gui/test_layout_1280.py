@@ -1,6 +1,5 @@
-"""The whole window at 1280x800 with the demo open, as a user on a laptop screen sees it: it fits
-the screen, every Images side panel is one click away (no scroll arrows), series tiles and the
-patient list's columns are whole, and a workspace's status line stays in that workspace."""
+"""The window at 1280x800 with the demo open, as a laptop user sees it: it fits, nothing is hidden
+behind scroll arrows or clipped, and a workspace's status line stays in that workspace."""
 
 from __future__ import annotations
 
