@@ -4,16 +4,15 @@ lists each, under its kind, with the reason."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from healthfm_desktop.app import build_main_window
 from tests.gui.test_main_window import drop
+from tests.gui.screenshots import SCREENSHOTS
 
 REPO = Path(__file__).resolve().parents[2]
-SCREENSHOTS = Path(os.environ.get("HEALTHFM_SCREENSHOTS", "/tmp"))
 
 
 @pytest.fixture

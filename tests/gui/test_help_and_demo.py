@@ -3,9 +3,7 @@ Help shows every key of every workspace and a short guide, both from views/short
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import pytest
 from PySide6.QtGui import QAction, QKeySequence
@@ -15,8 +13,7 @@ from healthfm_desktop.app import build_main_window
 from healthfm_desktop.core.paths import demo_paths, samples_dir
 from healthfm_desktop.views import shortcuts
 from healthfm_desktop.views.main_window import is_dicom_file_name
-
-SCREENSHOTS = Path(os.environ.get("HEALTHFM_SCREENSHOTS", "/tmp"))
+from tests.gui.screenshots import SCREENSHOTS
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ seems wrong) as well as Tools: the same checks run on a worker and each shows it
 from __future__ import annotations
 
 from healthfm_desktop.app import build_main_window
+from tests.gui.screenshots import SCREENSHOTS
 
 
 def test_self_test_runs_from_the_help_menu(qtbot):
@@ -20,5 +21,5 @@ def test_self_test_runs_from_the_help_menu(qtbot):
                for i in range(dialog.tree.topLevelItemCount())]
     assert len(results) > 5 and any("molecule" in label.lower() for _, label in results)
     assert [r for r in results if r[0] != "ok"] == []
-    dialog.grab().save("/tmp/help_self_test.png")
+    dialog.grab().save(str(SCREENSHOTS / "help_self_test.png"))
     window.close()

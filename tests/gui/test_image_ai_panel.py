@@ -4,7 +4,6 @@ and the saliency or segmentation overlay on the image; cancel; export SEG/SR."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +16,7 @@ from healthfm_desktop.controllers.images import ImagesController
 from healthfm_desktop.views.image_viewer.analysis_panel import PANEL_TITLE, SHAPE_NAME, install_image_analysis
 from healthfm_desktop.views.image_viewer.workspace import ImagesWorkspace
 from tests.core.test_image_ai_helpers import IMAGE_SAMPLES, IMAGE_TEST_DATA, make_dicom
-
-SCREENSHOTS = Path(os.environ.get("HEALTHFM_SCREENSHOTS", "/tmp"))
+from tests.gui.screenshots import SCREENSHOTS
 
 
 @pytest.fixture

@@ -21,13 +21,13 @@ from PySide6.QtWidgets import QLabel, QToolButton
 from healthfm_desktop.app import build_main_window
 from healthfm_desktop.controllers.images import ImagesController
 from healthfm_desktop.views.image_viewer.workspace import ImagesWorkspace
+from tests.gui.screenshots import SCREENSHOTS
 
 REPO = Path(__file__).resolve().parents[2]
 DICOM = REPO / "tests" / "data" / "dicom"
 MR_SERIES = DICOM / "series" / "MR_T1_3D_MPRAGE_sag_philips_1mm_170sl"
 CT_SMALL = DICOM / "single" / "CT_small.dcm"
 BAD = DICOM / "bad"
-SCREENSHOTS = Path(os.environ.get("HEALTHFM_SCREENSHOTS", "/tmp"))
 
 
 class ImagesHarness:

@@ -4,7 +4,6 @@ same frame of reference to the same place in the patient, not the same index."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +13,12 @@ from pydicom.uid import generate_uid
 from PySide6.QtWidgets import QMessageBox
 
 from tests.gui.test_image_viewer import open_and_wait, shown_images_harness
+from tests.gui.screenshots import SCREENSHOTS
 
 REPO = Path(__file__).resolve().parents[2]
 DICOM = REPO / "tests" / "data" / "dicom"
 CT_SERIES = DICOM / "series" / "CT_head_phantom_philips_1mm_20sl"
 MR_SERIES = DICOM / "series" / "MR_T1_3D_MPRAGE_sag_philips_1mm_170sl"
-SCREENSHOTS = Path(os.environ.get("HEALTHFM_SCREENSHOTS", "/tmp"))
 
 
 @pytest.fixture

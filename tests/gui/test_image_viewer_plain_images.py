@@ -6,7 +6,6 @@ line's `images classify` gives for the same file."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +15,12 @@ from PIL import Image
 from healthfm_desktop.controllers.image_ai import ImageAnalysisController
 from healthfm_desktop.views.image_viewer.analysis_panel import AnalysisPanel
 from tests.gui.test_image_viewer import draw, open_and_wait
+from tests.gui.screenshots import SCREENSHOTS
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "tests" / "data" / "images"
 CHEST = IMAGES / "pneumoniamnist_test_001_pneumonia.png"
 ULTRASOUND = IMAGES / "hc18_test_172_HC.png"
-SCREENSHOTS = Path(os.environ.get("HEALTHFM_SCREENSHOTS", "/tmp"))
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from rdkit import Chem
 from healthfm_desktop.core.chemistry.session import HITS, TABLE
 from healthfm_desktop.views.molecule_panel.workspace import ORIGIN
 from tests.gui.test_molecule_panel import drugs_panel
+from tests.gui.screenshots import SCREENSHOTS
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def test_model_and_mutation_analogues_of_the_selected_molecule(view, qtbot):
     origins = [view.model.index(i, ORIGIN).data() for i in range(12)]
     assert all(o.split(" (")[0] in ("model", "mutation") for o in origins)
     assert any(o.startswith("model") for o in origins)
-    view.grab().save("/tmp/molecule_analogues.png")
+    view.grab().save(str(SCREENSHOTS / "molecule_analogues.png"))
     # the table is kept beside the analogues, one click away; analogues can join it
     view.show_all_button.click()
     assert [r.smiles for r in view.controller.rows] == list(known_order)

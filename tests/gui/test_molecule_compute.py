@@ -14,6 +14,7 @@ from healthfm_desktop.controllers.molecules import MoleculesController
 from healthfm_desktop.core.chemistry.search_index import build_index
 from healthfm_desktop.views.dialogs import SettingsDialog
 from healthfm_desktop.views.molecule_panel.workspace import MoleculesWorkspace
+from tests.gui.screenshots import SCREENSHOTS
 
 LIBRARY = Path(__file__).resolve().parents[1] / "data" / "molecules" / "moses_subset_10k.csv.gz"
 pytestmark = pytest.mark.slow
@@ -72,7 +73,7 @@ def test_search_and_predict_on_the_cluster_equal_local(qtbot, tmp_path, schedule
     said = [t for _, t in messages]
     assert any("searched on the Dask cluster at " + scheduler in t and "2 workers" in t for t in said), said
     assert any(t.startswith("predicted 30 molecules on the Dask cluster") for t in said), said
-    view.grab().save("/tmp/healthfm_molecules_on_cluster.png")
+    view.grab().save(str(SCREENSHOTS / "healthfm_molecules_on_cluster.png"))
 
     compute("tcp://127.0.0.1:9")  # nobody listens: a clear message, nothing lost
     messages.clear()
@@ -91,7 +92,7 @@ def test_settings_dialog_has_the_compute_choice(qtbot, tmp_path):
     assert dialog.values()["compute/scheduler"] == "tcp://10.0.0.1:8786"
     dialog.scheduler.setText("  ")
     assert dialog.values()["compute/scheduler"] == ""
-    dialog.grab().save("/tmp/healthfm_settings_compute.png")
+    dialog.grab().save(str(SCREENSHOTS / "healthfm_settings_compute.png"))
 
 
 def test_importing_a_large_file_describes_it_on_the_cluster(qtbot, tmp_path, scheduler, compute, monkeypatch):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import os
 import time
 from pathlib import Path
 
@@ -22,11 +21,11 @@ from healthfm_desktop.core.chemistry.session import HITS
 from healthfm_desktop.core.chemistry.workspace_search import IndexCache
 from healthfm_desktop.views.molecule_panel.workspace import DUPLICATES, GRID_LABEL_ROLE, ID
 from tests.gui.test_molecule_panel import drop_files, drugs_panel, panel_view as _panel
+from tests.gui.screenshots import SCREENSHOTS
 
 REPO = Path(__file__).resolve().parents[2]
 CSV = REPO / "resources" / "samples" / "molecules" / "approved_drugs.csv"
 MOSES = REPO / "tests" / "data" / "molecules" / "moses_subset_10k.csv.gz"
-SCREENSHOTS = Path(os.environ.get("HEALTHFM_SCREENSHOTS", "/tmp"))
 
 
 def _shown_ids(view) -> list[str]:

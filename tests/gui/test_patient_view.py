@@ -5,7 +5,6 @@ top variables), all matching what core computes."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +16,10 @@ from healthfm_desktop.core.patients.reading import read_patient_file
 from healthfm_desktop.core.patients.risk import RiskModel
 from healthfm_desktop.core.patients.timeline import panels_for
 from healthfm_desktop.views.patient_view.workspace import RISK_COLUMN, PatientsWorkspace
+from tests.gui.screenshots import SCREENSHOTS as SCREENSHOT_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "patients"
-SCREENSHOT_DIR = Path(os.environ.get("HEALTHFM_SCREENSHOTS", "/tmp"))
 
 
 @pytest.fixture(scope="module")

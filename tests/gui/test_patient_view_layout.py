@@ -4,7 +4,6 @@ values go (highest risk first: down)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -13,10 +12,10 @@ from PySide6.QtCore import Qt
 from healthfm_desktop.core.patients.timeline import ICU_TYPES, stay_summary
 from healthfm_desktop.views.patient_view.workspace import RISK_COLUMN
 from tests.gui.test_patient_view import shown_patients
+from tests.gui.screenshots import SCREENSHOTS
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "resources" / "samples" / "patients" / "icu_stays.csv"
-SCREENSHOTS = Path(os.environ.get("HEALTHFM_SCREENSHOTS", "/tmp"))
 
 
 @pytest.fixture
