@@ -185,12 +185,15 @@ def icons():
     return pixels, np.asarray(labels), names, blank
 
 
-def training_pool():
+def training_pool(extra: bool = False):
     """image_encoder 1.0.0's training items (64-px frames), modality and acquisition per item: a
-    CT/MR series is one acquisition, every PneumoniaMNIST / HC18 image its own."""
+    CT/MR series is one acquisition, every PneumoniaMNIST / HC18 image its own; ``extra``: with
+    the leak-checked extra frames (build_extra_images.py), one acquisition per volume or file."""
     import train_image_encoder as tie
 
     train, _ = tie.load_data()
+    if extra:
+        train = tie.add_extra(train)
     series = np.array([not s.startswith(("pneumoniamnist", "hc18")) for s in train["source"]])
     acquisition = np.where(series, np.unique(train["source"], return_inverse=True)[1] + len(series),
                            np.arange(len(series)))
@@ -247,8 +250,8 @@ def score(embed, data) -> dict:
     return result
 
 
-def load_data() -> dict:
-    pool_images, pool_labels, pool_acquisition = training_pool()
+def load_data(extra: bool = False) -> dict:
+    pool_images, pool_labels, pool_acquisition = training_pool(extra)
     frames, owner, files = held_out_frames()
     group = group_acquisitions([f["uid"] for f in files], [f["thumbnail"] for f in files])
     return {"pool_images": pool_images, "pool_labels": pool_labels,
@@ -262,15 +265,21 @@ def encoder_embed(manifest_path: Path):
     manifest = json.loads(Path(manifest_path).read_text(encoding="utf-8"))
     embedder = ImageEmbedder(Path(manifest_path).with_name(manifest["file"]), manifest["preprocessing"]["steps"],
                              threads=1)
-    return f"{manifest['name']} {manifest['version']}", embedder.embed
+    return f"{manifest['name']} {manifest['version']} ({manifest_path})", embedder.embed
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", type=Path,
                         help="an image-embedding manifest (default: models/image_encoder.json); repeatable")
+    parser.add_argument("--reference-extra", action="store_true",
+                        help="draw the 5-NN reference from 1.0.0's training data and the extra CT/MR frames "
+                             "(more CT/MR acquisitions; the old per-file figure then uses that pool too)")
+    parser.add_argument("--write", action="store_true",
+                        help="store the first --model's figures (and the raw-pixel floor) in its manifest, "
+                             "for its card (evaluate_foundation.py --cards-only)")
     args = parser.parse_args(argv)
-    data = load_data()
+    data = load_data(args.reference_extra)
     results = {"raw 64x64 pixels": score(pixel_features, data)}
     for path in args.model or [ROOT / "models" / "image_encoder.json"]:
         name, embed = encoder_embed(path)
@@ -281,6 +290,22 @@ def main(argv=None) -> dict:
               f"per modality {r['per_modality']}; icons {r['icons_accuracy_not_blank']} "
               f"({r['icons']['n'] - r['icons']['blank']} not blank); old per-file {r['old_per_file_accuracy']}")
     print(json.dumps(results, indent=1))
+    if args.write:
+        from healthfm_desktop.core.inference.registry import write_manifest
+
+        path = (args.model or [ROOT / "models" / "image_encoder.json"])[0]
+        manifest = json.loads(Path(path).read_text(encoding="utf-8"))
+        mine, floor = list(results.values())[1], results["raw 64x64 pixels"]
+        keep = ("balanced_acquisition_accuracy", "ci95", "per_modality", "acquisitions", "files", "frames",
+                "icons_accuracy_not_blank", "icons")
+        manifest["metrics"]["modality_knn5_unseen_scanners_balanced"] = {
+            **{k: mine[k] for k in keep},
+            "raw_pixels": {k: floor[k] for k in ("balanced_acquisition_accuracy", "ci95")},
+            "reference": f"{PER_CLASS} training images per modality, drawn evenly over acquisitions (seed 0)"
+                         + (", extra CT/MR frames included" if args.reference_extra else ""),
+            "command": "python models/training/evaluate_image_modality.py"
+                       + (" --reference-extra" if args.reference_extra else "")}
+        write_manifest(Path(path), manifest)
     return results
 
 

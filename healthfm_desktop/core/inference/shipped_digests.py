@@ -23,7 +23,7 @@ SHIPPED_SHA256: dict[str, str] = {
     "hc18_unet_scope_embedding.npz": "9eea4a37996565252bb69a17b937f9946600df987ab0ba7caeeee8e5a83230d9",
     "icu_mortality.json": "cc34b496af9b0f8c29c22109d2165f1c060c7a400f7eab061c9454008e20cc24",
     "icu_mortality.onnx": "dfb099966182ba2e0f91c99fa9a01ea29e65050cfc5941fd7ba019890b7bb37a",
-    "image_encoder.json": "dfe8e40e7dd7caded43a608f01fd416c0c1b9525c559eb770be9ebaa33d55ecf",
+    "image_encoder.json": "ba7178f45f0ecb9665e2d8b3d1bd5826ffbe7a2f27cb58b5d65fedb07f8c0e96",
     "image_encoder.onnx": "ee76d826dded55337d8b2dc7679aac39facc33935fcb1006f3d74d37c6f49ad8",
     "ner_clinical.json": "e44f22e0aca243ee648622c5b74d19e4d1dae971896debfb068fa69f6245167d",
     "ner_clinical.onnx": "4555ec5af156d66395d46b31c44f49cd494e5ae856ab727935b5a889600bf395",
