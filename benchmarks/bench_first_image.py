@@ -5,8 +5,10 @@
 FOLDER: a DICOM series (default: the 20-slice CT in tests/data; issue 19 measured the shared
 140-slice JPEG-LS CT, ``<data>/dicom/series/CT_head_phantom_philips_1mm_140sl``).
 - ours: what a drop on the window does: ``route_paths`` (the drop routing, keeping the files it
-  sniffed), then a fresh Images workspace and controller's ``open_paths`` with them, until the
-  viewport holds pixels (Qt offscreen);
+  sniffed), then the Images controller's ``open_paths`` with them, until the viewport holds pixels
+  (Qt offscreen). A fresh workspace and controller per run, built and shown before the clock
+  starts (in the app the window is up before the drop), and the rest of the import cancelled
+  after it stops (until 2026-12-08 both were inside the timed part);
 - baseline: read every header with ``pydicom.dcmread(stop_before_pixels=True)``, sort by
   position along the slice normal, read and decode the middle slice (``pixel_array`` +
   ``apply_modality_lut``).
@@ -52,18 +54,23 @@ def pydicom_middle_slice(folder: Path) -> np.ndarray:
     return apply_modality_lut(ds.pixel_array, ds)
 
 
-def ours_first_image(app, folder: Path) -> tuple[np.ndarray, bool]:
+def ours_first_image(app, folder: Path) -> tuple[np.ndarray, bool, float]:
+    """The first image a drop on an open Images workspace shows, whether it came before the folder
+    was indexed, and the seconds from the drop (routing included) to pixels in the viewport."""
     from healthfm_desktop.controllers.images import ImagesController
     from healthfm_desktop.core.routing import route_paths
     from healthfm_desktop.views.image_viewer.workspace import ImagesWorkspace
 
-    routing = route_paths([folder], keep_contents=True)
-    paths = routing.by_workspace.get("images", [])
+    # the workspace is on screen before the drop, as in the app: building it is not the drop's time
     controller = ImagesController()
     workspace = ImagesWorkspace(controller)
     workspace.resize(1200, 800)
     workspace.show()
+    app.processEvents()
     viewport = workspace.active_viewport
+    started = time.perf_counter()
+    routing = route_paths([folder], keep_contents=True)
+    paths = routing.by_workspace.get("images", [])
     controller.open_paths(paths, read_ahead=routing.contents)
     deadline = time.perf_counter() + 120
     while viewport().frame() is None:
@@ -71,8 +78,10 @@ def ours_first_image(app, folder: Path) -> tuple[np.ndarray, bool]:
         if time.perf_counter() > deadline:
             raise SystemExit("no image shown within 120 s")
         time.sleep(0.001)
+    seconds = time.perf_counter() - started
     shown = np.array(viewport().frame(), copy=True)
     before_index = not controller.series  # the preview, shown while the folder still indexes
+    # what follows (cancelling the rest of the import, closing) is not the user's wait
     controller.cancel_jobs()
     while controller.busy:
         app.processEvents()
@@ -81,7 +90,7 @@ def ours_first_image(app, folder: Path) -> tuple[np.ndarray, bool]:
     workspace.deleteLater()
     controller.deleteLater()
     app.processEvents()
-    return shown, before_index
+    return shown, before_index, seconds
 
 
 def main(argv=None) -> int:
@@ -98,14 +107,13 @@ def main(argv=None) -> int:
     print(f"start: {_load()} on {os.cpu_count()} cores; {len(files)} files in {args.folder.name}")
     ours_t, base_t, previews, middles = [], [], [], []
     for _ in range(max(args.repeat, 1)):
-        t0 = time.perf_counter()
-        shown, preview = ours_first_image(app, args.folder)
+        shown, preview, seconds = ours_first_image(app, args.folder)
         previews.append(preview)
         t1 = time.perf_counter()
         middle = pydicom_middle_slice(args.folder)
         t2 = time.perf_counter()
         middles.append(shown.shape == middle.shape and np.allclose(shown, middle, atol=0.5))
-        ours_t.append(t1 - t0)
+        ours_t.append(seconds)
         base_t.append(t2 - t1)
     o, b = statistics.median(ours_t), statistics.median(base_t)
     print(f"first image after a drop of {len(files)} files: {o / b:.2f}x pydicom headers + sort + middle slice "
