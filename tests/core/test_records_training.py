@@ -159,6 +159,44 @@ def test_static_word_vectors_are_a_row_per_known_word_else_its_pieces_rows():
     assert not np.allclose(with_pieces, without, atol=1e-3)
 
 
+def _plain_viterbi(logits, start, transition):
+    """The search written out, one row and one full [K, K] step a token (the reference)."""
+    scores = logits.astype(np.float64)
+    scores = scores - np.logaddexp.reduce(scores, axis=1, keepdims=True)
+    best, back = scores[0] + start, np.zeros(scores.shape, dtype=np.int64)
+    for t in range(1, len(scores)):
+        candidates = best[:, None] + transition
+        back[t] = np.argmax(candidates, axis=0)
+        best = candidates[back[t], np.arange(scores.shape[1])] + scores[t]
+    path = [int(np.argmax(best))]
+    for t in range(len(scores) - 1, 0, -1):
+        path.append(int(back[t, path[-1]]))
+    return path[::-1]
+
+
+def test_viterbi_on_many_rows_of_any_lengths_gives_each_row_its_own_path():
+    """The tagger decodes all its rows that break BIO in one batched search (padded to the
+    longest, a row's lengths given): each row gets exactly the path it gets alone, ties
+    (rounded logits) included."""
+    from healthfm_desktop.core.records.labels import CLINICAL_LABELS
+    from healthfm_desktop.core.records.ner_features import bio_tags
+    from healthfm_desktop.core.records.tag_decoding import bio_transitions, viterbi_bio, viterbi_bio_rows
+
+    tags = bio_tags(CLINICAL_LABELS)
+    start, transition = bio_transitions(tags)
+    rng = np.random.default_rng(19)
+    for trial in range(60):
+        lengths = rng.integers(1, 30, size=rng.integers(1, 8))
+        logits = rng.normal(scale=3, size=(len(lengths), lengths.max(), len(tags))).astype(np.float32)
+        if trial % 2:
+            logits = np.round(logits)
+        paths = viterbi_bio_rows(logits, tags, (start, transition), lengths)
+        for row, length, path in zip(logits, lengths, paths):
+            expected = _plain_viterbi(row[:length], start, transition)
+            assert path[:length].tolist() == expected
+            assert viterbi_bio(row[:length], tags) == expected
+
+
 def test_app_decoding_is_valid_bio_and_argmax_where_argmax_is_valid():
     """The app's tagger keeps the argmax of a row that forms valid BIO and decodes any other
     row with the BIO-constrained Viterbi search (issue 21: +0.005 dev relaxed F1)."""

@@ -19,7 +19,7 @@ from spacy.attrs import IDX, IS_SPACE, LENGTH, SENT_START
 from spacy.tokens import Doc
 
 from healthfm_desktop.core.records.ner_features import StaticPieces, TokenEncoder, build_word_index, decode_bio
-from healthfm_desktop.core.records.tag_decoding import bio_transitions, viterbi_bio
+from healthfm_desktop.core.records.tag_decoding import bio_transitions, viterbi_bio_rows
 
 MODEL_NAME = "ner_clinical"
 MAX_ROW_TOKENS = 96  # as in training; longer sentences are cut into rows of this size
@@ -61,18 +61,29 @@ class NerTagger:
         for i, row in enumerate(rows):
             if row:
                 by_length.setdefault(len(row), []).append(i)
+        tagged = []  # (rows of the batch, logits, argmax tags)
+        broken = []  # (batch number, row in it) of rows whose argmax is not valid BIO
         for _length, members in sorted(by_length.items()):
             for begin in range(0, len(members), BATCH_ROWS):
                 batch = members[begin : begin + BATCH_ROWS]
                 feeds = dict(zip(("word_ids", "char_ids", "shape_ids", "piece_ids"), self.encoder.encode([rows[i] for i in batch])))
                 (logits,) = self.session.run(None, {name: feeds[name] for name in self.input_names})
                 best = np.argmax(logits, axis=-1)
-                for k in np.flatnonzero(self._breaks_bio(best)).tolist():
-                    best[k] = viterbi_bio(logits[k], self.tags, self.transitions)
-                shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-                chosen = np.take_along_axis(shifted, best[..., None], axis=-1)[..., 0] / shifted.sum(axis=-1)
-                for k, i in enumerate(batch):
-                    results[i] = (best[k].tolist(), chosen[k].tolist())
+                broken.extend((len(tagged), k) for k in np.flatnonzero(self._breaks_bio(best)).tolist())
+                tagged.append((batch, logits, best))
+        if broken:  # all in one Viterbi search, whatever their lengths
+            lengths = [tagged[b][1].shape[1] for b, _k in broken]
+            stacked = np.zeros((len(broken), max(lengths), len(self.tags)), dtype=tagged[0][1].dtype)
+            for n, (b, k) in enumerate(broken):
+                stacked[n, : lengths[n]] = tagged[b][1][k]
+            paths = viterbi_bio_rows(stacked, self.tags, self.transitions, lengths)
+            for n, (b, k) in enumerate(broken):
+                tagged[b][2][k] = paths[n, : lengths[n]]
+        for batch, logits, best in tagged:
+            shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+            chosen = np.take_along_axis(shifted, best[..., None], axis=-1)[..., 0] / shifted.sum(axis=-1)
+            for k, i in enumerate(batch):
+                results[i] = (best[k].tolist(), chosen[k].tolist())
         return results
 
     def _breaks_bio(self, best: np.ndarray) -> np.ndarray:
