@@ -1,6 +1,6 @@
-"""The Data quality panel: one tree for every import of the session, newest first: the source
-and its workspace, a line of counts, then what was unreadable, out of range, duplicated or
-missing, each item with the reason."""
+"""The Data quality panel: one tree for every import of the session, those with findings first,
+newest first within each: the source and its workspace, a line of counts, then what was
+unreadable, out of range, duplicated or missing, each item with the reason."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ class DataQualityPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.hint)
         layout.addWidget(self.tree)
+        self._with_findings = 0
 
     def add_report(self, report) -> QTreeWidgetItem:
         top = QTreeWidgetItem([f"{Path(report.source).name} ({report.workspace})", report.summary()])
@@ -42,7 +43,10 @@ class DataQualityPanel(QWidget):
             if hidden:
                 group.addChild(QTreeWidgetItem([f"… {hidden} more", ""]))
             top.addChild(group)
-        self.tree.insertTopLevelItem(0, top)
+        # an import with findings goes on top; a clean one below the last with findings, so that
+        # clean imports arriving later do not push what the user has to look at out of view
+        self._with_findings += not report.clean
+        self.tree.insertTopLevelItem(0 if not report.clean else self._with_findings, top)
         top.setExpanded(True)
         for index in range(top.childCount()):
             top.child(index).setExpanded(True)
@@ -63,8 +67,12 @@ def install_data_quality(window, controller) -> DataQualityPanel:
     def on_report(report) -> None:
         panel.add_report(report)
         if not report.clean:
+            opening = dock.isHidden()
             dock.show()
             dock.raise_()
+            if opening:  # a finding opens the dock low, leaving the workspace its room; the
+                # user's own height is kept once it is open
+                window.resizeDocks([dock], [max(140, window.height() // 5)], Qt.Orientation.Vertical)
 
     controller.report_ready.connect(on_report)
     window.data_quality_dock = dock

@@ -51,6 +51,22 @@ def demo(qapp, tmp_path_factory):
         os.environ["HEALTHFM_HOME"] = home
 
 
+def test_a_finding_opens_the_data_quality_dock_low_and_the_workspace_keeps_its_room(demo, qtbot):
+    # the demo's icu_stays.csv has a stay without Mg: the dock opens by itself
+    dock = demo.data_quality_dock
+    assert dock.isVisible()
+    demo.show_workspace("images")
+    qtbot.wait(20)
+    assert dock.height() <= demo.height() // 4
+    assert demo.workspace_widget("images").active_viewport().height() >= 400
+    # and what opened it is the first thing in it, above the imports with nothing to report
+    tree = dock.widget().tree
+    assert tree.topLevelItem(0).text(0) == "icu_stays.csv (patients)"
+    assert tree.topLevelItemCount() > 1 and all("nothing unreadable" in tree.topLevelItem(i).text(1)
+                                                for i in range(1, tree.topLevelItemCount()))
+    assert tree.visualItemRect(tree.topLevelItem(0).child(0).child(0)).bottom() < tree.viewport().height()
+
+
 def test_the_window_fits_a_1280x800_screen_with_the_data_quality_dock_open(demo, qtbot):
     demo.data_quality_dock.show()
     for name in demo.workspace_names():
