@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,7 +43,12 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    # a worker that has exited stays a zombie until its parent, the forkserver, reaps it
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return not Path("/proc/self/stat").exists()  # gone meanwhile; or no /proc: signal 0 decides
 
 
 def test_one_pass_decode_in_workers_equals_pydicom_for_every_manifest_file():
@@ -152,6 +158,9 @@ def test_shutdown_leaves_no_worker_process():
     assert len(pids) == 2 and all(_alive(pid) for pid in pids)
     parallel_decode.shutdown_shared_pool()
     assert not pool.ready
+    deadline = time.monotonic() + 10  # the forkserver reaps its exited children on its own time
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not any(_alive(pid) for pid in pids)
     # the next use starts a new pool
     assert parallel_decode.warm_shared_pool()
