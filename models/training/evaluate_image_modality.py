@@ -26,8 +26,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-MODALITIES = ["xray", "ultrasound", "ct", "mr"]
-DICOM_MODALITY = {"CR": "xray", "DX": "xray", "US": "ultrasound", "CT": "ct", "MR": "mr"}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from image_training import DICOM_MODALITY, MODALITIES, images_with_modality  # noqa: E402  (models/training)
+
 SINGLE = ROOT / "tests" / "data" / "dicom" / "single"
 DICOMDIR = ROOT / "tests" / "data" / "dicom" / "dicomdir"
 PER_CLASS = 200
@@ -165,22 +166,11 @@ def held_out_frames():
 
 def icons():
     """First frames of the DICOMDIR's files (16x16 icons) with their modality, and which are blank."""
-    from healthfm_desktop.core.errors import UserFacingError
-    from healthfm_desktop.core.imaging.ai.preprocessing import read_image
-
     pixels, labels, names = [], [], []
-    for path in sorted(DICOMDIR.rglob("*")):
-        if not path.is_file() or path.name == "DICOMDIR":
-            continue
-        try:
-            image = read_image(path)
-        except UserFacingError:
-            continue
-        modality = DICOM_MODALITY.get((image.modality or "").upper())
-        if modality:
-            pixels.append(image.pixels)
-            labels.append(MODALITIES.index(modality))
-            names.append(path.name)
+    for path, image, modality in images_with_modality(sorted(DICOMDIR.rglob("*"))):
+        pixels.append(image.pixels)
+        labels.append(MODALITIES.index(modality))
+        names.append(path.name)
     blank = np.array([np.ptp(p) == 0 for p in pixels])
     return pixels, np.asarray(labels), names, blank
 

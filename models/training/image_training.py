@@ -1,5 +1,5 @@
 """What the image training scripts share: static INT8 quantisation of an exported model, the
-INT8 copy's manifest and card, and the cards' common sections."""
+INT8 copy's manifest and card, the cards' common sections, and DICOM files read with their modality."""
 
 from __future__ import annotations
 
@@ -85,3 +85,26 @@ def reproduce_and_log(manifest: dict, log_lines: list[str]) -> str:
 ```
 {chr(10).join(log_lines)}
 ```"""
+
+
+# the image encoder's modality classes, and the DICOM Modality values that map onto them
+MODALITIES = ["xray", "ultrasound", "ct", "mr"]
+DICOM_MODALITY = {"CR": "xray", "DX": "xray", "US": "ultrasound", "CT": "ct", "MR": "mr"}
+
+
+def images_with_modality(paths):
+    """(path, first frame as the app reads it, encoder modality) for each file of ``paths`` the
+    app can read whose Modality is one of DICOM_MODALITY's; the others are skipped."""
+    from healthfm_desktop.core.errors import UserFacingError
+    from healthfm_desktop.core.imaging.ai.preprocessing import read_image
+
+    for path in paths:
+        if not path.is_file() or path.name == "DICOMDIR":
+            continue
+        try:
+            image = read_image(path)
+        except UserFacingError:
+            continue
+        modality = DICOM_MODALITY.get((image.modality or "").upper())
+        if modality:
+            yield path, image, modality

@@ -35,17 +35,17 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from healthfm_desktop.core.errors import UserFacingError  # noqa: E402
 from healthfm_desktop.core.imaging.ai.preprocessing import read_image  # noqa: E402
 from healthfm_desktop.core.inference.image_steps import apply_steps  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from image_training import MODALITIES, images_with_modality  # noqa: E402  (models/training)
 
 MODELS = ROOT / "models"
 DATA = MODELS / "training" / "data" / "images"
 DICOM = ROOT / "tests" / "data" / "dicom"
 NAME = "image_encoder"
 SIZE = 64
-MODALITIES = ["xray", "ultrasound", "ct", "mr"]
-DICOM_MODALITY = {"CR": "xray", "DX": "xray", "US": "ultrasound", "CT": "ct", "MR": "mr"}
 SEED = 0
 EPOCHS = 12
 FRAME_STEPS = [{"op": "pad_square"}, {"op": "resize", "size": [SIZE, SIZE]}]
@@ -100,16 +100,9 @@ def load_data():
                 test.add(pixels, modality, position=position, source=f"{folder.name}-test")
             elif i < int(n * 0.85) - 2:  # a gap of two slices between train and test
                 train.add(pixels, modality, position=position, source=folder.name)
-    for path in sorted((DICOM / "single").glob("*.dcm")) + sorted((DICOM / "dicomdir").rglob("*")):
-        if not path.is_file() or path.name == "DICOMDIR":
-            continue
-        try:
-            image = read_image(path)
-        except UserFacingError:
-            continue
-        modality = DICOM_MODALITY.get((image.modality or "").upper())
-        if modality:
-            test.add(image.pixels, modality, source=f"single:{path.name}")
+    for path, image, modality in images_with_modality(sorted((DICOM / "single").glob("*.dcm"))
+                                                      + sorted((DICOM / "dicomdir").rglob("*"))):
+        test.add(image.pixels, modality, source=f"single:{path.name}")
     return train.arrays(), test.arrays()
 
 
