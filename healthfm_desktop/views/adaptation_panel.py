@@ -369,8 +369,7 @@ class AdaptationPanel(QWidget):
             bar.setValue(min(bar.maximum(), self.similar_box.mapTo(area.widget(), self.similar_box.rect().topLeft()).y()))
 
     def _on_busy(self, busy: bool) -> None:
-        self.train_button.setEnabled(not busy)
-        self.cancel_button.setEnabled(busy)
+        self.training.set_busy(busy)
 
 
 def scrolling(panel: AdaptationPanel) -> QScrollArea:

@@ -53,8 +53,10 @@ def test_label_train_metrics_run_export_import_similar(workspace, qtbot, tmp_pat
     assert json.loads((tmp_path / "home" / "labels" / "notes.json").read_text())["labels"]["mts-5"] == ("history" if "mts-5" in history_notes else "other")
 
     panel.name.setText("history_note")
+    assert not panel.progress.isVisible()  # no empty progress box before anything trains
     with qtbot.waitSignal(panel.controller.trained, timeout=300_000):
         qtbot.mouseClick(panel.train_button, Qt.MouseButton.LeftButton)
+        assert panel.progress.isVisibleTo(panel)
     text = panel.metrics.text()
     assert "history_note v1" in text and "on 30 items" in text and "auc" in text and "95 % CI" in text
     assert "history: 8" in text and "other: 22" in text

@@ -197,5 +197,4 @@ class ModelsDialog(QDialog):
         self.status.setText(message)
 
     def _on_busy(self, busy: bool) -> None:
-        self.train_button.setEnabled(not busy)
-        self.cancel_button.setEnabled(busy)
+        self.training.set_busy(busy)

@@ -24,14 +24,22 @@ class TrainingControls:
         self.cancel_button.clicked.connect(on_cancel)
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
+        self.progress.hide()  # shown while the form is busy: an idle bar is an empty box
         self.step = QLabel("")
         self.metrics = QLabel(prompt)
         self.metrics.setWordWrap(True)
         self.metrics.setTextFormat(Qt.TextFormat.RichText)
 
     def show_progress(self, fraction: float, step: str) -> None:
+        self.progress.show()
         self.progress.setValue(int(round(fraction * 100)))
         self.step.setText(step)
+
+    def set_busy(self, busy: bool) -> None:
+        """Train while idle, Cancel and the progress bar while a model trains."""
+        self.train_button.setEnabled(not busy)
+        self.cancel_button.setEnabled(busy)
+        self.progress.setVisible(busy)
 
 
 def summary_lines(summary, items: str = "items") -> list[str]:
