@@ -85,10 +85,26 @@ def default_extra_rules_path() -> Path:
     return terminology_dir() / "context_rules_extra.json"
 
 
+def extra_rules_data(extra_path: Path | None = None) -> dict:
+    """Our rules file (``extra_path`` or the bundled one) as read from JSON, {} when there is
+    none. Cached by path and modification time: building a pipeline reads it for ConText, the
+    target rules and the chronic list items, once. Callers must not change what it returns."""
+    extra_path = Path(extra_path or default_extra_rules_path())
+    try:
+        modified = extra_path.stat().st_mtime_ns
+    except OSError:
+        return {}
+    return _read_rules_file(str(extra_path), modified)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_rules_file(path: str, _modified: int) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
 def context_rules(base_path: Path, extra_path: Path | None = None, extra: bool = True) -> list[ConTextRule]:
     """medspaCy's packaged rules (with our category overrides) followed by our extra rules."""
-    extra_path = extra_path or default_extra_rules_path()
-    data = json.loads(extra_path.read_text(encoding="utf-8")) if extra and extra_path.is_file() else {}
+    data = extra_rules_data(extra_path) if extra else {}
     overrides = {k.lower(): v for k, v in data.get("overrides", {}).items()}
     terminated_by = data.get("terminated_by", {})
     base = json.loads(Path(base_path).read_text(encoding="utf-8"))["context_rules"]
@@ -122,17 +138,14 @@ def make_clinical_context(nlp: Language, name: str, extra_rules: bool, extra_rul
 
 def target_rules(extra_path: Path | None = None) -> list[ConTextRule]:
     """The rules file's ``target_rules``: cues that assert the finding they are part of."""
-    extra_path = extra_path or default_extra_rules_path()
-    data = json.loads(extra_path.read_text(encoding="utf-8")) if extra_path.is_file() else {}
-    return [r for r in (_rule_from_dict(item, {}, {}) for item in data.get("target_rules", [])) if r is not None]
+    items = extra_rules_data(extra_path).get("target_rules", [])
+    return [r for r in (_rule_from_dict(item, {}, {}) for item in items) if r is not None]
 
 
 def chronic_list_items(extra_path: Path | None = None) -> tuple[frozenset[str], ConTextRule | None]:
     """The rules file's chronic conditions (lower-cased, single spaces) and the rule that stands
     as their trigger; (empty, None) when the file has none."""
-    extra_path = extra_path or default_extra_rules_path()
-    data = json.loads(extra_path.read_text(encoding="utf-8")) if extra_path.is_file() else {}
-    item = data.get("chronic_list_items")
+    item = extra_rules_data(extra_path).get("chronic_list_items")
     if not item or not item.get("terms"):
         return frozenset(), None
     terms = frozenset(" ".join(t.lower().split()) for t in item["terms"])

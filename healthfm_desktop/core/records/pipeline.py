@@ -227,11 +227,12 @@ class EntityFinder:
         if cues:
             found = [c for c in found if c[3] == "user_terms" or not (c[1] - c[0] == 1 and c[0] in cues)]
         if self.tagger is not None:
+            cue_words = trigger_words(CUE_CATEGORIES)
             for s, e, label, confidence in (self.tagger.spans(doc) if model_spans is None else model_spans):
                 original = text[offsets[s][0] : offsets[e - 1][0] + offsets[e - 1][1]]  # doc[s:e].text
                 words = original.lower()
                 # a bare number, or a prescription abbreviation, is never a TEST/PROBLEM by itself
-                if any(c.isalpha() for c in words) and words not in NEVER_ENTITIES and " ".join(words.split()) not in trigger_words(CUE_CATEGORIES) and not (e - s == 1 and s in cues) and not (original.islower() and (_verb_as_medication(words, label) or _only_function_words(original))):
+                if any(c.isalpha() for c in words) and words not in NEVER_ENTITIES and " ".join(words.split()) not in cue_words and not (e - s == 1 and s in cues) and not (original.islower() and (_verb_as_medication(words, label) or _only_function_words(original))):
                     found.append((s, e, label, "model"))
                     self._confidence[(s, e, label)] = confidence
         headers = header_ranges(text)
