@@ -370,6 +370,10 @@ class ImageViewport(QWidget):
         zoom = self.zoom()
         return zoom / self._fit_zoom(), (self._pan.x() / zoom, self._pan.y() / zoom)
 
+    def unturned(self) -> bool:
+        """Neither flipped nor rotated: screen directions are the image's own."""
+        return not self._flip_h and not self._flip_v and self._rotation == 0
+
     def set_relative_view(self, magnification: float, pan: tuple[float, float] = (0.0, 0.0)) -> None:
         """Apply ``relative_view``'s figures at this viewport's own size (flips and rotation kept)."""
         if abs(magnification - 1.0) < 1e-6 and not any(pan):

@@ -358,8 +358,9 @@ class ImagesWorkspace(QWidget):
         return [self.side_tabs.tabBar().tabData(i) for i in range(self.side_tabs.count())]
 
     def show_side_panel(self, title: str) -> None:
-        if title in self.side_panel_titles():
-            self.side_tabs.setCurrentIndex(self.side_panel_titles().index(title))
+        titles = self.side_panel_titles()
+        if title in titles:
+            self.side_tabs.setCurrentIndex(titles.index(title))
 
     def active_viewport(self) -> ImageViewport:
         return self.slots[self._active].viewport
@@ -787,7 +788,7 @@ class ImagesWorkspace(QWidget):
             self._move_to(slot, int(round(min(max(self.mpr_view.voxel()[0], 0), count - 1))))
             if slot.viewport.frame() is not None:  # and the axial plane's zoom/pan come back
                 magnification, pan = self.mpr_view.viewports["axial"].relative_view()
-                slot.viewport.set_relative_view(magnification, pan if self._unturned(slot.viewport) else (0.0, 0.0))
+                slot.viewport.set_relative_view(magnification, pan if slot.viewport.unturned() else (0.0, 0.0))
         if state.window is not None and slot.viewport.frame() is not None:
             slot.viewport.set_window(*state.window)
         slot.viewport.set_inverted(state.inverted)
@@ -807,12 +808,7 @@ class ImagesWorkspace(QWidget):
             # the zoom the user had on the stack, on every plane; the pan too on the axial plane
             # when its pixels are the stack's and the stack is neither flipped nor rotated
             magnification, pan = slot.viewport.relative_view()
-            self.mpr_view.set_relative_view(magnification, pan if start is not None and self._unturned(slot.viewport) else None)
-
-    @staticmethod
-    def _unturned(viewport) -> bool:
-        state = viewport.view_state()
-        return not state["flip_h"] and not state["flip_v"] and state["rotation"] == 0
+            self.mpr_view.set_relative_view(magnification, pan if start is not None and slot.viewport.unturned() else None)
 
     def _on_mpr_window(self, center: float, width: float) -> None:
         if self._mpr_key is not None:
